@@ -1,0 +1,74 @@
+package proxy
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"time"
+)
+
+// Config is the proxy's configuration (the `proxy` section, plus the
+// backend credentials that node copies from the `redis` section).
+type Config struct {
+	// Listen is the read-write listener ("host:port", ":6380").
+	Listen string `koanf:"listen"`
+	// ReadonlyListen is the optional read-only listener; "" is off.
+	ReadonlyListen string `koanf:"readonly_listen"`
+	// Password, when set, is required from clients (AUTH) before anything
+	// else, and the proxy authenticates to Redis with BackendUsername /
+	// BackendPassword. When empty, a client's AUTH goes through to Redis.
+	Password string `koanf:"password"`
+	// HoldTimeout is how long a command waits for a master when none is known.
+	HoldTimeout time.Duration `koanf:"hold_timeout"`
+	// MaxClients refuses clients beyond this many (per listener).
+	MaxClients int `koanf:"max_clients"`
+	// MaxRequestBytes refuses a single command larger than this.
+	MaxRequestBytes int64 `koanf:"max_request_bytes"`
+	// PreferReplica is the replica address the read-only listener
+	// prefers (e.g. the one on this host), if healthy.
+	PreferReplica string `koanf:"prefer_replica"`
+	// DialTimeout bounds connecting to a backend.
+	DialTimeout time.Duration `koanf:"dial_timeout"`
+
+	// BackendUsername and BackendPassword come from redis.username /
+	// redis.password; not a key of the proxy section.
+	BackendUsername string `koanf:"-"`
+	BackendPassword string `koanf:"-"`
+}
+
+// DefaultConfig returns the defaults from DESIGN.md.
+func DefaultConfig() Config {
+	return Config{
+		Listen:          ":6380",
+		HoldTimeout:     5 * time.Second,
+		MaxClients:      10000,
+		MaxRequestBytes: 512 << 20, // Redis's own proto-max-bulk-len
+		DialTimeout:     time.Second,
+	}
+}
+
+// Validate checks the configuration and names the bad key.
+func (c Config) Validate() error {
+	var errs []error
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		errs = append(errs, fmt.Errorf("proxy.listen: bad address %q: want host:port or :port", c.Listen))
+	}
+	if c.ReadonlyListen != "" {
+		if _, _, err := net.SplitHostPort(c.ReadonlyListen); err != nil {
+			errs = append(errs, fmt.Errorf("proxy.readonly_listen: bad address %q: want host:port or :port", c.ReadonlyListen))
+		}
+	}
+	if c.HoldTimeout < 0 {
+		errs = append(errs, fmt.Errorf("proxy.hold_timeout: must not be negative, got %v", c.HoldTimeout))
+	}
+	if c.MaxClients < 1 {
+		errs = append(errs, fmt.Errorf("proxy.max_clients: must be at least 1, got %d", c.MaxClients))
+	}
+	if c.MaxRequestBytes < 1024 {
+		errs = append(errs, fmt.Errorf("proxy.max_request_bytes: must be at least 1024, got %d", c.MaxRequestBytes))
+	}
+	if c.DialTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("proxy.dial_timeout: must be positive, got %v", c.DialTimeout))
+	}
+	return errors.Join(errs...)
+}
