@@ -1,0 +1,39 @@
+# redhaven: build, test, benchmark, demo. `make help` lists the targets.
+SHELL := /bin/bash
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+GOFLAGS_BUILD := -trimpath -ldflags "-s -w -X main.version=$(VERSION)"
+BIN := dist/redhaven
+GO_TEST_FLAGS ?= -race -timeout 25m
+
+.PHONY: help build test test-short vet deps-check bench bench-failover demo clean
+
+help: ## list targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+
+build: ## build the static binary into dist/redhaven
+	CGO_ENABLED=0 go build $(GOFLAGS_BUILD) -o $(BIN) ./cmd/redhaven
+
+vet: ## go vet and gofmt check
+	go vet ./...
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+deps-check: ## leaves must not import each other or node (see DESIGN.md)
+	@./e2e/deps-check.sh
+
+test: vet deps-check build ## every test: unit, real redis/sentinel, cluster, netns, chromium, packages (seed corpora of fuzz targets included)
+	go test $(GO_TEST_FLAGS) ./...
+
+test-short: ## unit tests only
+	go test -short ./...
+
+bench: build ## redis-benchmark: direct vs redhaven vs HAProxy, interleaved, ratios
+	./e2e/bench/proxy-bench.sh
+
+bench-failover: build ## kill -9 the master under a 5 ms writer: redhaven vs HAProxy
+	./e2e/bench/failover-bench.sh
+
+demo: build ## 3 redis + 3 sentinels + redhaven on loopback; Ctrl-C stops everything
+	./e2e/demo.sh
+
+clean: ## remove build output
+	rm -rf dist

@@ -1,0 +1,168 @@
+// Command redhaven runs the redhaven agent and talks to a running one.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"sort"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/pflag"
+
+	"github.com/redhaven/redhaven/node"
+)
+
+// version is set at build time: -ldflags "-X main.version=...".
+var version = "dev"
+
+// command is one sub-command.
+type command struct {
+	summary string
+	run     func(args []string, stdout, stderr io.Writer) int
+}
+
+var commands = map[string]command{
+	"agent":        {"run the agent: watch Redis and Sentinel, proxy clients to the master", runAgent},
+	"check-config": {"validate a config file (and REDHAVEN_* environment) and print the result", runCheckConfig},
+	"version":      {"print the version", runVersion},
+}
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	node.Version = version
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		usage(stdout)
+		if len(args) == 0 {
+			return 2
+		}
+		return 0
+	}
+	if args[0] == "--version" {
+		args[0] = "version"
+	}
+	cmd, ok := commands[args[0]]
+	if !ok {
+		fmt.Fprintf(stderr, "redhaven: unknown command %q\n\n", args[0])
+		usage(stderr)
+		return 2
+	}
+	return cmd.run(args[1:], stdout, stderr)
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintf(w, `redhaven %s: high availability for Redis + Sentinel in one binary.
+
+Usage: redhaven <command> [flags]
+
+Commands:
+`, version)
+	names := make([]string, 0, len(commands))
+	for n := range commands {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Fprintf(w, "  %-13s %s\n", n, commands[n].summary)
+	}
+	fmt.Fprintf(w, `
+Run "redhaven <command> --help" for a command's flags.
+Configuration: defaults, then the YAML file (-c, default %s),
+then REDHAVEN_* environment variables (REDHAVEN_PROXY__HOLD_TIMEOUT=2s sets
+proxy.hold_timeout), then flags.
+`, node.DefaultConfigPath)
+}
+
+// configFlags returns a flag set with the config flags, for agent and check-config.
+func configFlags(name string, stderr io.Writer) *pflag.FlagSet {
+	fs := pflag.NewFlagSet(name, pflag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.SortFlags = false
+	node.Flags(fs)
+	return fs
+}
+
+// loadConfig parses flags and loads the config; "" path means the default.
+func loadConfig(fs *pflag.FlagSet, args []string) (node.Config, error) {
+	if err := fs.Parse(args); err != nil {
+		return node.Config{}, err
+	}
+	if fs.NArg() > 0 {
+		return node.Config{}, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	path := ""
+	if fs.Changed("config") {
+		path, _ = fs.GetString("config")
+	}
+	cfg, err := node.LoadConfig(path, os.Environ(), fs)
+	if err != nil {
+		return cfg, err
+	}
+	return cfg, cfg.Validate()
+}
+
+func runAgent(args []string, stdout, stderr io.Writer) int {
+	fs := configFlags("agent", stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: redhaven agent [-c FILE] [flags]\n\nRun the agent in the foreground until SIGINT/SIGTERM.\n\nFlags:\n%s", fs.FlagUsages())
+	}
+	cfg, err := loadConfig(fs, args)
+	if errors.Is(err, pflag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "redhaven agent: %s\n", indentErr(err))
+		return 2
+	}
+	logger := node.NewLogger(cfg.Log, stderr)
+	n, err := node.New(cfg, logger)
+	if err != nil {
+		fmt.Fprintf(stderr, "redhaven agent: %s\n", indentErr(err))
+		return 1
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	go func() {
+		<-ctx.Done()
+		stop() // a second signal now kills the process the default way
+	}()
+	if err := n.Run(ctx); err != nil {
+		logger.Error("agent failed", "err", err)
+		return 1
+	}
+	return 0
+}
+
+func runCheckConfig(args []string, stdout, stderr io.Writer) int {
+	fs := configFlags("check-config", stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: redhaven check-config [-c FILE] [flags]\n\nLoad and validate the configuration exactly as the agent would, and\nname every bad key. Exit status 0 when valid, 1 when not.\n\nFlags:\n%s", fs.FlagUsages())
+	}
+	cfg, err := loadConfig(fs, args)
+	if errors.Is(err, pflag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "configuration is invalid:\n  %s\n", strings.ReplaceAll(err.Error(), "\n", "\n  "))
+		return 1
+	}
+	fmt.Fprintf(stdout, "configuration is valid: node %s, %d sentinel(s) for master %q, proxy on %s\n",
+		cfg.NodeName, len(cfg.Redis.Sentinels), cfg.Redis.MasterName, cfg.Proxy.Listen)
+	return 0
+}
+
+func runVersion(args []string, stdout, stderr io.Writer) int {
+	fmt.Fprintf(stdout, "redhaven %s\n", version)
+	return 0
+}
+
+func indentErr(err error) string {
+	return strings.ReplaceAll(err.Error(), "\n", "\n  ")
+}

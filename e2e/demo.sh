@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# demo.sh (make demo): a whole Redis HA setup on loopback, in the foreground.
+#   3 redis-server (1 master, 2 replicas), 3 redis-sentinel, redhaven in front.
+# Ctrl-C stops everything this script started (by PID) and removes its files.
+# Env: DEMO_DIR [mktemp -d]  REDHAVEN_BIN [dist/redhaven]
+set -u
+HERE=$(cd "$(dirname "$0")" && pwd)
+BIN=${REDHAVEN_BIN:-$HERE/../dist/redhaven}
+REDIS_PORTS=(6390 6391 6392)
+SENTINEL_PORTS=(26390 26391 26392)
+PROXY_PORT=6380
+HTTP_PORT=8404
+PIDS=()
+
+say() { printf '\033[1m%s\033[0m\n' "$*"; }
+die() { echo "demo: $*" >&2; exit 1; }
+cleanup() {
+  trap - EXIT INT TERM
+  say "stopping everything the demo started..."
+  for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null; done
+  for p in "${PIDS[@]:-}"; do [ -n "$p" ] && wait "$p" 2>/dev/null; done
+  [ -n "${DEMO_TMP:-}" ] && rm -rf "$DEMO_TMP"
+  say "done."
+}
+
+# Debian packages this needs.
+missing=()
+for b in redis-server:redis-server redis-sentinel:redis-sentinel redis-cli:redis-tools; do
+  command -v "${b%%:*}" >/dev/null || missing+=("${b##*:}")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    say "installing ${missing[*]} (apt-get)..."
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null || die "apt-get install failed"
+  else
+    die "missing programs; run: sudo apt-get install ${missing[*]}"
+  fi
+fi
+[ -x "$BIN" ] || die "$BIN not built: run make build"
+for p in "${REDIS_PORTS[@]}" "${SENTINEL_PORTS[@]}" $PROXY_PORT; do
+  (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null && die "port $p is already in use on 127.0.0.1"
+done
+
+if [ -n "${DEMO_DIR:-}" ]; then D=$DEMO_DIR; mkdir -p "$D"; else DEMO_TMP=$(mktemp -d /tmp/redhaven-demo.XXXXXX); D=$DEMO_TMP; fi
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+wait_port() { local i; for i in $(seq 1 100); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.1; done; return 1; }
+
+say "starting redis on ${REDIS_PORTS[*]} (master ${REDIS_PORTS[0]})"
+for p in "${REDIS_PORTS[@]}"; do
+  args=(--port $p --bind 127.0.0.1 --save "" --appendonly no --dir "$D" --dbfilename "dump-$p.rdb" --logfile "$D/redis-$p.log")
+  [ $p != ${REDIS_PORTS[0]} ] && args+=(--replicaof 127.0.0.1 ${REDIS_PORTS[0]})
+  redis-server "${args[@]}" & PIDS+=($!)
+  wait_port $p || die "redis $p did not start (see $D/redis-$p.log)"
+done
+say "starting sentinels on ${SENTINEL_PORTS[*]} (down-after 1000 ms)"
+for p in "${SENTINEL_PORTS[@]}"; do
+  cat >"$D/sentinel-$p.conf" <<CFG
+port $p
+bind 127.0.0.1
+logfile $D/sentinel-$p.log
+dir $D
+sentinel monitor mymaster 127.0.0.1 ${REDIS_PORTS[0]} 2
+sentinel down-after-milliseconds mymaster 1000
+sentinel failover-timeout mymaster 6000
+CFG
+  redis-sentinel "$D/sentinel-$p.conf" & PIDS+=($!)
+  wait_port $p || die "sentinel $p did not start (see $D/sentinel-$p.log)"
+done
+
+cat >"$D/redhaven.yaml" <<CFG
+node_name: demo1
+data_dir: $D/data
+redis:
+  master_name: mymaster
+  sentinels: [127.0.0.1:${SENTINEL_PORTS[0]}, 127.0.0.1:${SENTINEL_PORTS[1]}, 127.0.0.1:${SENTINEL_PORTS[2]}]
+  check_interval: 250ms
+proxy:
+  listen: "127.0.0.1:$PROXY_PORT"
+CFG
+say "starting redhaven on 127.0.0.1:$PROXY_PORT (config $D/redhaven.yaml, log $D/redhaven.log)"
+"$BIN" agent -c "$D/redhaven.yaml" >"$D/redhaven.log" 2>&1 & PIDS+=($!)
+RH_PID=$!
+wait_port $PROXY_PORT || die "redhaven did not start: $(tail -5 "$D/redhaven.log")"
+for i in $(seq 1 100); do [ "$(redis-cli -p $PROXY_PORT SET demo:hello world 2>/dev/null)" = OK ] && break; sleep 0.1; done
+
+cat <<TXT
+
+$(say "redhaven demo is running.")
+  connect:           redis-cli -p $PROXY_PORT
+  try:               redis-cli -p $PROXY_PORT SET greeting hello ; redis-cli -p $PROXY_PORT GET greeting
+  who is master:     redis-cli -p ${SENTINEL_PORTS[0]} SENTINEL get-master-addr-by-name mymaster
+  keep writing:      while sleep 0.1; do redis-cli -p $PROXY_PORT INCR counter; done
+  fail over (kill):  kill -9 \$(redis-cli -p \$(redis-cli -p ${SENTINEL_PORTS[0]} SENTINEL get-master-addr-by-name mymaster | tail -1) INFO server | awk -F: '/^process_id/{print \$2}' | tr -d '\\r')
+  planned failover:  redis-cli -p ${SENTINEL_PORTS[0]} SENTINEL FAILOVER mymaster
+  agent log:         tail -f $D/redhaven.log
+Press Ctrl-C to stop everything.
+TXT
+wait $RH_PID
+say "redhaven exited; see $D/redhaven.log"

@@ -1,0 +1,161 @@
+#!/usr/bin/env bash
+# Builds the Docker images of the end-to-end tests without any image registry.
+#
+#   e2e/image.sh base            -> prints the base image tag
+#   e2e/image.sh node DEB        -> prints the node image tag (base + DEB installed)
+#
+# base: debootstrap a minimal Debian bookworm with Redis and network tools from
+# the same Debian mirror apt uses on this machine, then `docker import` it as
+# redhaven-base:bookworm-<hash of the package list>. Skipped when that tag
+# exists, so reruns take well under a second.
+#
+# node: `docker build --network=none` of a two-line Dockerfile FROM the base
+# that installs the .deb with dpkg -i (no network during the build). Tagged
+# redhaven-node:<first 12 hex of the .deb's sha256>; skipped when it exists.
+#
+# Environment:
+#   REDHAVEN_MIRROR   Debian mirror URL (default: read from apt's sources)
+#   REDHAVEN_SUITE    Debian suite (default: bookworm)
+#   TMPDIR            where the temporary root file system is made (/var/tmp)
+#
+# Must run as root (debootstrap). Everything temporary is removed on exit.
+set -euo pipefail
+
+SUITE="${REDHAVEN_SUITE:-bookworm}"
+VARIANT=minbase
+# Keep sorted: the tag hashes this list, so any change builds a new image.
+INCLUDE="ca-certificates,iproute2,iputils-ping,procps,redis-sentinel,redis-server,redis-tools"
+BASE_REPO=redhaven-base
+NODE_REPO=redhaven-node
+
+log() { printf 'image.sh: %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+# mirror prints the Debian mirror of $SUITE that apt uses here: the first URI
+# of a deb822 .sources stanza (or one-line sources.list entry) whose suites
+# include exactly $SUITE.
+mirror() {
+	if [[ -n "${REDHAVEN_MIRROR:-}" ]]; then
+		printf '%s\n' "$REDHAVEN_MIRROR"
+		return
+	fi
+	local f m=""
+	for f in /etc/apt/sources.list.d/*.sources; do
+		[[ -f "$f" ]] || continue
+		m=$(awk -v suite="$SUITE" '
+			function flush() {
+				if (types ~ /(^| )deb( |$)/ && (" " suites " ") ~ (" " suite " ") && uris != "" && found == "") {
+					split(uris, u, " "); found = u[1]
+				}
+				types = ""; uris = ""; suites = ""
+			}
+			/^[ \t]*$/ { flush(); next }
+			/^[ \t]*#/ { next }
+			tolower($1) == "types:" { $1 = ""; types = $0 }
+			tolower($1) == "uris:" { $1 = ""; sub(/^ +/, ""); uris = $0 }
+			tolower($1) == "suites:" { $1 = ""; suites = $0 }
+			END { flush(); if (found != "") print found }
+		' "$f")
+		[[ -n "$m" ]] && break
+	done
+	if [[ -z "$m" && -f /etc/apt/sources.list ]]; then
+		# deb [options] URI SUITE COMPONENTS...
+		m=$(awk -v suite="$SUITE" '
+			$1 == "deb" {
+				i = 2
+				if ($i ~ /^\[/) { while ($i !~ /\]$/) i++; i++ }
+				if ($(i+1) == suite) { print $i; exit }
+			}' /etc/apt/sources.list)
+	fi
+	[[ -n "$m" ]] || die "no apt source for suite $SUITE found in /etc/apt; set REDHAVEN_MIRROR"
+	printf '%s\n' "${m%/}"
+}
+
+base_tag() {
+	local h
+	h=$(printf '%s|%s|%s' "$SUITE" "$VARIANT" "$INCLUDE" | sha256sum | cut -c1-12)
+	printf '%s:%s-%s\n' "$BASE_REPO" "$SUITE" "$h"
+}
+
+have_image() { docker image inspect "$1" >/dev/null 2>&1; }
+
+build_base() {
+	local tag
+	tag=$(base_tag)
+	if have_image "$tag"; then
+		log "base image $tag exists (cached)"
+		printf '%s\n' "$tag"
+		return
+	fi
+	[[ $(id -u) -eq 0 ]] || die "debootstrap needs root"
+	command -v debootstrap >/dev/null || die "debootstrap missing (apt-get install debootstrap)"
+	local m root start
+	m=$(mirror)
+	root=$(mktemp -d "${TMPDIR:-/var/tmp}/redhaven-rootfs.XXXXXX")
+	# shellcheck disable=SC2064 # expand now: the trap must remove this root.
+	trap "rm -rf --one-file-system '$root'" EXIT
+	log "debootstrap $SUITE ($VARIANT, +$INCLUDE) from $m into $root"
+	start=$(date +%s)
+	debootstrap --variant="$VARIANT" --include="$INCLUDE" "$SUITE" "$root" "$m" >"$root.log" 2>&1 || {
+		tail -n 30 "$root.log" >&2
+		rm -f "$root.log"
+		die "debootstrap failed"
+	}
+	rm -f "$root.log"
+	log "debootstrap took $(($(date +%s) - start))s"
+	# Shrink: apt lists and caches are of no use in a test image without network.
+	rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/* \
+		"$root"/var/cache/apt/*.bin "$root"/tmp/* "$root"/var/log/*.log
+	# Docker mounts its own resolv.conf and hostname into each container.
+	: >"$root/etc/resolv.conf"
+	tar --numeric-owner --xattrs -C "$root" -c . |
+		docker import \
+			--change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+			--change 'ENV LANG=C.UTF-8' \
+			--change 'CMD ["/bin/bash"]' \
+			--message "redhaven e2e base: debootstrap $SUITE $VARIANT +$INCLUDE" \
+			- "$tag" >/dev/null
+	rm -rf --one-file-system "$root"
+	trap - EXIT
+	log "imported $tag in $(($(date +%s) - start))s total"
+	printf '%s\n' "$tag"
+}
+
+build_node() {
+	local deb=${1:-}
+	[[ -f "$deb" ]] || die "usage: image.sh node path/to/redhaven_VERSION_ARCH.deb (got '${deb}')"
+	local base tag ctx
+	base=$(build_base)
+	tag="$NODE_REPO:$(sha256sum "$deb" | cut -c1-12)"
+	if have_image "$tag"; then
+		log "node image $tag exists (cached)"
+		printf '%s\n' "$tag"
+		return
+	fi
+	ctx=$(mktemp -d "${TMPDIR:-/var/tmp}/redhaven-node.XXXXXX")
+	# shellcheck disable=SC2064
+	trap "rm -rf '$ctx'" EXIT
+	cp "$deb" "$ctx/redhaven.deb"
+	cat >"$ctx/Dockerfile" <<EOF
+FROM $base
+COPY redhaven.deb /tmp/redhaven.deb
+RUN dpkg -i /tmp/redhaven.deb && rm /tmp/redhaven.deb && redhaven version
+EOF
+	DOCKER_BUILDKIT=0 docker build --network=none --rm --force-rm -q -t "$tag" "$ctx" >/dev/null ||
+		die "docker build of $tag failed"
+	rm -rf "$ctx"
+	trap - EXIT
+	log "built $tag from $deb"
+	printf '%s\n' "$tag"
+}
+
+case "${1:-}" in
+base) build_base ;;
+node) build_node "${2:-}" ;;
+mirror) mirror ;;
+base-tag) base_tag ;;
+*)
+	echo "usage: $0 base | node DEB | mirror | base-tag" >&2
+	exit 2
+	;;
+esac

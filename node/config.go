@@ -1,0 +1,281 @@
+package node
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"reflect"
+	"sort"
+	"strings"
+
+	"github.com/go-viper/mapstructure/v2"
+	"github.com/knadh/koanf/parsers/yaml"
+	"github.com/knadh/koanf/providers/env/v2"
+	"github.com/knadh/koanf/providers/file"
+	"github.com/knadh/koanf/providers/posflag"
+	"github.com/knadh/koanf/v2"
+	"github.com/spf13/pflag"
+
+	"github.com/redhaven/redhaven/proxy"
+	"github.com/redhaven/redhaven/proxy/topology"
+)
+
+// DefaultConfigPath is where the agent looks for its config file.
+const DefaultConfigPath = "/etc/redhaven/redhaven.yaml"
+
+// EnvPrefix starts every environment variable that overrides a config key:
+// REDHAVEN_PROXY__HOLD_TIMEOUT=2s sets proxy.hold_timeout.
+const EnvPrefix = "REDHAVEN_"
+
+// envNotConfig are REDHAVEN_* variables that are not config keys (used by
+// tests and CI), so they are not reported as unknown keys.
+var envNotConfig = map[string]bool{"REDHAVEN_REQUIRE": true, "REDHAVEN_ARTIFACTS": true, "REDHAVEN_CONFIG": true}
+
+// Config is the whole agent configuration; each section belongs to the
+// package that uses it.
+type Config struct {
+	NodeName string          `koanf:"node_name"`
+	DataDir  string          `koanf:"data_dir"`
+	Redis    topology.Config `koanf:"redis"`
+	Proxy    proxy.Config    `koanf:"proxy"`
+	Log      LogConfig       `koanf:"log"`
+}
+
+// LogConfig is the `log` section.
+type LogConfig struct {
+	Level  string `koanf:"level"`  // debug, info, warn, error
+	Format string `koanf:"format"` // text or json
+}
+
+// DefaultConfig returns every default from DESIGN.md.
+func DefaultConfig() Config {
+	host, _ := os.Hostname()
+	return Config{
+		NodeName: host,
+		DataDir:  "/var/lib/redhaven",
+		Redis:    topology.DefaultConfig(),
+		Proxy:    proxy.DefaultConfig(),
+		Log:      LogConfig{Level: "info", Format: "text"},
+	}
+}
+
+// Validate checks every section; each error names its key.
+func (c Config) Validate() error {
+	var errs []error
+	if c.NodeName == "" {
+		errs = append(errs, errors.New("node_name: must not be empty"))
+	}
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("data_dir: must not be empty"))
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Errorf("log.level: %q is not one of debug, info, warn, error", c.Log.Level))
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		errs = append(errs, fmt.Errorf("log.format: %q is not one of text, json", c.Log.Format))
+	}
+	errs = append(errs, c.Redis.Validate(), c.Proxy.Validate())
+	return errors.Join(errs...)
+}
+
+// Flags registers the command-line flags that override the main keys.
+// Each flag's name is its key with '.' and '_' written as '-'.
+func Flags(fs *pflag.FlagSet) {
+	d := DefaultConfig()
+	fs.StringP("config", "c", DefaultConfigPath, "config file (YAML); a missing default file is fine, a missing named file is an error")
+	fs.String("node-name", d.NodeName, "this node's name (node_name)")
+	fs.String("data-dir", d.DataDir, "directory for Raft data (data_dir)")
+	fs.String("redis-master-name", d.Redis.MasterName, "Sentinel's name of the master (redis.master_name)")
+	fs.StringSlice("redis-sentinels", nil, "Sentinel addresses host:port, comma-separated (redis.sentinels)")
+	fs.StringSlice("redis-nodes", nil, "Redis node addresses host:port (redis.nodes; seeds, or the node list without Sentinel)")
+	fs.Duration("redis-check-interval", d.Redis.CheckInterval, "how often each Redis node's ROLE is checked (redis.check_interval)")
+	fs.String("proxy-listen", d.Proxy.Listen, "read-write proxy listener (proxy.listen)")
+	fs.String("proxy-readonly-listen", "", "read-only proxy listener, off when empty (proxy.readonly_listen)")
+	fs.Duration("proxy-hold-timeout", d.Proxy.HoldTimeout, "how long commands wait for a master (proxy.hold_timeout)")
+	fs.String("log-level", d.Log.Level, "debug, info, warn or error (log.level)")
+	fs.String("log-format", d.Log.Format, "text or json (log.format)")
+}
+
+// flagKey maps a flag name to its config key ("proxy-hold-timeout" -> "proxy.hold_timeout").
+func flagKey(name string, valid map[string]bool) string {
+	parts := strings.SplitN(name, "-", 2)
+	if len(parts) == 2 {
+		if k := parts[0] + "." + strings.ReplaceAll(parts[1], "-", "_"); valid[k] {
+			return k
+		}
+	}
+	return strings.ReplaceAll(name, "-", "_")
+}
+
+// LoadConfig reads defaults, then the YAML file, then REDHAVEN_*
+// environment variables, then the flags that were set. path "" means the
+// default path, which may be missing; fs may be nil.
+func LoadConfig(path string, environ []string, fs *pflag.FlagSet) (Config, error) {
+	cfg := DefaultConfig()
+	valid := validKeys(reflect.TypeOf(cfg), "")
+	k := koanf.New(".")
+
+	if path == "" {
+		path = DefaultConfigPath
+		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+			path = ""
+		}
+	}
+	if path != "" {
+		if err := k.Load(file.Provider(path), yaml.Parser()); err != nil {
+			return cfg, fmt.Errorf("config file %s: %w", path, err)
+		}
+		if err := checkKeys(k.Keys(), valid, "config file "+path); err != nil {
+			return cfg, err
+		}
+	}
+
+	var envErrs []error
+	envK := koanf.New(".")
+	err := envK.Load(env.Provider(".", env.Opt{
+		Prefix:      EnvPrefix,
+		EnvironFunc: func() []string { return environ },
+		TransformFunc: func(name, value string) (string, any) {
+			if envNotConfig[name] {
+				return "", nil
+			}
+			key := strings.ReplaceAll(strings.ToLower(strings.TrimPrefix(name, EnvPrefix)), "__", ".")
+			if !valid[key] {
+				envErrs = append(envErrs, fmt.Errorf("environment %s: unknown key %q%s", name, key, suggest(key, valid)))
+				return "", nil
+			}
+			return key, value
+		},
+	}), nil)
+	if err != nil {
+		return cfg, fmt.Errorf("environment: %w", err)
+	}
+	if len(envErrs) > 0 {
+		return cfg, errors.Join(envErrs...)
+	}
+	if err := k.Merge(envK); err != nil {
+		return cfg, fmt.Errorf("environment: %w", err)
+	}
+
+	if fs != nil {
+		err := k.Load(posflag.ProviderWithFlag(fs, ".", k, func(f *pflag.Flag) (string, any) {
+			if !f.Changed || f.Name == "config" {
+				return "", nil
+			}
+			key := flagKey(f.Name, valid)
+			if sv, ok := f.Value.(pflag.SliceValue); ok {
+				return key, sv.GetSlice()
+			}
+			return key, f.Value.String()
+		}), nil)
+		if err != nil {
+			return cfg, fmt.Errorf("flags: %w", err)
+		}
+	}
+
+	dc := &mapstructure.DecoderConfig{
+		DecodeHook: mapstructure.ComposeDecodeHookFunc(
+			mapstructure.StringToTimeDurationHookFunc(),
+			mapstructure.StringToSliceHookFunc(","),
+			mapstructure.TextUnmarshallerHookFunc()),
+		WeaklyTypedInput: true,
+		Result:           &cfg,
+		TagName:          "koanf",
+	}
+	if err := k.UnmarshalWithConf("", &cfg, koanf.UnmarshalConf{DecoderConfig: dc}); err != nil {
+		return cfg, fmt.Errorf("config: %s", cleanDecodeError(err, k))
+	}
+	return cfg, nil
+}
+
+// validKeys lists every dotted key of a config struct (by koanf tags). A
+// struct-typed field is a section; every other field is a key.
+func validKeys(t reflect.Type, prefix string) map[string]bool {
+	keys := map[string]bool{}
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		tag := f.Tag.Get("koanf")
+		if tag == "" || tag == "-" {
+			continue
+		}
+		key := prefix + tag
+		if f.Type.Kind() == reflect.Struct && f.Type.String() != "time.Time" {
+			keys[key] = true // the section itself, e.g. REDHAVEN_PROXY is not useful but harmless
+			for k := range validKeys(f.Type, key+".") {
+				keys[k] = true
+			}
+			continue
+		}
+		keys[key] = true
+	}
+	return keys
+}
+
+func checkKeys(keys []string, valid map[string]bool, where string) error {
+	var errs []error
+	for _, k := range keys {
+		if !valid[k] {
+			errs = append(errs, fmt.Errorf("%s: unknown key %q%s", where, k, suggest(k, valid)))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// suggest proposes the closest valid key for a typo.
+func suggest(key string, valid map[string]bool) string {
+	best, bestDist := "", 4
+	names := make([]string, 0, len(valid))
+	for k := range valid {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	for _, k := range names {
+		if d := editDistance(key, k); d < bestDist {
+			best, bestDist = k, d
+		}
+	}
+	if best == "" {
+		return ""
+	}
+	return fmt.Sprintf(" (did you mean %q?)", best)
+}
+
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur := make([]int, len(b)+1)
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev = cur
+	}
+	return prev[len(b)]
+}
+
+// cleanDecodeError turns mapstructure's error into "key: problem (got value)" lines.
+func cleanDecodeError(err error, k *koanf.Koanf) string {
+	s := err.Error()
+	s = strings.ReplaceAll(s, "decoding failed due to the following error(s):\n\n", "")
+	s = strings.ReplaceAll(s, "'", "")
+	var lines []string
+	for _, line := range strings.Split(strings.TrimSpace(s), "\n") {
+		key, rest, ok := strings.Cut(line, " ")
+		if ok && k.Exists(key) {
+			line = fmt.Sprintf("%s: %s (got %q)", key, rest, fmt.Sprint(k.Get(key)))
+		}
+		lines = append(lines, line)
+	}
+	return strings.Join(lines, "; ")
+}

@@ -1,0 +1,184 @@
+package webui
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Server serves the stats page, the APIs, metrics and health endpoints.
+type Server struct {
+	cfg    Config
+	src    Source
+	admin  Admin // nil: read-only
+	logger *slog.Logger
+
+	ln      net.Listener
+	tls     *tls.Config
+	handler http.Handler
+	users   map[string]User
+	secret  []byte // CSRF HMAC key, random per process
+
+	authMu    sync.Mutex
+	authCache map[string][32]byte // user -> sha256 of the last password that matched
+}
+
+// New validates cfg and binds cfg.Listen; it starts nothing (see Run).
+// admin may be nil: then the interface is read-only.
+func New(cfg Config, src Source, admin Admin, logger *slog.Logger) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if src == nil {
+		return nil, errors.New("webui: nil Source")
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{
+		cfg:       cfg,
+		src:       src,
+		admin:     admin,
+		logger:    logger.With("component", "webui"),
+		users:     make(map[string]User, len(cfg.Auth)),
+		secret:    make([]byte, 32),
+		authCache: map[string][32]byte{},
+	}
+	for _, u := range cfg.Auth {
+		s.users[u.Name] = u
+	}
+	if _, err := rand.Read(s.secret); err != nil {
+		return nil, fmt.Errorf("webui: csrf secret: %w", err)
+	}
+	if cfg.TLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
+		if err != nil {
+			return nil, fmt.Errorf("http.tls_cert %s, http.tls_key %s: %w", cfg.TLSCert, cfg.TLSKey, err)
+		}
+		s.tls = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	h, err := s.routes()
+	if err != nil {
+		return nil, err
+	}
+	s.handler = h
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("http.listen %s: %w", cfg.Listen, err)
+	}
+	s.ln = ln
+	return s, nil
+}
+
+// Addr is the bound listen address.
+func (s *Server) Addr() net.Addr { return s.ln.Addr() }
+
+// Handler serves every endpoint (without the listener), e.g. for httptest.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// Run serves until ctx ends, then shuts down gracefully (at most 5 seconds
+// for requests in flight) and closes the listener.
+func (s *Server) Run(ctx context.Context) error {
+	srv := &http.Server{
+		Handler:           s.handler,
+		TLSConfig:         s.tls,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(s.logger.Handler(), slog.LevelDebug),
+		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+	}
+	errc := make(chan error, 1)
+	go func() {
+		var err error
+		if s.tls != nil {
+			err = srv.ServeTLS(s.ln, "", "")
+		} else {
+			err = srv.Serve(s.ln)
+		}
+		errc <- err
+	}()
+	s.logger.Info("http serving", "addr", s.ln.Addr().String(), "tls", s.tls != nil, "auth", len(s.users) > 0)
+	select {
+	case err := <-errc:
+		return fmt.Errorf("http serve %s: %w", s.ln.Addr(), err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err := srv.Shutdown(sctx)
+	if serr := <-errc; serr != nil && !errors.Is(serr, http.ErrServerClosed) && err == nil {
+		err = serr
+	}
+	if err != nil {
+		_ = srv.Close()
+		return fmt.Errorf("http shutdown: %w", err)
+	}
+	return nil
+}
+
+func (s *Server) routes() (http.Handler, error) {
+	reg := prometheus.NewRegistry()
+	for _, c := range []prometheus.Collector{
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		newCollector(s.src),
+	} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("webui: register metrics: %w", err)
+		}
+	}
+	metrics := promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(s.logger.Handler(), slog.LevelWarn)})
+
+	mux := http.NewServeMux()
+	// Health: open, load balancers probe it.
+	mux.HandleFunc("GET /health/live", s.handleLive)
+	mux.HandleFunc("GET /health/ready", s.handleReady)
+	mux.HandleFunc("GET /health/leader", s.handleLeader)
+	// Reads: any configured user (or anyone without auth).
+	mux.Handle("GET /{$}", s.reader(http.HandlerFunc(s.handlePage)))
+	mux.Handle("GET /assets/style.css", s.reader(http.HandlerFunc(s.handleCSS)))
+	mux.Handle("GET /api/v1/stats", s.reader(http.HandlerFunc(s.handleStatsJSON)))
+	mux.Handle("GET /stats;csv", s.reader(http.HandlerFunc(s.handleStatsCSV)))
+	mux.Handle("GET /stats.csv", s.reader(http.HandlerFunc(s.handleStatsCSV)))
+	mux.Handle("GET /metrics", s.reader(metrics))
+	// Actions: admin role; forms need the CSRF token, the JSON API the
+	// application/json content type.
+	mux.Handle("POST /admin/backend", s.adminForm(s.actBackend))
+	mux.Handle("POST /admin/failover", s.adminForm(s.actFailover))
+	mux.Handle("POST /admin/transfer-leadership", s.adminForm(s.actTransfer))
+	mux.Handle("POST /api/v1/backends/{addr}/state", s.adminJSON(s.actBackend))
+	mux.Handle("POST /api/v1/failover", s.adminJSON(s.actFailover))
+	mux.Handle("POST /api/v1/transfer-leadership", s.adminJSON(s.actTransfer))
+	return securityHeaders(mux), nil
+}
+
+func securityHeaders(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hd := w.Header()
+		hd.Set("X-Content-Type-Options", "nosniff")
+		hd.Set("X-Frame-Options", "DENY")
+		hd.Set("Referrer-Policy", "same-origin")
+		h.ServeHTTP(w, r)
+	})
+}
+
+func (s *Server) snapshot() Snapshot {
+	snap := s.src.Snapshot()
+	if snap.Time.IsZero() {
+		snap.Time = time.Now()
+	}
+	return snap
+}
