@@ -87,6 +87,15 @@ build_base() {
 		printf '%s\n' "$tag"
 		return
 	fi
+	# Tests of several packages may ask at the same time: one debootstrap.
+	exec 9>"${TMPDIR:-/var/tmp}/redhaven-base-image.lock"
+	flock 9
+	if have_image "$tag"; then
+		exec 9>&-
+		log "base image $tag was built meanwhile"
+		printf '%s\n' "$tag"
+		return
+	fi
 	[[ $(id -u) -eq 0 ]] || die "debootstrap needs root"
 	command -v debootstrap >/dev/null || die "debootstrap missing (apt-get install debootstrap)"
 	local m root start
@@ -117,6 +126,7 @@ build_base() {
 			- "$tag" >/dev/null
 	rm -rf --one-file-system "$root"
 	trap - EXIT
+	exec 9>&-
 	log "imported $tag in $(($(date +%s) - start))s total"
 	printf '%s\n' "$tag"
 }
@@ -141,8 +151,11 @@ FROM $base
 COPY redhaven.deb /tmp/redhaven.deb
 RUN dpkg -i /tmp/redhaven.deb && rm /tmp/redhaven.deb && redhaven version
 EOF
-	DOCKER_BUILDKIT=0 docker build --network=none --rm --force-rm -q -t "$tag" "$ctx" >/dev/null ||
+	local out
+	out=$(DOCKER_BUILDKIT=0 docker build --network=none --rm --force-rm -t "$tag" "$ctx" 2>&1) || {
+		printf '%s\n' "$out" >&2
 		die "docker build of $tag failed"
+	}
 	rm -rf "$ctx"
 	trap - EXIT
 	log "built $tag from $deb"

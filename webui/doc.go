@@ -25,6 +25,64 @@
 //	POST /api/v1/failover                  JSON {} (body may be empty; the content type is required)
 //	POST /api/v1/transfer-leadership       JSON {"node": "node2"}
 //
+// # JSON (GET /api/v1/stats)
+//
+// The [Stats] value: "version" (the API version, 1) and the [Snapshot]
+// fields in snake_case. Fields may be added within version 1, never renamed.
+// Durations are float seconds in fields named *_seconds; times are RFC 3339
+// and left out when unknown. Abbreviated:
+//
+//	{
+//	  "version": 1, "node": "node1", "redhaven_version": "0.3.0",
+//	  "time": "2026-11-22T04:30:00Z", "started": "2026-11-21T02:18:00Z",
+//	  "ready": true, "leader": true,
+//	  "route": {"master": "10.0.0.11:6379", "epoch": 7, "reason": "promoted-slave", "since": "..."},
+//	  "frontends": [{"name": "rw", "addr": ":6380", "current_sessions": 412, "max_sessions": 1310,
+//	    "limit": 10000, "total_sessions": 182231, "commands_total": 98412377, "commands_per_sec": 18234.5,
+//	    "bytes_in": 9812345678, "bytes_out": 23456789012, "errors": 17, "refused": 0}],
+//	  "backends": [{"addr": "10.0.0.11:6379", "role": "master", "state": "up", "is_master": true,
+//	    "last_check": "...", "check_duration_seconds": 0.000412, "last_error": "", "last_change": "...",
+//	    "downtime_seconds": 0, "offset": 1843211774, "lag_bytes": 0, "link_up": true, "sessions": 412,
+//	    "commands": 98000123, "errors": 2, "admin": "ready"}],
+//	  "sentinels": [{"addr": "10.0.0.11:26379", "reachable": true, "master": "10.0.0.11:6379", "epoch": 7,
+//	    "last_event": "+switch-master", "last_event_time": "...", "last_error": ""}],
+//	  "members": [{"name": "node2", "addr": "10.0.0.12:7946", "gossip_state": "alive", "raft_role": "follower",
+//	    "raft_addr": "10.0.0.12:7947", "last_contact_seconds": 0.042, "version": "0.3.0",
+//	    "http_addr": "10.0.0.12:8404", "is_leader": false}],
+//	  "vip": {"mode": "netlink", "address": "10.0.0.100/24", "interface": "eth0", "holder": "node1", "held_here": true},
+//	  "events": [{"time": "...", "kind": "failover", "node": "node1",
+//	    "message": "master 10.0.0.13:6379 -> 10.0.0.11:6379 (epoch 7)", "duration_seconds": 1.84}],
+//	  "failovers": {"count": 2, "buckets": [0, 1, 1, 2, 2, 2, 2, 2, 2, 2], "sum_seconds": 2.26,
+//	    "bucket_bounds_seconds": [0.25, 0.5, 1, 2, 3, 5, 10, 20, 30, 60]}
+//	}
+//
+// Actions answer {"ok": true, "message": "..."} or {"ok": false, "error": "..."}
+// with 400 (bad input), 401, 403, 404 (unknown backend or node), 415 or 500
+// (the action failed, e.g. this node could not commit it).
+//
+// # CSV (GET /stats;csv)
+//
+// A header row ([CSVHeader]) then one row per object, the "type" column
+// saying which: route (one row: committed master, epoch, this node's
+// readiness), frontend, backend, sentinel, member. Columns that do not apply
+// to a type are empty; HAProxy's short names are kept where they exist
+// (scur, smax, slim, stot, bin, bout).
+//
+// # Metrics (GET /metrics)
+//
+// Read from the Snapshot at scrape time: redhaven_proxy_sessions_current,
+// _sessions_max, _sessions_limit, _sessions_total, _commands_total,
+// _bytes_in_total, _bytes_out_total, _errors_total, _refused_total
+// {listener}; redhaven_backend_up, _is_master, _replication_lag_bytes,
+// _replication_offset, _link_up, _sessions_current, _commands_total,
+// _errors_total, _check_duration_seconds, _downtime_seconds_total {addr};
+// redhaven_sentinel_reachable, _config_epoch {addr}; redhaven_route_epoch,
+// redhaven_route_has_master, redhaven_node_ready, redhaven_cluster_is_leader,
+// redhaven_cluster_members {state}, redhaven_vip_held,
+// redhaven_build_info {version}; the redhaven_failover_duration_seconds
+// histogram (from Snapshot.Failovers, or the failover events when node keeps
+// none); and the Go and process collectors.
+//
 // # Authentication
 //
 // Without http.auth the interface is read-only and open: the page shows no

@@ -84,6 +84,15 @@ func New(cfg Config, src Source, admin Admin, logger *slog.Logger) (*Server, err
 // Addr is the bound listen address.
 func (s *Server) Addr() net.Addr { return s.ln.Addr() }
 
+// Close releases the listener of a Server whose Run will not be called
+// (e.g. when a later part of node's wiring fails). Run closes it itself.
+func (s *Server) Close() error {
+	if err := s.ln.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+		return fmt.Errorf("close http listener %s: %w", s.ln.Addr(), err)
+	}
+	return nil
+}
+
 // Handler serves every endpoint (without the listener), e.g. for httptest.
 func (s *Server) Handler() http.Handler { return s.handler }
 
@@ -95,7 +104,7 @@ func (s *Server) Run(ctx context.Context) error {
 		TLSConfig:         s.tls,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      30 * time.Second,
+		WriteTimeout:      actionTimeout + 30*time.Second, // an admin action may take actionTimeout
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(s.logger.Handler(), slog.LevelDebug),
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },

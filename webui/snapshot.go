@@ -3,6 +3,7 @@ package webui
 import (
 	"context"
 	"encoding/json"
+	"math"
 	"time"
 )
 
@@ -60,7 +61,7 @@ const (
 // "version": 1): add fields, never rename. Durations are encoded as float
 // seconds in fields ending in _seconds; zero times are left out.
 type Snapshot struct {
-	Node    string    `json:"node"`    // this node's name
+	Node    string    `json:"node"`             // this node's name
 	Version string    `json:"redhaven_version"` // redhaven version of this node
 	Time    time.Time `json:"time,omitzero"`    // when the snapshot was taken; zero: now
 	Started time.Time `json:"started,omitzero"` // process start
@@ -105,8 +106,8 @@ type Frontend struct {
 // Backend is one Redis node.
 type Backend struct {
 	Addr          string        `json:"addr"`
-	Role          string        `json:"role"`  // "master", "replica", "" unknown
-	State         string        `json:"state"` // StateUp, StateDown, ...
+	Role          string        `json:"role"`      // "master", "replica", "" unknown
+	State         string        `json:"state"`     // StateUp, StateDown, ...
 	IsMaster      bool          `json:"is_master"` // the committed master
 	LastCheck     time.Time     `json:"last_check,omitzero"`
 	CheckDuration time.Duration `json:"-"` // check_duration_seconds
@@ -169,7 +170,7 @@ type Event struct {
 // Count is 0 the histogram is built from the failover events instead.
 type FailoverStats struct {
 	Count   uint64        `json:"count"`
-	Sum     time.Duration `json:"-"` // sum_seconds
+	Sum     time.Duration `json:"-"`       // sum_seconds
 	Buckets []uint64      `json:"buckets"` // cumulative counts per FailoverBuckets bound
 }
 
@@ -217,12 +218,14 @@ func (s *Snapshot) failoverHistogram() (uint64, float64, map[float64]uint64) {
 			buckets[le] = 0
 		}
 	}
-	return f.Count, f.Sum.Seconds(), buckets
+	return f.Count, seconds(f.Sum), buckets
 }
 
-func seconds(d time.Duration) float64 { return d.Seconds() }
+// seconds is d in seconds, rounded correctly (1840ms is 1.84, where
+// d.Seconds() gives 1.8399999999999999).
+func seconds(d time.Duration) float64 { return float64(d) / float64(time.Second) }
 
-func fromSeconds(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }
+func fromSeconds(s float64) time.Duration { return time.Duration(math.Round(s * float64(time.Second))) }
 
 // The Marshal/Unmarshal pairs below encode time.Duration fields as float
 // seconds under a _seconds name.
@@ -297,10 +300,13 @@ func (e *Event) UnmarshalJSON(data []byte) error {
 
 func (f FailoverStats) MarshalJSON() ([]byte, error) {
 	type plain FailoverStats
+	if f.Buckets == nil {
+		f.Buckets = make([]uint64, len(FailoverBuckets))
+	}
 	return json.Marshal(struct {
 		plain
-		Sum     float64   `json:"sum_seconds"`
-		Bounds  []float64 `json:"bucket_bounds_seconds"`
+		Sum    float64   `json:"sum_seconds"`
+		Bounds []float64 `json:"bucket_bounds_seconds"`
 	}{plain(f), seconds(f.Sum), FailoverBuckets})
 }
 

@@ -30,6 +30,11 @@ var commands = map[string]command{
 	"agent":        {"run the agent: watch Redis and Sentinel, proxy clients to the master", runAgent},
 	"check-config": {"validate a config file (and REDHAVEN_* environment) and print the result", runCheckConfig},
 	"version":      {"print the version", runVersion},
+	"status":       {"show the leader, the committed master and whether this node routes", runStatus},
+	"members":      {"list the cluster's nodes: gossip state, Raft role, last contact", runMembers},
+	"failover":     {"planned failover: pause writes, fail over through Sentinel, resume", runFailover},
+	"join":         {"ask the local agent to join the cluster through a gossip address", runJoinLeave("join")},
+	"leave":        {"make the local agent leave the cluster gracefully", runJoinLeave("leave")},
 }
 
 func main() {

@@ -10,8 +10,9 @@ type Observation struct {
 	// Master is the confirmed master "host:port", or "" when no master
 	// can be confirmed (the proxy then holds commands).
 	Master string
-	// Epoch is the Sentinel config epoch of the decision (0 without
-	// Sentinel). It never goes backwards.
+	// Epoch is the Sentinel config epoch of the decision (without
+	// Sentinel: a local counter, +1 on each change of master). It never
+	// goes backwards.
 	Epoch int64
 	// Reason says in a few words why Master was chosen, or why there is none.
 	Reason string

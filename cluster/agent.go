@@ -1,0 +1,586 @@
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	sockaddr "github.com/hashicorp/go-sockaddr"
+	"github.com/hashicorp/memberlist"
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+)
+
+// Agent is one node's membership in the redhaven cluster: gossip, Raft and
+// the replicated state. Build it with New, drive it with Run.
+type Agent struct {
+	cfg Config
+	log *slog.Logger
+	key []byte
+
+	bindIP     net.IP
+	bindPort   int
+	advIP      net.IP
+	advPort    int // 0 = the bound port
+	raftAdvert string
+	stream     *streamLayer
+	isolated   atomic.Bool
+
+	fsm       *fsm
+	changes   chan struct{}
+	bootHint  chan struct{}
+	reconHint chan struct{}
+
+	started atomic.Bool
+	leaving atomic.Bool
+
+	mu           sync.RWMutex
+	raft         *raft.Raft
+	ml           *memberlist.Memberlist
+	meta         nodeMeta
+	members      map[string]*memberState
+	lastVerified time.Time // start of the leader's last successful VerifyLeader
+	gossipAddr   string    // advertised gossip host:port
+}
+
+// nodeMeta is this node's gossip metadata (JSON, short keys: memberlist
+// allows 512 bytes).
+type nodeMeta struct {
+	Name    string `json:"n"`
+	Raft    string `json:"r"`
+	HTTP    string `json:"h,omitempty"`
+	Version string `json:"v,omitempty"`
+	// Boot: this node's Raft has a configuration (bootstrapped or added),
+	// so no newcomer may bootstrap a second cluster.
+	Boot bool `json:"b,omitempty"`
+	// Leaving: a graceful leave is in progress (serf's leave intent);
+	// the leader removes the server and the later gossip "dead" of this
+	// node is read as "left".
+	Leaving bool `json:"l,omitempty"`
+}
+
+// Gossip states reported in Member.GossipState.
+const (
+	GossipAlive   = "alive"
+	GossipLeaving = "leaving"
+	GossipLeft    = "left"
+	GossipDead    = "dead"
+	GossipUnknown = "unknown" // in the Raft configuration, never seen by gossip
+)
+
+type memberState struct {
+	name    string
+	addr    string
+	meta    nodeMeta
+	hasMeta bool
+	state   string // alive, left, dead
+	since   time.Time
+}
+
+// New validates cfg and binds the Raft listener (so RaftAddr is known); it
+// starts no goroutine. The gossip ports are bound by Run.
+func New(cfg Config, logger *slog.Logger) (*Agent, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	key, _ := decodeKey(cfg.Encrypt)
+	a := &Agent{
+		cfg:       cfg,
+		log:       logger.With("component", "cluster", "node", cfg.NodeName),
+		key:       key,
+		changes:   make(chan struct{}, 1),
+		bootHint:  make(chan struct{}, 1),
+		reconHint: make(chan struct{}, 1),
+		members:   map[string]*memberState{},
+	}
+	a.fsm = newFSM(a.notify)
+	a.bindIP, a.bindPort, _ = splitBind(cfg.Bind)
+	a.advIP, a.advPort = a.bindIP, a.bindPort
+	if cfg.Advertise != "" {
+		a.advIP, a.advPort, _ = splitAdvertise(cfg.Advertise, a.bindPort)
+	} else if a.bindIP.IsUnspecified() {
+		ip, err := sockaddr.GetPrivateIP()
+		if err != nil || ip == "" {
+			return nil, fmt.Errorf("cluster.advertise: bind %s has no single address and no private IP was found, set an address: %v", cfg.Bind, err)
+		}
+		a.advIP = net.ParseIP(ip)
+	}
+
+	ln, err := net.Listen("tcp", cfg.RaftBind)
+	if err != nil {
+		return nil, fmt.Errorf("cluster.raft_bind: listen %s: %w", cfg.RaftBind, err)
+	}
+	lnPort := ln.Addr().(*net.TCPAddr).Port
+	rip, _, _ := splitBind(cfg.RaftBind)
+	rport := lnPort
+	switch {
+	case cfg.RaftAdvertise != "":
+		rip, rport, _ = splitAdvertise(cfg.RaftAdvertise, lnPort)
+	case rip.IsUnspecified():
+		rip = a.advIP
+	}
+	a.raftAdvert = net.JoinHostPort(rip.String(), strconv.Itoa(rport))
+	a.stream = &streamLayer{
+		ln:        ln,
+		advertise: &net.TCPAddr{IP: rip, Port: rport},
+		isolated:  &a.isolated,
+	}
+	if a.advPort != 0 {
+		a.gossipAddr = net.JoinHostPort(a.advIP.String(), strconv.Itoa(a.advPort))
+	}
+	a.meta = nodeMeta{Name: cfg.NodeName, Raft: a.raftAdvert, HTTP: cfg.HTTPAddr, Version: cfg.Version}
+	return a, nil
+}
+
+// Name is this node's name (its Raft server ID).
+func (a *Agent) Name() string { return a.cfg.NodeName }
+
+// RaftAddr is the advertised Raft address.
+func (a *Agent) RaftAddr() string { return a.raftAdvert }
+
+// GossipAddr is the advertised gossip address ("" before Run created
+// memberlist when the bind port is 0).
+func (a *Agent) GossipAddr() string {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	return a.gossipAddr
+}
+
+func (a *Agent) raftNode() *raft.Raft {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	return a.raft
+}
+
+func (a *Agent) memberlist() *memberlist.Memberlist {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	return a.ml
+}
+
+// notify sends the cap-1 change hint.
+func (a *Agent) notify() {
+	select {
+	case a.changes <- struct{}{}:
+	default:
+	}
+}
+
+func hint(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+// Changes returns a cap-1 hint channel: something changed (leadership, the
+// FSM state, membership, InContact). Re-read the state on every hint.
+func (a *Agent) Changes() <-chan struct{} { return a.changes }
+
+// Run starts memberlist and Raft, joins the seeds, bootstraps when
+// bootstrap_expect servers are visible, reconciles membership while
+// leader, and blocks until ctx ends. It then leaves (LeaveOnTerminate),
+// shuts Raft and memberlist down and returns after every goroutine it
+// started has ended. Run may be called once.
+func (a *Agent) Run(ctx context.Context) (err error) {
+	if !a.started.CompareAndSwap(false, true) {
+		return errors.New("cluster: Run called twice")
+	}
+	var cleanups []func()
+	cleanup := func() {
+		for i := len(cleanups) - 1; i >= 0; i-- {
+			cleanups[i]()
+		}
+	}
+	defer func() {
+		if err != nil {
+			cleanup()
+		}
+	}()
+	cleanups = append(cleanups, func() { _ = a.stream.Close() })
+
+	hlog := newHCLog(a.log, "raft")
+	if err := os.MkdirAll(a.cfg.DataDir, 0o750); err != nil {
+		return fmt.Errorf("data_dir: %w", err)
+	}
+	store, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(a.cfg.DataDir, "raft.db")})
+	if err != nil {
+		return fmt.Errorf("open raft store in %s: %w", a.cfg.DataDir, err)
+	}
+	cleanups = append(cleanups, func() { _ = store.Close() })
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(a.cfg.DataDir, 2, hlog)
+	if err != nil {
+		return fmt.Errorf("open snapshot store in %s: %w", a.cfg.DataDir, err)
+	}
+	hasState, err := raft.HasExistingState(store, store, snaps)
+	if err != nil {
+		return fmt.Errorf("read raft state in %s: %w", a.cfg.DataDir, err)
+	}
+	a.meta.Boot = hasState
+
+	// Gossip first: a busy port fails fast, before Raft runs.
+	nt, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{
+		BindAddrs: []string{a.bindIP.String()},
+		BindPort:  a.bindPort,
+		Logger:    newStdLogger(a.log),
+	})
+	if err != nil {
+		return fmt.Errorf("cluster.bind: %s: %w", a.cfg.Bind, err)
+	}
+	gt := newGossipTransport(nt, &a.isolated)
+	mc := memberlist.DefaultLANConfig()
+	mc.Name = a.cfg.NodeName
+	mc.Transport = gt
+	mc.AdvertiseAddr = a.advIP.String()
+	mc.AdvertisePort = a.advPort
+	if mc.AdvertisePort == 0 {
+		mc.AdvertisePort = nt.GetAutoBindPort()
+	}
+	mc.Delegate = metaDelegate{a}
+	mc.Events = eventDelegate{a}
+	mc.Logger = newStdLogger(a.log)
+	mc.SecretKey = a.key
+	ml, err := memberlist.Create(mc)
+	if err != nil {
+		_ = gt.Shutdown()
+		return fmt.Errorf("start gossip on %s: %w", a.cfg.Bind, err)
+	}
+	cleanups = append(cleanups, func() { _ = ml.Shutdown() })
+
+	trans := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream:  a.stream,
+		MaxPool: 3,
+		Timeout: 5 * time.Second,
+		Logger:  hlog,
+	})
+	cleanups = append(cleanups, func() { _ = trans.Close() })
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(a.cfg.NodeName)
+	rc.HeartbeatTimeout = a.cfg.HeartbeatTimeout
+	rc.ElectionTimeout = a.cfg.ElectionTimeout
+	rc.LeaderLeaseTimeout = a.cfg.LeaderLeaseTimeout
+	rc.Logger = hlog
+	r, err := raft.NewRaft(rc, a.fsm, store, store, snaps, trans)
+	if err != nil {
+		return fmt.Errorf("start raft: %w", err)
+	}
+	cleanups = append(cleanups, func() { _ = r.Shutdown().Error() })
+	obsCh := make(chan raft.Observation, 16)
+	obs := raft.NewObserver(obsCh, false, func(o *raft.Observation) bool {
+		switch o.Data.(type) {
+		case raft.LeaderObservation, raft.RaftState, raft.PeerObservation:
+			return true
+		}
+		return false
+	})
+	r.RegisterObserver(obs)
+	cleanups = append(cleanups, func() { r.DeregisterObserver(obs) })
+
+	a.mu.Lock()
+	a.raft, a.ml = r, ml
+	a.gossipAddr = net.JoinHostPort(mc.AdvertiseAddr, strconv.Itoa(mc.AdvertisePort))
+	a.mu.Unlock()
+	a.log.Info("cluster agent started", "gossip_addr", a.GossipAddr(), "raft_addr", a.raftAdvert,
+		"existing_state", hasState, "bootstrap_expect", a.cfg.BootstrapExpect, "encrypted", len(a.key) > 0)
+
+	ictx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	spawn := func(f func(context.Context)) {
+		wg.Add(1)
+		go func() { defer wg.Done(); f(ictx) }()
+	}
+	spawn(a.joinLoop)
+	if !hasState && a.cfg.BootstrapExpect > 0 {
+		spawn(a.bootstrapLoop)
+	}
+	spawn(func(ctx context.Context) { a.observeLoop(ctx, obsCh) })
+	spawn(a.verifyLoop)
+	spawn(a.contactLoop)
+	spawn(a.reconcileLoop)
+
+	<-ctx.Done()
+	if a.cfg.LeaveOnTerminate && !a.leaving.Load() {
+		lctx, lcancel := context.WithTimeout(context.Background(), 10*time.Second)
+		if err := a.Leave(lctx); err != nil {
+			a.log.Warn("leave on terminate incomplete", "error", err)
+		}
+		lcancel()
+	}
+	cancel()
+	wg.Wait()
+	cleanup()
+	a.log.Info("cluster agent stopped")
+	a.notify()
+	return nil
+}
+
+// joinLoop joins the seeds with exponential backoff, then keeps watching:
+// a node that finds itself alone (e.g. after a partition healed or every
+// peer restarted) joins again.
+func (a *Agent) joinLoop(ctx context.Context) {
+	targets := a.joinTargets()
+	if len(targets) == 0 {
+		return
+	}
+	backoff := 500 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		ml := a.memberlist()
+		if ml.NumMembers() > 1 && attempt > 1 {
+			break // a peer joined us meanwhile
+		}
+		n, err := ml.Join(targets)
+		if n > 0 {
+			a.log.Info("joined cluster", "seeds", targets, "contacted", n)
+			break
+		}
+		a.log.Warn("join failed, retrying", "seeds", targets, "attempt", attempt, "retry_in", backoff,
+			"error", err, "hint", joinHint(err))
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 30*time.Second)
+	}
+	t := time.NewTicker(15 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		ml := a.memberlist()
+		if ml.NumMembers() > 1 || a.leaving.Load() {
+			continue
+		}
+		if n, err := ml.Join(targets); n == 0 {
+			a.log.Warn("rejoin failed", "seeds", targets, "error", err, "hint", joinHint(err))
+		} else {
+			a.log.Info("rejoined cluster", "seeds", targets, "contacted", n)
+		}
+	}
+}
+
+// joinTargets is cfg.Join normalised, without this node's own address.
+func (a *Agent) joinTargets() []string {
+	self := a.GossipAddr()
+	var out []string
+	for _, j := range a.cfg.Join {
+		addr, err := joinAddr(j)
+		if err != nil || addr == self {
+			continue
+		}
+		out = append(out, addr)
+	}
+	return out
+}
+
+// observeLoop turns Raft observations into hints and logs.
+func (a *Agent) observeLoop(ctx context.Context, ch <-chan raft.Observation) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case o := <-ch:
+			switch d := o.Data.(type) {
+			case raft.LeaderObservation:
+				a.log.Info("raft leader changed", "leader", string(d.LeaderID), "leader_addr", string(d.LeaderAddr))
+				hint(a.reconHint)
+			case raft.RaftState:
+				a.log.Info("raft state changed", "raft_state", d.String())
+				if d != raft.Leader {
+					a.mu.Lock()
+					a.lastVerified = time.Time{}
+					a.mu.Unlock()
+				}
+				hint(a.reconHint)
+			case raft.PeerObservation:
+				a.log.Info("raft peer changed", "peer", string(d.Peer.ID), "removed", d.Removed)
+			}
+			a.notify()
+		}
+	}
+}
+
+// verifyLoop keeps the leader's lease fresh: a successful VerifyLeader
+// proves that a quorum still followed this leader after it started.
+func (a *Agent) verifyLoop(ctx context.Context) {
+	interval := min(max(a.cfg.ContactBound/5, 10*time.Millisecond), 100*time.Millisecond)
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	r := a.raftNode()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if r.State() != raft.Leader {
+			continue
+		}
+		start := time.Now()
+		if err := r.VerifyLeader().Error(); err != nil {
+			continue
+		}
+		a.mu.Lock()
+		a.lastVerified = start
+		a.mu.Unlock()
+	}
+}
+
+// contactLoop notifies Changes when InContact flips.
+func (a *Agent) contactLoop(ctx context.Context) {
+	t := time.NewTicker(min(max(a.cfg.ContactBound/10, 5*time.Millisecond), 50*time.Millisecond))
+	defer t.Stop()
+	prev := false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if c := a.InContact(); c != prev {
+			prev = c
+			if c {
+				a.log.Info("in contact with the raft quorum")
+			} else {
+				a.log.Warn("lost contact with the raft quorum")
+			}
+			a.notify()
+		}
+	}
+}
+
+// IsLeader reports whether this node is the Raft leader.
+func (a *Agent) IsLeader() bool {
+	r := a.raftNode()
+	return r != nil && r.State() == raft.Leader
+}
+
+// Leader returns the current leader's name and Raft address as this node
+// knows them ("" when unknown).
+func (a *Agent) Leader() (name, raftAddr string) {
+	r := a.raftNode()
+	if r == nil {
+		return "", ""
+	}
+	addr, id := r.LeaderWithID()
+	return string(id), string(addr)
+}
+
+// InContact reports whether this node is in contact with the Raft quorum,
+// i.e. whether its proxy may route writes: the leader if a leadership check
+// (a quorum round trip) started less than ContactBound ago succeeded; a
+// follower if it heard from a known leader less than ContactBound ago.
+// False before bootstrap, while a candidate, and after shutdown.
+func (a *Agent) InContact() bool {
+	r := a.raftNode()
+	if r == nil {
+		return false
+	}
+	switch r.State() {
+	case raft.Leader:
+		a.mu.RLock()
+		lv := a.lastVerified
+		a.mu.RUnlock()
+		return !lv.IsZero() && time.Since(lv) < a.cfg.ContactBound
+	case raft.Follower:
+		if addr, _ := r.LeaderWithID(); addr == "" {
+			return false
+		}
+		lc := r.LastContact()
+		return !lc.IsZero() && time.Since(lc) < a.cfg.ContactBound
+	}
+	return false
+}
+
+// State returns a copy of the replicated state as applied on this node.
+func (a *Agent) State() State { return a.fsm.state() }
+
+// Isolate cuts (true) or restores (false) all of this node's Raft and gossip
+// traffic, as if its network cable were pulled. It is a fault-injection
+// switch for tests and drills, not for production use.
+func (a *Agent) Isolate(on bool) {
+	a.isolated.Store(on)
+	if on {
+		a.stream.closeAll()
+	}
+	a.log.Warn("isolation switched", "isolated", on)
+}
+
+// metaDelegate serves this node's gossip metadata.
+type metaDelegate struct{ a *Agent }
+
+func (d metaDelegate) NodeMeta(limit int) []byte {
+	d.a.mu.RLock()
+	b, err := json.Marshal(d.a.meta)
+	d.a.mu.RUnlock()
+	if err != nil || len(b) > limit {
+		return nil // Validate bounds the text, so this does not happen
+	}
+	return b
+}
+func (metaDelegate) NotifyMsg([]byte)                {}
+func (metaDelegate) GetBroadcasts(int, int) [][]byte { return nil }
+func (metaDelegate) LocalState(bool) []byte          { return nil }
+func (metaDelegate) MergeRemoteState([]byte, bool)   {}
+
+// setMeta changes this node's metadata and gossips it.
+func (a *Agent) setMeta(f func(*nodeMeta)) {
+	a.mu.Lock()
+	f(&a.meta)
+	ml := a.ml
+	a.mu.Unlock()
+	if ml != nil {
+		if err := ml.UpdateNode(2 * time.Second); err != nil {
+			a.log.Warn("gossip metadata update", "error", err)
+		}
+	}
+}
+
+// eventDelegate tracks members (memberlist calls it under its own locks:
+// no blocking, no memberlist calls).
+type eventDelegate struct{ a *Agent }
+
+func (d eventDelegate) NotifyJoin(n *memberlist.Node)   { d.a.trackMember(n, GossipAlive) }
+func (d eventDelegate) NotifyUpdate(n *memberlist.Node) { d.a.trackMember(n, GossipAlive) }
+func (d eventDelegate) NotifyLeave(n *memberlist.Node)  { d.a.trackMember(n, GossipDead) }
+
+func (a *Agent) trackMember(n *memberlist.Node, state string) {
+	var meta nodeMeta
+	hasMeta := len(n.Meta) > 0 && json.Unmarshal(n.Meta, &meta) == nil && meta.Raft != ""
+	a.mu.Lock()
+	m := a.members[n.Name]
+	if m == nil {
+		m = &memberState{name: n.Name}
+		a.members[n.Name] = m
+	}
+	m.addr = n.Address()
+	if hasMeta {
+		m.meta, m.hasMeta = meta, true
+	}
+	if state == GossipDead && m.hasMeta && m.meta.Leaving {
+		state = GossipLeft
+	}
+	if m.state != state {
+		m.state, m.since = state, time.Now()
+		a.log.Info("gossip member changed", "member", n.Name, "gossip_addr", m.addr, "gossip_state", state)
+	}
+	a.mu.Unlock()
+	hint(a.bootHint)
+	hint(a.reconHint)
+	a.notify()
+}

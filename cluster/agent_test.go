@@ -1,0 +1,352 @@
+package cluster_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/redhaven/redhaven/cluster"
+	"github.com/redhaven/redhaven/cluster/clustertest"
+)
+
+const (
+	formTimeout = 30 * time.Second // cluster formation on a loaded box
+	// electBound is the generous bound asserted for a new leader after the
+	// leader dies; the defaults aim for ~2s.
+	electBound = 10 * time.Second
+)
+
+func ctxT(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// waitVoters waits until every running agent's configuration has exactly want.
+func waitVoters(t *testing.T, c *clustertest.Cluster, want ...string) {
+	t.Helper()
+	slices.Sort(want)
+	clustertest.Eventually(t, formTimeout, fmt.Sprintf("voters %v on every running node", want), func() bool {
+		for _, a := range c.Running() {
+			if !slices.Equal(clustertest.Voters(a), want) {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+func waitRoute(t *testing.T, c *clustertest.Cluster, master string, epoch int64) {
+	t.Helper()
+	clustertest.Eventually(t, formTimeout, fmt.Sprintf("route %s@%d on every running node", master, epoch), func() bool {
+		for _, a := range c.Running() {
+			if r := a.State().Route; r.Master != master || r.Epoch != epoch {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+func waitAllInContact(t *testing.T, c *clustertest.Cluster) {
+	t.Helper()
+	clustertest.Eventually(t, formTimeout, "every running node in contact", func() bool {
+		for _, a := range c.Running() {
+			if !a.InContact() {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+func names(n int) []string {
+	var out []string
+	for i := range n {
+		out = append(out, fmt.Sprintf("n%d", i+1))
+	}
+	return out
+}
+
+func TestSingleNode(t *testing.T) {
+	c := clustertest.New(t, 1, clustertest.Options{})
+	c.StartAll()
+	a := c.Nodes[0].Agent
+	c.WaitLeader(formTimeout)
+	waitAllInContact(t, c)
+	if err := a.ProposeRoute(ctxT(t), cluster.RouteDecision{Master: "10.0.0.1:6379", Epoch: 1, Reason: "sentinel"}); err != nil {
+		t.Fatal(err)
+	}
+	st := a.State()
+	if st.Route.Master != "10.0.0.1:6379" || st.Route.DecidedBy != "n1" || st.Route.Time.IsZero() {
+		t.Fatalf("route = %+v", st.Route)
+	}
+	err := a.ProposeRoute(ctxT(t), cluster.RouteDecision{Master: "10.0.0.2:6379", Epoch: 0})
+	if !errors.Is(err, cluster.ErrStaleEpoch) {
+		t.Fatalf("stale proposal err = %v, want ErrStaleEpoch", err)
+	}
+	if err := a.SetBackendAdmin(ctxT(t), "10.0.0.3:6379", cluster.AdminDrain); err != nil {
+		t.Fatal(err)
+	}
+	id, err := a.RequestFailover(ctxT(t), "test")
+	if err != nil || id == 0 {
+		t.Fatalf("RequestFailover = %d, %v", id, err)
+	}
+	if err := a.CompleteFailover(ctxT(t), id, "done"); err != nil {
+		t.Fatal(err)
+	}
+	st = a.State()
+	if st.Admin["10.0.0.3:6379"] != cluster.AdminDrain || st.Failovers[0].Status != cluster.FailoverCompleted {
+		t.Fatalf("state = %+v", st)
+	}
+	if !slices.ContainsFunc(st.Events, func(e cluster.Event) bool { return e.Kind == cluster.EventLeaderChange }) {
+		t.Fatalf("no leader_change event in %+v", st.Events)
+	}
+	ms := a.Members()
+	if len(ms) != 1 || !ms[0].IsLeader || ms[0].Suffrage != "voter" || ms[0].GossipState != "alive" || ms[0].Version != "test" {
+		t.Fatalf("members = %+v", ms)
+	}
+	if s := a.Stats(); s.RaftState != "Leader" || s.Voters != 1 || !s.InContact || s.Term == 0 {
+		t.Fatalf("stats = %+v", s)
+	}
+}
+
+// TestBootstrapAnyOrder starts three nodes in different orders, all joining
+// through n1's address (so with n1 last, the others retry until it is up).
+func TestBootstrapAnyOrder(t *testing.T) {
+	for _, order := range [][]int{{0, 1, 2}, {2, 1, 0}, {1, 2, 0}} {
+		t.Run(fmt.Sprint(order), func(t *testing.T) {
+			c := clustertest.New(t, 3, clustertest.Options{})
+			c.StartAll(order...)
+			l := c.WaitLeader(formTimeout)
+			waitVoters(t, c, names(3)...)
+			waitAllInContact(t, c)
+			leader := c.Nodes[l].Agent
+			if err := leader.ProposeRoute(ctxT(t), cluster.RouteDecision{Master: "m1:6379", Epoch: 7}); err != nil {
+				t.Fatal(err)
+			}
+			waitRoute(t, c, "m1:6379", 7)
+			follower := c.Nodes[(l+1)%3].Agent
+			if err := follower.ProposeRoute(ctxT(t), cluster.RouteDecision{Master: "m2:6379", Epoch: 8}); !errors.Is(err, cluster.ErrNotLeader) {
+				t.Fatalf("follower ProposeRoute err = %v, want ErrNotLeader", err)
+			}
+			for _, n := range c.Nodes {
+				if got := len(n.Agent.Members()); got != 3 {
+					t.Fatalf("%s sees %d members", n.Config.NodeName, got)
+				}
+				if n.Logs.Contains("raft bootstrapped") == false && !n.Agent.IsLeader() && n.Logs.Contains("waiting for the leader") {
+					t.Logf("%s was added by the leader", n.Config.NodeName)
+				}
+			}
+		})
+	}
+}
+
+// TestLeaderKill hard-stops the leader of a 5-node cluster twice (no
+// leave) and measures the time until a new leader that all survivors
+// follow; routing (ProposeRoute on the new leader) continues.
+func TestLeaderKill(t *testing.T) {
+	c := clustertest.New(t, 5, clustertest.Options{})
+	c.StartAll()
+	l := c.WaitLeader(formTimeout)
+	waitVoters(t, c, names(5)...)
+	waitAllInContact(t, c)
+	var killed []int
+	for round := 1; round <= 2; round++ {
+		old := c.Nodes[l].Config.NodeName
+		start := time.Now()
+		c.Stop(l)
+		killed = append(killed, l)
+		l = c.WaitLeader(electBound, killed...)
+		took := time.Since(start)
+		t.Logf("round %d: leader %s killed, %s elected and followed by all survivors after %v",
+			round, old, c.Nodes[l].Config.NodeName, took.Round(time.Millisecond))
+		waitAllInContact(t, c)
+		t.Logf("round %d: all survivors in contact after %v", round, time.Since(start).Round(time.Millisecond))
+		epoch := int64(round)
+		if err := c.Nodes[l].Agent.ProposeRoute(ctxT(t), cluster.RouteDecision{Master: fmt.Sprintf("m%d:6379", round), Epoch: epoch}); err != nil {
+			t.Fatalf("round %d: ProposeRoute on new leader: %v", round, err)
+		}
+		waitRoute(t, c, fmt.Sprintf("m%d:6379", round), epoch)
+	}
+	// The dead servers stay voters (dead_server_cleanup is off).
+	if got := clustertest.Voters(c.Nodes[l].Agent); len(got) != 5 {
+		t.Fatalf("voters = %v, want all 5 kept", got)
+	}
+}
+
+// TestGracefulLeave: a follower and then the leader leave gracefully
+// (leave_on_terminate); the configuration shrinks each time.
+func TestGracefulLeave(t *testing.T) {
+	c := clustertest.New(t, 4, clustertest.Options{BootstrapExpect: 4, Configure: func(_ int, cfg *cluster.Config) {
+		cfg.LeaveOnTerminate = true
+	}})
+	c.StartAll()
+	l := c.WaitLeader(formTimeout)
+	waitVoters(t, c, names(4)...)
+
+	f := (l + 1) % 4
+	gone := c.Nodes[f].Config.NodeName
+	c.Stop(f)
+	remaining := slices.DeleteFunc(names(4), func(s string) bool { return s == gone })
+	waitVoters(t, c, remaining...)
+	l = c.WaitLeader(formTimeout, f)
+	clustertest.Eventually(t, formTimeout, "member_leave event", func() bool {
+		return slices.ContainsFunc(c.Nodes[l].Agent.State().Events, func(e cluster.Event) bool {
+			return e.Kind == cluster.EventMemberLeave && e.Message == gone+" left"
+		})
+	})
+	for _, m := range c.Nodes[l].Agent.Members() {
+		if m.Name == gone && (m.GossipState != cluster.GossipLeft || m.Suffrage != "none") {
+			t.Fatalf("left member shown as %+v", m)
+		}
+	}
+
+	leaderName := c.Nodes[l].Config.NodeName
+	start := time.Now()
+	c.Stop(l)
+	remaining = slices.DeleteFunc(remaining, func(s string) bool { return s == leaderName })
+	l2 := c.WaitLeader(formTimeout, f, l)
+	t.Logf("leader %s left gracefully; %s leads after %v", leaderName, c.Nodes[l2].Config.NodeName, time.Since(start).Round(time.Millisecond))
+	waitVoters(t, c, remaining...)
+	waitAllInContact(t, c)
+}
+
+// TestRestartRejoins hard-stops a follower, commits while it is down,
+// restarts it with its data dir: it rejoins without a new bootstrap and
+// catches up.
+func TestRestartRejoins(t *testing.T) {
+	c := clustertest.New(t, 3, clustertest.Options{})
+	c.StartAll()
+	l := c.WaitLeader(formTimeout)
+	waitVoters(t, c, names(3)...)
+	f := (l + 1) % 3
+	c.Stop(f)
+	if err := c.Nodes[l].Agent.ProposeRoute(ctxT(t), cluster.RouteDecision{Master: "down:6379", Epoch: 3}); err != nil {
+		t.Fatal(err)
+	}
+	c.Nodes[f].Logs = nil // fresh log capture for the restart
+	c.Start(f)
+	waitRoute(t, c, "down:6379", 3)
+	waitVoters(t, c, names(3)...)
+	waitAllInContact(t, c)
+	logs := c.Nodes[f].Logs
+	if !logs.Contains("existing_state=true") {
+		t.Fatal("restarted node did not find its raft state")
+	}
+	if logs.Contains("raft bootstrapped") || logs.Contains("waiting for servers before bootstrap") {
+		t.Fatal("restarted node went through bootstrap again")
+	}
+	// Restart the whole cluster from the data dirs.
+	for i := range c.Nodes {
+		c.Stop(i)
+	}
+	c.StartAll(2, 0, 1)
+	c.WaitLeader(formTimeout)
+	waitRoute(t, c, "down:6379", 3)
+	waitAllInContact(t, c)
+}
+
+// TestWrongGossipKey: a node with another key cannot join, and the logs say
+// why.
+func TestWrongGossipKey(t *testing.T) {
+	good, _ := cluster.GenerateKey()
+	bad, _ := cluster.GenerateKey()
+	c := clustertest.New(t, 3, clustertest.Options{BootstrapExpect: 2, Encrypt: good, Configure: func(i int, cfg *cluster.Config) {
+		if i == 2 {
+			cfg.Encrypt = bad
+		}
+	}})
+	c.StartAll()
+	c.WaitLeader(formTimeout, 2)
+	clustertest.Eventually(t, formTimeout, "key mismatch warning on the seed and join failure on the intruder", func() bool {
+		return c.Nodes[0].Logs.Contains("check cluster.encrypt") && c.Nodes[2].Logs.Contains("join failed")
+	})
+	for i, n := range c.Nodes[:2] {
+		for _, m := range n.Agent.Members() {
+			if m.Name == "n3" {
+				t.Fatalf("node %d lists the intruder: %+v", i, m)
+			}
+		}
+	}
+	if got := len(c.Nodes[2].Agent.Members()); got != 1 {
+		t.Fatalf("intruder sees %d members, want only itself", got)
+	}
+	if c.Nodes[2].Agent.InContact() {
+		t.Fatal("intruder claims contact with a quorum")
+	}
+}
+
+// TestIsolation cuts a follower, then the leader, off the network: the
+// isolated node's InContact turns false within the bound while the
+// majority keeps (or elects) a leader and stays in contact; after healing
+// everyone is back in contact.
+func TestIsolation(t *testing.T) {
+	c := clustertest.New(t, 3, clustertest.Options{})
+	c.StartAll()
+	l := c.WaitLeader(formTimeout)
+	waitVoters(t, c, names(3)...)
+	waitAllInContact(t, c)
+	bound := cluster.DefaultConfig().ContactBound
+
+	check := func(iso int, what string) {
+		t.Helper()
+		start := time.Now()
+		c.Nodes[iso].Agent.Isolate(true)
+		clustertest.Eventually(t, 5*time.Second, what+": isolated node out of contact", func() bool {
+			return !c.Nodes[iso].Agent.InContact()
+		})
+		took := time.Since(start)
+		t.Logf("%s: InContact false after %v (contact_bound %v)", what, took.Round(time.Millisecond), bound)
+		if took > 3*bound+time.Second {
+			t.Errorf("%s: isolated node kept contact for %v", what, took)
+		}
+		nl := c.WaitLeader(electBound, iso)
+		clustertest.Eventually(t, electBound, what+": majority in contact", func() bool {
+			for i, n := range c.Nodes {
+				if i != iso && !n.Agent.InContact() {
+					return false
+				}
+			}
+			return true
+		})
+		t.Logf("%s: majority leader %s, all majority nodes in contact after %v", what, c.Nodes[nl].Config.NodeName, time.Since(start).Round(time.Millisecond))
+		if c.Nodes[iso].Agent.InContact() {
+			t.Fatalf("%s: isolated node regained contact while isolated", what)
+		}
+		c.Nodes[iso].Agent.Isolate(false)
+		c.WaitLeader(formTimeout)
+		waitAllInContact(t, c)
+		t.Logf("%s: healed, all in contact after %v", what, time.Since(start).Round(time.Millisecond))
+	}
+	check((l+1)%3, "follower isolated")
+	l = c.WaitLeader(formTimeout)
+	check(l, "leader isolated")
+}
+
+// TestDeadServerCleanup removes a failed voter after dead_server_cleanup,
+// but never below a safe quorum.
+func TestDeadServerCleanup(t *testing.T) {
+	c := clustertest.New(t, 3, clustertest.Options{Configure: func(_ int, cfg *cluster.Config) {
+		cfg.DeadServerCleanup = time.Second
+	}})
+	c.StartAll()
+	l := c.WaitLeader(formTimeout)
+	waitVoters(t, c, names(3)...)
+	f := (l + 1) % 3
+	gone := c.Nodes[f].Config.NodeName
+	c.Stop(f)
+	waitVoters(t, c, slices.DeleteFunc(names(3), func(s string) bool { return s == gone })...)
+	clustertest.Eventually(t, formTimeout, "member_leave event for the failed server", func() bool {
+		return slices.ContainsFunc(c.Nodes[l].Agent.State().Events, func(e cluster.Event) bool {
+			return e.Kind == cluster.EventMemberLeave
+		})
+	})
+	// It comes back: the leader adds it again.
+	c.Start(f)
+	waitVoters(t, c, names(3)...)
+	waitAllInContact(t, c)
+}

@@ -1,0 +1,365 @@
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// defaultApplyTimeout bounds a write when ctx has no deadline.
+const defaultApplyTimeout = 5 * time.Second
+
+// applyCmd commits c through Raft on the leader and returns the FSM's
+// result. Writes are leader-only: a follower gets ErrNotLeader (node can
+// forward the call to the leader's HTTP address, see Members).
+func (a *Agent) applyCmd(ctx context.Context, c command) (applyResult, error) {
+	r := a.raftNode()
+	if r == nil {
+		return applyResult{}, ErrNotRunning
+	}
+	if r.State() != raft.Leader {
+		return applyResult{}, ErrNotLeader
+	}
+	c.Node = a.cfg.NodeName
+	if c.Time.IsZero() {
+		c.Time = time.Now().UTC()
+	}
+	b, err := json.Marshal(c)
+	if err != nil {
+		return applyResult{}, fmt.Errorf("encode %s command: %w", c.Op, err)
+	}
+	timeout := defaultApplyTimeout
+	if dl, ok := ctx.Deadline(); ok {
+		timeout = max(time.Until(dl), time.Millisecond)
+	}
+	f := r.Apply(b, timeout)
+	done := make(chan error, 1)
+	go func() { done <- f.Error() }()
+	select {
+	case <-ctx.Done():
+		return applyResult{}, fmt.Errorf("%s command, outcome unknown: %w", c.Op, ctx.Err())
+	case err = <-done:
+	}
+	if err != nil {
+		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) ||
+			errors.Is(err, raft.ErrLeadershipTransferInProgress) {
+			return applyResult{}, fmt.Errorf("%w: %v", ErrNotLeader, err)
+		}
+		return applyResult{}, fmt.Errorf("commit %s command: %w", c.Op, err)
+	}
+	res, _ := f.Response().(applyResult)
+	return res, res.err
+}
+
+// ProposeRoute commits a route decision (leader only, else ErrNotLeader).
+// An epoch lower than the committed one is rejected with ErrStaleEpoch; a
+// decision equal to the committed one (same master and epoch) is a no-op
+// and returns nil without writing. The same epoch with another master is
+// accepted (role-probe mode has no Sentinel epoch). DecidedBy is set to this
+// node and Time to now when zero.
+func (a *Agent) ProposeRoute(ctx context.Context, d RouteDecision) error {
+	if d.Master == "" {
+		return errors.New("cluster: route decision without master address")
+	}
+	cur := a.fsm.state().Route
+	if d.Epoch < cur.Epoch {
+		return fmt.Errorf("%w: epoch %d < committed %d", ErrStaleEpoch, d.Epoch, cur.Epoch)
+	}
+	if d.Epoch == cur.Epoch && d.Master == cur.Master {
+		return nil
+	}
+	d.DecidedBy = a.cfg.NodeName
+	if d.Time.IsZero() {
+		d.Time = time.Now().UTC()
+	}
+	_, err := a.applyCmd(ctx, command{Op: opRoute, Time: d.Time, Route: &d})
+	return err
+}
+
+// SetBackendAdmin sets a Redis backend's admin state (leader only, else
+// ErrNotLeader: the caller forwards to the leader's HTTP API). AdminReady
+// clears the entry.
+func (a *Agent) SetBackendAdmin(ctx context.Context, addr string, state AdminState) error {
+	if addr == "" {
+		return errors.New("cluster: backend address is empty")
+	}
+	if !state.Valid() {
+		return fmt.Errorf("cluster: admin state %q is not ready, drain or maintenance", state)
+	}
+	_, err := a.applyCmd(ctx, command{Op: opAdmin, Addr: addr, Admin: state})
+	return err
+}
+
+// RequestFailover commits a planned failover request (leader only) and
+// returns its ID. ErrFailoverPending if one is already pending.
+func (a *Agent) RequestFailover(ctx context.Context, reason string) (uint64, error) {
+	res, err := a.applyCmd(ctx, command{Op: opFailoverRequest, Reason: reason})
+	return res.id, err
+}
+
+// CompleteFailover marks a planned failover request done with a result text
+// (leader only).
+func (a *Agent) CompleteFailover(ctx context.Context, id uint64, result string) error {
+	_, err := a.applyCmd(ctx, command{Op: opFailoverComplete, ID: id, Result: result})
+	return err
+}
+
+// RecordEvent appends an event to the replicated history (leader only).
+// Time defaults to now and Node to this node.
+func (a *Agent) RecordEvent(ctx context.Context, e Event) error {
+	if e.Kind == "" {
+		return errors.New("cluster: event without kind")
+	}
+	if e.Time.IsZero() {
+		e.Time = time.Now().UTC()
+	}
+	if e.Node == "" {
+		e.Node = a.cfg.NodeName
+	}
+	_, err := a.applyCmd(ctx, command{Op: opEvent, Time: e.Time, Event: &e})
+	return err
+}
+
+// Member is one node as seen from this node.
+type Member struct {
+	Name        string `json:"name"`
+	GossipAddr  string `json:"gossip_addr"`
+	GossipState string `json:"gossip_state"` // alive, leaving, left, dead, unknown
+	RaftAddr    string `json:"raft_addr"`
+	Suffrage    string `json:"suffrage"` // voter, nonvoter, none (not in the Raft configuration)
+	IsLeader    bool   `json:"is_leader"`
+	// LastContact is how long ago this node last heard from the leader,
+	// filled on this node's own row and on the leader's row (0 on the
+	// leader itself, -1 when unknown).
+	LastContact time.Duration `json:"last_contact"`
+	HTTPAddr    string        `json:"http_addr"`
+	Version     string        `json:"version"`
+	Self        bool          `json:"self"`
+}
+
+// Members lists the gossip members and the Raft servers, sorted by name.
+func (a *Agent) Members() []Member {
+	r := a.raftNode()
+	byName := map[string]*Member{}
+	a.mu.RLock()
+	for _, m := range a.members {
+		mm := &Member{Name: m.name, GossipAddr: m.addr, GossipState: m.state, Suffrage: "none",
+			LastContact: -1, Self: m.name == a.cfg.NodeName}
+		if m.hasMeta {
+			mm.RaftAddr, mm.HTTPAddr, mm.Version = m.meta.Raft, m.meta.HTTP, m.meta.Version
+			if m.meta.Leaving && m.state == GossipAlive {
+				mm.GossipState = GossipLeaving
+			}
+		}
+		byName[m.name] = mm
+	}
+	a.mu.RUnlock()
+	if r != nil {
+		if f := r.GetConfiguration(); f.Error() == nil {
+			for _, s := range f.Configuration().Servers {
+				mm := byName[string(s.ID)]
+				if mm == nil {
+					mm = &Member{Name: string(s.ID), GossipState: GossipUnknown, LastContact: -1}
+					byName[mm.Name] = mm
+				}
+				mm.RaftAddr = string(s.Address)
+				mm.Suffrage = strings.ToLower(s.Suffrage.String())
+			}
+		}
+		_, leader := r.LeaderWithID()
+		lc := time.Duration(-1)
+		if r.State() == raft.Leader {
+			lc = 0
+		} else if t := r.LastContact(); !t.IsZero() {
+			lc = time.Since(t)
+		}
+		if mm := byName[string(leader)]; mm != nil && leader != "" {
+			mm.IsLeader = true
+			mm.LastContact = lc
+		}
+		if mm := byName[a.cfg.NodeName]; mm != nil {
+			mm.LastContact = lc
+		}
+	}
+	out := make([]Member, 0, len(byName))
+	for _, m := range byName {
+		out = append(out, *m)
+	}
+	slices.SortFunc(out, func(x, y Member) int { return strings.Compare(x.Name, y.Name) })
+	return out
+}
+
+// Join contacts the given gossip addresses ("host" or "host:port") and
+// returns how many were reached (as `redhaven join`).
+func (a *Agent) Join(addrs []string) (int, error) {
+	ml := a.memberlist()
+	if ml == nil {
+		return 0, ErrNotRunning
+	}
+	norm := make([]string, 0, len(addrs))
+	for _, s := range addrs {
+		n, err := joinAddr(s)
+		if err != nil {
+			return 0, fmt.Errorf("join address: %w", err)
+		}
+		norm = append(norm, n)
+	}
+	n, err := ml.Join(norm)
+	if err != nil {
+		return n, fmt.Errorf("join %v: %w", norm, err)
+	}
+	return n, nil
+}
+
+// Leave leaves the cluster gracefully: it announces the leave in the
+// gossip metadata, hands leadership over if this node leads, waits (bounded
+// by ctx) until the leader has removed it from the Raft configuration, and
+// leaves gossip. Run keeps running until its ctx ends; the caller cancels it.
+func (a *Agent) Leave(ctx context.Context) error {
+	r, ml := a.raftNode(), a.memberlist()
+	if r == nil || ml == nil {
+		return ErrNotRunning
+	}
+	a.leaving.Store(true)
+	a.log.Info("leaving cluster")
+	a.setMeta(func(m *nodeMeta) { m.Leaving = true })
+
+	self := raft.ServerID(a.cfg.NodeName)
+	others := func() (inConfig bool, n int) {
+		f := r.GetConfiguration()
+		if f.Error() != nil {
+			return false, 0 // shut down: removed
+		}
+		for _, s := range f.Configuration().Servers {
+			if s.ID == self {
+				inConfig = true
+			} else if s.Suffrage == raft.Voter {
+				n++
+			}
+		}
+		return inConfig, n
+	}
+	var errs []error
+	if in, n := others(); in && n > 0 {
+		if r.State() == raft.Leader {
+			if err := r.LeadershipTransfer().Error(); err != nil {
+				a.log.Warn("leadership transfer before leave failed, removing self", "error", err)
+				if err := r.RemoveServer(self, 0, defaultApplyTimeout).Error(); err != nil {
+					errs = append(errs, fmt.Errorf("remove self from raft: %w", err))
+				}
+			}
+		}
+		t := time.NewTicker(50 * time.Millisecond)
+	wait:
+		for {
+			if in, _ := others(); !in {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				errs = append(errs, fmt.Errorf("wait for removal from raft configuration: %w", ctx.Err()))
+				break wait
+			case <-t.C:
+			}
+		}
+		t.Stop()
+	}
+	if err := ml.Leave(2 * time.Second); err != nil {
+		errs = append(errs, fmt.Errorf("leave gossip: %w", err))
+	}
+	a.notify()
+	return errors.Join(errs...)
+}
+
+// TransferLeadership hands leadership to the named node ("" = any voter).
+// Leader only (ErrNotLeader otherwise).
+func (a *Agent) TransferLeadership(ctx context.Context, toNodeName string) error {
+	r := a.raftNode()
+	if r == nil {
+		return ErrNotRunning
+	}
+	if r.State() != raft.Leader {
+		return ErrNotLeader
+	}
+	var f raft.Future
+	if toNodeName == "" {
+		f = r.LeadershipTransfer()
+	} else {
+		cf := r.GetConfiguration()
+		if err := cf.Error(); err != nil {
+			return fmt.Errorf("read raft configuration: %w", err)
+		}
+		var target *raft.Server
+		for _, s := range cf.Configuration().Servers {
+			if string(s.ID) == toNodeName && s.Suffrage == raft.Voter {
+				target = &s
+			}
+		}
+		if target == nil {
+			return fmt.Errorf("cluster: transfer leadership: %q is not a voter", toNodeName)
+		}
+		f = r.LeadershipTransferToServer(target.ID, target.Address)
+	}
+	done := make(chan error, 1)
+	go func() { done <- f.Error() }()
+	select {
+	case <-ctx.Done():
+		return fmt.Errorf("transfer leadership: %w", ctx.Err())
+	case err := <-done:
+		if err != nil {
+			return fmt.Errorf("transfer leadership to %q: %w", toNodeName, err)
+		}
+	}
+	return nil
+}
+
+// Stats is a small view of this node's Raft state.
+type Stats struct {
+	RaftState    string        `json:"raft_state"` // Follower, Candidate, Leader, Shutdown
+	Term         uint64        `json:"term"`
+	LastIndex    uint64        `json:"last_index"`
+	CommitIndex  uint64        `json:"commit_index"`
+	AppliedIndex uint64        `json:"applied_index"`
+	Leader       string        `json:"leader"`
+	LastContact  time.Duration `json:"last_contact"` // since the leader was last heard (0 on the leader, -1 never)
+	InContact    bool          `json:"in_contact"`
+	Voters       int           `json:"voters"`
+}
+
+// Stats returns this node's Raft state.
+func (a *Agent) Stats() Stats {
+	r := a.raftNode()
+	if r == nil {
+		return Stats{RaftState: "NotStarted", LastContact: -1}
+	}
+	_, leader := r.LeaderWithID()
+	st := Stats{
+		RaftState:    r.State().String(),
+		Term:         r.CurrentTerm(),
+		LastIndex:    r.LastIndex(),
+		CommitIndex:  r.CommitIndex(),
+		AppliedIndex: r.AppliedIndex(),
+		Leader:       string(leader),
+		LastContact:  -1,
+		InContact:    a.InContact(),
+	}
+	if r.State() == raft.Leader {
+		st.LastContact = 0
+	} else if t := r.LastContact(); !t.IsZero() {
+		st.LastContact = time.Since(t)
+	}
+	if f := r.GetConfiguration(); f.Error() == nil {
+		for _, s := range f.Configuration().Servers {
+			if s.Suffrage == raft.Voter {
+				st.Voters++
+			}
+		}
+	}
+	return st
+}

@@ -1,0 +1,56 @@
+package node
+
+import (
+	"reflect"
+	"testing"
+
+	"github.com/redhaven/redhaven/proxy"
+	"github.com/redhaven/redhaven/proxy/topology"
+)
+
+func TestRouteFromObservation(t *testing.T) {
+	replica := func(addr, master string, link bool, lag int64) topology.NodeState {
+		return topology.NodeState{Addr: addr, Up: true, Role: topology.RoleReplica, MasterAddr: master, LinkUp: link, LagBytes: lag}
+	}
+	tests := []struct {
+		name string
+		obs  topology.Observation
+		want proxy.Route
+	}{
+		{"no master holds", topology.Observation{Nodes: []topology.NodeState{replica("b:1", "a:1", true, 0)}}, proxy.Route{}},
+		{"healthy replicas of the master only", topology.Observation{Master: "a:1", Epoch: 3, Nodes: []topology.NodeState{
+			{Addr: "a:1", Up: true, Role: topology.RoleMaster},
+			replica("b:1", "a:1", true, 0),
+			replica("c:1", "a:1", false, 0),   // link down
+			replica("d:1", "a:1", true, 5000), // lagging
+			replica("e:1", "z:1", true, 0),    // follows another master
+		}}, proxy.Route{Master: "a:1", Epoch: 3, Replicas: []string{"b:1"}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := routeFromObservation(tt.obs, 1000); !reflect.DeepEqual(got, tt.want) {
+				t.Fatalf("got %+v, want %+v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestRouteTableHints(t *testing.T) {
+	rt := newRouteTable()
+	if rt.set(proxy.Route{}) {
+		t.Fatal("setting the same empty route reported a change")
+	}
+	if !rt.set(proxy.Route{Master: "a:1", Epoch: 1}) {
+		t.Fatal("new master not reported as a change")
+	}
+	select {
+	case <-rt.RouteChanges():
+	default:
+		t.Fatal("no hint after a change")
+	}
+	rt.set(proxy.Route{Master: "b:1", Epoch: 2})
+	rt.set(proxy.Route{Master: "c:1", Epoch: 3}) // hint channel full: must not block
+	if got := rt.Route().Master; got != "c:1" {
+		t.Fatalf("Route().Master = %q, want c:1", got)
+	}
+}

@@ -1,0 +1,30 @@
+#!/bin/sh
+# Runs after the files are unpacked (deb postinst "configure" with the old
+# version as $2 on upgrade; rpm %post: 1 = install, 2 = upgrade).
+# Never enables or starts the service on a first install: it must be
+# configured first. On an upgrade, a running service is restarted.
+set -e
+
+case "$1" in
+configure) [ -z "$2" ] && first=yes || first=no ;;
+1) first=yes ;;
+2) first=no ;;
+*) exit 0 ;; # abort-upgrade, abort-remove, ...: nothing to do
+esac
+
+chown redhaven:redhaven /var/lib/redhaven
+chmod 0750 /var/lib/redhaven
+
+systemd_running=no
+if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
+	systemd_running=yes
+	systemctl daemon-reload >/dev/null 2>&1 || true
+fi
+
+if [ "$first" = yes ]; then
+	echo "redhaven installed. Configure /etc/redhaven/redhaven.yaml (redis.sentinels, cluster.join, vip),"
+	echo "check it with 'redhaven check-config' and start it with 'systemctl enable --now redhaven'."
+elif [ "$systemd_running" = yes ]; then
+	systemctl try-restart redhaven.service >/dev/null 2>&1 || true
+fi
+exit 0

@@ -1,0 +1,167 @@
+package topology
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// nodeProbe checks one Redis node's ROLE over a persistent connection.
+type nodeProbe struct {
+	link *link
+
+	// guarded by Watcher.mu
+	state     NodeState
+	running   bool
+	fastUntil time.Time // poll every fastProbeEvery until then (failover candidate)
+	faults    faultLog
+}
+
+// roleInfo is a parsed ROLE reply.
+type roleInfo struct {
+	role       Role
+	masterAddr string
+	linkUp     bool
+	offset     int64
+	replicas   []string // a master's connected replicas
+}
+
+// parseRole reads a ROLE reply:
+//
+//	master:  ["master", offset, [[ip, port, offset], ...]]
+//	replica: ["slave", master_ip, master_port, state, offset]
+func parseRole(v any) (roleInfo, error) {
+	arr, ok := v.([]any)
+	if !ok || len(arr) == 0 {
+		return roleInfo{}, fmt.Errorf("unexpected ROLE reply %v", v)
+	}
+	switch asString(arr[0]) {
+	case "master":
+		ri := roleInfo{role: RoleMaster, linkUp: true}
+		if len(arr) > 1 {
+			ri.offset, _ = asInt(arr[1])
+		}
+		if len(arr) > 2 {
+			reps, _ := arr[2].([]any)
+			for _, r := range reps {
+				fields, _ := r.([]any)
+				if len(fields) >= 2 {
+					if a := joinHostPort(asString(fields[0]), fields[1]); a != "" {
+						ri.replicas = append(ri.replicas, a)
+					}
+				}
+			}
+		}
+		return ri, nil
+	case "slave", "replica":
+		if len(arr) < 5 {
+			return roleInfo{}, fmt.Errorf("short ROLE reply %v", v)
+		}
+		ri := roleInfo{role: RoleReplica, masterAddr: joinHostPort(asString(arr[1]), arr[2])}
+		ri.linkUp = asString(arr[3]) == "connected"
+		ri.offset, _ = asInt(arr[4])
+		return ri, nil
+	case "sentinel":
+		return roleInfo{}, errors.New("address is a sentinel, not a redis node")
+	}
+	return roleInfo{}, fmt.Errorf("unknown role %q", asString(arr[0]))
+}
+
+// runNode polls one node until ctx ends.
+func (w *Watcher) runNode(ctx context.Context, n *nodeProbe) {
+	stop := context.AfterFunc(ctx, n.link.kick)
+	defer stop()
+	defer n.link.drop()
+	for ctx.Err() == nil {
+		start := time.Now()
+		v, err := n.link.do(ctx, w.checkTimeout, "ROLE")
+		var ri roleInfo
+		if err == nil {
+			ri, err = parseRole(v)
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		next := w.recordNode(n, ri, err, start, time.Since(start))
+		n.link.wait(ctx, next)
+	}
+}
+
+// recordNode stores a check result and returns how long to wait before
+// the next check.
+func (w *Watcher) recordNode(n *nodeProbe, ri roleInfo, err error, start time.Time, dur time.Duration) time.Duration {
+	now := time.Now()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	st := &n.state
+	prevUp, prevRole := st.Up, st.Role
+	st.LastCheck = now
+	st.CheckDuration = dur
+	fast := now.Before(n.fastUntil)
+	if err != nil {
+		n.link.failures++
+		st.Up = false
+		st.Role = RoleUnknown
+		st.MasterAddr = ""
+		st.LinkUp = false
+		st.LastError = err.Error()
+		if n.faults.should(err, now) {
+			if errors.Is(err, ErrAuth) {
+				w.log.Warn("auth failed", "addr", n.link.addr, "kind", "redis", "error", err)
+			} else {
+				w.log.Warn("node check failed", "addr", n.link.addr, "error", err)
+			}
+		}
+	} else {
+		if n.link.failures > 0 || prevRole != ri.role {
+			n.faults.reset()
+		}
+		n.link.failures = 0
+		st.Up = true
+		st.Role = ri.role
+		st.MasterAddr = ri.masterAddr
+		st.LinkUp = ri.linkUp
+		st.Offset = ri.offset
+		st.LastError = ""
+		for _, r := range ri.replicas {
+			w.addNodeLocked(r)
+		}
+		if ri.role == RoleMaster {
+			n.fastUntil = time.Time{}
+			fast = false
+		}
+		w.log.Debug("node checked", "addr", n.link.addr, "role", ri.role, "offset", ri.offset, "took", dur)
+	}
+	if st.Up != prevUp || st.Role != prevRole || st.LastChange.IsZero() {
+		st.LastChange = now
+		if st.Up != prevUp || st.Role != prevRole {
+			w.log.Info("node state changed", "addr", n.link.addr, "up", st.Up, "role", st.Role, "master_addr", st.MasterAddr)
+		}
+	}
+	w.updateLocked()
+
+	switch {
+	case fast && err == nil:
+		return fastProbeEvery
+	case fast:
+		return min(backoff(n.link.failures, 50*time.Millisecond), w.cfg.CheckInterval)
+	case err != nil:
+		return min(backoff(n.link.failures, w.cfg.CheckInterval), w.cfg.CheckInterval)
+	}
+	return w.cfg.CheckInterval
+}
+
+// followCandidateLocked starts polling addr fast: a Sentinel is promoting it.
+func (w *Watcher) followCandidateLocked(addr string, epoch int64, source string) {
+	now := time.Now()
+	if w.cand.Addr != addr || w.cand.Epoch != epoch {
+		w.log.Info("following failover", "candidate", addr, "epoch", epoch, "sentinel", source)
+	}
+	w.cand = candidate{Addr: addr, Epoch: epoch}
+	w.candUntil = now.Add(fastProbeFor)
+	n := w.addNodeLocked(addr)
+	n.fastUntil = now.Add(fastProbeFor)
+	n.link.kick()
+	w.updateLocked()
+}

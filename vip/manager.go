@@ -1,0 +1,443 @@
+package vip
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Exported errors; the errors returned by New and Run wrap them.
+var (
+	// ErrPermission: the kernel refused to change addresses or open a raw
+	// socket. The text says how to grant the capabilities.
+	ErrPermission = errors.New("operation not permitted: redhaven needs CAP_NET_ADMIN (to add and remove the VIP) " +
+		"and CAP_NET_RAW (to send gratuitous ARP / neighbour advertisements); " +
+		"add `AmbientCapabilities=CAP_NET_ADMIN CAP_NET_RAW` (and the same to CapabilityBoundingSet if set) " +
+		"to the [Service] section of the systemd unit, or run as root")
+	// ErrUnknownInterface: vip.interface names no link on this host.
+	ErrUnknownInterface = errors.New("no such network interface (see `ip link show`)")
+	// ErrUnsupported: mode netlink on an operating system other than Linux.
+	ErrUnsupported = errors.New("vip.mode netlink is supported on Linux only")
+)
+
+// Status is a snapshot of the manager's state.
+type Status struct {
+	Mode      string // ModeNetlink or ModeNone
+	Address   string // "10.0.0.100/24", "" when none configured
+	Interface string
+	// Desired is the last value given to SetDesired.
+	Desired bool
+	// Holding: the address was on the interface when last looked at (and
+	// this manager put it there or keeps it). Always false in mode none.
+	Holding bool
+	// Since is when Holding last changed (or when the manager was made).
+	Since time.Time
+	// LastAnnounce is when the last gratuitous ARP / neighbour
+	// advertisement was sent; zero if never (or on loopback).
+	LastAnnounce time.Time
+	// LastError is the error of the latest attempt to reach the desired
+	// state; empty once an attempt succeeded.
+	LastError string
+	// Conflict is the hardware address of another host that answered an
+	// ARP probe for the VIP before the last acquisition ("" if none).
+	Conflict string
+}
+
+// system is the OS side: the address on the link, and its announcement.
+// One goroutine (Run's) uses it.
+type system interface {
+	// present reports whether the VIP's IP is on the link.
+	present() (bool, error)
+	// add puts the address on the link, or renews its lifetime.
+	add() error
+	// remove takes every copy of the VIP's IP off the link.
+	remove() error
+	// probe asks (for up to d) whether another host answers for the VIP
+	// and returns its hardware address, or nil.
+	probe(d time.Duration) (net.HardwareAddr, error)
+	// announce sends one gratuitous ARP request+reply (IPv4) or unsolicited
+	// neighbour advertisement (IPv6); sent is false where nothing is
+	// announced (loopback, links without a hardware address).
+	announce() (sent bool, err error)
+	// release drops announcement sockets (after the address is removed).
+	release()
+	close()
+}
+
+// Manager holds (or not) the virtual IP as told by SetDesired. It is the
+// mechanism only: the policy of who should hold the address is the
+// caller's.
+type Manager struct {
+	cfg    Config
+	mode   string
+	prefix netip.Prefix
+	logger *slog.Logger
+	// newSys opens the OS side, in Run.
+	newSys func() (system, error)
+
+	desired atomic.Bool
+	hint    chan struct{}
+	started atomic.Bool
+
+	mu sync.Mutex
+	st Status
+}
+
+// New validates cfg, checks that the interface exists and that the
+// process has the capabilities it needs (mode netlink), and returns a
+// Manager that starts with no desire to hold the address. It starts
+// nothing; Run does.
+func New(cfg Config, logger *slog.Logger) (*Manager, error) {
+	return newManager(cfg, logger, func(cfg Config, prefix netip.Prefix) (func() (system, error), error) {
+		return openSystem(cfg, prefix, nil)
+	})
+}
+
+// enterFunc moves the calling goroutine into the network namespace the
+// manager works in, locked to its thread, until leave is called (tests).
+type enterFunc func() (leave func(), err error)
+
+// opener checks the OS side at New and returns the function that opens it
+// in Run (openSystem, or a fake in tests).
+type opener func(cfg Config, prefix netip.Prefix) (func() (system, error), error)
+
+func newManager(cfg Config, logger *slog.Logger, open opener) (*Manager, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	m := &Manager{
+		cfg:    cfg,
+		mode:   cfg.EffectiveMode(),
+		logger: logger.With("component", "vip"),
+		hint:   make(chan struct{}, 1),
+	}
+	if cfg.Address != "" {
+		m.prefix, _ = ParseAddress(cfg.Address) // checked by Validate
+	}
+	m.st = Status{Mode: m.mode, Interface: cfg.Interface, Since: time.Now()}
+	if m.prefix.IsValid() {
+		m.st.Address = m.prefix.String()
+	}
+	if m.mode == ModeNetlink {
+		newSys, err := open(cfg, m.prefix)
+		if err != nil {
+			return nil, err
+		}
+		m.newSys = newSys
+	}
+	return m, nil
+}
+
+// SetDesired says whether this node should hold the address. It never
+// blocks; Run acts on the latest value.
+func (m *Manager) SetDesired(hold bool) {
+	m.desired.Store(hold)
+	m.mu.Lock()
+	m.st.Desired = hold
+	m.mu.Unlock()
+	select {
+	case m.hint <- struct{}{}:
+	default:
+	}
+}
+
+// Holding reports whether the address was on the interface when last
+// looked at. Always false in mode none.
+func (m *Manager) Holding() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.st.Holding
+}
+
+// Status returns a snapshot of the manager's state.
+func (m *Manager) Status() Status {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.st
+}
+
+// Run holds or releases the address as desired until ctx ends: on every
+// SetDesired and every check_interval it compares the desire with the
+// addresses on the link, adds or removes the address, announces it, and
+// runs the hooks. When ctx ends it removes the address (if there), runs
+// on_release, waits for the hooks and returns. It returns early only if
+// the OS side cannot be opened at all. Run may be called once.
+func (m *Manager) Run(ctx context.Context) error {
+	if !m.started.CompareAndSwap(false, true) {
+		return errors.New("vip: Run called twice")
+	}
+	if m.mode == ModeNone {
+		m.logger.Info("vip mode none: no address managed")
+		<-ctx.Done()
+		return nil
+	}
+	sys, err := m.newSys()
+	if err != nil {
+		return err
+	}
+	defer sys.close()
+
+	hooks := newHookRunner(m.cfg, m.prefix, m.logger)
+	hooksDone := make(chan struct{})
+	go func() {
+		defer close(hooksDone)
+		hooks.run()
+	}()
+	defer func() {
+		hooks.stop()
+		<-hooksDone
+	}()
+
+	l := loop{m: m, sys: sys, hooks: hooks}
+	return l.run(ctx)
+}
+
+// loop is Run's state, used by Run's goroutine only.
+type loop struct {
+	m     *Manager
+	sys   system
+	hooks *hookRunner
+
+	// session: this manager acquired the address and has not released it.
+	session bool
+	// announcement schedule: left packets of the current burst; timer
+	// fires for the next one.
+	left     int
+	announce *time.Timer
+	// errs are the current faults by kind (address, announce); the last
+	// logged text of each is kept to log each fault once.
+	errs [2]string
+}
+
+func (l *loop) run(ctx context.Context) error {
+	cfg := l.m.cfg
+	check := time.NewTicker(cfg.CheckInterval)
+	defer check.Stop()
+	l.announce = time.NewTimer(time.Hour)
+	l.announce.Stop()
+	defer l.announce.Stop()
+
+	l.reconcile()
+	for {
+		select {
+		case <-ctx.Done():
+			return l.shutdown()
+		case <-l.m.hint:
+			l.reconcile()
+		case <-check.C:
+			l.reconcile()
+		case <-l.announce.C:
+			l.announceStep()
+		}
+	}
+}
+
+// reconcile compares the desire with the link and acts once.
+func (l *loop) reconcile() {
+	m := l.m
+	want := m.desired.Load()
+	present, err := l.sys.present()
+	if err != nil {
+		l.fail(errAddr, fmt.Errorf("list addresses on %s: %w", m.cfg.Interface, err))
+		return
+	}
+	switch {
+	case want && !present:
+		if l.session {
+			m.logger.Warn("vip removed from the interface by someone else, adding it back", "vip", m.prefix, "interface", m.cfg.Interface)
+		} else if m.cfg.ARPProbe > 0 {
+			l.probe()
+			if !m.desired.Load() {
+				return // changed its mind during the probe; next round
+			}
+		}
+		if err := l.sys.add(); err != nil {
+			l.fail(errAddr, fmt.Errorf("add vip %s on %s: %w", m.prefix, m.cfg.Interface, err))
+			return
+		}
+		l.acquired(false)
+	case want && present:
+		if m.cfg.Lifetime > 0 {
+			// Renew the lifetime (adding it again replaces it).
+			if err := l.sys.add(); err != nil {
+				l.fail(errAddr, fmt.Errorf("renew vip %s on %s: %w", m.prefix, m.cfg.Interface, err))
+				return
+			}
+		}
+		if !l.session {
+			l.acquired(true)
+		}
+		l.setHolding(true)
+	case !want && present:
+		if err := l.sys.remove(); err != nil {
+			l.fail(errAddr, fmt.Errorf("remove vip %s from %s: %w", m.prefix, m.cfg.Interface, err))
+			return
+		}
+		if l.session {
+			l.released("released")
+		} else {
+			m.logger.Info("stale vip removed", "vip", m.prefix, "interface", m.cfg.Interface)
+			l.setHolding(false)
+		}
+	default: // !want && !present
+		if l.session {
+			l.released("released (already gone from the interface)")
+		}
+		l.setHolding(false)
+	}
+	l.ok(errAddr)
+}
+
+// acquired starts a holding session (or resumes one after the address was
+// put back): announce now, then on schedule; on_acquire for a new session.
+func (l *loop) acquired(wasPresent bool) {
+	m := l.m
+	l.setHolding(true)
+	l.left = m.cfg.ARPCount
+	l.announce.Reset(0)
+	if l.session {
+		return
+	}
+	l.session = true
+	if wasPresent {
+		m.logger.Info("vip acquired (already on the interface)", "vip", m.prefix, "interface", m.cfg.Interface)
+	} else {
+		m.logger.Info("vip acquired", "vip", m.prefix, "interface", m.cfg.Interface)
+	}
+	l.hooks.enqueue(eventAcquire)
+}
+
+// released ends a holding session: stop announcing, on_release.
+func (l *loop) released(msg string) {
+	m := l.m
+	l.session = false
+	l.left = 0
+	l.announce.Stop()
+	l.sys.release()
+	l.setHolding(false)
+	m.logger.Info("vip "+msg, "vip", m.prefix, "interface", m.cfg.Interface)
+	l.hooks.enqueue(eventRelease)
+}
+
+// probe asks whether another host answers for the address and logs it.
+func (l *loop) probe() {
+	m := l.m
+	mac, err := l.sys.probe(m.cfg.ARPProbe)
+	if err != nil {
+		// Not being able to probe does not stop us from taking the address.
+		m.logger.Warn("vip conflict probe failed", "vip", m.prefix, "interface", m.cfg.Interface, "err", err)
+		return
+	}
+	conflict := ""
+	if mac != nil {
+		conflict = mac.String()
+		m.logger.Warn("vip conflict: another host answers for the vip; taking it anyway and announcing",
+			"vip", m.prefix, "interface", m.cfg.Interface, "other_mac", conflict)
+	}
+	m.mu.Lock()
+	m.st.Conflict = conflict
+	m.mu.Unlock()
+}
+
+// announceStep sends one packet of the current burst and schedules the
+// next one, or the next burst after arp_repeat.
+func (l *loop) announceStep() {
+	m := l.m
+	if !l.session {
+		return
+	}
+	sent, err := l.sys.announce()
+	if err != nil {
+		l.fail(errAnnounce, fmt.Errorf("announce vip %s on %s: %w", m.prefix, m.cfg.Interface, err))
+	} else {
+		l.ok(errAnnounce)
+		if sent {
+			m.mu.Lock()
+			m.st.LastAnnounce = time.Now()
+			m.mu.Unlock()
+		}
+	}
+	l.left--
+	if l.left > 0 {
+		l.announce.Reset(m.cfg.ARPInterval)
+		return
+	}
+	l.left = m.cfg.ARPCount
+	l.announce.Reset(m.cfg.ARPRepeat - time.Duration(m.cfg.ARPCount-1)*m.cfg.ARPInterval)
+}
+
+// shutdown removes the address first, then queues on_release.
+func (l *loop) shutdown() error {
+	m := l.m
+	present, err := l.sys.present()
+	if err == nil && present {
+		err = l.sys.remove()
+	}
+	if err != nil {
+		err = fmt.Errorf("remove vip %s from %s at shutdown: %w", m.prefix, m.cfg.Interface, err)
+		m.mu.Lock()
+		m.st.LastError = err.Error()
+		m.mu.Unlock()
+		return err
+	}
+	if l.session {
+		l.released("released (shutdown)")
+	}
+	l.setHolding(false)
+	return nil
+}
+
+func (l *loop) setHolding(h bool) {
+	m := l.m
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.st.Holding != h {
+		m.st.Holding = h
+		m.st.Since = time.Now()
+	}
+}
+
+// Kinds of faults, tracked apart so that a good round of one kind does
+// not hide a fault of the other.
+const (
+	errAddr = iota
+	errAnnounce
+)
+
+// fail records a fault to be retried; each distinct one is logged once.
+func (l *loop) fail(kind int, err error) {
+	msg := err.Error()
+	if msg != l.errs[kind] {
+		l.m.logger.Warn("vip fault, retrying", "vip", l.m.prefix, "interface", l.m.cfg.Interface, "err", err)
+	}
+	l.errs[kind] = msg
+	l.publishErr()
+}
+
+// ok clears a kind of fault after a successful round.
+func (l *loop) ok(kind int) {
+	if l.errs[kind] == "" {
+		return
+	}
+	l.errs[kind] = ""
+	l.publishErr()
+}
+
+func (l *loop) publishErr() {
+	msg := l.errs[errAddr]
+	if msg == "" {
+		msg = l.errs[errAnnounce]
+	}
+	l.m.mu.Lock()
+	l.m.st.LastError = msg
+	l.m.mu.Unlock()
+}

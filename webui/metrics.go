@@ -1,0 +1,158 @@
+package webui
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// collector turns a Snapshot into Prometheus metrics at scrape time, so the
+// proxy keeps only its own atomic counters and pays nothing per command.
+type collector struct {
+	src Source
+
+	sessionsCur, sessionsMax, sessionsLimit, sessionsTotal *prometheus.Desc
+	commands, bytesIn, bytesOut, errors, refused           *prometheus.Desc
+
+	backendUp, backendMaster, backendLag, backendOffset, backendLink *prometheus.Desc
+	backendSessions, backendCommands, backendErrors                  *prometheus.Desc
+	backendCheck, backendDowntime                                    *prometheus.Desc
+
+	sentinelReachable, sentinelEpoch *prometheus.Desc
+
+	routeEpoch, routeHasMaster, ready, leader, members, vipHeld, failover, build *prometheus.Desc
+}
+
+func newCollector(src Source) *collector {
+	d := func(name, help string, labels ...string) *prometheus.Desc {
+		return prometheus.NewDesc("redhaven_"+name, help, labels, nil)
+	}
+	return &collector{
+		src:           src,
+		sessionsCur:   d("proxy_sessions_current", "Client sessions open now.", "listener"),
+		sessionsMax:   d("proxy_sessions_max", "Highest number of client sessions open at once.", "listener"),
+		sessionsLimit: d("proxy_sessions_limit", "Configured client session limit (0: none).", "listener"),
+		sessionsTotal: d("proxy_sessions_total", "Client sessions accepted.", "listener"),
+		commands:      d("proxy_commands_total", "Commands forwarded.", "listener"),
+		bytesIn:       d("proxy_bytes_in_total", "Bytes received from clients.", "listener"),
+		bytesOut:      d("proxy_bytes_out_total", "Bytes sent to clients.", "listener"),
+		errors:        d("proxy_errors_total", "Errors returned to clients by the proxy.", "listener"),
+		refused:       d("proxy_refused_total", "Client connections refused.", "listener"),
+
+		backendUp:       d("backend_up", "1 if the Redis node is up (up, going down, drain), else 0.", "addr"),
+		backendMaster:   d("backend_is_master", "1 for the committed master.", "addr"),
+		backendLag:      d("backend_replication_lag_bytes", "Replication lag behind the master, in bytes.", "addr"),
+		backendOffset:   d("backend_replication_offset", "Replication offset.", "addr"),
+		backendLink:     d("backend_link_up", "1 if the replica's link to its master is up.", "addr"),
+		backendSessions: d("backend_sessions_current", "Proxied sessions connected to this node now.", "addr"),
+		backendCommands: d("backend_commands_total", "Commands sent to this node.", "addr"),
+		backendErrors:   d("backend_errors_total", "Errors talking to this node.", "addr"),
+		backendCheck:    d("backend_check_duration_seconds", "Duration of the last health check.", "addr"),
+		backendDowntime: d("backend_downtime_seconds_total", "Total time this node was down.", "addr"),
+
+		sentinelReachable: d("sentinel_reachable", "1 if the Sentinel answers.", "addr"),
+		sentinelEpoch:     d("sentinel_config_epoch", "Config epoch the Sentinel reports.", "addr"),
+
+		routeEpoch:     d("route_epoch", "Epoch of the committed route decision."),
+		routeHasMaster: d("route_has_master", "1 if the committed route names a master."),
+		ready:          d("node_ready", "1 if this node routes clients (/health/ready)."),
+		leader:         d("cluster_is_leader", "1 if this node is the Raft leader."),
+		members:        d("cluster_members", "Cluster members by gossip state.", "state"),
+		vipHeld:        d("vip_held", "1 if this node holds the virtual IP."),
+		failover:       d("failover_duration_seconds", "Duration of failovers, from master lost to new master routed."),
+		build:          d("build_info", "Always 1; the version label names the redhaven version.", "version"),
+	}
+}
+
+func (c *collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{
+		c.sessionsCur, c.sessionsMax, c.sessionsLimit, c.sessionsTotal, c.commands, c.bytesIn, c.bytesOut, c.errors, c.refused,
+		c.backendUp, c.backendMaster, c.backendLag, c.backendOffset, c.backendLink, c.backendSessions, c.backendCommands,
+		c.backendErrors, c.backendCheck, c.backendDowntime, c.sentinelReachable, c.sentinelEpoch,
+		c.routeEpoch, c.routeHasMaster, c.ready, c.leader, c.members, c.vipHeld, c.failover, c.build,
+	} {
+		ch <- d
+	}
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func backendIsUp(state string) bool {
+	return state == StateUp || state == StateGoingDown || state == StateDrain
+}
+
+func (c *collector) Collect(ch chan<- prometheus.Metric) {
+	snap := c.src.Snapshot()
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	counter := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, labels...)
+	}
+	seen := map[string]bool{} // a repeated label value would fail the scrape
+	for _, f := range snap.Frontends {
+		l := f.Name
+		if l == "" {
+			l = f.Addr
+		}
+		if seen[l] {
+			continue
+		}
+		seen[l] = true
+		gauge(c.sessionsCur, float64(f.CurrentSessions), l)
+		gauge(c.sessionsMax, float64(f.MaxSessions), l)
+		gauge(c.sessionsLimit, float64(f.Limit), l)
+		counter(c.sessionsTotal, float64(f.TotalSessions), l)
+		counter(c.commands, float64(f.CommandsTotal), l)
+		counter(c.bytesIn, float64(f.BytesIn), l)
+		counter(c.bytesOut, float64(f.BytesOut), l)
+		counter(c.errors, float64(f.Errors), l)
+		counter(c.refused, float64(f.Refused), l)
+	}
+	clear(seen)
+	for _, b := range snap.Backends {
+		if seen[b.Addr] {
+			continue
+		}
+		seen[b.Addr] = true
+		gauge(c.backendUp, b2f(backendIsUp(b.State)), b.Addr)
+		gauge(c.backendMaster, b2f(b.IsMaster), b.Addr)
+		gauge(c.backendLag, float64(b.LagBytes), b.Addr)
+		gauge(c.backendOffset, float64(b.Offset), b.Addr)
+		gauge(c.backendLink, b2f(b.LinkUp), b.Addr)
+		gauge(c.backendSessions, float64(b.Sessions), b.Addr)
+		counter(c.backendCommands, float64(b.Commands), b.Addr)
+		counter(c.backendErrors, float64(b.Errors), b.Addr)
+		gauge(c.backendCheck, seconds(b.CheckDuration), b.Addr)
+		counter(c.backendDowntime, seconds(b.Downtime), b.Addr)
+	}
+	clear(seen)
+	for _, s := range snap.Sentinels {
+		if seen[s.Addr] {
+			continue
+		}
+		seen[s.Addr] = true
+		gauge(c.sentinelReachable, b2f(s.Reachable), s.Addr)
+		gauge(c.sentinelEpoch, float64(s.Epoch), s.Addr)
+	}
+	states := map[string]float64{"alive": 0, "suspect": 0, "dead": 0, "left": 0}
+	for _, m := range snap.Members {
+		states[m.GossipState]++
+	}
+	for st, n := range states {
+		if st != "" {
+			gauge(c.members, n, st)
+		}
+	}
+	gauge(c.routeEpoch, float64(snap.Route.Epoch))
+	gauge(c.routeHasMaster, b2f(snap.Route.Master != ""))
+	gauge(c.ready, b2f(snap.Ready))
+	gauge(c.leader, b2f(snap.Leader))
+	gauge(c.vipHeld, b2f(snap.VIP.HeldHere))
+	gauge(c.build, 1, snap.Version)
+	count, sum, buckets := snap.failoverHistogram()
+	ch <- prometheus.MustNewConstHistogram(c.failover, count, sum, buckets)
+}
