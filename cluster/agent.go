@@ -9,7 +9,9 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -326,16 +328,23 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	return nil
 }
 
-// joinLoop joins the seeds with exponential backoff, then keeps watching:
-// a node that finds itself alone (e.g. after a partition healed or every
-// peer restarted) joins again.
+// reconnectInterval is how often failed members (and the seeds, when this
+// node is alone) are contacted again; reconnectTimeout is when a failed
+// member is given up (serf's reconnect_interval/reconnect_timeout).
+const (
+	reconnectInterval = 5 * time.Second
+	reconnectTimeout  = 72 * time.Hour
+)
+
+// joinLoop joins the seeds with exponential backoff, then keeps the
+// cluster whole: every reconnectInterval it tries to reach failed (not
+// left) members, as serf does, so that a restarted node whose only seed is
+// itself is found again, and it joins the seeds again when alone (after a
+// partition heals or every peer restarted).
 func (a *Agent) joinLoop(ctx context.Context) {
 	targets := a.joinTargets()
-	if len(targets) == 0 {
-		return
-	}
 	backoff := 500 * time.Millisecond
-	for attempt := 1; ; attempt++ {
+	for attempt := 1; len(targets) > 0; attempt++ {
 		ml := a.memberlist()
 		if ml.NumMembers() > 1 && attempt > 1 {
 			break // a peer joined us meanwhile
@@ -346,7 +355,7 @@ func (a *Agent) joinLoop(ctx context.Context) {
 			break
 		}
 		a.log.Warn("join failed, retrying", "seeds", targets, "attempt", attempt, "retry_in", backoff,
-			"error", err, "hint", joinHint(err))
+			"error", oneLine(err), "hint", joinHint(err))
 		select {
 		case <-ctx.Done():
 			return
@@ -354,7 +363,7 @@ func (a *Agent) joinLoop(ctx context.Context) {
 		}
 		backoff = min(backoff*2, 30*time.Second)
 	}
-	t := time.NewTicker(15 * time.Second)
+	t := time.NewTicker(reconnectInterval)
 	defer t.Stop()
 	for {
 		select {
@@ -362,25 +371,49 @@ func (a *Agent) joinLoop(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		ml := a.memberlist()
-		if ml.NumMembers() > 1 || a.leaving.Load() {
+		if a.leaving.Load() {
 			continue
 		}
-		if n, err := ml.Join(targets); n == 0 {
-			a.log.Warn("rejoin failed", "seeds", targets, "error", err, "hint", joinHint(err))
-		} else {
-			a.log.Info("rejoined cluster", "seeds", targets, "contacted", n)
+		ml := a.memberlist()
+		if ml.NumMembers() <= 1 && len(targets) > 0 {
+			if n, err := ml.Join(targets); n == 0 {
+				a.log.Warn("rejoin failed", "seeds", targets, "error", oneLine(err), "hint", joinHint(err))
+			} else {
+				a.log.Info("rejoined cluster", "seeds", targets, "contacted", n)
+			}
+		}
+		var failed []string
+		a.mu.RLock()
+		for _, m := range a.members {
+			if m.state == GossipDead && time.Since(m.since) < reconnectTimeout {
+				failed = append(failed, m.addr)
+			}
+		}
+		a.mu.RUnlock()
+		for _, addr := range failed {
+			if n, _ := ml.Join([]string{addr}); n > 0 {
+				a.log.Info("reconnected to failed member", "gossip_addr", addr)
+			}
 		}
 	}
 }
 
-// joinTargets is cfg.Join normalised, without this node's own address.
+// oneLine flattens multi-line errors (hashicorp/go-multierror) for logs.
+func oneLine(err error) string {
+	if err == nil {
+		return ""
+	}
+	return strings.Join(strings.Fields(err.Error()), " ")
+}
+
+// joinTargets is cfg.Join normalised plus the peers remembered from the
+// last run, without this node's own address.
 func (a *Agent) joinTargets() []string {
 	self := a.GossipAddr()
 	var out []string
-	for _, j := range a.cfg.Join {
+	for _, j := range append(slices.Clone(a.cfg.Join), a.loadPeers()...) {
 		addr, err := joinAddr(j)
-		if err != nil || addr == self {
+		if err != nil || addr == self || slices.Contains(out, addr) {
 			continue
 		}
 		out = append(out, addr)

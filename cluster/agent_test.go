@@ -240,6 +240,25 @@ func TestRestartRejoins(t *testing.T) {
 	if logs.Contains("raft bootstrapped") || logs.Contains("waiting for servers before bootstrap") {
 		t.Fatal("restarted node went through bootstrap again")
 	}
+	// The seed (its join list names only itself) restarts: the others
+	// reconnect to it.
+	c.Stop(0)
+	c.Start(0)
+	clustertest.Eventually(t, formTimeout, "3 alive members on every node after the seed restarted", func() bool {
+		for _, a := range c.Running() {
+			alive := 0
+			for _, m := range a.Members() {
+				if m.GossipState == cluster.GossipAlive {
+					alive++
+				}
+			}
+			if alive != 3 {
+				return false
+			}
+		}
+		return true
+	})
+	waitAllInContact(t, c)
 	// Restart the whole cluster from the data dirs.
 	for i := range c.Nodes {
 		c.Stop(i)

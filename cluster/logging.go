@@ -188,5 +188,5 @@ func joinHint(err error) string {
 	if strings.Contains(lower, "eof") || strings.Contains(lower, "reset by peer") {
 		return "peer closed the connection; a different cluster.encrypt key is a common cause"
 	}
-	return fmt.Sprintf("seed unreachable or refused: %s", "check cluster.join and the seed's cluster.bind/advertise")
+	return "seed unreachable or refused: check cluster.join and the seed's cluster.bind/advertise"
 }

@@ -99,6 +99,7 @@ func (a *Agent) reconcileLoop(ctx context.Context) {
 	t := time.NewTicker(reconcileInterval)
 	defer t.Stop()
 	var recordedTerm uint64
+	savedPeers := a.loadPeers()
 	for {
 		select {
 		case <-ctx.Done():
@@ -111,6 +112,13 @@ func (a *Agent) reconcileLoop(ctx context.Context) {
 		a.mu.RUnlock()
 		if !boot && hasConfiguration(r) {
 			a.setMeta(func(m *nodeMeta) { m.Boot = true })
+		}
+		if peers := a.alivePeers(); len(peers) > 0 && !slices.Equal(peers, savedPeers) && !a.leaving.Load() {
+			if err := a.savePeers(peers); err != nil {
+				a.log.Warn("save gossip peers", "error", err)
+			} else {
+				savedPeers = peers
+			}
 		}
 		if r.State() != raft.Leader {
 			continue

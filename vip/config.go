@@ -54,7 +54,8 @@ type Config struct {
 	// OnAcquire and OnRelease are shell commands (run with `sh -c`) after
 	// the address was added / removed, with REDHAVEN_VIP_ADDRESS,
 	// REDHAVEN_VIP_PREFIX, REDHAVEN_VIP_INTERFACE and REDHAVEN_VIP_EVENT
-	// (acquire, release) in their environment. Empty: none.
+	// (acquire, release) in their environment (and the agent's environment
+	// without its REDHAVEN_* configuration variables). Empty: none.
 	OnAcquire string `koanf:"on_acquire"`
 	OnRelease string `koanf:"on_release"`
 	// HookTimeout bounds each hook; the hook's process group is killed

@@ -100,7 +100,7 @@ func (h *hookRunner) exec(event string) {
 	ctx, cancel := context.WithTimeout(context.Background(), h.cfg.HookTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "/bin/sh", "-c", command)
-	cmd.Env = append(os.Environ(),
+	cmd.Env = append(hookEnviron(os.Environ()),
 		"REDHAVEN_VIP_ADDRESS="+h.prefix.Addr().String(),
 		"REDHAVEN_VIP_PREFIX="+h.prefix.String(),
 		"REDHAVEN_VIP_INTERFACE="+h.cfg.Interface,
@@ -131,6 +131,18 @@ func (h *hookRunner) exec(event string) {
 	default:
 		h.logger.Info("vip hook done", attrs...)
 	}
+}
+
+// hookEnviron is the agent's environment without its REDHAVEN_*
+// variables: those are configuration (passwords among them), not for hooks.
+func hookEnviron(env []string) []string {
+	out := make([]string, 0, len(env))
+	for _, kv := range env {
+		if !strings.HasPrefix(kv, "REDHAVEN_") {
+			out = append(out, kv)
+		}
+	}
+	return out
 }
 
 // limitedBuffer keeps the first maxHookOutput bytes written to it.

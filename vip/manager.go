@@ -33,8 +33,8 @@ type Status struct {
 	Interface string
 	// Desired is the last value given to SetDesired.
 	Desired bool
-	// Holding: the address was on the interface when last looked at (and
-	// this manager put it there or keeps it). Always false in mode none.
+	// Holding: the address was on the interface when last looked at.
+	// Always false in mode none.
 	Holding bool
 	// Since is when Holding last changed (or when the manager was made).
 	Since time.Time
@@ -209,6 +209,8 @@ type loop struct {
 
 	// session: this manager acquired the address and has not released it.
 	session bool
+	// lost: the address went missing during the session (logged once).
+	lost bool
 	// announcement schedule: left packets of the current burst; timer
 	// fires for the next one.
 	left     int
@@ -253,7 +255,10 @@ func (l *loop) reconcile() {
 	switch {
 	case want && !present:
 		if l.session {
-			m.logger.Warn("vip removed from the interface by someone else, adding it back", "vip", m.prefix, "interface", m.cfg.Interface)
+			if !l.lost {
+				l.lost = true
+				m.logger.Warn("vip removed from the interface by someone else, adding it back", "vip", m.prefix, "interface", m.cfg.Interface)
+			}
 		} else if m.cfg.ARPProbe > 0 {
 			l.probe()
 			if !m.desired.Load() {
@@ -261,11 +266,17 @@ func (l *loop) reconcile() {
 			}
 		}
 		if err := l.sys.add(); err != nil {
+			l.setHolding(false)
 			l.fail(errAddr, fmt.Errorf("add vip %s on %s: %w", m.prefix, m.cfg.Interface, err))
 			return
 		}
+		l.lost = false
 		l.acquired(false)
 	case want && present:
+		if !l.session {
+			l.acquired(true)
+		}
+		l.setHolding(true)
 		if m.cfg.Lifetime > 0 {
 			// Renew the lifetime (adding it again replaces it).
 			if err := l.sys.add(); err != nil {
@@ -273,12 +284,9 @@ func (l *loop) reconcile() {
 				return
 			}
 		}
-		if !l.session {
-			l.acquired(true)
-		}
-		l.setHolding(true)
 	case !want && present:
 		if err := l.sys.remove(); err != nil {
+			l.setHolding(true) // still there, whoever put it
 			l.fail(errAddr, fmt.Errorf("remove vip %s from %s: %w", m.prefix, m.cfg.Interface, err))
 			return
 		}
@@ -320,7 +328,9 @@ func (l *loop) acquired(wasPresent bool) {
 func (l *loop) released(msg string) {
 	m := l.m
 	l.session = false
+	l.lost = false
 	l.left = 0
+	l.ok(errAnnounce) // no more announcements, no more announcement faults
 	l.announce.Stop()
 	l.sys.release()
 	l.setHolding(false)

@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -192,10 +193,13 @@ func startFake(t *testing.T, cfg Config, f *fakeSys) *running {
 // hookConfig makes both hooks append a line with their environment (and
 // whether the address had been removed before) to out.
 func hookConfig(t *testing.T, cfg Config) (Config, string, string) {
+	// Configuration variables (passwords) must not reach hooks: the hook
+	// line fails if it sees this one.
+	t.Setenv("REDHAVEN_SECRET", "hunter2")
 	dir := t.TempDir()
 	out := filepath.Join(dir, "hooks.log")
 	marker := filepath.Join(dir, "removed")
-	line := fmt.Sprintf(`echo "$REDHAVEN_VIP_EVENT $REDHAVEN_VIP_ADDRESS $REDHAVEN_VIP_PREFIX $REDHAVEN_VIP_INTERFACE removed=$(test -e %s && echo yes || echo no)" >> %s`, marker, out)
+	line := fmt.Sprintf(`test -z "$REDHAVEN_SECRET" || exit 9; echo "$REDHAVEN_VIP_EVENT $REDHAVEN_VIP_ADDRESS $REDHAVEN_VIP_PREFIX $REDHAVEN_VIP_INTERFACE removed=$(test -e %s && echo yes || echo no)" >> %s`, marker, out)
 	cfg.OnAcquire = line
 	cfg.OnRelease = line
 	return cfg, out, marker
@@ -423,12 +427,28 @@ func TestFlappingDesireEndsInLastState(t *testing.T) {
 func TestHookTimeoutKillsTheHook(t *testing.T) {
 	cfg := testConfig()
 	dir := t.TempDir()
-	cfg.OnAcquire = "sleep 30; touch " + filepath.Join(dir, "finished")
-	cfg.HookTimeout = 200 * time.Millisecond
-	f := &fakeSys{}
-	r := startFake(t, cfg, f)
+	pidFile := filepath.Join(dir, "pid")
+	// A grandchild in the background: the timeout must kill the whole
+	// process group, not only the shell.
+	cfg.OnAcquire = fmt.Sprintf("sleep 30 & echo $! > %s; wait; touch %s", pidFile, filepath.Join(dir, "finished"))
+	cfg.HookTimeout = 300 * time.Millisecond
+	r := startFake(t, cfg, &fakeSys{})
 	r.SetDesired(true)
 	redistest.Eventually(t, wait, "hook timed out", func() bool { return strings.Contains(r.logs.String(), "vip hook timed out") })
+	b, err := os.ReadFile(pidFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pid int
+	if _, err := fmt.Sscan(string(b), &pid); err != nil || pid <= 0 {
+		t.Fatalf("pid file %q: %v", b, err)
+	}
+	t.Cleanup(func() { syscall.Kill(pid, syscall.SIGKILL) })
+	redistest.Eventually(t, wait, "the hook's background child killed", func() bool {
+		// Gone, or a zombie waiting for init: either way not running.
+		st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		return err != nil || strings.Contains(string(st), ") Z ")
+	})
 	start := time.Now()
 	if err := r.stop(t); err != nil {
 		t.Fatal(err)
@@ -480,6 +500,9 @@ func TestModeNone(t *testing.T) {
 }
 
 func TestNewUnknownInterface(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("mode netlink is Linux only")
+	}
 	cfg := testConfig()
 	cfg.Interface = "rhnosuch0"
 	_, err := New(cfg, nil)

@@ -491,3 +491,20 @@ func TestNetnsKill9AddressExpires(t *testing.T) {
 		t.Errorf("VIP expired %v after kill -9, want within vip.lifetime+2s = %v", gone, lifetime+2*time.Second)
 	}
 }
+
+func TestNetnsInterfaceGoes(t *testing.T) {
+	l := newLab(t)
+	r := startIn(t, l.holder, netnsConfig(l.holderIf, "198.51.100.100/24"))
+	r.SetDesired(true)
+	redistest.Eventually(t, wait, "Holding()", r.Holding)
+	ip(t, "-n", l.holder, "link", "del", l.holderIf)
+	redistest.Eventually(t, wait, "fault reported", func() bool {
+		st := r.Status()
+		return !st.Holding && strings.Contains(st.LastError, "no such network interface") && strings.Contains(st.LastError, l.holderIf)
+	})
+	r.SetDesired(false)
+	redistest.Eventually(t, wait, "fault cleared once nothing is wanted", func() bool { return r.Status().LastError == "" })
+	if err := r.stop(t); err != nil {
+		t.Fatalf("Run = %v", err)
+	}
+}

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/crypto/bcrypt"
+
 	"github.com/redhaven/redhaven/webui"
 )
 
@@ -160,15 +162,16 @@ var (
 	readerUser = user{"bob", "bob-secret", webui.RoleRead}
 )
 
-// hashes are computed once: bcrypt is slow by design.
+// hashes are computed once, at bcrypt's lowest cost: bcrypt is slow by
+// design, and more so under -race (HashPassword has its own test).
 var hashes = sync.OnceValue(func() map[string]string {
 	m := map[string]string{}
 	for _, u := range []user{adminUser, readerUser} {
-		h, err := webui.HashPassword(u.pw)
+		h, err := bcrypt.GenerateFromPassword([]byte(u.pw), bcrypt.MinCost)
 		if err != nil {
 			panic(err)
 		}
-		m[u.name] = h
+		m[u.name] = string(h)
 	}
 	return m
 })

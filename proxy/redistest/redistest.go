@@ -65,6 +65,7 @@ type Server struct {
 	Dir  string
 	bin  string
 	args []string
+	pass string // requirepass, used by Client and readiness checks
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -100,7 +101,7 @@ func StartServer(t testing.TB, opt ServerOptions) *Server {
 		args = append(args, "--replicaof", host, p)
 	}
 	args = append(args, opt.Extra...)
-	s := &Server{t: t, Port: port, Addr: fmt.Sprintf("127.0.0.1:%d", port), Dir: dir, bin: "redis-server", args: args}
+	s := &Server{t: t, Port: port, Addr: fmt.Sprintf("127.0.0.1:%d", port), Dir: dir, bin: "redis-server", args: args, pass: opt.Password}
 	s.start()
 	s.waitReady(opt.Password)
 	t.Cleanup(s.Kill)
@@ -164,14 +165,7 @@ func (s *Server) Restart() {
 	s.waitReady(s.password())
 }
 
-func (s *Server) password() string {
-	for i, a := range s.args {
-		if a == "--requirepass" && i+1 < len(s.args) {
-			return s.args[i+1]
-		}
-	}
-	return ""
-}
+func (s *Server) password() string { return s.pass }
 
 // PID of the running process.
 func (s *Server) PID() int {
@@ -289,7 +283,7 @@ func startSentinel(t testing.TB, masterAddr string, opt SetOptions, quorum int) 
 	if err := os.WriteFile(path, []byte(strings.Join(conf, "\n")+"\n"), 0o644); err != nil {
 		t.Fatalf("write sentinel config: %v", err)
 	}
-	s := &Server{t: t, Port: port, Addr: fmt.Sprintf("127.0.0.1:%d", port), Dir: dir, bin: "redis-sentinel", args: []string{path}}
+	s := &Server{t: t, Port: port, Addr: fmt.Sprintf("127.0.0.1:%d", port), Dir: dir, bin: "redis-sentinel", args: []string{path}, pass: opt.SentinelPassword}
 	s.start()
 	s.waitReady(opt.SentinelPassword)
 	t.Cleanup(s.Kill)

@@ -121,7 +121,8 @@ func (w *Watcher) Run(ctx context.Context) error {
 	for _, n := range w.nodes {
 		w.startNodeLocked(n)
 	}
-	w.updateLocked()
+	// The first results update the observation; until then its Reason
+	// says "starting".
 	w.mu.Unlock()
 
 	<-ctx.Done()
