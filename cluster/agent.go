@@ -314,7 +314,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 
 	<-ctx.Done()
 	if a.cfg.LeaveOnTerminate && !a.leaving.Load() {
-		lctx, lcancel := context.WithTimeout(context.Background(), 10*time.Second)
+		lctx, lcancel := context.WithTimeout(context.Background(), leaveTimeout)
 		if err := a.Leave(lctx); err != nil {
 			a.log.Warn("leave on terminate incomplete", "error", err)
 		}
@@ -327,6 +327,10 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	a.notify()
 	return nil
 }
+
+// leaveTimeout bounds the graceful leave done by Run (LeaveOnTerminate):
+// waiting for the leader to remove this server (Consul waits 5s).
+const leaveTimeout = 7 * time.Second
 
 // reconnectInterval is how often failed members (and the seeds, when this
 // node is alone) are contacted again; reconnectTimeout is when a failed

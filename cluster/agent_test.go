@@ -199,11 +199,11 @@ func TestGracefulLeave(t *testing.T) {
 			return e.Kind == cluster.EventMemberLeave && e.Message == gone+" left"
 		})
 	})
-	for _, m := range c.Nodes[l].Agent.Members() {
-		if m.Name == gone && (m.GossipState != cluster.GossipLeft || m.Suffrage != "none") {
-			t.Fatalf("left member shown as %+v", m)
-		}
-	}
+	clustertest.Eventually(t, formTimeout, gone+" shown as left and not in the raft configuration", func() bool {
+		return slices.ContainsFunc(c.Nodes[l].Agent.Members(), func(m cluster.Member) bool {
+			return m.Name == gone && m.GossipState == cluster.GossipLeft && m.Suffrage == "none"
+		})
+	})
 
 	leaderName := c.Nodes[l].Config.NodeName
 	start := time.Now()

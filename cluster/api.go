@@ -195,6 +195,17 @@ func (a *Agent) Members() []Member {
 	return out
 }
 
+// LeaderMember returns the leader's Member row (its HTTPAddr is where a
+// follower forwards writes), false when no leader is known.
+func (a *Agent) LeaderMember() (Member, bool) {
+	for _, m := range a.Members() {
+		if m.IsLeader {
+			return m, true
+		}
+	}
+	return Member{}, false
+}
+
 // Join contacts the given gossip addresses ("host" or "host:port") and
 // returns how many were reached (as `redhaven join`).
 func (a *Agent) Join(addrs []string) (int, error) {

@@ -16,8 +16,11 @@ import (
 	"github.com/knadh/koanf/v2"
 	"github.com/spf13/pflag"
 
+	"github.com/redhaven/redhaven/cluster"
 	"github.com/redhaven/redhaven/proxy"
 	"github.com/redhaven/redhaven/proxy/topology"
+	"github.com/redhaven/redhaven/vip"
+	"github.com/redhaven/redhaven/webui"
 )
 
 // DefaultConfigPath is where the agent looks for its config file.
@@ -38,6 +41,9 @@ type Config struct {
 	DataDir  string          `koanf:"data_dir"`
 	Redis    topology.Config `koanf:"redis"`
 	Proxy    proxy.Config    `koanf:"proxy"`
+	Cluster  cluster.Config  `koanf:"cluster"`
+	VIP      vip.Config      `koanf:"vip"`
+	HTTP     webui.Config    `koanf:"http"`
 	Log      LogConfig       `koanf:"log"`
 }
 
@@ -55,6 +61,9 @@ func DefaultConfig() Config {
 		DataDir:  "/var/lib/redhaven",
 		Redis:    topology.DefaultConfig(),
 		Proxy:    proxy.DefaultConfig(),
+		Cluster:  cluster.DefaultConfig(),
+		VIP:      vip.DefaultConfig(),
+		HTTP:     webui.DefaultConfig(),
 		Log:      LogConfig{Level: "info", Format: "text"},
 	}
 }
@@ -78,7 +87,9 @@ func (c Config) Validate() error {
 	default:
 		errs = append(errs, fmt.Errorf("log.format: %q is not one of text, json", c.Log.Format))
 	}
-	errs = append(errs, c.Redis.Validate(), c.Proxy.Validate())
+	cc := c.Cluster
+	cc.NodeName, cc.DataDir = c.NodeName, c.DataDir
+	errs = append(errs, c.Redis.Validate(), c.Proxy.Validate(), cc.Validate(), c.VIP.Validate(), c.HTTP.Validate())
 	return errors.Join(errs...)
 }
 
@@ -96,6 +107,15 @@ func Flags(fs *pflag.FlagSet) {
 	fs.String("proxy-listen", d.Proxy.Listen, "read-write proxy listener (proxy.listen)")
 	fs.String("proxy-readonly-listen", "", "read-only proxy listener, off when empty (proxy.readonly_listen)")
 	fs.Duration("proxy-hold-timeout", d.Proxy.HoldTimeout, "how long commands wait for a master (proxy.hold_timeout)")
+	fs.String("cluster-bind", d.Cluster.Bind, "gossip address (cluster.bind)")
+	fs.String("cluster-advertise", "", "gossip address other nodes use (cluster.advertise)")
+	fs.String("cluster-raft-bind", d.Cluster.RaftBind, "Raft address (cluster.raft_bind)")
+	fs.StringSlice("cluster-join", nil, "gossip address(es) of running agents to join (cluster.join)")
+	fs.Int("cluster-bootstrap-expect", d.Cluster.BootstrapExpect, "servers to wait for before bootstrapping a new cluster (cluster.bootstrap_expect)")
+	fs.String("vip-mode", d.VIP.Mode, "netlink or none (vip.mode)")
+	fs.String("vip-address", "", "virtual IP with prefix, e.g. 10.0.0.100/24 (vip.address)")
+	fs.String("vip-interface", "", "interface for the virtual IP (vip.interface)")
+	fs.String("http-listen", d.HTTP.Listen, "stats page, API, metrics and health (http.listen)")
 	fs.String("log-level", d.Log.Level, "debug, info, warn or error (log.level)")
 	fs.String("log-format", d.Log.Format, "text or json (log.format)")
 }
@@ -279,3 +299,6 @@ func cleanDecodeError(err error, k *koanf.Koanf) string {
 	}
 	return strings.Join(lines, "; ")
 }
+
+// GenerateKey returns a new gossip encryption key for cluster.encrypt.
+func GenerateKey() (string, error) { return cluster.GenerateKey() }

@@ -1,20 +1,26 @@
 // Package node builds every part of a redhaven agent from its config,
 // starts and stops them in order, and carries state between them. Policy
-// (which master the proxies follow) lives here; mechanism in the leaves.
+// (which master the proxies follow, who holds the VIP) lives here;
+// mechanism lives in the leaves.
 package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"sync"
 	"time"
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/redhaven/redhaven/cluster"
 	"github.com/redhaven/redhaven/proxy"
 	"github.com/redhaven/redhaven/proxy/topology"
+	"github.com/redhaven/redhaven/vip"
+	"github.com/redhaven/redhaven/webui"
 )
 
 // Version is the agent's version, set by cmd from the build.
@@ -24,9 +30,21 @@ var Version = "dev"
 type Node struct {
 	cfg     Config
 	logger  *slog.Logger
+	started time.Time
+
 	watcher *topology.Watcher
 	proxy   *proxy.Server
-	routes  *routeTable
+	cluster *cluster.Agent
+	vip     *vip.Manager
+	web     *webui.Server
+
+	routes *routeTable
+
+	mu             sync.Mutex
+	masterLost     time.Time           // when the leader's watcher lost the committed master; zero when it has one
+	failovers      webui.FailoverStats // durations of failovers this node committed as leader
+	unhealthySince time.Time           // leader without a routable master since
+	planned        *plannedFailover    // the planned failover this leader is running, if any
 }
 
 // New validates cfg and builds every part. It binds the listeners (so
@@ -35,20 +53,42 @@ func New(cfg Config, logger *slog.Logger) (*Node, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, logger: logger, routes: newRouteTable()}
-	w, err := topology.New(cfg.Redis, logger.With("component", "watcher"))
-	if err != nil {
+	n := &Node{cfg: cfg, logger: logger, routes: newRouteTable(), started: time.Now()}
+	var err error
+	if n.watcher, err = topology.New(cfg.Redis, logger.With("component", "watcher")); err != nil {
 		return nil, fmt.Errorf("watcher: %w", err)
 	}
-	n.watcher = w
 	pcfg := cfg.Proxy
 	pcfg.BackendUsername, pcfg.BackendPassword = cfg.Redis.Username, cfg.Redis.Password
-	p, err := proxy.New(pcfg, n.routes, logger.With("component", "proxy"))
-	if err != nil {
+	if n.proxy, err = proxy.New(pcfg, n.routes, logger.With("component", "proxy")); err != nil {
 		return nil, fmt.Errorf("proxy: %w", err)
 	}
-	n.proxy = p
+	if n.web, err = webui.New(cfg.HTTP, (*webSource)(n), (*webAdmin)(n), logger.With("component", "http")); err != nil {
+		n.closeListeners()
+		return nil, fmt.Errorf("http: %w", err)
+	}
+	ccfg := cfg.Cluster
+	ccfg.NodeName, ccfg.DataDir, ccfg.Version = cfg.NodeName, cfg.DataDir, Version
+	ccfg.HTTPAddr = n.web.Addr().String()
+	if n.cluster, err = cluster.New(ccfg, logger.With("component", "cluster")); err != nil {
+		n.closeListeners()
+		return nil, fmt.Errorf("cluster: %w", err)
+	}
+	if n.vip, err = vip.New(cfg.VIP, logger.With("component", "vip")); err != nil {
+		n.closeListeners()
+		return nil, fmt.Errorf("vip: %w", err)
+	}
 	return n, nil
+}
+
+// closeListeners frees what New bound when New fails half way.
+func (n *Node) closeListeners() {
+	if n.web != nil {
+		_ = n.web.Close()
+	}
+	if n.proxy != nil {
+		_ = n.proxy.Close()
+	}
 }
 
 // ProxyAddr is the read-write listener's address.
@@ -57,38 +97,224 @@ func (n *Node) ProxyAddr() net.Addr { return n.proxy.Addr() }
 // ReadonlyAddr is the read-only listener's address, nil when off.
 func (n *Node) ReadonlyAddr() net.Addr { return n.proxy.ReadonlyAddr() }
 
-// Run starts every part and blocks until ctx ends or a part fails.
+// HTTPAddr is the stats page / API address.
+func (n *Node) HTTPAddr() net.Addr { return n.web.Addr() }
+
+// Cluster exposes the cluster agent (tests and the CLI's API use it).
+func (n *Node) Cluster() *cluster.Agent { return n.cluster }
+
+// Run starts every part and blocks until ctx ends or a part fails. On the
+// way out it first stops serving (the VIP is released by vip.Run, the
+// proxy closes its sessions), then leaves the cluster.
 func (n *Node) Run(ctx context.Context) error {
 	n.logger.Info("agent starting", "node", n.cfg.NodeName, "version", Version,
-		"proxy_listen", n.proxy.Addr().String(), "sentinels", n.cfg.Redis.Sentinels)
-	g, ctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return n.watcher.Run(ctx) })
-	g.Go(func() error { return n.proxy.Run(ctx) })
-	g.Go(func() error { return n.decide(ctx) })
+		"proxy_listen", n.proxy.Addr().String(), "http_listen", n.web.Addr().String(),
+		"sentinels", n.cfg.Redis.Sentinels, "vip", n.cfg.VIP.Address)
+
+	// The cluster outlives the serving parts so that shutdown is ordered:
+	// serving stops first, then the node leaves.
+	clusterCtx, stopCluster := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopCluster()
+	clusterDone := make(chan error, 1)
+	go func() { clusterDone <- n.cluster.Run(clusterCtx) }()
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return n.watcher.Run(gctx) })
+	g.Go(func() error { return n.proxy.Run(gctx) })
+	g.Go(func() error { return n.web.Run(gctx) })
+	g.Go(func() error { return n.vip.Run(gctx) })
+	g.Go(func() error { return n.decide(gctx) })
+	g.Go(func() error {
+		select {
+		case err := <-clusterDone:
+			clusterDone <- err
+			if err != nil {
+				return fmt.Errorf("cluster: %w", err)
+			}
+			return errors.New("cluster stopped")
+		case <-gctx.Done():
+			return nil
+		}
+	})
 	err := g.Wait()
+	stopCluster()
+	if cerr := <-clusterDone; cerr != nil && err == nil {
+		err = fmt.Errorf("cluster: %w", cerr)
+	}
+	if ctx.Err() != nil && err != nil && err.Error() == "cluster stopped" {
+		err = nil
+	}
 	n.logger.Info("agent stopped")
 	return err
 }
 
-// decide turns the watcher's observations into the route the proxies
-// follow. Level-triggered: it re-reads the observation on every hint and
-// on a ticker.
+// decide is the policy loop. Level-triggered: on every hint from the
+// watcher or the cluster, and on a ticker, it re-reads the real state and
+//   - as Raft leader, commits the watcher's confirmed master as the route
+//     and runs planned failovers;
+//   - on every node, routes to the committed master only while the node is
+//     in contact with the quorum;
+//   - wants the VIP only as a healthy leader.
 func (n *Node) decide(ctx context.Context) error {
-	tick := time.NewTicker(time.Second)
+	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		obs := n.watcher.Observation()
-		r := routeFromObservation(obs, n.cfg.Redis.MaxReplicaLag)
-		if n.routes.set(r) {
-			n.logger.Info("route changed", "master_addr", r.Master, "epoch", r.Epoch, "reason", obs.Reason, "replicas", r.Replicas)
-		}
+		n.step(ctx)
 		select {
 		case <-ctx.Done():
+			n.vip.SetDesired(false)
 			return nil
 		case <-n.watcher.Changes():
+		case <-n.cluster.Changes():
 		case <-tick.C:
 		}
 	}
+}
+
+// step is one pass of the policy loop.
+func (n *Node) step(ctx context.Context) {
+	obs := n.watcher.Observation()
+	leader := n.cluster.IsLeader()
+	if leader {
+		n.leaderStep(ctx, obs)
+	}
+	st := n.cluster.State()
+	r := proxy.Route{}
+	if n.cluster.InContact() && st.Route.Master != "" {
+		r.Master, r.Epoch = st.Route.Master, st.Route.Epoch
+		r.Replicas = routeFromObservation(topology.Observation{Master: r.Master, Nodes: obs.Nodes}, n.cfg.Redis.MaxReplicaLag).Replicas
+		r.Replicas = withoutAdmin(r.Replicas, st.Admin)
+	}
+	if n.routes.set(r) {
+		n.logger.Info("route changed", "master_addr", r.Master, "epoch", r.Epoch, "in_contact", n.cluster.InContact(),
+			"reason", st.Route.Reason, "replicas", r.Replicas)
+	}
+	n.vip.SetDesired(leader && r.Master != "")
+	n.checkLeaderHealth(ctx, leader, obs)
+}
+
+// leaderStep commits the watcher's confirmed master, unless a planned
+// failover is in charge of the route.
+func (n *Node) leaderStep(ctx context.Context, obs topology.Observation) {
+	st := n.cluster.State()
+	if req, ok := st.PendingFailover(); ok {
+		n.runPlannedFailover(ctx, req)
+		return
+	}
+	n.mu.Lock()
+	if obs.Master == "" && st.Route.Master != "" && n.masterLost.IsZero() {
+		n.masterLost = time.Now()
+	}
+	n.mu.Unlock()
+	if obs.Master == "" || obs.Master == st.Route.Master {
+		if obs.Master != "" {
+			n.mu.Lock()
+			n.masterLost = time.Time{}
+			n.mu.Unlock()
+		}
+		return
+	}
+	epoch := obs.Epoch
+	if len(n.cfg.Redis.Sentinels) == 0 && epoch <= st.Route.Epoch {
+		// Without Sentinel each watcher counts its own epochs; the
+		// committed sequence must still only move forward.
+		epoch = st.Route.Epoch + 1
+	}
+	if epoch < st.Route.Epoch || (epoch == st.Route.Epoch && st.Route.Master != "") {
+		return // an older view than what is committed: never go back
+	}
+	d := cluster.RouteDecision{Master: obs.Master, Epoch: epoch, Reason: obs.Reason}
+	cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if err := n.cluster.ProposeRoute(cctx, d); err != nil {
+		n.logger.Warn("commit route failed", "master_addr", d.Master, "epoch", d.Epoch, "err", err)
+		return
+	}
+	n.mu.Lock()
+	lost := n.masterLost
+	n.masterLost = time.Time{}
+	n.mu.Unlock()
+	if st.Route.Master != "" {
+		ev := cluster.Event{Time: time.Now(), Kind: cluster.EventFailover, Node: n.cfg.NodeName,
+			Message: fmt.Sprintf("master %s -> %s (epoch %d, %s)", st.Route.Master, d.Master, d.Epoch, d.Reason)}
+		if !lost.IsZero() {
+			ev.Duration = time.Since(lost)
+			n.mu.Lock()
+			n.failovers.Observe(ev.Duration)
+			n.mu.Unlock()
+		}
+		_ = n.cluster.RecordEvent(cctx, ev)
+	}
+}
+
+// checkLeaderHealth hands leadership (and with it the VIP) to another
+// node when this leader has been unable to route for a while although
+// other voters exist: e.g. it lost every Sentinel and every Redis node.
+func (n *Node) checkLeaderHealth(ctx context.Context, leader bool, obs topology.Observation) {
+	healthy := !leader || n.routes.Route().Master != "" && reachesSomething(obs)
+	n.mu.Lock()
+	if healthy || n.planned != nil {
+		n.unhealthySince = time.Time{}
+		n.mu.Unlock()
+		return
+	}
+	if n.unhealthySince.IsZero() {
+		n.unhealthySince = time.Now()
+	}
+	since := n.unhealthySince
+	n.mu.Unlock()
+	if time.Since(since) < leaderUnhealthyGrace {
+		return
+	}
+	voters := 0
+	for _, m := range n.cluster.Members() {
+		if m.Suffrage == "voter" && m.GossipState == "alive" && !m.Self {
+			voters++
+		}
+	}
+	if voters == 0 {
+		return
+	}
+	n.logger.Warn("leader cannot route; transferring leadership", "unhealthy_for", time.Since(since).Round(time.Millisecond))
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := n.cluster.TransferLeadership(cctx, ""); err != nil {
+		n.logger.Warn("leadership transfer failed", "err", err)
+	}
+	n.mu.Lock()
+	n.unhealthySince = time.Time{}
+	n.mu.Unlock()
+}
+
+// leaderUnhealthyGrace is how long a leader may be unable to route before
+// it hands leadership over; longer than a Sentinel failover.
+const leaderUnhealthyGrace = 10 * time.Second
+
+// reachesSomething reports whether this node sees any Sentinel or Redis node.
+func reachesSomething(obs topology.Observation) bool {
+	for _, s := range obs.Sentinels {
+		if s.Reachable {
+			return true
+		}
+	}
+	for _, nd := range obs.Nodes {
+		if nd.Up {
+			return true
+		}
+	}
+	return false
+}
+
+// withoutAdmin drops replicas an operator put in drain or maintenance.
+func withoutAdmin(addrs []string, admin map[string]cluster.AdminState) []string {
+	out := addrs[:0:0]
+	for _, a := range addrs {
+		if s := admin[a]; s == cluster.AdminDrain || s == cluster.AdminMaintenance {
+			continue
+		}
+		out = append(out, a)
+	}
+	return out
 }
 
 // NewLogger builds the agent's logger from the log section.

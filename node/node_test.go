@@ -74,6 +74,10 @@ func agentConfig(t *testing.T, set *redistest.Set) Config {
 	cfg.Redis.Sentinels = redistest.Addrs(set.Sentinels)
 	cfg.Redis.CheckInterval = 100 * time.Millisecond
 	cfg.Proxy.Listen = "127.0.0.1:0"
+	cfg.HTTP.Listen = "127.0.0.1:0"
+	cfg.Cluster.Bind = fmt.Sprintf("127.0.0.1:%d", redistest.FreePort(t))
+	cfg.Cluster.RaftBind = fmt.Sprintf("127.0.0.1:%d", redistest.FreePort(t))
+	cfg.Cluster.BootstrapExpect = 1
 	return cfg
 }
 

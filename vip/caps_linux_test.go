@@ -3,7 +3,10 @@ package vip
 import (
 	"bufio"
 	"errors"
+	"fmt"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
@@ -55,4 +58,76 @@ func TestPermErrSaysHowToGrant(t *testing.T) {
 			t.Errorf("permErr(EPERM) = %q, want it to contain %q", err, want)
 		}
 	}
+}
+
+// capsHelperEnv makes TestNewNamesMissingCapability's helper print the
+// error of New instead of testing.
+const capsHelperEnv = "RHVIP_CAPS_HELPER"
+
+// TestNewNamesMissingCapability: without CAP_NET_ADMIN, New fails at start
+// with an error that names it and says how to grant it. As root, the check
+// runs in a copy of this test binary started as nobody with no capabilities.
+func TestNewNamesMissingCapability(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Address, cfg.Interface = "127.0.0.100/32", "lo"
+	if os.Getenv(capsHelperEnv) != "" || os.Geteuid() != 0 {
+		_, err := New(cfg, nil)
+		if os.Getenv(capsHelperEnv) != "" {
+			fmt.Println("NEW ERROR:", err)
+			return
+		}
+		checkCapErr(t, err)
+		return
+	}
+	setpriv, err := exec.LookPath("setpriv")
+	if err != nil {
+		t.Skip("setpriv (util-linux) not on PATH: cannot drop capabilities")
+	}
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "vip.test")
+	if err := copyFile(os.Args[0], bin); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all",
+		bin, "-test.run=^TestNewNamesMissingCapability$")
+	cmd.Env = append(os.Environ(), capsHelperEnv+"=1")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("helper: %v: %s", err, out)
+	}
+	_, msg, ok := strings.Cut(string(out), "NEW ERROR: ")
+	if !ok {
+		t.Fatalf("helper printed no error: %s", out)
+	}
+	msg = strings.TrimSpace(strings.SplitN(msg, "\n", 2)[0])
+	if msg == "<nil>" {
+		checkCapErr(t, nil)
+	}
+	checkCapErr(t, errors.New(msg))
+}
+
+func checkCapErr(t *testing.T, err error) {
+	t.Helper()
+	if err == nil {
+		t.Fatal("New succeeded without CAP_NET_ADMIN")
+	}
+	for _, want := range []string{"missing CAP_NET_ADMIN", "AmbientCapabilities=CAP_NET_ADMIN CAP_NET_RAW", "systemd unit"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("New error %q does not contain %q", err, want)
+		}
+	}
+	if strings.Contains(err.Error(), "missing CAP_NET_ADMIN and CAP_NET_RAW") {
+		t.Errorf("New error %q asks for CAP_NET_RAW on loopback, where nothing is announced", err)
+	}
+}
+
+func copyFile(from, to string) error {
+	b, err := os.ReadFile(from)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(to, b, 0o755)
 }

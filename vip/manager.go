@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -25,6 +26,14 @@ var (
 	// ErrUnsupported: mode netlink on an operating system other than Linux.
 	ErrUnsupported = errors.New("vip.mode netlink is supported on Linux only")
 )
+
+// permErr adds how to grant the capabilities to a permission error.
+func permErr(err error) error {
+	if err != nil && (errors.Is(err, syscall.EPERM) || errors.Is(err, syscall.EACCES)) {
+		return fmt.Errorf("%w: %w", ErrPermission, err)
+	}
+	return err
+}
 
 // Status is a snapshot of the manager's state.
 type Status struct {
@@ -169,8 +178,9 @@ func (m *Manager) Status() Status {
 // SetDesired and every check_interval it compares the desire with the
 // addresses on the link, adds or removes the address, announces it, and
 // runs the hooks. When ctx ends it removes the address (if there), runs
-// on_release, waits for the hooks and returns. It returns early only if
-// the OS side cannot be opened at all. Run may be called once.
+// on_release, waits for the hooks and returns. It returns an error only
+// if the OS side cannot be opened at all, or the address cannot be removed
+// at shutdown (tried three times). Run may be called once.
 func (m *Manager) Run(ctx context.Context) error {
 	if !m.started.CompareAndSwap(false, true) {
 		return errors.New("vip: Run called twice")
@@ -388,9 +398,19 @@ func (l *loop) announceStep() {
 // shutdown removes the address first, then queues on_release.
 func (l *loop) shutdown() error {
 	m := l.m
-	present, err := l.sys.present()
-	if err == nil && present {
-		err = l.sys.remove()
+	var err error
+	for attempt := range 3 { // a transient netlink fault must not leave it behind
+		if attempt > 0 {
+			time.Sleep(100 * time.Millisecond)
+		}
+		var present bool
+		present, err = l.sys.present()
+		if err == nil && present {
+			err = l.sys.remove()
+		}
+		if err == nil {
+			break
+		}
 	}
 	if err != nil {
 		err = fmt.Errorf("remove vip %s from %s at shutdown: %w", m.prefix, m.cfg.Interface, err)

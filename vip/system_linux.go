@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"syscall"
 	"time"
 
 	"github.com/mdlayher/ndp"
@@ -222,12 +221,4 @@ func linkErr(name string, err error) error {
 		return fmt.Errorf("vip.interface: %q: %w", name, ErrUnknownInterface)
 	}
 	return fmt.Errorf("vip.interface: look up %q: %w", name, permErr(err))
-}
-
-// permErr adds how to grant the capabilities to a permission error.
-func permErr(err error) error {
-	if err != nil && (errors.Is(err, syscall.EPERM) || errors.Is(err, syscall.EACCES)) {
-		return fmt.Errorf("%w: %w", ErrPermission, err)
-	}
-	return err
 }

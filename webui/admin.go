@@ -16,9 +16,43 @@ import (
 
 // actionRequest carries the parameters of any admin action.
 type actionRequest struct {
-	Addr  string `json:"addr"`
-	State string `json:"state"`
-	Node  string `json:"node"`
+	Addr  string   `json:"addr"`
+	State string   `json:"state"`
+	Node  string   `json:"node"`
+	Addrs []string `json:"addrs"` // join
+}
+
+// Membership is implemented by an Admin that can also join and leave the
+// cluster (used by the CLI's join and leave through the JSON API).
+type Membership interface {
+	Join(ctx context.Context, addrs []string) (int, error)
+	Leave(ctx context.Context) error
+}
+
+func (s *Server) actJoin(ctx context.Context, u User, req actionRequest) (string, error) {
+	m, ok := s.admin.(Membership)
+	if !ok {
+		return "", errors.New("join is not supported by this node")
+	}
+	if len(req.Addrs) == 0 {
+		return "", badRequest("addrs: give at least one gossip address host:port")
+	}
+	n, err := m.Join(ctx, req.Addrs)
+	if err != nil {
+		return "", fmt.Errorf("join %v: %w", req.Addrs, err)
+	}
+	return fmt.Sprintf("joined through %d of %d address(es)", n, len(req.Addrs)), nil
+}
+
+func (s *Server) actLeave(ctx context.Context, u User, req actionRequest) (string, error) {
+	m, ok := s.admin.(Membership)
+	if !ok {
+		return "", errors.New("leave is not supported by this node")
+	}
+	if err := m.Leave(ctx); err != nil {
+		return "", fmt.Errorf("leave: %w", err)
+	}
+	return "left the cluster", nil
 }
 
 // action runs one admin action and returns a message for the user.

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
+	"net"
 	"net/http"
 	"sync"
 
@@ -90,7 +91,13 @@ func (s *Server) canAct(u User, authed bool) bool {
 // the request itself and returns false when the action must not run.
 func (s *Server) authorizeAction(w http.ResponseWriter, r *http.Request, asJSON bool) (User, bool) {
 	if !s.authEnabled() {
-		replyError(w, asJSON, http.StatusForbidden, "read-only: no http.auth users are configured")
+		// The CLI on the node itself (JSON API from a loopback address) may
+		// act without users configured, like a local admin socket; the page
+		// and remote clients stay read-only.
+		if asJSON && s.admin != nil && isLoopback(r.RemoteAddr) {
+			return User{Name: "local", Role: RoleAdmin}, true
+		}
+		replyError(w, asJSON, http.StatusForbidden, "read-only: no http.auth users are configured (admin API only from the node itself)")
 		return User{}, false
 	}
 	u, ok := s.authenticate(r)
@@ -120,4 +127,14 @@ func (s *Server) csrfToken(user string) string {
 func (s *Server) validCSRF(user, token string) bool {
 	want := s.csrfToken(user)
 	return token != "" && hmac.Equal([]byte(want), []byte(token))
+}
+
+// isLoopback reports whether a request's remote address is on loopback.
+func isLoopback(remote string) bool {
+	host, _, err := net.SplitHostPort(remote)
+	if err != nil {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

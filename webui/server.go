@@ -171,6 +171,8 @@ func (s *Server) routes() (http.Handler, error) {
 	mux.Handle("POST /api/v1/backends/{addr}/state", s.adminJSON(s.actBackend))
 	mux.Handle("POST /api/v1/failover", s.adminJSON(s.actFailover))
 	mux.Handle("POST /api/v1/transfer-leadership", s.adminJSON(s.actTransfer))
+	mux.Handle("POST /api/v1/join", s.adminJSON(s.actJoin))
+	mux.Handle("POST /api/v1/leave", s.adminJSON(s.actLeave))
 	return securityHeaders(mux), nil
 }
 

@@ -30,6 +30,7 @@ var commands = map[string]command{
 	"agent":        {"run the agent: watch Redis and Sentinel, proxy clients to the master", runAgent},
 	"check-config": {"validate a config file (and REDHAVEN_* environment) and print the result", runCheckConfig},
 	"version":      {"print the version", runVersion},
+	"keygen":       {"print a new gossip encryption key for cluster.encrypt", runKeygen},
 	"status":       {"show the leader, the committed master and whether this node routes", runStatus},
 	"members":      {"list the cluster's nodes: gossip state, Raft role, last contact", runMembers},
 	"failover":     {"planned failover: pause writes, fail over through Sentinel, resume", runFailover},
@@ -170,4 +171,14 @@ func runVersion(args []string, stdout, stderr io.Writer) int {
 
 func indentErr(err error) string {
 	return strings.ReplaceAll(err.Error(), "\n", "\n  ")
+}
+
+func runKeygen(args []string, stdout, stderr io.Writer) int {
+	key, err := node.GenerateKey()
+	if err != nil {
+		fmt.Fprintf(stderr, "redhaven keygen: %v\n", err)
+		return 1
+	}
+	fmt.Fprintln(stdout, key)
+	return 0
 }

@@ -1,0 +1,158 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/redhaven/redhaven/cluster"
+	"github.com/redhaven/redhaven/proxy/topology"
+	"github.com/redhaven/redhaven/webui"
+)
+
+// webSource gives the stats page its snapshot (webui.Source).
+type webSource Node
+
+// webAdmin carries the page's admin actions into the cluster (webui.Admin).
+type webAdmin Node
+
+// Snapshot gathers every part's state as plain values.
+func (s *webSource) Snapshot() webui.Snapshot {
+	n := (*Node)(s)
+	obs := n.watcher.Observation()
+	st := n.cluster.State()
+	route := n.routes.Route()
+	snap := webui.Snapshot{
+		Node: n.cfg.NodeName, Version: Version, Time: time.Now(), Started: n.started,
+		Ready:  route.Master != "",
+		Leader: n.cluster.IsLeader(),
+		Route:  webui.Route{Master: st.Route.Master, Epoch: st.Route.Epoch, Reason: st.Route.Reason, Since: st.Route.Time},
+	}
+	n.fillProxyStats(&snap, obs, st)
+	for _, se := range obs.Sentinels {
+		snap.Sentinels = append(snap.Sentinels, webui.Sentinel{Addr: se.Addr, Reachable: se.Reachable, Master: se.Master,
+			Epoch: se.Epoch, LastEvent: se.LastEvent, LastEventTime: se.LastEventTime, LastError: se.LastError})
+	}
+	leaderName, _ := n.cluster.Leader()
+	for _, m := range n.cluster.Members() {
+		role := ""
+		switch {
+		case m.IsLeader:
+			role = "leader"
+		case m.Suffrage == "voter":
+			role = "follower"
+		case m.Suffrage == "nonvoter":
+			role = "nonvoter"
+		}
+		lc := m.LastContact
+		if lc < 0 {
+			lc = 0
+		}
+		snap.Members = append(snap.Members, webui.Member{Name: m.Name, Addr: m.GossipAddr, GossipState: m.GossipState,
+			RaftRole: role, RaftAddr: m.RaftAddr, LastContact: lc, Version: m.Version, HTTPAddr: m.HTTPAddr, IsLeader: m.IsLeader})
+	}
+	vs := n.vip.Status()
+	snap.VIP = webui.VIP{Mode: vs.Mode, Address: vs.Address, Interface: vs.Interface, HeldHere: vs.Holding}
+	if vs.Mode != "none" && vs.Mode != "" {
+		snap.VIP.Holder = leaderName
+	}
+	for _, e := range st.Events {
+		snap.Events = append(snap.Events, webui.Event{Time: e.Time, Kind: eventKind(e.Kind), Node: e.Node, Message: e.Message, Duration: e.Duration})
+	}
+	n.mu.Lock()
+	snap.Failovers = n.failovers.Clone()
+	n.mu.Unlock()
+	return snap
+}
+
+// eventKind maps the cluster's event kinds to the page's words.
+func eventKind(k string) string {
+	switch k {
+	case cluster.EventRouteChange:
+		return webui.EventSwitch
+	case cluster.EventLeaderChange:
+		return webui.EventLeader
+	case cluster.EventMemberJoin:
+		return webui.EventJoin
+	case cluster.EventMemberLeave:
+		return webui.EventLeave
+	case cluster.EventFailover:
+		return webui.EventFailover
+	case cluster.EventVIPMove:
+		return webui.EventVIP
+	case cluster.EventAdmin:
+		return webui.EventAdmin
+	}
+	return k
+}
+
+// backendState is HAProxy's word for a Redis node's state.
+func backendState(nd topology.NodeState, admin cluster.AdminState) string {
+	switch {
+	case admin == cluster.AdminMaintenance:
+		return webui.StateMaint
+	case admin == cluster.AdminDrain:
+		return webui.StateDrain
+	case nd.Up:
+		return webui.StateUp
+	}
+	return webui.StateDown
+}
+
+func (a *webAdmin) SetBackendState(ctx context.Context, addr, state string) error {
+	n := (*Node)(a)
+	if err := n.cluster.SetBackendAdmin(ctx, addr, cluster.AdminState(state)); err != nil {
+		return leaderHint(n, err)
+	}
+	_ = n.cluster.RecordEvent(ctx, cluster.Event{Time: time.Now(), Kind: cluster.EventAdmin, Node: n.cfg.NodeName,
+		Message: fmt.Sprintf("backend %s set to %s", addr, state)})
+	return nil
+}
+
+func (a *webAdmin) RequestFailover(ctx context.Context) error {
+	n := (*Node)(a)
+	if _, err := n.cluster.RequestFailover(ctx, "requested on "+n.cfg.NodeName); err != nil {
+		return leaderHint(n, err)
+	}
+	return nil
+}
+
+func (a *webAdmin) TransferLeadership(ctx context.Context, node string) error {
+	n := (*Node)(a)
+	return leaderHint(n, n.cluster.TransferLeadership(ctx, node))
+}
+
+// leaderHint adds where the leader is to a not-leader error.
+func leaderHint(n *Node, err error) error {
+	if err == nil || !errors.Is(err, cluster.ErrNotLeader) {
+		return err
+	}
+	name, _ := n.cluster.Leader()
+	for _, m := range n.cluster.Members() {
+		if m.Name == name && m.HTTPAddr != "" {
+			return fmt.Errorf("%w: the leader is %s, its page is http://%s/", err, name, m.HTTPAddr)
+		}
+	}
+	return fmt.Errorf("%w (leader: %s)", err, name)
+}
+
+// sortedBackends orders backends: the committed master first, then by address.
+func sortedBackends(b []webui.Backend) {
+	sort.SliceStable(b, func(i, j int) bool {
+		if b[i].IsMaster != b[j].IsMaster {
+			return b[i].IsMaster
+		}
+		return strings.Compare(b[i].Addr, b[j].Addr) < 0
+	})
+}
+
+func (a *webAdmin) Join(ctx context.Context, addrs []string) (int, error) {
+	return (*Node)(a).cluster.Join(addrs)
+}
+
+func (a *webAdmin) Leave(ctx context.Context) error {
+	return (*Node)(a).cluster.Leave(ctx)
+}

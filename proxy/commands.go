@@ -1,0 +1,154 @@
+package proxy
+
+// cmdKind says how a session treats a command. Most commands are plain:
+// forwarded as they came, one reply each.
+type cmdKind uint8
+
+const (
+	cmdPlain        cmdKind = iota
+	cmdRefused              // answered by the proxy with replyRefused
+	cmdAuth                 // proxy password check, or passed through and replayed
+	cmdHello                // protocol version (+ AUTH, SETNAME), replayed
+	cmdSelect               // database, replayed
+	cmdClient               // CLIENT: the subcommand decides (clientSub)
+	cmdQuit                 // answered +OK by the proxy, then the connection closes
+	cmdReset                // forwarded; the session then takes a fresh backend connection
+	cmdMulti                // transaction state
+	cmdExec                 // may be replaced by DISCARD (see DESIGN.md)
+	cmdDiscard              //
+	cmdWatch                // WATCH state is lost on a move: the next EXEC fails
+	cmdUnwatch              //
+	cmdSubscribe            // SUBSCRIBE: one confirmation per channel, tracked, replayed
+	cmdPsubscribe           //
+	cmdSsubscribe           //
+	cmdUnsubscribe          // without arguments: one reply per subscribed channel
+	cmdPunsubscribe         //
+	cmdSunsubscribe         //
+	cmdReadonly             // READONLY / READWRITE (cluster replicas), replayed
+	cmdReadwrite            //
+)
+
+// commandSpec is one row of the special-command table.
+type commandSpec struct {
+	name string // lower case
+	kind cmdKind
+	why  string
+}
+
+// commandTable lists every command a session does not simply forward.
+// Everything else is plain. Keep DESIGN.md in step with it.
+var commandTable = []commandSpec{
+	// session state, replayed on a new backend connection
+	{"auth", cmdAuth, "checked against proxy.password, or passed through to Redis ACLs and replayed"},
+	{"hello", cmdHello, "protocol version (and its AUTH / SETNAME) replayed"},
+	{"select", cmdSelect, "database replayed"},
+	{"client", cmdClient, "SETNAME/TRACKING/NO-EVICT/NO-TOUCH/SETINFO replayed; REPLY OFF/SKIP changes how many replies to expect"},
+	{"readonly", cmdReadonly, "replayed"},
+	{"readwrite", cmdReadwrite, "replayed"},
+	{"reset", cmdReset, "forwarded, then the session takes a fresh backend connection with no state"},
+	{"quit", cmdQuit, "answered +OK by the proxy, connection closed after earlier replies"},
+	// transactions
+	{"multi", cmdMulti, "tracked: a move during MULTI makes EXEC fail with EXECABORT"},
+	{"exec", cmdExec, "sent as DISCARD when the transaction cannot be trusted any more"},
+	{"discard", cmdDiscard, "ends the transaction"},
+	{"watch", cmdWatch, "tracked: a move after WATCH makes the next EXEC return a null reply"},
+	{"unwatch", cmdUnwatch, "clears WATCH"},
+	// pub/sub: replies do not match commands 1:1
+	{"subscribe", cmdSubscribe, "one confirmation per channel; channels replayed"},
+	{"psubscribe", cmdPsubscribe, "one confirmation per pattern; patterns replayed"},
+	{"ssubscribe", cmdSsubscribe, "one confirmation per shard channel; replayed"},
+	{"unsubscribe", cmdUnsubscribe, "one confirmation per channel (all subscribed ones without arguments)"},
+	{"punsubscribe", cmdPunsubscribe, "as UNSUBSCRIBE, for patterns"},
+	{"sunsubscribe", cmdSunsubscribe, "as UNSUBSCRIBE, for shard channels"},
+	// refused: they act on the server or the replication topology, or
+	// turn the connection into something the proxy cannot follow.
+	{"shutdown", cmdRefused, "would stop the master behind the proxy"},
+	{"replicaof", cmdRefused, "topology changes belong to Sentinel and redhaven"},
+	{"slaveof", cmdRefused, "topology changes belong to Sentinel and redhaven"},
+	{"failover", cmdRefused, "use `redhaven failover`"},
+	{"debug", cmdRefused, "can crash or stall the server"},
+	{"monitor", cmdRefused, "a monitor stream does not survive a failover; connect to Redis directly"},
+	{"sync", cmdRefused, "replication protocol"},
+	{"psync", cmdRefused, "replication protocol"},
+	{"replconf", cmdRefused, "replication protocol"},
+	{"cluster", cmdRefused, "redhaven fronts a non-cluster deployment"},
+}
+
+// byLen indexes commandTable by name length: the lookup is a few
+// case-insensitive compares, no map and no allocation.
+var byLen [16][]commandSpec
+
+func init() {
+	for _, c := range commandTable {
+		byLen[len(c.name)] = append(byLen[len(c.name)], c)
+	}
+}
+
+var plainSpec = commandSpec{kind: cmdPlain}
+
+// lookupCommand finds a command name (any case) in commandTable.
+func lookupCommand(name []byte) commandSpec {
+	if len(name) >= len(byLen) {
+		return plainSpec
+	}
+	for _, c := range byLen[len(name)] {
+		if equalFold(name, c.name) {
+			return c
+		}
+	}
+	return plainSpec
+}
+
+// equalFold compares b with the lower-case ASCII string s, ignoring b's case.
+func equalFold(b []byte, s string) bool {
+	if len(b) != len(s) {
+		return false
+	}
+	for i := 0; i < len(b); i++ {
+		c := b[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != s[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// clientSub classifies CLIENT subcommands.
+type clientSub uint8
+
+const (
+	clientOther   clientSub = iota
+	clientReply             // CLIENT REPLY ON|OFF|SKIP
+	clientSetname           // replayed
+	clientReplay            // TRACKING, NO-EVICT, NO-TOUCH, SETINFO: replayed as sent
+)
+
+func lookupClientSub(args [][]byte) clientSub {
+	if len(args) < 2 {
+		return clientOther
+	}
+	switch sub := args[1]; {
+	case equalFold(sub, "reply"):
+		return clientReply
+	case equalFold(sub, "setname"):
+		return clientSetname
+	case equalFold(sub, "tracking"), equalFold(sub, "no-evict"), equalFold(sub, "no-touch"), equalFold(sub, "setinfo"):
+		return clientReplay
+	}
+	return clientOther
+}
+
+func isPubsubKind(k cmdKind) bool { return k >= cmdSubscribe && k <= cmdSunsubscribe }
+
+// retryable says whether a command of this kind, answered -READONLY by a
+// demoted master, may be sent again to the new master.
+func retryable(k cmdKind) bool {
+	switch k {
+	case cmdPlain, cmdSelect, cmdClient, cmdAuth, cmdHello, cmdReadonly, cmdReadwrite:
+		return true
+	}
+	return false
+}

@@ -1,0 +1,68 @@
+package proxy
+
+import "net"
+
+// entry is one command of a session that still owes the client a reply,
+// in the order the client sent it.
+type entry struct {
+	gen   uint64  // backend connection it was sent on; 0: not sent (waiting for a master)
+	start int64   // its bytes in the session's send log (to send it again); -1: not kept
+	end   int64   //
+	n     int32   // replies still expected from Redis; -1: count when the first arrives
+	kind  cmdKind //
+	flags uint8   //
+	local []byte  // the reply, when the proxy answers (or already answered) it
+	raw   []byte  // copy of the command, for commands that change session state
+}
+
+const (
+	fInMulti    uint8 = 1 << iota // sent between MULTI and EXEC
+	fCloseAfter                   // close the connection after this reply
+	fExecNull                     // EXEC sent as DISCARD: answer a null reply (WATCH lost)
+	fExecMoved                    // EXEC sent as DISCARD: answer ReplyExecAbortMoved
+	fExecDirty                    // EXEC sent as DISCARD: answer ReplyExecAbortDirty
+)
+
+// fifo is a growable ring of entries addressed by sequence numbers.
+type fifo struct {
+	buf        []entry
+	head, tail uint64
+}
+
+func (q *fifo) len() int { return int(q.tail - q.head) }
+
+func (q *fifo) at(seq uint64) *entry { return &q.buf[seq&uint64(len(q.buf)-1)] }
+
+func (q *fifo) push(e entry) {
+	if q.len() == len(q.buf) {
+		n := 2 * len(q.buf)
+		if n == 0 {
+			n = 64
+		}
+		nb := make([]entry, n)
+		for s := q.head; s < q.tail; s++ {
+			nb[s&uint64(n-1)] = *q.at(s)
+		}
+		q.buf = nb
+	}
+	*q.at(q.tail) = e
+	q.tail++
+}
+
+func (q *fifo) pop() {
+	*q.at(q.head) = entry{}
+	q.head++
+}
+
+func plainReadLoop(c net.Conn, space func() []byte, handle func(n int) bool) error {
+	for {
+		p := space()
+		n, err := c.Read(p)
+		if n > 0 && !handle(n) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+}

@@ -1,0 +1,9 @@
+//go:build !unix
+
+package proxy
+
+import "net"
+
+func readLoop(c net.Conn, space func() []byte, handle func(n int) bool) error {
+	return plainReadLoop(c, space, handle)
+}

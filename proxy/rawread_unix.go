@@ -1,0 +1,65 @@
+//go:build unix
+
+package proxy
+
+import (
+	"io"
+	"net"
+	"syscall"
+)
+
+// readLoop reads from c into the buffers space returns and hands each
+// chunk to handle, until handle returns false (nil error) or reading
+// fails (io.EOF, a deadline, a closed connection).
+//
+// On TCP it reads the raw descriptor inside one poller registration: after
+// a short read it goes straight to waiting for readiness instead of trying
+// the read that would return EAGAIN, which net.Conn.Read does after every
+// message (bench/RESULTS.md, part 3: that extra syscall is a large share
+// of a Go proxy's cost). Deadlines still work (SetReadDeadline wakes it).
+// handle must not block for long: the descriptor's read lock is held, so a
+// Close of c waits for it.
+func readLoop(c net.Conn, space func() []byte, handle func(n int) bool) error {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return plainReadLoop(c, space, handle)
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return plainReadLoop(c, space, handle)
+	}
+	var rerr error
+	stopped := false
+	err = rc.Read(func(fd uintptr) bool {
+		for {
+			p := space()
+			n, e := syscall.Read(int(fd), p)
+			switch {
+			case e == syscall.EINTR:
+				continue
+			case e == syscall.EAGAIN:
+				return false
+			case e != nil:
+				rerr = e
+				return true
+			case n == 0:
+				rerr = io.EOF
+				return true
+			}
+			if !handle(n) {
+				stopped = true
+				return true
+			}
+			if n < len(p) {
+				return false // drained: wait for readiness, no EAGAIN read
+			}
+		}
+	})
+	if err != nil {
+		return err
+	}
+	if stopped {
+		return nil
+	}
+	return rerr
+}

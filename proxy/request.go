@@ -1,0 +1,222 @@
+package proxy
+
+import (
+	"bytes"
+)
+
+const (
+	readBufSize    = 16 << 10 // per-direction read buffer
+	keepBufMax     = 1 << 20  // buffers above this are dropped when empty
+	inlineMax      = 64 << 10 // Redis's PROTO_INLINE_MAX_SIZE
+	maxMultibulk   = 1 << 20
+	unauthMaxArgs  = 10    // as Redis, before AUTH
+	unauthMaxBulk  = 16384 // as Redis, before AUTH
+	headerMaxBytes = 32
+)
+
+var (
+	errInvalidMultibulk = &errProtocol{"invalid multibulk length"}
+	errInvalidBulk      = &errProtocol{"invalid bulk length"}
+	errInlineTooBig     = &errProtocol{"too big inline request"}
+	errUnauthMultibulk  = &errProtocol{"unauthenticated multibulk length"}
+	errUnauthBulk       = &errProtocol{"unauthenticated bulk length"}
+)
+
+// requestReader buffers client input and frames it into commands before
+// they are parsed (by redcon.Parse). It validates lengths as the headers
+// arrive, so a request above max is refused before its payload is read,
+// and it resumes where it stopped, so a big command is scanned once.
+type requestReader struct {
+	buf        []byte
+	start, end int
+	max        int64
+
+	// scan state of the command at buf[start:]
+	off      int // validated bytes of it
+	argsLeft int // -1: multibulk header not read yet
+	pending  int // payload length of the bulk whose header ends at off; -1: none
+	inline   bool
+}
+
+func newRequestReader(max int64) requestReader {
+	return requestReader{buf: make([]byte, readBufSize), max: max, argsLeft: -1, pending: -1}
+}
+
+func (r *requestReader) resetScan() {
+	r.off, r.argsLeft, r.pending, r.inline = 0, -1, -1, false
+}
+
+// buffered says whether unprocessed input is buffered.
+func (r *requestReader) buffered() bool { return r.end > r.start }
+
+// space returns where to read the next bytes, making room for the command
+// being scanned.
+func (r *requestReader) space() []byte {
+	if r.start == r.end {
+		r.start, r.end = 0, 0
+		if len(r.buf) > keepBufMax {
+			r.buf = make([]byte, readBufSize)
+		}
+	}
+	want := r.start + r.off + 1
+	if r.pending >= 0 {
+		want = r.start + r.off + r.pending + 2
+	}
+	if want <= len(r.buf) && len(r.buf)-r.end >= 512 {
+		return r.buf[r.end:]
+	}
+	if r.start > 0 {
+		copy(r.buf, r.buf[r.start:r.end])
+		r.end -= r.start
+		want -= r.start
+		r.start = 0
+	}
+	if want > len(r.buf) || len(r.buf)-r.end < 512 {
+		n := 2 * len(r.buf)
+		if n < want {
+			n = want
+		}
+		nb := make([]byte, n)
+		copy(nb, r.buf[:r.end])
+		r.buf = nb
+	}
+	return r.buf[r.end:]
+}
+
+// peek returns the next complete command (raw RESP, or an inline line)
+// without consuming it; nil when more input is needed.
+func (r *requestReader) peek(unauth bool) (raw []byte, inline bool, err error) {
+	for {
+		b := r.buf[r.start:r.end]
+		if len(b) == 0 {
+			return nil, false, nil
+		}
+		if r.argsLeft < 0 && !r.inline && b[0] != '*' {
+			r.inline = true
+		}
+		if r.inline {
+			if r.off > 0 && b[r.off-1] == '\n' { // peeked before, not consumed
+				return b[:r.off], true, nil
+			}
+			j := bytes.IndexByte(b[r.off:], '\n')
+			if j < 0 {
+				if len(b) > inlineMax {
+					return nil, false, errInlineTooBig
+				}
+				r.off = len(b)
+				return nil, false, nil
+			}
+			n := r.off + j + 1
+			if n > inlineMax {
+				return nil, false, errInlineTooBig
+			}
+			r.off = n
+			return b[:n], true, nil
+		}
+		if r.argsLeft < 0 {
+			j := bytes.IndexByte(b, '\n')
+			if j < 0 {
+				if len(b) > headerMaxBytes {
+					return nil, false, errInvalidMultibulk
+				}
+				return nil, false, nil
+			}
+			if j < 2 || b[j-1] != '\r' {
+				return nil, false, errInvalidMultibulk
+			}
+			count, ok := parseLen(b[1 : j-1])
+			if !ok || count > maxMultibulk {
+				return nil, false, errInvalidMultibulk
+			}
+			if count <= 0 { // "*0" and "*-1": nothing, as Redis
+				r.start += j + 1
+				r.resetScan()
+				continue
+			}
+			if unauth && count > unauthMaxArgs {
+				return nil, false, errUnauthMultibulk
+			}
+			if int64(j+1)+int64(count)*6 > r.max {
+				return nil, false, &errTooLarge{r.max}
+			}
+			r.argsLeft, r.off = count, j+1
+		}
+		for r.argsLeft > 0 {
+			if r.pending >= 0 {
+				end := r.off + r.pending + 2
+				if end > len(b) {
+					return nil, false, nil
+				}
+				if b[end-2] != '\r' || b[end-1] != '\n' {
+					return nil, false, errInvalidBulk
+				}
+				r.off, r.pending = end, -1
+				r.argsLeft--
+				continue
+			}
+			if r.off >= len(b) {
+				return nil, false, nil
+			}
+			if b[r.off] != '$' {
+				return nil, false, &errProtocol{"expected '$', got '" + string(b[r.off]) + "'"}
+			}
+			j := bytes.IndexByte(b[r.off:], '\n')
+			if j < 0 {
+				if len(b)-r.off > headerMaxBytes {
+					return nil, false, errInvalidBulk
+				}
+				return nil, false, nil
+			}
+			if j < 2 || b[r.off+j-1] != '\r' {
+				return nil, false, errInvalidBulk
+			}
+			size, ok := parseLen(b[r.off+1 : r.off+j-1])
+			if !ok || size < 0 {
+				return nil, false, errInvalidBulk
+			}
+			if unauth && size > unauthMaxBulk {
+				return nil, false, errUnauthBulk
+			}
+			if int64(r.off+j+1)+int64(size)+2 > r.max {
+				return nil, false, &errTooLarge{r.max}
+			}
+			r.off += j + 1
+			r.pending = size
+		}
+		return b[:r.off], false, nil
+	}
+}
+
+// consume drops the command peek returned.
+func (r *requestReader) consume(n int) {
+	r.start += n
+	r.resetScan()
+	if r.start == r.end {
+		r.start, r.end = 0, 0
+	}
+}
+
+// parseLen parses a decimal length (optionally negative); at most 10 digits.
+func parseLen(b []byte) (int, bool) {
+	if len(b) == 0 || len(b) > 11 {
+		return 0, false
+	}
+	neg := b[0] == '-'
+	if neg {
+		b = b[1:]
+		if len(b) == 0 {
+			return 0, false
+		}
+	}
+	n := 0
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int(c-'0')
+	}
+	if neg {
+		n = -n
+	}
+	return n, true
+}
