@@ -146,6 +146,15 @@ func New(cfg Config, logger *slog.Logger) (*Agent, error) {
 	return a, nil
 }
 
+// Close releases the Raft listener bound by New when Run will not be
+// called (e.g. another part failed to start). A no-op once Run started.
+func (a *Agent) Close() error {
+	if a.started.CompareAndSwap(false, true) {
+		return a.stream.Close()
+	}
+	return nil
+}
+
 // Name is this node's name (its Raft server ID).
 func (a *Agent) Name() string { return a.cfg.NodeName }
 
@@ -198,7 +207,7 @@ func (a *Agent) Changes() <-chan struct{} { return a.changes }
 // started has ended. Run may be called once.
 func (a *Agent) Run(ctx context.Context) (err error) {
 	if !a.started.CompareAndSwap(false, true) {
-		return errors.New("cluster: Run called twice")
+		return errors.New("cluster: Run called twice or after Close")
 	}
 	var cleanups []func()
 	cleanup := func() {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -133,13 +134,20 @@ func TestBootstrapAnyOrder(t *testing.T) {
 			if err := follower.ProposeRoute(ctxT(t), cluster.RouteDecision{Master: "m2:6379", Epoch: 8}); !errors.Is(err, cluster.ErrNotLeader) {
 				t.Fatalf("follower ProposeRoute err = %v, want ErrNotLeader", err)
 			}
+			bootstrapped := 0
 			for _, n := range c.Nodes {
 				if got := len(n.Agent.Members()); got != 3 {
 					t.Fatalf("%s sees %d members", n.Config.NodeName, got)
 				}
-				if n.Logs.Contains("raft bootstrapped") == false && !n.Agent.IsLeader() && n.Logs.Contains("waiting for the leader") {
-					t.Logf("%s was added by the leader", n.Config.NodeName)
+				for _, line := range n.Logs.Matching("raft bootstrapped") {
+					bootstrapped++
+					if !strings.Contains(line, "servers=[n1 n2 n3]") {
+						t.Fatalf("%s bootstrapped another configuration: %s", n.Config.NodeName, line)
+					}
 				}
+			}
+			if bootstrapped == 0 {
+				t.Fatal("no node logged a bootstrap")
 			}
 		})
 	}
@@ -343,7 +351,39 @@ func TestIsolation(t *testing.T) {
 	}
 	check((l+1)%3, "follower isolated")
 	l = c.WaitLeader(formTimeout)
+
+	// While the leader is cut off, never two leaders that both claim
+	// contact (which would let two proxies route by different decisions).
+	stop := make(chan struct{})
+	overlaps := make(chan int, 1)
+	agents := c.Running()
+	go func() {
+		n := 0
+		defer func() { overlaps <- n }()
+		tk := time.NewTicker(2 * time.Millisecond)
+		defer tk.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tk.C:
+			}
+			routing := 0
+			for _, a := range agents {
+				if a.IsLeader() && a.InContact() {
+					routing++
+				}
+			}
+			if routing > 1 {
+				n++
+			}
+		}
+	}()
 	check(l, "leader isolated")
+	close(stop)
+	if n := <-overlaps; n > 0 {
+		t.Fatalf("two leaders in contact at once in %d samples", n)
+	}
 }
 
 // TestDeadServerCleanup removes a failed voter after dead_server_cleanup,

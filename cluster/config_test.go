@@ -91,3 +91,32 @@ func TestJoinHint(t *testing.T) {
 type errorString string
 
 func (e errorString) Error() string { return string(e) }
+
+func TestNewBindsRaftAndClose(t *testing.T) {
+	c := validConfig()
+	c.DataDir = t.TempDir()
+	c.Bind, c.RaftBind = "127.0.0.1:0", "127.0.0.1:0"
+	a, err := New(c, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(a.RaftAddr(), "127.0.0.1:") || strings.HasSuffix(a.RaftAddr(), ":0") {
+		t.Fatalf("RaftAddr = %q, want the bound loopback port", a.RaftAddr())
+	}
+	if a.InContact() || a.IsLeader() {
+		t.Fatal("agent that never ran claims contact or leadership")
+	}
+	if _, err := a.Join([]string{"127.0.0.1:1"}); err != ErrNotRunning {
+		t.Fatalf("Join before Run = %v, want ErrNotRunning", err)
+	}
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Run(t.Context()); err == nil {
+		t.Fatal("Run after Close succeeded")
+	}
+	c.Bind = "localhost:1"
+	if _, err := New(c, nil); err == nil || !strings.Contains(err.Error(), "cluster.bind") {
+		t.Fatalf("New with bad bind = %v", err)
+	}
+}

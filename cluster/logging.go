@@ -14,13 +14,14 @@ import (
 
 // hclogAdapter sends raft's hclog output to slog.
 type hclogAdapter struct {
+	base *slog.Logger // without the lib attribute
 	l    *slog.Logger
 	name string
 	args []any
 }
 
 func newHCLog(l *slog.Logger, name string) hclog.Logger {
-	return &hclogAdapter{l: l, name: name}
+	return &hclogAdapter{base: l, l: l, name: name}
 }
 
 func hcLevel(level hclog.Level) slog.Level {
@@ -88,7 +89,7 @@ func (h *hclogAdapter) Named(name string) hclog.Logger {
 func (h *hclogAdapter) ResetNamed(name string) hclog.Logger {
 	c := *h
 	c.name = name
-	c.l = h.l.With("lib", name)
+	c.l = h.base.With("lib", name)
 	return &c
 }
 func (h *hclogAdapter) SetLevel(hclog.Level) {}

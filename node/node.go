@@ -189,8 +189,25 @@ func (n *Node) step(ctx context.Context) {
 		n.logger.Info("route changed", "master_addr", r.Master, "epoch", r.Epoch, "in_contact", n.cluster.InContact(),
 			"reason", st.Route.Reason, "replicas", r.Replicas)
 	}
-	n.vip.SetDesired(leader && r.Master != "")
+	n.vip.SetDesired(n.wantVIP(leader, r))
 	n.checkLeaderHealth(ctx, leader, obs)
+}
+
+// wantVIP is the VIP policy: only a leader that routes holds the address,
+// and only once the previous holder's copy has expired. A killed leader's
+// kernel drops the address after vip.lifetime, so a new leader waits that
+// long after winning the election: two holders never overlap.
+func (n *Node) wantVIP(leader bool, r proxy.Route) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if !leader {
+		n.leaderSince = time.Time{}
+		return false
+	}
+	if n.leaderSince.IsZero() {
+		n.leaderSince = time.Now()
+	}
+	return r.Master != "" && time.Since(n.leaderSince) >= n.cfg.VIP.Lifetime
 }
 
 // leaderStep commits the watcher's confirmed master, unless a planned

@@ -86,6 +86,19 @@ func (l *Logs) Contains(s string) bool {
 	return false
 }
 
+// Matching returns the recorded lines that contain s.
+func (l *Logs) Matching(s string) []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []string
+	for _, line := range l.lines {
+		if strings.Contains(line, s) {
+			out = append(out, line)
+		}
+	}
+	return out
+}
+
 type logHandler struct {
 	logs   *Logs
 	attrs  string

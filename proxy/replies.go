@@ -1,0 +1,409 @@
+package proxy
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"net"
+	"os"
+
+	"github.com/tidwall/redcon"
+)
+
+// backendLoop reads replies from be until it fails or is retired.
+func (s *session) backendLoop(be *backendConn) {
+	err := readLoop(be.conn, be.space, func(n int) bool { return s.onBackendData(be, n) })
+	s.backendGone(be, err)
+}
+
+// onBackendData handles one read from the backend: every reply complete
+// in the buffer goes to the client buffer, then one write to the client.
+func (s *session) onBackendData(be *backendConn, n int) bool {
+	be.end += n
+	s.wmu.Lock()
+	s.mu.Lock()
+	ok := s.framesLocked(be)
+	s.emitReadyLocked()
+	wake := be.kickC || (s.drainWait && s.inflight == 0) || s.closing || !ok
+	be.kickC = false
+	if !ok {
+		s.closing = true
+	}
+	s.mu.Unlock()
+	s.writeOutLocked()
+	s.wmu.Unlock()
+	if wake {
+		s.kick()
+	}
+	return ok
+}
+
+func (s *session) framesLocked(be *backendConn) bool {
+	for be.scan < be.end {
+		k, done, err := be.framer.feed(be.buf[be.scan:be.end])
+		if err != nil {
+			s.log.Warn("bad reply from redis; closing session", "backend_addr", be.addr, "err", err)
+			return false
+		}
+		if be.streaming {
+			if be.streamFwd {
+				s.out = append(s.out, be.buf[be.scan:be.scan+k]...)
+			}
+			be.scan += k
+			be.fs = be.scan
+			if done {
+				be.streaming = false
+			}
+			continue
+		}
+		be.scan += k
+		if !done {
+			break
+		}
+		frame := be.buf[be.fs:be.scan]
+		fwd, ok := s.replyLocked(be, frame, true)
+		if !ok {
+			return false
+		}
+		if fwd {
+			s.out = append(s.out, frame...)
+		}
+		be.fs = be.scan
+	}
+	switch {
+	case be.fs == be.end:
+		be.fs, be.scan, be.end = 0, 0, 0
+	case be.fs == 0 && be.end == len(be.buf):
+		// a reply larger than the buffer: decide on its head, pass the rest through
+		fwd, ok := s.replyLocked(be, be.buf[:be.end], false)
+		if !ok {
+			return false
+		}
+		if fwd {
+			s.out = append(s.out, be.buf[:be.end]...)
+		}
+		be.streaming, be.streamFwd = true, fwd
+		be.fs, be.scan, be.end = 0, 0, 0
+	case len(be.buf)-be.end < 4096:
+		n := copy(be.buf, be.buf[be.fs:be.end])
+		be.scan -= be.fs
+		be.end = n
+		be.fs = 0
+	}
+	return true
+}
+
+// replyLocked matches one reply (or, when !complete, the head of a big
+// one) with what the session expects, updates the session and says
+// whether the reply goes to the client.
+func (s *session) replyLocked(be *backendConn, frame []byte, complete bool) (fwd, ok bool) {
+	t := frame[0]
+	isErr := t == '-' || t == '!'
+	if len(be.replay) > 0 {
+		if s.outOfBand(frame, nil) {
+			return true, true
+		}
+		r := &be.replay[0]
+		if isErr {
+			s.log.Warn("replaying session state failed; closing session", "backend_addr", be.addr, "reply", string(firstLine(frame)))
+			return false, false
+		}
+		if isPubsubKind(r.kind) {
+			s.applyPubsubLocked(frame)
+		}
+		if r.n--; r.n <= 0 {
+			be.replay = be.replay[1:]
+		}
+		return false, true
+	}
+	s.emitReadyLocked()
+	var head *entry
+	if s.q.len() > 0 {
+		head = s.q.at(s.q.head)
+	}
+	if s.outOfBand(frame, head) {
+		return true, true
+	}
+	if be.discarding {
+		return false, s.discardLocked(be)
+	}
+	if head == nil || head.local != nil || head.gen != be.gen {
+		s.log.Warn("reply with no command waiting for it; closing session", "backend_addr", be.addr)
+		return false, false
+	}
+	e := head
+	if isPubsubKind(e.kind) && !isErr {
+		if e.n < 0 {
+			e.n = int32(max(1, len(s.subs[pubsubFamily(e.kind)])))
+		}
+		s.applyPubsubLocked(frame)
+		if e.n--; e.n <= 0 {
+			s.popLocked()
+		}
+		return true, true
+	}
+	if isErr && complete && !s.l.readonly && (bytes.HasPrefix(frame, []byte("-READONLY ")) || bytes.HasPrefix(frame, []byte("-UNBLOCKED "))) {
+		// a demoted master: it did not run the command
+		s.demoted = true
+		be.kickC = true
+		if s.startRetryLocked(be) {
+			return false, true
+		}
+	}
+	if e.flags&(fExecNull|fExecMoved|fExecDirty) != 0 && t == '+' {
+		switch {
+		case e.flags&fExecNull != 0 && s.proto == 3:
+			s.out = append(s.out, "_\r\n"...)
+		case e.flags&fExecNull != 0:
+			s.out = append(s.out, "*-1\r\n"...)
+		case e.flags&fExecMoved != 0:
+			s.out = append(s.out, ReplyExecAbortMoved...)
+		default:
+			s.out = append(s.out, ReplyExecAbortDirty...)
+		}
+		s.popLocked()
+		return false, true
+	}
+	if e.raw != nil && !isErr {
+		s.applyLocked(e)
+	}
+	s.popLocked()
+	return true, true
+}
+
+// outOfBand says whether a reply belongs to no command: a pub/sub message,
+// or a RESP3 push that is not a confirmation the head entry waits for.
+func (s *session) outOfBand(frame []byte, head *entry) bool {
+	switch frame[0] {
+	case '>':
+		k := pubsubFrame(frame)
+		if k == psNone || k == psMessage {
+			return true
+		}
+		return head != nil && !isPubsubKind(head.kind) // a confirmation for a replayed subscription is handled by the caller
+	case '*':
+		return s.proto == 2 && s.subscribedLocked() && pubsubFrame(frame) == psMessage
+	}
+	return false
+}
+
+func (s *session) popLocked() {
+	s.q.pop()
+	s.inflight--
+}
+
+// startRetryLocked turns a -READONLY answer into a resend: the command and
+// everything sent after it on this connection go to the new master once
+// the route changes. Only when all of them may safely run again.
+func (s *session) startRetryLocked(be *backendConn) bool {
+	e := s.q.at(s.q.head)
+	if e.start < 0 || e.flagsInMulti() || !retryable(e.kind) || s.silentAfter > s.q.head {
+		return false
+	}
+	for seq := s.q.head + 1; seq < s.q.tail; seq++ {
+		x := s.q.at(seq)
+		if x.local != nil {
+			continue
+		}
+		if x.gen != be.gen || x.start < 0 || x.flagsInMulti() || !retryable(x.kind) {
+			return false
+		}
+	}
+	e.gen = 0
+	s.unsent++
+	s.inflight--
+	be.discarding, be.discardSeq = true, s.q.head+1
+	return true
+}
+
+// discardLocked drops a reply from a demoted master; its command is resent.
+func (s *session) discardLocked(be *backendConn) bool {
+	for be.discardSeq < s.q.tail {
+		x := s.q.at(be.discardSeq)
+		be.discardSeq++
+		if x.local == nil && x.gen == be.gen {
+			x.gen = 0
+			s.unsent++
+			s.inflight--
+			return true
+		}
+	}
+	s.log.Warn("reply with no command waiting for it; closing session", "backend_addr", be.addr)
+	return false
+}
+
+// backendGone runs when the reader stops: commands still in flight get
+// ReplyLost* (or wait for a resend after -READONLY).
+func (s *session) backendGone(be *backendConn, err error) {
+	s.wmu.Lock()
+	s.mu.Lock()
+	be.dead = true
+	retiring := be.retiring
+	lost := []byte(ReplyLostMaster)
+	if s.l.readonly {
+		lost = []byte(ReplyLostReplica)
+	}
+	n := 0
+	for seq := s.q.head; seq < s.q.tail; seq++ {
+		x := s.q.at(seq)
+		if x.local != nil || x.gen != be.gen {
+			continue
+		}
+		if be.discarding {
+			x.gen = 0
+			s.unsent++
+		} else {
+			x.local = lost
+			s.errs.Add(1)
+			n++
+		}
+	}
+	if s.be == be {
+		s.inflight = 0
+	}
+	if be.streaming && be.streamFwd {
+		s.closing = true // the client has part of a reply
+	}
+	s.emitReadyLocked()
+	s.mu.Unlock()
+	s.writeOutLocked()
+	s.wmu.Unlock()
+	if !retiring || n > 0 {
+		be.stats.errors.Add(1)
+		if !errors.Is(err, io.EOF) && !errors.Is(err, os.ErrDeadlineExceeded) && !errors.Is(err, net.ErrClosed) {
+			s.log.Debug("backend connection lost", "backend_addr", be.addr, "err", err, "in_flight", n)
+		} else {
+			s.log.Debug("backend connection closed", "backend_addr", be.addr, "in_flight", n)
+		}
+	}
+	if !retiring {
+		s.kick()
+	}
+}
+
+func pubsubFamily(k cmdKind) int {
+	switch k {
+	case cmdSubscribe, cmdUnsubscribe:
+		return 0
+	case cmdPsubscribe, cmdPunsubscribe:
+		return 1
+	}
+	return 2
+}
+
+// applyPubsubLocked follows subscriptions from Redis's confirmations.
+func (s *session) applyPubsubLocked(frame []byte) {
+	k := pubsubFrame(frame)
+	name, null, _, ok := confirmation(frame)
+	if !ok {
+		return
+	}
+	var fam int
+	switch k {
+	case psSubscribe, psUnsubscribe:
+		fam = 0
+	case psPsubscribe, psPunsubscribe:
+		fam = 1
+	case psSsubscribe, psSunsubscribe:
+		fam = 2
+	default:
+		return
+	}
+	switch k {
+	case psSubscribe, psPsubscribe, psSsubscribe:
+		if s.subs[fam] == nil {
+			s.subs[fam] = map[string]struct{}{}
+		}
+		s.subs[fam][string(name)] = struct{}{}
+	default:
+		if !null {
+			delete(s.subs[fam], string(name))
+		}
+	}
+}
+
+// applyLocked records session state Redis accepted.
+func (s *session) applyLocked(e *entry) {
+	cmd, err := redcon.Parse(e.raw)
+	if err != nil || len(cmd.Args) == 0 {
+		return
+	}
+	args := cmd.Args
+	switch e.kind {
+	case cmdAuth:
+		s.authRaw = e.raw
+	case cmdHello:
+		if len(args) >= 2 {
+			if v, ok := parseLen(args[1]); ok && (v == 2 || v == 3) {
+				s.proto = v
+			}
+		}
+		for i := 2; i < len(args); {
+			switch {
+			case equalFold(args[i], "auth") && i+2 < len(args):
+				if !s.srv.needAuth {
+					s.authRaw = appendCommand(nil, []byte("AUTH"), args[i+1], args[i+2])
+				}
+				i += 3
+			case equalFold(args[i], "setname") && i+1 < len(args):
+				s.setNameLocked(args[i+1])
+				i += 2
+			default:
+				i = len(args)
+			}
+		}
+	case cmdSelect:
+		if len(args) == 2 {
+			if string(args[1]) == "0" {
+				s.selectRaw = nil
+			} else {
+				s.selectRaw = e.raw
+			}
+		}
+	case cmdClient:
+		switch lookupClientSub(args) {
+		case clientSetname:
+			if len(args) == 3 {
+				s.setNameLocked(args[2])
+			}
+		case clientReplay:
+			key := string(bytes.ToLower(args[1]))
+			if equalFold(args[1], "setinfo") && len(args) > 2 {
+				key += " " + string(bytes.ToLower(args[2]))
+			}
+			for i := range s.replays {
+				if s.replays[i].key == key {
+					s.replays[i].raw = e.raw
+					return
+				}
+			}
+			s.replays = append(s.replays, keyedRaw{key, e.raw})
+		}
+	case cmdReadonly:
+		s.readonlyRaw = e.raw
+	case cmdReadwrite:
+		s.readonlyRaw = nil
+	case cmdReset:
+		s.proto = 2
+		s.authRaw, s.selectRaw, s.nameRaw, s.readonlyRaw, s.replays = nil, nil, nil, nil, nil
+		s.subs = [3]map[string]struct{}{}
+	}
+}
+
+func (s *session) setNameLocked(name []byte) {
+	if len(name) == 0 {
+		s.nameRaw = nil
+		return
+	}
+	s.nameRaw = appendCommand(nil, []byte("CLIENT"), []byte("SETNAME"), name)
+}
+
+func firstLine(b []byte) []byte {
+	if i := bytes.IndexByte(b, '\r'); i >= 0 {
+		b = b[:i]
+	}
+	if len(b) > 200 {
+		b = b[:200]
+	}
+	return b
+}

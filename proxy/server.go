@@ -1,0 +1,286 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Server is the proxy: its listeners and sessions.
+type Server struct {
+	cfg      Config
+	routes   RouteSource
+	log      *slog.Logger
+	rw, ro   *listener
+	needAuth bool
+	// backendAuth is the AUTH command for backend connections (proxy.password mode).
+	backendAuth []byte
+
+	route    atomic.Pointer[Route]
+	routeGen atomic.Uint64
+	nextID   atomic.Uint64
+	running  atomic.Bool
+
+	mu       sync.Mutex
+	sessions map[*session]struct{}
+	backends map[string]*backendStats
+	stopping bool
+	wg       sync.WaitGroup
+}
+
+type listener struct {
+	name     string
+	readonly bool
+	ln       net.Listener
+
+	cur, peak, total, refused atomic.Int64
+	// counters of sessions that ended
+	commands, bytesIn, bytesOut, errs atomic.Int64
+}
+
+// New validates cfg and binds the listeners (so Addr works); it starts no
+// goroutine.
+func New(cfg Config, routes RouteSource, logger *slog.Logger) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if routes == nil {
+		return nil, errors.New("proxy: nil RouteSource")
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	srv := &Server{
+		cfg: cfg, routes: routes, log: logger.With("component", "proxy"),
+		needAuth: cfg.Password != "",
+		sessions: map[*session]struct{}{},
+		backends: map[string]*backendStats{},
+	}
+	if srv.needAuth && cfg.BackendPassword != "" {
+		if cfg.BackendUsername != "" {
+			srv.backendAuth = appendCommandStrings(nil, "AUTH", cfg.BackendUsername, cfg.BackendPassword)
+		} else {
+			srv.backendAuth = appendCommandStrings(nil, "AUTH", cfg.BackendPassword)
+		}
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("proxy.listen %s: %w", cfg.Listen, err)
+	}
+	srv.rw = &listener{name: "rw", ln: ln}
+	if cfg.ReadonlyListen != "" {
+		ln, err := net.Listen("tcp", cfg.ReadonlyListen)
+		if err != nil {
+			srv.rw.ln.Close()
+			return nil, fmt.Errorf("proxy.readonly_listen %s: %w", cfg.ReadonlyListen, err)
+		}
+		srv.ro = &listener{name: "ro", readonly: true, ln: ln}
+	}
+	return srv, nil
+}
+
+// Addr is the read-write listener's address.
+func (srv *Server) Addr() net.Addr { return srv.rw.ln.Addr() }
+
+// ReadonlyAddr is the read-only listener's address, nil when it is off.
+func (srv *Server) ReadonlyAddr() net.Addr {
+	if srv.ro == nil {
+		return nil
+	}
+	return srv.ro.ln.Addr()
+}
+
+func (srv *Server) listeners() []*listener {
+	if srv.ro == nil {
+		return []*listener{srv.rw}
+	}
+	return []*listener{srv.rw, srv.ro}
+}
+
+// Run serves until ctx is done, then closes the listeners and every
+// session and returns once all its goroutines have ended.
+func (srv *Server) Run(ctx context.Context) error {
+	if !srv.running.CompareAndSwap(false, true) {
+		return ErrAlreadyRunning
+	}
+	srv.refreshRoute()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	fatal := make(chan error, 2)
+	var loops sync.WaitGroup
+	for _, l := range srv.listeners() {
+		loops.Add(1)
+		go func() {
+			defer loops.Done()
+			if err := srv.acceptLoop(ctx, l); err != nil {
+				fatal <- err
+			}
+		}()
+	}
+	loops.Add(1)
+	go func() {
+		defer loops.Done()
+		srv.routeLoop(ctx)
+	}()
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-fatal:
+	}
+	cancel()
+	for _, l := range srv.listeners() {
+		_ = l.ln.Close()
+	}
+	srv.mu.Lock()
+	srv.stopping = true
+	for s := range srv.sessions {
+		s.shutdown()
+	}
+	srv.mu.Unlock()
+	loops.Wait()
+	srv.wg.Wait()
+	return err
+}
+
+func (srv *Server) acceptLoop(ctx context.Context, l *listener) error {
+	for {
+		c, err := l.ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			srv.log.Warn("accept failed", "listener", l.name, "err", err)
+			select {
+			case <-time.After(50 * time.Millisecond):
+				continue
+			case <-ctx.Done():
+				return nil
+			}
+		}
+		if l.cur.Add(1) > int64(srv.cfg.MaxClients) {
+			l.cur.Add(-1)
+			l.refused.Add(1)
+			_ = c.SetWriteDeadline(time.Now().Add(time.Second))
+			_, _ = c.Write([]byte(ReplyMaxClients))
+			_ = c.Close()
+			continue
+		}
+		for {
+			p, n := l.peak.Load(), l.cur.Load()
+			if n <= p || l.peak.CompareAndSwap(p, n) {
+				break
+			}
+		}
+		l.total.Add(1)
+		s := newSession(srv, l, c, srv.nextID.Add(1))
+		srv.mu.Lock()
+		if srv.stopping {
+			srv.mu.Unlock()
+			l.cur.Add(-1)
+			_ = c.Close()
+			return nil
+		}
+		srv.sessions[s] = struct{}{}
+		srv.wg.Add(1)
+		srv.mu.Unlock()
+		go func() {
+			defer srv.wg.Done()
+			s.run()
+		}()
+	}
+}
+
+func (srv *Server) unregister(s *session) {
+	srv.mu.Lock()
+	delete(srv.sessions, s)
+	srv.mu.Unlock()
+	s.l.cur.Add(-1)
+	s.l.commands.Add(s.commands.Swap(0))
+	s.l.bytesIn.Add(s.bytesIn.Swap(0))
+	s.l.bytesOut.Add(s.bytesOut.Swap(0))
+	s.l.errs.Add(s.errs.Swap(0))
+}
+
+// routeLoop follows the route source: every hint, and every second (a
+// hint may be dropped).
+func (srv *Server) routeLoop(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-srv.routes.RouteChanges():
+		case <-t.C:
+		}
+		srv.refreshRoute()
+	}
+}
+
+func (srv *Server) refreshRoute() {
+	r := srv.routes.Route()
+	if cur := srv.route.Load(); cur != nil && cur.Master == r.Master && slices.Equal(cur.Replicas, r.Replicas) {
+		if cur.Epoch != r.Epoch {
+			cp := *cur
+			cp.Epoch = r.Epoch
+			srv.route.Store(&cp)
+		}
+		return
+	}
+	r.Replicas = slices.Clone(r.Replicas)
+	srv.route.Store(&r)
+	srv.routeGen.Add(1)
+	srv.log.Info("route changed", "master_addr", r.Master, "epoch", r.Epoch, "replicas", r.Replicas)
+	srv.mu.Lock()
+	sessions := make([]*session, 0, len(srv.sessions))
+	for s := range srv.sessions {
+		sessions = append(sessions, s)
+	}
+	srv.mu.Unlock()
+	for _, s := range sessions {
+		s.kick()
+	}
+}
+
+// target is where a session should be connected now ("" none).
+func (srv *Server) target(s *session) string {
+	r := srv.route.Load()
+	if r == nil {
+		return ""
+	}
+	if !s.l.readonly {
+		return r.Master
+	}
+	if p := srv.cfg.PreferReplica; p != "" && slices.Contains(r.Replicas, p) {
+		return p
+	}
+	if len(r.Replicas) > 0 {
+		return r.Replicas[s.id%uint64(len(r.Replicas))]
+	}
+	return r.Master
+}
+
+// valid says whether a session connected to addr may stay there.
+func (srv *Server) valid(s *session, addr string) bool {
+	r := srv.route.Load()
+	if r == nil || addr == "" {
+		return false
+	}
+	if !s.l.readonly {
+		return addr == r.Master
+	}
+	if len(r.Replicas) > 0 {
+		return slices.Contains(r.Replicas, addr)
+	}
+	return addr == r.Master
+}

@@ -1,0 +1,862 @@
+package proxy
+
+import (
+	"bytes"
+	"crypto/subtle"
+	"errors"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tidwall/redcon"
+)
+
+// bigCommand: commands above this are written straight from the read
+// buffer and not kept for a resend (a -READONLY answer to one is returned
+// to the client as it is).
+const bigCommand = 1 << 20
+
+var aLongTimeAgo = time.Unix(1, 0)
+
+type action uint8
+
+const (
+	actRead  action = iota // keep reading the client
+	actHold                // the next command needs a backend connection
+	actClose               // stop reading; close once the last reply is out
+)
+
+// session is one client connection. Its goroutine (run) reads commands,
+// answers the ones the proxy handles and sends the rest to the backend
+// connection; the backend connection's reader goroutine (replies.go)
+// matches replies with the FIFO of entries and writes them to the client.
+//
+// Locks: wmu (client output) before mu (everything shared). Neither is
+// held across a wait; wmu is held across a write to the client.
+type session struct {
+	srv    *Server
+	l      *listener
+	id     uint64
+	client net.Conn
+	log    *slog.Logger
+
+	// owned by run (changed under mu where the reader looks at them)
+	rr          requestReader
+	authed      bool
+	inMulti     bool // client side: between MULTI and EXEC/DISCARD
+	multiDirty  bool // a command inside MULTI was refused here
+	multiMoved  bool // MULTI was replayed on a new master: EXEC must fail
+	watching    bool
+	watchLost   bool
+	replyOff    bool // CLIENT REPLY OFF
+	skipNext    bool // CLIENT REPLY SKIP
+	quitting    bool
+	holdExpired bool      // a hold failed since the last client read
+	silentAfter uint64    // FIFO tail when a command without reply was last sent
+	routeGen    uint64    // route generation the backend was checked against
+	sendLog     []byte    // bytes sent to the backend, kept until answered
+	logBase     int64     // absolute offset of sendLog[0]
+	logSent     int64     // absolute offset written so far
+	wbe         *backendConn
+	batchCmds   int64
+	localsReady bool
+	retryAt     time.Time
+	timer       *time.Timer
+	bwg         sync.WaitGroup // backend reader goroutines
+
+	wake      chan struct{}
+	closed    chan struct{}
+	closeOnce sync.Once
+
+	wmu sync.Mutex
+	out []byte // client output, under wmu
+
+	mu        sync.Mutex
+	q         fifo
+	be        *backendConn
+	gen       uint64
+	inflight  int // entries sent on be and not answered
+	unsent    int // entries waiting to be sent again (after -READONLY)
+	demoted   bool
+	forceMove bool
+	closing   bool
+	drainWait bool
+	// state confirmed by Redis, replayed on a new backend connection
+	proto       int
+	authRaw     []byte
+	selectRaw   []byte
+	nameRaw     []byte
+	readonlyRaw []byte
+	replays     []keyedRaw
+	subs        [3]map[string]struct{} // channels, patterns, shard channels
+
+	commands, bytesIn, bytesOut, errs atomic.Int64
+	curBE                             atomic.Pointer[backendConn]
+}
+
+type keyedRaw struct {
+	key string
+	raw []byte
+}
+
+func newSession(srv *Server, l *listener, c net.Conn, id uint64) *session {
+	return &session{
+		srv: srv, l: l, id: id, client: c,
+		log:    srv.log.With("listener", l.name, "client_addr", c.RemoteAddr().String()),
+		rr:     newRequestReader(srv.cfg.MaxRequestBytes),
+		authed: !srv.needAuth,
+		wake:   make(chan struct{}, 1),
+		closed: make(chan struct{}),
+		proto:  2,
+	}
+}
+
+func (s *session) isClosed() bool {
+	select {
+	case <-s.closed:
+		return true
+	default:
+		return false
+	}
+}
+
+// kick wakes the session goroutine, wherever it waits.
+func (s *session) kick() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+	_ = s.client.SetReadDeadline(aLongTimeAgo)
+}
+
+// shutdown makes the session end (any goroutine may call it).
+func (s *session) shutdown() {
+	s.closeOnce.Do(func() { close(s.closed) })
+	_ = s.client.SetDeadline(aLongTimeAgo)
+	if be := s.curBE.Load(); be != nil {
+		_ = be.conn.SetDeadline(aLongTimeAgo)
+	}
+}
+
+func (s *session) sleep(until time.Time) {
+	d := time.Until(until)
+	if d <= 0 {
+		return
+	}
+	if s.timer == nil {
+		s.timer = time.NewTimer(d)
+	} else {
+		s.timer.Reset(d)
+	}
+	select {
+	case <-s.wake:
+	case <-s.timer.C:
+	case <-s.closed:
+	}
+	s.timer.Stop()
+}
+
+// run serves the client until it leaves or the server stops.
+func (s *session) run() {
+	defer s.teardown()
+	s.log.Debug("client connected")
+	handle := func(n int) bool {
+		s.rr.end += n
+		s.bytesIn.Add(int64(n))
+		s.holdExpired = false
+		return s.processInput() == actRead
+	}
+	for !s.isClosed() {
+		s.handleEvents()
+		if s.isClosed() {
+			return
+		}
+		act := actRead
+		if s.quitting {
+			act = actClose
+		} else if s.rr.buffered() {
+			act = s.processInput()
+		}
+		switch act {
+		case actHold:
+			if !s.ensureBackend(time.Now().Add(s.srv.cfg.HoldTimeout), true) {
+				s.holdExpired = true
+				s.failUnsent()
+			}
+			continue
+		case actClose:
+			s.waitClose()
+			return
+		}
+		err := readLoop(s.client, s.rr.space, handle)
+		switch {
+		case err == nil:
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			_ = s.client.SetReadDeadline(s.retryAt)
+		default:
+			return
+		}
+	}
+}
+
+func (s *session) teardown() {
+	s.shutdown()
+	s.mu.Lock()
+	be := s.be
+	s.mu.Unlock()
+	if be != nil {
+		s.retire(be, time.Time{})
+	}
+	s.bwg.Wait()
+	_ = s.client.Close()
+	s.srv.unregister(s)
+	s.log.Debug("client disconnected")
+}
+
+// waitClose lets the replies before a QUIT or a protocol error go out.
+func (s *session) waitClose() {
+	deadline := time.Now().Add(s.srv.cfg.HoldTimeout + time.Second)
+	for {
+		s.mu.Lock()
+		done := s.closing || s.q.len() == 0
+		s.mu.Unlock()
+		if done || s.isClosed() || !time.Now().Before(deadline) {
+			return
+		}
+		s.sleep(deadline)
+	}
+}
+
+// handleEvents reacts to what happened while the session read its client:
+// a route change, a lost or demoted backend, the end of the session.
+func (s *session) handleEvents() {
+	s.mu.Lock()
+	closing := s.closing
+	unsent := s.unsent
+	subscribed := s.subscribedLocked()
+	needMove := s.be != nil && !s.sendableLocked()
+	noBackend := s.be == nil
+	s.mu.Unlock()
+	if closing {
+		s.shutdown()
+		return
+	}
+	if unsent > 0 {
+		if !s.ensureBackend(time.Now().Add(s.srv.cfg.HoldTimeout), true) {
+			s.failUnsent()
+		}
+		return
+	}
+	if !needMove && !(noBackend && subscribed) {
+		if !s.retryAt.IsZero() {
+			s.retryAt = time.Time{}
+			_ = s.client.SetReadDeadline(time.Time{})
+		}
+		return
+	}
+	ok := s.ensureBackend(time.Now().Add(s.srv.cfg.HoldTimeout), false)
+	if !ok && subscribed {
+		// keep trying to re-establish the subscriptions
+		s.retryAt = time.Now().Add(100 * time.Millisecond)
+	} else {
+		s.retryAt = time.Time{}
+	}
+	_ = s.client.SetReadDeadline(s.retryAt)
+}
+
+func (s *session) subscribedLocked() bool {
+	return len(s.subs[0])+len(s.subs[1])+len(s.subs[2]) > 0
+}
+
+// sendableLocked says whether commands may go to the current backend.
+func (s *session) sendableLocked() bool {
+	be := s.be
+	if be == nil || be.dead || s.demoted || s.forceMove || s.unsent > 0 {
+		return false
+	}
+	if g := s.srv.routeGen.Load(); g != s.routeGen {
+		if !s.srv.valid(s, be.addr) {
+			return false
+		}
+		s.routeGen = g
+	}
+	return true
+}
+
+// ensureBackend gets a backend connection commands may be sent to: it
+// retires the old one (letting its in-flight replies arrive, bounded by
+// deadline), dials the route's target and replays the session state. With
+// wait it keeps trying until deadline.
+func (s *session) ensureBackend(deadline time.Time, wait bool) bool {
+	backoff := 20 * time.Millisecond
+	for attempt := 0; ; attempt++ {
+		s.mu.Lock()
+		ok := s.sendableLocked()
+		be := s.be
+		s.mu.Unlock()
+		if ok {
+			return true
+		}
+		if s.isClosed() {
+			return false
+		}
+		if attempt > 0 {
+			if !wait || !time.Now().Before(deadline) {
+				return false
+			}
+			next := time.Now().Add(backoff)
+			if next.After(deadline) {
+				next = deadline
+			}
+			if s.srv.target(s) == "" {
+				next = deadline // a route change wakes us
+			}
+			s.sleep(next)
+			if backoff < 500*time.Millisecond {
+				backoff *= 2
+			}
+		}
+		if be != nil {
+			s.retire(be, deadline)
+		}
+		target := s.srv.target(s)
+		if target == "" {
+			continue
+		}
+		nb, err := s.srv.dial(target)
+		if err != nil {
+			s.log.Debug("backend dial failed", "backend_addr", target, "err", err)
+			continue
+		}
+		s.install(nb)
+	}
+}
+
+// retire closes a backend connection after its in-flight replies arrived
+// (or deadline passed: the rest get ReplyLost*).
+func (s *session) retire(be *backendConn, deadline time.Time) {
+	for {
+		s.mu.Lock()
+		busy := s.be == be && s.inflight > 0 && !be.dead
+		s.drainWait = busy
+		s.mu.Unlock()
+		if !busy || s.isClosed() || !time.Now().Before(deadline) {
+			break
+		}
+		s.sleep(deadline)
+	}
+	s.mu.Lock()
+	be.retiring = true
+	s.drainWait = false
+	s.mu.Unlock()
+	_ = be.conn.SetDeadline(aLongTimeAgo)
+	<-be.done
+	_ = be.conn.Close()
+	s.mu.Lock()
+	if s.be == be {
+		s.be = nil
+	}
+	s.mu.Unlock()
+	s.curBE.CompareAndSwap(be, nil)
+	be.stats.sessions.Add(-1)
+	be.stats.commands.Add(be.cmds.Swap(0))
+}
+
+// install makes nb the session's backend connection: it sends the
+// replayed state, then the commands waiting to be sent again, and starts
+// the reader.
+func (s *session) install(nb *backendConn) {
+	s.mu.Lock()
+	s.gen++
+	nb.gen = s.gen
+	var rp []replayEntry
+	add := func(kind cmdKind, n int, cmd []byte) {
+		if cmd == nil {
+			return
+		}
+		s.sendLog = append(s.sendLog, cmd...)
+		if n > 0 {
+			rp = append(rp, replayEntry{n: int32(n), kind: kind})
+		}
+	}
+	if s.srv.needAuth {
+		add(cmdAuth, 1, s.srv.backendAuth)
+	} else {
+		add(cmdAuth, 1, s.authRaw)
+	}
+	if s.proto == 3 {
+		add(cmdHello, 1, cmdHello3)
+	}
+	add(cmdSelect, 1, s.selectRaw)
+	add(cmdClient, 1, s.nameRaw)
+	add(cmdReadonly, 1, s.readonlyRaw)
+	for _, r := range s.replays {
+		add(cmdClient, 1, r.raw)
+	}
+	for fam, set := range s.subs {
+		if len(set) == 0 {
+			continue
+		}
+		args := [][]byte{[]byte(subscribeNames[fam])}
+		for name := range set {
+			args = append(args, []byte(name))
+		}
+		add(cmdSubscribe+cmdKind(fam), len(set), appendCommand(nil, args...))
+	}
+	if s.inMulti {
+		add(cmdMulti, 1, cmdMultiRaw)
+		s.multiMoved = true
+	}
+	if s.watching {
+		s.watching, s.watchLost = false, true
+	}
+	for seq := s.q.head; seq < s.q.tail; seq++ {
+		e := s.q.at(seq)
+		if e.gen != 0 || e.local != nil {
+			continue
+		}
+		from := e.start - s.logBase
+		st := s.logEnd()
+		s.sendLog = append(s.sendLog, s.sendLog[from:e.end-s.logBase]...)
+		e.start, e.end = st, s.logEnd()
+		e.gen = nb.gen
+		s.inflight++
+	}
+	s.unsent = 0
+	if s.replyOff {
+		add(cmdClient, 0, cmdReplyOffRaw)
+	}
+	nb.replay = rp
+	s.be, s.wbe = nb, nb
+	s.demoted, s.forceMove = false, false
+	s.routeGen = s.srv.routeGen.Load()
+	s.mu.Unlock()
+	s.curBE.Store(nb)
+	nb.stats.sessions.Add(1)
+	if s.isClosed() {
+		_ = nb.conn.SetDeadline(aLongTimeAgo)
+	}
+	s.bwg.Add(1)
+	go func() {
+		defer s.bwg.Done()
+		defer close(nb.done)
+		s.backendLoop(nb)
+	}()
+	s.flushLog()
+	s.log.Debug("backend connected", "backend_addr", nb.addr, "replayed", len(rp))
+}
+
+var (
+	cmdHello3      = appendCommandStrings(nil, "HELLO", "3")
+	cmdMultiRaw    = appendCommandStrings(nil, "MULTI")
+	cmdDiscardRaw  = appendCommandStrings(nil, "DISCARD")
+	cmdReplyOffRaw = appendCommandStrings(nil, "CLIENT", "REPLY", "OFF")
+	subscribeNames = [3]string{"SUBSCRIBE", "PSUBSCRIBE", "SSUBSCRIBE"}
+)
+
+// failUnsent answers the commands that waited for a master in vain.
+func (s *session) failUnsent() {
+	reply := []byte(replyMasterDown(s.l.readonly, s.srv.cfg.HoldTimeout))
+	s.wmu.Lock()
+	s.mu.Lock()
+	for seq := s.q.head; seq < s.q.tail; seq++ {
+		if e := s.q.at(seq); e.gen == 0 && e.local == nil {
+			e.local = reply
+			s.errs.Add(1)
+		}
+	}
+	s.unsent = 0
+	s.emitReadyLocked()
+	s.mu.Unlock()
+	s.writeOutLocked()
+	s.wmu.Unlock()
+}
+
+func (s *session) logEnd() int64 { return s.logBase + int64(len(s.sendLog)) }
+
+// compactLogLocked drops sent bytes no entry may need again.
+func (s *session) compactLogLocked() {
+	keep := s.logSent
+	for seq := s.q.head; seq < s.q.tail; seq++ {
+		if e := s.q.at(seq); e.start >= 0 {
+			if e.start < keep {
+				keep = e.start
+			}
+			break
+		}
+	}
+	drop := int(keep - s.logBase)
+	switch {
+	case drop <= 0:
+		return
+	case drop == len(s.sendLog):
+		s.sendLog = s.sendLog[:0]
+		if cap(s.sendLog) > keepBufMax {
+			s.sendLog = nil
+		}
+	case drop >= 64<<10:
+		n := copy(s.sendLog, s.sendLog[drop:])
+		s.sendLog = s.sendLog[:n]
+	default:
+		return
+	}
+	s.logBase += int64(drop)
+}
+
+// flushLog writes the bytes not yet sent to the backend.
+func (s *session) flushLog() {
+	p := s.sendLog[s.logSent-s.logBase:]
+	s.logSent = s.logEnd()
+	if len(p) == 0 || s.wbe == nil {
+		return
+	}
+	if _, err := s.wbe.conn.Write(p); err != nil {
+		// the reader sees the broken connection and answers what was in flight
+		_ = s.wbe.conn.SetDeadline(aLongTimeAgo)
+	}
+}
+
+// flush ends a batch: one write to the backend, then local replies.
+func (s *session) flush() {
+	s.flushLog()
+	if s.batchCmds > 0 && s.wbe != nil {
+		s.wbe.cmds.Add(s.batchCmds)
+	}
+	s.batchCmds = 0
+	if s.localsReady {
+		s.localsReady = false
+		s.wmu.Lock()
+		s.mu.Lock()
+		s.emitReadyLocked()
+		closing := s.closing
+		s.mu.Unlock()
+		s.writeOutLocked()
+		s.wmu.Unlock()
+		if closing {
+			s.kick()
+		}
+	}
+}
+
+// writeOutLocked writes the client output buffer (wmu held).
+func (s *session) writeOutLocked() {
+	if len(s.out) == 0 {
+		return
+	}
+	n, err := s.client.Write(s.out)
+	s.bytesOut.Add(int64(n))
+	if cap(s.out) > keepBufMax {
+		s.out = nil
+	} else {
+		s.out = s.out[:0]
+	}
+	if err != nil {
+		s.mu.Lock()
+		s.closing = true
+		s.mu.Unlock()
+		s.shutdown()
+	}
+}
+
+// emitReadyLocked writes the answers at the head of the FIFO that are
+// ready (wmu and mu held).
+func (s *session) emitReadyLocked() {
+	for s.q.len() > 0 {
+		e := s.q.at(s.q.head)
+		if e.local == nil {
+			return
+		}
+		s.out = append(s.out, e.local...)
+		if e.flags&fCloseAfter != 0 {
+			s.closing = true
+		}
+		s.q.pop()
+	}
+}
+
+// localLocked queues a reply the proxy makes itself.
+func (s *session) localLocked(reply string, flags uint8, silent bool) {
+	if reply != "" && reply[0] == '-' {
+		s.errs.Add(1)
+	}
+	if silent {
+		if flags&fCloseAfter == 0 {
+			return
+		}
+		reply = ""
+	}
+	s.q.push(entry{local: []byte(reply), flags: flags, start: -1, end: -1})
+	s.localsReady = true
+}
+
+// processInput handles the complete commands in the read buffer.
+func (s *session) processInput() action {
+	if s.quitting {
+		return actClose
+	}
+	s.mu.Lock()
+	s.compactLogLocked()
+	act := actRead
+	var n int64
+	for {
+		raw, inline, err := s.rr.peek(s.srv.needAuth && !s.authed)
+		if err != nil {
+			s.localLocked("-ERR "+err.Error()+"\r\n", fCloseAfter, false)
+			s.quitting = true
+			act = actClose
+			break
+		}
+		if raw == nil {
+			break
+		}
+		a := s.commandLocked(raw, inline)
+		if a == actHold {
+			act = actHold
+			break
+		}
+		s.rr.consume(len(raw))
+		n++
+		if a == actClose {
+			act = actClose
+			break
+		}
+	}
+	s.mu.Unlock()
+	s.commands.Add(n)
+	s.flush()
+	return act
+}
+
+// commandLocked handles one command: answers it here, or queues it for
+// the backend (actHold when there is no usable backend yet).
+func (s *session) commandLocked(raw []byte, inline bool) action {
+	cmd, err := redcon.Parse(raw)
+	if inline && (err != nil || len(cmd.Args) == 0) && len(bytes.TrimSpace(raw)) == 0 {
+		return actRead // empty line, ignored as by Redis
+	}
+	if err != nil {
+		msg := err.Error()
+		if !strings.HasPrefix(msg, "Protocol error") {
+			msg = "Protocol error: " + msg
+		}
+		s.localLocked("-ERR "+msg+"\r\n", fCloseAfter, false)
+		s.quitting = true
+		return actClose
+	}
+	args := cmd.Args
+	if len(args) == 0 {
+		return actRead
+	}
+	if inline {
+		raw = cmd.Raw // redcon encodes inline commands as RESP
+	}
+	kind := lookupCommand(args[0]).kind
+	silent := s.replyOff || s.skipNext
+	needAuth := s.srv.needAuth
+
+	// answered here, no backend needed
+	if needAuth && !s.authed && kind != cmdAuth && kind != cmdHello && kind != cmdQuit {
+		s.localLocked(ReplyNoAuth, 0, false)
+		return actRead
+	}
+	var helloFwd []byte
+	switch {
+	case kind == cmdQuit:
+		s.skipNext = false
+		s.quitting = true
+		s.localLocked("+OK\r\n", fCloseAfter, silent)
+		return actClose
+	case kind == cmdRefused:
+		s.skipNext = false
+		s.multiDirty = s.multiDirty || s.inMulti
+		s.localLocked(replyRefused(strings.ToLower(string(args[0]))), 0, silent)
+		return actRead
+	case kind == cmdAuth && needAuth:
+		s.skipNext = false
+		switch {
+		case len(args) != 2 && len(args) != 3:
+			s.localLocked("-ERR wrong number of arguments for 'auth' command\r\n", 0, silent)
+		case s.srv.checkPassword(args[1:]):
+			s.authed = true
+			s.localLocked("+OK\r\n", 0, silent)
+		default:
+			s.localLocked(ReplyWrongPass, 0, silent)
+		}
+		return actRead
+	case kind == cmdHello && needAuth:
+		fwd, creds, ok := splitHelloAuth(args)
+		if !ok {
+			s.localLocked("-ERR Syntax error in HELLO option 'auth'\r\n", 0, false)
+			return actRead
+		}
+		if creds != nil && !s.srv.checkPassword(creds) {
+			s.localLocked(ReplyWrongPass, 0, false)
+			return actRead
+		}
+		if creds == nil && !s.authed {
+			s.localLocked(ReplyNoAuth, 0, false)
+			return actRead
+		}
+		helloFwd = fwd
+	case isPubsubKind(kind) && s.inMulti:
+		s.multiDirty = true
+		s.localLocked(ReplySubscribeInMulti, 0, silent)
+		return actRead
+	}
+
+	// forwarded
+	if !s.sendableLocked() {
+		if s.holdExpired {
+			s.skipNext = false
+			s.localLocked(replyMasterDown(s.l.readonly, s.srv.cfg.HoldTimeout), 0, silent)
+			return actRead
+		}
+		return actHold
+	}
+	if helloFwd != nil {
+		s.authed = true
+		raw = helloFwd
+	}
+	s.skipNext = false
+	e := entry{gen: s.gen, n: 1, kind: kind, start: -1, end: -1}
+	if s.inMulti {
+		e.flags |= fInMulti
+	}
+	keepRaw := false
+	switch kind {
+	case cmdMulti:
+		if !s.inMulti {
+			s.inMulti, s.multiDirty, s.multiMoved = true, false, false
+		}
+	case cmdExec:
+		if s.inMulti {
+			switch {
+			case s.multiMoved:
+				e.flags |= fExecMoved
+			case s.multiDirty:
+				e.flags |= fExecDirty
+			case s.watchLost:
+				e.flags |= fExecNull
+			}
+			if e.flags&(fExecMoved|fExecDirty|fExecNull) != 0 {
+				raw = cmdDiscardRaw
+			}
+		}
+		s.inMulti, s.multiDirty, s.multiMoved, s.watching, s.watchLost = false, false, false, false, false
+	case cmdDiscard:
+		s.inMulti, s.multiDirty, s.multiMoved, s.watching, s.watchLost = false, false, false, false, false
+	case cmdWatch:
+		if !s.inMulti {
+			s.watching = true
+		}
+	case cmdUnwatch:
+		if !s.inMulti {
+			s.watching, s.watchLost = false, false
+		}
+	case cmdSubscribe, cmdPsubscribe, cmdSsubscribe:
+		e.n = int32(len(args) - 1)
+		if e.n == 0 {
+			e.n = 1 // the error
+		}
+	case cmdUnsubscribe, cmdPunsubscribe, cmdSunsubscribe:
+		e.n = int32(len(args) - 1)
+		if e.n == 0 {
+			e.n = -1 // one per subscription, counted when the first arrives
+		}
+	case cmdReset:
+		keepRaw = true
+		s.inMulti, s.multiDirty, s.multiMoved, s.watching, s.watchLost = false, false, false, false, false
+		s.replyOff, s.skipNext, silent = false, false, false
+		s.authed = !needAuth
+	case cmdClient:
+		switch lookupClientSub(args) {
+		case clientReply:
+			if len(args) == 3 {
+				switch {
+				case equalFold(args[2], "on"):
+					s.replyOff, s.skipNext, silent = false, false, false
+				case equalFold(args[2], "off"):
+					s.replyOff, s.skipNext, silent = true, false, true
+				case equalFold(args[2], "skip"):
+					silent = true
+					s.skipNext = !s.replyOff
+				}
+			}
+		case clientSetname, clientReplay:
+			keepRaw = true
+		}
+	case cmdAuth, cmdHello, cmdSelect, cmdReadonly, cmdReadwrite:
+		keepRaw = true
+	}
+	if keepRaw && !silent && !e.flagsInMulti() {
+		e.raw = append([]byte(nil), raw...)
+	}
+	if silent {
+		s.silentAfter = s.q.tail
+	}
+	if len(raw) > bigCommand {
+		if !silent {
+			s.q.push(e)
+			s.inflight++
+		}
+		s.wbe = s.be
+		s.mu.Unlock()
+		s.flushLog()
+		if _, err := s.wbe.conn.Write(raw); err != nil {
+			_ = s.wbe.conn.SetDeadline(aLongTimeAgo)
+		}
+		s.mu.Lock()
+	} else {
+		e.start = s.logEnd()
+		s.sendLog = append(s.sendLog, raw...)
+		e.end = s.logEnd()
+		if !silent {
+			s.q.push(e)
+			s.inflight++
+		}
+		s.wbe = s.be
+	}
+	s.batchCmds++
+	if kind == cmdReset {
+		s.forceMove = true // a fresh connection: RESET also dropped the backend's AUTH
+	}
+	return actRead
+}
+
+func (e *entry) flagsInMulti() bool { return e.flags&fInMulti != 0 }
+
+// splitHelloAuth removes "AUTH user pass" from a HELLO (proxy password
+// mode: the proxy checks it, Redis must not see it).
+func splitHelloAuth(args [][]byte) (fwd []byte, creds [][]byte, ok bool) {
+	out := [][]byte{args[0]}
+	if len(args) > 1 {
+		out = append(out, args[1])
+	}
+	for i := 2; i < len(args); {
+		if equalFold(args[i], "auth") {
+			if i+2 >= len(args) {
+				return nil, nil, false
+			}
+			creds = [][]byte{args[i+1], args[i+2]}
+			i += 3
+			continue
+		}
+		out = append(out, args[i])
+		i++
+	}
+	return appendCommand(nil, out...), creds, true
+}
+
+// checkPassword checks AUTH arguments ([pass] or [user pass]) against
+// proxy.password; the user must be "default".
+func (srv *Server) checkPassword(args [][]byte) bool {
+	pass := args[len(args)-1]
+	if len(args) == 2 && !equalFold(args[0], "default") {
+		return false
+	}
+	return subtle.ConstantTimeCompare(pass, []byte(srv.cfg.Password)) == 1
+}

@@ -1,0 +1,96 @@
+package proxy
+
+import (
+	"sort"
+	"sync/atomic"
+)
+
+// Stats is a snapshot of the proxy's counters (a plain value).
+type Stats struct {
+	Listeners []ListenerStats
+	Backends  []BackendStats
+}
+
+// ListenerStats are the counters of one listener ("rw" or "ro").
+type ListenerStats struct {
+	Name            string
+	Addr            string
+	CurrentSessions int64
+	MaxSessions     int64 // peak of CurrentSessions
+	Limit           int64 // proxy.max_clients
+	TotalSessions   int64
+	Commands        int64 // commands received from clients
+	BytesIn         int64 // from clients
+	BytesOut        int64 // to clients
+	Errors          int64 // error replies made by the proxy (refused, NOAUTH, MASTERDOWN, lost, protocol)
+	Refused         int64 // connections refused by max_clients
+}
+
+// BackendStats are the counters of one Redis server address.
+type BackendStats struct {
+	Addr     string
+	Sessions int64 // sessions connected to it now
+	Commands int64 // commands sent to it
+	Errors   int64 // failed dials and connections lost
+}
+
+type backendStats struct {
+	sessions, commands, errors atomic.Int64
+}
+
+func (srv *Server) backendStatsFor(addr string) *backendStats {
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	st := srv.backends[addr]
+	if st == nil {
+		st = &backendStats{}
+		srv.backends[addr] = st
+	}
+	return st
+}
+
+// Stats returns the current counters.
+func (srv *Server) Stats() Stats {
+	srv.mu.Lock()
+	sessions := make([]*session, 0, len(srv.sessions))
+	for s := range srv.sessions {
+		sessions = append(sessions, s)
+	}
+	backends := make(map[string]*backendStats, len(srv.backends))
+	for a, b := range srv.backends {
+		backends[a] = b
+	}
+	srv.mu.Unlock()
+
+	var out Stats
+	live := map[*listener]*ListenerStats{}
+	for _, l := range srv.listeners() {
+		ls := ListenerStats{
+			Name: l.name, Addr: l.ln.Addr().String(),
+			CurrentSessions: l.cur.Load(), MaxSessions: l.peak.Load(), Limit: int64(srv.cfg.MaxClients),
+			TotalSessions: l.total.Load(), Refused: l.refused.Load(),
+			Commands: l.commands.Load(), BytesIn: l.bytesIn.Load(), BytesOut: l.bytesOut.Load(), Errors: l.errs.Load(),
+		}
+		out.Listeners = append(out.Listeners, ls)
+	}
+	for i := range out.Listeners {
+		live[srv.listeners()[i]] = &out.Listeners[i]
+	}
+	beCmds := map[string]int64{}
+	for _, s := range sessions {
+		if ls := live[s.l]; ls != nil {
+			ls.Commands += s.commands.Load()
+			ls.BytesIn += s.bytesIn.Load()
+			ls.BytesOut += s.bytesOut.Load()
+			ls.Errors += s.errs.Load()
+		}
+		if be := s.curBE.Load(); be != nil {
+			beCmds[be.addr] += be.cmds.Load()
+		}
+	}
+	for a, b := range backends {
+		out.Backends = append(out.Backends, BackendStats{Addr: a, Sessions: b.sessions.Load(), Commands: b.commands.Load() + beCmds[a], Errors: b.errors.Load()})
+	}
+	sort.Slice(out.Backends, func(i, j int) bool { return out.Backends[i].Addr < out.Backends[j].Addr })
+	return out
+}
