@@ -41,10 +41,12 @@ type Node struct {
 	routes *routeTable
 
 	mu             sync.Mutex
-	masterLost     time.Time           // when the leader's watcher lost the committed master; zero when it has one
-	failovers      webui.FailoverStats // durations of failovers this node committed as leader
-	unhealthySince time.Time           // leader without a routable master since
-	planned        *plannedFailover    // the planned failover this leader is running, if any
+	masterLost     time.Time             // when the leader's watcher lost the committed master; zero when it has one
+	failovers      webui.FailoverStats   // durations of failovers this node committed as leader
+	unhealthySince time.Time             // leader without a routable master since
+	planned        *plannedFailover      // the planned failover this leader is running, if any
+	leaderSince    time.Time             // when this node last became Raft leader; zero when not leader
+	rates          map[string]rateSample // last commands counter per listener, for commands/s
 }
 
 // New validates cfg and builds every part. It binds the listeners (so
@@ -53,7 +55,7 @@ func New(cfg Config, logger *slog.Logger) (*Node, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, logger: logger, routes: newRouteTable(), started: time.Now()}
+	n := &Node{cfg: cfg, logger: logger, routes: newRouteTable(), started: time.Now(), rates: map[string]rateSample{}}
 	var err error
 	if n.watcher, err = topology.New(cfg.Redis, logger.With("component", "watcher")); err != nil {
 		return nil, fmt.Errorf("watcher: %w", err)
@@ -86,8 +88,11 @@ func (n *Node) closeListeners() {
 	if n.web != nil {
 		_ = n.web.Close()
 	}
-	if n.proxy != nil {
-		_ = n.proxy.Close()
+	if c, ok := any(n.proxy).(interface{ Close() error }); ok && n.proxy != nil {
+		_ = c.Close() // TODO: proxy.Server.Close
+	}
+	if n.cluster != nil {
+		_ = n.cluster.Close()
 	}
 }
 

@@ -156,3 +156,47 @@ func (a *webAdmin) Join(ctx context.Context, addrs []string) (int, error) {
 func (a *webAdmin) Leave(ctx context.Context) error {
 	return (*Node)(a).cluster.Leave(ctx)
 }
+
+// fillProxyStats adds the proxy's frontends and the Redis backends, with
+// commands per second computed from the previous snapshot.
+func (n *Node) fillProxyStats(snap *webui.Snapshot, obs topology.Observation, st cluster.State) {
+	ps := n.proxy.Stats()
+	now := time.Now()
+	n.mu.Lock()
+	for _, l := range ps.Listeners {
+		f := webui.Frontend{Name: l.Name, Addr: l.Addr, CurrentSessions: l.CurrentSessions, MaxSessions: l.MaxSessions,
+			Limit: l.Limit, TotalSessions: uint64(l.TotalSessions), CommandsTotal: uint64(l.Commands),
+			BytesIn: uint64(l.BytesIn), BytesOut: uint64(l.BytesOut), Errors: uint64(l.Errors), Refused: uint64(l.Refused)}
+		if prev, ok := n.rates[l.Name]; ok && now.Sub(prev.at) > 0 {
+			f.CommandsPerSec = float64(l.Commands-prev.commands) / now.Sub(prev.at).Seconds()
+		}
+		if prev, ok := n.rates[l.Name]; !ok || now.Sub(prev.at) >= time.Second {
+			n.rates[l.Name] = rateSample{at: now, commands: l.Commands}
+		}
+		snap.Frontends = append(snap.Frontends, f)
+	}
+	n.mu.Unlock()
+	traffic := map[string]struct{ sessions, commands, errors int64 }{}
+	for _, b := range ps.Backends {
+		traffic[b.Addr] = struct{ sessions, commands, errors int64 }{b.Sessions, b.Commands, b.Errors}
+	}
+	for _, nd := range obs.Nodes {
+		admin := st.Admin[nd.Addr]
+		tr := traffic[nd.Addr]
+		b := webui.Backend{Addr: nd.Addr, Role: string(nd.Role), State: backendState(nd, admin), IsMaster: nd.Addr == st.Route.Master,
+			LastCheck: nd.LastCheck, CheckDuration: nd.CheckDuration, LastError: nd.LastError, LastChange: nd.LastChange,
+			Offset: nd.Offset, LagBytes: nd.LagBytes, LinkUp: nd.LinkUp,
+			Sessions: tr.sessions, Commands: uint64(tr.commands), Errors: uint64(tr.errors), Admin: string(admin)}
+		if b.Admin == "" {
+			b.Admin = webui.AdminReady
+		}
+		snap.Backends = append(snap.Backends, b)
+	}
+	sortedBackends(snap.Backends)
+}
+
+// rateSample is a counter value at a time, for per-second rates.
+type rateSample struct {
+	at       time.Time
+	commands int64
+}
