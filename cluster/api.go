@@ -62,10 +62,11 @@ func (a *Agent) applyCmd(ctx context.Context, c command) (applyResult, error) {
 // decision equal to the committed one (same master and epoch) is a no-op
 // and returns nil without writing. The same epoch with another master is
 // accepted (role-probe mode has no Sentinel epoch). DecidedBy is set to this
-// node and Time to now when zero.
+// node and Time to now when zero. A decision with no Master pauses writes
+// at every proxy (planned failover); it needs a Reason.
 func (a *Agent) ProposeRoute(ctx context.Context, d RouteDecision) error {
-	if d.Master == "" {
-		return errors.New("cluster: route decision without master address")
+	if d.Master == "" && d.Reason == "" {
+		return errors.New("cluster: route decision without master address needs a reason")
 	}
 	cur := a.fsm.state().Route
 	if d.Epoch < cur.Epoch {

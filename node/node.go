@@ -57,26 +57,26 @@ func New(cfg Config, logger *slog.Logger) (*Node, error) {
 	}
 	n := &Node{cfg: cfg, logger: logger, routes: newRouteTable(), started: time.Now(), rates: map[string]rateSample{}}
 	var err error
-	if n.watcher, err = topology.New(cfg.Redis, logger.With("component", "watcher")); err != nil {
+	if n.watcher, err = topology.New(cfg.Redis, logger); err != nil {
 		return nil, fmt.Errorf("watcher: %w", err)
 	}
 	pcfg := cfg.Proxy
 	pcfg.BackendUsername, pcfg.BackendPassword = cfg.Redis.Username, cfg.Redis.Password
-	if n.proxy, err = proxy.New(pcfg, n.routes, logger.With("component", "proxy")); err != nil {
+	if n.proxy, err = proxy.New(pcfg, n.routes, logger); err != nil {
 		return nil, fmt.Errorf("proxy: %w", err)
 	}
-	if n.web, err = webui.New(cfg.HTTP, (*webSource)(n), (*webAdmin)(n), logger.With("component", "http")); err != nil {
+	if n.web, err = webui.New(cfg.HTTP, (*webSource)(n), (*webAdmin)(n), logger); err != nil {
 		n.closeListeners()
 		return nil, fmt.Errorf("http: %w", err)
 	}
 	ccfg := cfg.Cluster
 	ccfg.NodeName, ccfg.DataDir, ccfg.Version = cfg.NodeName, cfg.DataDir, Version
 	ccfg.HTTPAddr = n.web.Addr().String()
-	if n.cluster, err = cluster.New(ccfg, logger.With("component", "cluster")); err != nil {
+	if n.cluster, err = cluster.New(ccfg, logger); err != nil {
 		n.closeListeners()
 		return nil, fmt.Errorf("cluster: %w", err)
 	}
-	if n.vip, err = vip.New(cfg.VIP, logger.With("component", "vip")); err != nil {
+	if n.vip, err = vip.New(cfg.VIP, logger); err != nil {
 		n.closeListeners()
 		return nil, fmt.Errorf("vip: %w", err)
 	}

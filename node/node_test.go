@@ -32,7 +32,12 @@ func testLogger(t *testing.T) *slog.Logger {
 		f.Close()
 		if t.Failed() {
 			b, _ := os.ReadFile(path)
-			lines := strings.Split(string(b), "\n")
+			var lines []string
+			for _, l := range strings.Split(string(b), "\n") {
+				if !strings.Contains(l, "level=DEBUG") {
+					lines = append(lines, l)
+				}
+			}
 			if len(lines) > 80 {
 				lines = lines[len(lines)-80:]
 			}

@@ -145,6 +145,7 @@ func (s *session) replyLocked(be *backendConn, frame []byte, complete bool) (fwd
 	if isErr && complete && !s.l.readonly && (bytes.HasPrefix(frame, []byte("-READONLY ")) || bytes.HasPrefix(frame, []byte("-UNBLOCKED "))) {
 		// a demoted master: it did not run the command
 		s.demoted = true
+		s.demotedAddr, s.demotedGen = be.addr, s.srv.routeGen.Load()
 		be.kickC = true
 		if s.startRetryLocked(be) {
 			return false, true

@@ -42,6 +42,7 @@ type listener struct {
 	cur, peak, total, refused atomic.Int64
 	// counters of sessions that ended
 	commands, bytesIn, bytesOut, errs atomic.Int64
+	resent                            atomic.Int64 // live: sessions add directly (rare)
 }
 
 // New validates cfg and binds the listeners (so Addr works); it starts no

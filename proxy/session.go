@@ -55,12 +55,12 @@ type session struct {
 	replyOff    bool // CLIENT REPLY OFF
 	skipNext    bool // CLIENT REPLY SKIP
 	quitting    bool
-	holdExpired bool      // a hold failed since the last client read
-	silentAfter uint64    // FIFO tail when a command without reply was last sent
-	routeGen    uint64    // route generation the backend was checked against
-	sendLog     []byte    // bytes sent to the backend, kept until answered
-	logBase     int64     // absolute offset of sendLog[0]
-	logSent     int64     // absolute offset written so far
+	holdExpired bool   // a hold failed since the last client read
+	silentAfter uint64 // FIFO tail when a command without reply was last sent
+	routeGen    uint64 // route generation the backend was checked against
+	sendLog     []byte // bytes sent to the backend, kept until answered
+	logBase     int64  // absolute offset of sendLog[0]
+	logSent     int64  // absolute offset written so far
 	wbe         *backendConn
 	batchCmds   int64
 	localsReady bool
@@ -83,8 +83,12 @@ type session struct {
 	unsent    int // entries waiting to be sent again (after -READONLY)
 	demoted   bool
 	forceMove bool
-	closing   bool
-	drainWait bool
+	// demotedAddr answered -READONLY while route generation demotedGen was
+	// current: no new connection goes there until the route changes.
+	demotedAddr string
+	demotedGen  uint64
+	closing     bool
+	drainWait   bool
 	// state confirmed by Redis, replayed on a new backend connection
 	proto       int
 	authRaw     []byte
@@ -312,7 +316,7 @@ func (s *session) ensureBackend(deadline time.Time, wait bool) bool {
 			if next.After(deadline) {
 				next = deadline
 			}
-			if s.srv.target(s) == "" {
+			if s.target() == "" {
 				next = deadline // a route change wakes us
 			}
 			s.sleep(next)
@@ -323,7 +327,7 @@ func (s *session) ensureBackend(deadline time.Time, wait bool) bool {
 		if be != nil {
 			s.retire(be, deadline)
 		}
-		target := s.srv.target(s)
+		target := s.target()
 		if target == "" {
 			continue
 		}
@@ -334,6 +338,17 @@ func (s *session) ensureBackend(deadline time.Time, wait bool) bool {
 		}
 		s.install(nb)
 	}
+}
+
+// target is where to connect now, "" to wait for a route change.
+func (s *session) target() string {
+	t := s.srv.target(s)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if t != "" && t == s.demotedAddr && s.srv.routeGen.Load() == s.demotedGen {
+		return ""
+	}
+	return t
 }
 
 // retire closes a backend connection after its in-flight replies arrived
@@ -425,6 +440,7 @@ func (s *session) install(nb *backendConn) {
 		e.start, e.end = st, s.logEnd()
 		e.gen = nb.gen
 		s.inflight++
+		s.l.resent.Add(1)
 	}
 	s.unsent = 0
 	if s.replyOff {

@@ -24,6 +24,7 @@ type ListenerStats struct {
 	BytesOut        int64 // to clients
 	Errors          int64 // error replies made by the proxy (refused, NOAUTH, MASTERDOWN, lost, protocol)
 	Refused         int64 // connections refused by max_clients
+	Resent          int64 // commands answered -READONLY by a demoted master and sent again to the new one
 }
 
 // BackendStats are the counters of one Redis server address.
@@ -70,6 +71,7 @@ func (srv *Server) Stats() Stats {
 			CurrentSessions: l.cur.Load(), MaxSessions: l.peak.Load(), Limit: int64(srv.cfg.MaxClients),
 			TotalSessions: l.total.Load(), Refused: l.refused.Load(),
 			Commands: l.commands.Load(), BytesIn: l.bytesIn.Load(), BytesOut: l.bytesOut.Load(), Errors: l.errs.Load(),
+			Resent: l.resent.Load(),
 		}
 		out.Listeners = append(out.Listeners, ls)
 	}
