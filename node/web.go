@@ -104,12 +104,8 @@ func backendState(nd topology.NodeState, admin cluster.AdminState) string {
 
 func (a *webAdmin) SetBackendState(ctx context.Context, addr, state string) error {
 	n := (*Node)(a)
-	if err := n.cluster.SetBackendAdmin(ctx, addr, cluster.AdminState(state)); err != nil {
-		return leaderHint(n, err)
-	}
-	_ = n.cluster.RecordEvent(ctx, cluster.Event{Time: time.Now(), Kind: cluster.EventAdmin, Node: n.cfg.NodeName,
-		Message: fmt.Sprintf("backend %s set to %s", addr, state)})
-	return nil
+	// The cluster records the admin event itself.
+	return leaderHint(n, n.cluster.SetBackendAdmin(ctx, addr, cluster.AdminState(state)))
 }
 
 func (a *webAdmin) RequestFailover(ctx context.Context) error {
