@@ -200,8 +200,9 @@ func (n *Node) step(ctx context.Context) {
 
 // wantVIP is the VIP policy: only a leader that routes holds the address,
 // and only once the previous holder's copy has expired. A killed leader's
-// kernel drops the address after vip.lifetime, so a new leader waits that
-// long after winning the election: two holders never overlap.
+// kernel drops the address within vip.lifetime + 1s (its expiry check runs
+// at most once a second), so a new leader waits that long after winning
+// the election: two holders never overlap.
 func (n *Node) wantVIP(leader bool, r proxy.Route) bool {
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -212,8 +213,16 @@ func (n *Node) wantVIP(leader bool, r proxy.Route) bool {
 	if n.leaderSince.IsZero() {
 		n.leaderSince = time.Now()
 	}
-	return r.Master != "" && time.Since(n.leaderSince) >= n.cfg.VIP.Lifetime
+	wait := time.Duration(0)
+	if n.cfg.VIP.Lifetime > 0 {
+		wait = n.cfg.VIP.Lifetime + kernelExpirySlack
+	}
+	return r.Master != "" && time.Since(n.leaderSince) >= wait
 }
+
+// kernelExpirySlack is how late the kernel may remove an address whose
+// lifetime ran out.
+const kernelExpirySlack = time.Second
 
 // leaderStep commits the watcher's confirmed master, unless a planned
 // failover is in charge of the route.

@@ -72,8 +72,9 @@ func buildReal(t *testing.T) (string, error) {
 	return realBin, realErr
 }
 
-// placeholderBin builds a tiny stand-in binary in t.TempDir(), used only
-// for the structure checks while ./cmd/redhaven does not build.
+// placeholderBin builds a tiny stand-in binary, used only for the
+// structure checks while ./cmd/redhaven does not build. Tests that use it
+// never run it as redhaven.
 func placeholderBin(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
@@ -91,14 +92,14 @@ func placeholderBin(t *testing.T) string {
 	return out
 }
 
-// anyBin is the real binary when it builds, else the placeholder.
+// anyBin is the real binary when it builds, else a placeholder.
 func anyBin(t *testing.T) string {
 	t.Helper()
-	if bin, err := buildReal(t); err == nil {
+	bin, err := buildReal(t)
+	if err == nil {
 		return bin
-	} else {
-		t.Logf("using a placeholder binary for the structure checks: %v", err)
 	}
+	t.Logf("using a placeholder binary for the structure checks: %v", err)
 	return placeholderBin(t)
 }
 
@@ -212,14 +213,30 @@ func TestBuildRejectsBadInput(t *testing.T) {
 	}
 }
 
-// built packages of one test.
+// built packages of one binary.
 type built struct {
 	bin, deb, rpm string
 }
 
+var (
+	pkgMu    sync.Mutex
+	pkgCache = map[string]built{} // by binary path; the real binary's are shared
+)
+
+// buildPackages builds the .deb and .rpm of bin once per binary and test
+// run (packaging an 18 MB binary is slow under -race) and checks their
+// names.
 func buildPackages(t *testing.T, bin string) built {
 	t.Helper()
+	pkgMu.Lock()
+	defer pkgMu.Unlock()
+	if p, ok := pkgCache[bin]; ok {
+		return p
+	}
 	out := t.TempDir()
+	if bin == realBin {
+		out = filepath.Join(binDir, "dist")
+	}
 	paths, err := packaging.Build(packaging.Options{Config: "nfpm.yaml", Binary: bin, Version: rawVersion, Arch: "amd64", OutDir: out})
 	if err != nil {
 		t.Fatalf("Build: %v", err)
@@ -235,7 +252,9 @@ func buildPackages(t *testing.T, bin string) built {
 	if len(entries) != 2 {
 		t.Fatalf("output folder holds %d files, want the 2 packages only", len(entries))
 	}
-	return built{bin: bin, deb: paths[0], rpm: paths[1]}
+	p := built{bin: bin, deb: paths[0], rpm: paths[1]}
+	pkgCache[bin] = p
+	return p
 }
 
 func readFile(t *testing.T, path string) string {

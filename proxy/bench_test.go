@@ -2,9 +2,12 @@ package proxy
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"net"
+	"os"
 	"testing"
+	"time"
 
 	"github.com/redhaven/redhaven/proxy/redistest"
 )
@@ -68,4 +71,31 @@ func BenchmarkProxyGetSet(b *testing.B) {
 			})
 		}
 	}
+}
+
+// TestServeForBench runs the proxy for an external benchmark
+// (redis-benchmark, ../shared/bench/proxy-overhead.sh): skipped unless
+// REDHAVEN_PROXY_SERVE=listen-addr and REDHAVEN_PROXY_BACKEND=redis-addr
+// are set; serves for REDHAVEN_PROXY_SERVE_FOR (default 2m).
+func TestServeForBench(t *testing.T) {
+	listen, backend := os.Getenv("REDHAVEN_PROXY_SERVE"), os.Getenv("REDHAVEN_PROXY_BACKEND")
+	if listen == "" || backend == "" {
+		t.Skip("set REDHAVEN_PROXY_SERVE and REDHAVEN_PROXY_BACKEND to serve for a benchmark")
+	}
+	d, err := time.ParseDuration(os.Getenv("REDHAVEN_PROXY_SERVE_FOR"))
+	if err != nil {
+		d = 2 * time.Minute
+	}
+	cfg := DefaultConfig()
+	cfg.Listen = listen
+	srv, err := New(cfg, newRoutes(backend), testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	if err := srv.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("stats: %+v", srv.Stats())
 }

@@ -310,3 +310,35 @@ func TestMaxClients(t *testing.T) {
 	d := dialRaw(t, srv.Addr().String())
 	d.do("+PONG\r\n", "PING")
 }
+
+// TestBigPipelineNoDeadlock: a client that writes a long pipeline before
+// reading any reply must not deadlock with the proxy, also when the proxy
+// answers many of the commands itself.
+func TestBigPipelineNoDeadlock(t *testing.T) {
+	rs := redistest.StartServer(t, redistest.ServerOptions{})
+	srv := startProxy(t, testConfig(), newRoutes(rs.Addr))
+	r := dialRaw(t, srv.Addr().String())
+	const n = 100000
+	var batch []byte
+	for i := 0; i < n; i++ {
+		if i%2 == 0 {
+			batch = appendCommandStrings(batch, "DEBUG", "refused-with-a-long-enough-argument-to-fill-buffers")
+		} else {
+			batch = appendCommandStrings(batch, "SET", "pipelined", "some-value-some-value-some-value-some-value")
+		}
+	}
+	_ = r.c.SetWriteDeadline(time.Now().Add(30 * time.Second))
+	if _, err := r.c.Write(batch); err != nil {
+		t.Fatalf("writing the pipeline without reading: %v (proxy deadlocked?)", err)
+	}
+	refused := "-ERR command 'debug' is not allowed through redhaven\r\n"
+	for i := 0; i < n; i++ {
+		want := refused
+		if i%2 == 1 {
+			want = "+OK\r\n"
+		}
+		if got := r.reply(); got != want {
+			t.Fatalf("reply %d = %q, want %q", i, got, want)
+		}
+	}
+}

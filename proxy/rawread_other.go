@@ -4,6 +4,8 @@ package proxy
 
 import "net"
 
-func readLoop(c net.Conn, space func() []byte, handle func(n int) bool) error {
+func readLoop(c net.Conn, space func() []byte, handle func(n int) bool, idle func()) error {
 	return plainReadLoop(c, space, handle)
 }
+
+func tryWrite(c net.Conn, p []byte) (int, error) { return c.Write(p) }

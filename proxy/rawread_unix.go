@@ -19,7 +19,10 @@ import (
 // of a Go proxy's cost). Deadlines still work (SetReadDeadline wakes it).
 // handle must not block for long: the descriptor's read lock is held, so a
 // Close of c waits for it.
-func readLoop(c net.Conn, space func() []byte, handle func(n int) bool) error {
+//
+// idle, if not nil, runs when a read found no data (input drained) before
+// waiting.
+func readLoop(c net.Conn, space func() []byte, handle func(n int) bool, idle func()) error {
 	sc, ok := c.(syscall.Conn)
 	if !ok {
 		return plainReadLoop(c, space, handle)
@@ -38,6 +41,9 @@ func readLoop(c net.Conn, space func() []byte, handle func(n int) bool) error {
 			case e == syscall.EINTR:
 				continue
 			case e == syscall.EAGAIN:
+				if idle != nil {
+					idle()
+				}
 				return false
 			case e != nil:
 				rerr = e
@@ -62,4 +68,40 @@ func readLoop(c net.Conn, space func() []byte, handle func(n int) bool) error {
 		return nil
 	}
 	return rerr
+}
+
+// tryWrite writes what the socket accepts without waiting (n may be short
+// with a nil error).
+func tryWrite(c net.Conn, p []byte) (int, error) {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return c.Write(p)
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return c.Write(p)
+	}
+	var n int
+	var werr error
+	err = rc.Write(func(fd uintptr) bool {
+		for n < len(p) {
+			k, e := syscall.Write(int(fd), p[n:])
+			if e == syscall.EINTR {
+				continue
+			}
+			if e == syscall.EAGAIN {
+				return true
+			}
+			if e != nil {
+				werr = e
+				return true
+			}
+			n += k
+		}
+		return true
+	})
+	if err != nil {
+		return n, err
+	}
+	return n, werr
 }

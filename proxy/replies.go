@@ -12,7 +12,7 @@ import (
 
 // backendLoop reads replies from be until it fails or is retired.
 func (s *session) backendLoop(be *backendConn) {
-	err := readLoop(be.conn, be.space, func(n int) bool { return s.onBackendData(be, n) })
+	err := readLoop(be.conn, be.space, func(n int) bool { return s.onBackendData(be, n) }, nil)
 	s.backendGone(be, err)
 }
 
@@ -30,8 +30,7 @@ func (s *session) onBackendData(be *backendConn, n int) bool {
 		s.closing = true
 	}
 	s.mu.Unlock()
-	s.writeOutLocked()
-	s.wmu.Unlock()
+	s.unlockOut(true)
 	if wake {
 		s.kick()
 	}
@@ -267,8 +266,7 @@ func (s *session) backendGone(be *backendConn, err error) {
 	}
 	s.emitReadyLocked()
 	s.mu.Unlock()
-	s.writeOutLocked()
-	s.wmu.Unlock()
+	s.unlockOut(true)
 	if !retiring || n > 0 {
 		be.stats.errors.Add(1)
 		if !errors.Is(err, io.EOF) && !errors.Is(err, os.ErrDeadlineExceeded) && !errors.Is(err, net.ErrClosed) {

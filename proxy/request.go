@@ -36,6 +36,9 @@ type requestReader struct {
 	argsLeft int // -1: multibulk header not read yet
 	pending  int // payload length of the bulk whose header ends at off; -1: none
 	inline   bool
+	count    int // arguments of the multibulk
+	nameOff  int // the first argument (command name) within the command
+	nameLen  int
 }
 
 func newRequestReader(max int64) requestReader {
@@ -139,7 +142,7 @@ func (r *requestReader) peek(unauth bool) (raw []byte, inline bool, err error) {
 			if int64(j+1)+int64(count)*6 > r.max {
 				return nil, false, &errTooLarge{r.max}
 			}
-			r.argsLeft, r.off = count, j+1
+			r.argsLeft, r.count, r.off = count, count, j+1
 		}
 		for r.argsLeft > 0 {
 			if r.pending >= 0 {
@@ -182,10 +185,16 @@ func (r *requestReader) peek(unauth bool) (raw []byte, inline bool, err error) {
 			}
 			r.off += j + 1
 			r.pending = size
+			if r.argsLeft == r.count {
+				r.nameOff, r.nameLen = r.off, size
+			}
 		}
 		return b[:r.off], false, nil
 	}
 }
+
+// name is the command name of the multibulk command peek returned.
+func (r *requestReader) name(raw []byte) []byte { return raw[r.nameOff : r.nameOff+r.nameLen] }
 
 // consume drops the command peek returned.
 func (r *requestReader) consume(n int) {

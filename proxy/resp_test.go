@@ -188,6 +188,14 @@ func TestRequestReader(t *testing.T) {
 
 // readAll feeds in to a requestReader step bytes at a time.
 func readAll(in string, step int, max int64, unauth bool) ([]string, error) {
+	out, _, err := readAllNames(in, step, max, unauth)
+	return out, err
+}
+
+// readAllNames also returns the command name the reader found for each
+// multibulk command ("" for inline ones).
+func readAllNames(in string, step int, max int64, unauth bool) ([]string, []string, error) {
+	var names []string
 	r := newRequestReader(max)
 	var out []string
 	for pos := 0; pos < len(in); {
@@ -196,18 +204,23 @@ func readAll(in string, step int, max int64, unauth bool) ([]string, error) {
 		r.end += n
 		pos += n
 		for {
-			raw, _, err := r.peek(unauth)
+			raw, inline, err := r.peek(unauth)
 			if err != nil {
-				return out, err
+				return out, names, err
 			}
 			if raw == nil {
 				break
 			}
 			out = append(out, string(raw))
+			if inline {
+				names = append(names, "")
+			} else {
+				names = append(names, string(r.name(raw)))
+			}
 			r.consume(len(raw))
 		}
 	}
-	return out, nil
+	return out, names, nil
 }
 
 // FuzzClientInput feeds arbitrary bytes through the client-side parsing
@@ -229,7 +242,7 @@ func FuzzClientInput(f *testing.F) {
 		f.Add([]byte(s), uint8(3))
 	}
 	f.Fuzz(func(t *testing.T, in []byte, step uint8) {
-		whole, errWhole := readAll(string(in), len(in)+1, 4096, false)
+		whole, names, errWhole := readAllNames(string(in), len(in)+1, 4096, false)
 		pieces, errPieces := readAll(string(in), int(step%16)+1, 4096, false)
 		if strings.Join(whole, "\x00") != strings.Join(pieces, "\x00") || (errWhole == nil) != (errPieces == nil) {
 			t.Fatalf("whole %q %v != pieces %q %v", whole, errWhole, pieces, errPieces)
@@ -242,12 +255,15 @@ func FuzzClientInput(f *testing.F) {
 			}
 		}
 		consumed := 0
-		for _, raw := range whole {
+		for i, raw := range whole {
 			consumed += len(raw)
 			if len(raw) > 4096 && raw[0] == '*' {
 				t.Fatalf("command above the limit: %d bytes", len(raw))
 			}
 			cmd, err := redcon.Parse([]byte(raw))
+			if err != nil && raw[0] == '*' {
+				t.Fatalf("framed %q but redcon rejects it: %v (the session's fast path relies on the framing)", raw, err)
+			}
 			if err != nil {
 				continue // an inline line redcon rejects: the session answers a protocol error
 			}
@@ -255,6 +271,9 @@ func FuzzClientInput(f *testing.F) {
 				t.Fatalf("command without args from %q", raw)
 			}
 			lookupCommand(cmd.Args[0])
+			if raw[0] == '*' && names[i] != string(cmd.Args[0]) {
+				t.Fatalf("name %q, redcon says %q", names[i], cmd.Args[0])
+			}
 			if raw[0] == '*' && !bytes.Equal(appendCommand(nil, cmd.Args...), []byte(raw)) {
 				t.Fatalf("raw %q does not match its args %q", raw, cmd.Args)
 			}

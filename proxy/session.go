@@ -64,6 +64,7 @@ type session struct {
 	wbe         *backendConn
 	batchCmds   int64
 	localsReady bool
+	drained     bool // the last client read was short (see run)
 	retryAt     time.Time
 	timer       *time.Timer
 	bwg         sync.WaitGroup // backend reader goroutines
@@ -89,6 +90,8 @@ type session struct {
 	demotedGen  uint64
 	closing     bool
 	drainWait   bool
+	// localsWaiting: proxy replies were queued; whoever holds wmu writes them
+	localsWaiting bool
 	// state confirmed by Redis, replayed on a new backend connection
 	proto       int
 	authRaw     []byte
@@ -97,6 +100,8 @@ type session struct {
 	readonlyRaw []byte
 	replays     []keyedRaw
 	subs        [3]map[string]struct{} // channels, patterns, shard channels
+
+	outPending atomic.Bool // s.out holds bytes a non-blocking write left
 
 	commands, bytesIn, bytesOut, errs atomic.Int64
 	curBE                             atomic.Pointer[backendConn]
@@ -168,13 +173,33 @@ func (s *session) sleep(until time.Time) {
 func (s *session) run() {
 	defer s.teardown()
 	s.log.Debug("client connected")
+	var lastLen int
+	space := func() []byte {
+		p := s.rr.space()
+		lastLen = len(p)
+		return p
+	}
 	handle := func(n int) bool {
 		s.rr.end += n
 		s.bytesIn.Add(int64(n))
 		s.holdExpired = false
-		return s.processInput() == actRead
+		// A short read drained the socket: the client is not blocked
+		// writing to us, so writing to it may block. Otherwise only try.
+		s.drained = n < lastLen
+		act := s.processInput()
+		if s.drained && s.outPending.Load() {
+			s.emitLocals()
+		}
+		return act == actRead
+	}
+	idle := func() {
+		if s.outPending.Load() {
+			s.drained = true
+			s.emitLocals()
+		}
 	}
 	for !s.isClosed() {
+		s.drained = false // unknown here: never block writing to the client
 		s.handleEvents()
 		if s.isClosed() {
 			return
@@ -196,7 +221,7 @@ func (s *session) run() {
 			s.waitClose()
 			return
 		}
-		err := readLoop(s.client, s.rr.space, handle)
+		err := readLoop(s.client, space, handle, idle)
 		switch {
 		case err == nil:
 		case errors.Is(err, os.ErrDeadlineExceeded):
@@ -477,7 +502,6 @@ var (
 // failUnsent answers the commands that waited for a master in vain.
 func (s *session) failUnsent() {
 	reply := []byte(replyMasterDown(s.l.readonly, s.srv.cfg.HoldTimeout))
-	s.wmu.Lock()
 	s.mu.Lock()
 	for seq := s.q.head; seq < s.q.tail; seq++ {
 		if e := s.q.at(seq); e.gen == 0 && e.local == nil {
@@ -486,10 +510,8 @@ func (s *session) failUnsent() {
 		}
 	}
 	s.unsent = 0
-	s.emitReadyLocked()
 	s.mu.Unlock()
-	s.writeOutLocked()
-	s.wmu.Unlock()
+	s.emitLocals()
 }
 
 func (s *session) logEnd() int64 { return s.logBase + int64(len(s.sendLog)) }
@@ -545,31 +567,76 @@ func (s *session) flush() {
 	s.batchCmds = 0
 	if s.localsReady {
 		s.localsReady = false
-		s.wmu.Lock()
+		s.emitLocals()
+	}
+}
+
+// emitLocals writes the proxy's own replies that reached the head of the
+// FIFO. It never waits for wmu: when the reader holds it (maybe blocked
+// writing to a client that is itself blocked writing its pipeline to us),
+// the reader emits them when it lets go (unlockOut).
+func (s *session) emitLocals() {
+	s.mu.Lock()
+	s.localsWaiting = true
+	s.mu.Unlock()
+	if !s.wmu.TryLock() {
+		return
+	}
+	s.unlockOut(true)
+}
+
+// unlockOut releases wmu, first writing any local replies that became
+// ready meanwhile (wmu held). Without block the write only takes what the
+// socket accepts now; the rest stays in s.out, in order.
+func (s *session) unlockOut(block bool) {
+	for {
 		s.mu.Lock()
-		s.emitReadyLocked()
+		waiting := s.localsWaiting
+		s.localsWaiting = false
+		if waiting {
+			s.emitReadyLocked()
+		}
 		closing := s.closing
 		s.mu.Unlock()
-		s.writeOutLocked()
+		s.writeOutLocked(block)
 		s.wmu.Unlock()
 		if closing {
 			s.kick()
+		}
+		s.mu.Lock()
+		again := s.localsWaiting
+		s.mu.Unlock()
+		if !again || !s.wmu.TryLock() {
+			return
 		}
 	}
 }
 
 // writeOutLocked writes the client output buffer (wmu held).
-func (s *session) writeOutLocked() {
+func (s *session) writeOutLocked(block bool) {
 	if len(s.out) == 0 {
 		return
 	}
-	n, err := s.client.Write(s.out)
-	s.bytesOut.Add(int64(n))
-	if cap(s.out) > keepBufMax {
-		s.out = nil
+	var n int
+	var err error
+	if block {
+		n, err = s.client.Write(s.out)
 	} else {
+		n, err = tryWrite(s.client, s.out)
+	}
+	s.bytesOut.Add(int64(n))
+	switch {
+	case n < len(s.out) && err == nil:
+		rest := copy(s.out, s.out[n:])
+		s.out = s.out[:rest]
+		s.outPending.Store(true)
+		return
+	case cap(s.out) > keepBufMax:
+		s.out = nil
+	default:
 		s.out = s.out[:0]
 	}
+	s.outPending.Store(false)
 	if err != nil {
 		s.mu.Lock()
 		s.closing = true
@@ -650,6 +717,20 @@ func (s *session) processInput() action {
 // commandLocked handles one command: answers it here, or queues it for
 // the backend (actHold when there is no usable backend yet).
 func (s *session) commandLocked(raw []byte, inline bool) action {
+	if !inline && s.authed {
+		// fast path: a plain command needs no parsing beyond the framing
+		// requestReader did (the same checks as redcon's): forward it raw
+		if lookupCommand(s.rr.name(raw)).kind == cmdPlain && !s.replyOff && !s.skipNext {
+			if !s.sendableLocked() {
+				if !s.holdExpired {
+					return actHold
+				}
+			} else {
+				s.forwardPlainLocked(raw)
+				return actRead
+			}
+		}
+	}
 	cmd, err := redcon.Parse(raw)
 	if inline && (err != nil || len(cmd.Args) == 0) && len(bytes.TrimSpace(raw)) == 0 {
 		return actRead // empty line, ignored as by Redis
@@ -841,6 +922,33 @@ func (s *session) commandLocked(raw []byte, inline bool) action {
 		s.forceMove = true // a fresh connection: RESET also dropped the backend's AUTH
 	}
 	return actRead
+}
+
+// forwardPlainLocked queues a plain command for the backend (one reply).
+func (s *session) forwardPlainLocked(raw []byte) {
+	e := entry{gen: s.gen, n: 1, start: -1, end: -1}
+	if s.inMulti {
+		e.flags |= fInMulti
+	}
+	if len(raw) > bigCommand {
+		s.q.push(e)
+		s.inflight++
+		s.wbe = s.be
+		s.mu.Unlock()
+		s.flushLog()
+		if _, err := s.wbe.conn.Write(raw); err != nil {
+			_ = s.wbe.conn.SetDeadline(aLongTimeAgo)
+		}
+		s.mu.Lock()
+	} else {
+		e.start = s.logEnd()
+		s.sendLog = append(s.sendLog, raw...)
+		e.end = s.logEnd()
+		s.q.push(e)
+		s.inflight++
+		s.wbe = s.be
+	}
+	s.batchCmds++
 }
 
 func (e *entry) flagsInMulti() bool { return e.flags&fInMulti != 0 }
