@@ -5,10 +5,12 @@ GOFLAGS_BUILD := -trimpath -ldflags "-s -w -X main.version=$(VERSION)"
 BIN := dist/redhaven
 GO_TEST_FLAGS ?= -race -timeout 25m
 
-.PHONY: help build test test-short vet deps-check bench bench-failover demo clean
+.PHONY: help build test test-short vet deps-check bench bench-failover bench-cluster e2e demo clean
+
+include packaging/package.mk
 
 help: ## list targets
-	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
 build: ## build the static binary into dist/redhaven
 	CGO_ENABLED=0 go build $(GOFLAGS_BUILD) -o $(BIN) ./cmd/redhaven
@@ -31,6 +33,12 @@ bench: build ## redis-benchmark: direct vs redhaven vs HAProxy, interleaved, rat
 
 bench-failover: build ## kill -9 the master under a 5 ms writer: redhaven vs HAProxy
 	./e2e/bench/failover-bench.sh
+
+bench-cluster: ## cluster figures: leader kill -> new leader, kill -9 master -> all agents route, planned-failover pause
+	go test -count=1 -run 'TestClusterFigures' -v ./node/ | grep -E 'figure|ok|FAIL'
+
+e2e: package ## Docker end-to-end failovers (3 nodes from the .deb, VIP, client traffic), figures printed
+	REDHAVEN_DEB=$$(ls dist/redhaven_*.deb) go test -tags e2e -count=1 -timeout 30m -v ./e2e/... 2>&1 | tee dist/e2e.log | grep -E '^(=== RUN|--- |ok|FAIL|PASS)|figures|e2e_test|failover_test'
 
 demo: build ## 3 redis + 3 sentinels + redhaven on loopback; Ctrl-C stops everything
 	./e2e/demo.sh

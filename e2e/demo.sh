@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # demo.sh (make demo): a whole Redis HA setup on loopback, in the foreground.
-#   3 redis-server (1 master, 2 replicas), 3 redis-sentinel, redhaven in front.
+#   3 redis-server (1 master, 2 replicas), 3 redis-sentinel, and 3 redhaven
+#   agents joined through one seed address (gossip encrypted), each with its
+#   own proxy port and stats page.
 # Ctrl-C stops everything this script started (by PID) and removes its files.
 # Env: DEMO_DIR [mktemp -d]  REDHAVEN_BIN [dist/redhaven]
 set -u
@@ -37,7 +39,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
 fi
 [ -x "$BIN" ] || die "$BIN not built: run make build"
-for p in "${REDIS_PORTS[@]}" "${SENTINEL_PORTS[@]}" $PROXY_PORT; do
+for p in "${REDIS_PORTS[@]}" "${SENTINEL_PORTS[@]}" $PROXY_PORT $((PROXY_PORT+1)) $((PROXY_PORT+2)) $HTTP_PORT $((HTTP_PORT+1)) $((HTTP_PORT+2)) 7947 7948 7949 7950 7951 7952; do
   (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null && die "port $p is already in use on 127.0.0.1"
 done
 
@@ -69,21 +71,32 @@ CFG
   wait_port $p || die "sentinel $p did not start (see $D/sentinel-$p.log)"
 done
 
-cat >"$D/redhaven.yaml" <<CFG
-node_name: demo1
-data_dir: $D/data
+KEY=$("$BIN" keygen)
+RH_PIDS=()
+for i in 1 2 3; do
+  cat >"$D/redhaven-$i.yaml" <<CFG
+node_name: demo$i
+data_dir: $D/data-$i
 redis:
   master_name: mymaster
   sentinels: [127.0.0.1:${SENTINEL_PORTS[0]}, 127.0.0.1:${SENTINEL_PORTS[1]}, 127.0.0.1:${SENTINEL_PORTS[2]}]
   check_interval: 250ms
 proxy:
-  listen: "127.0.0.1:$PROXY_PORT"
+  listen: "127.0.0.1:$((PROXY_PORT + i - 1))"
+cluster:
+  bind: "127.0.0.1:$((7945 + 2 * i))"
+  raft_bind: "127.0.0.1:$((7946 + 2 * i))"
+  join: ["127.0.0.1:7947"]
+  bootstrap_expect: 3
+  encrypt: "$KEY"
+http:
+  listen: "127.0.0.1:$((HTTP_PORT + i - 1))"
 CFG
-say "starting redhaven on 127.0.0.1:$PROXY_PORT (config $D/redhaven.yaml, log $D/redhaven.log)"
-"$BIN" agent -c "$D/redhaven.yaml" >"$D/redhaven.log" 2>&1 & PIDS+=($!)
-RH_PID=$!
-wait_port $PROXY_PORT || die "redhaven did not start: $(tail -5 "$D/redhaven.log")"
-for i in $(seq 1 100); do [ "$(redis-cli -p $PROXY_PORT SET demo:hello world 2>/dev/null)" = OK ] && break; sleep 0.1; done
+  "$BIN" agent -c "$D/redhaven-$i.yaml" >"$D/redhaven-$i.log" 2>&1 & PIDS+=($!); RH_PIDS+=($!)
+done
+say "started 3 redhaven agents (proxies 127.0.0.1:$PROXY_PORT-$((PROXY_PORT + 2)), stats pages :$HTTP_PORT-$((HTTP_PORT + 2)))"
+for i in 0 1 2; do wait_port $((PROXY_PORT + i)) || die "agent $((i + 1)) did not start: $(tail -5 "$D/redhaven-$((i + 1)).log")"; done
+for i in $(seq 1 150); do [ "$(redis-cli -p $PROXY_PORT SET demo:hello world 2>/dev/null)" = OK ] && break; sleep 0.1; done
 
 cat <<TXT
 
@@ -94,8 +107,12 @@ $(say "redhaven demo is running.")
   keep writing:      while sleep 0.1; do redis-cli -p $PROXY_PORT INCR counter; done
   fail over (kill):  kill -9 \$(redis-cli -p \$(redis-cli -p ${SENTINEL_PORTS[0]} SENTINEL get-master-addr-by-name mymaster | tail -1) INFO server | awk -F: '/^process_id/{print \$2}' | tr -d '\\r')
   planned failover:  redis-cli -p ${SENTINEL_PORTS[0]} SENTINEL FAILOVER mymaster
-  agent log:         tail -f $D/redhaven.log
-Press Ctrl-C to stop everything.
+  planned, via redhaven: $BIN failover --http 127.0.0.1:$HTTP_PORT   (run it against the leader's page)
+  cluster:           $BIN members --http 127.0.0.1:$HTTP_PORT ; $BIN status --http 127.0.0.1:$HTTP_PORT
+  stats pages:       http://127.0.0.1:$HTTP_PORT/  http://127.0.0.1:$((HTTP_PORT + 1))/  http://127.0.0.1:$((HTTP_PORT + 2))/
+  kill the leader:   kill -9 <pid of a redhaven agent: ${RH_PIDS[*]}>
+  agent logs:        tail -f $D/redhaven-*.log
+Any of the three proxies reaches the master. Press Ctrl-C to stop everything.
 TXT
-wait $RH_PID
-say "redhaven exited; see $D/redhaven.log"
+wait "${RH_PIDS[@]}"
+say "the redhaven agents exited; see $D/redhaven-*.log"

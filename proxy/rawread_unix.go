@@ -19,10 +19,7 @@ import (
 // of a Go proxy's cost). Deadlines still work (SetReadDeadline wakes it).
 // handle must not block for long: the descriptor's read lock is held, so a
 // Close of c waits for it.
-//
-// idle, if not nil, runs when a read found no data (input drained) before
-// waiting.
-func readLoop(c net.Conn, space func() []byte, handle func(n int) bool, idle func()) error {
+func readLoop(c net.Conn, space func() []byte, handle func(n int) bool) error {
 	sc, ok := c.(syscall.Conn)
 	if !ok {
 		return plainReadLoop(c, space, handle)
@@ -41,9 +38,6 @@ func readLoop(c net.Conn, space func() []byte, handle func(n int) bool, idle fun
 			case e == syscall.EINTR:
 				continue
 			case e == syscall.EAGAIN:
-				if idle != nil {
-					idle()
-				}
 				return false
 			case e != nil:
 				rerr = e

@@ -12,7 +12,7 @@ import (
 
 // backendLoop reads replies from be until it fails or is retired.
 func (s *session) backendLoop(be *backendConn) {
-	err := readLoop(be.conn, be.space, func(n int) bool { return s.onBackendData(be, n) }, nil)
+	err := readLoop(be.conn, be.space, func(n int) bool { return s.onBackendData(be, n) })
 	s.backendGone(be, err)
 }
 

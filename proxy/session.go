@@ -64,7 +64,6 @@ type session struct {
 	wbe         *backendConn
 	batchCmds   int64
 	localsReady bool
-	drained     bool // the last client read was short (see run)
 	retryAt     time.Time
 	timer       *time.Timer
 	bwg         sync.WaitGroup // backend reader goroutines
@@ -102,6 +101,7 @@ type session struct {
 	subs        [3]map[string]struct{} // channels, patterns, shard channels
 
 	outPending atomic.Bool // s.out holds bytes a non-blocking write left
+	flushing   atomic.Bool // a flusher goroutine is writing them
 
 	commands, bytesIn, bytesOut, errs atomic.Int64
 	curBE                             atomic.Pointer[backendConn]
@@ -173,33 +173,13 @@ func (s *session) sleep(until time.Time) {
 func (s *session) run() {
 	defer s.teardown()
 	s.log.Debug("client connected")
-	var lastLen int
-	space := func() []byte {
-		p := s.rr.space()
-		lastLen = len(p)
-		return p
-	}
 	handle := func(n int) bool {
 		s.rr.end += n
 		s.bytesIn.Add(int64(n))
 		s.holdExpired = false
-		// A short read drained the socket: the client is not blocked
-		// writing to us, so writing to it may block. Otherwise only try.
-		s.drained = n < lastLen
-		act := s.processInput()
-		if s.drained && s.outPending.Load() {
-			s.emitLocals()
-		}
-		return act == actRead
-	}
-	idle := func() {
-		if s.outPending.Load() {
-			s.drained = true
-			s.emitLocals()
-		}
+		return s.processInput() == actRead
 	}
 	for !s.isClosed() {
-		s.drained = false // unknown here: never block writing to the client
 		s.handleEvents()
 		if s.isClosed() {
 			return
@@ -221,7 +201,7 @@ func (s *session) run() {
 			s.waitClose()
 			return
 		}
-		err := readLoop(s.client, space, handle, idle)
+		err := readLoop(s.client, s.rr.space, handle)
 		switch {
 		case err == nil:
 		case errors.Is(err, os.ErrDeadlineExceeded):
@@ -572,9 +552,11 @@ func (s *session) flush() {
 }
 
 // emitLocals writes the proxy's own replies that reached the head of the
-// FIFO. It never waits for wmu: when the reader holds it (maybe blocked
-// writing to a client that is itself blocked writing its pipeline to us),
-// the reader emits them when it lets go (unlockOut).
+// FIFO. The session goroutine never blocks on the client's socket (a
+// client may write a long pipeline before reading anything: blocking here
+// would stop us reading it, a deadlock). So: no wait for wmu (whoever
+// holds it writes them, see unlockOut), and a write that would block
+// leaves the rest to a flusher goroutine.
 func (s *session) emitLocals() {
 	s.mu.Lock()
 	s.localsWaiting = true
@@ -582,7 +564,30 @@ func (s *session) emitLocals() {
 	if !s.wmu.TryLock() {
 		return
 	}
-	s.unlockOut(true)
+	s.unlockOut(false)
+	if s.outPending.Load() {
+		s.startFlusher()
+	}
+}
+
+// startFlusher writes out what a non-blocking write left, in its own
+// goroutine (only while a client does not read).
+func (s *session) startFlusher() {
+	if !s.flushing.CompareAndSwap(false, true) {
+		return
+	}
+	s.bwg.Add(1)
+	go func() {
+		defer s.bwg.Done()
+		for {
+			s.wmu.Lock()
+			s.unlockOut(true)
+			s.flushing.Store(false)
+			if !s.outPending.Load() || s.isClosed() || !s.flushing.CompareAndSwap(false, true) {
+				return
+			}
+		}
+	}()
 }
 
 // unlockOut releases wmu, first writing any local replies that became

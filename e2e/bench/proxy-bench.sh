@@ -22,7 +22,7 @@ trap 'stop_all' EXIT
 trap 'exit 130' INT TERM
 for t in redis-server redis-benchmark haproxy taskset; do command -v $t >/dev/null || die "$t missing: apt-get install redis-server redis-tools haproxy util-linux"; done
 [ -x "$BIN" ] || die "$BIN missing: run make build"
-for p in 7001 7100 7190 7300; do port_free $p || die "port $p busy"; done
+for p in 7001 7100 7190 7300 7310 7311 7390; do port_free $p || die "port $p busy"; done
 
 start_redis "$BENCH_DIR/conf/redis-7001.conf" 7001 "$RUN/redis-7001.log" --dir "$RUN"; REDIS_PID=$LAST_PID
 start_bg "$RUN/haproxy.log" haproxy -db -f "$BENCH_DIR/conf/haproxy-part1.cfg"; HAPROXY_PID=$LAST_PID
@@ -34,6 +34,12 @@ redis:
   check_interval: 1s
 proxy:
   listen: "127.0.0.1:7300"
+cluster:
+  bind: "127.0.0.1:7310"
+  raft_bind: "127.0.0.1:7311"
+  bootstrap_expect: 1
+http:
+  listen: "127.0.0.1:7390"
 log:
   level: warn
 CFG
