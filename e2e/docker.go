@@ -13,6 +13,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -138,6 +139,8 @@ func BuildDeb(ctx context.Context, dir, version string) (string, error) {
 type Env struct {
 	// Network is the Docker network's name.
 	Network string
+	// Subnet is the network's subnet when made by NewEnvSubnet.
+	Subnet netip.Prefix
 
 	t      testing.TB
 	prefix string
@@ -150,12 +153,7 @@ type Env struct {
 // NewEnv creates an internal bridge network named redhaven-e2e-<random>.
 func NewEnv(t testing.TB) *Env {
 	t.Helper()
-	b := make([]byte, 4)
-	if _, err := rand.Read(b); err != nil {
-		t.Fatal(err)
-	}
-	e := &Env{t: t, prefix: "redhaven-e2e-" + hex.EncodeToString(b)}
-	e.Network = e.prefix
+	e := newEnv(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if _, err := Docker(ctx, "network", "create", "--driver", "bridge", "--internal",
@@ -164,6 +162,135 @@ func NewEnv(t testing.TB) *Env {
 	}
 	t.Cleanup(e.Close)
 	return e
+}
+
+func newEnv(t testing.TB) *Env {
+	t.Helper()
+	b := make([]byte, 4)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	e := &Env{t: t, prefix: "redhaven-e2e-" + hex.EncodeToString(b)}
+	e.Network = e.prefix
+	return e
+}
+
+// NewEnvSubnet creates an internal bridge network like NewEnv, but with a
+// /24 subnet of its own (10.213.X.0/24, X random, not overlapping another
+// Docker network or a route of this host), so that containers can be given
+// fixed addresses (Start with "--ip", e.IP(n)) that survive a restart or
+// a `docker network disconnect` + `connect --ip`. Subnet holds it.
+func NewEnvSubnet(t testing.TB) *Env {
+	t.Helper()
+	e := newEnv(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	routes, _ := exec.CommandContext(ctx, "ip", "-4", "route", "show", "table", "all").Output()
+	var lastErr error
+	for try := 0; try < 20; try++ {
+		b := make([]byte, 1)
+		if _, err := rand.Read(b); err != nil {
+			t.Fatal(err)
+		}
+		subnet := netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 213, b[0], 0}), 24)
+		if routeOverlaps(string(routes), subnet) {
+			continue
+		}
+		_, err := Docker(ctx, "network", "create", "--driver", "bridge", "--internal",
+			"--subnet", subnet.String(), "--label", "redhaven-e2e=1", e.Network)
+		if err == nil {
+			e.Subnet = subnet
+			t.Cleanup(e.Close)
+			return e
+		}
+		lastErr = err
+		if !strings.Contains(err.Error(), "overlap") {
+			break
+		}
+	}
+	t.Fatalf("create network %s with a free 10.213.X.0/24 subnet: %v", e.Network, lastErr)
+	return nil
+}
+
+// routeOverlaps reports whether a destination in `ip route` output
+// overlaps subnet (the default route does not count).
+func routeOverlaps(routes string, subnet netip.Prefix) bool {
+	for _, line := range strings.Split(routes, "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 {
+			continue
+		}
+		dst := f[0]
+		if dst == "local" || dst == "broadcast" || dst == "unicast" {
+			if len(f) < 2 {
+				continue
+			}
+			dst = f[1]
+		}
+		p, err := netip.ParsePrefix(dst)
+		if err != nil {
+			a, err2 := netip.ParseAddr(dst)
+			if err2 != nil {
+				continue
+			}
+			p = netip.PrefixFrom(a, a.BitLen())
+		}
+		if p.Bits() > 0 && p.Overlaps(subnet) {
+			return true
+		}
+	}
+	return false
+}
+
+// IP returns host number n of the network's subnet (NewEnvSubnet only):
+// IP(11) is 10.213.X.11. Docker gives .1 to the bridge and assigns other
+// containers from .2 upward, so fixed addresses should be well above that.
+func (e *Env) IP(n int) string {
+	a := e.Subnet.Addr().As4()
+	a[3] = byte(n)
+	return netip.AddrFrom4(a).String()
+}
+
+// ExecDetached starts cmd in the container in the background (docker exec
+// -d) and returns at once.
+func (e *Env) ExecDetached(ctx context.Context, name string, cmd ...string) error {
+	_, err := Docker(ctx, append([]string{"exec", "-d", e.Name(name)}, cmd...)...)
+	return err
+}
+
+// CopyTo copies the local file or folder src to dst in the container.
+func (e *Env) CopyTo(ctx context.Context, name, src, dst string) error {
+	_, err := Docker(ctx, "cp", src, e.Name(name)+":"+dst)
+	return err
+}
+
+// CopyFrom copies src in the container to the local path dst.
+func (e *Env) CopyFrom(ctx context.Context, name, src, dst string) error {
+	_, err := Docker(ctx, "cp", e.Name(name)+":"+src, dst)
+	return err
+}
+
+// WriteFile writes data to path in the container with the given mode.
+func (e *Env) WriteFile(ctx context.Context, name, path string, data []byte, mode os.FileMode) error {
+	f, err := os.CreateTemp("", "redhaven-e2e-file-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Chmod(f.Name(), mode); err != nil {
+		return err
+	}
+	if err := e.CopyTo(ctx, name, f.Name(), path); err != nil {
+		return fmt.Errorf("write %s in %s: %w", path, name, err)
+	}
+	return nil
 }
 
 // Name is the Docker name of the container that the test calls name.

@@ -100,7 +100,14 @@ func TestInFlightCommandLost(t *testing.T) {
 	r.expect(ReplyLostMaster)
 	// the connection stays open: the next command waits for a master
 	r.send("SET", "after", "1")
-	time.Sleep(200 * time.Millisecond) // let the command be held while the route still names dead A
+	redistest.Eventually(t, 5*time.Second, "the command is held, redialing dead A", func() bool {
+		for _, be := range srv.Stats().Backends {
+			if be.Addr == a.Addr {
+				return be.Errors >= 3 // the lost connection + failed dials
+			}
+		}
+		return false
+	})
 	promote(t, b, nil)
 	routes.Set(b.Addr)
 	r.expect("+OK\r\n")
@@ -178,7 +185,6 @@ func TestReadonlyAnswerIsRetried(t *testing.T) {
 	}
 	// the session holds new commands until the route follows
 	r.send("SET", "t", "2")
-	time.Sleep(100 * time.Millisecond)
 	routes.Set(a.Addr)
 	r.expect("+OK\r\n")
 	if v, _ := a.Client().Get(ctx, "t").Result(); v != "2" {
@@ -212,7 +218,7 @@ func TestHoldWithoutMaster(t *testing.T) {
 	}
 	// a master appearing during the hold lets the command through
 	r.send("SET", "h", "3")
-	time.Sleep(300 * time.Millisecond)
+	time.Sleep(300 * time.Millisecond) // not a synchronisation: lets the route appear mid-hold (passes either way)
 	routes.Set(rs.Addr)
 	r.expect("+OK\r\n")
 	if v, _ := rs.Client().Get(context.Background(), "h").Result(); v != "3" {
@@ -253,5 +259,40 @@ func TestTransactionAcrossMove(t *testing.T) {
 	w.do("*1\r\n+OK\r\n", "EXEC")
 	if v, _ := b.Client().Exists(context.Background(), "m", "m2").Result(); v != 0 {
 		t.Fatalf("aborted transaction ran on B")
+	}
+}
+
+func TestSubscriberSurvivesMasterKill(t *testing.T) {
+	a, b := pair(t)
+	routes := newRoutes(a.Addr)
+	srv := startProxy(t, testConfig(), routes)
+	ctx := context.Background()
+	for _, proto := range []string{"2", "3"} {
+		sub := dialRaw(t, srv.Addr().String())
+		sub.send("HELLO", proto)
+		sub.reply()
+		sub.send("SUBSCRIBE", "alerts"+proto)
+		sub.reply()
+		t.Cleanup(func() { sub.c.Close() })
+	}
+	a.Kill()
+	redistest.Eventually(t, 5*time.Second, "subscribers retry the dead master", func() bool {
+		for _, be := range srv.Stats().Backends {
+			if be.Addr == a.Addr {
+				return be.Errors >= 4
+			}
+		}
+		return false
+	})
+	promote(t, b, nil)
+	routes.Set(b.Addr)
+	for _, proto := range []string{"2", "3"} {
+		redistest.Eventually(t, 5*time.Second, "RESP"+proto+" subscription re-established", func() bool {
+			n, _ := b.Client().Publish(ctx, "alerts"+proto, "fire").Result()
+			return n == 1
+		})
+	}
+	if st := srv.Stats(); st.Listeners[0].TotalSessions != 2 || st.Listeners[0].Errors != 0 {
+		t.Fatalf("stats: %+v", st.Listeners[0])
 	}
 }

@@ -1,7 +1,5 @@
 package proxy
 
-import "net"
-
 // entry is one command of a session that still owes the client a reply,
 // in the order the client sent it.
 type entry struct {
@@ -52,17 +50,4 @@ func (q *fifo) push(e entry) {
 func (q *fifo) pop() {
 	*q.at(q.head) = entry{}
 	q.head++
-}
-
-func plainReadLoop(c net.Conn, space func() []byte, handle func(n int) bool) error {
-	for {
-		p := space()
-		n, err := c.Read(p)
-		if n > 0 && !handle(n) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-	}
 }

@@ -1,0 +1,51 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestCLI(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.yaml")
+	bad := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(good, []byte("node_name: n1\ndata_dir: /tmp/x\nredis:\n  sentinels: [\"127.0.0.1:26379\"]\n"), 0o644)
+	os.WriteFile(bad, []byte("node_name: n1\nredis:\n  sentinels: [\"nohost\"]\n  check_intervall: 1s\nproxy:\n  max_clients: -1\n"), 0o644)
+	tests := []struct {
+		name     string
+		args     []string
+		code     int
+		out, err string
+	}{
+		{"no args shows usage", nil, 2, "Commands:", ""},
+		{"help", []string{"--help"}, 0, "check-config", ""},
+		{"version", []string{"version"}, 0, "redhaven ", ""},
+		{"unknown command", []string{"frobnicate"}, 2, "", `unknown command "frobnicate"`},
+		{"valid config", []string{"check-config", "-c", good}, 0, "configuration is valid", ""},
+		{"unknown key named", []string{"check-config", "-c", bad}, 1, "", `"redis.check_intervall"`},
+		{"missing file named", []string{"check-config", "-c", filepath.Join(dir, "nope.yaml")}, 1, "", "nope.yaml"},
+		{"flag overrides", []string{"check-config", "-c", good, "--proxy-listen", "nonsense"}, 1, "", "proxy.listen"},
+		{"agent refuses bad config", []string{"agent", "-c", bad}, 2, "", "redis.check_intervall"},
+		{"keygen", []string{"keygen"}, 0, "=", ""},
+		{"status without agent", []string{"status", "--http", "127.0.0.1:1"}, 1, "", "cannot reach the agent"},
+		{"join needs an address", []string{"join", "--http", "127.0.0.1:1"}, 2, "", "give at least one"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var out, errb bytes.Buffer
+			code := run(tt.args, &out, &errb)
+			if code != tt.code {
+				t.Errorf("exit %d, want %d; stdout %q stderr %q", code, tt.code, out.String(), errb.String())
+			}
+			if tt.out != "" && !strings.Contains(out.String(), tt.out) {
+				t.Errorf("stdout %q does not contain %q", out.String(), tt.out)
+			}
+			if tt.err != "" && !strings.Contains(errb.String(), tt.err) {
+				t.Errorf("stderr %q does not contain %q", errb.String(), tt.err)
+			}
+		})
+	}
+}

@@ -1,0 +1,808 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// A cluster is three node containers (redis-server, redis-sentinel and
+// the redhaven agent from the .deb in each) and a client container that
+// runs the writer, on a network of the test's own with fixed addresses:
+// n1 = .11, n2 = .12, n3 = .13, client = .50, VIP = .250.
+type cluster struct {
+	t       *testing.T
+	env     *Env
+	image   string
+	nodes   []string          // n1, n2, n3
+	ip      map[string]string // node (and "client") -> address
+	vip     string            // VIP address, no prefix
+	vipCIDR string
+	art     string // folder for CSVs and logs of this run
+	summary string // figures file
+
+	mu   sync.Mutex
+	down map[string]bool // containers stopped by a scenario (docker kill)
+}
+
+const (
+	masterName = "mymaster"
+	clientName = "client"
+)
+
+// nodeScript starts and stops the daemons inside a node container. Every
+// process is stopped by the PID it wrote, never by name.
+const nodeScript = `#!/bin/sh
+# e2e node control: start-redis [redis args] | start-sentinel | start-agent | stop-agent | kill-redis
+set -u
+agent_pid=/run/e2e-agent.pid
+case "$1" in
+start-redis)
+	shift
+	mkdir -p /var/lib/e2e-redis
+	exec redis-server /etc/e2e/redis.conf "$@"
+	;;
+start-sentinel)
+	exec redis-sentinel /etc/e2e/sentinel.conf
+	;;
+start-agent)
+	# run by docker exec -d: the agent in the foreground of this shell
+	mkdir -p /var/lib/redhaven
+	echo $$ >"$agent_pid"
+	exec redhaven agent -c /etc/redhaven/redhaven.yaml >>/var/log/e2e-agent.log 2>&1
+	;;
+stop-agent)
+	[ -f "$agent_pid" ] || exit 0
+	pid=$(cat "$agent_pid")
+	kill -TERM "$pid" 2>/dev/null || exit 0
+	i=0
+	while kill -0 "$pid" 2>/dev/null && [ $i -lt 150 ]; do sleep 0.1; i=$((i+1)); done
+	if kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid"; echo "agent $pid needed SIGKILL"; exit 3; fi
+	rm -f "$agent_pid"
+	;;
+kill-redis)
+	pid=$(cat /run/e2e-redis.pid)
+	date +%s%N
+	kill -KILL "$pid"
+	;;
+*)
+	echo "unknown command $1" >&2; exit 2
+	;;
+esac
+`
+
+// newCluster builds everything and waits until the cluster is healthy.
+func newCluster(t *testing.T, ctx context.Context) *cluster {
+	t.Helper()
+	RequireDocker(t)
+	image, _ := nodeImage(t, ctx)
+	writer := buildWriter(t, ctx)
+
+	art := os.Getenv("REDHAVEN_ARTIFACTS")
+	if art == "" {
+		art = t.TempDir()
+	} else {
+		art = filepath.Join(art, "e2e-"+time.Now().UTC().Format("20060102-150405"))
+		if err := os.MkdirAll(art, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	env := NewEnvSubnet(t)
+	c := &cluster{
+		t: t, env: env, image: image, nodes: []string{"n1", "n2", "n3"},
+		ip: map[string]string{}, art: art, summary: filepath.Join(art, "figures.txt"),
+		down: map[string]bool{},
+	}
+	c.vip = env.IP(250)
+	c.vipCIDR = c.vip + "/" + strconv.Itoa(env.Subnet.Bits())
+	for i, n := range c.nodes {
+		c.ip[n] = env.IP(11 + i)
+	}
+	c.ip[clientName] = env.IP(50)
+	t.Logf("network %s %s; nodes %v; VIP %s; artifacts %s", env.Network, env.Subnet, c.ip, c.vipCIDR, art)
+	t.Cleanup(func() {
+		if t.Failed() {
+			c.dumpLogs()
+		}
+	})
+
+	for _, n := range c.nodes {
+		env.Start(n, image, []string{"--ip", c.ip[n], "--cap-add", "NET_ADMIN", "--cap-add", "NET_RAW"})
+	}
+	env.Start(clientName, image, []string{"--ip", c.ip[clientName]})
+	if err := env.CopyTo(ctx, clientName, writer, "/usr/local/bin/writer"); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range c.nodes {
+		c.writeConfigs(ctx, n, c.ip["n1"])
+	}
+	// Redis: n1 the master, then the replicas.
+	for _, n := range c.nodes {
+		if out, err := env.Exec(ctx, n, "/e2e/node.sh", "start-redis"); err != nil {
+			t.Fatalf("start redis in %s: %v\n%s", n, err, out)
+		}
+	}
+	c.poll(ctx, 30*time.Second, "replicas linked to n1", func() bool {
+		for _, n := range c.nodes[1:] {
+			if !strings.Contains(c.redis(ctx, n, 6379, "INFO", "replication"), "master_link_status:up") {
+				return false
+			}
+		}
+		return true
+	})
+	for _, n := range c.nodes {
+		if out, err := env.Exec(ctx, n, "/e2e/node.sh", "start-sentinel"); err != nil {
+			t.Fatalf("start sentinel in %s: %v\n%s", n, err, out)
+		}
+	}
+	c.poll(ctx, 30*time.Second, "sentinels see each other and both replicas", func() bool {
+		return c.sentinelsSettled(ctx, c.ip["n1"])
+	})
+	for _, n := range c.nodes {
+		c.startAgent(ctx, n)
+	}
+	c.waitHealthy(ctx, 90*time.Second)
+	return c
+}
+
+// buildWriter builds ./e2e/writer as a static binary.
+func buildWriter(t *testing.T, ctx context.Context) string {
+	t.Helper()
+	root, err := ModuleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(t.TempDir(), "writer")
+	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", bin, "./e2e/writer")
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build ./e2e/writer: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// writeConfigs writes redis.conf, sentinel.conf, the agent's config file
+// and node.sh into node n; master is the address Sentinel monitors first.
+func (c *cluster) writeConfigs(ctx context.Context, n, master string) {
+	c.t.Helper()
+	redisConf := strings.Join([]string{
+		"bind 0.0.0.0", "port 6379", "protected-mode no", "daemonize yes",
+		"pidfile /run/e2e-redis.pid", "logfile /var/log/e2e-redis.log", "dir /var/lib/e2e-redis",
+		`save ""`, "appendonly no",
+	}, "\n") + "\n"
+	if c.ip[n] != master {
+		redisConf += "replicaof " + master + " 6379\n"
+	}
+	sentinelConf := strings.Join([]string{
+		"port 26379", "bind 0.0.0.0", "protected-mode no", "daemonize yes",
+		"pidfile /run/e2e-sentinel.pid", "logfile /var/log/e2e-sentinel.log", "dir /tmp",
+		fmt.Sprintf("sentinel monitor %s %s 6379 2", masterName, master),
+		fmt.Sprintf("sentinel down-after-milliseconds %s 1000", masterName),
+		fmt.Sprintf("sentinel failover-timeout %s 6000", masterName),
+	}, "\n") + "\n"
+	files := []struct {
+		path string
+		data string
+		mode os.FileMode
+	}{
+		{"/e2e/node.sh", nodeScript, 0o755},
+		{"/etc/e2e/redis.conf", redisConf, 0o644},
+		{"/etc/e2e/sentinel.conf", sentinelConf, 0o644},
+		{"/etc/redhaven/redhaven.yaml", c.agentYAML(n, c.ip["n1"]), 0o640},
+	}
+	for _, f := range files {
+		if _, err := c.env.Exec(ctx, n, "mkdir", "-p", filepath.Dir(f.path)); err != nil {
+			c.t.Fatal(err)
+		}
+		if err := c.env.WriteFile(ctx, n, f.path, []byte(f.data), f.mode); err != nil {
+			c.t.Fatal(err)
+		}
+	}
+}
+
+// agentYAML is node n's config file, joining through seed.
+func (c *cluster) agentYAML(n, seed string) string {
+	var sentinels []string
+	for _, m := range c.nodes {
+		sentinels = append(sentinels, `"`+c.ip[m]+`:26379"`)
+	}
+	return fmt.Sprintf(`# written by the e2e test
+node_name: %s
+data_dir: /var/lib/redhaven
+redis:
+  master_name: %s
+  sentinels: [%s]
+  check_interval: 100ms
+proxy:
+  listen: ":6380"
+cluster:
+  bind: ":7946"
+  advertise: %q
+  raft_bind: ":7947"
+  join: ["%s:7946"]
+  bootstrap_expect: 3
+vip:
+  mode: netlink
+  address: %q
+  interface: eth0
+http:
+  listen: ":8404"
+log:
+  level: debug
+`, n, masterName, strings.Join(sentinels, ", "), c.ip[n], seed, c.vipCIDR)
+}
+
+func (c *cluster) startAgent(ctx context.Context, n string) {
+	c.t.Helper()
+	if err := c.env.ExecDetached(ctx, n, "/e2e/node.sh", "start-agent"); err != nil {
+		c.t.Fatalf("start agent in %s: %v", n, err)
+	}
+}
+
+func (c *cluster) stopAgent(ctx context.Context, n string) {
+	c.t.Helper()
+	if out, err := c.env.Exec(ctx, n, "/e2e/node.sh", "stop-agent"); err != nil {
+		c.t.Errorf("stop agent in %s: %v\n%s", n, err, out)
+	}
+}
+
+// exec runs a command in a container, bounded by 30 s.
+func (c *cluster) exec(ctx context.Context, n string, cmd ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	return c.env.Exec(ctx, n, cmd...)
+}
+
+// redis runs redis-cli against host:port from the client container and
+// returns its output ("" on error).
+func (c *cluster) redis(ctx context.Context, n string, port int, args ...string) string {
+	host := n
+	if ip, ok := c.ip[n]; ok {
+		host = ip
+	}
+	out, err := c.exec(ctx, clientName, append([]string{"timeout", "5", "redis-cli", "-h", host, "-p", strconv.Itoa(port)}, args...)...)
+	if err != nil {
+		return ""
+	}
+	return out
+}
+
+// poll calls cond every 200 ms until it holds, failing the test after d.
+func (c *cluster) poll(ctx context.Context, d time.Duration, what string, cond func() bool) {
+	c.t.Helper()
+	if !c.tryPoll(ctx, d, cond) {
+		c.t.Fatalf("timed out after %v waiting for: %s", d, what)
+	}
+}
+
+func (c *cluster) tryPoll(ctx context.Context, d time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(d)
+	for i := 0; i < 100000; i++ {
+		if cond() {
+			return true
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return false
+		}
+		time.Sleep(200 * time.Millisecond) // polling with a deadline
+	}
+	return false
+}
+
+func (c *cluster) up() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var up []string
+	for _, n := range c.nodes {
+		if !c.down[n] {
+			up = append(up, n)
+		}
+	}
+	return up
+}
+
+func (c *cluster) nodeOf(ip string) string {
+	for _, n := range c.nodes {
+		if c.ip[n] == ip {
+			return n
+		}
+	}
+	return ""
+}
+
+// sentinelMaster is the master address that a majority of the reachable
+// Sentinels report ("" when no majority).
+func (c *cluster) sentinelMaster(ctx context.Context) string {
+	votes := map[string]int{}
+	for _, n := range c.up() {
+		out := c.redis(ctx, n, 26379, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", masterName)
+		if f := strings.Fields(out); len(f) == 2 {
+			votes[f[0]]++
+		}
+	}
+	for ip, v := range votes {
+		if v >= 2 {
+			return ip
+		}
+	}
+	return ""
+}
+
+// kv parses redis-cli's line-per-element output of a flat field/value reply.
+func kv(out string) map[string]string {
+	m := map[string]string{}
+	lines := strings.Split(out, "\n")
+	for i := 0; i+1 < len(lines); i += 2 {
+		m[strings.TrimSpace(lines[i])] = strings.TrimSpace(lines[i+1])
+	}
+	return m
+}
+
+// sentinelsSettled: every running Sentinel names master, sees the other
+// Sentinels, and knows the replicas of all running nodes as healthy.
+func (c *cluster) sentinelsSettled(ctx context.Context, master string) bool {
+	up := c.up()
+	for _, n := range up {
+		m := kv(c.redis(ctx, n, 26379, "SENTINEL", "MASTER", masterName))
+		if m["ip"] != master || m["flags"] != "master" ||
+			m["num-other-sentinels"] != strconv.Itoa(len(c.nodes)-1) {
+			return false
+		}
+		healthy := 0
+		reps := c.redis(ctx, n, 26379, "SENTINEL", "REPLICAS", masterName)
+		for _, block := range splitReplicas(reps) {
+			r := kv(block)
+			if r["flags"] == "slave" && r["master-link-status"] == "ok" && !c.isDown(c.nodeOf(r["ip"])) {
+				healthy++
+			}
+		}
+		if healthy != len(up)-1 {
+			return false
+		}
+	}
+	return true
+}
+
+func (c *cluster) isDown(n string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.down[n]
+}
+
+// splitReplicas splits SENTINEL REPLICAS output into one block per replica
+// (each block starts with the line "name").
+func splitReplicas(out string) []string {
+	var blocks []string
+	var cur []string
+	lines := strings.Split(out, "\n")
+	for i := 0; i < len(lines); i++ {
+		if lines[i] == "name" && len(cur) > 0 {
+			blocks = append(blocks, strings.Join(cur, "\n"))
+			cur = nil
+		}
+		cur = append(cur, lines[i])
+	}
+	if len(cur) > 0 {
+		blocks = append(blocks, strings.Join(cur, "\n"))
+	}
+	return blocks
+}
+
+// agentStatus is what `redhaven status` on a node prints.
+type agentStatus struct {
+	leader, master string
+	ready          bool
+	vipHolder      string
+}
+
+func (c *cluster) status(ctx context.Context, n string) (agentStatus, error) {
+	out, err := c.exec(ctx, n, "redhaven", "status")
+	var s agentStatus
+	if out == "" {
+		return s, err
+	}
+	sc := bufio.NewScanner(strings.NewReader(out))
+	for sc.Scan() {
+		k, v, ok := strings.Cut(sc.Text(), ":")
+		if !ok {
+			continue
+		}
+		v = strings.TrimSpace(v)
+		switch k {
+		case "leader":
+			s.leader = v
+		case "master":
+			s.master, _, _ = strings.Cut(v, " ")
+		case "routing":
+			s.ready = strings.HasPrefix(v, "yes")
+		case "vip":
+			if i := strings.Index(v, "held by "); i >= 0 {
+				s.vipHolder = strings.TrimSpace(v[i+len("held by "):])
+			}
+		}
+	}
+	return s, nil
+}
+
+// vipHolders lists the running nodes whose eth0 carries the VIP.
+func (c *cluster) vipHolders(ctx context.Context) ([]string, error) {
+	up := c.up()
+	held := make([]bool, len(up))
+	errs := make([]error, len(up))
+	var wg sync.WaitGroup
+	for i, n := range up {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			out, err := c.exec(ctx, n, "ip", "-o", "-4", "addr", "show")
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			held[i] = strings.Contains(out, " "+c.vipCIDR+" ")
+		}()
+	}
+	wg.Wait()
+	var hs []string
+	for i, n := range up {
+		if errs[i] != nil {
+			return nil, errs[i]
+		}
+		if held[i] {
+			hs = append(hs, n)
+		}
+	}
+	return hs, nil
+}
+
+// health is one look at the whole cluster.
+type health struct {
+	master   string // node name of Sentinel's master
+	leader   string
+	holders  []string
+	problems []string
+}
+
+func (c *cluster) check(ctx context.Context) health {
+	var h health
+	up := c.up()
+	mip := c.sentinelMaster(ctx)
+	h.master = c.nodeOf(mip)
+	if h.master == "" {
+		h.problems = append(h.problems, "no Sentinel majority on a master")
+		return h
+	}
+	if !c.sentinelsSettled(ctx, mip) {
+		h.problems = append(h.problems, "sentinels not settled")
+	}
+	if !strings.HasPrefix(c.redis(ctx, h.master, 6379, "ROLE"), "master") {
+		h.problems = append(h.problems, h.master+" is not ROLE master")
+	}
+	for _, n := range up {
+		if n == h.master {
+			continue
+		}
+		info := c.redis(ctx, n, 6379, "INFO", "replication")
+		if !strings.Contains(info, "master_host:"+mip) || !strings.Contains(info, "master_link_status:up") {
+			h.problems = append(h.problems, n+" not a linked replica of "+h.master)
+		}
+	}
+	leaders := map[string]bool{}
+	for _, n := range up {
+		s, err := c.status(ctx, n)
+		if err != nil && s.leader == "" {
+			h.problems = append(h.problems, fmt.Sprintf("%s status: %v", n, err))
+			continue
+		}
+		leaders[s.leader] = true
+		if !s.ready {
+			h.problems = append(h.problems, n+" not routing")
+		}
+		if s.master != mip+":6379" {
+			h.problems = append(h.problems, fmt.Sprintf("%s routes to %q, Sentinel says %s", n, s.master, mip))
+		}
+	}
+	if len(leaders) != 1 || leaders["(none)"] || leaders[""] {
+		h.problems = append(h.problems, fmt.Sprintf("leaders seen: %v", leaders))
+	}
+	for l := range leaders {
+		h.leader = l
+	}
+	hs, err := c.vipHolders(ctx)
+	if err != nil {
+		h.problems = append(h.problems, err.Error())
+	}
+	h.holders = hs
+	if len(hs) != 1 || hs[0] != h.leader {
+		h.problems = append(h.problems, fmt.Sprintf("VIP holders %v, leader %s", hs, h.leader))
+	}
+	if len(h.problems) == 0 {
+		if out := c.redis(ctx, "client", 0); out != "" { // unreachable: placeholder never used
+			_ = out
+		}
+		out, err := c.exec(ctx, clientName, "timeout", "10", "redis-cli", "-h", c.vip, "-p", "6380", "SET", "e2e:health", "1")
+		if err != nil || out != "OK" {
+			h.problems = append(h.problems, fmt.Sprintf("SET through the VIP: %q %v", out, err))
+		}
+	}
+	return h
+}
+
+// waitHealthy waits until check finds no problem twice in a row.
+func (c *cluster) waitHealthy(ctx context.Context, d time.Duration) health {
+	c.t.Helper()
+	var h health
+	good := 0
+	ok := c.tryPoll(ctx, d, func() bool {
+		h = c.check(ctx)
+		if len(h.problems) == 0 {
+			good++
+		} else {
+			good = 0
+		}
+		return good >= 2
+	})
+	if !ok {
+		c.t.Fatalf("cluster not healthy within %v: %v", d, h.problems)
+	}
+	return h
+}
+
+// dumpLogs copies every node's logs into the artifacts folder and logs
+// their tails.
+func (c *cluster) dumpLogs() {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for _, n := range c.nodes {
+		for _, f := range []string{"e2e-agent.log", "e2e-redis.log", "e2e-sentinel.log"} {
+			dst := filepath.Join(c.art, n+"-"+f)
+			if err := c.env.CopyFrom(ctx, n, "/var/log/"+f, dst); err != nil {
+				continue
+			}
+			if f == "e2e-agent.log" {
+				b, _ := os.ReadFile(dst)
+				lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+				var keep []string
+				for _, l := range lines {
+					if !strings.Contains(l, "level=DEBUG") {
+						keep = append(keep, l)
+					}
+				}
+				c.t.Logf("%s agent log (last non-debug lines; all in %s):\n%s", n, dst, strings.Join(keep[max(0, len(keep)-25):], "\n"))
+			}
+		}
+	}
+}
+
+// ---- writers ----
+
+// record is one command's outcome from a writer's CSV.
+type record struct {
+	seq        int64
+	send, done int64
+	ok         bool
+	class, msg string
+	conn       int
+}
+
+// writerRun is one writer process in the client container.
+type writerRun struct {
+	prefix string
+	out    string // CSV path in the client container
+}
+
+// startWriters starts the persistent writer (prefix <scn>p) and the one
+// that reconnects every 100 ms (prefix <scn>r).
+func (c *cluster) startWriters(ctx context.Context, scn string) []writerRun {
+	c.t.Helper()
+	var ws []writerRun
+	for _, kind := range []struct{ suffix, reconnect string }{{"p", "0"}, {"r", "100ms"}} {
+		w := writerRun{prefix: scn + kind.suffix, out: "/tmp/" + scn + kind.suffix + ".csv"}
+		script := fmt.Sprintf("echo $$ > %s.pid; exec writer write -addr %s:6380 -prefix %s -out %s -reconnect-every %s -max 5m 2>%s.err",
+			w.out, c.vip, w.prefix, w.out, kind.reconnect, w.out)
+		if err := c.env.ExecDetached(ctx, clientName, "sh", "-c", script); err != nil {
+			c.t.Fatalf("start writer %s: %v", w.prefix, err)
+		}
+		ws = append(ws, w)
+	}
+	return ws
+}
+
+// progress reads a writer's progress file: writes, acks, errors, last ack.
+func (c *cluster) progress(ctx context.Context, w writerRun) (seq, acks, errs, lastAck int64) {
+	out, err := c.exec(ctx, clientName, "cat", w.out+".progress")
+	if err != nil {
+		return
+	}
+	fmt.Sscan(out, &seq, &acks, &errs, &lastAck)
+	return
+}
+
+// waitFlowing waits until every writer has acked n more writes than at
+// the call, the last one no older than 300 ms.
+func (c *cluster) waitFlowing(ctx context.Context, ws []writerRun, n int64, d time.Duration, what string) {
+	c.t.Helper()
+	base := make([]int64, len(ws))
+	for i, w := range ws {
+		_, base[i], _, _ = c.progress(ctx, w)
+	}
+	c.poll(ctx, d, what, func() bool {
+		for i, w := range ws {
+			_, acks, _, last := c.progress(ctx, w)
+			if acks < base[i]+n || time.Since(time.Unix(0, last)) > 300*time.Millisecond {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// stopWriters stops the writers (SIGTERM by PID), copies their CSVs out
+// and parses them.
+func (c *cluster) stopWriters(ctx context.Context, ws []writerRun) map[string][]record {
+	c.t.Helper()
+	for _, w := range ws {
+		if out, err := c.exec(ctx, clientName, "sh", "-c", "kill -TERM $(cat "+w.out+".pid)"); err != nil {
+			c.t.Errorf("stop writer %s: %v %s", w.prefix, err, out)
+		}
+	}
+	res := map[string][]record{}
+	for _, w := range ws {
+		c.poll(ctx, 20*time.Second, "writer "+w.prefix+" wrote "+w.out, func() bool {
+			_, err := c.exec(ctx, clientName, "test", "-f", w.out)
+			return err == nil
+		})
+		dst := filepath.Join(c.art, filepath.Base(w.out))
+		if err := c.env.CopyFrom(ctx, clientName, w.out, dst); err != nil {
+			c.t.Fatal(err)
+		}
+		recs, err := readRecords(dst)
+		if err != nil {
+			c.t.Fatal(err)
+		}
+		res[w.prefix] = recs
+	}
+	return res
+}
+
+func readRecords(path string) ([]record, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	var recs []record
+	for first := true; sc.Scan(); first = false {
+		if first {
+			continue
+		}
+		fl := strings.Split(sc.Text(), ",")
+		if len(fl) != 7 {
+			return nil, fmt.Errorf("%s: bad line %q", path, sc.Text())
+		}
+		var r record
+		r.seq, _ = strconv.ParseInt(fl[0], 10, 64)
+		r.send, _ = strconv.ParseInt(fl[1], 10, 64)
+		r.done, _ = strconv.ParseInt(fl[2], 10, 64)
+		r.ok = fl[3] == "1"
+		r.class, r.msg = fl[4], fl[5]
+		r.conn, _ = strconv.Atoi(fl[6])
+		recs = append(recs, r)
+	}
+	return recs, sc.Err()
+}
+
+// present asks the final master which of a writer's keys it holds.
+func (c *cluster) present(ctx context.Context, w writerRun, masterNode string) map[int64]bool {
+	c.t.Helper()
+	pres := w.out + ".present"
+	if out, err := c.exec(ctx, clientName, "writer", "verify", "-addr", c.ip[masterNode]+":6379",
+		"-prefix", w.prefix, "-in", w.out, "-out", pres); err != nil {
+		c.t.Fatalf("verify %s on %s: %v\n%s", w.prefix, masterNode, err, out)
+	}
+	out, err := c.exec(ctx, clientName, "cat", pres)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	m := map[int64]bool{}
+	for _, f := range strings.Fields(out) {
+		s, _ := strconv.ParseInt(f, 10, 64)
+		m[s] = true
+	}
+	return m
+}
+
+// ---- figures ----
+
+// wfig is one writer's figures for one scenario.
+type wfig struct {
+	writes, acked, errs int
+	classes             map[string]int
+	maxErrsPerConn      int
+	firstAckMs          float64 // fault -> first ack of a write sent after it
+	maxStallMs          float64 // longest time between two acks from 1 s before the fault on
+	lost                []int64 // acknowledged, not on the final master
+	erroredApplied      int     // errored, but on the final master (allowed: outcome unknown)
+}
+
+func figures(recs []record, faultNs int64, present map[int64]bool) wfig {
+	f := wfig{classes: map[string]int{}, firstAckMs: -1}
+	perConn := map[int]int{}
+	var prevAck int64
+	for _, r := range recs {
+		f.writes++
+		if r.ok {
+			f.acked++
+			if !present[r.seq] {
+				f.lost = append(f.lost, r.seq)
+			}
+			if r.send >= faultNs && f.firstAckMs < 0 {
+				f.firstAckMs = float64(r.done-faultNs) / 1e6
+			}
+			if prevAck != 0 && r.done > faultNs-int64(time.Second) {
+				f.maxStallMs = max(f.maxStallMs, float64(r.done-prevAck)/1e6)
+			}
+			prevAck = r.done
+		} else {
+			f.errs++
+			f.classes[r.class]++
+			perConn[r.conn]++
+			f.maxErrsPerConn = max(f.maxErrsPerConn, perConn[r.conn])
+			if present[r.seq] {
+				f.erroredApplied++
+			}
+		}
+	}
+	return f
+}
+
+func (f wfig) classString() string {
+	if len(f.classes) == 0 {
+		return "-"
+	}
+	var ks []string
+	for k, v := range f.classes {
+		ks = append(ks, fmt.Sprintf("%s:%d", k, v))
+	}
+	sort.Strings(ks)
+	return strings.Join(ks, ",")
+}
+
+// report prints a scenario's figures line (and appends it to the summary).
+func (c *cluster) report(scn string, p, r wfig, oldMasterKeys int, vipMoveMs float64) {
+	line := fmt.Sprintf("figures %-22s unavail_ms=%-7.0f max_stall_ms=%-7.0f errors=%d/%d (%s | %s) acked=%d/%d lost=%d/%d old_master_writes=%d vip_move_ms=%.0f",
+		scn, p.firstAckMs, max(p.maxStallMs, r.maxStallMs), p.errs, r.errs, p.classString(), r.classString(),
+		p.acked, r.acked, len(p.lost), len(r.lost), oldMasterKeys, vipMoveMs)
+	c.t.Log(line)
+	f, err := os.OpenFile(c.summary, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+	if err == nil {
+		fmt.Fprintln(f, line)
+		f.Close()
+	}
+}
+
+// errorSamples lists up to n distinct error texts of a writer.
+func errorSamples(recs []record, n int) []string {
+	var out []string
+	for _, r := range recs {
+		if !r.ok && !slices.Contains(out, r.class+": "+r.msg) && len(out) < n {
+			out = append(out, r.class+": "+r.msg)
+		}
+	}
+	return out
+}
