@@ -88,8 +88,8 @@ func (n *Node) closeListeners() {
 	if n.web != nil {
 		_ = n.web.Close()
 	}
-	if c, ok := any(n.proxy).(interface{ Close() error }); ok && n.proxy != nil {
-		_ = c.Close() // TODO: proxy.Server.Close
+	if n.proxy != nil {
+		_ = n.proxy.Close()
 	}
 	if n.cluster != nil {
 		_ = n.cluster.Close()

@@ -86,6 +86,19 @@ func New(cfg Config, routes RouteSource, logger *slog.Logger) (*Server, error) {
 	return srv, nil
 }
 
+// Close frees the listeners New bound, for when Run will never be called
+// (e.g. a later part of the agent failed to build).
+func (srv *Server) Close() error {
+	if srv.running.Load() {
+		return nil // Run owns them and closes them when its context ends
+	}
+	var errs []error
+	for _, l := range srv.listeners() {
+		errs = append(errs, l.ln.Close())
+	}
+	return errors.Join(errs...)
+}
+
 // Addr is the read-write listener's address.
 func (srv *Server) Addr() net.Addr { return srv.rw.ln.Addr() }
 
