@@ -1,6 +1,7 @@
 package node
 
 import (
+	"slices"
 	"sync/atomic"
 
 	"github.com/redhaven/redhaven/proxy"
@@ -26,7 +27,7 @@ func (t *routeTable) RouteChanges() <-chan struct{} { return t.changes }
 // set stores r and reports whether it differs from the previous route.
 func (t *routeTable) set(r proxy.Route) bool {
 	old := t.cur.Load()
-	if old.Master == r.Master && old.Epoch == r.Epoch && equalStrings(old.Replicas, r.Replicas) {
+	if old.Master == r.Master && old.Epoch == r.Epoch && slices.Equal(old.Replicas, r.Replicas) {
 		return false
 	}
 	t.cur.Store(&r)
@@ -50,16 +51,4 @@ func routeFromObservation(obs topology.Observation, maxLagBytes int64) proxy.Rou
 		}
 	}
 	return r
-}
-
-func equalStrings(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
