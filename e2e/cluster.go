@@ -113,8 +113,8 @@ func newCluster(t *testing.T, ctx context.Context) *cluster {
 	c.ip[clientName] = env.IP(50)
 	t.Logf("network %s %s; nodes %v; VIP %s; artifacts %s", env.Network, env.Subnet, c.ip, c.vipCIDR, art)
 	t.Cleanup(func() {
-		if t.Failed() {
-			c.dumpLogs()
+		if t.Failed() || os.Getenv("REDHAVEN_ARTIFACTS") != "" {
+			c.dumpLogs(t.Failed())
 		}
 	})
 
@@ -558,9 +558,9 @@ func (c *cluster) waitHealthy(ctx context.Context, d time.Duration) health {
 	return h
 }
 
-// dumpLogs copies every node's logs into the artifacts folder and logs
-// their tails.
-func (c *cluster) dumpLogs() {
+// dumpLogs copies every node's logs into the artifacts folder and, with
+// tails, logs the agents' last non-debug lines.
+func (c *cluster) dumpLogs(tails bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	for _, n := range c.nodes {
@@ -569,7 +569,7 @@ func (c *cluster) dumpLogs() {
 			if err := c.env.CopyFrom(ctx, n, "/var/log/"+f, dst); err != nil {
 				continue
 			}
-			if f == "e2e-agent.log" {
+			if tails && f == "e2e-agent.log" {
 				b, _ := os.ReadFile(dst)
 				lines := strings.Split(strings.TrimSpace(string(b)), "\n")
 				var keep []string
@@ -732,7 +732,7 @@ type wfig struct {
 	classes             map[string]int
 	maxErrsPerConn      int
 	firstAckMs          float64 // fault -> first ack of a write sent after it
-	maxStallMs          float64 // longest time between two acks from 1 s before the fault on
+	maxStallMs          float64 // unavailability: longest time between two acks from 1 s before the fault on
 	lost                []int64 // acknowledged, not on the final master
 	erroredApplied      int     // errored, but on the final master (allowed: outcome unknown)
 }
@@ -782,8 +782,8 @@ func (f wfig) classString() string {
 
 // report prints a scenario's figures line (and appends it to the summary).
 func (c *cluster) report(scn string, p, r wfig, oldMasterKeys int, vipMoveMs float64) {
-	line := fmt.Sprintf("figures %-22s unavail_ms=%-7.0f max_stall_ms=%-7.0f errors=%d/%d (%s | %s) acked=%d/%d lost=%d/%d old_master_writes=%d vip_move_ms=%.0f",
-		scn, p.firstAckMs, max(p.maxStallMs, r.maxStallMs), p.errs, r.errs, p.classString(), r.classString(),
+	line := fmt.Sprintf("figures %-25s unavail_ms=%.0f/%.0f first_ack_ms=%.0f errors=%d/%d (%s | %s) acked=%d/%d lost=%d/%d old_master_writes=%d vip_move_ms=%.0f",
+		scn, p.maxStallMs, r.maxStallMs, p.firstAckMs, p.errs, r.errs, p.classString(), r.classString(),
 		p.acked, r.acked, len(p.lost), len(r.lost), oldMasterKeys, vipMoveMs)
 	c.t.Log(line)
 	f, err := os.OpenFile(c.summary, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)

@@ -16,11 +16,12 @@ import (
 // two writers in a client container sending SET every 5 ms through the
 // VIP: one on a persistent connection, one reconnecting every 100 ms.
 // Each scenario prints a figures line (also in figures.txt under
-// $REDHAVEN_ARTIFACTS): unavailability (fault -> first ack of a write sent
-// after it, persistent writer), the longest stall between two acks (either
-// writer), errors (persistent/reconnecting, by class), acknowledged writes
-// missing on the final master, writes that landed on a deposed master,
-// and the time the VIP took to move.
+// $REDHAVEN_ARTIFACTS); pairs are persistent/reconnecting writer:
+// unavail_ms is the longest time between two acknowledged writes from 1 s
+// before the fault on; first_ack_ms the time from the fault to the first
+// ack of a write sent after it; errors by class; acknowledged writes
+// missing on the final master; writes that landed on a deposed master;
+// the time the VIP took to move (polled every ~200 ms).
 func TestFailover(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Minute)
 	defer cancel()
@@ -123,8 +124,8 @@ func scenarioKill9(t *testing.T, c *cluster, ctx context.Context) {
 	if p.maxErrsPerConn > 1 || r.maxErrsPerConn > 1 {
 		t.Errorf("errors per connection: %d (persistent) and %d (reconnecting), want at most 1", p.maxErrsPerConn, r.maxErrsPerConn)
 	}
-	if p.firstAckMs < 0 || p.firstAckMs > 10000 {
-		t.Errorf("unavailability %.0f ms, want a first ack within 10 s", p.firstAckMs)
+	if p.firstAckMs < 0 || p.maxStallMs > 10000 {
+		t.Errorf("unavailability %.0f ms (first ack after the fault at %.0f ms), want under 10 s", p.maxStallMs, p.firstAckMs)
 	}
 }
 
@@ -247,8 +248,8 @@ func scenarioKillLeader(t *testing.T, c *cluster, ctx context.Context) {
 		t.Errorf("%d writes landed on the restarted old master %s while it was a master, e.g. %q",
 			oldKeys, victim, strings.Fields(keys)[:min(5, oldKeys)])
 	}
-	if p.firstAckMs < 0 || p.firstAckMs > 20000 {
-		t.Errorf("unavailability %.0f ms, want a first ack within 20 s", p.firstAckMs)
+	if p.firstAckMs < 0 || p.maxStallMs > 20000 {
+		t.Errorf("unavailability %.0f ms (first ack after the fault at %.0f ms), want under 20 s", p.maxStallMs, p.firstAckMs)
 	}
 }
 
@@ -270,8 +271,16 @@ func scenarioPartition(t *testing.T, c *cluster, ctx context.Context) {
 			return
 		}
 		healed = true
-		if _, err := Docker(context.Background(), "network", "connect", "--ip", c.ip[victim], c.env.Network, c.env.Name(victim)); err != nil {
+		hctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if _, err := Docker(hctx, "network", "connect", "--ip", c.ip[victim], c.env.Network, c.env.Name(victim)); err != nil {
 			t.Errorf("heal: %v", err)
+		}
+		// Docker names the new interface eth1; the node's config says
+		// eth0, as it was before the cable was pulled: name it back.
+		script := fmt.Sprintf(`set -e; i=$(ip -o -4 addr show to %s | awk '{print $2}'); [ -n "$i" ]; [ "$i" = eth0 ] || { ip link set dev "$i" down; ip link set dev "$i" name eth0; ip link set dev eth0 up; }; ip -o -4 addr show dev eth0`, c.ip[victim])
+		if out, err := c.env.Exec(hctx, victim, "sh", "-c", script); err != nil {
+			t.Errorf("heal: rename the interface back to eth0: %v %s", err, out)
 		}
 		c.mu.Lock()
 		c.down[victim] = false

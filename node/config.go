@@ -32,7 +32,10 @@ const EnvPrefix = "REDHAVEN_"
 
 // envNotConfig are REDHAVEN_* variables that are not config keys (used by
 // tests and CI), so they are not reported as unknown keys.
-var envNotConfig = map[string]bool{"REDHAVEN_REQUIRE": true, "REDHAVEN_ARTIFACTS": true, "REDHAVEN_CONFIG": true}
+var envNotConfig = map[string]bool{
+	"REDHAVEN_REQUIRE": true, "REDHAVEN_ARTIFACTS": true, "REDHAVEN_FIGURES": true, "REDHAVEN_DEB": true,
+	"REDHAVEN_HTTP_USER": true, "REDHAVEN_HTTP_PASSWORD": true, // the CLI's credentials
+}
 
 // Config is the whole agent configuration; each section belongs to the
 // package that uses it.

@@ -26,4 +26,5 @@ cfg=$PROXY_RUN_DIR/redhaven.yaml
   echo "  listen: \"127.0.0.1:${REDHAVEN_HTTP_PORT:-7190}\""
   [ -n "${REDHAVEN_EXTRA_YAML:-}" ] && printf '%s\n' "$REDHAVEN_EXTRA_YAML"
 } >"$cfg"
-exec "$BIN" agent -c "$cfg"
+# The agent treats REDHAVEN_* variables as config keys: drop this launcher's own knobs.
+exec env $(env | sed -n 's/^\(REDHAVEN_[A-Z_]*\)=.*/-u \1/p') "$BIN" agent -c "$cfg"
