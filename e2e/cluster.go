@@ -45,7 +45,8 @@ const (
 // nodeScript starts and stops the daemons inside a node container. Every
 // process is stopped by the PID it wrote, never by name.
 const nodeScript = `#!/bin/sh
-# e2e node control: start-redis [redis args] | start-sentinel | start-agent | stop-agent | kill-redis
+# e2e node control: start-redis [redis args] | start-sentinel | start-agent | stop-agent |
+# vip-sampler VIP | kill-redis
 set -u
 agent_pid=/run/e2e-agent.pid
 case "$1" in
@@ -71,6 +72,18 @@ stop-agent)
 	while kill -0 "$pid" 2>/dev/null && [ $i -lt 150 ]; do sleep 0.1; i=$((i+1)); done
 	if kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid"; echo "agent $pid needed SIGKILL"; exit 3; fi
 	rm -f "$agent_pid"
+	;;
+vip-sampler)
+	# every 50 ms: does eth0 carry the VIP ($2)? Log changes "unix-ns 0|1".
+	echo $$ >/run/e2e-vip-sampler.pid
+	last=x
+	i=0
+	while [ $i -lt 40000 ]; do
+		if ip -o -4 addr show dev eth0 2>/dev/null | grep -q " $2/"; then s=1; else s=0; fi
+		if [ "$s" != "$last" ]; then echo "$(date +%s%N) $s" >>/var/log/e2e-vip.log; last=$s; fi
+		sleep 0.05
+		i=$((i+1))
+	done
 	;;
 kill-redis)
 	pid=$(cat /run/e2e-redis.pid)
@@ -151,6 +164,7 @@ func newCluster(t *testing.T, ctx context.Context) *cluster {
 		return c.sentinelsSettled(ctx, c.ip["n1"])
 	})
 	for _, n := range c.nodes {
+		c.startSampler(ctx, n)
 		c.startAgent(ctx, n)
 	}
 	c.waitHealthy(ctx, 90*time.Second)
@@ -250,6 +264,87 @@ func (c *cluster) startAgent(ctx context.Context, n string) {
 	if err := c.env.ExecDetached(ctx, n, "/e2e/node.sh", "start-agent"); err != nil {
 		c.t.Fatalf("start agent in %s: %v", n, err)
 	}
+}
+
+// startSampler starts the VIP sampler of node n (node.sh vip-sampler).
+func (c *cluster) startSampler(ctx context.Context, n string) {
+	c.t.Helper()
+	if err := c.env.ExecDetached(ctx, n, "/e2e/node.sh", "vip-sampler", c.vip); err != nil {
+		c.t.Fatalf("start VIP sampler in %s: %v", n, err)
+	}
+}
+
+// vipChange is a node's VIP state from at on.
+type vipChange struct {
+	at   int64
+	node string
+	held bool
+}
+
+// vipHistory reads every node's sampler log, adds a "released" at each
+// time in cut (a container killed: its namespace and addresses are gone),
+// and returns all changes in time order.
+func (c *cluster) vipHistory(ctx context.Context, cut map[string]int64) []vipChange {
+	c.t.Helper()
+	var all []vipChange
+	for _, n := range c.nodes {
+		out, err := c.exec(ctx, n, "cat", "/var/log/e2e-vip.log")
+		if err != nil {
+			c.t.Errorf("VIP sampler log of %s: %v", n, err)
+			continue
+		}
+		for _, line := range strings.Split(out, "\n") {
+			var at int64
+			var held int
+			if _, err := fmt.Sscan(line, &at, &held); err == nil {
+				all = append(all, vipChange{at: at, node: n, held: held == 1})
+			}
+		}
+		if at, ok := cut[n]; ok {
+			all = append(all, vipChange{at: at, node: n, held: false})
+		}
+	}
+	sort.SliceStable(all, func(i, j int) bool { return all[i].at < all[j].at })
+	return all
+}
+
+// vipFigures replays the history over [from, to]: the total time two or
+// more nodes held the VIP, and the longest time no node held it.
+func vipFigures(hist []vipChange, from, to int64) (doubleMs, gapMs float64) {
+	held := map[string]bool{}
+	count := func() int {
+		n := 0
+		for _, h := range held {
+			if h {
+				n++
+			}
+		}
+		return n
+	}
+	events := append(slices.Clone(hist), vipChange{at: to})
+	var double, gap, runStart int64 // runStart: start of the current no-holder run, 0 = none
+	prev := int64(0)
+	for _, ch := range events {
+		if lo, hi := max(prev, from), min(ch.at, to); hi > lo {
+			switch n := count(); {
+			case n == 0:
+				if runStart == 0 {
+					runStart = lo
+				}
+				gap = max(gap, hi-runStart)
+			case n >= 2:
+				double += hi - lo
+				runStart = 0
+			default:
+				runStart = 0
+			}
+		}
+		if ch.node != "" {
+			held[ch.node] = ch.held
+		}
+		prev = ch.at
+	}
+	return float64(double) / 1e6, float64(gap) / 1e6
 }
 
 func (c *cluster) stopAgent(ctx context.Context, n string) {
@@ -781,10 +876,24 @@ func (f wfig) classString() string {
 }
 
 // report prints a scenario's figures line (and appends it to the summary).
-func (c *cluster) report(scn string, p, r wfig, oldMasterKeys int, vipMoveMs float64) {
-	line := fmt.Sprintf("figures %-25s unavail_ms=%.0f/%.0f first_ack_ms=%.0f errors=%d/%d (%s | %s) acked=%d/%d lost=%d/%d old_master_writes=%d vip_move_ms=%.0f",
+// It also reads the VIP samplers over [from, now] (cut: containers killed
+// at those times) and fails the test if two nodes held the VIP at once.
+func (c *cluster) report(ctx context.Context, scn string, p, r wfig, oldMasterKeys int, from int64, cut map[string]int64) {
+	c.t.Helper()
+	hist := c.vipHistory(ctx, cut)
+	doubleMs, gapMs := vipFigures(hist, from, time.Now().UnixNano())
+	line := fmt.Sprintf("figures %-25s unavail_ms=%.0f/%.0f first_ack_ms=%.0f errors=%d/%d (%s | %s) acked=%d/%d lost=%d/%d old_master_writes=%d vip_gap_ms=%.0f vip_double_ms=%.0f",
 		scn, p.maxStallMs, r.maxStallMs, p.firstAckMs, p.errs, r.errs, p.classString(), r.classString(),
-		p.acked, r.acked, len(p.lost), len(r.lost), oldMasterKeys, vipMoveMs)
+		p.acked, r.acked, len(p.lost), len(r.lost), oldMasterKeys, gapMs, doubleMs)
+	if doubleMs > 0 {
+		var b strings.Builder
+		for _, ch := range hist {
+			if ch.at >= from-int64(time.Second) {
+				fmt.Fprintf(&b, "  %+8.0f ms %s held=%v\n", float64(ch.at-from)/1e6, ch.node, ch.held)
+			}
+		}
+		c.t.Errorf("two nodes held the VIP at once for %.0f ms in total; VIP history:\n%s", doubleMs, b.String())
+	}
 	c.t.Log(line)
 	f, err := os.OpenFile(c.summary, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
 	if err == nil {
