@@ -192,6 +192,46 @@ func TestReadonlyAnswerIsRetried(t *testing.T) {
 	}
 }
 
+// A pipeline of plain commands shares one FIFO entry; a -READONLY in its
+// middle must still answer the commands before it as Redis did and resend
+// exactly the failed command and the ones after it.
+func TestReadonlyMidPipelineIsRetried(t *testing.T) {
+	a, b := pair(t)
+	routes := newRoutes(a.Addr)
+	srv := startProxy(t, testConfig(), routes)
+	ctx := context.Background()
+	r := dialRaw(t, srv.Addr().String())
+	r.do("+OK\r\n", "SET", "k", "0")
+	waitSynced(t, a, b)
+	promote(t, b, a) // A is a replica now, the route still says A
+	var p []byte
+	p = appendCommandStrings(p, "GET", "k")      // answered by A (a replica serves reads)
+	p = appendCommandStrings(p, "GET", "k")      //
+	p = appendCommandStrings(p, "SET", "k", "1") // -READONLY: resent from here
+	p = appendCommandStrings(p, "GET", "k")
+	p = appendCommandStrings(p, "INCR", "n")
+	r.write(string(p))
+	r.expect(bulk("0"))
+	r.expect(bulk("0"))
+	redistest.Eventually(t, 5*time.Second, "A answered READONLY", func() bool {
+		return strings.Contains(infoField(t, a.Client(), "errorstats", "errorstat_READONLY"), "count=")
+	})
+	routes.Set(b.Addr)
+	r.expect("+OK\r\n")
+	r.expect(bulk("1"))
+	r.expect(":1\r\n")
+	if st := srv.Stats().Listeners[0]; st.Resent != 3 {
+		t.Fatalf("Resent = %d, want 3", st.Resent)
+	}
+	if v, _ := b.Client().Get(ctx, "n").Result(); v != "1" {
+		t.Fatalf("n on B = %q", v)
+	}
+	// the session goes on with runs on B
+	r.write(string(appendCommandStrings(appendCommandStrings(nil, "INCR", "n"), "INCR", "n")))
+	r.expect(":2\r\n")
+	r.expect(":3\r\n")
+}
+
 func TestHoldWithoutMaster(t *testing.T) {
 	rs := redistest.StartServer(t, redistest.ServerOptions{})
 	routes := newRoutes("")

@@ -143,6 +143,8 @@ func (s *session) replyLocked(be *backendConn, frame []byte, complete bool) (fwd
 	}
 	if isErr && complete && !s.l.readonly && (bytes.HasPrefix(frame, []byte("-READONLY ")) || bytes.HasPrefix(frame, []byte("-UNBLOCKED "))) {
 		// a demoted master: it did not run the command
+		s.explodeLocked(be)
+		e = s.q.at(s.q.head)
 		s.demoted = true
 		s.demotedAddr, s.demotedGen = be.addr, s.srv.routeGen.Load()
 		be.kickC = true
@@ -166,6 +168,9 @@ func (s *session) replyLocked(be *backendConn, frame []byte, complete bool) (fwd
 	}
 	if e.raw != nil && !isErr {
 		s.applyLocked(e)
+	}
+	if e.n--; e.n > 0 && e.cnt > 1 {
+		return true, true // more replies for this run of plain commands
 	}
 	s.popLocked()
 	return true, true
@@ -237,6 +242,7 @@ func (s *session) discardLocked(be *backendConn) bool {
 func (s *session) backendGone(be *backendConn, err error) {
 	s.wmu.Lock()
 	s.mu.Lock()
+	s.explodeLocked(be)
 	be.dead = true
 	retiring := be.retiring
 	lost := []byte(ReplyLostMaster)

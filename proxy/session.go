@@ -930,30 +930,117 @@ func (s *session) commandLocked(raw []byte, inline bool) action {
 }
 
 // forwardPlainLocked queues a plain command for the backend (one reply).
+// Consecutive plain commands of one batch share one FIFO entry (a run of
+// cnt commands expecting n more replies): a pipeline costs one entry, not
+// one per command. Runs are split into one entry per command (explodeLocked)
+// before anything needs to address a single command of it (a -READONLY
+// retry, a lost connection).
 func (s *session) forwardPlainLocked(raw []byte) {
-	e := entry{gen: s.gen, n: 1, start: -1, end: -1}
+	var flags uint8
 	if s.inMulti {
-		e.flags |= fInMulti
+		flags = fInMulti
 	}
-	if len(raw) > bigCommand {
-		s.q.push(e)
-		s.inflight++
-		s.wbe = s.be
-		s.mu.Unlock()
-		s.flushLog()
-		if _, err := s.wbe.conn.Write(raw); err != nil {
-			_ = s.wbe.conn.SetDeadline(aLongTimeAgo)
-		}
-		s.mu.Lock()
-	} else {
-		e.start = s.logEnd()
+	if len(raw) <= bigCommand {
+		st := s.logEnd()
 		s.sendLog = append(s.sendLog, raw...)
-		e.end = s.logEnd()
-		s.q.push(e)
-		s.inflight++
+		if t := s.q.last(); t != nil && t.cnt > 0 && t.end == st && t.gen == s.gen && t.flags == flags &&
+			t.local == nil && s.silentAfter != s.q.tail {
+			t.cnt++
+			t.n++
+			t.end = s.logEnd()
+		} else {
+			s.q.push(entry{gen: s.gen, n: 1, cnt: 1, flags: flags, start: st, end: s.logEnd()})
+			s.inflight++
+		}
 		s.wbe = s.be
+		s.batchCmds++
+		return
 	}
+	s.q.push(entry{gen: s.gen, n: 1, start: -1, end: -1, flags: flags})
+	s.inflight++
+	s.wbe = s.be
 	s.batchCmds++
+	s.mu.Unlock()
+	s.flushLog()
+	if _, err := s.wbe.conn.Write(raw); err != nil {
+		_ = s.wbe.conn.SetDeadline(aLongTimeAgo)
+	}
+	s.mu.Lock()
+}
+
+// explodeLocked splits every run of plain commands (forwardPlainLocked)
+// into one entry per command still waiting for its reply, so that code
+// handling one command at a time (a -READONLY retry, a lost connection)
+// sees them one by one. Sequence numbers held elsewhere (silentAfter, the
+// discard position of be) are moved with their entries.
+func (s *session) explodeLocked(be *backendConn) {
+	runs := false
+	for seq := s.q.head; seq < s.q.tail; seq++ {
+		if s.q.at(seq).cnt > 1 {
+			runs = true
+			break
+		}
+	}
+	if !runs {
+		return
+	}
+	nq := fifo{head: s.q.head, tail: s.q.head}
+	silent, discard := s.silentAfter, uint64(0)
+	if be != nil {
+		discard = be.discardSeq
+	}
+	newSilent, newDiscard := s.silentAfter, discard
+	for seq := s.q.head; seq < s.q.tail; seq++ {
+		if silent == seq {
+			newSilent = nq.tail
+		}
+		if discard == seq {
+			newDiscard = nq.tail
+		}
+		e := *s.q.at(seq)
+		if e.cnt <= 1 {
+			nq.push(e)
+			continue
+		}
+		cmds := s.sendLog[e.start-s.logBase : e.end-s.logBase]
+		for i := int32(0); i < e.cnt-e.n; i++ { // already answered
+			cmds = cmds[commandLen(cmds):]
+		}
+		pos := e.end - int64(len(cmds))
+		for i := int32(0); i < e.n; i++ {
+			k := commandLen(cmds)
+			cmds = cmds[k:]
+			nq.push(entry{gen: e.gen, n: 1, cnt: 1, flags: e.flags, start: pos, end: pos + int64(k)})
+			pos += int64(k)
+		}
+		if e.local == nil && e.gen == s.gen {
+			s.inflight += int(e.n) - 1
+		}
+	}
+	if silent >= s.q.tail {
+		newSilent = nq.tail
+	}
+	if discard >= s.q.tail {
+		newDiscard = nq.tail
+	}
+	s.q = nq
+	s.silentAfter = newSilent
+	if be != nil {
+		be.discardSeq = newDiscard
+	}
+}
+
+// commandLen is the length of the RESP multibulk command at the start of
+// b (a command the session framed and forwarded: well formed).
+func commandLen(b []byte) int {
+	i := bytes.IndexByte(b, '\n') + 1
+	n, _ := parseLen(b[1 : i-2])
+	for ; n > 0; n-- {
+		j := i + bytes.IndexByte(b[i:], '\n') + 1
+		size, _ := parseLen(b[i+1 : j-2])
+		i = j + size + 2
+	}
+	return i
 }
 
 func (e *entry) flagsInMulti() bool { return e.flags&fInMulti != 0 }
