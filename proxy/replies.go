@@ -39,6 +39,9 @@ func (s *session) onBackendData(be *backendConn, n int) bool {
 
 func (s *session) framesLocked(be *backendConn) bool {
 	for be.scan < be.end {
+		if be.fs == be.scan && !be.streaming && len(be.replay) == 0 && !be.discarding && !be.framer.mid() && s.plainRepliesLocked(be) {
+			continue
+		}
 		k, done, err := be.framer.feed(be.buf[be.scan:be.end])
 		if err != nil {
 			s.log.Warn("bad reply from redis; closing session", "backend_addr", be.addr, "err", err)
@@ -90,6 +93,83 @@ func (s *session) framesLocked(be *backendConn) bool {
 		be.fs = 0
 	}
 	return true
+}
+
+// plainRepliesLocked is the fast path of framesLocked: when the head of
+// the FIFO is plain commands (one reply each, nothing to look at), the
+// simple replies complete in the buffer are counted and copied to the
+// client in one piece. It reports whether it took any; anything else
+// (aggregates, pushes, -READONLY/-UNBLOCKED, a partial reply, a head that
+// is not plain) is left to the general path.
+func (s *session) plainRepliesLocked(be *backendConn) bool {
+	if s.q.len() == 0 {
+		return false
+	}
+	e := s.q.at(s.q.head)
+	if e.kind != cmdPlain || e.local != nil || e.gen != be.gen || e.raw != nil || e.n <= 0 ||
+		e.flags&(fExecNull|fExecMoved|fExecDirty) != 0 {
+		return false
+	}
+	b := be.buf[be.scan:be.end]
+	i, k := 0, int32(0)
+	for k < e.n && i < len(b) {
+		j := simpleReplyLen(b[i:])
+		if j == 0 {
+			break
+		}
+		i += j
+		k++
+	}
+	if k == 0 {
+		return false
+	}
+	s.out = append(s.out, b[:i]...)
+	be.scan += i
+	be.fs = be.scan
+	if e.n -= k; e.n == 0 {
+		s.popLocked()
+	}
+	return true
+}
+
+// simpleReplyLen is the length of the complete simple reply (status,
+// integer, null, double, boolean, big number, non-READONLY/UNBLOCKED
+// error, bulk string) at the start of b; 0 for anything else, including
+// a reply not complete yet or malformed (the general framer decides).
+func simpleReplyLen(b []byte) int {
+	switch b[0] {
+	case '-':
+		if len(b) < len("-UNBLOCKED ") || bytes.HasPrefix(b, []byte("-READONLY ")) || bytes.HasPrefix(b, []byte("-UNBLOCKED ")) {
+			return 0
+		}
+		fallthrough
+	case '+', ':', '_', ',', '#', '(':
+		return bytes.IndexByte(b, '\n') + 1
+	case '$':
+		n, i := 0, 1
+		if len(b) >= 5 && b[1] == '-' {
+			if b[2] == '1' && b[3] == '\r' && b[4] == '\n' {
+				return 5
+			}
+			return 0
+		}
+		for ; i < len(b) && i <= 10; i++ {
+			c := b[i]
+			if c < '0' || c > '9' {
+				break
+			}
+			n = n*10 + int(c-'0')
+		}
+		if i == 1 || i+1 >= len(b) || b[i] != '\r' || b[i+1] != '\n' {
+			return 0
+		}
+		end := i + 2 + n + 2
+		if end > len(b) {
+			return 0
+		}
+		return end
+	}
+	return 0
 }
 
 // replyLocked matches one reply (or, when !complete, the head of a big

@@ -283,3 +283,54 @@ func FuzzClientInput(f *testing.F) {
 		}
 	})
 }
+
+// simpleReplyLen (the plain-reply fast path) must agree with respFramer
+// whenever it claims a reply, and leave to it what it must look at.
+func TestSimpleReplyLen(t *testing.T) {
+	tests := []struct {
+		in   string
+		want int
+	}{
+		{"+OK\r\n", 5},
+		{"+OK\r\n+OK\r\n", 5},
+		{"+OK\r", 0},
+		{":12\r\n", 5},
+		{"$5\r\nhello\r\n", 11},
+		{"$5\r\nhello\r\n:1\r\n", 11},
+		{"$5\r\nhell", 0},
+		{"$0\r\n\r\n", 6},
+		{"$-1\r\n", 5},
+		{"$-2\r\n", 0},
+		{"$\r\n", 0},
+		{"$x\r\n", 0},
+		{"$12345678901\r\n", 0},
+		{"_\r\n", 3},
+		{",1.5\r\n", 6},
+		{"#t\r\n", 4},
+		{"(123\r\n", 6},
+		{"-ERR wrong type of value\r\n", 26},
+		{"-ERR x\r\n", 0}, // too short to rule out READONLY: general path
+		{"-READONLY You can't write\r\n", 0},
+		{"-UNBLOCKED force unblock\r\n", 0},
+		{"*1\r\n$1\r\na\r\n", 0},
+		{">3\r\n", 0},
+		{"!3\r\nerr\r\n", 0},
+		{"=5\r\ntxt:a\r\n", 0},
+		{"%0\r\n", 0},
+	}
+	for _, tc := range tests {
+		t.Run(strings.TrimSpace(tc.in[:min(len(tc.in), 12)]), func(t *testing.T) {
+			got := simpleReplyLen([]byte(tc.in))
+			if got != tc.want {
+				t.Fatalf("simpleReplyLen(%q) = %d, want %d", tc.in, got, tc.want)
+			}
+			if got > 0 {
+				var f respFramer
+				k, done, err := f.feed([]byte(tc.in))
+				if err != nil || !done || k != got {
+					t.Fatalf("framer disagrees on %q: %d %v %v", tc.in, k, done, err)
+				}
+			}
+		})
+	}
+}
