@@ -163,19 +163,23 @@ func (r *requestReader) peek(unauth bool) (raw []byte, inline bool, err error) {
 			if b[r.off] != '$' {
 				return nil, false, &errProtocol{"expected '$', got '" + string(b[r.off]) + "'"}
 			}
-			j := bytes.IndexByte(b[r.off:], '\n')
+			j, size := bulkHeader(b[r.off:])
 			if j < 0 {
-				if len(b)-r.off > headerMaxBytes {
+				j = bytes.IndexByte(b[r.off:], '\n')
+				if j < 0 {
+					if len(b)-r.off > headerMaxBytes {
+						return nil, false, errInvalidBulk
+					}
+					return nil, false, nil
+				}
+				if j < 2 || b[r.off+j-1] != '\r' {
 					return nil, false, errInvalidBulk
 				}
-				return nil, false, nil
-			}
-			if j < 2 || b[r.off+j-1] != '\r' {
-				return nil, false, errInvalidBulk
-			}
-			size, ok := parseLen(b[r.off+1 : r.off+j-1])
-			if !ok || size < 0 {
-				return nil, false, errInvalidBulk
+				var ok bool
+				size, ok = parseLen(b[r.off+1 : r.off+j-1])
+				if !ok || size < 0 {
+					return nil, false, errInvalidBulk
+				}
 			}
 			if unauth && size > unauthMaxBulk {
 				return nil, false, errUnauthBulk
@@ -191,6 +195,24 @@ func (r *requestReader) peek(unauth bool) (raw []byte, inline bool, err error) {
 		}
 		return b[:r.off], false, nil
 	}
+}
+
+// bulkHeader reads the common form of a bulk header, "$<1-10 digits>\r\n",
+// at the start of b without a search: the index of its '\n' and the
+// length; j < 0 for anything else (peek's general path decides).
+func bulkHeader(b []byte) (j, size int) {
+	i := 1
+	for ; i < len(b) && i <= 10; i++ {
+		c := b[i]
+		if c < '0' || c > '9' {
+			break
+		}
+		size = size*10 + int(c-'0')
+	}
+	if i == 1 || i+1 >= len(b) || b[i] != '\r' || b[i+1] != '\n' {
+		return -1, 0
+	}
+	return i + 1, size
 }
 
 // name is the command name of the multibulk command peek returned.
