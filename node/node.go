@@ -217,7 +217,10 @@ func (n *Node) wantVIP(leader bool, r proxy.Route) bool {
 	if n.cfg.VIP.Lifetime > 0 {
 		wait = n.cfg.VIP.Lifetime + kernelExpirySlack
 	}
-	return r.Master != "" && time.Since(n.leaderSince) >= wait
+	// A planned failover pauses writes with an empty route; the leader
+	// keeps the VIP through it (clients see a pause, not a lost address).
+	routing := r.Master != "" || n.planned != nil
+	return routing && time.Since(n.leaderSince) >= wait
 }
 
 // kernelExpirySlack is how late the kernel may remove an address whose

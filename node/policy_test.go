@@ -46,6 +46,19 @@ func TestWantVIP(t *testing.T) {
 	}
 }
 
+// TestWantVIPDuringPlannedFailover: the paused (empty) route of a planned
+// failover does not make the leader drop the VIP.
+func TestWantVIPDuringPlannedFailover(t *testing.T) {
+	n := &Node{leaderSince: time.Now().Add(-time.Hour)}
+	if n.wantVIP(true, proxy.Route{}) {
+		t.Fatal("leader without a route and no planned failover wants the VIP")
+	}
+	n.planned = &plannedFailover{id: 1, started: time.Now()}
+	if !n.wantVIP(true, proxy.Route{}) {
+		t.Fatal("leader drops the VIP while a planned failover pauses writes")
+	}
+}
+
 func TestReachesSomething(t *testing.T) {
 	if reachesSomething(topology.Observation{}) {
 		t.Fatal("empty observation reaches something")
