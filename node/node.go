@@ -108,6 +108,10 @@ func (n *Node) HTTPAddr() net.Addr { return n.web.Addr() }
 // Cluster exposes the cluster agent (tests and the CLI's API use it).
 func (n *Node) Cluster() *cluster.Agent { return n.cluster }
 
+// errClusterStopped: the cluster agent returned without an error while the
+// node was still meant to run.
+var errClusterStopped = errors.New("cluster stopped")
+
 // Run starts every part and blocks until ctx ends or a part fails. On the
 // way out it first stops serving (the VIP is released by vip.Run, the
 // proxy closes its sessions), then leaves the cluster.
@@ -136,7 +140,7 @@ func (n *Node) Run(ctx context.Context) error {
 			if err != nil {
 				return fmt.Errorf("cluster: %w", err)
 			}
-			return errors.New("cluster stopped")
+			return errClusterStopped
 		case <-gctx.Done():
 			return nil
 		}
@@ -146,8 +150,8 @@ func (n *Node) Run(ctx context.Context) error {
 	if cerr := <-clusterDone; cerr != nil && err == nil {
 		err = fmt.Errorf("cluster: %w", cerr)
 	}
-	if ctx.Err() != nil && err != nil && err.Error() == "cluster stopped" {
-		err = nil
+	if ctx.Err() != nil && errors.Is(err, errClusterStopped) {
+		err = nil // the cluster ended because we are shutting down
 	}
 	n.logger.Info("agent stopped")
 	return err

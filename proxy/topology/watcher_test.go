@@ -3,13 +3,7 @@ package topology
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"log/slog"
-	"net"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -236,60 +230,9 @@ func TestWatcherFailoverAndRestartedOldMaster(t *testing.T) {
 	}
 }
 
-// startSentinels starts n password-protected Sentinels watching set (which
-// was started without Sentinels) and waits until each sees the replicas
-// and its peers. redistest.StartSet cannot do this yet: its readiness
-// check talks to the Sentinels without their password.
-func startSentinels(t *testing.T, set *redistest.Set, n int, password, sentinelPassword string) []string {
-	t.Helper()
-	host, port, _ := net.SplitHostPort(set.Master.Addr)
-	var addrs []string
-	for i := 0; i < n; i++ {
-		p := redistest.FreePort(t)
-		dir := t.TempDir()
-		conf := strings.Join([]string{
-			fmt.Sprintf("port %d", p), "bind 127.0.0.1", "daemonize no",
-			"logfile " + filepath.Join(dir, "sentinel.log"), "dir " + dir,
-			fmt.Sprintf("sentinel monitor %s %s %s %d", set.MasterName, host, port, n/2+1),
-			fmt.Sprintf("sentinel down-after-milliseconds %s 1000", set.MasterName),
-			fmt.Sprintf("sentinel failover-timeout %s 6000", set.MasterName),
-			fmt.Sprintf("sentinel auth-pass %s %s", set.MasterName, password),
-			"requirepass " + sentinelPassword, "sentinel sentinel-pass " + sentinelPassword,
-		}, "\n") + "\n"
-		path := filepath.Join(dir, "sentinel.conf")
-		if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		cmd := exec.Command("redis-sentinel", path)
-		if err := cmd.Start(); err != nil {
-			t.Fatalf("start redis-sentinel: %v", err)
-		}
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
-		t.Cleanup(func() {
-			_ = cmd.Process.Kill()
-			<-done
-		})
-		addrs = append(addrs, fmt.Sprintf("127.0.0.1:%d", p))
-	}
-	for _, a := range addrs {
-		redistest.Eventually(t, 20*time.Second, "sentinel "+a+" sees replicas and peers", func() bool {
-			c, err := dialRESP(context.Background(), a, credentials{password: sentinelPassword}, time.Second)
-			if err != nil {
-				return false
-			}
-			defer c.close()
-			v, err := c.do(time.Second, "SENTINEL", "MASTER", set.MasterName)
-			m := flatMap(v)
-			return err == nil && m["num-slaves"] == strconv.Itoa(len(set.Replicas)) && m["num-other-sentinels"] == strconv.Itoa(n-1)
-		})
-	}
-	return addrs
-}
-
 func TestWatcherPasswords(t *testing.T) {
-	set := redistest.StartSet(t, redistest.SetOptions{Password: "redis-secret", NoSentinel: true})
-	sentinels := startSentinels(t, set, 3, "redis-secret", "sentinel-secret")
+	set := redistest.StartSet(t, redistest.SetOptions{Password: "redis-secret", SentinelPassword: "sentinel-secret"})
+	sentinels := redistest.Addrs(set.Sentinels)
 	replicas := redistest.Addrs(set.Replicas)
 	sentinelConfig := func(*redistest.Set) Config {
 		cfg := DefaultConfig()
