@@ -110,6 +110,7 @@ func Flags(fs *pflag.FlagSet) {
 	fs.String("proxy-listen", d.Proxy.Listen, "read-write proxy listener (proxy.listen)")
 	fs.String("proxy-readonly-listen", "", "read-only proxy listener, off when empty (proxy.readonly_listen)")
 	fs.Duration("proxy-hold-timeout", d.Proxy.HoldTimeout, "how long commands wait for a master (proxy.hold_timeout)")
+	fs.Bool("proxy-multiplex", d.Proxy.Multiplex, "share pipelined backend connections among stateless clients (proxy.multiplex)")
 	fs.String("cluster-bind", d.Cluster.Bind, "gossip address (cluster.bind)")
 	fs.String("cluster-advertise", "", "gossip address other nodes use (cluster.advertise)")
 	fs.String("cluster-raft-bind", d.Cluster.RaftBind, "Raft address (cluster.raft_bind)")

@@ -7,18 +7,20 @@ import (
 	"time"
 )
 
-// backendConn is one connection from a session to a Redis server. The
-// session writes commands to conn; the reader goroutine (backendLoop)
-// frames the replies and hands each to the session. A later multiplexed
-// pool replaces this type, not the session logic: what a session needs
-// from it is "send these bytes" and "call me back with each reply, in
-// order, and once when you are gone".
+// backendConn is a session's connection to a Redis server: its own socket
+// (conn, read by backendLoop), or its place on a shared one (mux; the
+// shared connection's reader calls deliverMux). Either way what the
+// session needs from it is "send these bytes" and "call me back with each
+// of my replies, in order, and once when you are gone".
 type backendConn struct {
 	addr  string
-	conn  net.Conn
+	conn  net.Conn // nil on a shared connection
+	mux   *muxConn // the shared connection (proxy.multiplex), or nil
+	owner *session // set for a shared connection
 	stats *backendStats
 	cmds  atomic.Int64 // commands sent, folded into stats on retire
 	done  chan struct{}
+	gone  atomic.Bool // a shared one was ended (session.lose)
 
 	// under the session's mu
 	gen        uint64
@@ -41,15 +43,25 @@ type replayEntry struct {
 	kind cmdKind
 }
 
+// dial opens a dedicated backend connection.
 func (srv *Server) dial(addr string) (*backendConn, error) {
+	c, st, err := srv.dialTCP(addr)
+	if err != nil {
+		return nil, err
+	}
+	return &backendConn{addr: addr, conn: c, stats: st, done: make(chan struct{}), buf: make([]byte, readBufSize)}, nil
+}
+
+// dialTCP connects to a backend; a failure counts as an error of addr.
+func (srv *Server) dialTCP(addr string) (net.Conn, *backendStats, error) {
 	st := srv.backendStatsFor(addr)
 	d := net.Dialer{Timeout: srv.cfg.DialTimeout, KeepAlive: 15 * time.Second}
 	c, err := d.Dial("tcp", addr)
 	if err != nil {
 		st.errors.Add(1)
-		return nil, fmt.Errorf("dial backend %s: %w", addr, err)
+		return nil, st, fmt.Errorf("dial backend %s: %w", addr, err)
 	}
-	return &backendConn{addr: addr, conn: c, stats: st, done: make(chan struct{}), buf: make([]byte, readBufSize)}, nil
+	return c, st, nil
 }
 
 func (be *backendConn) space() []byte { return be.buf[be.end:] }

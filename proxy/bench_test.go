@@ -88,6 +88,9 @@ func TestServeForBench(t *testing.T) {
 	}
 	cfg := DefaultConfig()
 	cfg.Listen = listen
+	if v := os.Getenv("PROXY_TEST_MULTIPLEX"); v != "" {
+		cfg.Multiplex = v == "1"
+	}
 	srv, err := New(cfg, newRoutes(backend), testLogger(t))
 	if err != nil {
 		t.Fatal(err)

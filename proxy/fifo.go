@@ -36,7 +36,7 @@ func (q *fifo) push(e entry) {
 	if q.len() == len(q.buf) {
 		n := 2 * len(q.buf)
 		if n == 0 {
-			n = 64
+			n = 8 // a pipeline of plain commands is one entry (a run)
 		}
 		nb := make([]entry, n)
 		for s := q.head; s < q.tail; s++ {

@@ -50,6 +50,9 @@ func testConfig() Config {
 	cfg := DefaultConfig()
 	cfg.Listen = "127.0.0.1:0"
 	cfg.HoldTimeout = 3 * time.Second
+	if v := os.Getenv("PROXY_TEST_MULTIPLEX"); v != "" {
+		cfg.Multiplex = v == "1"
+	}
 	return cfg
 }
 

@@ -4,7 +4,7 @@ package proxy
 
 import "net"
 
-func readLoop(c net.Conn, space func() []byte, handle func(n int) bool) error {
+func readLoop(c net.Conn, space func() []byte, handle func(n int) bool, idle func()) error {
 	return plainReadLoop(c, space, handle)
 }
 

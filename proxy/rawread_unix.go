@@ -18,8 +18,9 @@ import (
 // message (bench/RESULTS.md, part 3: that extra syscall is a large share
 // of a Go proxy's cost). Deadlines still work (SetReadDeadline wakes it).
 // handle must not block for long: the descriptor's read lock is held, so a
-// Close of c waits for it.
-func readLoop(c net.Conn, space func() []byte, handle func(n int) bool) error {
+// Close of c waits for it. idle, if set, runs before each wait for
+// readiness (a session lends its read buffer back there).
+func readLoop(c net.Conn, space func() []byte, handle func(n int) bool, idle func()) error {
 	sc, ok := c.(syscall.Conn)
 	if !ok {
 		return plainReadLoop(c, space, handle)
@@ -38,6 +39,9 @@ func readLoop(c net.Conn, space func() []byte, handle func(n int) bool) error {
 			case e == syscall.EINTR:
 				continue
 			case e == syscall.EAGAIN:
+				if idle != nil {
+					idle()
+				}
 				return false
 			case e != nil:
 				rerr = e
@@ -51,6 +55,9 @@ func readLoop(c net.Conn, space func() []byte, handle func(n int) bool) error {
 				return true
 			}
 			if n < len(p) {
+				if idle != nil {
+					idle()
+				}
 				return false // drained: wait for readiness, no EAGAIN read
 			}
 		}

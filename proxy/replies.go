@@ -12,7 +12,7 @@ import (
 
 // backendLoop reads replies from be until it fails or is retired.
 func (s *session) backendLoop(be *backendConn) {
-	err := readLoop(be.conn, be.space, func(n int) bool { return s.onBackendData(be, n) })
+	err := readLoop(be.conn, be.space, func(n int) bool { return s.onBackendData(be, n) }, nil)
 	s.backendGone(be, err)
 }
 
@@ -24,6 +24,7 @@ func (s *session) onBackendData(be *backendConn, n int) bool {
 	s.mu.Lock()
 	ok := s.framesLocked(be)
 	s.emitReadyLocked()
+	s.takePendLocked()
 	wake := be.kickC || (s.drainWait && s.inflight == 0) || s.closing || !ok
 	be.kickC = false
 	if !ok {
@@ -49,7 +50,7 @@ func (s *session) framesLocked(be *backendConn) bool {
 		}
 		if be.streaming {
 			if be.streamFwd {
-				s.out = append(s.out, be.buf[be.scan:be.scan+k]...)
+				s.pend = append(s.pend, be.buf[be.scan:be.scan+k]...)
 			}
 			be.scan += k
 			be.fs = be.scan
@@ -68,7 +69,7 @@ func (s *session) framesLocked(be *backendConn) bool {
 			return false
 		}
 		if fwd {
-			s.out = append(s.out, frame...)
+			s.pend = append(s.pend, frame...)
 		}
 		be.fs = be.scan
 	}
@@ -82,7 +83,7 @@ func (s *session) framesLocked(be *backendConn) bool {
 			return false
 		}
 		if fwd {
-			s.out = append(s.out, be.buf[:be.end]...)
+			s.pend = append(s.pend, be.buf[:be.end]...)
 		}
 		be.streaming, be.streamFwd = true, fwd
 		be.fs, be.scan, be.end = 0, 0, 0
@@ -123,7 +124,7 @@ func (s *session) plainRepliesLocked(be *backendConn) bool {
 	if k == 0 {
 		return false
 	}
-	s.out = append(s.out, b[:i]...)
+	s.pend = append(s.pend, b[:i]...)
 	be.scan += i
 	be.fs = be.scan
 	if e.n -= k; e.n == 0 {
@@ -235,13 +236,13 @@ func (s *session) replyLocked(be *backendConn, frame []byte, complete bool) (fwd
 	if e.flags&(fExecNull|fExecMoved|fExecDirty) != 0 && t == '+' {
 		switch {
 		case e.flags&fExecNull != 0 && s.proto == 3:
-			s.out = append(s.out, "_\r\n"...)
+			s.pend = append(s.pend, "_\r\n"...)
 		case e.flags&fExecNull != 0:
-			s.out = append(s.out, "*-1\r\n"...)
+			s.pend = append(s.pend, "*-1\r\n"...)
 		case e.flags&fExecMoved != 0:
-			s.out = append(s.out, ReplyExecAbortMoved...)
+			s.pend = append(s.pend, ReplyExecAbortMoved...)
 		default:
-			s.out = append(s.out, ReplyExecAbortDirty...)
+			s.pend = append(s.pend, ReplyExecAbortDirty...)
 		}
 		s.popLocked()
 		return false, true
@@ -351,8 +352,12 @@ func (s *session) backendGone(be *backendConn, err error) {
 		s.closing = true // the client has part of a reply
 	}
 	s.emitReadyLocked()
+	s.takePendLocked()
 	s.mu.Unlock()
-	s.unlockOut(true)
+	s.unlockOut(be.mux == nil)
+	if be.mux != nil && s.outPending.Load() {
+		s.startFlusher()
+	}
 	if !retiring || n > 0 {
 		be.stats.errors.Add(1)
 		if !errors.Is(err, io.EOF) && !errors.Is(err, os.ErrDeadlineExceeded) && !errors.Is(err, net.ErrClosed) {

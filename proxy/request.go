@@ -2,10 +2,12 @@ package proxy
 
 import (
 	"bytes"
+	"sync"
 )
 
 const (
-	readBufSize    = 16 << 10 // per-direction read buffer
+	readBufSize    = 16 << 10 // backend read buffer
+	clientBufSize  = 4 << 10  // client read buffer to start with; grows with the requests (idle clients cost memory)
 	keepBufMax     = 1 << 20  // buffers above this are dropped when empty
 	inlineMax      = 64 << 10 // Redis's PROTO_INLINE_MAX_SIZE
 	maxMultibulk   = 1 << 20
@@ -28,6 +30,7 @@ var (
 // and it resumes where it stopped, so a big command is scanned once.
 type requestReader struct {
 	buf        []byte
+	bufp       *[]byte // buf came from clientBufs; nil: buf is its own
 	start, end int
 	max        int64
 
@@ -42,7 +45,22 @@ type requestReader struct {
 }
 
 func newRequestReader(max int64) requestReader {
-	return requestReader{buf: make([]byte, readBufSize), max: max, argsLeft: -1, pending: -1}
+	return requestReader{max: max, argsLeft: -1, pending: -1}
+}
+
+// clientBufs lends read buffers to sessions while they have input: an idle
+// client holds none (memory per idle client, make bench-idle).
+var clientBufs = sync.Pool{New: func() any { b := make([]byte, clientBufSize); return &b }}
+
+// release lends the buffer back when everything read was consumed.
+func (r *requestReader) release() {
+	if r.start != r.end || r.bufp == nil {
+		return
+	}
+	r.start, r.end = 0, 0
+	r.buf = nil
+	clientBufs.Put(r.bufp)
+	r.bufp = nil
 }
 
 func (r *requestReader) resetScan() {
@@ -55,10 +73,15 @@ func (r *requestReader) buffered() bool { return r.end > r.start }
 // space returns where to read the next bytes, making room for the command
 // being scanned.
 func (r *requestReader) space() []byte {
+	if r.buf == nil {
+		r.bufp = clientBufs.Get().(*[]byte)
+		r.buf = *r.bufp
+	}
 	if r.start == r.end {
 		r.start, r.end = 0, 0
 		if len(r.buf) > keepBufMax {
-			r.buf = make([]byte, readBufSize)
+			r.buf, r.bufp = nil, nil
+			return r.space()
 		}
 	}
 	want := r.start + r.off + 1
@@ -81,6 +104,10 @@ func (r *requestReader) space() []byte {
 		}
 		nb := make([]byte, n)
 		copy(nb, r.buf[:r.end])
+		if r.bufp != nil {
+			clientBufs.Put(r.bufp)
+			r.bufp = nil
+		}
 		r.buf = nb
 	}
 	return r.buf[r.end:]

@@ -27,6 +27,8 @@ type Server struct {
 	nextID   atomic.Uint64
 	running  atomic.Bool
 
+	mux muxPool // shared backend connections (proxy.multiplex)
+
 	mu       sync.Mutex
 	sessions map[*session]struct{}
 	backends map[string]*backendStats
@@ -43,6 +45,7 @@ type listener struct {
 	// counters of sessions that ended
 	commands, bytesIn, bytesOut, errs atomic.Int64
 	resent                            atomic.Int64 // live: sessions add directly (rare)
+	moved                             atomic.Int64 // sessions that left a shared connection for their own
 }
 
 // New validates cfg and binds the listeners (so Addr works); it starts no
@@ -62,6 +65,7 @@ func New(cfg Config, routes RouteSource, logger *slog.Logger) (*Server, error) {
 		needAuth: cfg.Password != "",
 		sessions: map[*session]struct{}{},
 		backends: map[string]*backendStats{},
+		mux:      muxPool{conns: map[muxKey][]*muxConn{}, dialing: map[muxKey]*muxDial{}},
 	}
 	if srv.needAuth && cfg.BackendPassword != "" {
 		if cfg.BackendUsername != "" {
@@ -159,6 +163,7 @@ func (srv *Server) Run(ctx context.Context) error {
 	srv.mu.Unlock()
 	loops.Wait()
 	srv.wg.Wait()
+	srv.closeMux()
 	return err
 }
 
@@ -264,6 +269,7 @@ func (srv *Server) refreshRoute() {
 	for _, s := range sessions {
 		s.kick()
 	}
+	srv.pruneMux()
 }
 
 // target is where a session should be connected now ("" none).

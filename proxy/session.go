@@ -63,6 +63,7 @@ type session struct {
 	logSent     int64  // absolute offset written so far
 	wbe         *backendConn
 	batchCmds   int64
+	logCmds     int // commands in sendLog not written yet (a shared connection counts replies)
 	localsReady bool
 	retryAt     time.Time
 	timer       *time.Timer
@@ -73,7 +74,14 @@ type session struct {
 	closeOnce sync.Once
 
 	wmu sync.Mutex
-	out []byte // client output, under wmu
+	out []byte // client output being written, under wmu
+
+	// pend is client output not yet handed to the writer (under mu):
+	// replies and local answers are appended here in FIFO order, and the
+	// holder of wmu moves it to out (takePendLocked). A multiplexed
+	// connection's reader appends here without waiting for wmu, so a
+	// client that does not read never stalls the shared connection.
+	pend []byte
 
 	mu        sync.Mutex
 	q         fifo
@@ -83,6 +91,12 @@ type session struct {
 	unsent    int // entries waiting to be sent again (after -READONLY)
 	demoted   bool
 	forceMove bool
+	// ownConn: the session has used something a shared connection cannot
+	// carry (mux.go, commands.go); it keeps a dedicated connection.
+	ownConn bool
+	// muxProto is the protocol of the shared connection the session
+	// wants (HELLO 2 or 3 moves it between shared connections).
+	muxProto int
 	// demotedAddr answered -READONLY while route generation demotedGen was
 	// current: no new connection goes there until the route changes.
 	demotedAddr string
@@ -100,8 +114,9 @@ type session struct {
 	replays     []keyedRaw
 	subs        [3]map[string]struct{} // channels, patterns, shard channels
 
-	outPending atomic.Bool // s.out holds bytes a non-blocking write left
-	flushing   atomic.Bool // a flusher goroutine is writing them
+	outPending atomic.Bool  // s.out holds bytes a non-blocking write left
+	outBacklog atomic.Int64 // len(s.out) after the last write
+	flushing   atomic.Bool  // a flusher goroutine is writing them
 
 	commands, bytesIn, bytesOut, errs atomic.Int64
 	curBE                             atomic.Pointer[backendConn]
@@ -121,6 +136,8 @@ func newSession(srv *Server, l *listener, c net.Conn, id uint64) *session {
 		wake:   make(chan struct{}, 1),
 		closed: make(chan struct{}),
 		proto:  2,
+
+		muxProto: 2,
 	}
 }
 
@@ -146,7 +163,7 @@ func (s *session) kick() {
 func (s *session) shutdown() {
 	s.closeOnce.Do(func() { close(s.closed) })
 	_ = s.client.SetDeadline(aLongTimeAgo)
-	if be := s.curBE.Load(); be != nil {
+	if be := s.curBE.Load(); be != nil && be.mux == nil {
 		_ = be.conn.SetDeadline(aLongTimeAgo)
 	}
 }
@@ -201,7 +218,7 @@ func (s *session) run() {
 			s.waitClose()
 			return
 		}
-		err := readLoop(s.client, s.rr.space, handle)
+		err := readLoop(s.client, s.rr.space, handle, s.rr.release)
 		switch {
 		case err == nil:
 		case errors.Is(err, os.ErrDeadlineExceeded):
@@ -284,7 +301,7 @@ func (s *session) subscribedLocked() bool {
 // sendableLocked says whether commands may go to the current backend.
 func (s *session) sendableLocked() bool {
 	be := s.be
-	if be == nil || be.dead || s.demoted || s.forceMove || s.unsent > 0 {
+	if be == nil || be.dead || s.demoted || s.forceMove || s.unsent > 0 || (be.mux != nil && (s.ownConn || be.mux.proto != s.muxProto)) {
 		return false
 	}
 	if g := s.srv.routeGen.Load(); g != s.routeGen {
@@ -336,13 +353,72 @@ func (s *session) ensureBackend(deadline time.Time, wait bool) bool {
 		if target == "" {
 			continue
 		}
-		nb, err := s.srv.dial(target)
+		nb, err := s.connect(target)
 		if err != nil {
 			s.log.Debug("backend dial failed", "backend_addr", target, "err", err)
 			continue
 		}
 		s.install(nb)
 	}
+}
+
+// connect opens a backend connection to addr: a place on a shared one
+// (proxy.multiplex) unless the session needs its own.
+func (s *session) connect(addr string) (*backendConn, error) {
+	s.mu.Lock()
+	shared := s.srv.cfg.Multiplex && !s.ownConn
+	proto := s.muxProto
+	s.mu.Unlock()
+	if shared {
+		return s.srv.attach(s, addr, proto)
+	}
+	return s.srv.dial(addr)
+}
+
+// needOwnLocked is called before forwarding a command a shared connection
+// cannot carry: the session moves to a dedicated connection (after the
+// replies to what it sent on the shared one), for good.
+func (s *session) needOwnLocked(cmd []byte) {
+	if !s.ownConn && s.srv.cfg.Multiplex {
+		s.ownConn = true
+		s.l.moved.Add(1)
+		s.log.Debug("session takes its own backend connection", "command", string(firstLine(cmd)))
+	}
+}
+
+// sharedOK says whether a forwarded command may go over a shared
+// connection (see ownConnTable). HELLO 2|3 without options chooses the
+// shared connection of that protocol; CLIENT SETINFO only labels the
+// connection, and is replayed if the session later takes its own.
+func (s *session) sharedOK(spec commandSpec, args [][]byte, helloFwd []byte, size int) bool {
+	if spec.own || size > bigCommand {
+		return false
+	}
+	switch spec.kind {
+	case cmdPlain:
+		return true
+	case cmdClient:
+		return len(args) >= 2 && equalFold(args[1], "setinfo")
+	case cmdHello:
+		if helloFwd != nil {
+			if cmd, err := redcon.Parse(helloFwd); err == nil {
+				args = cmd.Args
+			}
+		}
+		switch {
+		case len(args) == 1:
+			return true
+		case len(args) != 2:
+			return false
+		case string(args[1]) == "2":
+			s.muxProto = 2
+			return true
+		case string(args[1]) == "3":
+			s.muxProto = 3
+			return true
+		}
+	}
+	return false
 }
 
 // target is where to connect now, "" to wait for a route change.
@@ -373,9 +449,14 @@ func (s *session) retire(be *backendConn, deadline time.Time) {
 	be.retiring = true
 	s.drainWait = false
 	s.mu.Unlock()
-	_ = be.conn.SetDeadline(aLongTimeAgo)
-	<-be.done
-	_ = be.conn.Close()
+	if be.mux != nil {
+		be.mux.detach(be)
+		s.lose(be, errMuxClosed) // what is still due is lost
+	} else {
+		_ = be.conn.SetDeadline(aLongTimeAgo)
+		<-be.done
+		_ = be.conn.Close()
+	}
 	s.mu.Lock()
 	if s.be == be {
 		s.be = nil
@@ -394,8 +475,9 @@ func (s *session) install(nb *backendConn) {
 	s.gen++
 	nb.gen = s.gen
 	var rp []replayEntry
+	shared := nb.mux != nil // set up when dialed: the session has no other state (ownConn)
 	add := func(kind cmdKind, n int, cmd []byte) {
-		if cmd == nil {
+		if cmd == nil || shared {
 			return
 		}
 		s.sendLog = append(s.sendLog, cmd...)
@@ -445,6 +527,7 @@ func (s *session) install(nb *backendConn) {
 		e.start, e.end = st, s.logEnd()
 		e.gen = nb.gen
 		s.inflight++
+		s.logCmds++
 		s.l.resent.Add(1)
 	}
 	s.unsent = 0
@@ -458,15 +541,18 @@ func (s *session) install(nb *backendConn) {
 	s.mu.Unlock()
 	s.curBE.Store(nb)
 	nb.stats.sessions.Add(1)
-	if s.isClosed() {
-		_ = nb.conn.SetDeadline(aLongTimeAgo)
+	if !shared {
+		nb.owner = s
+		if s.isClosed() {
+			_ = nb.conn.SetDeadline(aLongTimeAgo)
+		}
+		s.bwg.Add(1)
+		go func() {
+			defer s.bwg.Done()
+			defer close(nb.done)
+			s.backendLoop(nb)
+		}()
 	}
-	s.bwg.Add(1)
-	go func() {
-		defer s.bwg.Done()
-		defer close(nb.done)
-		s.backendLoop(nb)
-	}()
 	s.flushLog()
 	s.log.Debug("backend connected", "backend_addr", nb.addr, "replayed", len(rp))
 }
@@ -529,7 +615,13 @@ func (s *session) compactLogLocked() {
 func (s *session) flushLog() {
 	p := s.sendLog[s.logSent-s.logBase:]
 	s.logSent = s.logEnd()
+	n := s.logCmds
+	s.logCmds = 0
 	if len(p) == 0 || s.wbe == nil {
+		return
+	}
+	if s.wbe.mux != nil {
+		s.wbe.mux.send(s.wbe, p, n)
 		return
 	}
 	if _, err := s.wbe.conn.Write(p); err != nil {
@@ -601,6 +693,7 @@ func (s *session) unlockOut(block bool) {
 		if waiting {
 			s.emitReadyLocked()
 		}
+		s.takePendLocked()
 		closing := s.closing
 		s.mu.Unlock()
 		s.writeOutLocked(block)
@@ -635,6 +728,7 @@ func (s *session) writeOutLocked(block bool) {
 		rest := copy(s.out, s.out[n:])
 		s.out = s.out[:rest]
 		s.outPending.Store(true)
+		s.outBacklog.Store(int64(rest))
 		return
 	case cap(s.out) > keepBufMax:
 		s.out = nil
@@ -642,6 +736,7 @@ func (s *session) writeOutLocked(block bool) {
 		s.out = s.out[:0]
 	}
 	s.outPending.Store(false)
+	s.outBacklog.Store(0)
 	if err != nil {
 		s.mu.Lock()
 		s.closing = true
@@ -658,11 +753,31 @@ func (s *session) emitReadyLocked() {
 		if e.local == nil {
 			return
 		}
-		s.out = append(s.out, e.local...)
+		s.pend = append(s.pend, e.local...)
 		if e.flags&fCloseAfter != 0 {
 			s.closing = true
 		}
 		s.q.pop()
+	}
+}
+
+// takePendLocked moves pend to out (wmu and mu held); without a copy in
+// the usual case, out being empty.
+func (s *session) takePendLocked() {
+	if len(s.pend) == 0 {
+		return
+	}
+	if len(s.out) == 0 {
+		s.out, s.pend = s.pend, s.out[:0]
+		if cap(s.pend) > keepBufMax {
+			s.pend = nil
+		}
+		return
+	}
+	s.out = append(s.out, s.pend...)
+	s.pend = s.pend[:0]
+	if cap(s.pend) > keepBufMax {
+		s.pend = nil
 	}
 }
 
@@ -725,7 +840,10 @@ func (s *session) commandLocked(raw []byte, inline bool) action {
 	if !inline && s.authed {
 		// fast path: a plain command needs no parsing beyond the framing
 		// requestReader did (the same checks as redcon's): forward it raw
-		if lookupCommand(s.rr.name(raw)).kind == cmdPlain && !s.replyOff && !s.skipNext {
+		if spec := lookupCommand(s.rr.name(raw)); spec.kind == cmdPlain && !s.replyOff && !s.skipNext {
+			if spec.own || len(raw) > bigCommand {
+				s.needOwnLocked(s.rr.name(raw))
+			}
 			if !s.sendableLocked() {
 				if !s.holdExpired {
 					return actHold
@@ -756,7 +874,8 @@ func (s *session) commandLocked(raw []byte, inline bool) action {
 	if inline {
 		raw = cmd.Raw // redcon encodes inline commands as RESP
 	}
-	kind := lookupCommand(args[0]).kind
+	spec := lookupCommand(args[0])
+	kind := spec.kind
 	silent := s.replyOff || s.skipNext
 	needAuth := s.srv.needAuth
 
@@ -772,6 +891,14 @@ func (s *session) commandLocked(raw []byte, inline bool) action {
 		s.quitting = true
 		s.localLocked("+OK\r\n", fCloseAfter, silent)
 		return actClose
+	case kind == cmdClient && lookupClientSub(args) == clientMaint:
+		// Server-pushed maintenance notices (go-redis asks for them after
+		// HELLO 3) describe moves of the server behind the proxy, which the
+		// proxy makes itself. Answered as by a Redis without them, which
+		// clients accept and go on.
+		s.skipNext = false
+		s.localLocked("-ERR unknown subcommand '"+string(args[1])+"'. Try CLIENT HELP.\r\n", 0, silent)
+		return actRead
 	case kind == cmdRefused:
 		s.skipNext = false
 		s.multiDirty = s.multiDirty || s.inMulti
@@ -811,6 +938,9 @@ func (s *session) commandLocked(raw []byte, inline bool) action {
 	}
 
 	// forwarded
+	if !s.ownConn && s.srv.cfg.Multiplex && !s.sharedOK(spec, args, helloFwd, len(raw)) {
+		s.needOwnLocked(bytes.Join(args[:min(len(args), 2)], []byte(" ")))
+	}
 	if !s.sendableLocked() {
 		if s.holdExpired {
 			s.skipNext = false
@@ -919,6 +1049,7 @@ func (s *session) commandLocked(raw []byte, inline bool) action {
 		if !silent {
 			s.q.push(e)
 			s.inflight++
+			s.logCmds++
 		}
 		s.wbe = s.be
 	}
@@ -952,6 +1083,7 @@ func (s *session) forwardPlainLocked(raw []byte) {
 			s.q.push(entry{gen: s.gen, n: 1, cnt: 1, flags: flags, start: st, end: s.logEnd()})
 			s.inflight++
 		}
+		s.logCmds++
 		s.wbe = s.be
 		s.batchCmds++
 		return

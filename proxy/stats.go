@@ -25,12 +25,14 @@ type ListenerStats struct {
 	Errors          int64 // error replies made by the proxy (refused, NOAUTH, MASTERDOWN, lost, protocol)
 	Refused         int64 // connections refused by max_clients
 	Resent          int64 // commands answered -READONLY by a demoted master and sent again to the new one
+	MovedToOwn      int64 // sessions that left a shared connection for one of their own (proxy.multiplex)
 }
 
 // BackendStats are the counters of one Redis server address.
 type BackendStats struct {
 	Addr     string
-	Sessions int64 // sessions connected to it now
+	Sessions int64 // sessions connected to it now (on shared connections too)
+	Shared   int64 // shared connections open to it (proxy.multiplex)
 	Commands int64 // commands sent to it
 	Errors   int64 // failed dials and connections lost
 }
@@ -71,7 +73,7 @@ func (srv *Server) Stats() Stats {
 			CurrentSessions: l.cur.Load(), MaxSessions: l.peak.Load(), Limit: int64(srv.cfg.MaxClients),
 			TotalSessions: l.total.Load(), Refused: l.refused.Load(),
 			Commands: l.commands.Load(), BytesIn: l.bytesIn.Load(), BytesOut: l.bytesOut.Load(), Errors: l.errs.Load(),
-			Resent: l.resent.Load(),
+			Resent: l.resent.Load(), MovedToOwn: l.moved.Load(),
 		}
 		out.Listeners = append(out.Listeners, ls)
 	}
@@ -90,8 +92,14 @@ func (srv *Server) Stats() Stats {
 			beCmds[be.addr] += be.cmds.Load()
 		}
 	}
+	shared := map[string]int64{}
+	srv.mux.mu.Lock()
+	for key, ms := range srv.mux.conns {
+		shared[key.addr] += int64(len(ms))
+	}
+	srv.mux.mu.Unlock()
 	for a, b := range backends {
-		out.Backends = append(out.Backends, BackendStats{Addr: a, Sessions: b.sessions.Load(), Commands: b.commands.Load() + beCmds[a], Errors: b.errors.Load()})
+		out.Backends = append(out.Backends, BackendStats{Addr: a, Sessions: b.sessions.Load(), Shared: shared[a], Commands: b.commands.Load() + beCmds[a], Errors: b.errors.Load()})
 	}
 	sort.Slice(out.Backends, func(i, j int) bool { return out.Backends[i].Addr < out.Backends[j].Addr })
 	return out

@@ -1,0 +1,529 @@
+package proxy
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"runtime"
+	"sync"
+	"time"
+)
+
+// muxConn is one backend connection shared by many sessions
+// (proxy.multiplex). Each session attached to it has a backendConn of its
+// own (be.mux set, no socket): the session logic is the same as on a
+// dedicated connection, it only sees its own replies.
+//
+// Writers append a batch and who it belongs to under mu; the first writer
+// in writes for everyone who appended meanwhile (one write per batch). The
+// reader frames the replies of one read, takes the owners of that many
+// replies from the queue, and hands each session its run of replies.
+type muxConn struct {
+	srv   *Server
+	key   muxKey
+	addr  string
+	proto int // 2, or 3 after HELLO 3 when dialed
+	conn  net.Conn
+	stats *backendStats
+
+	mu      sync.Mutex
+	wbuf    []byte // to be written, in order
+	spare   []byte
+	writing bool
+	pending muxQueue // owners of the replies still due, in write order
+	members map[*backendConn]struct{}
+	dead    bool
+	err     error
+
+	// owned by the reader goroutine
+	buf           []byte
+	fs, scan, end int
+	framer        respFramer
+	bounds        []int // ends of the replies complete in this read
+	batch         []muxPending
+}
+
+type muxPending struct {
+	be *backendConn
+	n  int32 // replies due
+}
+
+// muxQueue is a FIFO of muxPending.
+type muxQueue struct {
+	q    []muxPending
+	head int
+}
+
+func (q *muxQueue) push(p muxPending) {
+	if q.head > 0 && q.head == len(q.q) {
+		q.q, q.head = q.q[:0], 0
+	}
+	if n := len(q.q); n > 0 && q.q[n-1].be == p.be && q.head < n {
+		q.q[n-1].n += p.n // same session twice in a row: one run
+		return
+	}
+	q.q = append(q.q, p)
+}
+
+func (q *muxQueue) len() int { return len(q.q) - q.head }
+
+// take moves the owners of the next n replies to out.
+func (q *muxQueue) take(n int, out []muxPending) ([]muxPending, bool) {
+	for n > 0 {
+		if q.head == len(q.q) {
+			return out, false
+		}
+		h := &q.q[q.head]
+		k := int32(min(int64(n), int64(h.n)))
+		out = append(out, muxPending{be: h.be, n: k})
+		n -= int(k)
+		if h.n -= k; h.n == 0 {
+			q.q[q.head] = muxPending{}
+			q.head++
+		}
+	}
+	if q.head > 4096 && q.head*2 > len(q.q) {
+		k := copy(q.q, q.q[q.head:])
+		clear(q.q[k:])
+		q.q, q.head = q.q[:k], 0
+	}
+	return out, true
+}
+
+// muxPool holds the shared connections, per backend address.
+type muxPool struct {
+	mu      sync.Mutex
+	conns   map[muxKey][]*muxConn
+	dialing map[muxKey]*muxDial
+	wg      sync.WaitGroup
+}
+
+// muxKey: sessions share a connection to the same server, speaking the
+// same protocol (HELLO 2 or 3). The identity is the proxy's own
+// (proxy.password mode) or none: a session that authenticates itself
+// (AUTH passed through) keeps its own connection.
+type muxKey struct {
+	addr  string
+	proto int
+}
+
+type muxDial struct {
+	done chan struct{}
+	err  error
+}
+
+var errMuxClosed = errors.New("shared backend connection closed")
+
+// attach gives s a backendConn on a shared connection to addr, dialing
+// one if the pool has fewer than proxy.multiplex_conns.
+func (srv *Server) attach(s *session, addr string, proto int) (*backendConn, error) {
+	p := &srv.mux
+	key := muxKey{addr, proto}
+	for attempt := 0; attempt < 3; attempt++ {
+		p.mu.Lock()
+		var best *muxConn
+		for _, m := range p.conns[key] {
+			if best == nil || len(m.members) < len(best.members) {
+				best = m
+			}
+		}
+		if best != nil && (len(p.conns[key]) >= srv.cfg.MultiplexConns || len(best.members) == 0) {
+			best.mu.Lock()
+			if !best.dead {
+				be := &backendConn{addr: addr, mux: best, owner: s, stats: best.stats, done: make(chan struct{})}
+				close(be.done) // no reader goroutine of its own
+				best.members[be] = struct{}{}
+				best.mu.Unlock()
+				p.mu.Unlock()
+				return be, nil
+			}
+			best.mu.Unlock()
+		}
+		if d := p.dialing[key]; d != nil {
+			p.mu.Unlock()
+			<-d.done
+			if d.err != nil {
+				return nil, d.err
+			}
+			continue
+		}
+		d := &muxDial{done: make(chan struct{})}
+		p.dialing[key] = d
+		p.mu.Unlock()
+		m, err := srv.dialMux(key)
+		p.mu.Lock()
+		delete(p.dialing, key)
+		if err == nil {
+			p.conns[key] = append(p.conns[key], m)
+			p.wg.Add(1)
+			go func() {
+				defer p.wg.Done()
+				m.readLoop()
+			}()
+		}
+		d.err = err
+		close(d.done)
+		p.mu.Unlock()
+		if err != nil {
+			return nil, err
+		}
+	}
+	return nil, fmt.Errorf("shared backend connection to %s: no usable connection", addr)
+}
+
+// dialMux connects to addr, authenticates with the proxy's backend
+// credentials (proxy.password mode) and switches to RESP3 if asked,
+// before anyone shares the connection.
+func (srv *Server) dialMux(key muxKey) (*muxConn, error) {
+	addr := key.addr
+	c, st, err := srv.dialTCP(addr)
+	if err != nil {
+		return nil, err
+	}
+	var hello []byte
+	if srv.needAuth && srv.backendAuth != nil {
+		hello = append(hello, srv.backendAuth...)
+	}
+	if key.proto == 3 {
+		hello = append(hello, cmdHello3...)
+	}
+	if len(hello) > 0 {
+		_ = c.SetDeadline(time.Now().Add(srv.cfg.DialTimeout))
+		err := handshake(c, hello)
+		if err != nil {
+			st.errors.Add(1)
+			_ = c.Close()
+			return nil, fmt.Errorf("set up shared backend connection to %s: %w", addr, err)
+		}
+		_ = c.SetDeadline(time.Time{})
+	}
+	srv.log.Debug("shared backend connection opened", "backend_addr", addr, "protocol", key.proto)
+	return &muxConn{srv: srv, key: key, addr: addr, proto: key.proto, conn: c, stats: st,
+		members: map[*backendConn]struct{}{}, buf: make([]byte, readBufSize)}, nil
+}
+
+// handshake sends cmds and reads one reply per command; an error reply
+// fails it.
+func handshake(c net.Conn, cmds []byte) error {
+	want := 0
+	for rest := cmds; len(rest) > 0; rest = rest[commandLen(rest):] {
+		want++
+	}
+	if _, err := c.Write(cmds); err != nil {
+		return err
+	}
+	buf := make([]byte, 0, 4096)
+	var f respFramer
+	start, scan := 0, 0
+	for want > 0 {
+		if len(buf) == cap(buf) {
+			if cap(buf) > 1<<20 {
+				return errors.New("handshake reply too large")
+			}
+			buf = append(buf, make([]byte, cap(buf))...)[:len(buf)]
+		}
+		n, err := c.Read(buf[len(buf):cap(buf)])
+		if err != nil {
+			return err
+		}
+		buf = buf[:len(buf)+n]
+		for scan < len(buf) {
+			k, done, err := f.feed(buf[scan:])
+			if err != nil {
+				return err
+			}
+			scan += k
+			if !done {
+				break
+			}
+			if buf[start] == '-' || buf[start] == '!' {
+				return fmt.Errorf("refused: %s", firstLine(buf[start:scan]))
+			}
+			start = scan
+			want--
+		}
+	}
+	return nil
+}
+
+// send writes one batch of be's commands (n replies due). The batches of
+// every session are written in the order they were appended; whoever
+// finds no write under way writes for all.
+func (m *muxConn) send(be *backendConn, p []byte, n int) {
+	m.mu.Lock()
+	if m.dead {
+		m.mu.Unlock()
+		return // the reader's end answers be's commands as lost
+	}
+	m.wbuf = append(m.wbuf, p...)
+	if n > 0 {
+		m.pending.push(muxPending{be: be, n: int32(n)})
+	}
+	if m.writing {
+		m.mu.Unlock()
+		return
+	}
+	m.writing = true
+	m.mu.Unlock()
+	// Let the other sessions that are ready to run append their commands
+	// first: without this, on few cores each session would find no write
+	// under way and write its own command alone (no batching; measured).
+	runtime.Gosched()
+	m.mu.Lock()
+	for len(m.wbuf) > 0 && !m.dead {
+		b := m.wbuf
+		m.wbuf = m.spare[:0]
+		m.mu.Unlock()
+		_, err := m.conn.Write(b)
+		m.mu.Lock()
+		if cap(b) <= keepBufMax {
+			m.spare = b[:0]
+		} else {
+			m.spare = nil
+		}
+		if err != nil {
+			_ = m.conn.SetDeadline(aLongTimeAgo) // the reader ends it for everyone
+			break
+		}
+	}
+	m.writing = false
+	m.mu.Unlock()
+}
+
+// detach removes be from the connection; a connection nobody uses is
+// closed once its address is out of the route.
+func (m *muxConn) detach(be *backendConn) {
+	p := &m.srv.mux
+	p.mu.Lock()
+	m.mu.Lock()
+	delete(m.members, be)
+	idle := len(m.members) == 0 && !m.dead
+	m.mu.Unlock()
+	p.mu.Unlock()
+	if idle && !m.srv.inRoute(m.addr) {
+		m.close()
+	}
+}
+
+func (m *muxConn) close() { _ = m.conn.SetDeadline(aLongTimeAgo) }
+
+// pruneMux closes the idle shared connections to addresses no longer in
+// the route.
+func (srv *Server) pruneMux() {
+	p := &srv.mux
+	p.mu.Lock()
+	var idle []*muxConn
+	for key, ms := range p.conns {
+		if srv.inRoute(key.addr) {
+			continue
+		}
+		for _, m := range ms {
+			m.mu.Lock()
+			if len(m.members) == 0 {
+				idle = append(idle, m)
+			}
+			m.mu.Unlock()
+		}
+	}
+	p.mu.Unlock()
+	for _, m := range idle {
+		m.close()
+	}
+}
+
+// closeMux ends every shared connection and waits for their readers.
+func (srv *Server) closeMux() {
+	p := &srv.mux
+	p.mu.Lock()
+	for _, ms := range p.conns {
+		for _, m := range ms {
+			m.close()
+		}
+	}
+	p.mu.Unlock()
+	p.wg.Wait()
+}
+
+func (m *muxConn) space() []byte {
+	if len(m.buf)-m.end < 4096 {
+		if m.fs > 0 {
+			n := copy(m.buf, m.buf[m.fs:m.end])
+			m.scan -= m.fs
+			m.end = n
+			m.fs = 0
+		}
+		if len(m.buf)-m.end < 4096 {
+			// one reply larger than the buffer: it is delivered whole
+			nb := make([]byte, 2*len(m.buf))
+			copy(nb, m.buf[:m.end])
+			m.buf = nb
+		}
+	}
+	return m.buf[m.end:]
+}
+
+func (m *muxConn) readLoop() {
+	err := readLoop(m.conn, m.space, m.onData, nil)
+	if err == nil {
+		err = errMuxClosed
+	}
+	m.fail(err)
+}
+
+// onData frames the replies complete in the buffer, finds whose they are
+// and hands each session its run.
+func (m *muxConn) onData(n int) bool {
+	m.end += n
+	m.bounds = m.bounds[:0]
+	for m.scan < m.end {
+		if !m.framer.mid() {
+			if j := simpleReplyLen(m.buf[m.scan:m.end]); j > 0 {
+				m.scan += j
+				m.bounds = append(m.bounds, m.scan)
+				continue
+			}
+		}
+		k, done, err := m.framer.feed(m.buf[m.scan:m.end])
+		if err != nil {
+			m.err = fmt.Errorf("bad reply from redis: %w", err)
+			return false
+		}
+		m.scan += k
+		if !done {
+			break
+		}
+		m.bounds = append(m.bounds, m.scan)
+	}
+	if len(m.bounds) > 0 {
+		m.mu.Lock()
+		var ok bool
+		m.batch, ok = m.pending.take(len(m.bounds), m.batch[:0])
+		m.mu.Unlock()
+		if !ok {
+			m.err = errors.New("reply with no command waiting for it")
+			return false
+		}
+		pos, i := m.fs, 0
+		for _, p := range m.batch {
+			i += int(p.n)
+			end := m.bounds[i-1]
+			p.be.owner.deliverMux(p.be, m.buf[pos:end])
+			pos = end
+		}
+		clear(m.batch)
+		m.fs = pos
+	}
+	if m.fs == m.end {
+		m.fs, m.scan, m.end = 0, 0, 0
+		if len(m.buf) > readBufSize && len(m.buf) > keepBufMax {
+			m.buf = make([]byte, readBufSize)
+		}
+	}
+	return true
+}
+
+// fail ends the shared connection: every session on it loses what it had
+// in flight, as with a dedicated connection.
+func (m *muxConn) fail(err error) {
+	if m.err != nil {
+		err = m.err
+	}
+	p := &m.srv.mux
+	p.mu.Lock()
+	m.mu.Lock()
+	m.dead = true
+	members := make([]*backendConn, 0, len(m.members))
+	for be := range m.members {
+		members = append(members, be)
+	}
+	m.members = map[*backendConn]struct{}{}
+	m.mu.Unlock()
+	ms := p.conns[m.key]
+	for i, x := range ms {
+		if x == m {
+			p.conns[m.key] = append(ms[:i:i], ms[i+1:]...)
+			break
+		}
+	}
+	if len(p.conns[m.key]) == 0 {
+		delete(p.conns, m.key)
+	}
+	p.mu.Unlock()
+	_ = m.conn.Close()
+	quiet := errors.Is(err, io.EOF) || errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, net.ErrClosed) || errors.Is(err, errMuxClosed)
+	if len(members) > 0 && !quiet {
+		m.srv.log.Warn("shared backend connection lost", "backend_addr", m.addr, "err", err, "sessions", len(members))
+	} else {
+		m.srv.log.Debug("shared backend connection closed", "backend_addr", m.addr, "err", err, "sessions", len(members))
+	}
+	for _, be := range members {
+		be.owner.lose(be, err)
+	}
+}
+
+// deliverMux hands s its replies (complete ones) from a shared connection.
+// It never waits for the client: the replies go to pend, and are written
+// now if the client's socket takes them, else by the flusher.
+func (s *session) deliverMux(be *backendConn, replies []byte) {
+	s.mu.Lock()
+	if be.retiring || be.dead || s.be != be {
+		s.mu.Unlock()
+		return // retired with these still due: already answered as lost
+	}
+	be.buf, be.fs, be.scan, be.end = replies, 0, 0, len(replies)
+	ok := s.framesLocked(be)
+	be.buf = nil
+	wake := be.kickC || (s.drainWait && s.inflight == 0) || !ok
+	be.kickC = false
+	if !ok {
+		s.closing = true
+	}
+	over := int64(len(s.pend))+s.outBacklog.Load() > s.srv.cfg.ClientOutputLimit
+	if over {
+		s.closing = true
+		s.pend = nil
+	}
+	s.localsWaiting = true
+	s.mu.Unlock()
+	if over {
+		s.log.Warn("client output over proxy.client_output_limit; closing the client (it does not read its replies)",
+			"limit_bytes", s.srv.cfg.ClientOutputLimit)
+		s.shutdown()
+		return
+	}
+	if s.wmu.TryLock() {
+		s.unlockOut(false)
+	}
+	if s.outPending.Load() {
+		s.startFlusher()
+	}
+	if wake {
+		s.kick()
+	}
+}
+
+// lose ends be (shared connection gone, or the session retired it): once.
+func (s *session) lose(be *backendConn, err error) {
+	if be.gone.CompareAndSwap(false, true) {
+		s.backendGone(be, err)
+	}
+}
+
+// inRoute says whether addr is the master or a replica of the route.
+func (srv *Server) inRoute(addr string) bool {
+	r := srv.route.Load()
+	if r == nil {
+		return false
+	}
+	if addr == r.Master {
+		return true
+	}
+	for _, x := range r.Replicas {
+		if x == addr {
+			return true
+		}
+	}
+	return false
+}
