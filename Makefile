@@ -5,7 +5,7 @@ GOFLAGS_BUILD := -trimpath -ldflags "-s -w -X main.version=$(VERSION)"
 BIN := dist/redhaven
 GO_TEST_FLAGS ?= -race -timeout 25m
 
-.PHONY: help build test test-short vet deps-check bench bench-failover bench-cluster e2e demo clean
+.PHONY: help build test test-short vet deps-check bench bench-idle bench-failover bench-cluster e2e demo clean
 
 include packaging/package.mk
 
@@ -24,12 +24,17 @@ deps-check: ## leaves must not import each other or node (see DESIGN.md)
 
 test: vet deps-check build ## every test: unit, real redis/sentinel, cluster, netns, chromium, packages (seed corpora of fuzz targets included)
 	go test $(GO_TEST_FLAGS) ./...
+	@echo "== proxy tests again with proxy.multiplex off (1:1 backend connections)"
+	PROXY_TEST_MULTIPLEX=0 go test $(GO_TEST_FLAGS) ./proxy
 
 test-short: ## unit tests only
 	go test -short ./...
 
-bench: build ## redis-benchmark: direct vs redhaven vs HAProxy, interleaved, ratios
+bench: build ## redis-benchmark: direct vs HAProxy vs redhaven (1:1 and multiplexed), interleaved, ratios
 	./e2e/bench/proxy-bench.sh
+
+bench-idle: build ## memory per idle client connection (10k clients): HAProxy vs redhaven (1:1 and multiplexed)
+	./e2e/bench/idle-rss.sh
 
 bench-failover: build ## kill -9 the master under a 5 ms writer: redhaven vs HAProxy
 	./e2e/bench/failover-bench.sh
@@ -38,7 +43,7 @@ bench-cluster: ## cluster figures: leader kill -> new leader, kill -9 master -> 
 	go test -count=1 -run 'TestClusterFigures' -v ./node/ | grep -E 'figure|ok|FAIL'
 
 e2e: package ## Docker end-to-end failovers (3 nodes from the .deb, VIP, client traffic), figures printed
-	REDHAVEN_DEB=$$(ls dist/redhaven_*.deb) go test -tags e2e -count=1 -timeout 30m -v ./e2e/... 2>&1 | tee dist/e2e.log | grep -E '^(=== RUN|--- |ok|FAIL|PASS)|figures|e2e_test|failover_test'
+	set -o pipefail; REDHAVEN_DEB=$$(realpath dist/redhaven_*.deb) go test -tags e2e -count=1 -timeout 30m -v ./e2e/... 2>&1 | tee dist/e2e.log | grep -E '^(=== RUN|--- |ok|FAIL|PASS)|figures|e2e_test|failover_test'
 
 demo: build ## 3 redis + 3 sentinels + redhaven on loopback; Ctrl-C stops everything
 	./e2e/demo.sh

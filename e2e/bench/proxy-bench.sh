@@ -1,17 +1,34 @@
 #!/usr/bin/env bash
 # proxy-bench.sh (make bench): redis-benchmark -t set,get -c 50 at pipeline 1
-# and 16 against a direct redis, redhaven and HAProxy 2.6 (mode tcp, the
-# classic role:master check), interleaved rounds, medians and same-round
-# ratios; then CPU per request of each.
+# and 16 against a direct redis, redhaven (1:1: proxy.multiplex: false set
+# explicitly, one backend connection per client), redhaven-mux
+# (proxy.multiplex: true: stateless clients share pipelined backend
+# connections) and HAProxy 2.6 (mode tcp, the classic role:master check), interleaved rounds, medians and same-round ratios; then
+# CPU per request of each. Extra sections (ROUNDS_EXTRA rounds each): pipeline 1
+# with 500 clients, and 1 KiB values (-d 1024) at P1 and P16 with 50 clients.
 #
 # Layout (from the baseline study in ../shared/bench/RESULTS.md): redis + the
 # proxy pinned to CPU0, redis-benchmark to CPU1 (LAYOUT=srv0-cli1), so every
 # proxy gets the same budget: one core shared with redis. LAYOUT=none: no pinning.
 # Env: ROUNDS [5] REQUESTS [200000] PIPELINES ["1 16"] LAYOUT [srv0-cli1]
+#      ROUNDS_EXTRA [3]  rounds of each extra section; 0 skips them
+#      REQUESTS_EXTRA [$REQUESTS]  redis-benchmark -n of the extra sections
+#      CPU_REQUESTS [200000]  -n of each CPU-per-request run
+#      RH_GOMAXPROCS []  GOMAXPROCS for the two redhaven agents only (empty: Go's
+#                        default, which is 1 under LAYOUT=srv0-cli1, see below)
+#      MUX_CONNS [1]     proxy.multiplex_conns of redhaven-mux
 #      REDHAVEN_BIN [dist/redhaven]  OUT_DIR [e2e/bench/results/bench-<date>]
-# Ports 7001 (redis), 7100 + 7190 (haproxy), 7300 (redhaven) must be free.
+# Ports 7001 (redis), 7100 + 7190 (haproxy), 7300 + 7310/7311/7390 (redhaven),
+# 7400 + 7410/7411/7490 (redhaven-mux) must be free.
 . "$(dirname "$0")/lib.sh"
 export ROUNDS=${ROUNDS:-5}
+export REQUESTS=${REQUESTS:-200000}
+PIPELINES=${PIPELINES:-"1 16"}
+ROUNDS_EXTRA=${ROUNDS_EXTRA:-3}
+REQUESTS_EXTRA=${REQUESTS_EXTRA:-$REQUESTS}
+CPU_REQUESTS=${CPU_REQUESTS:-200000}
+RH_GOMAXPROCS=${RH_GOMAXPROCS:-}
+MUX_CONNS=${MUX_CONNS:-1}
 LAYOUT=${LAYOUT:-srv0-cli1}
 STAMP=$(date +%Y%m%d-%H%M%S)
 export OUT_DIR=${OUT_DIR:-$BENCH_DIR/results/bench-$STAMP}
@@ -20,70 +37,123 @@ BIN=${REDHAVEN_BIN:-$BENCH_DIR/../../dist/redhaven}
 mkdir -p "$RUN" "$OUT_DIR"
 trap 'stop_all' EXIT
 trap 'exit 130' INT TERM
-for t in redis-server redis-benchmark haproxy taskset; do command -v $t >/dev/null || die "$t missing: apt-get install redis-server redis-tools haproxy util-linux"; done
+for t in redis-server redis-benchmark redis-cli haproxy taskset curl; do command -v $t >/dev/null || die "$t missing: apt-get install redis-server redis-tools haproxy util-linux curl"; done
 [ -x "$BIN" ] || die "$BIN missing: run make build"
-for p in 7001 7100 7190 7300 7310 7311 7390; do port_free $p || die "port $p busy"; done
+case $RH_GOMAXPROCS in ''|[1-9]|[1-9][0-9]) ;; *) die "RH_GOMAXPROCS must be empty or a number 1..99, got '$RH_GOMAXPROCS'" ;; esac
+for p in 7001 7100 7190 7300 7310 7311 7390 7400 7410 7411 7490; do port_free $p || die "port $p busy"; done
+
+# CPU placement. redis and HAProxy are pinned after start as before (HAProxy
+# sizes nbthread from the affinity it sees at start: 2 threads sharing CPU0,
+# as in the earlier figures). The redhaven agents are STARTED under
+# `taskset -c 0` instead: Go sizes GOMAXPROCS from the affinity mask at start,
+# so the runtime matches the one-core budget from its first instruction (Go
+# >= 1.25 would also lower GOMAXPROCS ~1 s after a later taskset, since go.mod
+# says go 1.26, but starting pinned does not depend on that and makes the
+# setting explicit). RH_GOMAXPROCS=2 reproduces "2 Ps on one core";
+# versions.txt records the value each agent reports in /metrics.
+case $LAYOUT in
+  none) AGENT_PIN=(); BC= ;;
+  srv0-cli1) AGENT_PIN=(taskset -c 0); BC=1 ;;
+  *) die "unknown LAYOUT $LAYOUT" ;;
+esac
+gomaxprocs() { curl -s "http://127.0.0.1:$1/metrics" | awk '$1=="go_sched_gomaxprocs_threads"{print $2}'; }
 
 start_redis "$BENCH_DIR/conf/redis-7001.conf" 7001 "$RUN/redis-7001.log" --dir "$RUN"; REDIS_PID=$LAST_PID
 start_bg "$RUN/haproxy.log" haproxy -db -f "$BENCH_DIR/conf/haproxy-part1.cfg"; HAPROXY_PID=$LAST_PID
-cat >"$RUN/redhaven.yaml" <<CFG
-node_name: bench
-data_dir: $RUN/data
-redis:
-  nodes: ["127.0.0.1:7001"]
-  check_interval: 1s
-proxy:
-  listen: "127.0.0.1:7300"
-cluster:
-  bind: "127.0.0.1:7310"
-  raft_bind: "127.0.0.1:7311"
-  bootstrap_expect: 1
-http:
-  listen: "127.0.0.1:7390"
-log:
-  level: warn
-CFG
-start_bg "$RUN/redhaven.log" "$BIN" agent -c "$RUN/redhaven.yaml"; RH_PID=$LAST_PID
+start_agent redhaven 7300 7310 7311 7390 "  multiplex: false"; RH_PID=$LAST_PID
+start_agent redhaven-mux 7400 7410 7411 7490 "  multiplex: true
+  multiplex_conns: $MUX_CONNS"; MUX_PID=$LAST_PID
 wait_port 7100 10 || die "haproxy did not start"
 wait_port 7300 10 || die "redhaven did not start (see $RUN/redhaven.log)"
+wait_port 7400 10 || die "redhaven-mux did not start (see $RUN/redhaven-mux.log)"
 for i in $(seq 1 100); do
   curl -s 'http://127.0.0.1:7190/stats;csv' | grep -q '^redis,r7001,UP' && break; sleep 0.1
 done
-for i in $(seq 1 100); do [ "$(rcli -p 7300 SET bench:ready 1 2>/dev/null)" = OK ] && break; sleep 0.1; done
+for port in 7300 7400; do
+  for i in $(seq 1 100); do [ "$(rcli -p $port SET bench:ready 1 2>/dev/null)" = OK ] && break; sleep 0.1; done
+done
 [ "$(rcli -p 7100 PING)" = PONG ] || die "PING via haproxy failed"
 [ "$(rcli -p 7300 SET bench:ready 1)" = OK ] || die "SET via redhaven failed (see $RUN/redhaven.log)"
+[ "$(rcli -p 7400 SET bench:ready 1)" = OK ] || die "SET via redhaven-mux failed (see $RUN/redhaven-mux.log)"
+
+case $LAYOUT in
+  srv0-cli1) for p in $REDIS_PID $HAPROXY_PID; do taskset -apc 0 "$p" >/dev/null || die "taskset 0 $p"; done ;;
+esac
+sleep 0.5
 {
   echo "redis:    $(redis-server --version)"
   echo "haproxy:  $(haproxy -v | head -1); threads=$(ls /proc/$HAPROXY_PID/task | wc -l)"
-  echo "redhaven: $("$BIN" version); threads=$(ls /proc/$RH_PID/task | wc -l)"
+  echo "redhaven: $("$BIN" version); threads=$(ls /proc/$RH_PID/task | wc -l); GOMAXPROCS=$(gomaxprocs 7390) (RH_GOMAXPROCS=${RH_GOMAXPROCS:-unset})"
+  echo "rh-mux:   multiplex=true multiplex_conns=$MUX_CONNS; threads=$(ls /proc/$MUX_PID/task | wc -l); GOMAXPROCS=$(gomaxprocs 7490)"
   echo "cpus:     $(nproc) x $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2)"
-  echo "layout:   $LAYOUT, rounds $ROUNDS, n=${REQUESTS:-200000}, c=50"
+  echo "layout:   $LAYOUT, rounds $ROUNDS, n=$REQUESTS, c=50; extras: rounds $ROUNDS_EXTRA, n=$REQUESTS_EXTRA"
 } | tee "$OUT_DIR/versions.txt"
 
-pin() { local cpus=$1 p; shift; for p in "$@"; do taskset -apc "$cpus" "$p" >/dev/null || die "taskset $cpus $p"; done; }
-case $LAYOUT in
-  none) BC= ;;
-  srv0-cli1) pin 0 $REDIS_PID $HAPROXY_PID $RH_PID; BC=1 ;;
-  *) die "unknown LAYOUT $LAYOUT" ;;
-esac
-TARGETS="direct=127.0.0.1:7001 haproxy=127.0.0.1:7100 redhaven=127.0.0.1:7300"
-LABEL=$LAYOUT BENCH_CPUS=$BC "$BENCH_DIR/proxy-overhead.sh" $TARGETS 2>"$OUT_DIR/progress.log" >/dev/null \
-  || die "proxy-overhead.sh failed (see $OUT_DIR/progress.log)"
-S=$OUT_DIR/summary-$LAYOUT.txt
+TARGETS="direct=127.0.0.1:7001 haproxy=127.0.0.1:7100 redhaven=127.0.0.1:7300 redhaven-mux=127.0.0.1:7400"
+# overhead LABEL [env...]: one interleaved series into OUT_DIR (raw.csv, summary-LABEL.txt)
+overhead() {
+  local label=$1; shift
+  env "$@" LABEL="$label" BENCH_CPUS="$BC" "$BENCH_DIR/proxy-overhead.sh" $TARGETS 2>>"$OUT_DIR/progress.log" >/dev/null \
+    || die "proxy-overhead.sh $label failed (see $OUT_DIR/progress.log)"
+}
+# vs_haproxy LABEL: each redhaven target vs direct and vs HAProxy, per P and test:
+# medians over rounds of SAME-ROUND ratios (rps, p50, p99), from raw.csv.
+vs_haproxy() {
+  awk -F, -v l="$1" -v pipes="$2" '
+    function med(s,   a, n, i, j, x) { n=split(s, a, " "); if (n==0) return 0
+      for (i=2; i<=n; i++) { x=a[i]+0; for (j=i-1; j>=1 && a[j]+0>x; j--) a[j+1]=a[j]; a[j+1]=x }
+      return (n%2) ? a[(n+1)/2] : (a[n/2]+a[n/2+1])/2 }
+    NR>1 && $1==l { k=$2"|"$4"|"$5; rps[$3"|"k]=$6; p50[$3"|"k]=$9; p99[$3"|"k]=$11; R[$2]=1 }
+    END {
+      printf "%-3s %-4s %-12s %12s %13s %15s %10s %10s %2s\n", "P", "test", "target", "rps/direct", "rps/haproxy", "min-max", "p50/hap", "p99/hap", "n"
+      np=split(pipes, P, " "); nt=split("redhaven redhaven-mux", T, " "); split("SET GET", K, " ")
+      for (pi=1; pi<=np; pi++) for (ki=1; ki<=2; ki++) for (ti=1; ti<=nt; ti++) {
+        sd=""; sh=""; s50=""; s99=""; cnt=0; lo=1e9; hi=0
+        for (r in R) { k=r"|"P[pi]"|"K[ki]; t=T[ti]"|"k; h="haproxy|"k; d="direct|"k
+          if (!(t in rps) || !(h in rps) || rps[h]<=0) continue
+          cnt++; x=rps[t]/rps[h]; sh=sh" "x; if (x<lo) lo=x; if (x>hi) hi=x
+          if (rps[d]>0) sd=sd" "rps[t]/rps[d]
+          if (p50[h]>0) s50=s50" "p50[t]/p50[h]; if (p99[h]>0) s99=s99" "p99[t]/p99[h] }
+        if (cnt==0) continue
+        printf "%-3s %-4s %-12s %12.3f %13.3f %7.3f-%-7.3f %10.2f %10.2f %2d\n", P[pi], K[ki], T[ti], med(sd), med(sh), lo, hi, med(s50), med(s99), cnt
+      } }' "$OUT_DIR/raw.csv"
+}
+cpu_table() { # cpu_table P REQUESTS [env...]
+  local P=$1 n=$2; shift 2
+  env "$@" BENCH_CPUS="$BC" "$BENCH_DIR/cpu-per-request.sh" $REDIS_PID "$P" "$n" \
+    direct=7001:- haproxy=7100:$HAPROXY_PID redhaven=7300:$RH_PID redhaven-mux=7400:$MUX_PID
+}
+
+overhead "$LAYOUT" ROUNDS="$ROUNDS" REQUESTS="$REQUESTS" PIPELINES="$PIPELINES" CLIENTS=50 DATA_SIZE=
+if [ "$ROUNDS_EXTRA" -gt 0 ]; then
+  overhead c500 ROUNDS="$ROUNDS_EXTRA" REQUESTS="$REQUESTS_EXTRA" PIPELINES=1 CLIENTS=500 DATA_SIZE=
+  overhead d1024 ROUNDS="$ROUNDS_EXTRA" REQUESTS="$REQUESTS_EXTRA" PIPELINES="1 16" CLIENTS=50 DATA_SIZE=1024
+fi
 {
   echo
-  echo "== throughput and latency (median over $ROUNDS interleaved rounds; ratio columns vs direct) =="
-  cat "$S"
+  echo "== throughput and latency (c=50, median over $ROUNDS interleaved rounds; ratio columns vs direct) =="
+  cat "$OUT_DIR/summary-$LAYOUT.txt"
   echo
-  echo "== redhaven vs HAProxy (same-round ratios to direct, divided) =="
-  awk 'NR>1 {rr[$2"|"$3"|"$4]=$7; p50[$2"|"$3"|"$4]=$10; p99[$2"|"$3"|"$4]=$11; k[$3"|"$4]=1}
-       END { printf "%-3s %-4s %14s %14s %12s %12s\n", "P", "test", "redhaven/direct", "redhaven/haproxy", "p50 rh/hap", "p99 rh/hap";
-             for (x in k) { split(x, a, "|"); r="redhaven|"x; h="haproxy|"x;
-               printf "%-3s %-4s %14.3f %14.3f %12.2f %12.2f\n", a[1], a[2], rr[r], (rr[h]>0?rr[r]/rr[h]:0), (p50[h]>0?p50[r]/p50[h]:0), (p99[h]>0?p99[r]/p99[h]:0) } }' "$S" | sort -n
+  echo "== redhaven and redhaven-mux vs HAProxy (c=50; medians of same-round ratios) =="
+  vs_haproxy "$LAYOUT" "$PIPELINES"
+  if [ "$ROUNDS_EXTRA" -gt 0 ]; then
+    echo
+    echo "== extra: 500 clients, P1 (median over $ROUNDS_EXTRA rounds) =="
+    cat "$OUT_DIR/summary-c500.txt"
+    echo
+    vs_haproxy c500 1
+    echo
+    echo "== extra: 1 KiB values (-d 1024), c=50 (median over $ROUNDS_EXTRA rounds) =="
+    cat "$OUT_DIR/summary-d1024.txt"
+    echo
+    vs_haproxy d1024 "1 16"
+  fi
   echo
-  echo "== CPU per request (us; one run each, P1 and P16, n=200000) =="
-  for P in 1 16; do
-    "$BENCH_DIR/cpu-per-request.sh" $REDIS_PID $P 200000 direct=7001:- haproxy=7100:$HAPROXY_PID redhaven=7300:$RH_PID
-  done
+  echo "== CPU per request (us; one run each, n=$CPU_REQUESTS; rd_conns, new_conns: redis connections during the run, and those the run opened) =="
+  for P in $PIPELINES; do cpu_table "$P" "$CPU_REQUESTS" CLIENTS=50 DATA_SIZE=; done
+  if [ "$ROUNDS_EXTRA" -gt 0 ]; then
+    cpu_table 1 "$CPU_REQUESTS" CLIENTS=500 DATA_SIZE= | tail -n +2
+    for P in $PIPELINES; do cpu_table "$P" "$CPU_REQUESTS" CLIENTS=50 DATA_SIZE=1024 | tail -n +2; done
+  fi
 } | tee "$OUT_DIR/report.txt"
 log "results in $OUT_DIR"
