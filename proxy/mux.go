@@ -488,7 +488,7 @@ func (s *session) deliverMux(be *backendConn, replies []byte) {
 	s.localsWaiting = true
 	s.mu.Unlock()
 	if over {
-		s.log.Warn("client output over proxy.client_output_limit; closing the client (it does not read its replies)",
+		s.logger().Warn("client output over proxy.client_output_limit; closing the client (it does not read its replies)",
 			"limit_bytes", s.srv.cfg.ClientOutputLimit)
 		s.shutdown()
 		return

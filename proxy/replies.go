@@ -45,7 +45,7 @@ func (s *session) framesLocked(be *backendConn) bool {
 		}
 		k, done, err := be.framer.feed(be.buf[be.scan:be.end])
 		if err != nil {
-			s.log.Warn("bad reply from redis; closing session", "backend_addr", be.addr, "err", err)
+			s.logger().Warn("bad reply from redis; closing session", "backend_addr", be.addr, "err", err)
 			return false
 		}
 		if be.streaming {
@@ -185,7 +185,7 @@ func (s *session) replyLocked(be *backendConn, frame []byte, complete bool) (fwd
 		}
 		r := &be.replay[0]
 		if isErr {
-			s.log.Warn("replaying session state failed; closing session", "backend_addr", be.addr, "reply", string(firstLine(frame)))
+			s.logger().Warn("replaying session state failed; closing session", "backend_addr", be.addr, "reply", string(firstLine(frame)))
 			return false, false
 		}
 		if isPubsubKind(r.kind) {
@@ -208,13 +208,16 @@ func (s *session) replyLocked(be *backendConn, frame []byte, complete bool) (fwd
 		return false, s.discardLocked(be)
 	}
 	if head == nil || head.local != nil || head.gen != be.gen {
-		s.log.Warn("reply with no command waiting for it; closing session", "backend_addr", be.addr)
+		s.logger().Warn("reply with no command waiting for it; closing session", "backend_addr", be.addr)
 		return false, false
 	}
 	e := head
 	if isPubsubKind(e.kind) && !isErr {
 		if e.n < 0 {
-			e.n = int32(max(1, len(s.subs[pubsubFamily(e.kind)])))
+			e.n = 1
+			if s.replayState != nil {
+				e.n = int32(max(1, len(s.subs[pubsubFamily(e.kind)])))
+			}
 		}
 		s.applyPubsubLocked(frame)
 		if e.n--; e.n <= 0 {
@@ -314,7 +317,7 @@ func (s *session) discardLocked(be *backendConn) bool {
 			return true
 		}
 	}
-	s.log.Warn("reply with no command waiting for it; closing session", "backend_addr", be.addr)
+	s.logger().Warn("reply with no command waiting for it; closing session", "backend_addr", be.addr)
 	return false
 }
 
@@ -361,9 +364,9 @@ func (s *session) backendGone(be *backendConn, err error) {
 	if !retiring || n > 0 {
 		be.stats.errors.Add(1)
 		if !errors.Is(err, io.EOF) && !errors.Is(err, os.ErrDeadlineExceeded) && !errors.Is(err, net.ErrClosed) {
-			s.log.Debug("backend connection lost", "backend_addr", be.addr, "err", err, "in_flight", n)
+			s.debug("backend connection lost", "backend_addr", be.addr, "err", err, "in_flight", n)
 		} else {
-			s.log.Debug("backend connection closed", "backend_addr", be.addr, "in_flight", n)
+			s.debug("backend connection closed", "backend_addr", be.addr, "in_flight", n)
 		}
 	}
 	if !retiring {
@@ -399,6 +402,7 @@ func (s *session) applyPubsubLocked(frame []byte) {
 	default:
 		return
 	}
+	s.ensureStateLocked()
 	switch k {
 	case psSubscribe, psPsubscribe, psSsubscribe:
 		if s.subs[fam] == nil {
@@ -419,6 +423,7 @@ func (s *session) applyLocked(e *entry) {
 		return
 	}
 	args := cmd.Args
+	s.ensureStateLocked()
 	switch e.kind {
 	case cmdAuth:
 		s.authRaw = e.raw

@@ -29,6 +29,9 @@ type Server struct {
 
 	mux muxPool // shared backend connections (proxy.multiplex)
 
+	idle            *idlePoller // parked idle sessions (park.go); nil: never parked
+	parkedSinceFree atomic.Int64
+
 	mu       sync.Mutex
 	sessions map[*session]struct{}
 	backends map[string]*backendStats
@@ -46,6 +49,7 @@ type listener struct {
 	commands, bytesIn, bytesOut, errs atomic.Int64
 	resent                            atomic.Int64 // live: sessions add directly (rare)
 	moved                             atomic.Int64 // sessions that left a shared connection for their own
+	parked                            atomic.Int64 // idle sessions without a goroutine now (park.go)
 }
 
 // New validates cfg and binds the listeners (so Addr works); it starts no
@@ -130,6 +134,11 @@ func (srv *Server) Run(ctx context.Context) error {
 	srv.refreshRoute()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	if p, err := newIdlePoller(); err != nil {
+		srv.log.Info("idle sessions keep their goroutine", "err", err)
+	} else {
+		srv.idle = p
+	}
 	fatal := make(chan error, 2)
 	var loops sync.WaitGroup
 	for _, l := range srv.listeners() {
@@ -146,6 +155,13 @@ func (srv *Server) Run(ctx context.Context) error {
 		defer loops.Done()
 		srv.routeLoop(ctx)
 	}()
+	if srv.idle != nil {
+		loops.Add(1)
+		go func() {
+			defer loops.Done()
+			srv.parkLoop(ctx.Done())
+		}()
+	}
 	var err error
 	select {
 	case <-ctx.Done():
@@ -163,6 +179,9 @@ func (srv *Server) Run(ctx context.Context) error {
 	srv.mu.Unlock()
 	loops.Wait()
 	srv.wg.Wait()
+	if srv.idle != nil {
+		srv.idle.close()
+	}
 	srv.closeMux()
 	return err
 }
@@ -212,10 +231,7 @@ func (srv *Server) acceptLoop(ctx context.Context, l *listener) error {
 		srv.sessions[s] = struct{}{}
 		srv.wg.Add(1)
 		srv.mu.Unlock()
-		go func() {
-			defer srv.wg.Done()
-			s.run()
-		}()
+		go s.serve()
 	}
 }
 

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"context"
 	"crypto/subtle"
 	"errors"
 	"log/slog"
@@ -10,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/tidwall/redcon"
@@ -42,7 +44,6 @@ type session struct {
 	l      *listener
 	id     uint64
 	client net.Conn
-	log    *slog.Logger
 
 	// owned by run (changed under mu where the reader looks at them)
 	rr          requestReader
@@ -106,13 +107,10 @@ type session struct {
 	// localsWaiting: proxy replies were queued; whoever holds wmu writes them
 	localsWaiting bool
 	// state confirmed by Redis, replayed on a new backend connection
-	proto       int
-	authRaw     []byte
-	selectRaw   []byte
-	nameRaw     []byte
-	readonlyRaw []byte
-	replays     []keyedRaw
-	subs        [3]map[string]struct{} // channels, patterns, shard channels
+	proto int
+	// *replayState is nil until a command sets some (most sessions never
+	// do; memory per idle client): written after ensureState only.
+	*replayState
 
 	outPending atomic.Bool  // s.out holds bytes a non-blocking write left
 	outBacklog atomic.Int64 // len(s.out) after the last write
@@ -120,6 +118,29 @@ type session struct {
 
 	commands, bytesIn, bytesOut, errs atomic.Int64
 	curBE                             atomic.Pointer[backendConn]
+
+	// parking (park.go)
+	fd          int         // the client socket's descriptor, -1 if unknown
+	started     bool        // run has been called (owned by whichever goroutine runs it)
+	parked      atomic.Bool // no goroutine: the socket waits in the idle poller
+	parkReq     atomic.Bool // the sweep found the session idle
+	kickPending atomic.Bool // kicked since the loop last looked at events
+	sweepIn     int64       // bytesIn at the previous sweep (parkLoop's own)
+}
+
+type replayState struct {
+	authRaw     []byte
+	selectRaw   []byte
+	nameRaw     []byte
+	readonlyRaw []byte
+	replays     []keyedRaw
+	subs        [3]map[string]struct{} // channels, patterns, shard channels
+}
+
+func (s *session) ensureStateLocked() {
+	if s.replayState == nil {
+		s.replayState = &replayState{}
+	}
 }
 
 type keyedRaw struct {
@@ -128,9 +149,8 @@ type keyedRaw struct {
 }
 
 func newSession(srv *Server, l *listener, c net.Conn, id uint64) *session {
-	return &session{
-		srv: srv, l: l, id: id, client: c,
-		log:    srv.log.With("listener", l.name, "client_addr", c.RemoteAddr().String()),
+	s := &session{
+		srv: srv, l: l, id: id, client: c, fd: -1,
 		rr:     newRequestReader(srv.cfg.MaxRequestBytes),
 		authed: !srv.needAuth,
 		wake:   make(chan struct{}, 1),
@@ -138,6 +158,24 @@ func newSession(srv *Server, l *listener, c net.Conn, id uint64) *session {
 		proto:  2,
 
 		muxProto: 2,
+	}
+	if sc, ok := c.(syscall.Conn); ok {
+		if rc, err := sc.SyscallConn(); err == nil {
+			_ = rc.Control(func(fd uintptr) { s.fd = int(fd) })
+		}
+	}
+	return s
+}
+
+// logger names the session in log lines. Made on use, not kept: a logger
+// per session would cost every idle client memory (make bench-idle).
+func (s *session) logger() *slog.Logger {
+	return s.srv.log.With("listener", s.l.name, "client_addr", s.client.RemoteAddr().String())
+}
+
+func (s *session) debug(msg string, args ...any) {
+	if s.srv.log.Enabled(context.Background(), slog.LevelDebug) {
+		s.logger().Debug(msg, args...)
 	}
 }
 
@@ -150,13 +188,16 @@ func (s *session) isClosed() bool {
 	}
 }
 
-// kick wakes the session goroutine, wherever it waits.
+// kick wakes the session goroutine, wherever it waits (a parked session
+// gets a new one).
 func (s *session) kick() {
+	s.kickPending.Store(true) // before looking at parked: park stores parked, then looks here
 	select {
 	case s.wake <- struct{}{}:
 	default:
 	}
 	_ = s.client.SetReadDeadline(aLongTimeAgo)
+	s.resume()
 }
 
 // shutdown makes the session end (any goroutine may call it).
@@ -166,6 +207,7 @@ func (s *session) shutdown() {
 	if be := s.curBE.Load(); be != nil && be.mux == nil {
 		_ = be.conn.SetDeadline(aLongTimeAgo)
 	}
+	s.resume()
 }
 
 func (s *session) sleep(until time.Time) {
@@ -186,10 +228,26 @@ func (s *session) sleep(until time.Time) {
 	s.timer.Stop()
 }
 
-// run serves the client until it leaves or the server stops.
-func (s *session) run() {
-	defer s.teardown()
-	s.log.Debug("client connected")
+// serve runs the session in this goroutine until it ends or parks.
+func (s *session) serve() {
+	if s.run() {
+		return // parked: the idle poller, kick or shutdown resumes it
+	}
+	s.srv.wg.Done()
+}
+
+// run serves the client until it leaves, the server stops or the session
+// parks (true; see park.go).
+func (s *session) run() (parked bool) {
+	defer func() {
+		if !parked {
+			s.teardown()
+		}
+	}()
+	if !s.started {
+		s.started = true
+		s.debug("client connected")
+	}
 	handle := func(n int) bool {
 		s.rr.end += n
 		s.bytesIn.Add(int64(n))
@@ -197,9 +255,10 @@ func (s *session) run() {
 		return s.processInput() == actRead
 	}
 	for !s.isClosed() {
+		s.kickPending.Store(false)
 		s.handleEvents()
 		if s.isClosed() {
-			return
+			return false
 		}
 		act := actRead
 		if s.quitting {
@@ -216,17 +275,21 @@ func (s *session) run() {
 			continue
 		case actClose:
 			s.waitClose()
-			return
+			return false
 		}
 		err := readLoop(s.client, s.rr.space, handle, s.rr.release)
 		switch {
 		case err == nil:
 		case errors.Is(err, os.ErrDeadlineExceeded):
+			if s.parkReq.Swap(false) && s.tryPark() {
+				return true
+			}
 			_ = s.client.SetReadDeadline(s.retryAt)
 		default:
-			return
+			return false
 		}
 	}
+	return false
 }
 
 func (s *session) teardown() {
@@ -240,7 +303,7 @@ func (s *session) teardown() {
 	s.bwg.Wait()
 	_ = s.client.Close()
 	s.srv.unregister(s)
-	s.log.Debug("client disconnected")
+	s.debug("client disconnected")
 }
 
 // waitClose lets the replies before a QUIT or a protocol error go out.
@@ -295,7 +358,7 @@ func (s *session) handleEvents() {
 }
 
 func (s *session) subscribedLocked() bool {
-	return len(s.subs[0])+len(s.subs[1])+len(s.subs[2]) > 0
+	return s.replayState != nil && len(s.subs[0])+len(s.subs[1])+len(s.subs[2]) > 0
 }
 
 // sendableLocked says whether commands may go to the current backend.
@@ -355,7 +418,7 @@ func (s *session) ensureBackend(deadline time.Time, wait bool) bool {
 		}
 		nb, err := s.connect(target)
 		if err != nil {
-			s.log.Debug("backend dial failed", "backend_addr", target, "err", err)
+			s.debug("backend dial failed", "backend_addr", target, "err", err)
 			continue
 		}
 		s.install(nb)
@@ -382,7 +445,7 @@ func (s *session) needOwnLocked(cmd []byte) {
 	if !s.ownConn && s.srv.cfg.Multiplex {
 		s.ownConn = true
 		s.l.moved.Add(1)
-		s.log.Debug("session takes its own backend connection", "command", string(firstLine(cmd)))
+		s.debug("session takes its own backend connection", "command", string(firstLine(cmd)))
 	}
 }
 
@@ -485,21 +548,25 @@ func (s *session) install(nb *backendConn) {
 			rp = append(rp, replayEntry{n: int32(n), kind: kind})
 		}
 	}
+	st := s.replayState
+	if st == nil {
+		st = &replayState{} // nothing to replay; not kept
+	}
 	if s.srv.needAuth {
 		add(cmdAuth, 1, s.srv.backendAuth)
 	} else {
-		add(cmdAuth, 1, s.authRaw)
+		add(cmdAuth, 1, st.authRaw)
 	}
 	if s.proto == 3 {
 		add(cmdHello, 1, cmdHello3)
 	}
-	add(cmdSelect, 1, s.selectRaw)
-	add(cmdClient, 1, s.nameRaw)
-	add(cmdReadonly, 1, s.readonlyRaw)
-	for _, r := range s.replays {
+	add(cmdSelect, 1, st.selectRaw)
+	add(cmdClient, 1, st.nameRaw)
+	add(cmdReadonly, 1, st.readonlyRaw)
+	for _, r := range st.replays {
 		add(cmdClient, 1, r.raw)
 	}
-	for fam, set := range s.subs {
+	for fam, set := range st.subs {
 		if len(set) == 0 {
 			continue
 		}
@@ -554,7 +621,7 @@ func (s *session) install(nb *backendConn) {
 		}()
 	}
 	s.flushLog()
-	s.log.Debug("backend connected", "backend_addr", nb.addr, "replayed", len(rp))
+	s.debug("backend connected", "backend_addr", nb.addr, "replayed", len(rp))
 }
 
 var (

@@ -26,6 +26,7 @@ type ListenerStats struct {
 	Refused         int64 // connections refused by max_clients
 	Resent          int64 // commands answered -READONLY by a demoted master and sent again to the new one
 	MovedToOwn      int64 // sessions that left a shared connection for one of their own (proxy.multiplex)
+	Parked          int64 // idle sessions parked now: no goroutine until their client sends
 }
 
 // BackendStats are the counters of one Redis server address.
@@ -73,7 +74,7 @@ func (srv *Server) Stats() Stats {
 			CurrentSessions: l.cur.Load(), MaxSessions: l.peak.Load(), Limit: int64(srv.cfg.MaxClients),
 			TotalSessions: l.total.Load(), Refused: l.refused.Load(),
 			Commands: l.commands.Load(), BytesIn: l.bytesIn.Load(), BytesOut: l.bytesOut.Load(), Errors: l.errs.Load(),
-			Resent: l.resent.Load(), MovedToOwn: l.moved.Load(),
+			Resent: l.resent.Load(), MovedToOwn: l.moved.Load(), Parked: l.parked.Load(),
 		}
 		out.Listeners = append(out.Listeners, ls)
 	}

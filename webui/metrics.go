@@ -9,8 +9,8 @@ import (
 type collector struct {
 	src Source
 
-	sessionsCur, sessionsMax, sessionsLimit, sessionsTotal *prometheus.Desc
-	commands, bytesIn, bytesOut, errors, refused           *prometheus.Desc
+	sessionsCur, sessionsMax, sessionsLimit, sessionsTotal, sessionsIdle, movedToOwn *prometheus.Desc
+	commands, bytesIn, bytesOut, errors, refused                                     *prometheus.Desc
 
 	backendUp, backendMaster, backendLag, backendOffset, backendLink *prometheus.Desc
 	backendSessions, backendCommands, backendErrors                  *prometheus.Desc
@@ -31,6 +31,8 @@ func newCollector(src Source) *collector {
 		sessionsMax:   d("proxy_sessions_max", "Highest number of client sessions open at once.", "listener"),
 		sessionsLimit: d("proxy_sessions_limit", "Configured client session limit (0: none).", "listener"),
 		sessionsTotal: d("proxy_sessions_total", "Client sessions accepted.", "listener"),
+		sessionsIdle:  d("proxy_sessions_idle", "Idle client sessions parked now (no goroutine until the client sends).", "listener"),
+		movedToOwn:    d("proxy_sessions_moved_to_own_total", "Sessions that left a shared backend connection for their own (proxy.multiplex).", "listener"),
 		commands:      d("proxy_commands_total", "Commands forwarded.", "listener"),
 		bytesIn:       d("proxy_bytes_in_total", "Bytes received from clients.", "listener"),
 		bytesOut:      d("proxy_bytes_out_total", "Bytes sent to clients.", "listener"),
@@ -64,7 +66,7 @@ func newCollector(src Source) *collector {
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
-		c.sessionsCur, c.sessionsMax, c.sessionsLimit, c.sessionsTotal, c.commands, c.bytesIn, c.bytesOut, c.errors, c.refused,
+		c.sessionsCur, c.sessionsMax, c.sessionsLimit, c.sessionsTotal, c.sessionsIdle, c.movedToOwn, c.commands, c.bytesIn, c.bytesOut, c.errors, c.refused,
 		c.backendUp, c.backendMaster, c.backendLag, c.backendOffset, c.backendLink, c.backendSessions, c.backendCommands,
 		c.backendErrors, c.backendCheck, c.backendDowntime, c.sentinelReachable, c.sentinelEpoch,
 		c.routeEpoch, c.routeHasMaster, c.ready, c.leader, c.members, c.vipHeld, c.failover, c.build,
@@ -106,6 +108,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		gauge(c.sessionsMax, float64(f.MaxSessions), l)
 		gauge(c.sessionsLimit, float64(f.Limit), l)
 		counter(c.sessionsTotal, float64(f.TotalSessions), l)
+		gauge(c.sessionsIdle, float64(f.IdleSessions), l)
+		counter(c.movedToOwn, float64(f.MovedToOwn), l)
 		counter(c.commands, float64(f.CommandsTotal), l)
 		counter(c.bytesIn, float64(f.BytesIn), l)
 		counter(c.bytesOut, float64(f.BytesOut), l)

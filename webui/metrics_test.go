@@ -80,6 +80,8 @@ func TestMetrics(t *testing.T) {
 		{"redhaven_proxy_bytes_out_total", []string{"listener=ro"}, 3_456_789_012, dto.MetricType_COUNTER},
 		{"redhaven_proxy_errors_total", []string{"listener=rw"}, 17, dto.MetricType_COUNTER},
 		{"redhaven_proxy_refused_total", []string{"listener=ro"}, 3, dto.MetricType_COUNTER},
+		{"redhaven_proxy_sessions_idle", []string{"listener=rw"}, 301, dto.MetricType_GAUGE},
+		{"redhaven_proxy_sessions_moved_to_own_total", []string{"listener=rw"}, 12, dto.MetricType_COUNTER},
 		{"redhaven_proxy_sessions_limit", []string{"listener=rw"}, 10000, dto.MetricType_GAUGE},
 		{"redhaven_backend_up", []string{"addr=" + addrA}, 1, dto.MetricType_GAUGE},
 		{"redhaven_backend_up", []string{"addr=" + addrC}, 0, dto.MetricType_GAUGE},

@@ -13,7 +13,7 @@
 # Env: N [10000]     client connections; lowered to fit the open-files hard limit
 #                    (a 1:1 proxy holds 2 descriptors per client)
 #      CMD [set]     command sent on each connection: set or ping
-#      SETTLE_S [2]  wait before each RSS reading
+#      SETTLE_S [3]  wait before each RSS reading (redhaven parks a session after 0.5-1 s idle)
 #      RH_GOMAXPROCS []  GOMAXPROCS for the redhaven agents only (empty: Go's default)
 #      MUX_CONNS [1]  proxy.multiplex_conns of redhaven-mux
 #      TARGETS ["haproxy redhaven redhaven-mux"]  which proxies, in this order
@@ -27,7 +27,7 @@
 . "$(dirname "$0")/lib.sh"
 N=${N:-10000}
 CMD=${CMD:-set}
-SETTLE_S=${SETTLE_S:-2}
+SETTLE_S=${SETTLE_S:-3}
 RH_GOMAXPROCS=${RH_GOMAXPROCS:-}
 MUX_CONNS=${MUX_CONNS:-1}
 TARGETS=${TARGETS:-"haproxy redhaven redhaven-mux"}
