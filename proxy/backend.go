@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"fmt"
 	"net"
 	"sync/atomic"
@@ -53,6 +54,10 @@ func (srv *Server) dial(addr string) (*backendConn, error) {
 }
 
 // dialTCP connects to a backend; a failure counts as an error of addr.
+// After a connection to addr was lost, the next one must answer a PING
+// before anything is sent on it: a Redis being killed still completes TCP
+// handshakes until its listening socket closes, and commands written on
+// such a connection would come back "outcome unknown" a second time.
 func (srv *Server) dialTCP(addr string) (net.Conn, *backendStats, error) {
 	st := srv.backendStatsFor(addr)
 	d := net.Dialer{Timeout: srv.cfg.DialTimeout, KeepAlive: 15 * time.Second}
@@ -61,7 +66,43 @@ func (srv *Server) dialTCP(addr string) (net.Conn, *backendStats, error) {
 		st.errors.Add(1)
 		return nil, st, fmt.Errorf("dial backend %s: %w", addr, err)
 	}
+	if st.lost.Load() {
+		if err := pingCheck(c, srv.cfg.DialTimeout); err != nil {
+			st.errors.Add(1)
+			_ = c.Close()
+			return nil, st, fmt.Errorf("backend %s does not answer PING since a connection to it was lost: %w", addr, err)
+		}
+		st.lost.Store(false)
+	}
 	return c, st, nil
+}
+
+var pingRaw = appendCommandStrings(nil, "PING")
+
+// pingCheck sends PING and waits for a one-line reply (+PONG, or an error
+// such as -NOAUTH: either way the server reads its connections).
+func pingCheck(c net.Conn, timeout time.Duration) error {
+	_ = c.SetDeadline(time.Now().Add(timeout))
+	defer c.SetDeadline(time.Time{})
+	if _, err := c.Write(pingRaw); err != nil {
+		return err
+	}
+	var buf [256]byte
+	n := 0
+	for n < len(buf) {
+		k, err := c.Read(buf[n:])
+		n += k
+		if i := bytes.Index(buf[:n], []byte("\r\n")); i >= 0 {
+			if i+2 != n || (buf[0] != '+' && buf[0] != '-') {
+				return fmt.Errorf("unexpected reply to PING %q", buf[:n])
+			}
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return fmt.Errorf("reply to PING too long: %q", buf[:32])
 }
 
 func (be *backendConn) space() []byte { return be.buf[be.end:] }

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -334,5 +335,58 @@ func TestSubscriberSurvivesMasterKill(t *testing.T) {
 	}
 	if st := srv.Stats(); st.Listeners[0].TotalSessions != 2 || st.Listeners[0].Errors != 0 {
 		t.Fatalf("stats: %+v", st.Listeners[0])
+	}
+}
+
+// TestNoSecondLossOnDyingMaster: after its connection to the master broke,
+// the proxy does not send commands on a new connection to that address
+// until the server answers a PING. A master being killed still completes
+// TCP handshakes for a moment (stood in for here by a listener that
+// accepts and resets without reading); commands written there would be
+// lost a second time.
+func TestNoSecondLossOnDyingMaster(t *testing.T) {
+	a := redistest.StartServer(t, redistest.ServerOptions{})
+	b := redistest.StartServer(t, redistest.ServerOptions{})
+	routes := newRoutes(a.Addr)
+	srv := startProxy(t, testConfig(), routes)
+	c := dialRaw(t, srv.Addr().String())
+	c.do("+OK\r\n", "SET", "k", "before")
+
+	a.Kill()
+	ln, err := net.Listen("tcp", a.Addr)
+	if err != nil {
+		t.Fatalf("listen on the dead master's address: %v", err)
+	}
+	defer ln.Close()
+	accepted := make(chan struct{}, 100)
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			select {
+			case accepted <- struct{}{}:
+			default:
+			}
+			go func() {
+				time.Sleep(50 * time.Millisecond)
+				_ = conn.(*net.TCPConn).SetLinger(0)
+				_ = conn.Close()
+			}()
+		}
+	}()
+
+	c.send("SET", "k", "after")
+	select {
+	case <-accepted:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the proxy did not try the old address again")
+	}
+	time.Sleep(300 * time.Millisecond) // several redials meet the dying server
+	routes.Set(b.Addr)
+	c.expect("+OK\r\n")
+	if got, err := b.Client().Get(context.Background(), "k").Result(); err != nil || got != "after" {
+		t.Fatalf("GET k on the new master = %q, %v; want after", got, err)
 	}
 }

@@ -453,6 +453,9 @@ func (m *muxConn) fail(err error) {
 	p.mu.Unlock()
 	_ = m.conn.Close()
 	quiet := errors.Is(err, io.EOF) || errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, net.ErrClosed) || errors.Is(err, errMuxClosed)
+	if !errors.Is(err, net.ErrClosed) && !errors.Is(err, errMuxClosed) {
+		m.stats.lost.Store(true) // not closed by us
+	}
 	if len(members) > 0 && !quiet {
 		m.srv.log.Warn("shared backend connection lost", "backend_addr", m.addr, "err", err, "sessions", len(members))
 	} else {

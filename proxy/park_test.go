@@ -12,18 +12,6 @@ import (
 	"github.com/redhaven/redhaven/proxy/redistest"
 )
 
-// waitFor polls cond every 20 ms until it holds or d passes.
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 func parkedNow(srv *Server) int64 { return srv.Stats().Listeners[0].Parked }
 
 // TestIdleSessionsPark: idle sessions on shared connections give up their
@@ -56,7 +44,7 @@ func TestIdleSessionsPark(t *testing.T) {
 		clients = append(clients, c)
 	}
 	before := runtime.NumGoroutine()
-	waitFor(t, 5*time.Second, "the idle sessions on shared connections are not parked", func() bool {
+	redistest.Eventually(t, 5*time.Second, "the idle sessions on shared connections are not parked", func() bool {
 		return parkedNow(srv) == plain+resp3
 	})
 	time.Sleep(parkSweep * 3)
@@ -77,21 +65,21 @@ func TestIdleSessionsPark(t *testing.T) {
 	}
 
 	// A route change reaches parked sessions: they follow it.
-	waitFor(t, 5*time.Second, "sessions not parked again", func() bool { return parkedNow(srv) == plain+resp3 })
+	redistest.Eventually(t, 5*time.Second, "sessions not parked again", func() bool { return parkedNow(srv) == plain+resp3 })
 	if err := rs2.Client().Set(context.Background(), "park:0", "on the new master", 0).Err(); err != nil {
 		t.Fatal(err)
 	}
 	routes.Set(rs2.Addr)
-	waitFor(t, 5*time.Second, "route change did not reach the proxy", func() bool { return srv.route.Load().Master == rs2.Addr })
+	redistest.Eventually(t, 5*time.Second, "route change did not reach the proxy", func() bool { return srv.route.Load().Master == rs2.Addr })
 	clients[0].do(bulk("on the new master"), "GET", "park:0")
 	clients[1].do("$-1\r\n", "GET", "park:1")
 
 	// Clients that leave while parked end their sessions.
-	waitFor(t, 5*time.Second, "sessions not parked after the move", func() bool { return parkedNow(srv) >= plain+resp3-2 })
+	redistest.Eventually(t, 5*time.Second, "sessions not parked after the move", func() bool { return parkedNow(srv) >= plain+resp3-2 })
 	for _, c := range clients[:10] {
 		c.c.Close()
 	}
-	waitFor(t, 5*time.Second, "sessions of closed clients did not end", func() bool {
+	redistest.Eventually(t, 5*time.Second, "sessions of closed clients did not end", func() bool {
 		return srv.Stats().Listeners[0].CurrentSessions == int64(len(clients)-10)
 	})
 }
@@ -114,7 +102,7 @@ func TestStopWithParkedSessions(t *testing.T) {
 		c.do("+PONG\r\n", "PING")
 		clients = append(clients, c)
 	}
-	waitFor(t, 5*time.Second, "sessions not parked", func() bool { return parkedNow(srv) == 20 })
+	redistest.Eventually(t, 5*time.Second, "sessions not parked", func() bool { return parkedNow(srv) == 20 })
 	cancel()
 	select {
 	case err := <-done:

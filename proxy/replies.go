@@ -363,6 +363,7 @@ func (s *session) backendGone(be *backendConn, err error) {
 	}
 	if !retiring || n > 0 {
 		be.stats.errors.Add(1)
+		be.stats.lost.Store(true)
 		if !errors.Is(err, io.EOF) && !errors.Is(err, os.ErrDeadlineExceeded) && !errors.Is(err, net.ErrClosed) {
 			s.debug("backend connection lost", "backend_addr", be.addr, "err", err, "in_flight", n)
 		} else {

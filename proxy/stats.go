@@ -40,6 +40,9 @@ type BackendStats struct {
 
 type backendStats struct {
 	sessions, commands, errors atomic.Int64
+	// lost: a connection to this address broke; the next one is checked
+	// with a PING before use (dialTCP).
+	lost atomic.Bool
 }
 
 func (srv *Server) backendStatsFor(addr string) *backendStats {
