@@ -73,7 +73,21 @@ func (s *session) tryPark() bool {
 	if p == nil || !s.wmu.TryLock() {
 		return false
 	}
-	defer s.wmu.Unlock()
+	if s.parkLocked(p) {
+		s.wmu.Unlock() // nothing can be pending: nothing is in flight
+		return true
+	}
+	// A reader may have queued replies while we held wmu: the holder of
+	// wmu writes them (see emitLocals).
+	s.unlockOut(false)
+	if s.outPending.Load() {
+		s.startFlusher()
+	}
+	return false
+}
+
+// parkLocked parks the session if it is idle (wmu held).
+func (s *session) parkLocked(p *idlePoller) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.q.len() > 0 || s.unsent > 0 || s.closing || s.quitting || s.ownConn || s.subscribedLocked() ||
@@ -90,10 +104,11 @@ func (s *session) tryPark() bool {
 	if s.fd < 0 {
 		return false
 	}
+	s.l.parked.Add(1) // before: once parked, a resume may come at once and count it out
 	if !p.park(s) {
+		s.l.parked.Add(-1)
 		return false
 	}
-	s.l.parked.Add(1)
 	s.srv.parkedSinceFree.Add(1)
 	return true
 }
