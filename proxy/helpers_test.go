@@ -66,6 +66,19 @@ func testLogger(t testing.TB) *slog.Logger {
 // startProxy runs a proxy until the test ends.
 func startProxy(t testing.TB, cfg Config, routes RouteSource) *Server {
 	t.Helper()
+	srv, stop := runProxy(t, cfg, routes)
+	t.Cleanup(func() {
+		if err := stop(); err != nil {
+			t.Error(err)
+		}
+	})
+	return srv
+}
+
+// runProxy runs a proxy; stop ends it and says how Run returned (it may
+// be called more than once).
+func runProxy(t testing.TB, cfg Config, routes RouteSource) (srv *Server, stop func() error) {
+	t.Helper()
 	srv, err := New(cfg, routes, testLogger(t))
 	if err != nil {
 		t.Fatalf("New: %v", err)
@@ -73,18 +86,18 @@ func startProxy(t testing.TB, cfg Config, routes RouteSource) *Server {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- srv.Run(ctx) }()
-	t.Cleanup(func() {
+	return srv, sync.OnceValue(func() error {
 		cancel()
 		select {
 		case err := <-done:
 			if err != nil {
-				t.Errorf("Run: %v", err)
+				return fmt.Errorf("Run: %w", err)
 			}
+			return nil
 		case <-time.After(10 * time.Second):
-			t.Errorf("Run did not return within 10s of cancel")
+			return errors.New("Run did not return within 10s of cancel")
 		}
 	})
-	return srv
 }
 
 // proxyClient is a go-redis client through the proxy.

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"slices"
 	"sync"
 	"time"
 )
@@ -497,9 +498,8 @@ func (s *session) deliverMux(be *backendConn, replies []byte) {
 		return
 	}
 	if s.wmu.TryLock() {
-		s.unlockOut(false)
-	}
-	if s.outPending.Load() {
+		s.releaseOut()
+	} else if s.outPending.Load() {
 		s.startFlusher()
 	}
 	if wake {
@@ -517,16 +517,5 @@ func (s *session) lose(be *backendConn, err error) {
 // inRoute says whether addr is the master or a replica of the route.
 func (srv *Server) inRoute(addr string) bool {
 	r := srv.route.Load()
-	if r == nil {
-		return false
-	}
-	if addr == r.Master {
-		return true
-	}
-	for _, x := range r.Replicas {
-		if x == addr {
-			return true
-		}
-	}
-	return false
+	return r != nil && (addr == r.Master || slices.Contains(r.Replicas, addr))
 }

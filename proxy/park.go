@@ -79,10 +79,7 @@ func (s *session) tryPark() bool {
 	}
 	// A reader may have queued replies while we held wmu: the holder of
 	// wmu writes them (see emitLocals).
-	s.unlockOut(false)
-	if s.outPending.Load() {
-		s.startFlusher()
-	}
+	s.releaseOut()
 	return false
 }
 

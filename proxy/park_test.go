@@ -88,14 +88,8 @@ func TestIdleSessionsPark(t *testing.T) {
 // too (their clients see the connection close) and Run returns.
 func TestStopWithParkedSessions(t *testing.T) {
 	rs := redistest.StartServer(t, redistest.ServerOptions{})
-	srv, err := New(muxConfig(), newRoutes(rs.Addr), testLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx) }()
+	srv, stop := runProxy(t, muxConfig(), newRoutes(rs.Addr))
+	defer stop()
 	var clients []*rawClient
 	for range 20 {
 		c := dialRaw(t, srv.Addr().String())
@@ -103,14 +97,8 @@ func TestStopWithParkedSessions(t *testing.T) {
 		clients = append(clients, c)
 	}
 	redistest.Eventually(t, 5*time.Second, "sessions not parked", func() bool { return parkedNow(srv) == 20 })
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("Run: %v", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("Run did not return within 10s with parked sessions")
+	if err := stop(); err != nil {
+		t.Fatalf("stopping with parked sessions: %v", err)
 	}
 	for _, c := range clients {
 		c.expectClosed()

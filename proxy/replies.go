@@ -357,9 +357,10 @@ func (s *session) backendGone(be *backendConn, err error) {
 	s.emitReadyLocked()
 	s.takePendLocked()
 	s.mu.Unlock()
-	s.unlockOut(be.mux == nil)
-	if be.mux != nil && s.outPending.Load() {
-		s.startFlusher()
+	if be.mux == nil {
+		s.unlockOut(true)
+	} else {
+		s.releaseOut() // a shared connection's reader never waits for one client
 	}
 	if !retiring || n > 0 {
 		be.stats.errors.Add(1)

@@ -137,6 +137,9 @@ type replayState struct {
 	subs        [3]map[string]struct{} // channels, patterns, shard channels
 }
 
+// noReplayState stands for a session without state (read only).
+var noReplayState replayState
+
 func (s *session) ensureStateLocked() {
 	if s.replayState == nil {
 		s.replayState = &replayState{}
@@ -550,7 +553,7 @@ func (s *session) install(nb *backendConn) {
 	}
 	st := s.replayState
 	if st == nil {
-		st = &replayState{} // nothing to replay; not kept
+		st = &noReplayState
 	}
 	if s.srv.needAuth {
 		add(cmdAuth, 1, s.srv.backendAuth)
@@ -720,9 +723,15 @@ func (s *session) emitLocals() {
 	s.mu.Lock()
 	s.localsWaiting = true
 	s.mu.Unlock()
-	if !s.wmu.TryLock() {
-		return
+	if s.wmu.TryLock() {
+		s.releaseOut()
 	}
+}
+
+// releaseOut releases wmu without waiting for the client: what became
+// pending is written as far as the socket takes it now, the rest by the
+// flusher goroutine.
+func (s *session) releaseOut() {
 	s.unlockOut(false)
 	if s.outPending.Load() {
 		s.startFlusher()
@@ -836,13 +845,10 @@ func (s *session) takePendLocked() {
 	}
 	if len(s.out) == 0 {
 		s.out, s.pend = s.pend, s.out[:0]
-		if cap(s.pend) > keepBufMax {
-			s.pend = nil
-		}
-		return
+	} else {
+		s.out = append(s.out, s.pend...)
+		s.pend = s.pend[:0]
 	}
-	s.out = append(s.out, s.pend...)
-	s.pend = s.pend[:0]
 	if cap(s.pend) > keepBufMax {
 		s.pend = nil
 	}
