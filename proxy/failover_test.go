@@ -377,6 +377,16 @@ func TestNoSecondLossOnDyingMaster(t *testing.T) {
 		}
 	}()
 
+	// The command below must not be the one in flight at the loss: wait
+	// until the proxy saw its connection to A end.
+	redistest.Eventually(t, 5*time.Second, "proxy noticed the lost connection", func() bool {
+		for _, b := range srv.Stats().Backends {
+			if b.Addr == a.Addr && b.Errors > 0 {
+				return true
+			}
+		}
+		return false
+	})
 	c.send("SET", "k", "after")
 	select {
 	case <-accepted:
