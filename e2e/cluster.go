@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"github.com/redhaven/redhaven/e2e/probe"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -681,15 +682,6 @@ func (c *cluster) dumpLogs(tails bool) {
 
 // ---- writers ----
 
-// record is one command's outcome from a writer's CSV.
-type record struct {
-	seq        int64
-	send, done int64
-	ok         bool
-	class, msg string
-	conn       int
-}
-
 // writerRun is one writer process in the client container.
 type writerRun struct {
 	prefix string
@@ -744,14 +736,14 @@ func (c *cluster) waitFlowing(ctx context.Context, ws []writerRun, n int64, d ti
 
 // stopWriters stops the writers (SIGTERM by PID), copies their CSVs out
 // and parses them.
-func (c *cluster) stopWriters(ctx context.Context, ws []writerRun) map[string][]record {
+func (c *cluster) stopWriters(ctx context.Context, ws []writerRun) map[string][]probe.Record {
 	c.t.Helper()
 	for _, w := range ws {
 		if out, err := c.exec(ctx, clientName, "sh", "-c", "kill -TERM $(cat "+w.out+".pid)"); err != nil {
 			c.t.Errorf("stop writer %s: %v %s", w.prefix, err, out)
 		}
 	}
-	res := map[string][]record{}
+	res := map[string][]probe.Record{}
 	for _, w := range ws {
 		c.poll(ctx, 20*time.Second, "writer "+w.prefix+" wrote "+w.out, func() bool {
 			_, err := c.exec(ctx, clientName, "test", "-f", w.out)
@@ -761,42 +753,13 @@ func (c *cluster) stopWriters(ctx context.Context, ws []writerRun) map[string][]
 		if err := c.env.CopyFrom(ctx, clientName, w.out, dst); err != nil {
 			c.t.Fatal(err)
 		}
-		recs, err := readRecords(dst)
+		recs, err := probe.ReadLog(dst)
 		if err != nil {
 			c.t.Fatal(err)
 		}
 		res[w.prefix] = recs
 	}
 	return res
-}
-
-func readRecords(path string) ([]record, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	var recs []record
-	for first := true; sc.Scan(); first = false {
-		if first {
-			continue
-		}
-		fl := strings.Split(sc.Text(), ",")
-		if len(fl) != 7 {
-			return nil, fmt.Errorf("%s: bad line %q", path, sc.Text())
-		}
-		var r record
-		r.seq, _ = strconv.ParseInt(fl[0], 10, 64)
-		r.send, _ = strconv.ParseInt(fl[1], 10, 64)
-		r.done, _ = strconv.ParseInt(fl[2], 10, 64)
-		r.ok = fl[3] == "1"
-		r.class, r.msg = fl[4], fl[5]
-		r.conn, _ = strconv.Atoi(fl[6])
-		recs = append(recs, r)
-	}
-	return recs, sc.Err()
 }
 
 // present asks the final master which of a writer's keys it holds.
@@ -819,72 +782,16 @@ func (c *cluster) present(ctx context.Context, w writerRun, masterNode string) m
 	return m
 }
 
-// ---- figures ----
-
-// wfig is one writer's figures for one scenario.
-type wfig struct {
-	writes, acked, errs int
-	classes             map[string]int
-	maxErrsPerConn      int
-	firstAckMs          float64 // fault -> first ack of a write sent after it
-	maxStallMs          float64 // unavailability: longest time between two acks from 1 s before the fault on
-	lost                []int64 // acknowledged, not on the final master
-	erroredApplied      int     // errored, but on the final master (allowed: outcome unknown)
-}
-
-func figures(recs []record, faultNs int64, present map[int64]bool) wfig {
-	f := wfig{classes: map[string]int{}, firstAckMs: -1}
-	perConn := map[int]int{}
-	var prevAck int64
-	for _, r := range recs {
-		f.writes++
-		if r.ok {
-			f.acked++
-			if !present[r.seq] {
-				f.lost = append(f.lost, r.seq)
-			}
-			if r.send >= faultNs && f.firstAckMs < 0 {
-				f.firstAckMs = float64(r.done-faultNs) / 1e6
-			}
-			if prevAck != 0 && r.done > faultNs-int64(time.Second) {
-				f.maxStallMs = max(f.maxStallMs, float64(r.done-prevAck)/1e6)
-			}
-			prevAck = r.done
-		} else {
-			f.errs++
-			f.classes[r.class]++
-			perConn[r.conn]++
-			f.maxErrsPerConn = max(f.maxErrsPerConn, perConn[r.conn])
-			if present[r.seq] {
-				f.erroredApplied++
-			}
-		}
-	}
-	return f
-}
-
-func (f wfig) classString() string {
-	if len(f.classes) == 0 {
-		return "-"
-	}
-	var ks []string
-	for k, v := range f.classes {
-		ks = append(ks, fmt.Sprintf("%s:%d", k, v))
-	}
-	sort.Strings(ks)
-	return strings.Join(ks, ",")
-}
-
 // report prints a scenario's figures line (and appends it to the summary).
 // It also reads the VIP samplers over [from, now] (cut: containers killed
 // at those times) and fails the test if two nodes held the VIP at once.
-func (c *cluster) report(ctx context.Context, scn string, p, r wfig, oldMasterKeys int, from int64, cut map[string]int64) {
+func (c *cluster) report(ctx context.Context, scn string, p, r probe.Figures, oldMasterKeys int, from int64, cut map[string]int64) {
 	c.t.Helper()
 	hist := c.vipHistory(ctx, cut)
 	doubleMs, gapMs := vipFigures(hist, from, time.Now().UnixNano())
 	line := fmt.Sprintf("figures %-25s unavail_ms=%.0f/%.0f first_ack_ms=%.0f errors=%d/%d (%s | %s) acked=%d/%d lost=%d/%d old_master_writes=%d vip_gap_ms=%.0f vip_double_ms=%.0f",
-		scn, p.maxStallMs, r.maxStallMs, p.firstAckMs, p.errs, r.errs, p.classString(), r.classString(),
-		p.acked, r.acked, len(p.lost), len(r.lost), oldMasterKeys, gapMs, doubleMs)
+		scn, p.MaxStallMs, r.MaxStallMs, p.FirstAckMs(), p.Errors, r.Errors, classes(p), classes(r),
+		p.Acked, r.Acked, len(p.Lost), len(r.Lost), oldMasterKeys, gapMs, doubleMs)
 	if doubleMs > 0 {
 		var b strings.Builder
 		for _, ch := range hist {
@@ -902,13 +809,10 @@ func (c *cluster) report(ctx context.Context, scn string, p, r wfig, oldMasterKe
 	}
 }
 
-// errorSamples lists up to n distinct error texts of a writer.
-func errorSamples(recs []record, n int) []string {
-	var out []string
-	for _, r := range recs {
-		if !r.ok && !slices.Contains(out, r.class+": "+r.msg) && len(out) < n {
-			out = append(out, r.class+": "+r.msg)
-		}
+// classes renders a writer's error classes for a figures line.
+func classes(f probe.Figures) string {
+	if s := probe.ClassString(f.Classes, ","); s != "" {
+		return s
 	}
-	return out
+	return "-"
 }

@@ -5,6 +5,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"github.com/redhaven/redhaven/e2e/probe"
 	"strconv"
 	"strings"
 	"testing"
@@ -59,25 +60,25 @@ func TestFailover(t *testing.T) {
 
 // finish stops the writers, reads the final master from Sentinel, and
 // returns both writers' figures.
-func finish(t *testing.T, c *cluster, ctx context.Context, ws []writerRun, faultNs int64) (master string, p, r wfig, recs map[string][]record) {
+func finish(t *testing.T, c *cluster, ctx context.Context, ws []writerRun, faultNs int64) (master string, p, r probe.Figures, recs map[string][]probe.Record) {
 	t.Helper()
 	recs = c.stopWriters(ctx, ws)
 	c.poll(ctx, 30*time.Second, "a Sentinel majority names a master", func() bool {
 		master = c.nodeOf(c.sentinelMaster(ctx))
 		return master != ""
 	})
-	figs := make([]wfig, len(ws))
+	figs := make([]probe.Figures, len(ws))
 	for i, w := range ws {
-		figs[i] = figures(recs[w.prefix], faultNs, c.present(ctx, w, master))
-		if figs[i].errs > 0 {
-			t.Logf("writer %s: errors %s, e.g. %q", w.prefix, figs[i].classString(), errorSamples(recs[w.prefix], 4))
+		figs[i] = probe.Analyze(recs[w.prefix], probe.Window{Fault: faultNs}, c.present(ctx, w, master))
+		if figs[i].Errors > 0 {
+			t.Logf("writer %s: errors %s, e.g. %q", w.prefix, classes(figs[i]), probe.ErrorSamples(recs[w.prefix], 4))
 		}
-		if len(figs[i].lost) > 0 {
+		if len(figs[i].Lost) > 0 {
 			t.Errorf("writer %s: %d acknowledged writes missing on the final master %s, first %v",
-				w.prefix, len(figs[i].lost), master, figs[i].lost[:min(10, len(figs[i].lost))])
+				w.prefix, len(figs[i].Lost), master, figs[i].Lost[:min(10, len(figs[i].Lost))])
 		}
-		if figs[i].acked < 200 {
-			t.Errorf("writer %s: only %d acknowledged writes", w.prefix, figs[i].acked)
+		if figs[i].Acked < 200 {
+			t.Errorf("writer %s: only %d acknowledged writes", w.prefix, figs[i].Acked)
 		}
 	}
 	return master, figs[0], figs[1], recs
@@ -122,11 +123,11 @@ func scenarioKill9(t *testing.T, c *cluster, ctx context.Context) {
 	if master == h.master {
 		t.Errorf("Sentinel still names %s as master", master)
 	}
-	if p.maxErrsPerConn > 1 || r.maxErrsPerConn > 1 {
-		t.Errorf("errors per connection: %d (persistent) and %d (reconnecting), want at most 1", p.maxErrsPerConn, r.maxErrsPerConn)
+	if p.MaxErrorsPerConn > 1 || r.MaxErrorsPerConn > 1 {
+		t.Errorf("errors per connection: %d (persistent) and %d (reconnecting), want at most 1", p.MaxErrorsPerConn, r.MaxErrorsPerConn)
 	}
-	if p.firstAckMs < 0 || p.maxStallMs > 10000 {
-		t.Errorf("unavailability %.0f ms (first ack after the fault at %.0f ms), want under 10 s", p.maxStallMs, p.firstAckMs)
+	if p.FirstAckMs() < 0 || p.MaxStallMs > 10000 {
+		t.Errorf("unavailability %.0f ms (first ack after the fault at %.0f ms), want under 10 s", p.MaxStallMs, p.FirstAckMs())
 	}
 }
 
@@ -145,8 +146,8 @@ func scenarioPlanned(t *testing.T, c *cluster, ctx context.Context) {
 	if master == h.master {
 		t.Errorf("Sentinel still names %s as master", master)
 	}
-	if p.errs+r.errs != 0 {
-		t.Errorf("planned failover: %d + %d client errors, want 0", p.errs, r.errs)
+	if p.Errors+r.Errors != 0 {
+		t.Errorf("planned failover: %d + %d client errors, want 0", p.Errors, r.Errors)
 	}
 }
 
@@ -246,8 +247,8 @@ func scenarioKillLeader(t *testing.T, c *cluster, ctx context.Context) {
 		t.Errorf("%d writes landed on the restarted old master %s while it was a master, e.g. %q",
 			oldKeys, victim, strings.Fields(keys)[:min(5, oldKeys)])
 	}
-	if p.firstAckMs < 0 || p.maxStallMs > 20000 {
-		t.Errorf("unavailability %.0f ms (first ack after the fault at %.0f ms), want under 20 s", p.maxStallMs, p.firstAckMs)
+	if p.FirstAckMs() < 0 || p.MaxStallMs > 20000 {
+		t.Errorf("unavailability %.0f ms (first ack after the fault at %.0f ms), want under 20 s", p.MaxStallMs, p.FirstAckMs())
 	}
 }
 
@@ -317,7 +318,7 @@ func scenarioPartition(t *testing.T, c *cluster, ctx context.Context) {
 	}
 	for prefix, rs := range recs {
 		for _, rec := range rs {
-			if rec.send > cutNs && onOld[prefix+":"+strconv.FormatInt(rec.seq, 10)] {
+			if rec.Send > cutNs && onOld[prefix+":"+strconv.FormatInt(rec.Seq, 10)] {
 				stranded++
 			}
 		}
@@ -362,8 +363,8 @@ func scenarioRolling(t *testing.T, c *cluster, ctx context.Context) {
 	c.waitFlowing(ctx, ws, 200, 30*time.Second, "traffic flows after the rolling restart")
 	_, p, r, _ := finish(t, c, ctx, ws, faultNs)
 	c.report(ctx, "rolling-restart", p, r, 0, faultNs, nil)
-	if p.errs > 5 || r.errs > 5 {
-		t.Errorf("rolling restart: %d + %d client errors, want at most 5 each", p.errs, r.errs)
+	if p.Errors > 5 || r.Errors > 5 {
+		t.Errorf("rolling restart: %d + %d client errors, want at most 5 each", p.Errors, r.Errors)
 	}
 }
 
@@ -403,8 +404,8 @@ func scenarioLeaveRejoin(t *testing.T, c *cluster, ctx context.Context) {
 	c.waitHealthy(ctx, 120*time.Second)
 	_, p, r, _ := finish(t, c, ctx, ws, faultNs)
 	c.report(ctx, "leave-rejoin", p, r, 0, faultNs, nil)
-	if p.errs+r.errs != 0 {
-		t.Errorf("a follower leaving and rejoining caused %d + %d client errors, want 0", p.errs, r.errs)
+	if p.Errors+r.Errors != 0 {
+		t.Errorf("a follower leaving and rejoining caused %d + %d client errors, want 0", p.Errors, r.Errors)
 	}
 }
 

@@ -8,8 +8,8 @@
 //	writer watch  -addr OLD:6379 -prefixes s2p,s2r -out /tmp/old.keys
 //
 // write sends SET <prefix>:N N every -interval and records every
-// command's outcome (seq, send and done time in Unix ns, ok, error class
-// and text, connection number) in a CSV; it writes the CSV to -out.tmp
+// command's outcome in a write log (e2e/probe: seq, send and done time in
+// Unix ns, ok, error class and text, connection number); it writes the CSV to -out.tmp
 // and renames it to -out when it stops (SIGTERM or -max), and keeps a
 // one-line progress file (-out.progress) up to date.
 //
@@ -27,18 +27,15 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
-	"net"
 	"os"
 	"os/signal"
 	"sort"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/redhaven/redhaven/e2e/probe"
 	"github.com/redis/go-redis/v9"
-	"github.com/redis/go-redis/v9/maintnotifications"
 )
 
 func main() {
@@ -67,59 +64,8 @@ func usage() {
 	os.Exit(2)
 }
 
-// newClient: one connection, no hidden retries, RESP2, no CLIENT SETINFO
-// or maintenance notifications: every command the test counts is one
-// command on the wire.
 func newClient(addr string, dialTimeout, timeout time.Duration) *redis.Client {
-	return redis.NewClient(&redis.Options{
-		Addr:                     addr,
-		Protocol:                 2,
-		DisableIdentity:          true,
-		MaxRetries:               -1,
-		DialTimeout:              dialTimeout,
-		DialerRetries:            1,
-		ReadTimeout:              timeout,
-		WriteTimeout:             timeout,
-		PoolSize:                 1,
-		PoolTimeout:              timeout,
-		ConnMaxIdleTime:          -1,
-		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
-	})
-}
-
-// errClass names the kind of error: the Redis error code (ERR, READONLY,
-// ...) or the network failure.
-func errClass(err error) string {
-	var rerr redis.Error
-	if errors.As(err, &rerr) {
-		if w := strings.Fields(rerr.Error()); len(w) > 0 {
-			return w[0]
-		}
-		return "redis"
-	}
-	switch {
-	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
-		return "eof"
-	case errors.Is(err, syscall.ECONNRESET):
-		return "reset"
-	case errors.Is(err, syscall.ECONNREFUSED):
-		return "refused"
-	case errors.Is(err, syscall.EPIPE):
-		return "epipe"
-	case errors.Is(err, syscall.EHOSTUNREACH):
-		return "unreachable"
-	case errors.Is(err, context.DeadlineExceeded):
-		return "timeout"
-	}
-	var ne net.Error
-	if errors.As(err, &ne) && ne.Timeout() {
-		return "timeout"
-	}
-	return "other"
-}
-
-func clean(s string) string {
-	return strings.NewReplacer(",", ";", "\n", " ", "\r", " ").Replace(s)
+	return probe.NewClient(addr, dialTimeout, timeout, nil)
 }
 
 func cmdWrite(args []string) error {
@@ -141,59 +87,36 @@ func cmdWrite(args []string) error {
 		return err
 	}
 	w := bufio.NewWriterSize(f, 1<<20)
-	fmt.Fprintln(w, "seq,send_ns,done_ns,ok,err_class,err_msg,conn")
+	fmt.Fprintln(w, probe.Header)
 
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
-	ctx := context.Background()
-	deadline := time.Now().Add(*maxRun)
-	connNo := 1
-	client := newClient(*addr, *dialTimeout, *timeout)
-	born := time.Now()
-	renew := func() {
-		_ = client.Close()
-		client = newClient(*addr, *dialTimeout, *timeout)
-		born = time.Now()
-		connNo++
-	}
-	tick := time.NewTicker(*interval)
-	defer tick.Stop()
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	ctx, cancel := context.WithTimeout(ctx, *maxRun)
+	defer cancel()
 	var seq, acks, errs, lastAck int64
+	progress := func() {
+		_ = os.WriteFile(*out+".progress", fmt.Appendf(nil, "%d %d %d %d\n", seq, acks, errs, lastAck), 0o644)
+	}
 	lastProgress := time.Time{}
-loop:
-	for time.Now().Before(deadline) {
-		select {
-		case <-sig:
-			break loop
-		case <-tick.C:
-		}
-		if *reconnect > 0 && time.Since(born) >= *reconnect {
-			renew()
-		}
-		seq++
-		s := strconv.FormatInt(seq, 10)
-		send := time.Now().UnixNano()
-		err := client.Set(ctx, *prefix+":"+s, s, 0).Err()
-		done := time.Now().UnixNano()
-		if err == nil {
+	probe.Writer{
+		Addr: *addr, Prefix: *prefix, Interval: *interval,
+		DialTimeout: *dialTimeout, Timeout: *timeout, ReconnectEvery: *reconnect,
+	}.Run(ctx, func(r probe.Record) bool {
+		r.Format(w)
+		seq = r.Seq
+		if r.OK {
 			acks++
-			lastAck = done
-			fmt.Fprintf(w, "%d,%d,%d,1,,,%d\n", seq, send, done, connNo)
+			lastAck = r.Done
 		} else {
 			errs++
-			fmt.Fprintf(w, "%d,%d,%d,0,%s,%s,%d\n", seq, send, done, errClass(err), clean(err.Error()), connNo)
-			var rerr redis.Error
-			if !errors.As(err, &rerr) {
-				renew() // the connection is gone: a fresh client, no go-redis dial back-off
-			}
 		}
 		if time.Since(lastProgress) >= 100*time.Millisecond {
 			lastProgress = time.Now()
-			_ = os.WriteFile(*out+".progress", fmt.Appendf(nil, "%d %d %d %d\n", seq, acks, errs, lastAck), 0o644)
+			progress()
 		}
-	}
-	_ = client.Close()
-	_ = os.WriteFile(*out+".progress", fmt.Appendf(nil, "%d %d %d %d\n", seq, acks, errs, lastAck), 0o644)
+		return false
+	})
+	progress()
 	if err := w.Flush(); err != nil {
 		return err
 	}
@@ -208,44 +131,28 @@ func cmdVerify(args []string) error {
 	addr := fs.String("addr", "", "Redis node to read (the final master), host:port")
 	prefix := fs.String("prefix", "k", "key prefix")
 	in := fs.String("in", "", "CSV from write")
-	out := fs.String("out", "", "present sequence numbers, one a line")
+	outPath := fs.String("out", "", "present sequence numbers, one a line")
 	_ = fs.Parse(args)
-	if *addr == "" || *in == "" || *out == "" {
+	if *addr == "" || *in == "" || *outPath == "" {
 		return errors.New("-addr, -in and -out are required")
 	}
-	b, err := os.ReadFile(*in)
+	recs, err := probe.ReadLog(*in)
 	if err != nil {
 		return err
 	}
-	var seqs []string
-	for i, line := range strings.Split(string(b), "\n") {
-		if i == 0 || line == "" {
-			continue
-		}
-		seq, _, _ := strings.Cut(line, ",")
-		seqs = append(seqs, seq)
-	}
 	c := newClient(*addr, 2*time.Second, 10*time.Second)
 	defer c.Close()
-	ctx := context.Background()
-	var present strings.Builder
-	for i := 0; i < len(seqs); i += 500 {
-		chunk := seqs[i:min(i+500, len(seqs))]
-		keys := make([]string, len(chunk))
-		for j, s := range chunk {
-			keys[j] = *prefix + ":" + s
-		}
-		vals, err := c.MGet(ctx, keys...).Result()
-		if err != nil {
-			return fmt.Errorf("MGET on %s: %w", *addr, err)
-		}
-		for j, v := range vals {
-			if s, ok := v.(string); ok && s == chunk[j] {
-				present.WriteString(s + "\n")
-			}
+	present, err := probe.Present(context.Background(), c, *prefix, probe.Seqs(recs))
+	if err != nil {
+		return fmt.Errorf("%s: %w", *addr, err)
+	}
+	var out strings.Builder
+	for _, seq := range probe.Seqs(recs) {
+		if present[seq] {
+			fmt.Fprintln(&out, seq)
 		}
 	}
-	return os.WriteFile(*out, []byte(present.String()), 0o644)
+	return os.WriteFile(*outPath, []byte(out.String()), 0o644)
 }
 
 func cmdWatch(args []string) error {
