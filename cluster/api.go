@@ -58,22 +58,18 @@ func (a *Agent) applyCmd(ctx context.Context, c command) (applyResult, error) {
 }
 
 // ProposeRoute commits a route decision (leader only, else ErrNotLeader).
-// An epoch lower than the committed one is rejected with ErrStaleEpoch; a
-// decision equal to the committed one (same master and epoch) is a no-op
-// and returns nil without writing. The same epoch with another master is
-// accepted (role-probe mode has no Sentinel epoch). DecidedBy is set to this
+// A decision that may not replace the committed one (RouteDecision.Replaces)
+// is rejected with ErrStaleEpoch; a decision equal to the committed one
+// (same master and epoch) is a no-op and returns nil without writing.
+// DecidedBy is set to this
 // node and Time to now when zero. A decision with no Master pauses writes
 // at every proxy (planned failover); it needs a Reason.
 func (a *Agent) ProposeRoute(ctx context.Context, d RouteDecision) error {
 	if d.Master == "" && d.Reason == "" {
 		return errors.New("cluster: route decision without master address needs a reason")
 	}
-	cur := a.fsm.state().Route
-	if d.Epoch < cur.Epoch {
-		return fmt.Errorf("%w: epoch %d < committed %d", ErrStaleEpoch, d.Epoch, cur.Epoch)
-	}
-	if d.Epoch == cur.Epoch && d.Master == cur.Master {
-		return nil
+	if ok, err := d.Replaces(a.fsm.state().Route); !ok {
+		return err
 	}
 	d.DecidedBy = a.cfg.NodeName
 	if d.Time.IsZero() {

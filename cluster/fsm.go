@@ -24,7 +24,9 @@ var (
 	// ErrNotLeader: the write must be made on the Raft leader (see Leader
 	// and Members for its name and HTTP address).
 	ErrNotLeader = errors.New("cluster: not the raft leader")
-	// ErrStaleEpoch: a route decision with an epoch lower than the committed one.
+	// ErrStaleEpoch: a route decision with an epoch lower than the
+	// committed one, or another master at the same epoch
+	// (RouteDecision.Replaces).
 	ErrStaleEpoch = errors.New("cluster: route epoch is older than the committed one")
 	// ErrUnknownFailover: no failover request with that ID.
 	ErrUnknownFailover = errors.New("cluster: unknown failover request")
@@ -69,6 +71,33 @@ type RouteDecision struct {
 	Reason    string    `json:"reason"`
 	Time      time.Time `json:"time"`
 	DecidedBy string    `json:"decided_by"` // node name of the leader that committed it
+}
+
+// Replaces tells whether d may replace the committed decision cur. It is
+// the one rule for "epochs only move forward", used by the leader before it
+// proposes (node, ProposeRoute) and by every FSM when it applies:
+//   - a higher epoch replaces;
+//   - the same master at the same epoch is a duplicate: false, nil (nothing
+//     to do);
+//   - at the same epoch a pause (no master) may replace a master and a
+//     master may replace a pause: a planned failover pauses at the epoch it
+//     started from and, if Sentinel does not fail over, resumes at it;
+//   - another master at the same epoch, or a lower epoch: ErrStaleEpoch.
+//     Sentinel never names two masters at one epoch, and without Sentinel
+//     node counts the epoch up itself.
+func (d RouteDecision) Replaces(cur RouteDecision) (bool, error) {
+	switch {
+	case d.Epoch > cur.Epoch:
+		return true, nil
+	case d.Epoch < cur.Epoch:
+		return false, fmt.Errorf("%w: epoch %d < committed %d", ErrStaleEpoch, d.Epoch, cur.Epoch)
+	case d.Master == cur.Master:
+		return false, nil
+	case d.Master == "" || cur.Master == "":
+		return true, nil
+	default:
+		return false, fmt.Errorf("%w: master %s at epoch %d, committed %s at the same epoch", ErrStaleEpoch, d.Master, d.Epoch, cur.Master)
+	}
 }
 
 // Event is one entry of the bounded, replicated history.
@@ -200,12 +229,8 @@ func (f *fsm) apply(index uint64, c command) applyResult {
 			return applyResult{err: errors.New("route command without decision")}
 		}
 		r := *c.Route
-		cur := f.st.Route
-		if r.Epoch < cur.Epoch {
-			return applyResult{err: fmt.Errorf("%w: epoch %d < committed %d", ErrStaleEpoch, r.Epoch, cur.Epoch)}
-		}
-		if r.Epoch == cur.Epoch && r.Master == cur.Master {
-			return applyResult{} // duplicate: no change, no event
+		if ok, err := r.Replaces(f.st.Route); !ok {
+			return applyResult{err: err} // nil for a duplicate: no change, no event
 		}
 		f.st.Route = r
 		f.addEvent(Event{Time: c.Time, Kind: EventRouteChange, Node: c.Node,

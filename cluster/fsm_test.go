@@ -34,6 +34,38 @@ func route(master string, epoch int64) command {
 		Route: &RouteDecision{Master: master, Epoch: epoch, Reason: "test", Time: t0, DecidedBy: "n1"}}
 }
 
+// TestRouteDecisionReplaces is the table of the one epoch rule that the
+// FSM, ProposeRoute and node's commit all call.
+func TestRouteDecisionReplaces(t *testing.T) {
+	d := func(master string, epoch int64) RouteDecision { return RouteDecision{Master: master, Epoch: epoch} }
+	for _, tc := range []struct {
+		name      string
+		next, cur RouteDecision
+		want      bool
+		stale     bool
+	}{
+		{"first decision over the empty state", d("a:1", 0), RouteDecision{}, true, false},
+		{"higher epoch, other master", d("b:1", 3), d("a:1", 2), true, false},
+		{"higher epoch, same master", d("a:1", 3), d("a:1", 2), true, false},
+		{"higher epoch over a pause", d("b:1", 3), d("", 2), true, false},
+		{"duplicate", d("a:1", 2), d("a:1", 2), false, false},
+		{"duplicate pause", d("", 2), d("", 2), false, false},
+		{"pause at the same epoch", d("", 2), d("a:1", 2), true, false},
+		{"resume at the same epoch", d("a:1", 2), d("", 2), true, false},
+		{"another master at the same epoch", d("b:1", 2), d("a:1", 2), false, true},
+		{"lower epoch", d("b:1", 1), d("a:1", 2), false, true},
+		{"lower epoch, same master", d("a:1", 1), d("a:1", 2), false, true},
+		{"pause at a lower epoch", d("", 1), d("a:1", 2), false, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := tc.next.Replaces(tc.cur)
+			if got != tc.want || errors.Is(err, ErrStaleEpoch) != tc.stale || (err != nil) != tc.stale {
+				t.Errorf("Replaces = %v, %v; want %v, stale %v", got, err, tc.want, tc.stale)
+			}
+		})
+	}
+}
+
 func TestFSMRouteEpochRules(t *testing.T) {
 	tests := []struct {
 		name       string
@@ -47,7 +79,8 @@ func TestFSMRouteEpochRules(t *testing.T) {
 		{"epoch forward", []command{route("a:6379", 1), route("b:6379", 2)}, nil, "b:6379", 2, 2},
 		{"epoch backwards rejected", []command{route("a:6379", 5), route("b:6379", 4)}, ErrStaleEpoch, "a:6379", 5, 1},
 		{"duplicate is a no-op", []command{route("a:6379", 3), route("a:6379", 3)}, nil, "a:6379", 3, 1},
-		{"same epoch other master accepted", []command{route("a:6379", 0), route("b:6379", 0)}, nil, "b:6379", 0, 2},
+		{"same epoch other master rejected", []command{route("a:6379", 0), route("b:6379", 0)}, ErrStaleEpoch, "a:6379", 0, 1},
+		{"pause and resume at the same epoch", []command{route("a:6379", 4), route("", 4), route("a:6379", 4)}, nil, "a:6379", 4, 3},
 		{"same master new epoch accepted", []command{route("a:6379", 1), route("a:6379", 2)}, nil, "a:6379", 2, 2},
 		{"stale after several", []command{route("a:6379", 1), route("b:6379", 7), route("a:6379", 6)}, ErrStaleEpoch, "b:6379", 7, 2},
 	}

@@ -258,10 +258,10 @@ func (n *Node) leaderStep(ctx context.Context, obs topology.Observation) {
 		// committed sequence must still only move forward.
 		epoch = st.Route.Epoch + 1
 	}
-	if epoch < st.Route.Epoch || (epoch == st.Route.Epoch && st.Route.Master != "") {
+	d := cluster.RouteDecision{Master: obs.Master, Epoch: epoch, Reason: obs.Reason}
+	if ok, _ := d.Replaces(st.Route); !ok {
 		return // an older view than what is committed: never go back
 	}
-	d := cluster.RouteDecision{Master: obs.Master, Epoch: epoch, Reason: obs.Reason}
 	cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	if err := n.cluster.ProposeRoute(cctx, d); err != nil {
