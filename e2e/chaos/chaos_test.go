@@ -1,0 +1,181 @@
+package chaos
+
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+)
+
+const ms = int64(time.Millisecond)
+
+func set(client int, key, v string, inv, done int64, outcome string) Op {
+	return Op{Client: client, Kind: KindSet, Key: key, Value: v, Invoke: inv * ms, Complete: done * ms, Outcome: outcome}
+}
+
+func get(client int, key, v string, inv, done int64) Op {
+	return Op{Client: client, Kind: KindGet, Key: key, Value: v, Invoke: inv * ms, Complete: done * ms, Outcome: OK}
+}
+
+func TestCheckRegister(t *testing.T) {
+	crash := Window{Kind: "kill-redis", Target: "n1", Start: 100 * ms, End: 200 * ms, LosesWrites: true}
+	pause := Window{Kind: "pause-agent", Target: "n2", Start: 100 * ms, End: 200 * ms}
+	for _, tc := range []struct {
+		name   string
+		ops    []Op
+		faults []Window
+		legal  bool
+	}{
+		{"sequential", []Op{set(0, "a", "1", 0, 1, OK), get(1, "a", "1", 2, 3), set(0, "a", "2", 4, 5, OK), get(1, "a", "2", 6, 7)}, nil, true},
+		{"stale read", []Op{set(0, "a", "1", 0, 1, OK), set(0, "a", "2", 2, 3, OK), get(1, "a", "1", 4, 5)}, nil, false},
+		{"read of a never written value", []Op{set(0, "a", "1", 0, 1, OK), get(1, "a", "9", 2, 3)}, nil, false},
+		{"concurrent read may see either", []Op{set(0, "a", "1", 0, 1, OK), set(0, "a", "2", 2, 10, OK), get(1, "a", "1", 3, 4)}, nil, true},
+		{"unknown write may appear later", []Op{set(0, "a", "1", 0, 1, OK), set(0, "a", "2", 2, 3, Unknown), get(1, "a", "2", 50, 51)}, nil, true},
+		{"unknown write may never appear", []Op{set(0, "a", "1", 0, 1, OK), set(0, "a", "2", 2, 3, Unknown), get(1, "a", "1", 50, 51)}, nil, true},
+		{"failed write must not appear", []Op{set(0, "a", "1", 0, 1, OK), set(0, "a", "2", 2, 3, Fail), get(1, "a", "2", 50, 51)}, nil, false},
+		{"keys are independent", []Op{set(0, "a", "1", 0, 1, OK), set(0, "b", "2", 2, 3, OK), get(1, "a", "1", 4, 5), get(1, "b", "2", 4, 5)}, nil, true},
+		// A write acknowledged just before the master was killed is lost by
+		// asynchronous replication: allowed across a fault that loses writes...
+		{"lost across a crash", []Op{set(0, "a", "1", 0, 1, OK), set(0, "a", "2", 90, 95, OK), get(1, "a", "1", 300, 301), get(1, "a", "1", 302, 303)}, []Window{crash}, true},
+		// ...but not across a fault that does not (an agent pause).
+		{"lost across an agent pause", []Op{set(0, "a", "1", 0, 1, OK), set(0, "a", "2", 90, 95, OK), get(1, "a", "1", 300, 301)}, []Window{pause}, false},
+		// After the crash the segment starts unknown, but must be
+		// linearizable from its first read on.
+		{"stale read after a crash", []Op{set(0, "a", "1", 0, 1, OK), get(1, "a", "1", 300, 301), set(0, "a", "3", 302, 303, OK), get(1, "a", "1", 304, 305)}, []Window{crash}, false},
+		{"write overlapping a crash appears later", []Op{set(0, "a", "1", 0, 1, OK), set(0, "a", "2", 150, 400, Unknown), get(1, "a", "1", 300, 301), get(1, "a", "2", 500, 501)}, []Window{crash}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			res, err := CheckRegister(tc.ops, tc.faults, 50*time.Millisecond, 10*time.Second, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Linearizable() != tc.legal {
+				t.Errorf("linearizable = %v, want %v (%+v)", res.Linearizable(), tc.legal, res)
+			}
+		})
+	}
+}
+
+func TestCheckRegisterVisualizes(t *testing.T) {
+	dir := t.TempDir()
+	ops := []Op{set(0, "a", "1", 0, 1, OK), set(0, "a", "2", 2, 3, OK), get(1, "a", "1", 4, 5)}
+	res, err := CheckRegister(ops, nil, 0, 10*time.Second, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Visualized) != 1 {
+		t.Fatalf("visualized %v, want one file", res.Visualized)
+	}
+	if fi, err := os.Stat(res.Visualized[0]); err != nil || fi.Size() == 0 {
+		t.Errorf("visualisation %s: %v", res.Visualized[0], err)
+	}
+}
+
+func push(client int, key, v string, done int64, outcome string) Op {
+	return Op{Client: client, Kind: KindRPush, Key: key, Value: v, Invoke: (done - 1) * ms, Complete: done * ms, Outcome: outcome}
+}
+
+func lrange(key string, inv, done int64, vals ...string) Op {
+	return Op{Kind: KindLRange, Key: key, List: vals, Invoke: inv * ms, Complete: done * ms, Outcome: OK}
+}
+
+func TestCheckLists(t *testing.T) {
+	crash := Window{Kind: "kill-redis", Target: "n1", Start: 1000 * ms, End: 3000 * ms, LosesWrites: true}
+	ops := []Op{
+		push(0, "l", "a", 10, OK),
+		push(0, "l", "b", 990, OK),       // 10 ms before the crash: replication loss
+		push(0, "l", "c", 2000, OK),      // a second after the crash: must not be lost
+		push(0, "l", "d", 2100, Unknown), // may or may not be there
+		push(0, "l", "e", 2200, Fail),    // must not be there
+		push(1, "l", "f", 2300, OK),
+	}
+	final := map[string][]string{"l": {"a", "d", "e", "f", "f", "zz"}}
+	res := CheckLists(ops, final, []Window{crash}, 100*time.Millisecond)
+	if res.Acked != 4 {
+		t.Errorf("acked %d, want 4", res.Acked)
+	}
+	if res.ByClass[LostReplication] != 1 || res.ByClass[LostOther] != 1 {
+		t.Errorf("lost by class %v, want 1 replication (b) and 1 other (c): %+v", res.ByClass, res.Lost)
+	}
+	for _, l := range res.Lost {
+		if (l.Value == "b") != (l.Class == LostReplication) {
+			t.Errorf("lost %+v: wrong class", l)
+		}
+	}
+	if !slices.Equal(res.Duplicated, []string{"l f"}) || !slices.Equal(res.Phantom, []string{"l zz"}) || !slices.Equal(res.FailedSeen, []string{"l e"}) {
+		t.Errorf("duplicated %v, phantom %v, failed seen %v", res.Duplicated, res.Phantom, res.FailedSeen)
+	}
+	if res.OK() {
+		t.Error("OK() with a lost write of class other")
+	}
+	clean := CheckLists(ops[:2], map[string][]string{"l": {"a"}}, []Window{crash}, 100*time.Millisecond)
+	if !clean.OK() || clean.ByClass[LostReplication] != 1 {
+		t.Errorf("a replication loss only: OK %v, %+v", clean.OK(), clean)
+	}
+}
+
+func TestCheckListReads(t *testing.T) {
+	crash := Window{Kind: "kill-redis", Target: "n1", Start: 1000 * ms, End: 3000 * ms, LosesWrites: true}
+	good := []Op{lrange("l", 0, 1, "a"), lrange("l", 2, 3, "a", "b"), lrange("l", 2, 4, "a")}
+	if bad := checkListReads(good, nil, 0); len(bad) != 0 {
+		t.Errorf("growing reads flagged: %v", bad)
+	}
+	shrunk := []Op{lrange("l", 0, 1, "a", "b"), lrange("l", 5, 6, "a")}
+	if bad := checkListReads(shrunk, nil, 0); len(bad) != 1 {
+		t.Errorf("a value vanished between two reads: flagged %v, want one", bad)
+	}
+	acrossCrash := []Op{lrange("l", 900, 950, "a", "b"), lrange("l", 3100, 3200, "a")}
+	if bad := checkListReads(acrossCrash, []Window{crash}, 100*time.Millisecond); len(bad) != 0 {
+		t.Errorf("a value lost across a crash flagged: %v", bad)
+	}
+}
+
+func TestMeasureAvailability(t *testing.T) {
+	ops := []Op{push(0, "l", "a", 100, OK), push(0, "l", "b", 200, OK), push(0, "l", "c", 900, OK),
+		push(1, "l", "x", 500, Unknown), push(1, "l", "y", 600, Fail), push(0, "l", "z", 650, Fail)}
+	f := Window{Kind: "kill-redis", Target: "n1", Start: 400 * ms, End: 450 * ms}
+	a := MeasureAvailability(ops, []Window{f}, 0, 1000*ms, 100*time.Millisecond)
+	if a.LongestGap != 700*time.Millisecond {
+		t.Errorf("longest gap %v, want 700ms", a.LongestGap)
+	}
+	if a.Fraction < 0.27 || a.Fraction > 0.28 { // 3 of 11 buckets
+		t.Errorf("fraction %v, want 3/11", a.Fraction)
+	}
+	if a.ErrorsPerClientPerFault != 2 || a.WorstFault != "kill-redis n1" {
+		t.Errorf("errors per client per fault %d (%s), want 2", a.ErrorsPerClientPerFault, a.WorstFault)
+	}
+}
+
+func TestOpsRoundTrip(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "h.jsonl")
+	in := []Op{set(0, "a", "1", 0, 1, OK), lrange("l", 2, 3, "x", "y")}
+	if err := WriteOps(path, in[:1]); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteOps(path, in[1:]); err != nil {
+		t.Fatal(err)
+	}
+	out, err := ReadOps(path)
+	if err != nil || len(out) != 2 || out[0].Value != "1" || !slices.Equal(out[1].List, []string{"x", "y"}) {
+		t.Errorf("read back %+v, %v", out, err)
+	}
+}
+
+func TestClassify(t *testing.T) {
+	for _, tc := range []struct {
+		err  string
+		conn bool
+		want string
+	}{
+		{"", false, OK},
+		{"i/o timeout", true, Unknown},
+		{"ERR redhaven: connection to master lost, command outcome unknown", false, Unknown},
+		{"MASTERDOWN redhaven: no master available (held 5s)", false, Fail},
+		{"READONLY You can't write against a read only replica.", false, Fail},
+	} {
+		if got := Classify(tc.err, tc.conn); got != tc.want {
+			t.Errorf("Classify(%q, %v) = %s, want %s", tc.err, tc.conn, got, tc.want)
+		}
+	}
+}

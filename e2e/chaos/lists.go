@@ -1,0 +1,172 @@
+package chaos
+
+import (
+	"fmt"
+	"slices"
+	"sort"
+	"time"
+)
+
+// Loss classes of acknowledged RPUSH values missing from the final list.
+const (
+	// LostReplication: acknowledged within lag before a fault that took
+	// the master away without telling it: Redis's asynchronous replication
+	// had not copied it yet. Redis's behaviour, not the proxy's.
+	LostReplication = "replication"
+	// LostOther: any other acknowledged write that is gone, e.g. one that
+	// a deposed master acknowledged. Must be 0.
+	LostOther = "other"
+)
+
+// Lost is one acknowledged write missing at the end.
+type Lost struct {
+	Key, Value string
+	Acked      int64  // Unix ns of the acknowledgement
+	Class      string // LostReplication or LostOther
+	// Fault is the fault the loss is attributed to ("" for LostOther), and
+	// BeforeFault how long before its start the write was acknowledged.
+	Fault       string
+	BeforeFault time.Duration
+}
+
+// ListResult is the verdict of the list workload.
+type ListResult struct {
+	Acked      int            // acknowledged RPUSH values
+	Lost       []Lost         // acknowledged, missing from the final lists
+	ByClass    map[string]int // len(Lost) per class
+	Duplicated []string       // values present more than once ("key value")
+	Phantom    []string       // values present that no client pushed with an ok or unknown outcome
+	FailedSeen []string       // values present although their RPUSH definitely failed
+	ReadsBad   []string       // LRANGE results that are not a prefix-consistent view (a value vanished)
+}
+
+// OK tells whether nothing but replication losses were found.
+func (r ListResult) OK() bool {
+	return r.ByClass[LostOther] == 0 && len(r.Duplicated) == 0 && len(r.Phantom) == 0 &&
+		len(r.FailedSeen) == 0 && len(r.ReadsBad) == 0
+}
+
+// CheckLists compares the acknowledged RPUSHes with the final lists (read
+// from the final master after every fault healed). A missing value
+// acknowledged within lag before (or during) the start of a fault that
+// loses writes is a replication loss; anything else missing is LostOther.
+func CheckLists(ops []Op, final map[string][]string, faults []Window, lag time.Duration) ListResult {
+	res := ListResult{ByClass: map[string]int{}}
+	type push struct {
+		outcome string
+		acked   int64
+	}
+	pushes := map[string]map[string]push{} // key -> value -> push
+	for _, o := range ops {
+		if o.Kind != KindRPush {
+			continue
+		}
+		if pushes[o.Key] == nil {
+			pushes[o.Key] = map[string]push{}
+		}
+		pushes[o.Key][o.Value] = push{outcome: o.Outcome, acked: o.Complete}
+		if o.Outcome == OK {
+			res.Acked++
+		}
+	}
+	var losing []Window
+	for _, f := range faults {
+		if f.LosesWrites {
+			losing = append(losing, f)
+		}
+	}
+	keys := make([]string, 0, len(pushes))
+	for k := range pushes {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		present := map[string]int{}
+		for _, v := range final[k] {
+			present[v]++
+		}
+		for v, n := range present {
+			p, pushed := pushes[k][v]
+			switch {
+			case n > 1:
+				res.Duplicated = append(res.Duplicated, k+" "+v)
+			case !pushed:
+				res.Phantom = append(res.Phantom, k+" "+v)
+			case p.outcome == Fail:
+				res.FailedSeen = append(res.FailedSeen, k+" "+v)
+			}
+		}
+		vals := make([]string, 0, len(pushes[k]))
+		for v := range pushes[k] {
+			vals = append(vals, v)
+		}
+		sort.Strings(vals)
+		for _, v := range vals {
+			p := pushes[k][v]
+			if p.outcome != OK || present[v] > 0 {
+				continue
+			}
+			l := Lost{Key: k, Value: v, Acked: p.acked, Class: LostOther}
+			for _, f := range losing {
+				// acknowledged at most lag before the fault began (or within lag
+				// after the moment the test recorded for it)
+				if p.acked >= f.Start-lag.Nanoseconds() && p.acked <= f.Start+lag.Nanoseconds() {
+					l.Class, l.Fault, l.BeforeFault = LostReplication, f.Kind+" "+f.Target, time.Duration(f.Start-p.acked)
+					break
+				}
+			}
+			res.Lost = append(res.Lost, l)
+			res.ByClass[l.Class]++
+		}
+	}
+	res.ReadsBad = checkListReads(ops, losing, lag)
+	return res
+}
+
+// checkListReads: a list only grows, so a read must contain, as a prefix,
+// every read of the same key that completed before it was sent, unless a
+// fault that loses writes came in between.
+func checkListReads(ops []Op, losing []Window, lag time.Duration) []string {
+	byKey := map[string][]Op{}
+	for _, o := range ops {
+		if o.Kind == KindLRange && o.Outcome == OK {
+			byKey[o.Key] = append(byKey[o.Key], o)
+		}
+	}
+	var bad []string
+	for k, reads := range byKey {
+		sort.Slice(reads, func(i, j int) bool { return reads[i].Invoke < reads[j].Invoke })
+		var last *Op // the longest read completed so far
+		byDone := append([]Op(nil), reads...)
+		sort.Slice(byDone, func(i, j int) bool { return byDone[i].Complete < byDone[j].Complete })
+		d := 0
+		for i := range reads {
+			r := reads[i]
+			for d < len(byDone) && byDone[d].Complete < r.Invoke {
+				if last == nil || len(byDone[d].List) >= len(last.List) {
+					last = &byDone[d]
+				}
+				d++
+			}
+			if last == nil || isPrefix(last.List, r.List) {
+				continue
+			}
+			lossBetween := false
+			for _, f := range losing {
+				if f.Start-lag.Nanoseconds() <= r.Invoke && f.End >= last.Complete-lag.Nanoseconds() {
+					lossBetween = true
+				}
+			}
+			if !lossBetween {
+				bad = append(bad, fmt.Sprintf("%s: read of %d values at %d lost a value of the read of %d at %d",
+					k, len(r.List), r.Invoke, len(last.List), last.Complete))
+			}
+		}
+	}
+	sort.Strings(bad)
+	return bad
+}
+
+func isPrefix(a, b []string) bool {
+	return len(a) <= len(b) && slices.Equal(a, b[:len(a)])
+}
