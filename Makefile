@@ -5,7 +5,7 @@ GOFLAGS_BUILD := -trimpath -ldflags "-s -w -X main.version=$(VERSION)"
 BIN := dist/redhaven
 GO_TEST_FLAGS ?= -race -timeout 25m
 
-.PHONY: help build test test-short vet deps-check bench bench-idle bench-failover bench-cluster e2e demo clean
+.PHONY: help build test test-short vet deps-check bench bench-idle bench-failover bench-cluster e2e chaos demo clean
 
 include packaging/package.mk
 
@@ -44,6 +44,13 @@ bench-cluster: ## cluster figures: leader kill -> new leader, kill -9 master -> 
 
 e2e: package ## Docker end-to-end failovers (3 nodes from the .deb, VIP, client traffic), figures printed
 	set -o pipefail; REDHAVEN_DEB=$$(realpath dist/redhaven_*.deb) go test -tags e2e -count=1 -timeout 30m -v ./e2e/... 2>&1 | tee dist/e2e.log | grep -E '^(=== RUN|--- |ok|FAIL|PASS)|figures|e2e_test|failover_test'
+
+SEED ?= 1
+DURATION ?= 2m
+chaos: package ## fault injection under a recorded workload, checked by programs (SEED=1 DURATION=2m); report and histories in dist/chaos
+	mkdir -p dist/chaos
+	set -o pipefail; REDHAVEN_DEB=$$(realpath dist/redhaven_*.deb) CHAOS_OUT=$(CURDIR)/dist/chaos CHAOS_SEED=$(SEED) CHAOS_DURATION=$(DURATION) \
+		go test -tags e2e -count=1 -timeout 120m -run 'TestChaos$$' -v ./e2e/ 2>&1 | tee dist/chaos.log | grep -E '^(=== RUN|--- |ok|FAIL|PASS)|chaos_test|nemesis|schedule|seed'
 
 demo: build ## 3 redis + 3 sentinels + redhaven on loopback; Ctrl-C stops everything
 	./e2e/demo.sh

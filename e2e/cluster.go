@@ -47,7 +47,7 @@ const (
 // process is stopped by the PID it wrote, never by name.
 const nodeScript = `#!/bin/sh
 # e2e node control: start-redis [redis args] | start-sentinel | start-agent | stop-agent |
-# vip-sampler VIP | kill-redis
+# vip-sampler VIP | kill-redis | signal redis|sentinel|agent SIG
 set -u
 agent_pid=/run/e2e-agent.pid
 case "$1" in
@@ -85,6 +85,17 @@ vip-sampler)
 		sleep 0.05
 		i=$((i+1))
 	done
+	;;
+signal)
+	# signal redis|sentinel|agent SIG: by the daemon's PID file
+	case "$2" in
+	redis) f=/run/e2e-redis.pid ;;
+	sentinel) f=/run/e2e-sentinel.pid ;;
+	agent) f=$agent_pid ;;
+	*) echo "unknown daemon $2" >&2; exit 2 ;;
+	esac
+	[ -f "$f" ] || { echo "no $f"; exit 0; }
+	kill -"$3" "$(cat "$f")" 2>/dev/null || echo "$2 not running"
 	;;
 kill-redis)
 	pid=$(cat /run/e2e-redis.pid)

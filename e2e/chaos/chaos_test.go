@@ -179,3 +179,43 @@ func TestClassify(t *testing.T) {
 		}
 	}
 }
+
+func TestSchedule(t *testing.T) {
+	nodes := []string{"n1", "n2", "n3"}
+	a := Schedule(42, 10*time.Minute, nodes)
+	if !slices.Equal(a, Schedule(42, 10*time.Minute, nodes)) {
+		t.Fatal("the same seed gave two schedules")
+	}
+	if slices.Equal(a, Schedule(43, 10*time.Minute, nodes)) {
+		t.Error("seeds 42 and 43 gave the same schedule")
+	}
+	if len(a) < 30 {
+		t.Errorf("%d faults in 10 minutes, want at least 30", len(a))
+	}
+	kinds := map[string]int{}
+	for i, f := range a {
+		kinds[f.Kind]++
+		if f.At+f.Duration > 10*time.Minute {
+			t.Errorf("fault %v runs past the end", f)
+		}
+		if !fits(a[:i], f) {
+			t.Errorf("fault %v breaks the overlap rules", f)
+		}
+		running, heavies := 0, 0
+		for _, g := range a[:i] {
+			if g.At+g.Duration+time.Second > f.At {
+				running++
+				if heavy[g.Kind] {
+					heavies++
+				}
+			}
+		}
+		if running > 1 || (heavy[f.Kind] && heavies > 0) {
+			t.Errorf("fault %v starts with %d others running (%d heavy)", f, running, heavies)
+		}
+	}
+	if len(kinds) < 8 {
+		t.Errorf("only %d kinds of faults in 10 minutes: %v", len(kinds), kinds)
+	}
+	t.Log(FormatSchedule(42, a[:8]))
+}

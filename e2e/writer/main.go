@@ -6,6 +6,8 @@
 //	writer write  -addr VIP:6380 -prefix s1p -out /tmp/s1p.csv [-reconnect-every 100ms]
 //	writer verify -addr MASTER:6379 -prefix s1p -in /tmp/s1p.csv -out /tmp/s1p.present
 //	writer watch  -addr OLD:6379 -prefixes s2p,s2r -out /tmp/old.keys
+//	writer chaos  -addrs vip=VIP:6380,n1=N1:6380,... -out /tmp/chaos.jsonl
+//	writer final  -addr MASTER:6379 -out /tmp/final.json
 //
 // write sends SET <prefix>:N N every -interval and records every
 // command's outcome in a write log (e2e/probe: seq, send and done time in
@@ -19,6 +21,9 @@
 // watch polls a Redis node and, while it reports role master (before and
 // after the scan), records every key of the given prefixes: the writes
 // that landed on a node while it was a master.
+//
+// chaos runs the fault-injection workload (registers and lists, see
+// chaos.go) and final reads its lists from the final master.
 package main
 
 import (
@@ -50,6 +55,10 @@ func main() {
 		err = cmdVerify(os.Args[2:])
 	case "watch":
 		err = cmdWatch(os.Args[2:])
+	case "chaos":
+		err = cmdChaos(os.Args[2:])
+	case "final":
+		err = cmdFinal(os.Args[2:])
 	default:
 		usage()
 	}
@@ -60,7 +69,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: writer write|verify|watch [flags]  (-h for flags)")
+	fmt.Fprintln(os.Stderr, "usage: writer write|verify|watch|chaos|final [flags]  (-h for flags)")
 	os.Exit(2)
 }
 

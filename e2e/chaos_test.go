@@ -1,0 +1,382 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redhaven/redhaven/e2e/chaos"
+)
+
+// TestChaos runs the fault-injection proof (issue 13; `make chaos`): a
+// seeded random schedule of overlapping faults (chaos.Schedule) against
+// the three-node cluster while a workload of registers and lists runs
+// through the VIP and through each node's proxy, on persistent and on
+// reconnecting connections. Every operation is recorded, and programs
+// check the history: linearizability of the registers between faults
+// that may lose writes (porcupine), acknowledged list values lost (only
+// Redis's asynchronous replication at a master's crash may lose any),
+// never two VIP holders, availability. CHAOS_SEED and CHAOS_DURATION
+// choose the run (default: seed 1, 2 minutes); the report, the fault
+// windows, the raw history and porcupine's visualisations go to
+// $CHAOS_OUT (make chaos: dist/chaos), else the run's artifacts folder.
+func TestChaos(t *testing.T) {
+	seed := uint64(1)
+	if s := os.Getenv("CHAOS_SEED"); s != "" {
+		v, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			t.Fatalf("CHAOS_SEED=%q: %v", s, err)
+		}
+		seed = v
+	}
+	dur := 2 * time.Minute
+	if s := os.Getenv("CHAOS_DURATION"); s != "" {
+		v, err := time.ParseDuration(s)
+		if err != nil || v < 30*time.Second {
+			t.Fatalf("CHAOS_DURATION=%q: want a duration of at least 30s", s)
+		}
+		dur = v
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), dur+20*time.Minute)
+	defer cancel()
+	c := newCluster(t, ctx)
+	out := os.Getenv("CHAOS_OUT")
+	if out == "" {
+		out = filepath.Join(c.art, "chaos")
+	}
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	sched := chaos.Schedule(seed, dur, c.nodes)
+	t.Logf("schedule (replay with CHAOS_SEED=%d CHAOS_DURATION=%v):\n%s", seed, dur, chaos.FormatSchedule(seed, sched))
+
+	// The workload: two clients on the VIP, one on each node's proxy.
+	var addrs []string
+	addrs = append(addrs, "vip="+c.vip+":6380", "vip="+c.vip+":6380")
+	for _, n := range c.nodes {
+		addrs = append(addrs, n+"="+c.ip[n]+":6380")
+	}
+	const keys = 4
+	hist := "/tmp/chaos.jsonl"
+	script := fmt.Sprintf("echo $$ > %s.pid; exec writer chaos -addrs %s -clients %d -keys %d -seed %d -max %s -out %s 2>%s.err",
+		hist, strings.Join(addrs, ","), 2*len(addrs), keys, seed, (dur + 10*time.Minute).String(), hist, hist)
+	if err := c.env.ExecDetached(ctx, clientName, "sh", "-c", script); err != nil {
+		t.Fatal(err)
+	}
+	progress := func() (ops, errs int64) {
+		s, _ := c.exec(ctx, clientName, "cat", hist+".progress")
+		fmt.Sscan(s, &ops, &errs)
+		return
+	}
+	c.poll(ctx, 30*time.Second, "the workload runs", func() bool { ops, _ := progress(); return ops > 500 })
+
+	n := newNemesis(t, c, ctx)
+	began := time.Now()
+	var wg sync.WaitGroup
+	for _, f := range sched {
+		if d := time.Until(began.Add(f.At)); d > 0 {
+			select {
+			case <-time.After(d):
+			case <-ctx.Done():
+				t.Fatal("out of time")
+			}
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			n.run(f)
+		}()
+	}
+	wg.Wait()
+	if d := time.Until(began.Add(dur)); d > 0 {
+		time.Sleep(d) // the schedule's tail: traffic without faults
+	}
+	t.Log("schedule done; waiting for the cluster to heal")
+	c.waitHealthy(ctx, 3*time.Minute)
+	base, _ := progress()
+	c.poll(ctx, 30*time.Second, "the workload runs after the faults", func() bool { ops, _ := progress(); return ops > base+500 })
+	endNs := time.Now().UnixNano()
+
+	// Stop the workload, collect the history and the final lists.
+	if out, err := c.exec(ctx, clientName, "sh", "-c", "kill -TERM $(cat "+hist+".pid)"); err != nil {
+		t.Fatalf("stop the workload: %v %s", err, out)
+	}
+	c.poll(ctx, 60*time.Second, "the workload wrote its history", func() bool {
+		_, err := c.exec(ctx, clientName, "test", "-f", hist)
+		return err == nil
+	})
+	master := c.nodeOf(c.sentinelMaster(ctx))
+	if master == "" {
+		t.Fatal("no Sentinel majority on a master at the end")
+	}
+	if out, err := c.exec(ctx, clientName, "writer", "final", "-addr", c.ip[master]+":6379", "-keys", strconv.Itoa(keys), "-out", "/tmp/final.json"); err != nil {
+		t.Fatalf("read the final lists on %s: %v %s", master, err, out)
+	}
+	for _, f := range []string{hist, "/tmp/final.json"} {
+		if err := c.env.CopyFrom(ctx, clientName, f, filepath.Join(out, filepath.Base(f))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ops, err := chaos.ReadOps(filepath.Join(out, "chaos.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var final map[string][]string
+	b, err := os.ReadFile(filepath.Join(out, "final.json"))
+	if err == nil {
+		err = json.Unmarshal(b, &final)
+	}
+	if err != nil {
+		t.Fatalf("final lists: %v", err)
+	}
+	windows := n.windows()
+	if b, err := json.MarshalIndent(windows, "", "  "); err == nil {
+		_ = os.WriteFile(filepath.Join(out, "faults.json"), b, 0o644)
+	}
+
+	// Check.
+	const lag = 500 * time.Millisecond // replication lag bound for "lost at a crash"
+	lists := chaos.CheckLists(ops, final, windows, lag)
+	reg, err := chaos.CheckRegister(ops, windows, lag, 2*time.Minute, out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	avail := chaos.MeasureAvailability(ops, windows, began.UnixNano(), endNs, 100*time.Millisecond)
+	doubleMs, gapMs := vipFigures(n.vipHistory(), began.UnixNano(), endNs)
+
+	var rep strings.Builder
+	fmt.Fprintf(&rep, "chaos run: seed %d, %v, %d operations, final master %s\n", seed, dur, len(ops), master)
+	fmt.Fprintf(&rep, "faults injected: %s\n", n.summary())
+	fmt.Fprintf(&rep, "acked list writes: %d; lost: %d to replication at a crash, %d other (must be 0)\n",
+		lists.Acked, lists.ByClass[chaos.LostReplication], lists.ByClass[chaos.LostOther])
+	fmt.Fprintf(&rep, "list anomalies: duplicated %d, phantom %d, failed-but-present %d, reads that lost a value %d\n",
+		len(lists.Duplicated), len(lists.Phantom), len(lists.FailedSeen), len(lists.ReadsBad))
+	fmt.Fprintf(&rep, "registers: %d operations checked in %d segments (%d overlapping write-losing faults left out): linearizable=%v, illegal %v, undecided %d\n",
+		reg.Checked, reg.Segments, reg.Excluded, reg.Linearizable(), reg.Illegal, reg.TimedOut)
+	fmt.Fprintf(&rep, "availability: writes acknowledged in %.1f%% of 100 ms buckets; longest gap %v; at most %d errors for one client in one fault (%s)\n",
+		100*avail.Fraction, avail.LongestGap.Round(time.Millisecond), avail.ErrorsPerClientPerFault, avail.WorstFault)
+	fmt.Fprintf(&rep, "VIP: two holders for %.0f ms, longest time with none %.0f ms\n", doubleMs, gapMs)
+	for _, l := range lists.Lost {
+		fmt.Fprintf(&rep, "  lost %s %s acked %s: %s %s\n", l.Key, l.Value,
+			time.Unix(0, l.Acked).UTC().Format("15:04:05.000"), l.Class, l.Fault)
+	}
+	for _, s := range append(append(lists.Duplicated, lists.Phantom...), append(lists.FailedSeen, lists.ReadsBad...)...) {
+		fmt.Fprintf(&rep, "  anomaly %s\n", s)
+	}
+	_ = os.WriteFile(filepath.Join(out, fmt.Sprintf("report-seed%d.txt", seed)), []byte(rep.String()), 0o644)
+	t.Log("\n" + rep.String())
+
+	if !lists.OK() {
+		t.Errorf("list workload: acknowledged writes lost for a reason other than replication at a crash, or anomalies (see the report)")
+	}
+	if !reg.Linearizable() {
+		t.Errorf("register workload not linearizable between write-losing faults: %v (visualisations: %v)", reg.Illegal, reg.Visualized)
+	}
+	if doubleMs > 0 {
+		t.Errorf("two nodes held the VIP for %.0f ms", doubleMs)
+	}
+}
+
+// nemesis applies faults to the cluster and records their windows.
+type nemesis struct {
+	t   *testing.T
+	c   *cluster
+	ctx context.Context
+
+	mu     sync.Mutex
+	done   []chaos.Window
+	counts map[string]int
+	killed []vipChange // containers killed: their addresses are gone (VIP history cuts)
+}
+
+func newNemesis(t *testing.T, c *cluster, ctx context.Context) *nemesis {
+	return &nemesis{t: t, c: c, ctx: ctx, counts: map[string]int{}}
+}
+
+// resolve turns "master" and "leader" into a node name.
+func (n *nemesis) resolve(target string) string {
+	switch target {
+	case "master":
+		return n.c.nodeOf(n.c.sentinelMaster(n.ctx))
+	case "leader":
+		for _, m := range n.c.up() {
+			if s, err := n.c.status(n.ctx, m); err == nil && s.leader != "" && s.leader != "(none)" {
+				return s.leader
+			}
+		}
+		return ""
+	}
+	return target
+}
+
+// run applies one fault, waits its duration and heals it.
+func (n *nemesis) run(f chaos.Fault) {
+	c := n.c
+	node := n.resolve(f.Target)
+	if f.Kind != chaos.FaultPlanned && f.Kind != chaos.FaultRolling && (node == "" || c.isDown(node)) {
+		n.t.Logf("nemesis: %v skipped (target %q not available)", f, node)
+		return
+	}
+	wasMaster := node != "" && c.nodeOf(c.sentinelMaster(n.ctx)) == node
+	w := chaos.Window{Kind: f.Kind, Target: node, Start: time.Now().UnixNano()}
+	sig := func(proc, s string) {
+		if out, err := c.exec(n.ctx, node, "/e2e/node.sh", "signal", proc, s); err != nil {
+			n.t.Logf("nemesis: signal %s %s on %s: %v %s", proc, s, node, err, out)
+		}
+	}
+	start := func(cmds ...string) {
+		for _, cmd := range cmds {
+			if cmd == "start-agent" {
+				c.startAgent(n.ctx, node)
+				continue
+			}
+			if out, err := c.exec(n.ctx, node, "/e2e/node.sh", cmd); err != nil {
+				n.t.Logf("nemesis: %s on %s: %v %s", cmd, node, err, out)
+			}
+		}
+	}
+	hold := func() { time.Sleep(f.Duration) }
+	switch f.Kind {
+	case chaos.FaultKillRedis:
+		sig("redis", "KILL")
+		w.LosesWrites = wasMaster
+		hold()
+		start("start-redis")
+	case chaos.FaultKillSentinel:
+		sig("sentinel", "KILL")
+		hold()
+		start("start-sentinel")
+	case chaos.FaultKillAgent:
+		sig("agent", "KILL")
+		hold()
+		start("start-agent")
+	case chaos.FaultPauseRedis:
+		sig("redis", "STOP")
+		w.LosesWrites = wasMaster
+		hold()
+		sig("redis", "CONT")
+	case chaos.FaultPauseAgent:
+		sig("agent", "STOP")
+		hold()
+		sig("agent", "CONT")
+	case chaos.FaultKillNode:
+		c.mu.Lock()
+		c.down[node] = true
+		c.mu.Unlock()
+		if _, err := Docker(n.ctx, "kill", c.env.Name(node)); err != nil {
+			n.t.Logf("nemesis: docker kill %s: %v", node, err)
+		}
+		n.mu.Lock()
+		n.killed = append(n.killed, vipChange{at: time.Now().UnixNano(), node: node, held: false})
+		n.mu.Unlock()
+		w.LosesWrites = wasMaster
+		hold()
+		if _, err := Docker(n.ctx, "start", c.env.Name(node)); err != nil {
+			n.t.Errorf("nemesis: docker start %s: %v", node, err)
+		}
+		c.startSampler(n.ctx, node)
+		start("start-redis", "start-sentinel", "start-agent")
+		c.mu.Lock()
+		c.down[node] = false
+		c.mu.Unlock()
+	case chaos.FaultPartition:
+		c.mu.Lock()
+		c.down[node] = true
+		c.mu.Unlock()
+		if _, err := Docker(n.ctx, "network", "disconnect", "-f", c.env.Network, c.env.Name(node)); err != nil {
+			n.t.Logf("nemesis: disconnect %s: %v", node, err)
+		}
+		w.LosesWrites = wasMaster
+		hold()
+		n.reconnect(node)
+		c.mu.Lock()
+		c.down[node] = false
+		c.mu.Unlock()
+	case chaos.FaultNetem:
+		if out, err := c.exec(n.ctx, node, "tc", "qdisc", "replace", "dev", "eth0", "root", "netem", "delay", "40ms", "20ms", "loss", "3%"); err != nil {
+			n.t.Logf("nemesis: netem on %s not available: %v %s", node, err, out)
+			return
+		}
+		hold()
+		if out, err := c.exec(n.ctx, node, "tc", "qdisc", "del", "dev", "eth0", "root"); err != nil {
+			n.t.Errorf("nemesis: remove netem on %s: %v %s", node, err, out)
+		}
+	case chaos.FaultPlanned:
+		for _, m := range c.up() {
+			if out, err := c.exec(n.ctx, m, "redhaven", "failover"); err == nil {
+				break
+			} else {
+				n.t.Logf("nemesis: redhaven failover on %s: %v %s", m, err, out)
+			}
+		}
+	case chaos.FaultRolling:
+		for _, m := range c.up() {
+			c.stopAgent(n.ctx, m)
+			c.startAgent(n.ctx, m)
+			c.tryPoll(n.ctx, 30*time.Second, func() bool {
+				s, err := c.status(n.ctx, m)
+				return err == nil && s.ready
+			})
+		}
+	}
+	w.End = time.Now().UnixNano()
+	if w.LosesWrites {
+		w.End += int64(5 * time.Second) // Sentinel's failover and the clients' reconnects
+	}
+	n.t.Logf("nemesis: %-16s %-5s %s -> %s (loses writes: %v)", f.Kind, node,
+		time.Unix(0, w.Start).UTC().Format("15:04:05.000"), time.Unix(0, w.End).UTC().Format("15:04:05.000"), w.LosesWrites)
+	n.mu.Lock()
+	n.done = append(n.done, w)
+	n.counts[f.Kind]++
+	n.mu.Unlock()
+}
+
+// reconnect puts a partitioned node back on the network under its old
+// address and names its interface eth0 again.
+func (n *nemesis) reconnect(node string) {
+	c := n.c
+	if _, err := Docker(n.ctx, "network", "connect", "--ip", c.ip[node], c.env.Network, c.env.Name(node)); err != nil {
+		n.t.Errorf("nemesis: reconnect %s: %v", node, err)
+	}
+	script := fmt.Sprintf(`set -e; i=$(ip -o -4 addr show to %s | awk '{print $2}'); [ -n "$i" ]; [ "$i" = eth0 ] || { ip link set dev "$i" down; ip link set dev "$i" name eth0; ip link set dev eth0 up; }`, c.ip[node])
+	if out, err := c.exec(n.ctx, node, "sh", "-c", script); err != nil {
+		n.t.Errorf("nemesis: rename the interface of %s back to eth0: %v %s", node, err, out)
+	}
+}
+
+func (n *nemesis) windows() []chaos.Window {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return append([]chaos.Window(nil), n.done...)
+}
+
+// vipHistory is every node's VIP sampler history with a release at each
+// container kill (a node can be killed more than once).
+func (n *nemesis) vipHistory() []vipChange {
+	all := n.c.vipHistory(n.ctx, nil)
+	n.mu.Lock()
+	all = append(all, n.killed...)
+	n.mu.Unlock()
+	sort.SliceStable(all, func(i, j int) bool { return all[i].at < all[j].at })
+	return all
+}
+
+func (n *nemesis) summary() string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	var parts []string
+	for k, v := range n.counts {
+		parts = append(parts, fmt.Sprintf("%s %d", k, v))
+	}
+	return strings.Join(parts, ", ")
+}
