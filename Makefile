@@ -5,7 +5,7 @@ GOFLAGS_BUILD := -trimpath -ldflags "-s -w -X main.version=$(VERSION)"
 BIN := dist/redhaven
 GO_TEST_FLAGS ?= -race -timeout 25m
 
-.PHONY: help build test test-short vet deps-check bench bench-idle bench-failover bench-cluster e2e chaos demo clean
+.PHONY: help build test-deps test test-short vet deps-check bench bench-idle bench-failover bench-cluster e2e chaos demo clean
 
 include packaging/package.mk
 
@@ -22,7 +22,10 @@ vet: ## go vet and gofmt check
 deps-check: ## leaves must not import each other or node (see DESIGN.md)
 	@./e2e/deps-check.sh
 
-test: vet deps-check build ## every test: unit, real redis/sentinel, cluster, netns, chromium, packages (seed corpora of fuzz targets included)
+test-deps: ## install the Debian packages the tests need (as root), or name the missing ones and stop
+	@./e2e/test-deps.sh
+
+test: test-deps vet deps-check build ## every test: unit, real redis/sentinel, cluster, netns, chromium, packages (seed corpora of fuzz targets included)
 	go test $(GO_TEST_FLAGS) ./...
 	@echo "== proxy tests again with proxy.multiplex off (1:1 backend connections)"
 	PROXY_TEST_MULTIPLEX=0 go test $(GO_TEST_FLAGS) ./proxy
