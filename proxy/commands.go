@@ -26,6 +26,7 @@ const (
 	cmdSunsubscribe         //
 	cmdReadonly             // READONLY / READWRITE (cluster replicas), replayed
 	cmdReadwrite            //
+	cmdAdmin                // CONFIG, ACL: plain unless they change authentication (authChange)
 )
 
 // commandSpec is one row of the special-command table.
@@ -73,6 +74,45 @@ var commandTable = []commandSpec{
 	{"psync", cmdRefused, "replication protocol", false},
 	{"replconf", cmdRefused, "replication protocol", false},
 	{"cluster", cmdRefused, "redhaven fronts a non-cluster deployment", false},
+	// authentication changes: plain, except the subcommands authChange names
+	{"config", cmdAdmin, "CONFIG SET requirepass: own connection; shared connections retired when answered (a new client must not inherit their authentication)", false},
+	{"acl", cmdAdmin, "ACL SETUSER/DELUSER/LOAD: own connection; shared connections retired when answered", false},
+}
+
+// authChange says whether a CONFIG or ACL command may change what a new
+// connection must do to authenticate.
+func authChange(args [][]byte) bool {
+	if len(args) < 2 {
+		return false
+	}
+	switch {
+	case equalFold(args[0], "config"):
+		if !equalFold(args[1], "set") {
+			return false
+		}
+		for i := 2; i < len(args); i += 2 {
+			if equalFold(args[i], "requirepass") {
+				return true
+			}
+		}
+	case equalFold(args[0], "acl"):
+		return equalFold(args[1], "setuser") || equalFold(args[1], "deluser") || equalFold(args[1], "load")
+	}
+	return false
+}
+
+// logCommand names a command in a log line without its arguments, which
+// may be secrets (AUTH, HELLO AUTH, ACL SETUSER): only the subcommand of
+// commands whose second word is one.
+func logCommand(kind cmdKind, args [][]byte) string {
+	if len(args) == 0 {
+		return ""
+	}
+	name := string(firstLine(args[0]))
+	if len(args) > 1 && (kind == cmdClient || kind == cmdAdmin) && len(args[1]) <= 32 {
+		name += " " + string(args[1])
+	}
+	return name
 }
 
 // ownConnTable lists the plain commands a shared backend connection

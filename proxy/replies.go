@@ -253,6 +253,13 @@ func (s *session) replyLocked(be *backendConn, frame []byte, complete bool) (fwd
 	if e.raw != nil && !isErr {
 		s.applyLocked(e)
 	}
+	if e.kind == cmdAdmin && !isErr {
+		// a password or ACL user changed: shared connections keep the
+		// authentication they were opened with; retired before the client
+		// sees the answer, so a client connecting after it does not
+		// inherit theirs
+		s.srv.retireMux(be.addr, "authentication changed through the proxy")
+	}
 	if e.n--; e.n > 0 && e.cnt > 1 {
 		return true, true // more replies for this run of plain commands
 	}

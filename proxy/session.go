@@ -367,7 +367,8 @@ func (s *session) subscribedLocked() bool {
 // sendableLocked says whether commands may go to the current backend.
 func (s *session) sendableLocked() bool {
 	be := s.be
-	if be == nil || be.dead || s.demoted || s.forceMove || s.unsent > 0 || (be.mux != nil && (s.ownConn || be.mux.proto != s.muxProto)) {
+	if be == nil || be.dead || s.demoted || s.forceMove || s.unsent > 0 ||
+		(be.mux != nil && (s.ownConn || be.mux.proto != s.muxProto || be.mux.retired.Load())) {
 		return false
 	}
 	if g := s.srv.routeGen.Load(); g != s.routeGen {
@@ -436,7 +437,16 @@ func (s *session) connect(addr string) (*backendConn, error) {
 	proto := s.muxProto
 	s.mu.Unlock()
 	if shared {
-		return s.srv.attach(s, addr, proto)
+		be, err := s.srv.attach(s, addr, proto)
+		if err == nil || s.srv.needAuth || !refusedAuth(err) {
+			return be, err
+		}
+		// Redis wants authentication first (HELLO 3 without it is
+		// refused): the session's own connection, where its HELLO gets
+		// Redis's answer and its AUTH can follow.
+		s.mu.Lock()
+		s.needOwnLocked([]byte("HELLO"))
+		s.mu.Unlock()
 	}
 	return s.srv.dial(addr)
 }
@@ -948,6 +958,9 @@ func (s *session) commandLocked(raw []byte, inline bool) action {
 		raw = cmd.Raw // redcon encodes inline commands as RESP
 	}
 	spec := lookupCommand(args[0])
+	if spec.kind == cmdAdmin && !authChange(args) {
+		spec.kind = cmdPlain
+	}
 	kind := spec.kind
 	silent := s.replyOff || s.skipNext
 	needAuth := s.srv.needAuth
