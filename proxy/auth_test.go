@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"strings"
 	"testing"
 	"time"
@@ -66,5 +67,107 @@ func TestRuntimePasswordNoInheritedAuth(t *testing.T) {
 				c.do(bulk("v"), "GET", "k")
 			}
 		})
+	}
+}
+
+// TestResp3AuthAfterRuntimePassword: a RESP3 client against a Redis with
+// a password authenticates in every order a client may use (HELLO 3
+// then AUTH, HELLO 3 AUTH user pass, AUTH then HELLO 3, and HELLO 3 sent
+// before the password was set, then AUTH), then its commands work, also
+// after its backend connection is replaced (replay: AUTH before HELLO).
+func TestResp3AuthAfterRuntimePassword(t *testing.T) {
+	rs := redistest.StartServer(t, redistest.ServerOptions{})
+	routes := newRoutes(rs.Addr)
+	srv := startProxy(t, testConfig(), routes)
+	addr := srv.Addr().String()
+
+	// a RESP3 session from before the password
+	early := dialRaw(t, addr)
+	early.send("HELLO", "3")
+	if got := early.reply(); !strings.HasPrefix(got, "%") {
+		t.Fatalf("HELLO 3: %q", got)
+	}
+	early.do("+OK\r\n", "SET", "k", "v")
+	// one that authenticates only after a failover to a server with a
+	// password: its replayed HELLO 3 is refused, its AUTH brings it back
+	late := dialRaw(t, addr)
+	late.send("HELLO", "3")
+	if got := late.reply(); !strings.HasPrefix(got, "%") {
+		t.Fatalf("HELLO 3: %q", got)
+	}
+	late.do(bulk("v"), "GET", "k")
+
+	setter := dialRaw(t, addr)
+	setter.do("+OK\r\n", "CONFIG", "SET", "requirepass", "pw")
+
+	early.do("+OK\r\n", "AUTH", "pw")
+	early.do(bulk("v"), "GET", "k")
+	early.send("HELLO")
+	if got := early.reply(); !strings.Contains(got, "proto\r\n:3\r\n") {
+		t.Fatalf("early session: protocol after AUTH: %q", got)
+	}
+
+	// HELLO 3 then AUTH: as on a direct connection, HELLO fails and the
+	// connection stays RESP2
+	a := dialRaw(t, addr)
+	a.send("HELLO", "3")
+	if got := a.reply(); !strings.HasPrefix(got, "-NOAUTH") {
+		t.Fatalf("HELLO 3 before AUTH: %q, want -NOAUTH", got)
+	}
+	a.do("+OK\r\n", "AUTH", "pw")
+	a.do(bulk("v"), "GET", "k")
+
+	// HELLO 3 AUTH user pass
+	b := dialRaw(t, addr)
+	b.send("HELLO", "3", "AUTH", "default", "pw")
+	if got := b.reply(); !strings.HasPrefix(got, "%") {
+		t.Fatalf("HELLO 3 AUTH: %q", got)
+	}
+	b.do(bulk("v"), "GET", "k")
+
+	// AUTH then HELLO 3
+	c := dialRaw(t, addr)
+	c.do("+OK\r\n", "AUTH", "pw")
+	c.send("HELLO", "3")
+	if got := c.reply(); !strings.HasPrefix(got, "%") {
+		t.Fatalf("HELLO 3 after AUTH: %q", got)
+	}
+	c.do(bulk("v"), "GET", "k")
+
+	// failover to a server that has the password from the start: every
+	// session's backend connection is replaced, and the replay must
+	// authenticate before HELLO 3
+	rs2 := redistest.StartServer(t, redistest.ServerOptions{Password: "pw"})
+	if err := rs2.Client().Set(context.Background(), "k", "v2", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	routes.Set(rs2.Addr)
+	var got string
+	redistest.Eventually(t, 5*time.Second, "a session without AUTH gets NOAUTH after a failover to a server with a password", func() bool {
+		late.send("GET", "k")
+		got = late.reply()
+		return strings.HasPrefix(got, "-NOAUTH")
+	})
+	late.do("+OK\r\n", "AUTH", "pw")
+	late.do(bulk("v2"), "GET", "k")
+	late.send("HELLO")
+	if got := late.reply(); !strings.Contains(got, "proto\r\n:3\r\n") {
+		t.Fatalf("late session: protocol after AUTH: %q", got)
+	}
+	for i, cl := range []*rawClient{early, a, b, c} {
+		var got string
+		redistest.Eventually(t, 5*time.Second, "a RESP3 session works after a failover", func() bool {
+			cl.send("GET", "k")
+			got = cl.reply()
+			return got == bulk("v2")
+		})
+		want := "proto\r\n:3\r\n"
+		if cl == a {
+			want = "proto\r\n:2\r\n"
+		}
+		cl.send("HELLO")
+		if got := cl.reply(); !strings.Contains(got, want) {
+			t.Fatalf("session %d: protocol after the failover: %q, want %q", i, got, want)
+		}
 	}
 }

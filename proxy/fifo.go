@@ -20,6 +20,7 @@ const (
 	fExecNull                     // EXEC sent as DISCARD: answer a null reply (WATCH lost)
 	fExecMoved                    // EXEC sent as DISCARD: answer ReplyExecAbortMoved
 	fExecDirty                    // EXEC sent as DISCARD: answer ReplyExecAbortDirty
+	fHidden                       // sent by the proxy (HELLO 3 after AUTH): the reply is not the client's
 )
 
 // fifo is a growable ring of entries addressed by sequence numbers.

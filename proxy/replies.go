@@ -184,12 +184,23 @@ func (s *session) replyLocked(be *backendConn, frame []byte, complete bool) (fwd
 			return true, true
 		}
 		r := &be.replay[0]
+		if isErr && r.kind == cmdHello && bytes.HasPrefix(frame, []byte("-NOAUTH")) {
+			// Redis wants AUTH first (a password set after the session's
+			// HELLO 3): before authenticating, every command gets NOAUTH
+			// in either protocol; HELLO 3 follows the client's AUTH.
+			s.helloAfterAuth = true
+			be.replay = be.replay[1:]
+			return false, true
+		}
 		if isErr {
 			s.logger().Warn("replaying session state failed; closing session", "backend_addr", be.addr, "reply", string(firstLine(frame)))
 			return false, false
 		}
 		if isPubsubKind(r.kind) {
 			s.applyPubsubLocked(frame)
+		}
+		if r.kind == cmdHello {
+			s.helloAfterAuth = false // accepted
 		}
 		if r.n--; r.n <= 0 {
 			be.replay = be.replay[1:]
@@ -235,6 +246,13 @@ func (s *session) replyLocked(be *backendConn, frame []byte, complete bool) (fwd
 		if s.startRetryLocked(be) {
 			return false, true
 		}
+	}
+	if e.flags&fHidden != 0 {
+		if isErr {
+			s.helloAfterAuth = true // the AUTH before it failed: after the next one
+		}
+		s.popLocked()
+		return false, true
 	}
 	if e.flags&(fExecNull|fExecMoved|fExecDirty) != 0 && t == '+' {
 		switch {

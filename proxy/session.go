@@ -46,29 +46,33 @@ type session struct {
 	client net.Conn
 
 	// owned by run (changed under mu where the reader looks at them)
-	rr          requestReader
-	authed      bool
-	inMulti     bool // client side: between MULTI and EXEC/DISCARD
-	multiDirty  bool // a command inside MULTI was refused here
-	multiMoved  bool // MULTI was replayed on a new master: EXEC must fail
-	watching    bool
-	watchLost   bool
-	replyOff    bool // CLIENT REPLY OFF
-	skipNext    bool // CLIENT REPLY SKIP
-	quitting    bool
-	holdExpired bool   // a hold failed since the last client read
-	silentAfter uint64 // FIFO tail when a command without reply was last sent
-	routeGen    uint64 // route generation the backend was checked against
-	sendLog     []byte // bytes sent to the backend, kept until answered
-	logBase     int64  // absolute offset of sendLog[0]
-	logSent     int64  // absolute offset written so far
-	wbe         *backendConn
-	batchCmds   int64
-	logCmds     int // commands in sendLog not written yet (a shared connection counts replies)
-	localsReady bool
-	retryAt     time.Time
-	timer       *time.Timer
-	bwg         sync.WaitGroup // backend reader goroutines
+	rr         requestReader
+	authed     bool
+	inMulti    bool // client side: between MULTI and EXEC/DISCARD
+	multiDirty bool // a command inside MULTI was refused here
+	multiMoved bool // MULTI was replayed on a new master: EXEC must fail
+	watching   bool
+	watchLost  bool
+	replyOff   bool // CLIENT REPLY OFF
+	skipNext   bool // CLIENT REPLY SKIP
+	quitting   bool
+	// helloAfterAuth: the replayed HELLO 3 was refused for want of
+	// authentication (a password set at runtime): it is sent again after
+	// the client's next AUTH, as Redis wants AUTH before HELLO.
+	helloAfterAuth bool
+	holdExpired    bool   // a hold failed since the last client read
+	silentAfter    uint64 // FIFO tail when a command without reply was last sent
+	routeGen       uint64 // route generation the backend was checked against
+	sendLog        []byte // bytes sent to the backend, kept until answered
+	logBase        int64  // absolute offset of sendLog[0]
+	logSent        int64  // absolute offset written so far
+	wbe            *backendConn
+	batchCmds      int64
+	logCmds        int // commands in sendLog not written yet (a shared connection counts replies)
+	localsReady    bool
+	retryAt        time.Time
+	timer          *time.Timer
+	bwg            sync.WaitGroup // backend reader goroutines
 
 	wake      chan struct{}
 	closed    chan struct{}
@@ -565,13 +569,17 @@ func (s *session) install(nb *backendConn) {
 	if st == nil {
 		st = &noReplayState
 	}
+	auth := st.authRaw
 	if s.srv.needAuth {
-		add(cmdAuth, 1, s.srv.backendAuth)
-	} else {
-		add(cmdAuth, 1, st.authRaw)
+		auth = s.srv.backendAuth
 	}
+	add(cmdAuth, 1, auth)
 	if s.proto == 3 {
 		add(cmdHello, 1, cmdHello3)
+		// Without AUTH before it, Redis refuses HELLO 3 when it wants a
+		// password (one set at runtime): until the replay's answer says
+		// otherwise, HELLO 3 goes again after the client's next AUTH.
+		s.helloAfterAuth = !shared && auth == nil
 	}
 	add(cmdSelect, 1, st.selectRaw)
 	add(cmdClient, 1, st.nameRaw)
@@ -1090,6 +1098,7 @@ func (s *session) commandLocked(raw []byte, inline bool) action {
 		s.inMulti, s.multiDirty, s.multiMoved, s.watching, s.watchLost = false, false, false, false, false
 		s.replyOff, s.skipNext, silent = false, false, false
 		s.authed = !needAuth
+		s.helloAfterAuth = false
 	case cmdClient:
 		switch lookupClientSub(args) {
 		case clientReply:
@@ -1107,7 +1116,10 @@ func (s *session) commandLocked(raw []byte, inline bool) action {
 		case clientSetname, clientReplay:
 			keepRaw = true
 		}
-	case cmdAuth, cmdHello, cmdSelect, cmdReadonly, cmdReadwrite:
+	case cmdHello:
+		keepRaw = true
+		s.helloAfterAuth = false // the client chose its protocol
+	case cmdAuth, cmdSelect, cmdReadonly, cmdReadwrite:
 		keepRaw = true
 	}
 	if keepRaw && !silent && !e.flagsInMulti() {
@@ -1134,6 +1146,14 @@ func (s *session) commandLocked(raw []byte, inline bool) action {
 		e.end = s.logEnd()
 		if !silent {
 			s.q.push(e)
+			s.inflight++
+			s.logCmds++
+		}
+		if kind == cmdAuth && s.helloAfterAuth && !silent && !s.inMulti {
+			s.helloAfterAuth = false
+			st := s.logEnd()
+			s.sendLog = append(s.sendLog, cmdHello3...)
+			s.q.push(entry{gen: s.gen, n: 1, kind: cmdHello, flags: fHidden, start: st, end: s.logEnd()})
 			s.inflight++
 			s.logCmds++
 		}
