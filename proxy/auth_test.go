@@ -1,8 +1,12 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
+	"errors"
+	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -170,4 +174,79 @@ func TestResp3AuthAfterRuntimePassword(t *testing.T) {
 			t.Fatalf("session %d: protocol after the failover: %q, want %q", i, got, want)
 		}
 	}
+}
+
+// TestNoSecretsInDebugLog: a client's AUTH and HELLO AUTH passwords
+// appear in no log line, at debug level.
+func TestNoSecretsInDebugLog(t *testing.T) {
+	rs := redistest.StartServer(t, redistest.ServerOptions{Password: "s3cretpw"})
+	var mu sync.Mutex
+	var buf bytes.Buffer
+	logger := slog.New(slog.NewTextHandler(&lockedWriter{mu: &mu, w: &buf}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	srv, err := New(testConfig(), newRoutes(rs.Addr), logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := runServer(srv)
+	addr := srv.Addr().String()
+
+	a := dialRaw(t, addr)
+	a.do("+OK\r\n", "AUTH", "s3cretpw")
+	a.do("+OK\r\n", "AUTH", "default", "s3cretpw")
+	a.do("$-1\r\n", "GET", "k")
+	b := dialRaw(t, addr)
+	b.send("HELLO", "3", "AUTH", "default", "s3cretpw", "SETNAME", "x")
+	if got := b.reply(); !strings.HasPrefix(got, "%") {
+		t.Fatalf("HELLO 3 AUTH: %q", got)
+	}
+	b.do("_\r\n", "GET", "k")
+	w := dialRaw(t, addr)
+	w.send("AUTH", "wr0ngpw")
+	if got := w.reply(); !strings.HasPrefix(got, "-WRONGPASS") {
+		t.Fatalf("wrong AUTH: %q", got)
+	}
+	a.c.Close()
+	b.c.Close()
+	w.c.Close()
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	out := buf.String()
+	if !strings.Contains(out, "level=DEBUG") {
+		t.Fatalf("no debug line logged: %q", out)
+	}
+	for _, secret := range []string{"s3cretpw", "wr0ngpw"} {
+		if strings.Contains(out, secret) {
+			t.Fatalf("log contains a client's password %q:\n%s", secret, out)
+		}
+	}
+}
+
+// runServer runs srv until stop.
+func runServer(srv *Server) (stop func() error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx) }()
+	return sync.OnceValue(func() error {
+		cancel()
+		select {
+		case err := <-done:
+			return err
+		case <-time.After(10 * time.Second):
+			return errors.New("Run did not return within 10s of cancel")
+		}
+	})
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  *bytes.Buffer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }

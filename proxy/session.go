@@ -449,7 +449,7 @@ func (s *session) connect(addr string) (*backendConn, error) {
 		// refused): the session's own connection, where its HELLO gets
 		// Redis's answer and its AUTH can follow.
 		s.mu.Lock()
-		s.needOwnLocked([]byte("HELLO"))
+		s.needOwnLocked("HELLO")
 		s.mu.Unlock()
 	}
 	return s.srv.dial(addr)
@@ -458,11 +458,11 @@ func (s *session) connect(addr string) (*backendConn, error) {
 // needOwnLocked is called before forwarding a command a shared connection
 // cannot carry: the session moves to a dedicated connection (after the
 // replies to what it sent on the shared one), for good.
-func (s *session) needOwnLocked(cmd []byte) {
+func (s *session) needOwnLocked(cmd string) {
 	if !s.ownConn && s.srv.cfg.Multiplex {
 		s.ownConn = true
 		s.l.moved.Add(1)
-		s.debug("session takes its own backend connection", "command", string(firstLine(cmd)))
+		s.debug("session takes its own backend connection", "command", cmd)
 	}
 }
 
@@ -933,7 +933,7 @@ func (s *session) commandLocked(raw []byte, inline bool) action {
 		// requestReader did (the same checks as redcon's): forward it raw
 		if spec := lookupCommand(s.rr.name(raw)); spec.kind == cmdPlain && !s.replyOff && !s.skipNext {
 			if spec.own || len(raw) > bigCommand {
-				s.needOwnLocked(s.rr.name(raw))
+				s.needOwnLocked(string(s.rr.name(raw)))
 			}
 			if !s.sendableLocked() {
 				if !s.holdExpired {
@@ -1033,7 +1033,7 @@ func (s *session) commandLocked(raw []byte, inline bool) action {
 
 	// forwarded
 	if !s.ownConn && s.srv.cfg.Multiplex && !s.sharedOK(spec, args, helloFwd, len(raw)) {
-		s.needOwnLocked(bytes.Join(args[:min(len(args), 2)], []byte(" ")))
+		s.needOwnLocked(logCommand(kind, args))
 	}
 	if !s.sendableLocked() {
 		if s.holdExpired {
