@@ -212,7 +212,60 @@ func lookupClientSub(args [][]byte) clientSub {
 	return clientOther
 }
 
-func isPubsubKind(k cmdKind) bool { return k >= cmdSubscribe && k <= cmdSunsubscribe }
+// pubsubFam is a family of subscriptions (the index of replayState.subs).
+type pubsubFam uint8
+
+const (
+	famChannels pubsubFam = iota
+	famPatterns
+	famShards
+	numFams
+)
+
+// pubsubFams says, once, which commands and confirmations belong to each
+// family, and which command replays it.
+var pubsubFams = [numFams]struct {
+	sub, unsub         cmdKind
+	subConf, unsubConf pubsubKind
+	replay             string
+}{
+	famChannels: {cmdSubscribe, cmdUnsubscribe, psSubscribe, psUnsubscribe, "SUBSCRIBE"},
+	famPatterns: {cmdPsubscribe, cmdPunsubscribe, psPsubscribe, psPunsubscribe, "PSUBSCRIBE"},
+	famShards:   {cmdSsubscribe, cmdSunsubscribe, psSsubscribe, psSunsubscribe, "SSUBSCRIBE"},
+}
+
+// pubsubCmd says whether k is a (un)subscribe command, of which family,
+// and whether it subscribes.
+func pubsubCmd(k cmdKind) (fam pubsubFam, subscribe, ok bool) {
+	for f := range pubsubFams {
+		switch k {
+		case pubsubFams[f].sub:
+			return pubsubFam(f), true, true
+		case pubsubFams[f].unsub:
+			return pubsubFam(f), false, true
+		}
+	}
+	return 0, false, false
+}
+
+// pubsubConfirms says whether a pub/sub frame kind confirms a (un)subscribe,
+// of which family, and whether it subscribed.
+func pubsubConfirms(k pubsubKind) (fam pubsubFam, subscribe, ok bool) {
+	for f := range pubsubFams {
+		switch k {
+		case pubsubFams[f].subConf:
+			return pubsubFam(f), true, true
+		case pubsubFams[f].unsubConf:
+			return pubsubFam(f), false, true
+		}
+	}
+	return 0, false, false
+}
+
+func isPubsubKind(k cmdKind) bool {
+	_, _, ok := pubsubCmd(k)
+	return ok
+}
 
 // retryable says whether a command of this kind, answered -READONLY by a
 // demoted master, may be sent again to the new master.

@@ -227,7 +227,8 @@ func (s *session) replyLocked(be *backendConn, frame []byte, complete bool) (fwd
 		if e.n < 0 {
 			e.n = 1
 			if s.replayState != nil {
-				e.n = int32(max(1, len(s.subs[pubsubFamily(e.kind)])))
+				fam, _, _ := pubsubCmd(e.kind)
+				e.n = int32(max(1, len(s.subs[fam])))
 			}
 		}
 		s.applyPubsubLocked(frame)
@@ -401,37 +402,19 @@ func (s *session) backendGone(be *backendConn, err error) {
 	}
 }
 
-func pubsubFamily(k cmdKind) int {
-	switch k {
-	case cmdSubscribe, cmdUnsubscribe:
-		return 0
-	case cmdPsubscribe, cmdPunsubscribe:
-		return 1
-	}
-	return 2
-}
-
 // applyPubsubLocked follows subscriptions from Redis's confirmations.
 func (s *session) applyPubsubLocked(frame []byte) {
-	k := pubsubFrame(frame)
+	fam, subscribe, ok := pubsubConfirms(pubsubFrame(frame))
+	if !ok {
+		return
+	}
 	name, null, _, ok := confirmation(frame)
 	if !ok {
 		return
 	}
-	var fam int
-	switch k {
-	case psSubscribe, psUnsubscribe:
-		fam = 0
-	case psPsubscribe, psPunsubscribe:
-		fam = 1
-	case psSsubscribe, psSunsubscribe:
-		fam = 2
-	default:
-		return
-	}
 	s.ensureStateLocked()
-	switch k {
-	case psSubscribe, psPsubscribe, psSsubscribe:
+	switch {
+	case subscribe:
 		if s.subs[fam] == nil {
 			s.subs[fam] = map[string]struct{}{}
 		}
@@ -508,7 +491,7 @@ func (s *session) applyLocked(e *entry) {
 	case cmdReset:
 		s.proto = 2
 		s.authRaw, s.selectRaw, s.nameRaw, s.readonlyRaw, s.replays = nil, nil, nil, nil, nil
-		s.subs = [3]map[string]struct{}{}
+		s.subs = [numFams]map[string]struct{}{}
 	}
 }
 

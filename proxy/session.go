@@ -138,7 +138,7 @@ type replayState struct {
 	nameRaw     []byte
 	readonlyRaw []byte
 	replays     []keyedRaw
-	subs        [3]map[string]struct{} // channels, patterns, shard channels
+	subs        [numFams]map[string]struct{} // by pubsubFam
 }
 
 // noReplayState stands for a session without state (read only).
@@ -591,11 +591,11 @@ func (s *session) install(nb *backendConn) {
 		if len(set) == 0 {
 			continue
 		}
-		args := [][]byte{[]byte(subscribeNames[fam])}
+		args := [][]byte{[]byte(pubsubFams[fam].replay)}
 		for name := range set {
 			args = append(args, []byte(name))
 		}
-		add(cmdSubscribe+cmdKind(fam), len(set), appendCommand(nil, args...))
+		add(pubsubFams[fam].sub, len(set), appendCommand(nil, args...))
 	}
 	if s.inMulti {
 		add(cmdMulti, 1, cmdMultiRaw)
@@ -650,7 +650,6 @@ var (
 	cmdMultiRaw    = appendCommandStrings(nil, "MULTI")
 	cmdDiscardRaw  = appendCommandStrings(nil, "DISCARD")
 	cmdReplyOffRaw = appendCommandStrings(nil, "CLIENT", "REPLY", "OFF")
-	subscribeNames = [3]string{"SUBSCRIBE", "PSUBSCRIBE", "SSUBSCRIBE"}
 )
 
 // failUnsent answers the commands that waited for a master in vain.
