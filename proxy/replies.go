@@ -6,8 +6,6 @@ import (
 	"io"
 	"net"
 	"os"
-
-	"github.com/tidwall/redcon"
 )
 
 // backendLoop reads replies from be until it fails or is retired.
@@ -184,23 +182,12 @@ func (s *session) replyLocked(be *backendConn, frame []byte, complete bool) (fwd
 			return true, true
 		}
 		r := &be.replay[0]
-		if isErr && r.kind == cmdHello && bytes.HasPrefix(frame, []byte("-NOAUTH")) {
-			// Redis wants AUTH first (a password set after the session's
-			// HELLO 3): before authenticating, every command gets NOAUTH
-			// in either protocol; HELLO 3 follows the client's AUTH.
-			s.helloAfterAuth = true
-			be.replay = be.replay[1:]
-			return false, true
-		}
-		if isErr {
+		if !s.replayAnswered(r.kind, frame) {
 			s.logger().Warn("replaying session state failed; closing session", "backend_addr", be.addr, "reply", string(firstLine(frame)))
 			return false, false
 		}
-		if isPubsubKind(r.kind) {
-			s.applyPubsubLocked(frame)
-		}
-		if r.kind == cmdHello {
-			s.helloAfterAuth = false // accepted
+		if isErr {
+			r.n = 0 // refused, and the state says how to go on
 		}
 		if r.n--; r.n <= 0 {
 			be.replay = be.replay[1:]
@@ -225,13 +212,9 @@ func (s *session) replyLocked(be *backendConn, frame []byte, complete bool) (fwd
 	e := head
 	if isPubsubKind(e.kind) && !isErr {
 		if e.n < 0 {
-			e.n = 1
-			if s.replayState != nil {
-				fam, _, _ := pubsubCmd(e.kind)
-				e.n = int32(max(1, len(s.subs[fam])))
-			}
+			e.n = s.unsubscribeAll(e.kind)
 		}
-		s.applyPubsubLocked(frame)
+		s.confirmed(frame)
 		if e.n--; e.n <= 0 {
 			s.popLocked()
 		}
@@ -270,7 +253,7 @@ func (s *session) replyLocked(be *backendConn, frame []byte, complete bool) (fwd
 		return false, true
 	}
 	if e.raw != nil && !isErr {
-		s.applyLocked(e)
+		s.accepted(e.kind, e.raw, s.srv.needAuth)
 	}
 	if e.kind == cmdAdmin && !isErr {
 		// a password or ACL user changed: shared connections keep the
@@ -400,107 +383,6 @@ func (s *session) backendGone(be *backendConn, err error) {
 	if !retiring {
 		s.kick()
 	}
-}
-
-// applyPubsubLocked follows subscriptions from Redis's confirmations.
-func (s *session) applyPubsubLocked(frame []byte) {
-	fam, subscribe, ok := pubsubConfirms(pubsubFrame(frame))
-	if !ok {
-		return
-	}
-	name, null, _, ok := confirmation(frame)
-	if !ok {
-		return
-	}
-	s.ensureStateLocked()
-	switch {
-	case subscribe:
-		if s.subs[fam] == nil {
-			s.subs[fam] = map[string]struct{}{}
-		}
-		s.subs[fam][string(name)] = struct{}{}
-	default:
-		if !null {
-			delete(s.subs[fam], string(name))
-		}
-	}
-}
-
-// applyLocked records session state Redis accepted.
-func (s *session) applyLocked(e *entry) {
-	cmd, err := redcon.Parse(e.raw)
-	if err != nil || len(cmd.Args) == 0 {
-		return
-	}
-	args := cmd.Args
-	s.ensureStateLocked()
-	switch e.kind {
-	case cmdAuth:
-		s.authRaw = e.raw
-	case cmdHello:
-		if len(args) >= 2 {
-			if v, ok := parseLen(args[1]); ok && (v == 2 || v == 3) {
-				s.proto = v
-			}
-		}
-		for i := 2; i < len(args); {
-			switch {
-			case equalFold(args[i], "auth") && i+2 < len(args):
-				if !s.srv.needAuth {
-					s.authRaw = appendCommand(nil, []byte("AUTH"), args[i+1], args[i+2])
-				}
-				i += 3
-			case equalFold(args[i], "setname") && i+1 < len(args):
-				s.setNameLocked(args[i+1])
-				i += 2
-			default:
-				i = len(args)
-			}
-		}
-	case cmdSelect:
-		if len(args) == 2 {
-			if string(args[1]) == "0" {
-				s.selectRaw = nil
-			} else {
-				s.selectRaw = e.raw
-			}
-		}
-	case cmdClient:
-		switch lookupClientSub(args) {
-		case clientSetname:
-			if len(args) == 3 {
-				s.setNameLocked(args[2])
-			}
-		case clientReplay:
-			key := string(bytes.ToLower(args[1]))
-			if equalFold(args[1], "setinfo") && len(args) > 2 {
-				key += " " + string(bytes.ToLower(args[2]))
-			}
-			for i := range s.replays {
-				if s.replays[i].key == key {
-					s.replays[i].raw = e.raw
-					return
-				}
-			}
-			s.replays = append(s.replays, keyedRaw{key, e.raw})
-		}
-	case cmdReadonly:
-		s.readonlyRaw = e.raw
-	case cmdReadwrite:
-		s.readonlyRaw = nil
-	case cmdReset:
-		s.proto = 2
-		s.authRaw, s.selectRaw, s.nameRaw, s.readonlyRaw, s.replays = nil, nil, nil, nil, nil
-		s.subs = [numFams]map[string]struct{}{}
-	}
-}
-
-func (s *session) setNameLocked(name []byte) {
-	if len(name) == 0 {
-		s.nameRaw = nil
-		return
-	}
-	s.nameRaw = appendCommand(nil, []byte("CLIENT"), []byte("SETNAME"), name)
 }
 
 func firstLine(b []byte) []byte {

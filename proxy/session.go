@@ -3,7 +3,6 @@ package proxy
 import (
 	"bytes"
 	"context"
-	"crypto/subtle"
 	"errors"
 	"log/slog"
 	"net"
@@ -46,33 +45,21 @@ type session struct {
 	client net.Conn
 
 	// owned by run (changed under mu where the reader looks at them)
-	rr         requestReader
-	authed     bool
-	inMulti    bool // client side: between MULTI and EXEC/DISCARD
-	multiDirty bool // a command inside MULTI was refused here
-	multiMoved bool // MULTI was replayed on a new master: EXEC must fail
-	watching   bool
-	watchLost  bool
-	replyOff   bool // CLIENT REPLY OFF
-	skipNext   bool // CLIENT REPLY SKIP
-	quitting   bool
-	// helloAfterAuth: the replayed HELLO 3 was refused for want of
-	// authentication (a password set at runtime): it is sent again after
-	// the client's next AUTH, as Redis wants AUTH before HELLO.
-	helloAfterAuth bool
-	holdExpired    bool   // a hold failed since the last client read
-	silentAfter    uint64 // FIFO tail when a command without reply was last sent
-	routeGen       uint64 // route generation the backend was checked against
-	sendLog        []byte // bytes sent to the backend, kept until answered
-	logBase        int64  // absolute offset of sendLog[0]
-	logSent        int64  // absolute offset written so far
-	wbe            *backendConn
-	batchCmds      int64
-	logCmds        int // commands in sendLog not written yet (a shared connection counts replies)
-	localsReady    bool
-	retryAt        time.Time
-	timer          *time.Timer
-	bwg            sync.WaitGroup // backend reader goroutines
+	rr          requestReader
+	quitting    bool
+	holdExpired bool   // a hold failed since the last client read
+	silentAfter uint64 // FIFO tail when a command without reply was last sent
+	routeGen    uint64 // route generation the backend was checked against
+	sendLog     []byte // bytes sent to the backend, kept until answered
+	logBase     int64  // absolute offset of sendLog[0]
+	logSent     int64  // absolute offset written so far
+	wbe         *backendConn
+	batchCmds   int64
+	logCmds     int // commands in sendLog not written yet (a shared connection counts replies)
+	localsReady bool
+	retryAt     time.Time
+	timer       *time.Timer
+	bwg         sync.WaitGroup // backend reader goroutines
 
 	wake      chan struct{}
 	closed    chan struct{}
@@ -96,12 +83,6 @@ type session struct {
 	unsent    int // entries waiting to be sent again (after -READONLY)
 	demoted   bool
 	forceMove bool
-	// ownConn: the session has used something a shared connection cannot
-	// carry (mux.go, commands.go); it keeps a dedicated connection.
-	ownConn bool
-	// muxProto is the protocol of the shared connection the session
-	// wants (HELLO 2 or 3 moves it between shared connections).
-	muxProto int
 	// demotedAddr answered -READONLY while route generation demotedGen was
 	// current: no new connection goes there until the route changes.
 	demotedAddr string
@@ -110,11 +91,9 @@ type session struct {
 	drainWait   bool
 	// localsWaiting: proxy replies were queued; whoever holds wmu writes them
 	localsWaiting bool
-	// state confirmed by Redis, replayed on a new backend connection
-	proto int
-	// *replayState is nil until a command sets some (most sessions never
-	// do; memory per idle client): written after ensureState only.
-	*replayState
+	// the client connection's state (connstate.go), under mu: written by
+	// run, followed from replies by the backend reader
+	connState
 
 	outPending atomic.Bool  // s.out holds bytes a non-blocking write left
 	outBacklog atomic.Int64 // len(s.out) after the last write
@@ -132,39 +111,13 @@ type session struct {
 	sweepIn     int64       // bytesIn at the previous sweep (parkLoop's own)
 }
 
-type replayState struct {
-	authRaw     []byte
-	selectRaw   []byte
-	nameRaw     []byte
-	readonlyRaw []byte
-	replays     []keyedRaw
-	subs        [numFams]map[string]struct{} // by pubsubFam
-}
-
-// noReplayState stands for a session without state (read only).
-var noReplayState replayState
-
-func (s *session) ensureStateLocked() {
-	if s.replayState == nil {
-		s.replayState = &replayState{}
-	}
-}
-
-type keyedRaw struct {
-	key string
-	raw []byte
-}
-
 func newSession(srv *Server, l *listener, c net.Conn, id uint64) *session {
 	s := &session{
 		srv: srv, l: l, id: id, client: c, fd: -1,
-		rr:     newRequestReader(srv.cfg.MaxRequestBytes),
-		authed: !srv.needAuth,
-		wake:   make(chan struct{}, 1),
-		closed: make(chan struct{}),
-		proto:  2,
-
-		muxProto: 2,
+		rr:        newRequestReader(srv.cfg.MaxRequestBytes),
+		connState: newConnState(srv.needAuth),
+		wake:      make(chan struct{}, 1),
+		closed:    make(chan struct{}),
 	}
 	if sc, ok := c.(syscall.Conn); ok {
 		if rc, err := sc.SyscallConn(); err == nil {
@@ -364,9 +317,7 @@ func (s *session) handleEvents() {
 	_ = s.client.SetReadDeadline(s.retryAt)
 }
 
-func (s *session) subscribedLocked() bool {
-	return s.replayState != nil && len(s.subs[0])+len(s.subs[1])+len(s.subs[2]) > 0
-}
+func (s *session) subscribedLocked() bool { return s.connState.subscribed() }
 
 // sendableLocked says whether commands may go to the current backend.
 func (s *session) sendableLocked() bool {
@@ -466,41 +417,6 @@ func (s *session) needOwnLocked(cmd string) {
 	}
 }
 
-// sharedOK says whether a forwarded command may go over a shared
-// connection (see ownConnTable). HELLO 2|3 without options chooses the
-// shared connection of that protocol; CLIENT SETINFO only labels the
-// connection, and is replayed if the session later takes its own.
-func (s *session) sharedOK(spec commandSpec, args [][]byte, helloFwd []byte, size int) bool {
-	if spec.own || size > bigCommand {
-		return false
-	}
-	switch spec.kind {
-	case cmdPlain:
-		return true
-	case cmdClient:
-		return len(args) >= 2 && equalFold(args[1], "setinfo")
-	case cmdHello:
-		if helloFwd != nil {
-			if cmd, err := redcon.Parse(helloFwd); err == nil {
-				args = cmd.Args
-			}
-		}
-		switch {
-		case len(args) == 1:
-			return true
-		case len(args) != 2:
-			return false
-		case string(args[1]) == "2":
-			s.muxProto = 2
-			return true
-		case string(args[1]) == "3":
-			s.muxProto = 3
-			return true
-		}
-	}
-	return false
-}
-
 // target is where to connect now, "" to wait for a route change.
 func (s *session) target() string {
 	t := s.srv.target(s)
@@ -556,53 +472,14 @@ func (s *session) install(nb *backendConn) {
 	nb.gen = s.gen
 	var rp []replayEntry
 	shared := nb.mux != nil // set up when dialed: the session has no other state (ownConn)
-	add := func(kind cmdKind, n int, cmd []byte) {
-		if cmd == nil || shared {
-			return
+	if shared {
+		s.helloAfterAuth = false
+	} else {
+		auth := s.clientAuth()
+		if s.srv.needAuth {
+			auth = s.srv.backendAuth
 		}
-		s.sendLog = append(s.sendLog, cmd...)
-		if n > 0 {
-			rp = append(rp, replayEntry{n: int32(n), kind: kind})
-		}
-	}
-	st := s.replayState
-	if st == nil {
-		st = &noReplayState
-	}
-	auth := st.authRaw
-	if s.srv.needAuth {
-		auth = s.srv.backendAuth
-	}
-	add(cmdAuth, 1, auth)
-	if s.proto == 3 {
-		add(cmdHello, 1, cmdHello3)
-		// Without AUTH before it, Redis refuses HELLO 3 when it wants a
-		// password (one set at runtime): until the replay's answer says
-		// otherwise, HELLO 3 goes again after the client's next AUTH.
-		s.helloAfterAuth = !shared && auth == nil
-	}
-	add(cmdSelect, 1, st.selectRaw)
-	add(cmdClient, 1, st.nameRaw)
-	add(cmdReadonly, 1, st.readonlyRaw)
-	for _, r := range st.replays {
-		add(cmdClient, 1, r.raw)
-	}
-	for fam, set := range st.subs {
-		if len(set) == 0 {
-			continue
-		}
-		args := [][]byte{[]byte(pubsubFams[fam].replay)}
-		for name := range set {
-			args = append(args, []byte(name))
-		}
-		add(pubsubFams[fam].sub, len(set), appendCommand(nil, args...))
-	}
-	if s.inMulti {
-		add(cmdMulti, 1, cmdMultiRaw)
-		s.multiMoved = true
-	}
-	if s.watching {
-		s.watching, s.watchLost = false, true
+		s.sendLog, rp = s.replay(s.sendLog, auth)
 	}
 	for seq := s.q.head; seq < s.q.tail; seq++ {
 		e := s.q.at(seq)
@@ -619,8 +496,8 @@ func (s *session) install(nb *backendConn) {
 		s.l.resent.Add(1)
 	}
 	s.unsent = 0
-	if s.replyOff {
-		add(cmdClient, 0, cmdReplyOffRaw)
+	if !shared {
+		s.sendLog = append(s.sendLog, s.replayTail()...)
 	}
 	nb.replay = rp
 	s.be, s.wbe = nb, nb
@@ -964,171 +841,55 @@ func (s *session) commandLocked(raw []byte, inline bool) action {
 	if inline {
 		raw = cmd.Raw // redcon encodes inline commands as RESP
 	}
-	spec := lookupCommand(args[0])
-	if spec.kind == cmdAdmin && !authChange(args) {
-		spec.kind = cmdPlain
-	}
-	kind := spec.kind
-	silent := s.replyOff || s.skipNext
-	needAuth := s.srv.needAuth
-
-	// answered here, no backend needed
-	if needAuth && !s.authed && kind != cmdAuth && kind != cmdHello && kind != cmdQuit {
-		s.localLocked(ReplyNoAuth, 0, false)
-		return actRead
-	}
-	var helloFwd []byte
-	switch {
-	case kind == cmdQuit:
-		s.skipNext = false
-		s.quitting = true
-		s.localLocked("+OK\r\n", fCloseAfter, silent)
-		return actClose
-	case kind == cmdClient && lookupClientSub(args) == clientMaint:
-		// Server-pushed maintenance notices (go-redis asks for them after
-		// HELLO 3) describe moves of the server behind the proxy, which the
-		// proxy makes itself. Answered as by a Redis without them, which
-		// clients accept and go on.
-		s.skipNext = false
-		s.localLocked("-ERR unknown subcommand '"+string(args[1])+"'. Try CLIENT HELP.\r\n", 0, silent)
-		return actRead
-	case kind == cmdRefused:
-		s.skipNext = false
-		s.multiDirty = s.multiDirty || s.inMulti
-		s.localLocked(replyRefused(strings.ToLower(string(args[0]))), 0, silent)
-		return actRead
-	case kind == cmdAuth && needAuth:
-		s.skipNext = false
-		switch {
-		case len(args) != 2 && len(args) != 3:
-			s.localLocked("-ERR wrong number of arguments for 'auth' command\r\n", 0, silent)
-		case s.srv.checkPassword(args[1:]):
-			s.authed = true
-			s.localLocked("+OK\r\n", 0, silent)
-		default:
-			s.localLocked(ReplyWrongPass, 0, silent)
+	next, v := s.connState.command(lookupCommand(args[0]), args, len(raw), s.srv.cmdEnv())
+	if v.local {
+		s.connState = next
+		var flags uint8
+		if v.closeAfter {
+			flags = fCloseAfter
+			s.quitting = true
 		}
-		return actRead
-	case kind == cmdHello && needAuth:
-		fwd, creds, ok := splitHelloAuth(args)
-		if !ok {
-			s.localLocked("-ERR Syntax error in HELLO option 'auth'\r\n", 0, false)
-			return actRead
+		s.localLocked(v.reply, flags, v.silent)
+		if v.closeAfter {
+			return actClose
 		}
-		if creds != nil && !s.srv.checkPassword(creds) {
-			s.localLocked(ReplyWrongPass, 0, false)
-			return actRead
-		}
-		if creds == nil && !s.authed {
-			s.localLocked(ReplyNoAuth, 0, false)
-			return actRead
-		}
-		helloFwd = fwd
-	case isPubsubKind(kind) && s.inMulti:
-		s.multiDirty = true
-		s.localLocked(ReplySubscribeInMulti, 0, silent)
 		return actRead
 	}
-
-	// forwarded
-	if !s.ownConn && s.srv.cfg.Multiplex && !s.sharedOK(spec, args, helloFwd, len(raw)) {
-		s.needOwnLocked(logCommand(kind, args))
+	if v.own {
+		s.needOwnLocked(logCommand(v.kind, args))
+	}
+	if v.muxProto != 0 {
+		s.muxProto = v.muxProto
 	}
 	if !s.sendableLocked() {
 		if s.holdExpired {
-			s.skipNext = false
+			silent := s.silent()
+			s.connState = v.holdFail
 			s.localLocked(replyMasterDown(s.l.readonly, s.srv.cfg.HoldTimeout), 0, silent)
 			return actRead
 		}
 		return actHold
 	}
-	if helloFwd != nil {
-		s.authed = true
-		raw = helloFwd
+	s.connState = next
+	if v.fwd != nil {
+		raw = v.fwd
 	}
-	s.skipNext = false
-	e := entry{gen: s.gen, n: 1, kind: kind, start: -1, end: -1}
-	if s.inMulti {
-		e.flags |= fInMulti
-	}
-	keepRaw := false
-	switch kind {
-	case cmdMulti:
-		if !s.inMulti {
-			s.inMulti, s.multiDirty, s.multiMoved = true, false, false
-		}
-	case cmdExec:
-		if s.inMulti {
-			switch {
-			case s.multiMoved:
-				e.flags |= fExecMoved
-			case s.multiDirty:
-				e.flags |= fExecDirty
-			case s.watchLost:
-				e.flags |= fExecNull
-			}
-			if e.flags&(fExecMoved|fExecDirty|fExecNull) != 0 {
-				raw = cmdDiscardRaw
-			}
-		}
-		s.inMulti, s.multiDirty, s.multiMoved, s.watching, s.watchLost = false, false, false, false, false
-	case cmdDiscard:
-		s.inMulti, s.multiDirty, s.multiMoved, s.watching, s.watchLost = false, false, false, false, false
-	case cmdWatch:
-		if !s.inMulti {
-			s.watching = true
-		}
-	case cmdUnwatch:
-		if !s.inMulti {
-			s.watching, s.watchLost = false, false
-		}
-	case cmdSubscribe, cmdPsubscribe, cmdSsubscribe:
-		e.n = int32(len(args) - 1)
-		if e.n == 0 {
-			e.n = 1 // the error
-		}
-	case cmdUnsubscribe, cmdPunsubscribe, cmdSunsubscribe:
-		e.n = int32(len(args) - 1)
-		if e.n == 0 {
-			e.n = -1 // one per subscription, counted when the first arrives
-		}
-	case cmdReset:
-		keepRaw = true
-		s.inMulti, s.multiDirty, s.multiMoved, s.watching, s.watchLost = false, false, false, false, false
-		s.replyOff, s.skipNext, silent = false, false, false
-		s.authed = !needAuth
-		s.helloAfterAuth = false
-	case cmdClient:
-		switch lookupClientSub(args) {
-		case clientReply:
-			if len(args) == 3 {
-				switch {
-				case equalFold(args[2], "on"):
-					s.replyOff, s.skipNext, silent = false, false, false
-				case equalFold(args[2], "off"):
-					s.replyOff, s.skipNext, silent = true, false, true
-				case equalFold(args[2], "skip"):
-					silent = true
-					s.skipNext = !s.replyOff
-				}
-			}
-		case clientSetname, clientReplay:
-			keepRaw = true
-		}
-	case cmdHello:
-		keepRaw = true
-		s.helloAfterAuth = false // the client chose its protocol
-	case cmdAuth, cmdSelect, cmdReadonly, cmdReadwrite:
-		keepRaw = true
-	}
-	if keepRaw && !silent && !e.flagsInMulti() {
+	s.sendLocked(raw, v)
+	return actRead
+}
+
+// sendLocked queues a command the connection state let through (v) for
+// the backend.
+func (s *session) sendLocked(raw []byte, v verdict) {
+	e := entry{gen: s.gen, n: v.n, kind: v.kind, flags: v.flags, start: -1, end: -1}
+	if v.keepRaw && !v.silent {
 		e.raw = append([]byte(nil), raw...)
 	}
-	if silent {
+	if v.silent {
 		s.silentAfter = s.q.tail
 	}
 	if len(raw) > bigCommand {
-		if !silent {
+		if !v.silent {
 			s.q.push(e)
 			s.inflight++
 		}
@@ -1143,13 +904,13 @@ func (s *session) commandLocked(raw []byte, inline bool) action {
 		e.start = s.logEnd()
 		s.sendLog = append(s.sendLog, raw...)
 		e.end = s.logEnd()
-		if !silent {
+		if !v.silent {
 			s.q.push(e)
 			s.inflight++
 			s.logCmds++
 		}
-		if kind == cmdAuth && s.helloAfterAuth && !silent && !s.inMulti {
-			s.helloAfterAuth = false
+		if v.hello {
+			// HELLO 3 after the AUTH Redis wanted first (connState.replay)
 			st := s.logEnd()
 			s.sendLog = append(s.sendLog, cmdHello3...)
 			s.q.push(entry{gen: s.gen, n: 1, kind: cmdHello, flags: fHidden, start: st, end: s.logEnd()})
@@ -1159,10 +920,9 @@ func (s *session) commandLocked(raw []byte, inline bool) action {
 		s.wbe = s.be
 	}
 	s.batchCmds++
-	if kind == cmdReset {
+	if v.fresh {
 		s.forceMove = true // a fresh connection: RESET also dropped the backend's AUTH
 	}
-	return actRead
 }
 
 // forwardPlainLocked queues a plain command for the backend (one reply).
@@ -1304,12 +1064,7 @@ func splitHelloAuth(args [][]byte) (fwd []byte, creds [][]byte, ok bool) {
 	return appendCommand(nil, out...), creds, true
 }
 
-// checkPassword checks AUTH arguments ([pass] or [user pass]) against
-// proxy.password; the user must be "default".
-func (srv *Server) checkPassword(args [][]byte) bool {
-	pass := args[len(args)-1]
-	if len(args) == 2 && !equalFold(args[0], "default") {
-		return false
-	}
-	return subtle.ConstantTimeCompare(pass, []byte(srv.cfg.Password)) == 1
+// cmdEnv is what the connection state needs to know of the configuration.
+func (srv *Server) cmdEnv() cmdEnv {
+	return cmdEnv{password: srv.cfg.Password, multiplex: srv.cfg.Multiplex}
 }
