@@ -216,10 +216,13 @@ func (c connState) command(spec commandSpec, args [][]byte, size int, env cmdEnv
 			if v.flags&(fExecMoved|fExecDirty|fExecNull) != 0 {
 				v.fwd = cmdDiscardRaw
 			}
+			c.endMulti()
 		}
-		c.endMulti()
+		// without MULTI Redis answers an error and keeps WATCH
 	case cmdDiscard:
-		c.endMulti()
+		if c.inMulti {
+			c.endMulti()
+		}
 	case cmdWatch:
 		if !c.inMulti {
 			c.watching = true

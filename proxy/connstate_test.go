@@ -95,6 +95,11 @@ func TestConnStateTransactions(t *testing.T) {
 		{name: "watch inside multi ignored", cmds: [][]string{{"MULTI"}, {"WATCH", "k"}}, flags: "multi", inMulti: true},
 		{name: "exec ends watch", cmds: [][]string{{"WATCH", "k"}, {"MULTI"}, {"EXEC"}, {"move"}, {"MULTI"}, {"EXEC"}}, flags: "multi"},
 		{name: "exec without multi", cmds: [][]string{{"EXEC"}}},
+		// Redis answers EXEC and DISCARD without MULTI with an error and
+		// keeps the WATCH: a lost one must still fail the next EXEC
+		{name: "exec without multi keeps a lost watch", cmds: [][]string{{"WATCH", "k"}, {"move"}, {"EXEC"}, {"MULTI"}, {"EXEC"}}, flags: "multi,null", fwd: discard},
+		{name: "discard without multi keeps a lost watch", cmds: [][]string{{"WATCH", "k"}, {"move"}, {"DISCARD"}, {"MULTI"}, {"EXEC"}}, flags: "multi,null", fwd: discard},
+		{name: "discard without multi keeps watch", cmds: [][]string{{"WATCH", "k"}, {"DISCARD"}}, watching: true},
 		{name: "reset ends multi", cmds: [][]string{{"MULTI"}, {"RESET"}}, flags: "multi"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
