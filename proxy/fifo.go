@@ -7,7 +7,7 @@ type entry struct {
 	start int64   // its bytes in the session's send log (to send it again); -1: not kept
 	end   int64   //
 	n     int32   // replies still expected from Redis; -1: count when the first arrives
-	cnt   int32   // plain commands in the entry (forwardPlainLocked); >1: a run, see explodeLocked
+	cnt   int32   // plain commands in the entry (forwardPlainLocked); >1: a run, see pipeline.explode
 	kind  cmdKind //
 	flags uint8   //
 	local []byte  // the reply, when the proxy answers (or already answered) it

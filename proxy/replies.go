@@ -126,7 +126,7 @@ func (s *session) plainRepliesLocked(be *backendConn) bool {
 	be.scan += i
 	be.fs = be.scan
 	if e.n -= k; e.n == 0 {
-		s.popLocked()
+		s.pop()
 	}
 	return true
 }
@@ -203,7 +203,11 @@ func (s *session) replyLocked(be *backendConn, frame []byte, complete bool) (fwd
 		return true, true
 	}
 	if be.discarding {
-		return false, s.discardLocked(be)
+		if !s.discard(be.gen, &be.discardSeq) {
+			s.logger().Warn("reply with no command waiting for it; closing session", "backend_addr", be.addr)
+			return false, false
+		}
+		return false, true
 	}
 	if head == nil || head.local != nil || head.gen != be.gen {
 		s.logger().Warn("reply with no command waiting for it; closing session", "backend_addr", be.addr)
@@ -216,18 +220,19 @@ func (s *session) replyLocked(be *backendConn, frame []byte, complete bool) (fwd
 		}
 		s.confirmed(frame)
 		if e.n--; e.n <= 0 {
-			s.popLocked()
+			s.pop()
 		}
 		return true, true
 	}
 	if isErr && complete && !s.l.readonly && (bytes.HasPrefix(frame, []byte("-READONLY ")) || bytes.HasPrefix(frame, []byte("-UNBLOCKED "))) {
 		// a demoted master: it did not run the command
-		s.explodeLocked(be)
+		s.explode(&be.discardSeq)
 		e = s.q.at(s.q.head)
 		s.demoted = true
 		s.demotedAddr, s.demotedGen = be.addr, s.srv.routeGen.Load()
 		be.kickC = true
-		if s.startRetryLocked(be) {
+		if seq, ok := s.startRetry(be.gen); ok {
+			be.discarding, be.discardSeq = true, seq
 			return false, true
 		}
 	}
@@ -235,7 +240,7 @@ func (s *session) replyLocked(be *backendConn, frame []byte, complete bool) (fwd
 		if isErr {
 			s.helloAfterAuth = true // the AUTH before it failed: after the next one
 		}
-		s.popLocked()
+		s.pop()
 		return false, true
 	}
 	if e.flags&(fExecNull|fExecMoved|fExecDirty) != 0 && t == '+' {
@@ -249,7 +254,7 @@ func (s *session) replyLocked(be *backendConn, frame []byte, complete bool) (fwd
 		default:
 			s.pend = append(s.pend, ReplyExecAbortDirty...)
 		}
-		s.popLocked()
+		s.pop()
 		return false, true
 	}
 	if e.raw != nil && !isErr {
@@ -265,7 +270,7 @@ func (s *session) replyLocked(be *backendConn, frame []byte, complete bool) (fwd
 	if e.n--; e.n > 0 && e.cnt > 1 {
 		return true, true // more replies for this run of plain commands
 	}
-	s.popLocked()
+	s.pop()
 	return true, true
 }
 
@@ -285,78 +290,19 @@ func (s *session) outOfBand(frame []byte, head *entry) bool {
 	return false
 }
 
-func (s *session) popLocked() {
-	s.q.pop()
-	s.inflight--
-}
-
-// startRetryLocked turns a -READONLY answer into a resend: the command and
-// everything sent after it on this connection go to the new master once
-// the route changes. Only when all of them may safely run again.
-func (s *session) startRetryLocked(be *backendConn) bool {
-	e := s.q.at(s.q.head)
-	if e.start < 0 || e.flagsInMulti() || !retryable(e.kind) || s.silentAfter > s.q.head {
-		return false
-	}
-	for seq := s.q.head + 1; seq < s.q.tail; seq++ {
-		x := s.q.at(seq)
-		if x.local != nil {
-			continue
-		}
-		if x.gen != be.gen || x.start < 0 || x.flagsInMulti() || !retryable(x.kind) {
-			return false
-		}
-	}
-	e.gen = 0
-	s.unsent++
-	s.inflight--
-	be.discarding, be.discardSeq = true, s.q.head+1
-	return true
-}
-
-// discardLocked drops a reply from a demoted master; its command is resent.
-func (s *session) discardLocked(be *backendConn) bool {
-	for be.discardSeq < s.q.tail {
-		x := s.q.at(be.discardSeq)
-		be.discardSeq++
-		if x.local == nil && x.gen == be.gen {
-			x.gen = 0
-			s.unsent++
-			s.inflight--
-			return true
-		}
-	}
-	s.logger().Warn("reply with no command waiting for it; closing session", "backend_addr", be.addr)
-	return false
-}
-
 // backendGone runs when the reader stops: commands still in flight get
 // ReplyLost* (or wait for a resend after -READONLY).
 func (s *session) backendGone(be *backendConn, err error) {
 	s.wmu.Lock()
 	s.mu.Lock()
-	s.explodeLocked(be)
 	be.dead = true
 	retiring := be.retiring
 	lost := []byte(ReplyLostMaster)
 	if s.l.readonly {
 		lost = []byte(ReplyLostReplica)
 	}
-	n := 0
-	for seq := s.q.head; seq < s.q.tail; seq++ {
-		x := s.q.at(seq)
-		if x.local != nil || x.gen != be.gen {
-			continue
-		}
-		if be.discarding {
-			x.gen = 0
-			s.unsent++
-		} else {
-			x.local = lost
-			s.errs.Add(1)
-			n++
-		}
-	}
+	n := s.pipeline.lose(be.gen, be.discarding, lost, &be.discardSeq)
+	s.errs.Add(int64(n))
 	if s.be == be {
 		s.inflight = 0
 	}

@@ -48,14 +48,9 @@ type session struct {
 	rr          requestReader
 	quitting    bool
 	holdExpired bool   // a hold failed since the last client read
-	silentAfter uint64 // FIFO tail when a command without reply was last sent
 	routeGen    uint64 // route generation the backend was checked against
-	sendLog     []byte // bytes sent to the backend, kept until answered
-	logBase     int64  // absolute offset of sendLog[0]
-	logSent     int64  // absolute offset written so far
 	wbe         *backendConn
 	batchCmds   int64
-	logCmds     int // commands in sendLog not written yet (a shared connection counts replies)
 	localsReady bool
 	retryAt     time.Time
 	timer       *time.Timer
@@ -75,12 +70,11 @@ type session struct {
 	// client that does not read never stalls the shared connection.
 	pend []byte
 
-	mu        sync.Mutex
-	q         fifo
+	mu sync.Mutex
+	// the FIFO of commands owed a reply and the send log (pipeline.go),
+	// under mu: written by run, answered by the backend reader
+	pipeline
 	be        *backendConn
-	gen       uint64
-	inflight  int // entries sent on be and not answered
-	unsent    int // entries waiting to be sent again (after -READONLY)
 	demoted   bool
 	forceMove bool
 	// demotedAddr answered -READONLY while route generation demotedGen was
@@ -481,21 +475,9 @@ func (s *session) install(nb *backendConn) {
 		}
 		s.sendLog, rp = s.replay(s.sendLog, auth)
 	}
-	for seq := s.q.head; seq < s.q.tail; seq++ {
-		e := s.q.at(seq)
-		if e.gen != 0 || e.local != nil {
-			continue
-		}
-		from := e.start - s.logBase
-		st := s.logEnd()
-		s.sendLog = append(s.sendLog, s.sendLog[from:e.end-s.logBase]...)
-		e.start, e.end = st, s.logEnd()
-		e.gen = nb.gen
-		s.inflight++
-		s.logCmds++
-		s.l.resent.Add(1)
+	if n := s.resend(nb.gen); n > 0 {
+		s.l.resent.Add(int64(n))
 	}
-	s.unsent = 0
 	if !shared {
 		s.sendLog = append(s.sendLog, s.replayTail()...)
 	}
@@ -533,54 +515,14 @@ var (
 func (s *session) failUnsent() {
 	reply := []byte(replyMasterDown(s.l.readonly, s.srv.cfg.HoldTimeout))
 	s.mu.Lock()
-	for seq := s.q.head; seq < s.q.tail; seq++ {
-		if e := s.q.at(seq); e.gen == 0 && e.local == nil {
-			e.local = reply
-			s.errs.Add(1)
-		}
-	}
-	s.unsent = 0
+	s.errs.Add(int64(s.pipeline.failUnsent(reply)))
 	s.mu.Unlock()
 	s.emitLocals()
 }
 
-func (s *session) logEnd() int64 { return s.logBase + int64(len(s.sendLog)) }
-
-// compactLogLocked drops sent bytes no entry may need again.
-func (s *session) compactLogLocked() {
-	keep := s.logSent
-	for seq := s.q.head; seq < s.q.tail; seq++ {
-		if e := s.q.at(seq); e.start >= 0 {
-			if e.start < keep {
-				keep = e.start
-			}
-			break
-		}
-	}
-	drop := int(keep - s.logBase)
-	switch {
-	case drop <= 0:
-		return
-	case drop == len(s.sendLog):
-		s.sendLog = s.sendLog[:0]
-		if cap(s.sendLog) > keepBufMax {
-			s.sendLog = nil
-		}
-	case drop >= 64<<10:
-		n := copy(s.sendLog, s.sendLog[drop:])
-		s.sendLog = s.sendLog[:n]
-	default:
-		return
-	}
-	s.logBase += int64(drop)
-}
-
 // flushLog writes the bytes not yet sent to the backend.
 func (s *session) flushLog() {
-	p := s.sendLog[s.logSent-s.logBase:]
-	s.logSent = s.logEnd()
-	n := s.logCmds
-	s.logCmds = 0
+	p, n := s.unsentBytes()
 	if len(p) == 0 || s.wbe == nil {
 		return
 	}
@@ -769,7 +711,7 @@ func (s *session) processInput() action {
 		return actClose
 	}
 	s.mu.Lock()
-	s.compactLogLocked()
+	s.compact()
 	act := actRead
 	var n int64
 	for {
@@ -881,18 +823,12 @@ func (s *session) commandLocked(raw []byte, inline bool) action {
 // sendLocked queues a command the connection state let through (v) for
 // the backend.
 func (s *session) sendLocked(raw []byte, v verdict) {
-	e := entry{gen: s.gen, n: v.n, kind: v.kind, flags: v.flags, start: -1, end: -1}
+	e := entry{n: v.n, kind: v.kind, flags: v.flags}
 	if v.keepRaw && !v.silent {
 		e.raw = append([]byte(nil), raw...)
 	}
-	if v.silent {
-		s.silentAfter = s.q.tail
-	}
 	if len(raw) > bigCommand {
-		if !v.silent {
-			s.q.push(e)
-			s.inflight++
-		}
+		s.pushUnlogged(e, v.silent)
 		s.wbe = s.be
 		s.mu.Unlock()
 		s.flushLog()
@@ -901,21 +837,10 @@ func (s *session) sendLocked(raw []byte, v verdict) {
 		}
 		s.mu.Lock()
 	} else {
-		e.start = s.logEnd()
-		s.sendLog = append(s.sendLog, raw...)
-		e.end = s.logEnd()
-		if !v.silent {
-			s.q.push(e)
-			s.inflight++
-			s.logCmds++
-		}
+		s.push(e, raw, v.silent)
 		if v.hello {
 			// HELLO 3 after the AUTH Redis wanted first (connState.replay)
-			st := s.logEnd()
-			s.sendLog = append(s.sendLog, cmdHello3...)
-			s.q.push(entry{gen: s.gen, n: 1, kind: cmdHello, flags: fHidden, start: st, end: s.logEnd()})
-			s.inflight++
-			s.logCmds++
+			s.push(entry{n: 1, kind: cmdHello, flags: fHidden}, cmdHello3, false)
 		}
 		s.wbe = s.be
 	}
@@ -925,36 +850,20 @@ func (s *session) sendLocked(raw []byte, v verdict) {
 	}
 }
 
-// forwardPlainLocked queues a plain command for the backend (one reply).
-// Consecutive plain commands of one batch share one FIFO entry (a run of
-// cnt commands expecting n more replies): a pipeline costs one entry, not
-// one per command. Runs are split into one entry per command (explodeLocked)
-// before anything needs to address a single command of it (a -READONLY
-// retry, a lost connection).
+// forwardPlainLocked queues a plain command for the backend (one reply;
+// see pipeline.pushPlain for runs).
 func (s *session) forwardPlainLocked(raw []byte) {
 	var flags uint8
 	if s.inMulti {
 		flags = fInMulti
 	}
 	if len(raw) <= bigCommand {
-		st := s.logEnd()
-		s.sendLog = append(s.sendLog, raw...)
-		if t := s.q.last(); t != nil && t.cnt > 0 && t.end == st && t.gen == s.gen && t.flags == flags &&
-			t.local == nil && s.silentAfter != s.q.tail {
-			t.cnt++
-			t.n++
-			t.end = s.logEnd()
-		} else {
-			s.q.push(entry{gen: s.gen, n: 1, cnt: 1, flags: flags, start: st, end: s.logEnd()})
-			s.inflight++
-		}
-		s.logCmds++
+		s.pushPlain(raw, flags)
 		s.wbe = s.be
 		s.batchCmds++
 		return
 	}
-	s.q.push(entry{gen: s.gen, n: 1, start: -1, end: -1, flags: flags})
-	s.inflight++
+	s.pushUnlogged(entry{n: 1, flags: flags}, false)
 	s.wbe = s.be
 	s.batchCmds++
 	s.mu.Unlock()
@@ -963,68 +872,6 @@ func (s *session) forwardPlainLocked(raw []byte) {
 		_ = s.wbe.conn.SetDeadline(aLongTimeAgo)
 	}
 	s.mu.Lock()
-}
-
-// explodeLocked splits every run of plain commands (forwardPlainLocked)
-// into one entry per command still waiting for its reply, so that code
-// handling one command at a time (a -READONLY retry, a lost connection)
-// sees them one by one. Sequence numbers held elsewhere (silentAfter, the
-// discard position of be) are moved with their entries.
-func (s *session) explodeLocked(be *backendConn) {
-	runs := false
-	for seq := s.q.head; seq < s.q.tail; seq++ {
-		if s.q.at(seq).cnt > 1 {
-			runs = true
-			break
-		}
-	}
-	if !runs {
-		return
-	}
-	nq := fifo{head: s.q.head, tail: s.q.head}
-	silent, discard := s.silentAfter, uint64(0)
-	if be != nil {
-		discard = be.discardSeq
-	}
-	newSilent, newDiscard := s.silentAfter, discard
-	for seq := s.q.head; seq < s.q.tail; seq++ {
-		if silent == seq {
-			newSilent = nq.tail
-		}
-		if discard == seq {
-			newDiscard = nq.tail
-		}
-		e := *s.q.at(seq)
-		if e.cnt <= 1 {
-			nq.push(e)
-			continue
-		}
-		cmds := s.sendLog[e.start-s.logBase : e.end-s.logBase]
-		for i := int32(0); i < e.cnt-e.n; i++ { // already answered
-			cmds = cmds[commandLen(cmds):]
-		}
-		pos := e.end - int64(len(cmds))
-		for i := int32(0); i < e.n; i++ {
-			k := commandLen(cmds)
-			cmds = cmds[k:]
-			nq.push(entry{gen: e.gen, n: 1, cnt: 1, flags: e.flags, start: pos, end: pos + int64(k)})
-			pos += int64(k)
-		}
-		if e.local == nil && e.gen == s.gen {
-			s.inflight += int(e.n) - 1
-		}
-	}
-	if silent >= s.q.tail {
-		newSilent = nq.tail
-	}
-	if discard >= s.q.tail {
-		newDiscard = nq.tail
-	}
-	s.q = nq
-	s.silentAfter = newSilent
-	if be != nil {
-		be.discardSeq = newDiscard
-	}
 }
 
 // commandLen is the length of the RESP multibulk command at the start of
