@@ -612,9 +612,7 @@ func (s *session) deliverMux(be *backendConn, replies []byte) {
 		s.mu.Unlock()
 		return // retired with these still due: already answered as lost
 	}
-	be.buf, be.fs, be.scan, be.end = replies, 0, 0, len(replies)
-	ok := s.framesLocked(be)
-	be.buf = nil
+	_, _, ok := s.repliesLocked(be, replies, 0, 0) // complete replies only
 	wake := be.kickC || (s.drainWait && s.inflight == 0) || !ok
 	be.kickC = false
 	if !ok {

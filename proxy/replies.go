@@ -37,39 +37,10 @@ func (s *session) onBackendData(be *backendConn, n int) bool {
 }
 
 func (s *session) framesLocked(be *backendConn) bool {
-	for be.scan < be.end {
-		if be.fs == be.scan && !be.streaming && len(be.replay) == 0 && !be.discarding && !be.framer.mid() && s.plainRepliesLocked(be) {
-			continue
-		}
-		k, done, err := be.framer.feed(be.buf[be.scan:be.end])
-		if err != nil {
-			s.logger().Warn("bad reply from redis; closing session", "backend_addr", be.addr, "err", err)
-			return false
-		}
-		if be.streaming {
-			if be.streamFwd {
-				s.pend = append(s.pend, be.buf[be.scan:be.scan+k]...)
-			}
-			be.scan += k
-			be.fs = be.scan
-			if done {
-				be.streaming = false
-			}
-			continue
-		}
-		be.scan += k
-		if !done {
-			break
-		}
-		frame := be.buf[be.fs:be.scan]
-		fwd, ok := s.replyLocked(be, frame, true)
-		if !ok {
-			return false
-		}
-		if fwd {
-			s.pend = append(s.pend, frame...)
-		}
-		be.fs = be.scan
+	fs, scan, ok := s.repliesLocked(be, be.buf[:be.end], be.fs, be.scan)
+	be.fs, be.scan = fs, scan
+	if !ok {
+		return false
 	}
 	switch {
 	case be.fs == be.end:
@@ -94,22 +65,68 @@ func (s *session) framesLocked(be *backendConn) bool {
 	return true
 }
 
+// repliesLocked frames the replies in b from offset fs (the framer,
+// be.framer, has scanned up to scan), matches each complete one with what
+// the session expects and appends the ones for the client to pend. It
+// returns where the first incomplete reply starts and how far it was
+// scanned. A reply being streamed (be.streaming) is passed through.
+func (s *session) repliesLocked(be *backendConn, b []byte, fs, scan int) (int, int, bool) {
+	for scan < len(b) {
+		if fs == scan && !be.streaming && len(be.replay) == 0 && !be.discarding && !be.framer.mid() {
+			if k := s.plainRepliesLocked(be, b[scan:]); k > 0 {
+				scan += k
+				fs = scan
+				continue
+			}
+		}
+		k, done, err := be.framer.feed(b[scan:])
+		if err != nil {
+			s.logger().Warn("bad reply from redis; closing session", "backend_addr", be.addr, "err", err)
+			return fs, scan, false
+		}
+		if be.streaming {
+			if be.streamFwd {
+				s.pend = append(s.pend, b[scan:scan+k]...)
+			}
+			scan += k
+			fs = scan
+			if done {
+				be.streaming = false
+			}
+			continue
+		}
+		scan += k
+		if !done {
+			break
+		}
+		frame := b[fs:scan]
+		fwd, ok := s.replyLocked(be, frame, true)
+		if !ok {
+			return fs, scan, false
+		}
+		if fwd {
+			s.pend = append(s.pend, frame...)
+		}
+		fs = scan
+	}
+	return fs, scan, true
+}
+
 // plainRepliesLocked is the fast path of framesLocked: when the head of
 // the FIFO is plain commands (one reply each, nothing to look at), the
 // simple replies complete in the buffer are counted and copied to the
-// client in one piece. It reports whether it took any; anything else
+// client in one piece. It returns how many bytes of b it took; anything else
 // (aggregates, pushes, -READONLY/-UNBLOCKED, a partial reply, a head that
 // is not plain) is left to the general path.
-func (s *session) plainRepliesLocked(be *backendConn) bool {
+func (s *session) plainRepliesLocked(be *backendConn, b []byte) int {
 	if s.q.len() == 0 {
-		return false
+		return 0
 	}
 	e := s.q.at(s.q.head)
 	if e.kind != cmdPlain || e.local != nil || e.gen != be.gen || e.raw != nil || e.n <= 0 ||
 		e.flags&(fExecNull|fExecMoved|fExecDirty) != 0 {
-		return false
+		return 0
 	}
-	b := be.buf[be.scan:be.end]
 	i, k := 0, int32(0)
 	for k < e.n && i < len(b) {
 		j := simpleReplyLen(b[i:])
@@ -120,15 +137,13 @@ func (s *session) plainRepliesLocked(be *backendConn) bool {
 		k++
 	}
 	if k == 0 {
-		return false
+		return 0
 	}
 	s.pend = append(s.pend, b[:i]...)
-	be.scan += i
-	be.fs = be.scan
 	if e.n -= k; e.n == 0 {
 		s.pop()
 	}
-	return true
+	return i
 }
 
 // simpleReplyLen is the length of the complete simple reply (status,
