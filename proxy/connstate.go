@@ -125,62 +125,13 @@ func (c connState) command(spec commandSpec, args [][]byte, size int, env cmdEnv
 		kind = cmdPlain
 		spec.kind = cmdPlain
 	}
+	next, v, helloFwd, done := c.answerHere(kind, args, env)
+	if done {
+		return next, v
+	}
 	silent := c.silent()
-	v := verdict{kind: kind, n: 1}
-	local := func(reply string, s bool) (connState, verdict) {
-		v.local, v.reply, v.silent = true, reply, s
-		return c, v
-	}
 	needAuth := env.needAuth()
-
-	// answered here, no backend needed
-	if needAuth && !c.authed && kind != cmdAuth && kind != cmdHello && kind != cmdQuit {
-		return local(ReplyNoAuth, false)
-	}
-	var helloFwd []byte
-	switch {
-	case kind == cmdQuit:
-		c.skipNext = false
-		v.closeAfter = true
-		return local("+OK\r\n", silent)
-	case kind == cmdClient && lookupClientSub(args) == clientMaint:
-		// Server-pushed maintenance notices (go-redis asks for them after
-		// HELLO 3) describe moves of the server behind the proxy, which the
-		// proxy makes itself. Answered as by a Redis without them, which
-		// clients accept and go on.
-		c.skipNext = false
-		return local("-ERR unknown subcommand '"+string(args[1])+"'. Try CLIENT HELP.\r\n", silent)
-	case kind == cmdRefused:
-		c.skipNext = false
-		c.multiDirty = c.multiDirty || c.inMulti
-		return local(replyRefused(strings.ToLower(string(args[0]))), silent)
-	case kind == cmdAuth && needAuth:
-		c.skipNext = false
-		switch {
-		case len(args) != 2 && len(args) != 3:
-			return local("-ERR wrong number of arguments for 'auth' command\r\n", silent)
-		case env.checkPassword(args[1:]):
-			c.authed = true
-			return local("+OK\r\n", silent)
-		default:
-			return local(ReplyWrongPass, silent)
-		}
-	case kind == cmdHello && needAuth:
-		fwd, creds, ok := splitHelloAuth(args)
-		if !ok {
-			return local("-ERR Syntax error in HELLO option 'auth'\r\n", false)
-		}
-		if creds != nil && !env.checkPassword(creds) {
-			return local(ReplyWrongPass, false)
-		}
-		if creds == nil && !c.authed {
-			return local(ReplyNoAuth, false)
-		}
-		helloFwd = fwd
-	case isPubsubKind(kind) && c.inMulti:
-		c.multiDirty = true
-		return local(ReplySubscribeInMulti, silent)
-	}
+	v = verdict{kind: kind, n: 1}
 
 	// forwarded
 	if !c.ownConn && env.multiplex {
@@ -522,4 +473,66 @@ func (c *connState) clientAuth() []byte {
 		return nil
 	}
 	return c.authRaw
+}
+
+// answerHere answers the commands the proxy answers itself (done), given
+// the state before them; for a HELLO with the proxy password it returns
+// the HELLO to forward without its AUTH.
+func (c connState) answerHere(kind cmdKind, args [][]byte, env cmdEnv) (next connState, v verdict, helloFwd []byte, done bool) {
+	silent := c.silent()
+	v = verdict{kind: kind, local: true}
+	local := func(reply string, s bool) (connState, verdict, []byte, bool) {
+		v.reply, v.silent = reply, s
+		return c, v, nil, true
+	}
+	needAuth := env.needAuth()
+
+	// answered here, no backend needed
+	if needAuth && !c.authed && kind != cmdAuth && kind != cmdHello && kind != cmdQuit {
+		return local(ReplyNoAuth, false)
+	}
+	switch {
+	case kind == cmdQuit:
+		c.skipNext = false
+		v.closeAfter = true
+		return local("+OK\r\n", silent)
+	case kind == cmdClient && lookupClientSub(args) == clientMaint:
+		// Server-pushed maintenance notices (go-redis asks for them after
+		// HELLO 3) describe moves of the server behind the proxy, which the
+		// proxy makes itself. Answered as by a Redis without them, which
+		// clients accept and go on.
+		c.skipNext = false
+		return local("-ERR unknown subcommand '"+string(args[1])+"'. Try CLIENT HELP.\r\n", silent)
+	case kind == cmdRefused:
+		c.skipNext = false
+		c.multiDirty = c.multiDirty || c.inMulti
+		return local(replyRefused(strings.ToLower(string(args[0]))), silent)
+	case kind == cmdAuth && needAuth:
+		c.skipNext = false
+		switch {
+		case len(args) != 2 && len(args) != 3:
+			return local("-ERR wrong number of arguments for 'auth' command\r\n", silent)
+		case env.checkPassword(args[1:]):
+			c.authed = true
+			return local("+OK\r\n", silent)
+		default:
+			return local(ReplyWrongPass, silent)
+		}
+	case kind == cmdHello && needAuth:
+		fwd, creds, ok := splitHelloAuth(args)
+		if !ok {
+			return local("-ERR Syntax error in HELLO option 'auth'\r\n", false)
+		}
+		if creds != nil && !env.checkPassword(creds) {
+			return local(ReplyWrongPass, false)
+		}
+		if creds == nil && !c.authed {
+			return local(ReplyNoAuth, false)
+		}
+		helloFwd = fwd
+	case isPubsubKind(kind) && c.inMulti:
+		c.multiDirty = true
+		return local(ReplySubscribeInMulti, silent)
+	}
+	return c, verdict{}, helloFwd, false
 }

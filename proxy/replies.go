@@ -190,46 +190,24 @@ func simpleReplyLen(b []byte) int {
 // one) with what the session expects, updates the session and says
 // whether the reply goes to the client.
 func (s *session) replyLocked(be *backendConn, frame []byte, complete bool) (fwd, ok bool) {
-	t := frame[0]
-	isErr := t == '-' || t == '!'
+	isErr := frame[0] == '-' || frame[0] == '!'
 	if len(be.replay) > 0 {
-		if s.outOfBand(frame, nil) {
-			return true, true
-		}
-		r := &be.replay[0]
-		if !s.replayAnswered(r.kind, frame) {
-			s.logger().Warn("replaying session state failed; closing session", "backend_addr", be.addr, "reply", string(firstLine(frame)))
-			return false, false
-		}
-		if isErr {
-			r.n = 0 // refused, and the state says how to go on
-		}
-		if r.n--; r.n <= 0 {
-			be.replay = be.replay[1:]
-		}
-		return false, true
+		return s.replayReplyLocked(be, frame, isErr)
 	}
 	s.emitReadyLocked()
-	var head *entry
+	var e *entry
 	if s.q.len() > 0 {
-		head = s.q.at(s.q.head)
+		e = s.q.at(s.q.head)
 	}
-	if s.outOfBand(frame, head) {
+	switch {
+	case s.outOfBand(frame, e):
 		return true, true
-	}
-	if be.discarding {
-		if !s.discard(be.gen, &be.discardSeq) {
-			s.logger().Warn("reply with no command waiting for it; closing session", "backend_addr", be.addr)
-			return false, false
-		}
-		return false, true
-	}
-	if head == nil || head.local != nil || head.gen != be.gen {
+	case be.discarding:
+		return false, s.discardLocked(be)
+	case e == nil || e.local != nil || e.gen != be.gen:
 		s.logger().Warn("reply with no command waiting for it; closing session", "backend_addr", be.addr)
 		return false, false
-	}
-	e := head
-	if isPubsubKind(e.kind) && !isErr {
+	case isPubsubKind(e.kind) && !isErr:
 		if e.n < 0 {
 			e.n = s.unsubscribeAll(e.kind)
 		}
@@ -239,54 +217,105 @@ func (s *session) replyLocked(be *backendConn, frame []byte, complete bool) (fwd
 		}
 		return true, true
 	}
-	if isErr && complete && !s.l.readonly && (bytes.HasPrefix(frame, []byte("-READONLY ")) || bytes.HasPrefix(frame, []byte("-UNBLOCKED "))) {
-		// a demoted master: it did not run the command
-		s.explode(&be.discardSeq)
-		e = s.q.at(s.q.head)
-		s.demoted = true
-		s.demotedAddr, s.demotedGen = be.addr, s.srv.routeGen.Load()
-		be.kickC = true
-		if seq, ok := s.startRetry(be.gen); ok {
-			be.discarding, be.discardSeq = true, seq
-			return false, true
+	if isErr && complete && !s.l.readonly && demotedReply(frame) && s.demotedLocked(be) {
+		return false, true // sent again to the new master
+	}
+	e = s.q.at(s.q.head) // split from its run by demotedLocked
+	if e.flags&(fHidden|fExecNull|fExecMoved|fExecDirty) != 0 {
+		return false, s.proxyAnswerLocked(e, frame)
+	}
+	if !isErr {
+		if e.raw != nil {
+			s.accepted(e.kind, e.raw, s.srv.needAuth)
 		}
-	}
-	if e.flags&fHidden != 0 {
-		if isErr {
-			s.helloAfterAuth = true // the AUTH before it failed: after the next one
+		if e.kind == cmdAdmin {
+			// a password or ACL user changed: shared connections keep the
+			// authentication they were opened with; retired before the
+			// client sees the answer, so a client connecting after it does
+			// not inherit theirs
+			s.srv.retireMux(be.addr, "authentication changed through the proxy")
 		}
-		s.pop()
-		return false, true
-	}
-	if e.flags&(fExecNull|fExecMoved|fExecDirty) != 0 && t == '+' {
-		switch {
-		case e.flags&fExecNull != 0 && s.proto == 3:
-			s.pend = append(s.pend, "_\r\n"...)
-		case e.flags&fExecNull != 0:
-			s.pend = append(s.pend, "*-1\r\n"...)
-		case e.flags&fExecMoved != 0:
-			s.pend = append(s.pend, ReplyExecAbortMoved...)
-		default:
-			s.pend = append(s.pend, ReplyExecAbortDirty...)
-		}
-		s.pop()
-		return false, true
-	}
-	if e.raw != nil && !isErr {
-		s.accepted(e.kind, e.raw, s.srv.needAuth)
-	}
-	if e.kind == cmdAdmin && !isErr {
-		// a password or ACL user changed: shared connections keep the
-		// authentication they were opened with; retired before the client
-		// sees the answer, so a client connecting after it does not
-		// inherit theirs
-		s.srv.retireMux(be.addr, "authentication changed through the proxy")
 	}
 	if e.n--; e.n > 0 && e.cnt > 1 {
 		return true, true // more replies for this run of plain commands
 	}
 	s.pop()
 	return true, true
+}
+
+// replayReplyLocked takes the reply to a replayed command.
+func (s *session) replayReplyLocked(be *backendConn, frame []byte, isErr bool) (fwd, ok bool) {
+	if s.outOfBand(frame, nil) {
+		return true, true
+	}
+	r := &be.replay[0]
+	if !s.replayAnswered(r.kind, frame) {
+		s.logger().Warn("replaying session state failed; closing session", "backend_addr", be.addr, "reply", string(firstLine(frame)))
+		return false, false
+	}
+	if isErr {
+		r.n = 0 // refused, and the state says how to go on
+	}
+	if r.n--; r.n <= 0 {
+		be.replay = be.replay[1:]
+	}
+	return false, true
+}
+
+// discardLocked drops a reply from a demoted master; its command is sent
+// again.
+func (s *session) discardLocked(be *backendConn) bool {
+	if !s.discard(be.gen, &be.discardSeq) {
+		s.logger().Warn("reply with no command waiting for it; closing session", "backend_addr", be.addr)
+		return false
+	}
+	return true
+}
+
+// demotedReply: the server is no longer master, and did not run the command.
+func demotedReply(frame []byte) bool {
+	return bytes.HasPrefix(frame, []byte("-READONLY ")) || bytes.HasPrefix(frame, []byte("-UNBLOCKED "))
+}
+
+// demotedLocked follows a demoted master's answer to the head command:
+// no new connection to be.addr until the route changes, and the command
+// and those after it are sent again to the new master when they all may
+// (true: the reply is dropped).
+func (s *session) demotedLocked(be *backendConn) bool {
+	s.explode(&be.discardSeq)
+	s.demoted = true
+	s.demotedAddr, s.demotedGen = be.addr, s.srv.routeGen.Load()
+	be.kickC = true
+	seq, ok := s.startRetry(be.gen)
+	if ok {
+		be.discarding, be.discardSeq = true, seq
+	}
+	return ok
+}
+
+// proxyAnswerLocked handles the reply to a command the proxy sent for its
+// own reasons: a hidden HELLO 3 (dropped), an EXEC sent as DISCARD (the
+// proxy's answer replaces +OK).
+func (s *session) proxyAnswerLocked(e *entry, frame []byte) bool {
+	switch {
+	case e.flags&fHidden != 0:
+		if frame[0] == '-' || frame[0] == '!' {
+			s.helloAfterAuth = true // the AUTH before it failed: after the next one
+		}
+	case frame[0] != '+':
+		// DISCARD failed: Redis's error goes to the client
+		s.pend = append(s.pend, frame...)
+	case e.flags&fExecNull != 0 && s.proto == 3:
+		s.pend = append(s.pend, "_\r\n"...)
+	case e.flags&fExecNull != 0:
+		s.pend = append(s.pend, "*-1\r\n"...)
+	case e.flags&fExecMoved != 0:
+		s.pend = append(s.pend, ReplyExecAbortMoved...)
+	default:
+		s.pend = append(s.pend, ReplyExecAbortDirty...)
+	}
+	s.pop()
+	return true
 }
 
 // outOfBand says whether a reply belongs to no command: a pub/sub message,
