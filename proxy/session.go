@@ -747,41 +747,13 @@ func (s *session) processInput() action {
 // the backend (actHold when there is no usable backend yet).
 func (s *session) commandLocked(raw []byte, inline bool) action {
 	if !inline && s.authed {
-		// fast path: a plain command needs no parsing beyond the framing
-		// requestReader did (the same checks as redcon's): forward it raw
-		if spec := lookupCommand(s.rr.name(raw)); spec.kind == cmdPlain && !s.replyOff && !s.skipNext {
-			if spec.own || len(raw) > bigCommand {
-				s.needOwnLocked(string(s.rr.name(raw)))
-			}
-			if !s.sendableLocked() {
-				if !s.holdExpired {
-					return actHold
-				}
-			} else {
-				s.forwardPlainLocked(raw)
-				return actRead
-			}
+		if act, done := s.plainLocked(raw); done {
+			return act
 		}
 	}
-	cmd, err := redcon.Parse(raw)
-	if inline && (err != nil || len(cmd.Args) == 0) && len(bytes.TrimSpace(raw)) == 0 {
-		return actRead // empty line, ignored as by Redis
-	}
-	if err != nil {
-		msg := err.Error()
-		if !strings.HasPrefix(msg, "Protocol error") {
-			msg = "Protocol error: " + msg
-		}
-		s.localLocked("-ERR "+msg+"\r\n", fCloseAfter, false)
-		s.quitting = true
-		return actClose
-	}
-	args := cmd.Args
-	if len(args) == 0 {
-		return actRead
-	}
-	if inline {
-		raw = cmd.Raw // redcon encodes inline commands as RESP
+	args, act, ok := s.parseLocked(&raw, inline)
+	if !ok {
+		return act
 	}
 	next, v := s.connState.command(lookupCommand(args[0]), args, len(raw), s.srv.cmdEnv())
 	if v.local {
@@ -804,13 +776,13 @@ func (s *session) commandLocked(raw []byte, inline bool) action {
 		s.muxProto = v.muxProto
 	}
 	if !s.sendableLocked() {
-		if s.holdExpired {
-			silent := s.silent()
-			s.connState = v.holdFail
-			s.localLocked(replyMasterDown(s.l.readonly, s.srv.cfg.HoldTimeout), 0, silent)
-			return actRead
+		if !s.holdExpired {
+			return actHold
 		}
-		return actHold
+		silent := s.silent()
+		s.connState = v.holdFail
+		s.localLocked(replyMasterDown(s.l.readonly, s.srv.cfg.HoldTimeout), 0, silent)
+		return actRead
 	}
 	s.connState = next
 	if v.fwd != nil {
@@ -818,6 +790,53 @@ func (s *session) commandLocked(raw []byte, inline bool) action {
 	}
 	s.sendLocked(raw, v)
 	return actRead
+}
+
+// plainLocked is the fast path: a plain command needs no parsing beyond
+// the framing requestReader did (the same checks as redcon's) and no
+// state: it is forwarded raw (done), or waits for a backend connection.
+func (s *session) plainLocked(raw []byte) (act action, done bool) {
+	spec := lookupCommand(s.rr.name(raw))
+	if spec.kind != cmdPlain || s.replyOff || s.skipNext {
+		return 0, false
+	}
+	if spec.own || len(raw) > bigCommand {
+		s.needOwnLocked(string(s.rr.name(raw)))
+	}
+	if !s.sendableLocked() {
+		if !s.holdExpired {
+			return actHold, true
+		}
+		return 0, false // the slow path answers MASTERDOWN
+	}
+	s.forwardPlainLocked(raw)
+	return actRead, true
+}
+
+// parseLocked parses a command (an inline one is re-encoded as RESP in
+// *raw); a malformed one is answered here and closes the session. ok
+// false: nothing more to do with it (act says what next).
+func (s *session) parseLocked(raw *[]byte, inline bool) (args [][]byte, act action, ok bool) {
+	cmd, err := redcon.Parse(*raw)
+	if inline && (err != nil || len(cmd.Args) == 0) && len(bytes.TrimSpace(*raw)) == 0 {
+		return nil, actRead, false // empty line, ignored as by Redis
+	}
+	if err != nil {
+		msg := err.Error()
+		if !strings.HasPrefix(msg, "Protocol error") {
+			msg = "Protocol error: " + msg
+		}
+		s.localLocked("-ERR "+msg+"\r\n", fCloseAfter, false)
+		s.quitting = true
+		return nil, actClose, false
+	}
+	if len(cmd.Args) == 0 {
+		return nil, actRead, false
+	}
+	if inline {
+		*raw = cmd.Raw // redcon encodes inline commands as RESP
+	}
+	return cmd.Args, actRead, true
 }
 
 // sendLocked queues a command the connection state let through (v) for
