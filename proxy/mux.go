@@ -631,11 +631,7 @@ func (s *session) deliverMux(be *backendConn, replies []byte) {
 		s.shutdown()
 		return
 	}
-	if s.wmu.TryLock() {
-		s.releaseOut()
-	} else if s.outPending.Load() {
-		s.startFlusher()
-	}
+	s.deliver(s)
 	if wake {
 		s.kick()
 	}

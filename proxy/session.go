@@ -60,15 +60,8 @@ type session struct {
 	closed    chan struct{}
 	closeOnce sync.Once
 
-	wmu sync.Mutex
-	out []byte // client output being written, under wmu
-
-	// pend is client output not yet handed to the writer (under mu):
-	// replies and local answers are appended here in FIFO order, and the
-	// holder of wmu moves it to out (takePendLocked). A multiplexed
-	// connection's reader appends here without waiting for wmu, so a
-	// client that does not read never stalls the shared connection.
-	pend []byte
+	// client output (output.go): wmu, then mu
+	clientOutput
 
 	mu sync.Mutex
 	// the FIFO of commands owed a reply and the send log (pipeline.go),
@@ -83,15 +76,9 @@ type session struct {
 	demotedGen  uint64
 	closing     bool
 	drainWait   bool
-	// localsWaiting: proxy replies were queued; whoever holds wmu writes them
-	localsWaiting bool
 	// the client connection's state (connstate.go), under mu: written by
 	// run, followed from replies by the backend reader
 	connState
-
-	outPending atomic.Bool  // s.out holds bytes a non-blocking write left
-	outBacklog atomic.Int64 // len(s.out) after the last write
-	flushing   atomic.Bool  // a flusher goroutine is writing them
 
 	commands, bytesIn, bytesOut, errs atomic.Int64
 	curBE                             atomic.Pointer[backendConn]
@@ -550,111 +537,49 @@ func (s *session) flush() {
 }
 
 // emitLocals writes the proxy's own replies that reached the head of the
-// FIFO. The session goroutine never blocks on the client's socket (a
-// client may write a long pipeline before reading anything: blocking here
-// would stop us reading it, a deadlock). So: no wait for wmu (whoever
-// holds it writes them, see unlockOut), and a write that would block
-// leaves the rest to a flusher goroutine.
-func (s *session) emitLocals() {
-	s.mu.Lock()
-	s.localsWaiting = true
-	s.mu.Unlock()
-	if s.wmu.TryLock() {
-		s.releaseOut()
+// FIFO, without waiting for the client (output.go).
+func (s *session) emitLocals() { s.emit(s) }
+
+// releaseOut releases wmu without waiting for the client (output.go).
+func (s *session) releaseOut() { s.release(s) }
+
+// unlockOut releases wmu, writing what became due (output.go).
+func (s *session) unlockOut(block bool) { s.unlock(s, block) }
+
+// the session as its output's owner (outputOwner)
+
+func (s *session) Lock()   { s.mu.Lock() }
+func (s *session) Unlock() { s.mu.Unlock() }
+
+func (s *session) readyLocked(collect bool) bool {
+	if collect {
+		s.emitReadyLocked()
 	}
+	return s.closing
 }
 
-// releaseOut releases wmu without waiting for the client: what became
-// pending is written as far as the socket takes it now, the rest by the
-// flusher goroutine.
-func (s *session) releaseOut() {
-	s.unlockOut(false)
-	if s.outPending.Load() {
-		s.startFlusher()
-	}
-}
-
-// startFlusher writes out what a non-blocking write left, in its own
-// goroutine (only while a client does not read).
-func (s *session) startFlusher() {
-	if !s.flushing.CompareAndSwap(false, true) {
-		return
-	}
-	s.bwg.Add(1)
-	go func() {
-		defer s.bwg.Done()
-		for {
-			s.wmu.Lock()
-			s.unlockOut(true)
-			s.flushing.Store(false)
-			if !s.outPending.Load() || s.isClosed() || !s.flushing.CompareAndSwap(false, true) {
-				return
-			}
-		}
-	}()
-}
-
-// unlockOut releases wmu, first writing any local replies that became
-// ready meanwhile (wmu held). Without block the write only takes what the
-// socket accepts now; the rest stays in s.out, in order.
-func (s *session) unlockOut(block bool) {
-	for {
-		s.mu.Lock()
-		waiting := s.localsWaiting
-		s.localsWaiting = false
-		if waiting {
-			s.emitReadyLocked()
-		}
-		s.takePendLocked()
-		closing := s.closing
-		s.mu.Unlock()
-		s.writeOutLocked(block)
-		s.wmu.Unlock()
-		if closing {
-			s.kick()
-		}
-		s.mu.Lock()
-		again := s.localsWaiting
-		s.mu.Unlock()
-		if !again || !s.wmu.TryLock() {
-			return
-		}
-	}
-}
-
-// writeOutLocked writes the client output buffer (wmu held).
-func (s *session) writeOutLocked(block bool) {
-	if len(s.out) == 0 {
-		return
-	}
-	var n int
-	var err error
+func (s *session) writeClient(p []byte, block bool) (n int, err error) {
 	if block {
-		n, err = s.client.Write(s.out)
+		n, err = s.client.Write(p)
 	} else {
-		n, err = tryWrite(s.client, s.out)
+		n, err = tryWrite(s.client, p)
 	}
 	s.bytesOut.Add(int64(n))
-	switch {
-	case n < len(s.out) && err == nil:
-		rest := copy(s.out, s.out[n:])
-		s.out = s.out[:rest]
-		s.outPending.Store(true)
-		s.outBacklog.Store(int64(rest))
-		return
-	case cap(s.out) > keepBufMax:
-		s.out = nil
-	default:
-		s.out = s.out[:0]
-	}
-	s.outPending.Store(false)
-	s.outBacklog.Store(0)
 	if err != nil {
 		s.mu.Lock()
 		s.closing = true
 		s.mu.Unlock()
 		s.shutdown()
 	}
+	return n, err
+}
+
+func (s *session) spawn(f func()) {
+	s.bwg.Add(1)
+	go func() {
+		defer s.bwg.Done()
+		f()
+	}()
 }
 
 // emitReadyLocked writes the answers at the head of the FIFO that are
@@ -670,23 +595,6 @@ func (s *session) emitReadyLocked() {
 			s.closing = true
 		}
 		s.q.pop()
-	}
-}
-
-// takePendLocked moves pend to out (wmu and mu held); without a copy in
-// the usual case, out being empty.
-func (s *session) takePendLocked() {
-	if len(s.pend) == 0 {
-		return
-	}
-	if len(s.out) == 0 {
-		s.out, s.pend = s.pend, s.out[:0]
-	} else {
-		s.out = append(s.out, s.pend...)
-		s.pend = s.pend[:0]
-	}
-	if cap(s.pend) > keepBufMax {
-		s.pend = nil
 	}
 }
 
