@@ -26,6 +26,7 @@ const (
 	cmdSunsubscribe         //
 	cmdReadonly             // READONLY / READWRITE (cluster replicas), replayed
 	cmdReadwrite            //
+	cmdAdmin                // CONFIG, ACL: plain unless they change authentication (authChange)
 )
 
 // commandSpec is one row of the special-command table.
@@ -73,6 +74,45 @@ var commandTable = []commandSpec{
 	{"psync", cmdRefused, "replication protocol", false},
 	{"replconf", cmdRefused, "replication protocol", false},
 	{"cluster", cmdRefused, "redhaven fronts a non-cluster deployment", false},
+	// authentication changes: plain, except the subcommands authChange names
+	{"config", cmdAdmin, "CONFIG SET requirepass: own connection; shared connections retired when answered (a new client must not inherit their authentication)", false},
+	{"acl", cmdAdmin, "ACL SETUSER/DELUSER/LOAD: own connection; shared connections retired when answered", false},
+}
+
+// authChange says whether a CONFIG or ACL command may change what a new
+// connection must do to authenticate.
+func authChange(args [][]byte) bool {
+	if len(args) < 2 {
+		return false
+	}
+	switch {
+	case equalFold(args[0], "config"):
+		if !equalFold(args[1], "set") {
+			return false
+		}
+		for i := 2; i < len(args); i += 2 {
+			if equalFold(args[i], "requirepass") {
+				return true
+			}
+		}
+	case equalFold(args[0], "acl"):
+		return equalFold(args[1], "setuser") || equalFold(args[1], "deluser") || equalFold(args[1], "load")
+	}
+	return false
+}
+
+// logCommand names a command in a log line without its arguments, which
+// may be secrets (AUTH, HELLO AUTH, ACL SETUSER): only the subcommand of
+// commands whose second word is one.
+func logCommand(kind cmdKind, args [][]byte) string {
+	if len(args) == 0 {
+		return ""
+	}
+	name := string(firstLine(args[0]))
+	if len(args) > 1 && (kind == cmdClient || kind == cmdAdmin) && len(args[1]) <= 32 {
+		name += " " + string(args[1])
+	}
+	return name
 }
 
 // ownConnTable lists the plain commands a shared backend connection
@@ -172,7 +212,60 @@ func lookupClientSub(args [][]byte) clientSub {
 	return clientOther
 }
 
-func isPubsubKind(k cmdKind) bool { return k >= cmdSubscribe && k <= cmdSunsubscribe }
+// pubsubFam is a family of subscriptions (the index of replayState.subs).
+type pubsubFam uint8
+
+const (
+	famChannels pubsubFam = iota
+	famPatterns
+	famShards
+	numFams
+)
+
+// pubsubFams says, once, which commands and confirmations belong to each
+// family, and which command replays it.
+var pubsubFams = [numFams]struct {
+	sub, unsub         cmdKind
+	subConf, unsubConf pubsubKind
+	replay             string
+}{
+	famChannels: {cmdSubscribe, cmdUnsubscribe, psSubscribe, psUnsubscribe, "SUBSCRIBE"},
+	famPatterns: {cmdPsubscribe, cmdPunsubscribe, psPsubscribe, psPunsubscribe, "PSUBSCRIBE"},
+	famShards:   {cmdSsubscribe, cmdSunsubscribe, psSsubscribe, psSunsubscribe, "SSUBSCRIBE"},
+}
+
+// pubsubCmd says whether k is a (un)subscribe command, of which family,
+// and whether it subscribes.
+func pubsubCmd(k cmdKind) (fam pubsubFam, subscribe, ok bool) {
+	for f := range pubsubFams {
+		switch k {
+		case pubsubFams[f].sub:
+			return pubsubFam(f), true, true
+		case pubsubFams[f].unsub:
+			return pubsubFam(f), false, true
+		}
+	}
+	return 0, false, false
+}
+
+// pubsubConfirms says whether a pub/sub frame kind confirms a (un)subscribe,
+// of which family, and whether it subscribed.
+func pubsubConfirms(k pubsubKind) (fam pubsubFam, subscribe, ok bool) {
+	for f := range pubsubFams {
+		switch k {
+		case pubsubFams[f].subConf:
+			return pubsubFam(f), true, true
+		case pubsubFams[f].unsubConf:
+			return pubsubFam(f), false, true
+		}
+	}
+	return 0, false, false
+}
+
+func isPubsubKind(k cmdKind) bool {
+	_, _, ok := pubsubCmd(k)
+	return ok
+}
 
 // retryable says whether a command of this kind, answered -READONLY by a
 // demoted master, may be sent again to the new master.

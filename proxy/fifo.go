@@ -7,7 +7,7 @@ type entry struct {
 	start int64   // its bytes in the session's send log (to send it again); -1: not kept
 	end   int64   //
 	n     int32   // replies still expected from Redis; -1: count when the first arrives
-	cnt   int32   // plain commands in the entry (forwardPlainLocked); >1: a run, see explodeLocked
+	cnt   int32   // plain commands in the entry (forwardPlainLocked); >1: a run, see pipeline.explode
 	kind  cmdKind //
 	flags uint8   //
 	local []byte  // the reply, when the proxy answers (or already answered) it
@@ -20,6 +20,7 @@ const (
 	fExecNull                     // EXEC sent as DISCARD: answer a null reply (WATCH lost)
 	fExecMoved                    // EXEC sent as DISCARD: answer ReplyExecAbortMoved
 	fExecDirty                    // EXEC sent as DISCARD: answer ReplyExecAbortDirty
+	fHidden                       // sent by the proxy (HELLO 3 after AUTH): the reply is not the client's
 )
 
 // fifo is a growable ring of entries addressed by sequence numbers.

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -8,7 +9,9 @@ import (
 	"os"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -26,8 +29,14 @@ type muxConn struct {
 	key   muxKey
 	addr  string
 	proto int // 2, or 3 after HELLO 3 when dialed
-	conn  net.Conn
-	stats *backendStats
+	// retired: no session may send on it any more (the authentication it
+	// was opened with may no longer be what a new connection gets); each
+	// member moves to a fresh one after its in-flight replies, and the
+	// last one to leave closes it (retireMux).
+	retired atomic.Bool
+	authed  bool // it answered PING when opened (not NOAUTH)
+	conn    net.Conn
+	stats   *backendStats
 
 	mu      sync.Mutex
 	wbuf    []byte // to be written, in order
@@ -125,12 +134,17 @@ func (srv *Server) attach(s *session, addr string, proto int) (*backendConn, err
 	for attempt := 0; attempt < 3; attempt++ {
 		p.mu.Lock()
 		var best *muxConn
+		live := 0
 		for _, m := range p.conns[key] {
+			if m.retired.Load() {
+				continue
+			}
+			live++
 			if best == nil || len(m.members) < len(best.members) {
 				best = m
 			}
 		}
-		if best != nil && (len(p.conns[key]) >= srv.cfg.MultiplexConns || len(best.members) == 0) {
+		if best != nil && (live >= srv.cfg.MultiplexConns || len(best.members) == 0) {
 			best.mu.Lock()
 			if !best.dead {
 				be := &backendConn{addr: addr, mux: best, owner: s, stats: best.stats, done: make(chan struct{})}
@@ -183,30 +197,42 @@ func (srv *Server) dialMux(key muxKey) (*muxConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	var hello []byte
-	if srv.needAuth && srv.backendAuth != nil {
-		hello = append(hello, srv.backendAuth...)
-	}
-	if key.proto == 3 {
-		hello = append(hello, cmdHello3...)
-	}
-	if len(hello) > 0 {
-		_ = c.SetDeadline(time.Now().Add(srv.cfg.DialTimeout))
-		err := handshake(c, hello)
-		if err != nil {
+	_ = c.SetDeadline(time.Now().Add(srv.cfg.DialTimeout))
+	if hello := srv.muxHello(key); len(hello) > 0 {
+		if err := handshake(c, hello); err != nil {
 			st.errors.Add(1)
 			_ = c.Close()
 			return nil, fmt.Errorf("set up shared backend connection to %s: %w", addr, err)
 		}
-		_ = c.SetDeadline(time.Time{})
 	}
-	srv.log.Debug("shared backend connection opened", "backend_addr", addr, "protocol", key.proto)
-	return &muxConn{srv: srv, key: key, addr: addr, proto: key.proto, conn: c, stats: st,
+	// Is it authenticated? (Only one that is can be inherited after a
+	// password is set at runtime: authCheckLoop watches those.)
+	err = handshake(c, pingRaw)
+	if err != nil && !refusedAuth(err) {
+		st.errors.Add(1)
+		_ = c.Close()
+		return nil, fmt.Errorf("set up shared backend connection to %s: %w", addr, err)
+	}
+	_ = c.SetDeadline(time.Time{})
+	srv.log.Debug("shared backend connection opened", "backend_addr", addr, "protocol", key.proto, "authenticated", err == nil)
+	return &muxConn{srv: srv, key: key, addr: addr, proto: key.proto, authed: err == nil, conn: c, stats: st,
 		members: map[*backendConn]struct{}{}, buf: make([]byte, readBufSize)}, nil
 }
 
+// refusedError is an error reply to a handshake command.
+type refusedError struct{ reply string }
+
+func (e *refusedError) Error() string { return "refused: " + e.reply }
+
+// refusedAuth says whether err is a handshake refused for want of
+// authentication (NOAUTH, WRONGPASS).
+func refusedAuth(err error) bool {
+	var re *refusedError
+	return errors.As(err, &re) && (strings.HasPrefix(re.reply, "-NOAUTH") || strings.HasPrefix(re.reply, "-WRONGPASS"))
+}
+
 // handshake sends cmds and reads one reply per command; an error reply
-// fails it.
+// fails it (a *refusedError).
 func handshake(c net.Conn, cmds []byte) error {
 	want := 0
 	for rest := cmds; len(rest) > 0; rest = rest[commandLen(rest):] {
@@ -240,7 +266,7 @@ func handshake(c net.Conn, cmds []byte) error {
 				break
 			}
 			if buf[start] == '-' || buf[start] == '!' {
-				return fmt.Errorf("refused: %s", firstLine(buf[start:scan]))
+				return &refusedError{string(firstLine(buf[start:scan]))}
 			}
 			start = scan
 			want--
@@ -303,12 +329,122 @@ func (m *muxConn) detach(be *backendConn) {
 	idle := len(m.members) == 0 && !m.dead
 	m.mu.Unlock()
 	p.mu.Unlock()
-	if idle && !m.srv.inRoute(m.addr) {
+	if idle && (m.retired.Load() || !m.srv.inRoute(m.addr)) {
 		m.close()
 	}
 }
 
 func (m *muxConn) close() { _ = m.conn.SetDeadline(aLongTimeAgo) }
+
+// retireMux retires the shared connections to addr (every address when
+// addr is ""): the authentication they were opened with may no longer be
+// what a new connection gets (a password set or an ACL user changed at
+// runtime: Redis keeps an existing connection authenticated, so a new
+// client must not inherit it). New sessions get a fresh connection; each
+// member is woken to move after its in-flight replies.
+func (srv *Server) retireMux(addr, why string) {
+	p := &srv.mux
+	var owners []*session
+	var idle []*muxConn
+	n := 0
+	p.mu.Lock()
+	for key, ms := range p.conns {
+		if addr != "" && key.addr != addr {
+			continue
+		}
+		for _, m := range ms {
+			if m.retired.Swap(true) {
+				continue
+			}
+			n++
+			m.mu.Lock()
+			for be := range m.members {
+				owners = append(owners, be.owner)
+			}
+			if len(m.members) == 0 {
+				idle = append(idle, m)
+			}
+			m.mu.Unlock()
+		}
+	}
+	p.mu.Unlock()
+	if n == 0 {
+		return
+	}
+	srv.log.Info("shared backend connections retired", "backend_addr", addr, "reason", why, "connections", n, "sessions", len(owners))
+	for _, m := range idle {
+		m.close()
+	}
+	for _, s := range owners {
+		s.kick()
+	}
+}
+
+// muxAuthCheckEvery is how often the authentication of shared connections
+// is checked on a fresh connection (authCheckLoop).
+const muxAuthCheckEvery = time.Second
+
+// authCheckLoop finds authentication changes made outside the proxy (a
+// password set on a direct connection, an ACL file loaded): every
+// muxAuthCheckEvery, for each address with shared connections, a fresh
+// connection is opened the way a shared one is; if Redis now refuses it
+// (NOAUTH, WRONGPASS), the shared connections to that address are retired.
+func (srv *Server) authCheckLoop(ctx context.Context) {
+	t := time.NewTicker(muxAuthCheckEvery)
+	defer t.Stop()
+	var keys []muxKey
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		keys = keys[:0]
+		p := &srv.mux
+		p.mu.Lock()
+		for key, ms := range p.conns {
+			for _, m := range ms {
+				if m.authed && !m.retired.Load() {
+					keys = append(keys, key)
+					break
+				}
+			}
+		}
+		p.mu.Unlock()
+		for _, key := range keys {
+			if ctx.Err() != nil {
+				return
+			}
+			if err := srv.probeMux(key); refusedAuth(err) {
+				srv.retireMux(key.addr, "a new connection is refused: "+err.Error())
+			}
+		}
+	}
+}
+
+// probeMux opens a connection as dialMux would and sends PING on it.
+func (srv *Server) probeMux(key muxKey) error {
+	d := net.Dialer{Timeout: srv.cfg.DialTimeout}
+	c, err := d.Dial("tcp", key.addr)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(srv.cfg.DialTimeout))
+	return handshake(c, append(srv.muxHello(key), pingRaw...))
+}
+
+// muxHello is what a shared connection is set up with.
+func (srv *Server) muxHello(key muxKey) []byte {
+	var hello []byte
+	if srv.needAuth && srv.backendAuth != nil {
+		hello = append(hello, srv.backendAuth...)
+	}
+	if key.proto == 3 {
+		hello = append(hello, cmdHello3...)
+	}
+	return hello
+}
 
 // pruneMux closes the idle shared connections to addresses no longer in
 // the route.
@@ -476,9 +612,7 @@ func (s *session) deliverMux(be *backendConn, replies []byte) {
 		s.mu.Unlock()
 		return // retired with these still due: already answered as lost
 	}
-	be.buf, be.fs, be.scan, be.end = replies, 0, 0, len(replies)
-	ok := s.framesLocked(be)
-	be.buf = nil
+	_, _, ok := s.repliesLocked(be, replies, 0, 0) // complete replies only
 	wake := be.kickC || (s.drainWait && s.inflight == 0) || !ok
 	be.kickC = false
 	if !ok {
@@ -497,11 +631,7 @@ func (s *session) deliverMux(be *backendConn, replies []byte) {
 		s.shutdown()
 		return
 	}
-	if s.wmu.TryLock() {
-		s.releaseOut()
-	} else if s.outPending.Load() {
-		s.startFlusher()
-	}
+	s.deliver(s)
 	if wake {
 		s.kick()
 	}

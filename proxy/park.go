@@ -88,7 +88,7 @@ func (s *session) parkLocked(p *idlePoller) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.q.len() > 0 || s.unsent > 0 || s.closing || s.quitting || s.ownConn || s.subscribedLocked() ||
-		len(s.pend) > 0 || len(s.out) > 0 || s.outPending.Load() || s.localsWaiting || s.flushing.Load() ||
+		!s.clientOutput.idle() ||
 		s.rr.buffered() || !s.retryAt.IsZero() || (s.be != nil && s.be.mux == nil) || s.logSent != s.logEnd() {
 		return false
 	}

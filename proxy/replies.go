@@ -6,8 +6,6 @@ import (
 	"io"
 	"net"
 	"os"
-
-	"github.com/tidwall/redcon"
 )
 
 // backendLoop reads replies from be until it fails or is retired.
@@ -39,39 +37,10 @@ func (s *session) onBackendData(be *backendConn, n int) bool {
 }
 
 func (s *session) framesLocked(be *backendConn) bool {
-	for be.scan < be.end {
-		if be.fs == be.scan && !be.streaming && len(be.replay) == 0 && !be.discarding && !be.framer.mid() && s.plainRepliesLocked(be) {
-			continue
-		}
-		k, done, err := be.framer.feed(be.buf[be.scan:be.end])
-		if err != nil {
-			s.logger().Warn("bad reply from redis; closing session", "backend_addr", be.addr, "err", err)
-			return false
-		}
-		if be.streaming {
-			if be.streamFwd {
-				s.pend = append(s.pend, be.buf[be.scan:be.scan+k]...)
-			}
-			be.scan += k
-			be.fs = be.scan
-			if done {
-				be.streaming = false
-			}
-			continue
-		}
-		be.scan += k
-		if !done {
-			break
-		}
-		frame := be.buf[be.fs:be.scan]
-		fwd, ok := s.replyLocked(be, frame, true)
-		if !ok {
-			return false
-		}
-		if fwd {
-			s.pend = append(s.pend, frame...)
-		}
-		be.fs = be.scan
+	fs, scan, ok := s.repliesLocked(be, be.buf[:be.end], be.fs, be.scan)
+	be.fs, be.scan = fs, scan
+	if !ok {
+		return false
 	}
 	switch {
 	case be.fs == be.end:
@@ -96,22 +65,68 @@ func (s *session) framesLocked(be *backendConn) bool {
 	return true
 }
 
+// repliesLocked frames the replies in b from offset fs (the framer,
+// be.framer, has scanned up to scan), matches each complete one with what
+// the session expects and appends the ones for the client to pend. It
+// returns where the first incomplete reply starts and how far it was
+// scanned. A reply being streamed (be.streaming) is passed through.
+func (s *session) repliesLocked(be *backendConn, b []byte, fs, scan int) (int, int, bool) {
+	for scan < len(b) {
+		if fs == scan && !be.streaming && len(be.replay) == 0 && !be.discarding && !be.framer.mid() {
+			if k := s.plainRepliesLocked(be, b[scan:]); k > 0 {
+				scan += k
+				fs = scan
+				continue
+			}
+		}
+		k, done, err := be.framer.feed(b[scan:])
+		if err != nil {
+			s.logger().Warn("bad reply from redis; closing session", "backend_addr", be.addr, "err", err)
+			return fs, scan, false
+		}
+		if be.streaming {
+			if be.streamFwd {
+				s.pend = append(s.pend, b[scan:scan+k]...)
+			}
+			scan += k
+			fs = scan
+			if done {
+				be.streaming = false
+			}
+			continue
+		}
+		scan += k
+		if !done {
+			break
+		}
+		frame := b[fs:scan]
+		fwd, ok := s.replyLocked(be, frame, true)
+		if !ok {
+			return fs, scan, false
+		}
+		if fwd {
+			s.pend = append(s.pend, frame...)
+		}
+		fs = scan
+	}
+	return fs, scan, true
+}
+
 // plainRepliesLocked is the fast path of framesLocked: when the head of
 // the FIFO is plain commands (one reply each, nothing to look at), the
 // simple replies complete in the buffer are counted and copied to the
-// client in one piece. It reports whether it took any; anything else
+// client in one piece. It returns how many bytes of b it took; anything else
 // (aggregates, pushes, -READONLY/-UNBLOCKED, a partial reply, a head that
 // is not plain) is left to the general path.
-func (s *session) plainRepliesLocked(be *backendConn) bool {
+func (s *session) plainRepliesLocked(be *backendConn, b []byte) int {
 	if s.q.len() == 0 {
-		return false
+		return 0
 	}
 	e := s.q.at(s.q.head)
 	if e.kind != cmdPlain || e.local != nil || e.gen != be.gen || e.raw != nil || e.n <= 0 ||
 		e.flags&(fExecNull|fExecMoved|fExecDirty) != 0 {
-		return false
+		return 0
 	}
-	b := be.buf[be.scan:be.end]
 	i, k := 0, int32(0)
 	for k < e.n && i < len(b) {
 		j := simpleReplyLen(b[i:])
@@ -122,15 +137,13 @@ func (s *session) plainRepliesLocked(be *backendConn) bool {
 		k++
 	}
 	if k == 0 {
-		return false
+		return 0
 	}
 	s.pend = append(s.pend, b[:i]...)
-	be.scan += i
-	be.fs = be.scan
 	if e.n -= k; e.n == 0 {
-		s.popLocked()
+		s.pop()
 	}
-	return true
+	return i
 }
 
 // simpleReplyLen is the length of the complete simple reply (status,
@@ -177,87 +190,132 @@ func simpleReplyLen(b []byte) int {
 // one) with what the session expects, updates the session and says
 // whether the reply goes to the client.
 func (s *session) replyLocked(be *backendConn, frame []byte, complete bool) (fwd, ok bool) {
-	t := frame[0]
-	isErr := t == '-' || t == '!'
+	isErr := frame[0] == '-' || frame[0] == '!'
 	if len(be.replay) > 0 {
-		if s.outOfBand(frame, nil) {
-			return true, true
-		}
-		r := &be.replay[0]
-		if isErr {
-			s.logger().Warn("replaying session state failed; closing session", "backend_addr", be.addr, "reply", string(firstLine(frame)))
-			return false, false
-		}
-		if isPubsubKind(r.kind) {
-			s.applyPubsubLocked(frame)
-		}
-		if r.n--; r.n <= 0 {
-			be.replay = be.replay[1:]
-		}
-		return false, true
+		return s.replayReplyLocked(be, frame, isErr)
 	}
 	s.emitReadyLocked()
-	var head *entry
+	var e *entry
 	if s.q.len() > 0 {
-		head = s.q.at(s.q.head)
+		e = s.q.at(s.q.head)
 	}
-	if s.outOfBand(frame, head) {
+	switch {
+	case s.outOfBand(frame, e):
 		return true, true
-	}
-	if be.discarding {
+	case be.discarding:
 		return false, s.discardLocked(be)
-	}
-	if head == nil || head.local != nil || head.gen != be.gen {
+	case e == nil || e.local != nil || e.gen != be.gen:
 		s.logger().Warn("reply with no command waiting for it; closing session", "backend_addr", be.addr)
 		return false, false
-	}
-	e := head
-	if isPubsubKind(e.kind) && !isErr {
+	case isPubsubKind(e.kind) && !isErr:
 		if e.n < 0 {
-			e.n = 1
-			if s.replayState != nil {
-				e.n = int32(max(1, len(s.subs[pubsubFamily(e.kind)])))
-			}
+			e.n = s.unsubscribeAll(e.kind)
 		}
-		s.applyPubsubLocked(frame)
+		s.confirmed(frame)
 		if e.n--; e.n <= 0 {
-			s.popLocked()
+			s.pop()
 		}
 		return true, true
 	}
-	if isErr && complete && !s.l.readonly && (bytes.HasPrefix(frame, []byte("-READONLY ")) || bytes.HasPrefix(frame, []byte("-UNBLOCKED "))) {
-		// a demoted master: it did not run the command
-		s.explodeLocked(be)
-		e = s.q.at(s.q.head)
-		s.demoted = true
-		s.demotedAddr, s.demotedGen = be.addr, s.srv.routeGen.Load()
-		be.kickC = true
-		if s.startRetryLocked(be) {
-			return false, true
-		}
+	if isErr && complete && !s.l.readonly && demotedReply(frame) && s.demotedLocked(be) {
+		return false, true // sent again to the new master
 	}
-	if e.flags&(fExecNull|fExecMoved|fExecDirty) != 0 && t == '+' {
-		switch {
-		case e.flags&fExecNull != 0 && s.proto == 3:
-			s.pend = append(s.pend, "_\r\n"...)
-		case e.flags&fExecNull != 0:
-			s.pend = append(s.pend, "*-1\r\n"...)
-		case e.flags&fExecMoved != 0:
-			s.pend = append(s.pend, ReplyExecAbortMoved...)
-		default:
-			s.pend = append(s.pend, ReplyExecAbortDirty...)
-		}
-		s.popLocked()
-		return false, true
+	e = s.q.at(s.q.head) // split from its run by demotedLocked
+	if e.flags&(fHidden|fExecNull|fExecMoved|fExecDirty) != 0 {
+		return false, s.proxyAnswerLocked(e, frame)
 	}
-	if e.raw != nil && !isErr {
-		s.applyLocked(e)
+	if !isErr {
+		if e.raw != nil {
+			s.accepted(e.kind, e.raw, s.srv.needAuth)
+		}
+		if e.kind == cmdAdmin {
+			// a password or ACL user changed: shared connections keep the
+			// authentication they were opened with; retired before the
+			// client sees the answer, so a client connecting after it does
+			// not inherit theirs
+			s.srv.retireMux(be.addr, "authentication changed through the proxy")
+		}
 	}
 	if e.n--; e.n > 0 && e.cnt > 1 {
 		return true, true // more replies for this run of plain commands
 	}
-	s.popLocked()
+	s.pop()
 	return true, true
+}
+
+// replayReplyLocked takes the reply to a replayed command.
+func (s *session) replayReplyLocked(be *backendConn, frame []byte, isErr bool) (fwd, ok bool) {
+	if s.outOfBand(frame, nil) {
+		return true, true
+	}
+	r := &be.replay[0]
+	if !s.replayAnswered(r.kind, frame) {
+		s.logger().Warn("replaying session state failed; closing session", "backend_addr", be.addr, "reply", string(firstLine(frame)))
+		return false, false
+	}
+	if isErr {
+		r.n = 0 // refused, and the state says how to go on
+	}
+	if r.n--; r.n <= 0 {
+		be.replay = be.replay[1:]
+	}
+	return false, true
+}
+
+// discardLocked drops a reply from a demoted master; its command is sent
+// again.
+func (s *session) discardLocked(be *backendConn) bool {
+	if !s.discard(be.gen, &be.discardSeq) {
+		s.logger().Warn("reply with no command waiting for it; closing session", "backend_addr", be.addr)
+		return false
+	}
+	return true
+}
+
+// demotedReply: the server is no longer master, and did not run the command.
+func demotedReply(frame []byte) bool {
+	return bytes.HasPrefix(frame, []byte("-READONLY ")) || bytes.HasPrefix(frame, []byte("-UNBLOCKED "))
+}
+
+// demotedLocked follows a demoted master's answer to the head command:
+// no new connection to be.addr until the route changes, and the command
+// and those after it are sent again to the new master when they all may
+// (true: the reply is dropped).
+func (s *session) demotedLocked(be *backendConn) bool {
+	s.explode(&be.discardSeq)
+	s.demoted = true
+	s.demotedAddr, s.demotedGen = be.addr, s.srv.routeGen.Load()
+	be.kickC = true
+	seq, ok := s.startRetry(be.gen)
+	if ok {
+		be.discarding, be.discardSeq = true, seq
+	}
+	return ok
+}
+
+// proxyAnswerLocked handles the reply to a command the proxy sent for its
+// own reasons: a hidden HELLO 3 (dropped), an EXEC sent as DISCARD (the
+// proxy's answer replaces +OK).
+func (s *session) proxyAnswerLocked(e *entry, frame []byte) bool {
+	switch {
+	case e.flags&fHidden != 0:
+		if frame[0] == '-' || frame[0] == '!' {
+			s.helloAfterAuth = true // the AUTH before it failed: after the next one
+		}
+	case frame[0] != '+':
+		// DISCARD failed: Redis's error goes to the client
+		s.pend = append(s.pend, frame...)
+	case e.flags&fExecNull != 0 && s.proto == 3:
+		s.pend = append(s.pend, "_\r\n"...)
+	case e.flags&fExecNull != 0:
+		s.pend = append(s.pend, "*-1\r\n"...)
+	case e.flags&fExecMoved != 0:
+		s.pend = append(s.pend, ReplyExecAbortMoved...)
+	default:
+		s.pend = append(s.pend, ReplyExecAbortDirty...)
+	}
+	s.pop()
+	return true
 }
 
 // outOfBand says whether a reply belongs to no command: a pub/sub message,
@@ -276,78 +334,19 @@ func (s *session) outOfBand(frame []byte, head *entry) bool {
 	return false
 }
 
-func (s *session) popLocked() {
-	s.q.pop()
-	s.inflight--
-}
-
-// startRetryLocked turns a -READONLY answer into a resend: the command and
-// everything sent after it on this connection go to the new master once
-// the route changes. Only when all of them may safely run again.
-func (s *session) startRetryLocked(be *backendConn) bool {
-	e := s.q.at(s.q.head)
-	if e.start < 0 || e.flagsInMulti() || !retryable(e.kind) || s.silentAfter > s.q.head {
-		return false
-	}
-	for seq := s.q.head + 1; seq < s.q.tail; seq++ {
-		x := s.q.at(seq)
-		if x.local != nil {
-			continue
-		}
-		if x.gen != be.gen || x.start < 0 || x.flagsInMulti() || !retryable(x.kind) {
-			return false
-		}
-	}
-	e.gen = 0
-	s.unsent++
-	s.inflight--
-	be.discarding, be.discardSeq = true, s.q.head+1
-	return true
-}
-
-// discardLocked drops a reply from a demoted master; its command is resent.
-func (s *session) discardLocked(be *backendConn) bool {
-	for be.discardSeq < s.q.tail {
-		x := s.q.at(be.discardSeq)
-		be.discardSeq++
-		if x.local == nil && x.gen == be.gen {
-			x.gen = 0
-			s.unsent++
-			s.inflight--
-			return true
-		}
-	}
-	s.logger().Warn("reply with no command waiting for it; closing session", "backend_addr", be.addr)
-	return false
-}
-
 // backendGone runs when the reader stops: commands still in flight get
 // ReplyLost* (or wait for a resend after -READONLY).
 func (s *session) backendGone(be *backendConn, err error) {
 	s.wmu.Lock()
 	s.mu.Lock()
-	s.explodeLocked(be)
 	be.dead = true
 	retiring := be.retiring
 	lost := []byte(ReplyLostMaster)
 	if s.l.readonly {
 		lost = []byte(ReplyLostReplica)
 	}
-	n := 0
-	for seq := s.q.head; seq < s.q.tail; seq++ {
-		x := s.q.at(seq)
-		if x.local != nil || x.gen != be.gen {
-			continue
-		}
-		if be.discarding {
-			x.gen = 0
-			s.unsent++
-		} else {
-			x.local = lost
-			s.errs.Add(1)
-			n++
-		}
-	}
+	n := s.pipeline.lose(be.gen, be.discarding, lost, &be.discardSeq)
+	s.errs.Add(int64(n))
 	if s.be == be {
 		s.inflight = 0
 	}
@@ -374,125 +373,6 @@ func (s *session) backendGone(be *backendConn, err error) {
 	if !retiring {
 		s.kick()
 	}
-}
-
-func pubsubFamily(k cmdKind) int {
-	switch k {
-	case cmdSubscribe, cmdUnsubscribe:
-		return 0
-	case cmdPsubscribe, cmdPunsubscribe:
-		return 1
-	}
-	return 2
-}
-
-// applyPubsubLocked follows subscriptions from Redis's confirmations.
-func (s *session) applyPubsubLocked(frame []byte) {
-	k := pubsubFrame(frame)
-	name, null, _, ok := confirmation(frame)
-	if !ok {
-		return
-	}
-	var fam int
-	switch k {
-	case psSubscribe, psUnsubscribe:
-		fam = 0
-	case psPsubscribe, psPunsubscribe:
-		fam = 1
-	case psSsubscribe, psSunsubscribe:
-		fam = 2
-	default:
-		return
-	}
-	s.ensureStateLocked()
-	switch k {
-	case psSubscribe, psPsubscribe, psSsubscribe:
-		if s.subs[fam] == nil {
-			s.subs[fam] = map[string]struct{}{}
-		}
-		s.subs[fam][string(name)] = struct{}{}
-	default:
-		if !null {
-			delete(s.subs[fam], string(name))
-		}
-	}
-}
-
-// applyLocked records session state Redis accepted.
-func (s *session) applyLocked(e *entry) {
-	cmd, err := redcon.Parse(e.raw)
-	if err != nil || len(cmd.Args) == 0 {
-		return
-	}
-	args := cmd.Args
-	s.ensureStateLocked()
-	switch e.kind {
-	case cmdAuth:
-		s.authRaw = e.raw
-	case cmdHello:
-		if len(args) >= 2 {
-			if v, ok := parseLen(args[1]); ok && (v == 2 || v == 3) {
-				s.proto = v
-			}
-		}
-		for i := 2; i < len(args); {
-			switch {
-			case equalFold(args[i], "auth") && i+2 < len(args):
-				if !s.srv.needAuth {
-					s.authRaw = appendCommand(nil, []byte("AUTH"), args[i+1], args[i+2])
-				}
-				i += 3
-			case equalFold(args[i], "setname") && i+1 < len(args):
-				s.setNameLocked(args[i+1])
-				i += 2
-			default:
-				i = len(args)
-			}
-		}
-	case cmdSelect:
-		if len(args) == 2 {
-			if string(args[1]) == "0" {
-				s.selectRaw = nil
-			} else {
-				s.selectRaw = e.raw
-			}
-		}
-	case cmdClient:
-		switch lookupClientSub(args) {
-		case clientSetname:
-			if len(args) == 3 {
-				s.setNameLocked(args[2])
-			}
-		case clientReplay:
-			key := string(bytes.ToLower(args[1]))
-			if equalFold(args[1], "setinfo") && len(args) > 2 {
-				key += " " + string(bytes.ToLower(args[2]))
-			}
-			for i := range s.replays {
-				if s.replays[i].key == key {
-					s.replays[i].raw = e.raw
-					return
-				}
-			}
-			s.replays = append(s.replays, keyedRaw{key, e.raw})
-		}
-	case cmdReadonly:
-		s.readonlyRaw = e.raw
-	case cmdReadwrite:
-		s.readonlyRaw = nil
-	case cmdReset:
-		s.proto = 2
-		s.authRaw, s.selectRaw, s.nameRaw, s.readonlyRaw, s.replays = nil, nil, nil, nil, nil
-		s.subs = [3]map[string]struct{}{}
-	}
-}
-
-func (s *session) setNameLocked(name []byte) {
-	if len(name) == 0 {
-		s.nameRaw = nil
-		return
-	}
-	s.nameRaw = appendCommand(nil, []byte("CLIENT"), []byte("SETNAME"), name)
 }
 
 func firstLine(b []byte) []byte {

@@ -155,6 +155,13 @@ func (srv *Server) Run(ctx context.Context) error {
 		defer loops.Done()
 		srv.routeLoop(ctx)
 	}()
+	if srv.cfg.Multiplex {
+		loops.Add(1)
+		go func() {
+			defer loops.Done()
+			srv.authCheckLoop(ctx)
+		}()
+	}
 	if srv.idle != nil {
 		loops.Add(1)
 		go func() {

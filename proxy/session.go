@@ -3,7 +3,6 @@ package proxy
 import (
 	"bytes"
 	"context"
-	"crypto/subtle"
 	"errors"
 	"log/slog"
 	"net"
@@ -47,24 +46,11 @@ type session struct {
 
 	// owned by run (changed under mu where the reader looks at them)
 	rr          requestReader
-	authed      bool
-	inMulti     bool // client side: between MULTI and EXEC/DISCARD
-	multiDirty  bool // a command inside MULTI was refused here
-	multiMoved  bool // MULTI was replayed on a new master: EXEC must fail
-	watching    bool
-	watchLost   bool
-	replyOff    bool // CLIENT REPLY OFF
-	skipNext    bool // CLIENT REPLY SKIP
 	quitting    bool
 	holdExpired bool   // a hold failed since the last client read
-	silentAfter uint64 // FIFO tail when a command without reply was last sent
 	routeGen    uint64 // route generation the backend was checked against
-	sendLog     []byte // bytes sent to the backend, kept until answered
-	logBase     int64  // absolute offset of sendLog[0]
-	logSent     int64  // absolute offset written so far
 	wbe         *backendConn
 	batchCmds   int64
-	logCmds     int // commands in sendLog not written yet (a shared connection counts replies)
 	localsReady bool
 	retryAt     time.Time
 	timer       *time.Timer
@@ -74,47 +60,25 @@ type session struct {
 	closed    chan struct{}
 	closeOnce sync.Once
 
-	wmu sync.Mutex
-	out []byte // client output being written, under wmu
+	// client output (output.go): wmu, then mu
+	clientOutput
 
-	// pend is client output not yet handed to the writer (under mu):
-	// replies and local answers are appended here in FIFO order, and the
-	// holder of wmu moves it to out (takePendLocked). A multiplexed
-	// connection's reader appends here without waiting for wmu, so a
-	// client that does not read never stalls the shared connection.
-	pend []byte
-
-	mu        sync.Mutex
-	q         fifo
+	mu sync.Mutex
+	// the FIFO of commands owed a reply and the send log (pipeline.go),
+	// under mu: written by run, answered by the backend reader
+	pipeline
 	be        *backendConn
-	gen       uint64
-	inflight  int // entries sent on be and not answered
-	unsent    int // entries waiting to be sent again (after -READONLY)
 	demoted   bool
 	forceMove bool
-	// ownConn: the session has used something a shared connection cannot
-	// carry (mux.go, commands.go); it keeps a dedicated connection.
-	ownConn bool
-	// muxProto is the protocol of the shared connection the session
-	// wants (HELLO 2 or 3 moves it between shared connections).
-	muxProto int
 	// demotedAddr answered -READONLY while route generation demotedGen was
 	// current: no new connection goes there until the route changes.
 	demotedAddr string
 	demotedGen  uint64
 	closing     bool
 	drainWait   bool
-	// localsWaiting: proxy replies were queued; whoever holds wmu writes them
-	localsWaiting bool
-	// state confirmed by Redis, replayed on a new backend connection
-	proto int
-	// *replayState is nil until a command sets some (most sessions never
-	// do; memory per idle client): written after ensureState only.
-	*replayState
-
-	outPending atomic.Bool  // s.out holds bytes a non-blocking write left
-	outBacklog atomic.Int64 // len(s.out) after the last write
-	flushing   atomic.Bool  // a flusher goroutine is writing them
+	// the client connection's state (connstate.go), under mu: written by
+	// run, followed from replies by the backend reader
+	connState
 
 	commands, bytesIn, bytesOut, errs atomic.Int64
 	curBE                             atomic.Pointer[backendConn]
@@ -128,39 +92,13 @@ type session struct {
 	sweepIn     int64       // bytesIn at the previous sweep (parkLoop's own)
 }
 
-type replayState struct {
-	authRaw     []byte
-	selectRaw   []byte
-	nameRaw     []byte
-	readonlyRaw []byte
-	replays     []keyedRaw
-	subs        [3]map[string]struct{} // channels, patterns, shard channels
-}
-
-// noReplayState stands for a session without state (read only).
-var noReplayState replayState
-
-func (s *session) ensureStateLocked() {
-	if s.replayState == nil {
-		s.replayState = &replayState{}
-	}
-}
-
-type keyedRaw struct {
-	key string
-	raw []byte
-}
-
 func newSession(srv *Server, l *listener, c net.Conn, id uint64) *session {
 	s := &session{
 		srv: srv, l: l, id: id, client: c, fd: -1,
-		rr:     newRequestReader(srv.cfg.MaxRequestBytes),
-		authed: !srv.needAuth,
-		wake:   make(chan struct{}, 1),
-		closed: make(chan struct{}),
-		proto:  2,
-
-		muxProto: 2,
+		rr:        newRequestReader(srv.cfg.MaxRequestBytes),
+		connState: newConnState(srv.needAuth),
+		wake:      make(chan struct{}, 1),
+		closed:    make(chan struct{}),
 	}
 	if sc, ok := c.(syscall.Conn); ok {
 		if rc, err := sc.SyscallConn(); err == nil {
@@ -360,14 +298,13 @@ func (s *session) handleEvents() {
 	_ = s.client.SetReadDeadline(s.retryAt)
 }
 
-func (s *session) subscribedLocked() bool {
-	return s.replayState != nil && len(s.subs[0])+len(s.subs[1])+len(s.subs[2]) > 0
-}
+func (s *session) subscribedLocked() bool { return s.connState.subscribed() }
 
 // sendableLocked says whether commands may go to the current backend.
 func (s *session) sendableLocked() bool {
 	be := s.be
-	if be == nil || be.dead || s.demoted || s.forceMove || s.unsent > 0 || (be.mux != nil && (s.ownConn || be.mux.proto != s.muxProto)) {
+	if be == nil || be.dead || s.demoted || s.forceMove || s.unsent > 0 ||
+		(be.mux != nil && (s.ownConn || be.mux.proto != s.muxProto || be.mux.retired.Load())) {
 		return false
 	}
 	if g := s.srv.routeGen.Load(); g != s.routeGen {
@@ -436,7 +373,16 @@ func (s *session) connect(addr string) (*backendConn, error) {
 	proto := s.muxProto
 	s.mu.Unlock()
 	if shared {
-		return s.srv.attach(s, addr, proto)
+		be, err := s.srv.attach(s, addr, proto)
+		if err == nil || s.srv.needAuth || !refusedAuth(err) {
+			return be, err
+		}
+		// Redis wants authentication first (HELLO 3 without it is
+		// refused): the session's own connection, where its HELLO gets
+		// Redis's answer and its AUTH can follow.
+		s.mu.Lock()
+		s.needOwnLocked("HELLO")
+		s.mu.Unlock()
 	}
 	return s.srv.dial(addr)
 }
@@ -444,47 +390,12 @@ func (s *session) connect(addr string) (*backendConn, error) {
 // needOwnLocked is called before forwarding a command a shared connection
 // cannot carry: the session moves to a dedicated connection (after the
 // replies to what it sent on the shared one), for good.
-func (s *session) needOwnLocked(cmd []byte) {
+func (s *session) needOwnLocked(cmd string) {
 	if !s.ownConn && s.srv.cfg.Multiplex {
 		s.ownConn = true
 		s.l.moved.Add(1)
-		s.debug("session takes its own backend connection", "command", string(firstLine(cmd)))
+		s.debug("session takes its own backend connection", "command", cmd)
 	}
-}
-
-// sharedOK says whether a forwarded command may go over a shared
-// connection (see ownConnTable). HELLO 2|3 without options chooses the
-// shared connection of that protocol; CLIENT SETINFO only labels the
-// connection, and is replayed if the session later takes its own.
-func (s *session) sharedOK(spec commandSpec, args [][]byte, helloFwd []byte, size int) bool {
-	if spec.own || size > bigCommand {
-		return false
-	}
-	switch spec.kind {
-	case cmdPlain:
-		return true
-	case cmdClient:
-		return len(args) >= 2 && equalFold(args[1], "setinfo")
-	case cmdHello:
-		if helloFwd != nil {
-			if cmd, err := redcon.Parse(helloFwd); err == nil {
-				args = cmd.Args
-			}
-		}
-		switch {
-		case len(args) == 1:
-			return true
-		case len(args) != 2:
-			return false
-		case string(args[1]) == "2":
-			s.muxProto = 2
-			return true
-		case string(args[1]) == "3":
-			s.muxProto = 3
-			return true
-		}
-	}
-	return false
 }
 
 // target is where to connect now, "" to wait for a route change.
@@ -542,67 +453,20 @@ func (s *session) install(nb *backendConn) {
 	nb.gen = s.gen
 	var rp []replayEntry
 	shared := nb.mux != nil // set up when dialed: the session has no other state (ownConn)
-	add := func(kind cmdKind, n int, cmd []byte) {
-		if cmd == nil || shared {
-			return
-		}
-		s.sendLog = append(s.sendLog, cmd...)
-		if n > 0 {
-			rp = append(rp, replayEntry{n: int32(n), kind: kind})
-		}
-	}
-	st := s.replayState
-	if st == nil {
-		st = &noReplayState
-	}
-	if s.srv.needAuth {
-		add(cmdAuth, 1, s.srv.backendAuth)
+	if shared {
+		s.helloAfterAuth = false
 	} else {
-		add(cmdAuth, 1, st.authRaw)
-	}
-	if s.proto == 3 {
-		add(cmdHello, 1, cmdHello3)
-	}
-	add(cmdSelect, 1, st.selectRaw)
-	add(cmdClient, 1, st.nameRaw)
-	add(cmdReadonly, 1, st.readonlyRaw)
-	for _, r := range st.replays {
-		add(cmdClient, 1, r.raw)
-	}
-	for fam, set := range st.subs {
-		if len(set) == 0 {
-			continue
+		auth := s.clientAuth()
+		if s.srv.needAuth {
+			auth = s.srv.backendAuth
 		}
-		args := [][]byte{[]byte(subscribeNames[fam])}
-		for name := range set {
-			args = append(args, []byte(name))
-		}
-		add(cmdSubscribe+cmdKind(fam), len(set), appendCommand(nil, args...))
+		s.sendLog, rp = s.replay(s.sendLog, auth)
 	}
-	if s.inMulti {
-		add(cmdMulti, 1, cmdMultiRaw)
-		s.multiMoved = true
+	if n := s.resend(nb.gen); n > 0 {
+		s.l.resent.Add(int64(n))
 	}
-	if s.watching {
-		s.watching, s.watchLost = false, true
-	}
-	for seq := s.q.head; seq < s.q.tail; seq++ {
-		e := s.q.at(seq)
-		if e.gen != 0 || e.local != nil {
-			continue
-		}
-		from := e.start - s.logBase
-		st := s.logEnd()
-		s.sendLog = append(s.sendLog, s.sendLog[from:e.end-s.logBase]...)
-		e.start, e.end = st, s.logEnd()
-		e.gen = nb.gen
-		s.inflight++
-		s.logCmds++
-		s.l.resent.Add(1)
-	}
-	s.unsent = 0
-	if s.replyOff {
-		add(cmdClient, 0, cmdReplyOffRaw)
+	if !shared {
+		s.sendLog = append(s.sendLog, s.replayTail()...)
 	}
 	nb.replay = rp
 	s.be, s.wbe = nb, nb
@@ -632,61 +496,20 @@ var (
 	cmdMultiRaw    = appendCommandStrings(nil, "MULTI")
 	cmdDiscardRaw  = appendCommandStrings(nil, "DISCARD")
 	cmdReplyOffRaw = appendCommandStrings(nil, "CLIENT", "REPLY", "OFF")
-	subscribeNames = [3]string{"SUBSCRIBE", "PSUBSCRIBE", "SSUBSCRIBE"}
 )
 
 // failUnsent answers the commands that waited for a master in vain.
 func (s *session) failUnsent() {
 	reply := []byte(replyMasterDown(s.l.readonly, s.srv.cfg.HoldTimeout))
 	s.mu.Lock()
-	for seq := s.q.head; seq < s.q.tail; seq++ {
-		if e := s.q.at(seq); e.gen == 0 && e.local == nil {
-			e.local = reply
-			s.errs.Add(1)
-		}
-	}
-	s.unsent = 0
+	s.errs.Add(int64(s.pipeline.failUnsent(reply)))
 	s.mu.Unlock()
 	s.emitLocals()
 }
 
-func (s *session) logEnd() int64 { return s.logBase + int64(len(s.sendLog)) }
-
-// compactLogLocked drops sent bytes no entry may need again.
-func (s *session) compactLogLocked() {
-	keep := s.logSent
-	for seq := s.q.head; seq < s.q.tail; seq++ {
-		if e := s.q.at(seq); e.start >= 0 {
-			if e.start < keep {
-				keep = e.start
-			}
-			break
-		}
-	}
-	drop := int(keep - s.logBase)
-	switch {
-	case drop <= 0:
-		return
-	case drop == len(s.sendLog):
-		s.sendLog = s.sendLog[:0]
-		if cap(s.sendLog) > keepBufMax {
-			s.sendLog = nil
-		}
-	case drop >= 64<<10:
-		n := copy(s.sendLog, s.sendLog[drop:])
-		s.sendLog = s.sendLog[:n]
-	default:
-		return
-	}
-	s.logBase += int64(drop)
-}
-
 // flushLog writes the bytes not yet sent to the backend.
 func (s *session) flushLog() {
-	p := s.sendLog[s.logSent-s.logBase:]
-	s.logSent = s.logEnd()
-	n := s.logCmds
-	s.logCmds = 0
+	p, n := s.unsentBytes()
 	if len(p) == 0 || s.wbe == nil {
 		return
 	}
@@ -714,111 +537,49 @@ func (s *session) flush() {
 }
 
 // emitLocals writes the proxy's own replies that reached the head of the
-// FIFO. The session goroutine never blocks on the client's socket (a
-// client may write a long pipeline before reading anything: blocking here
-// would stop us reading it, a deadlock). So: no wait for wmu (whoever
-// holds it writes them, see unlockOut), and a write that would block
-// leaves the rest to a flusher goroutine.
-func (s *session) emitLocals() {
-	s.mu.Lock()
-	s.localsWaiting = true
-	s.mu.Unlock()
-	if s.wmu.TryLock() {
-		s.releaseOut()
+// FIFO, without waiting for the client (output.go).
+func (s *session) emitLocals() { s.emit(s) }
+
+// releaseOut releases wmu without waiting for the client (output.go).
+func (s *session) releaseOut() { s.release(s) }
+
+// unlockOut releases wmu, writing what became due (output.go).
+func (s *session) unlockOut(block bool) { s.unlock(s, block) }
+
+// the session as its output's owner (outputOwner)
+
+func (s *session) Lock()   { s.mu.Lock() }
+func (s *session) Unlock() { s.mu.Unlock() }
+
+func (s *session) readyLocked(collect bool) bool {
+	if collect {
+		s.emitReadyLocked()
 	}
+	return s.closing
 }
 
-// releaseOut releases wmu without waiting for the client: what became
-// pending is written as far as the socket takes it now, the rest by the
-// flusher goroutine.
-func (s *session) releaseOut() {
-	s.unlockOut(false)
-	if s.outPending.Load() {
-		s.startFlusher()
-	}
-}
-
-// startFlusher writes out what a non-blocking write left, in its own
-// goroutine (only while a client does not read).
-func (s *session) startFlusher() {
-	if !s.flushing.CompareAndSwap(false, true) {
-		return
-	}
-	s.bwg.Add(1)
-	go func() {
-		defer s.bwg.Done()
-		for {
-			s.wmu.Lock()
-			s.unlockOut(true)
-			s.flushing.Store(false)
-			if !s.outPending.Load() || s.isClosed() || !s.flushing.CompareAndSwap(false, true) {
-				return
-			}
-		}
-	}()
-}
-
-// unlockOut releases wmu, first writing any local replies that became
-// ready meanwhile (wmu held). Without block the write only takes what the
-// socket accepts now; the rest stays in s.out, in order.
-func (s *session) unlockOut(block bool) {
-	for {
-		s.mu.Lock()
-		waiting := s.localsWaiting
-		s.localsWaiting = false
-		if waiting {
-			s.emitReadyLocked()
-		}
-		s.takePendLocked()
-		closing := s.closing
-		s.mu.Unlock()
-		s.writeOutLocked(block)
-		s.wmu.Unlock()
-		if closing {
-			s.kick()
-		}
-		s.mu.Lock()
-		again := s.localsWaiting
-		s.mu.Unlock()
-		if !again || !s.wmu.TryLock() {
-			return
-		}
-	}
-}
-
-// writeOutLocked writes the client output buffer (wmu held).
-func (s *session) writeOutLocked(block bool) {
-	if len(s.out) == 0 {
-		return
-	}
-	var n int
-	var err error
+func (s *session) writeClient(p []byte, block bool) (n int, err error) {
 	if block {
-		n, err = s.client.Write(s.out)
+		n, err = s.client.Write(p)
 	} else {
-		n, err = tryWrite(s.client, s.out)
+		n, err = tryWrite(s.client, p)
 	}
 	s.bytesOut.Add(int64(n))
-	switch {
-	case n < len(s.out) && err == nil:
-		rest := copy(s.out, s.out[n:])
-		s.out = s.out[:rest]
-		s.outPending.Store(true)
-		s.outBacklog.Store(int64(rest))
-		return
-	case cap(s.out) > keepBufMax:
-		s.out = nil
-	default:
-		s.out = s.out[:0]
-	}
-	s.outPending.Store(false)
-	s.outBacklog.Store(0)
 	if err != nil {
 		s.mu.Lock()
 		s.closing = true
 		s.mu.Unlock()
 		s.shutdown()
 	}
+	return n, err
+}
+
+func (s *session) spawn(f func()) {
+	s.bwg.Add(1)
+	go func() {
+		defer s.bwg.Done()
+		f()
+	}()
 }
 
 // emitReadyLocked writes the answers at the head of the FIFO that are
@@ -834,23 +595,6 @@ func (s *session) emitReadyLocked() {
 			s.closing = true
 		}
 		s.q.pop()
-	}
-}
-
-// takePendLocked moves pend to out (wmu and mu held); without a copy in
-// the usual case, out being empty.
-func (s *session) takePendLocked() {
-	if len(s.pend) == 0 {
-		return
-	}
-	if len(s.out) == 0 {
-		s.out, s.pend = s.pend, s.out[:0]
-	} else {
-		s.out = append(s.out, s.pend...)
-		s.pend = s.pend[:0]
-	}
-	if cap(s.pend) > keepBufMax {
-		s.pend = nil
 	}
 }
 
@@ -875,7 +619,7 @@ func (s *session) processInput() action {
 		return actClose
 	}
 	s.mu.Lock()
-	s.compactLogLocked()
+	s.compact()
 	act := actRead
 	var n int64
 	for {
@@ -911,25 +655,79 @@ func (s *session) processInput() action {
 // the backend (actHold when there is no usable backend yet).
 func (s *session) commandLocked(raw []byte, inline bool) action {
 	if !inline && s.authed {
-		// fast path: a plain command needs no parsing beyond the framing
-		// requestReader did (the same checks as redcon's): forward it raw
-		if spec := lookupCommand(s.rr.name(raw)); spec.kind == cmdPlain && !s.replyOff && !s.skipNext {
-			if spec.own || len(raw) > bigCommand {
-				s.needOwnLocked(s.rr.name(raw))
-			}
-			if !s.sendableLocked() {
-				if !s.holdExpired {
-					return actHold
-				}
-			} else {
-				s.forwardPlainLocked(raw)
-				return actRead
-			}
+		if act, done := s.plainLocked(raw); done {
+			return act
 		}
 	}
-	cmd, err := redcon.Parse(raw)
-	if inline && (err != nil || len(cmd.Args) == 0) && len(bytes.TrimSpace(raw)) == 0 {
-		return actRead // empty line, ignored as by Redis
+	args, act, ok := s.parseLocked(&raw, inline)
+	if !ok {
+		return act
+	}
+	next, v := s.connState.command(lookupCommand(args[0]), args, len(raw), s.srv.cmdEnv())
+	if v.local {
+		s.connState = next
+		var flags uint8
+		if v.closeAfter {
+			flags = fCloseAfter
+			s.quitting = true
+		}
+		s.localLocked(v.reply, flags, v.silent)
+		if v.closeAfter {
+			return actClose
+		}
+		return actRead
+	}
+	if v.own {
+		s.needOwnLocked(logCommand(v.kind, args))
+	}
+	if v.muxProto != 0 {
+		s.muxProto = v.muxProto
+	}
+	if !s.sendableLocked() {
+		if !s.holdExpired {
+			return actHold
+		}
+		silent := s.silent()
+		s.connState = v.holdFail
+		s.localLocked(replyMasterDown(s.l.readonly, s.srv.cfg.HoldTimeout), 0, silent)
+		return actRead
+	}
+	s.connState = next
+	if v.fwd != nil {
+		raw = v.fwd
+	}
+	s.sendLocked(raw, v)
+	return actRead
+}
+
+// plainLocked is the fast path: a plain command needs no parsing beyond
+// the framing requestReader did (the same checks as redcon's) and no
+// state: it is forwarded raw (done), or waits for a backend connection.
+func (s *session) plainLocked(raw []byte) (act action, done bool) {
+	spec := lookupCommand(s.rr.name(raw))
+	if spec.kind != cmdPlain || s.replyOff || s.skipNext {
+		return 0, false
+	}
+	if spec.own || len(raw) > bigCommand {
+		s.needOwnLocked(string(s.rr.name(raw)))
+	}
+	if !s.sendableLocked() {
+		if !s.holdExpired {
+			return actHold, true
+		}
+		return 0, false // the slow path answers MASTERDOWN
+	}
+	s.forwardPlainLocked(raw)
+	return actRead, true
+}
+
+// parseLocked parses a command (an inline one is re-encoded as RESP in
+// *raw); a malformed one is answered here and closes the session. ok
+// false: nothing more to do with it (act says what next).
+func (s *session) parseLocked(raw *[]byte, inline bool) (args [][]byte, act action, ok bool) {
+	cmd, err := redcon.Parse(*raw)
+	if inline && (err != nil || len(cmd.Args) == 0) && len(bytes.TrimSpace(*raw)) == 0 {
+		return nil, actRead, false // empty line, ignored as by Redis
 	}
 	if err != nil {
 		msg := err.Error()
@@ -938,176 +736,26 @@ func (s *session) commandLocked(raw []byte, inline bool) action {
 		}
 		s.localLocked("-ERR "+msg+"\r\n", fCloseAfter, false)
 		s.quitting = true
-		return actClose
+		return nil, actClose, false
 	}
-	args := cmd.Args
-	if len(args) == 0 {
-		return actRead
+	if len(cmd.Args) == 0 {
+		return nil, actRead, false
 	}
 	if inline {
-		raw = cmd.Raw // redcon encodes inline commands as RESP
+		*raw = cmd.Raw // redcon encodes inline commands as RESP
 	}
-	spec := lookupCommand(args[0])
-	kind := spec.kind
-	silent := s.replyOff || s.skipNext
-	needAuth := s.srv.needAuth
+	return cmd.Args, actRead, true
+}
 
-	// answered here, no backend needed
-	if needAuth && !s.authed && kind != cmdAuth && kind != cmdHello && kind != cmdQuit {
-		s.localLocked(ReplyNoAuth, 0, false)
-		return actRead
-	}
-	var helloFwd []byte
-	switch {
-	case kind == cmdQuit:
-		s.skipNext = false
-		s.quitting = true
-		s.localLocked("+OK\r\n", fCloseAfter, silent)
-		return actClose
-	case kind == cmdClient && lookupClientSub(args) == clientMaint:
-		// Server-pushed maintenance notices (go-redis asks for them after
-		// HELLO 3) describe moves of the server behind the proxy, which the
-		// proxy makes itself. Answered as by a Redis without them, which
-		// clients accept and go on.
-		s.skipNext = false
-		s.localLocked("-ERR unknown subcommand '"+string(args[1])+"'. Try CLIENT HELP.\r\n", 0, silent)
-		return actRead
-	case kind == cmdRefused:
-		s.skipNext = false
-		s.multiDirty = s.multiDirty || s.inMulti
-		s.localLocked(replyRefused(strings.ToLower(string(args[0]))), 0, silent)
-		return actRead
-	case kind == cmdAuth && needAuth:
-		s.skipNext = false
-		switch {
-		case len(args) != 2 && len(args) != 3:
-			s.localLocked("-ERR wrong number of arguments for 'auth' command\r\n", 0, silent)
-		case s.srv.checkPassword(args[1:]):
-			s.authed = true
-			s.localLocked("+OK\r\n", 0, silent)
-		default:
-			s.localLocked(ReplyWrongPass, 0, silent)
-		}
-		return actRead
-	case kind == cmdHello && needAuth:
-		fwd, creds, ok := splitHelloAuth(args)
-		if !ok {
-			s.localLocked("-ERR Syntax error in HELLO option 'auth'\r\n", 0, false)
-			return actRead
-		}
-		if creds != nil && !s.srv.checkPassword(creds) {
-			s.localLocked(ReplyWrongPass, 0, false)
-			return actRead
-		}
-		if creds == nil && !s.authed {
-			s.localLocked(ReplyNoAuth, 0, false)
-			return actRead
-		}
-		helloFwd = fwd
-	case isPubsubKind(kind) && s.inMulti:
-		s.multiDirty = true
-		s.localLocked(ReplySubscribeInMulti, 0, silent)
-		return actRead
-	}
-
-	// forwarded
-	if !s.ownConn && s.srv.cfg.Multiplex && !s.sharedOK(spec, args, helloFwd, len(raw)) {
-		s.needOwnLocked(bytes.Join(args[:min(len(args), 2)], []byte(" ")))
-	}
-	if !s.sendableLocked() {
-		if s.holdExpired {
-			s.skipNext = false
-			s.localLocked(replyMasterDown(s.l.readonly, s.srv.cfg.HoldTimeout), 0, silent)
-			return actRead
-		}
-		return actHold
-	}
-	if helloFwd != nil {
-		s.authed = true
-		raw = helloFwd
-	}
-	s.skipNext = false
-	e := entry{gen: s.gen, n: 1, kind: kind, start: -1, end: -1}
-	if s.inMulti {
-		e.flags |= fInMulti
-	}
-	keepRaw := false
-	switch kind {
-	case cmdMulti:
-		if !s.inMulti {
-			s.inMulti, s.multiDirty, s.multiMoved = true, false, false
-		}
-	case cmdExec:
-		if s.inMulti {
-			switch {
-			case s.multiMoved:
-				e.flags |= fExecMoved
-			case s.multiDirty:
-				e.flags |= fExecDirty
-			case s.watchLost:
-				e.flags |= fExecNull
-			}
-			if e.flags&(fExecMoved|fExecDirty|fExecNull) != 0 {
-				raw = cmdDiscardRaw
-			}
-		}
-		s.inMulti, s.multiDirty, s.multiMoved, s.watching, s.watchLost = false, false, false, false, false
-	case cmdDiscard:
-		s.inMulti, s.multiDirty, s.multiMoved, s.watching, s.watchLost = false, false, false, false, false
-	case cmdWatch:
-		if !s.inMulti {
-			s.watching = true
-		}
-	case cmdUnwatch:
-		if !s.inMulti {
-			s.watching, s.watchLost = false, false
-		}
-	case cmdSubscribe, cmdPsubscribe, cmdSsubscribe:
-		e.n = int32(len(args) - 1)
-		if e.n == 0 {
-			e.n = 1 // the error
-		}
-	case cmdUnsubscribe, cmdPunsubscribe, cmdSunsubscribe:
-		e.n = int32(len(args) - 1)
-		if e.n == 0 {
-			e.n = -1 // one per subscription, counted when the first arrives
-		}
-	case cmdReset:
-		keepRaw = true
-		s.inMulti, s.multiDirty, s.multiMoved, s.watching, s.watchLost = false, false, false, false, false
-		s.replyOff, s.skipNext, silent = false, false, false
-		s.authed = !needAuth
-	case cmdClient:
-		switch lookupClientSub(args) {
-		case clientReply:
-			if len(args) == 3 {
-				switch {
-				case equalFold(args[2], "on"):
-					s.replyOff, s.skipNext, silent = false, false, false
-				case equalFold(args[2], "off"):
-					s.replyOff, s.skipNext, silent = true, false, true
-				case equalFold(args[2], "skip"):
-					silent = true
-					s.skipNext = !s.replyOff
-				}
-			}
-		case clientSetname, clientReplay:
-			keepRaw = true
-		}
-	case cmdAuth, cmdHello, cmdSelect, cmdReadonly, cmdReadwrite:
-		keepRaw = true
-	}
-	if keepRaw && !silent && !e.flagsInMulti() {
+// sendLocked queues a command the connection state let through (v) for
+// the backend.
+func (s *session) sendLocked(raw []byte, v verdict) {
+	e := entry{n: v.n, kind: v.kind, flags: v.flags}
+	if v.keepRaw && !v.silent {
 		e.raw = append([]byte(nil), raw...)
 	}
-	if silent {
-		s.silentAfter = s.q.tail
-	}
 	if len(raw) > bigCommand {
-		if !silent {
-			s.q.push(e)
-			s.inflight++
-		}
+		s.pushUnlogged(e, v.silent)
 		s.wbe = s.be
 		s.mu.Unlock()
 		s.flushLog()
@@ -1116,53 +764,33 @@ func (s *session) commandLocked(raw []byte, inline bool) action {
 		}
 		s.mu.Lock()
 	} else {
-		e.start = s.logEnd()
-		s.sendLog = append(s.sendLog, raw...)
-		e.end = s.logEnd()
-		if !silent {
-			s.q.push(e)
-			s.inflight++
-			s.logCmds++
+		s.push(e, raw, v.silent)
+		if v.hello {
+			// HELLO 3 after the AUTH Redis wanted first (connState.replay)
+			s.push(entry{n: 1, kind: cmdHello, flags: fHidden}, cmdHello3, false)
 		}
 		s.wbe = s.be
 	}
 	s.batchCmds++
-	if kind == cmdReset {
+	if v.fresh {
 		s.forceMove = true // a fresh connection: RESET also dropped the backend's AUTH
 	}
-	return actRead
 }
 
-// forwardPlainLocked queues a plain command for the backend (one reply).
-// Consecutive plain commands of one batch share one FIFO entry (a run of
-// cnt commands expecting n more replies): a pipeline costs one entry, not
-// one per command. Runs are split into one entry per command (explodeLocked)
-// before anything needs to address a single command of it (a -READONLY
-// retry, a lost connection).
+// forwardPlainLocked queues a plain command for the backend (one reply;
+// see pipeline.pushPlain for runs).
 func (s *session) forwardPlainLocked(raw []byte) {
 	var flags uint8
 	if s.inMulti {
 		flags = fInMulti
 	}
 	if len(raw) <= bigCommand {
-		st := s.logEnd()
-		s.sendLog = append(s.sendLog, raw...)
-		if t := s.q.last(); t != nil && t.cnt > 0 && t.end == st && t.gen == s.gen && t.flags == flags &&
-			t.local == nil && s.silentAfter != s.q.tail {
-			t.cnt++
-			t.n++
-			t.end = s.logEnd()
-		} else {
-			s.q.push(entry{gen: s.gen, n: 1, cnt: 1, flags: flags, start: st, end: s.logEnd()})
-			s.inflight++
-		}
-		s.logCmds++
+		s.pushPlain(raw, flags)
 		s.wbe = s.be
 		s.batchCmds++
 		return
 	}
-	s.q.push(entry{gen: s.gen, n: 1, start: -1, end: -1, flags: flags})
-	s.inflight++
+	s.pushUnlogged(entry{n: 1, flags: flags}, false)
 	s.wbe = s.be
 	s.batchCmds++
 	s.mu.Unlock()
@@ -1171,68 +799,6 @@ func (s *session) forwardPlainLocked(raw []byte) {
 		_ = s.wbe.conn.SetDeadline(aLongTimeAgo)
 	}
 	s.mu.Lock()
-}
-
-// explodeLocked splits every run of plain commands (forwardPlainLocked)
-// into one entry per command still waiting for its reply, so that code
-// handling one command at a time (a -READONLY retry, a lost connection)
-// sees them one by one. Sequence numbers held elsewhere (silentAfter, the
-// discard position of be) are moved with their entries.
-func (s *session) explodeLocked(be *backendConn) {
-	runs := false
-	for seq := s.q.head; seq < s.q.tail; seq++ {
-		if s.q.at(seq).cnt > 1 {
-			runs = true
-			break
-		}
-	}
-	if !runs {
-		return
-	}
-	nq := fifo{head: s.q.head, tail: s.q.head}
-	silent, discard := s.silentAfter, uint64(0)
-	if be != nil {
-		discard = be.discardSeq
-	}
-	newSilent, newDiscard := s.silentAfter, discard
-	for seq := s.q.head; seq < s.q.tail; seq++ {
-		if silent == seq {
-			newSilent = nq.tail
-		}
-		if discard == seq {
-			newDiscard = nq.tail
-		}
-		e := *s.q.at(seq)
-		if e.cnt <= 1 {
-			nq.push(e)
-			continue
-		}
-		cmds := s.sendLog[e.start-s.logBase : e.end-s.logBase]
-		for i := int32(0); i < e.cnt-e.n; i++ { // already answered
-			cmds = cmds[commandLen(cmds):]
-		}
-		pos := e.end - int64(len(cmds))
-		for i := int32(0); i < e.n; i++ {
-			k := commandLen(cmds)
-			cmds = cmds[k:]
-			nq.push(entry{gen: e.gen, n: 1, cnt: 1, flags: e.flags, start: pos, end: pos + int64(k)})
-			pos += int64(k)
-		}
-		if e.local == nil && e.gen == s.gen {
-			s.inflight += int(e.n) - 1
-		}
-	}
-	if silent >= s.q.tail {
-		newSilent = nq.tail
-	}
-	if discard >= s.q.tail {
-		newDiscard = nq.tail
-	}
-	s.q = nq
-	s.silentAfter = newSilent
-	if be != nil {
-		be.discardSeq = newDiscard
-	}
 }
 
 // commandLen is the length of the RESP multibulk command at the start of
@@ -1272,12 +838,7 @@ func splitHelloAuth(args [][]byte) (fwd []byte, creds [][]byte, ok bool) {
 	return appendCommand(nil, out...), creds, true
 }
 
-// checkPassword checks AUTH arguments ([pass] or [user pass]) against
-// proxy.password; the user must be "default".
-func (srv *Server) checkPassword(args [][]byte) bool {
-	pass := args[len(args)-1]
-	if len(args) == 2 && !equalFold(args[0], "default") {
-		return false
-	}
-	return subtle.ConstantTimeCompare(pass, []byte(srv.cfg.Password)) == 1
+// cmdEnv is what the connection state needs to know of the configuration.
+func (srv *Server) cmdEnv() cmdEnv {
+	return cmdEnv{password: srv.cfg.Password, multiplex: srv.cfg.Multiplex}
 }

@@ -80,6 +80,11 @@ func TestContinuousTrafficFlips(t *testing.T) {
 	for i := 0; i < flips; i++ {
 		waitAcked(500)
 		host, port, _ := net.SplitHostPort(replica.Addr)
+		// FAILOVER wants the replica online as the master sees it (a
+		// replica reports its link up a moment earlier; flaked once)
+		redistest.Eventually(t, 10*time.Second, "replica online at the master", func() bool {
+			return strings.Contains(infoField(t, master.Client(), "replication", "slave0"), "state=online")
+		})
 		if err := master.Client().Do(ctx, "FAILOVER", "TO", host, port, "TIMEOUT", "5000").Err(); err != nil {
 			t.Fatalf("FAILOVER: %v", err)
 		}
