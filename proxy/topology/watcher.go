@@ -253,7 +253,7 @@ func (w *Watcher) signatureLocked() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s|%d|%s", w.dec.Master, w.dec.Epoch, w.dec.Reason)
 	for _, n := range w.nodeStatesLocked() {
-		fmt.Fprintf(&b, "|%s,%t,%s,%s,%t,%t", n.Addr, n.Up, n.Role, n.MasterAddr, n.LinkUp, n.HealthyReplica(w.cfg.MaxReplicaLag))
+		fmt.Fprintf(&b, "|%s,%t,%s,%s,%t,%t,%t", n.Addr, n.Up, n.Role, n.MasterAddr, n.LinkUp, n.Stalled, n.HealthyReplica(w.cfg.MaxReplicaLag))
 	}
 	for _, s := range w.sentinels {
 		fmt.Fprintf(&b, "|%s,%t,%s,%d", s.state.Addr, s.state.Reachable, s.state.Master, s.state.Epoch)
