@@ -85,6 +85,10 @@ type SentinelState struct {
 	Master string
 	// Epoch is the config epoch this Sentinel reports for Master.
 	Epoch int64
+	// NewEpoch is the highest epoch of this Sentinel's +new-epoch events
+	// (its current epoch; 0 before the first event). It runs ahead of
+	// Epoch during a failover, until +switch-master.
+	NewEpoch int64
 	// LastEvent is the last event received on pub/sub ("channel payload").
 	LastEvent string
 	// LastEventTime is when LastEvent arrived.

@@ -200,6 +200,16 @@ func (w *Watcher) startNodeLocked(n *nodeProbe) {
 	go func() { defer w.wg.Done(); w.runNode(ctx, n) }()
 }
 
+// Recheck makes the probe of addr check its ROLE at once, if addr is a
+// known node (unknown addresses are not probed: see Contradicts). A
+// caller whose view disagrees with the observation uses it to get a fresh
+// answer instead of waiting for the next check_interval.
+func (w *Watcher) Recheck(addr string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.kickNodeLocked(addr)
+}
+
 // kickNodeLocked makes the node's probe check at once.
 func (w *Watcher) kickNodeLocked(addr string) {
 	if n, ok := w.nodes[addr]; ok {
