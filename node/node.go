@@ -47,6 +47,7 @@ type Node struct {
 	planned        *plannedFailover      // the planned failover this leader is running, if any
 	leaderSince    time.Time             // when this node last became Raft leader; zero when not leader
 	rates          map[string]rateSample // last commands counter per listener, for commands/s
+	trust          routeTrust            // last check of the committed route against the local observation
 }
 
 // New validates cfg and builds every part. It binds the listeners (so
@@ -162,7 +163,8 @@ func (n *Node) Run(ctx context.Context) error {
 //   - as Raft leader, commits the watcher's confirmed master as the route
 //     and runs planned failovers;
 //   - on every node, routes to the committed master only while the node is
-//     in contact with the quorum;
+//     in contact with the quorum and its own watcher does not contradict
+//     that master (topology.Observation.Contradicts);
 //   - wants the VIP only as a healthy leader.
 func (n *Node) decide(ctx context.Context) error {
 	tick := time.NewTicker(100 * time.Millisecond)
@@ -188,15 +190,21 @@ func (n *Node) step(ctx context.Context) {
 		n.leaderStep(ctx, obs)
 	}
 	st := n.cluster.State()
+	// Second safety net (DESIGN.md "Trust"): the committed master is
+	// followed only while this node's own watcher does not contradict it.
+	chk := checkRoute(obs, st.Route)
+	if n.noteRouteCheck(chk, st.Route) {
+		n.watcher.Recheck(st.Route.Master) // a stale "replica" answer clears in one probe
+	}
 	r := proxy.Route{}
-	if n.cluster.InContact() && st.Route.Master != "" {
+	if n.cluster.InContact() && st.Route.Master != "" && chk.contradicted == "" {
 		r.Master, r.Epoch = st.Route.Master, st.Route.Epoch
 		r.Replicas = routeFromObservation(topology.Observation{Master: r.Master, Nodes: obs.Nodes}, n.cfg.Redis.MaxReplicaLag).Replicas
 		r.Replicas = withoutAdmin(r.Replicas, st.Admin)
 	}
 	if n.routes.set(r) {
 		n.logger.Info("route changed", "master_addr", r.Master, "epoch", r.Epoch, "in_contact", n.cluster.InContact(),
-			"reason", st.Route.Reason, "replicas", r.Replicas)
+			"reason", st.Route.Reason, "contradicted", chk.contradicted, "replicas", r.Replicas)
 	}
 	n.vip.SetDesired(n.wantVIP(leader, r))
 	n.checkLeaderHealth(ctx, leader, obs)

@@ -3,7 +3,9 @@ package node
 import (
 	"slices"
 	"sync/atomic"
+	"time"
 
+	"github.com/redhaven/redhaven/cluster"
 	"github.com/redhaven/redhaven/proxy"
 	"github.com/redhaven/redhaven/proxy/topology"
 )
@@ -51,4 +53,77 @@ func routeFromObservation(obs topology.Observation, maxLagBytes int64) proxy.Rou
 		}
 	}
 	return r
+}
+
+// routeCheck is what this node's own observation says about the
+// committed route (DESIGN.md "Trust"); the rule itself is
+// topology.Observation.Contradicts / EpochAhead.
+type routeCheck struct {
+	// contradicted says why the observation contradicts the committed
+	// master, "" when it does not. A contradicted master is not routed to.
+	contradicted string
+	// epochAhead: the committed epoch is above every epoch the Sentinels
+	// report (sentinelEpoch is the highest of those). Shown, not refused.
+	epochAhead    bool
+	sentinelEpoch int64
+}
+
+func checkRoute(obs topology.Observation, committed cluster.RouteDecision) routeCheck {
+	var c routeCheck
+	c.contradicted, _ = obs.Contradicts(committed.Master)
+	if committed.Master != "" {
+		c.sentinelEpoch, c.epochAhead = obs.EpochAhead(committed.Epoch)
+	}
+	return c
+}
+
+// routeTrust remembers the last routeCheck to log changes: a flag is
+// logged (Warn) once it has lasted trustLogAfter, so that the moment at
+// start-up before the watcher's first Sentinel poll, or a follower whose
+// probe of a just-promoted master is a few milliseconds old, is not
+// reported as an attack; it is logged again (Info) when it clears.
+type routeTrust struct {
+	last                    routeCheck
+	master                  string // the committed master last checked
+	contradictedSince       time.Time
+	epochAheadSince         time.Time
+	loggedContra, loggedEpo bool
+}
+
+const trustLogAfter = 2 * time.Second
+
+// noteRouteCheck records c for the committed route d and logs what
+// changed. It returns true when a contradiction has just begun (the caller
+// asks the watcher for a fresh ROLE of the master).
+func (n *Node) noteRouteCheck(c routeCheck, d cluster.RouteDecision) (began bool) {
+	now := time.Now()
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	t := &n.trust
+	if c.contradicted != "" && (t.last.contradicted == "" || t.master != d.Master) {
+		t.contradictedSince, began = now, true
+	}
+	if t.loggedContra && (c.contradicted == "" || t.master != d.Master) {
+		n.logger.Info("committed route no longer contradicted", "master_addr", t.master, "now_master_addr", d.Master, "epoch", d.Epoch)
+		t.loggedContra = false
+	}
+	if c.contradicted != "" && !t.loggedContra && now.Sub(t.contradictedSince) >= trustLogAfter {
+		n.logger.Warn("committed route contradicted by local observation; not routing", "master_addr", d.Master,
+			"epoch", d.Epoch, "decided_by", d.DecidedBy, "reason", c.contradicted)
+		t.loggedContra = true
+	}
+	if c.epochAhead && !t.last.epochAhead {
+		t.epochAheadSince = now
+	}
+	if !c.epochAhead && t.loggedEpo {
+		n.logger.Info("committed epoch no longer ahead of sentinel", "epoch", d.Epoch, "sentinel_epoch", c.sentinelEpoch)
+		t.loggedEpo = false
+	}
+	if c.epochAhead && !t.loggedEpo && now.Sub(t.epochAheadSince) >= trustLogAfter {
+		n.logger.Warn("committed epoch above every sentinel epoch", "master_addr", d.Master, "epoch", d.Epoch,
+			"sentinel_epoch", c.sentinelEpoch, "decided_by", d.DecidedBy)
+		t.loggedEpo = true
+	}
+	t.last, t.master = c, d.Master
+	return began
 }

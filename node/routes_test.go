@@ -1,9 +1,11 @@
 package node
 
 import (
+	"log/slog"
 	"reflect"
 	"testing"
 
+	"github.com/redhaven/redhaven/cluster"
 	"github.com/redhaven/redhaven/proxy"
 	"github.com/redhaven/redhaven/proxy/topology"
 )
@@ -52,5 +54,40 @@ func TestRouteTableHints(t *testing.T) {
 	rt.set(proxy.Route{Master: "c:1", Epoch: 3}) // hint channel full: must not block
 	if got := rt.Route().Master; got != "c:1" {
 		t.Fatalf("Route().Master = %q, want c:1", got)
+	}
+}
+
+func TestCheckRouteAndNote(t *testing.T) {
+	obs := topology.Observation{
+		Nodes: []topology.NodeState{
+			{Addr: "a:1", Up: true, Role: topology.RoleMaster},
+			{Addr: "b:1", Up: true, Role: topology.RoleReplica, MasterAddr: "a:1", LinkUp: true},
+		},
+		Sentinels: []topology.SentinelState{{Addr: "s:1", Reachable: true, Master: "a:1", Epoch: 4}},
+	}
+	if c := checkRoute(obs, cluster.RouteDecision{Master: "a:1", Epoch: 4}); c != (routeCheck{sentinelEpoch: 4}) {
+		t.Fatalf("confirmed master: %+v", c)
+	}
+	if c := checkRoute(obs, cluster.RouteDecision{}); c != (routeCheck{}) {
+		t.Fatalf("empty route: %+v", c)
+	}
+	stranger := checkRoute(obs, cluster.RouteDecision{Master: "x:1", Epoch: 99})
+	if stranger.contradicted == "" || !stranger.epochAhead || stranger.sentinelEpoch != 4 {
+		t.Fatalf("stranger at epoch 99: %+v", stranger)
+	}
+
+	n := &Node{logger: slog.New(slog.DiscardHandler)}
+	if n.noteRouteCheck(routeCheck{}, cluster.RouteDecision{Master: "a:1"}) {
+		t.Fatal("no contradiction reported as begun")
+	}
+	if !n.noteRouteCheck(stranger, cluster.RouteDecision{Master: "x:1"}) {
+		t.Fatal("contradiction not reported as begun")
+	}
+	if n.noteRouteCheck(stranger, cluster.RouteDecision{Master: "x:1"}) {
+		t.Fatal("the same contradiction reported as begun twice")
+	}
+	replica := checkRoute(obs, cluster.RouteDecision{Master: "b:1", Epoch: 100})
+	if !n.noteRouteCheck(replica, cluster.RouteDecision{Master: "b:1"}) {
+		t.Fatal("a contradiction of another committed master not reported as begun")
 	}
 }

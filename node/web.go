@@ -31,6 +31,8 @@ func (s *webSource) Snapshot() webui.Snapshot {
 		Leader: n.cluster.IsLeader(),
 		Route:  webui.Route{Master: st.Route.Master, Epoch: st.Route.Epoch, Reason: st.Route.Reason, Since: st.Route.Time},
 	}
+	chk := checkRoute(obs, st.Route)
+	snap.Route.Contradicted, snap.Route.EpochAhead = chk.contradicted, chk.epochAhead
 	n.fillProxyStats(&snap, obs, st)
 	for _, se := range obs.Sentinels {
 		snap.Sentinels = append(snap.Sentinels, webui.Sentinel{Addr: se.Addr, Reachable: se.Reachable, Master: se.Master,

@@ -77,7 +77,10 @@
 // _replication_offset, _link_up, _sessions_current, _commands_total,
 // _errors_total, _check_duration_seconds, _downtime_seconds_total {addr};
 // redhaven_sentinel_reachable, _config_epoch {addr}; redhaven_route_epoch,
-// redhaven_route_has_master, redhaven_node_ready, redhaven_cluster_is_leader,
+// redhaven_route_has_master, redhaven_route_contradicted (this node's
+// watcher contradicts the committed master, which then gets no traffic
+// here), redhaven_route_epoch_ahead (the committed epoch is above every
+// Sentinel's), redhaven_node_ready, redhaven_cluster_is_leader,
 // redhaven_cluster_members {state}, redhaven_vip_held,
 // redhaven_build_info {version}; the redhaven_failover_duration_seconds
 // histogram (from Snapshot.Failovers, or the failover events when node keeps

@@ -61,6 +61,17 @@ func TestPage(t *testing.T) {
 	src.setMaster(addrB, 8)
 	body = do(h, "GET", "/", nil, nil, nil).Body.String()
 	mustContain(t, "after failover", body, `<tr class="up master" data-addr="`+addrB+`">`, "epoch <b>8</b>")
+	if strings.Contains(body, `id="route-contradicted"`) {
+		t.Error("page flags a contradiction that the snapshot does not have")
+	}
+
+	// A committed master that this node's watcher contradicts.
+	src.update(func(s *webui.Snapshot) {
+		s.Route.Contradicted, s.Route.EpochAhead = "10.9.9.9:6379 is not a redis node this watcher knows", true
+	})
+	body = do(h, "GET", "/", nil, nil, nil).Body.String()
+	mustContain(t, "contradicted", body, `id="route-contradicted"`, "not routed here: 10.9.9.9:6379 is not a redis node this watcher knows", "epoch above every sentinel")
+	src.update(func(s *webui.Snapshot) { s.Route.Contradicted, s.Route.EpochAhead = "", false })
 
 	// No master at all.
 	src.update(func(s *webui.Snapshot) { s.Route.Master = ""; s.Backends = nil })

@@ -18,7 +18,7 @@ type collector struct {
 
 	sentinelReachable, sentinelEpoch *prometheus.Desc
 
-	routeEpoch, routeHasMaster, ready, leader, members, vipHeld, failover, build *prometheus.Desc
+	routeEpoch, routeHasMaster, routeContradicted, routeEpochAhead, ready, leader, members, vipHeld, failover, build *prometheus.Desc
 }
 
 func newCollector(src Source) *collector {
@@ -53,14 +53,16 @@ func newCollector(src Source) *collector {
 		sentinelReachable: d("sentinel_reachable", "1 if the Sentinel answers.", "addr"),
 		sentinelEpoch:     d("sentinel_config_epoch", "Config epoch the Sentinel reports.", "addr"),
 
-		routeEpoch:     d("route_epoch", "Epoch of the committed route decision."),
-		routeHasMaster: d("route_has_master", "1 if the committed route names a master."),
-		ready:          d("node_ready", "1 if this node routes clients (/health/ready)."),
-		leader:         d("cluster_is_leader", "1 if this node is the Raft leader."),
-		members:        d("cluster_members", "Cluster members by gossip state.", "state"),
-		vipHeld:        d("vip_held", "1 if this node holds the virtual IP."),
-		failover:       d("failover_duration_seconds", "Duration of failovers, from master lost to new master routed."),
-		build:          d("build_info", "Always 1; the version label names the redhaven version.", "version"),
+		routeEpoch:        d("route_epoch", "Epoch of the committed route decision."),
+		routeHasMaster:    d("route_has_master", "1 if the committed route names a master."),
+		routeContradicted: d("route_contradicted", "1 if this node's own observation contradicts the committed master (not a known Redis node, or a replica); it then routes no writes."),
+		routeEpochAhead:   d("route_epoch_ahead", "1 if the committed epoch is above every epoch the Sentinels report."),
+		ready:             d("node_ready", "1 if this node routes clients (/health/ready)."),
+		leader:            d("cluster_is_leader", "1 if this node is the Raft leader."),
+		members:           d("cluster_members", "Cluster members by gossip state.", "state"),
+		vipHeld:           d("vip_held", "1 if this node holds the virtual IP."),
+		failover:          d("failover_duration_seconds", "Duration of failovers, from master lost to new master routed."),
+		build:             d("build_info", "Always 1; the version label names the redhaven version.", "version"),
 	}
 }
 
@@ -69,7 +71,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 		c.sessionsCur, c.sessionsMax, c.sessionsLimit, c.sessionsTotal, c.sessionsIdle, c.movedToOwn, c.commands, c.bytesIn, c.bytesOut, c.errors, c.refused,
 		c.backendUp, c.backendMaster, c.backendLag, c.backendOffset, c.backendLink, c.backendSessions, c.backendCommands,
 		c.backendErrors, c.backendCheck, c.backendDowntime, c.sentinelReachable, c.sentinelEpoch,
-		c.routeEpoch, c.routeHasMaster, c.ready, c.leader, c.members, c.vipHeld, c.failover, c.build,
+		c.routeEpoch, c.routeHasMaster, c.routeContradicted, c.routeEpochAhead, c.ready, c.leader, c.members, c.vipHeld, c.failover, c.build,
 	} {
 		ch <- d
 	}
@@ -153,6 +155,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	gauge(c.routeEpoch, float64(snap.Route.Epoch))
 	gauge(c.routeHasMaster, b2f(snap.Route.Master != ""))
+	gauge(c.routeContradicted, b2f(snap.Route.Contradicted != ""))
+	gauge(c.routeEpochAhead, b2f(snap.Route.EpochAhead))
 	gauge(c.ready, b2f(snap.Ready))
 	gauge(c.leader, b2f(snap.Leader))
 	gauge(c.vipHeld, b2f(snap.VIP.HeldHere))

@@ -96,6 +96,8 @@ func TestMetrics(t *testing.T) {
 		{"redhaven_sentinel_config_epoch", []string{"addr=127.0.0.1:26381"}, 6, dto.MetricType_GAUGE},
 		{"redhaven_route_epoch", nil, 7, dto.MetricType_GAUGE},
 		{"redhaven_route_has_master", nil, 1, dto.MetricType_GAUGE},
+		{"redhaven_route_contradicted", nil, 0, dto.MetricType_GAUGE},
+		{"redhaven_route_epoch_ahead", nil, 0, dto.MetricType_GAUGE},
 		{"redhaven_node_ready", nil, 1, dto.MetricType_GAUGE},
 		{"redhaven_cluster_is_leader", nil, 1, dto.MetricType_GAUGE},
 		{"redhaven_cluster_members", []string{"state=alive"}, 2, dto.MetricType_GAUGE},
@@ -152,7 +154,10 @@ func TestMetrics(t *testing.T) {
 
 	// Scrapes read the snapshot each time: values follow the source.
 	src.setMaster(addrB, 9)
-	src.update(func(s *webui.Snapshot) { s.Leader, s.VIP.HeldHere = false, false })
+	src.update(func(s *webui.Snapshot) {
+		s.Leader, s.VIP.HeldHere = false, false
+		s.Route.Contradicted, s.Route.EpochAhead = addrB+" answers ROLE as a replica of "+addrA, true
+	})
 	fams = parseMetrics(t, do(h, "GET", "/metrics", nil, nil, nil).Body.String())
 	for _, tt := range []struct {
 		name   string
@@ -164,6 +169,8 @@ func TestMetrics(t *testing.T) {
 		{"redhaven_route_epoch", nil, 9},
 		{"redhaven_cluster_is_leader", nil, 0},
 		{"redhaven_vip_held", nil, 0},
+		{"redhaven_route_contradicted", nil, 1},
+		{"redhaven_route_epoch_ahead", nil, 1},
 	} {
 		if got := value(t, fams, tt.name, tt.labels...); got != tt.want {
 			t.Errorf("after change: %s%v = %v, want %v", tt.name, tt.labels, got, tt.want)

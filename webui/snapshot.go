@@ -85,6 +85,12 @@ type Route struct {
 	Epoch  int64     `json:"epoch"`  // Sentinel config epoch of the decision
 	Reason string    `json:"reason"` // e.g. "switch-master", "promoted-slave"
 	Since  time.Time `json:"since,omitzero"`
+	// Contradicted says why this node's own watcher contradicts Master
+	// (not a known Redis node, or it answers as a replica); "" when it
+	// does not. A contradicted master gets no traffic from this node.
+	Contradicted string `json:"contradicted,omitempty"`
+	// EpochAhead: Epoch is above every epoch the Sentinels report.
+	EpochAhead bool `json:"epoch_ahead"`
 }
 
 // Frontend is one proxy listener.

@@ -60,6 +60,14 @@ func TestDecideSentinel(t *testing.T) {
 			wantMaster: nA, wantEpoch: 0, wantOwner: nA, wantReason: "3/3 sentinels at epoch 0",
 		},
 		{
+			name:      "stalled master (BUSY or slow) is still the master",
+			sentinels: []SentinelState{sen(nA, 3), sen(nA, 3), sen(nA, 3)},
+			nodes: nodes(NodeState{Addr: nA, Up: true, Role: RoleMaster, LinkUp: true, Stalled: true, LastCheck: time.Unix(1, 0),
+				LastError: "BUSY Redis is busy running a script."}, replica(nB, nA, true)),
+			prev:       decision{Owner: nA, Epoch: 3, Master: nA},
+			wantMaster: nA, wantEpoch: 3, wantOwner: nA, wantReason: "role confirmed",
+		},
+		{
 			name:       "majority at highest epoch",
 			sentinels:  []SentinelState{sen(nB, 5), sen(nB, 5), sen(nA, 4)},
 			nodes:      failedOver,

@@ -146,8 +146,9 @@ func backoff(n int, max time.Duration) time.Duration {
 }
 
 // faultLog rate-limits Warn logs of a retried fault: the first failure
-// after a success is logged, and then a fault of the same class (auth or
-// other; error texts vary with local ports) only once per faultLogEvery.
+// after a success is logged, and then a fault of the same class (auth,
+// busy, protocol or other; error texts vary with local ports) only once
+// per faultLogEvery.
 type faultLog struct {
 	last string
 	at   time.Time
@@ -157,8 +158,13 @@ const faultLogEvery = 30 * time.Second
 
 func (f *faultLog) should(err error, now time.Time) bool {
 	class := "other"
-	if errors.Is(err, ErrAuth) {
+	switch {
+	case errors.Is(err, ErrAuth):
 		class = "auth"
+	case isBusy(err):
+		class = "busy"
+	case errors.Is(err, errProtocol):
+		class = "protocol"
 	}
 	if class == f.last && now.Sub(f.at) < faultLogEvery {
 		return false

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"strings"
 	"time"
 )
 
@@ -99,9 +101,22 @@ func (w *Watcher) recordNode(n *nodeProbe, ri roleInfo, err error, start time.Ti
 	st.LastCheck = now
 	st.CheckDuration = dur
 	fast := now.Before(n.fastUntil)
-	if err != nil {
+	switch {
+	case err != nil && w.stalled(err):
+		// Slow, not gone: keep the last answer (see NodeState.Stalled).
+		n.link.failures++
+		if isBusy(err) {
+			st.Up = true // it answered
+		}
+		st.Stalled = true
+		st.LastError = err.Error()
+		if n.faults.should(err, now) {
+			w.log.Warn("node busy or slow", "addr", n.link.addr, "up", st.Up, "role", st.Role, "error", err)
+		}
+	case err != nil:
 		n.link.failures++
 		st.Up = false
+		st.Stalled = false
 		st.Role = RoleUnknown
 		st.MasterAddr = ""
 		st.LinkUp = false
@@ -113,12 +128,13 @@ func (w *Watcher) recordNode(n *nodeProbe, ri roleInfo, err error, start time.Ti
 				w.log.Warn("node check failed", "addr", n.link.addr, "error", err)
 			}
 		}
-	} else {
+	default:
 		if n.link.failures > 0 || prevRole != ri.role {
 			n.faults.reset()
 		}
 		n.link.failures = 0
 		st.Up = true
+		st.Stalled = false
 		st.Role = ri.role
 		st.MasterAddr = ri.masterAddr
 		st.LinkUp = ri.linkUp
@@ -150,6 +166,35 @@ func (w *Watcher) recordNode(n *nodeProbe, ri roleInfo, err error, start time.Ti
 		return min(backoff(n.link.failures, w.cfg.CheckInterval), w.cfg.CheckInterval)
 	}
 	return w.cfg.CheckInterval
+}
+
+// stalled reports whether a failed check means the node is slow rather
+// than gone: it answered BUSY (a script or function is running; ROLE is
+// not allowed then), or, with Sentinel, a read timed out on a connection
+// that was open (a script shorter than busy-reply-threshold, a stopped
+// process). Sentinel decides whether such a master is down. Without
+// Sentinel nobody else would, so a timeout there is a failed check.
+// Refused or lost connections and dial timeouts are failures: a killed
+// master must be noticed at once.
+func (w *Watcher) stalled(err error) bool {
+	if isBusy(err) {
+		return true
+	}
+	if len(w.sentinels) == 0 {
+		return false
+	}
+	var oe *net.OpError
+	if errors.As(err, &oe) && oe.Op == "dial" {
+		return false
+	}
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// isBusy reports whether err is Redis's BUSY reply.
+func isBusy(err error) bool {
+	var re redisError
+	return errors.As(err, &re) && strings.HasPrefix(string(re), "BUSY")
 }
 
 // followCandidateLocked starts polling addr fast: a Sentinel is promoting it.

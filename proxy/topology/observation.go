@@ -35,20 +35,31 @@ const (
 
 // NodeState is the last probe result of one Redis node.
 type NodeState struct {
+	// Addr is the node's "host:port".
 	Addr string
-	// Up is true when the last check succeeded.
-	Up   bool
+	// Up is true when the node answered its last check; a check that
+	// stalled (see Stalled) keeps the value it had.
+	Up bool
+	// Role is what the node's own ROLE said last (RoleUnknown when down
+	// or not checked yet).
 	Role Role
 	// MasterAddr is the master a replica follows ("" for a master).
 	MasterAddr string
-	// LinkUp is a replica's master_link_status.
+	// LinkUp is a replica's master_link_status (always true for a master).
 	LinkUp bool
+	// Stalled is true when the last check got BUSY (a script or function
+	// is running) or, with Sentinel, timed out on an open connection: the
+	// node is slow, not gone. Up, Role, MasterAddr, LinkUp and Offset keep
+	// the last answer; Sentinel, not a slow answer, decides that a master
+	// is down. A stalled node is not a healthy replica.
+	Stalled bool
 	// Offset is the replication offset (master_repl_offset / slave_repl_offset).
 	Offset int64
-	// Lag is how far a replica is behind its master, in bytes of offset.
+	// LagBytes is how far a replica is behind its master, in bytes of offset.
 	LagBytes int64
-	// LastCheck is when the last check finished, CheckDuration how long it took.
-	LastCheck     time.Time
+	// LastCheck is when the last check finished.
+	LastCheck time.Time
+	// CheckDuration is how long the last check took.
 	CheckDuration time.Duration
 	// LastError is the last check's error text, "" when it succeeded.
 	LastError string
@@ -56,19 +67,32 @@ type NodeState struct {
 	LastChange time.Time
 }
 
-// Healthy reports whether the node can serve reads as a replica.
+// HealthyReplica reports whether the node can serve reads as a replica:
+// up, not stalled, role replica, link up and at most maxLagBytes behind
+// (maxLagBytes <= 0: no lag limit).
 func (n NodeState) HealthyReplica(maxLagBytes int64) bool {
-	return n.Up && n.Role == RoleReplica && n.LinkUp && (maxLagBytes <= 0 || n.LagBytes <= maxLagBytes)
+	return n.Up && !n.Stalled && n.Role == RoleReplica && n.LinkUp && (maxLagBytes <= 0 || n.LagBytes <= maxLagBytes)
 }
 
 // SentinelState is the last view of one Sentinel.
 type SentinelState struct {
-	Addr      string
+	// Addr is the Sentinel's "host:port".
+	Addr string
+	// Reachable is true when the last poll got an answer (an error reply
+	// counts: the Sentinel is there but reports no master).
 	Reachable bool
-	// Master is the master address this Sentinel reports, Epoch its config epoch.
-	Master        string
-	Epoch         int64
-	LastEvent     string
+	// Master is the master address this Sentinel reports, "" when none.
+	Master string
+	// Epoch is the config epoch this Sentinel reports for Master.
+	Epoch int64
+	// NewEpoch is the highest epoch of this Sentinel's +new-epoch events
+	// (its current epoch; 0 before the first event). It runs ahead of
+	// Epoch during a failover, until +switch-master.
+	NewEpoch int64
+	// LastEvent is the last event received on pub/sub ("channel payload").
+	LastEvent string
+	// LastEventTime is when LastEvent arrived.
 	LastEventTime time.Time
-	LastError     string
+	// LastError is the last poll's or subscription's error, "" when fine.
+	LastError string
 }

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"strconv"
 	"strings"
@@ -25,9 +24,6 @@ var ErrAuth = errors.New("auth failed")
 type redisError string
 
 func (e redisError) Error() string { return string(e) }
-
-// maxBulk bounds a bulk string we accept; replies here are tiny.
-const maxBulk = 64 << 20
 
 // respConn is one connection to a Redis node or a Sentinel. It is used by
 // one goroutine at a time, except close and interrupt, which are safe to
@@ -149,15 +145,70 @@ func isAuthReply(s string) bool {
 		strings.Contains(s, "without any password configured")
 }
 
+// Reply limits. A reply is read as its bytes arrive: arrays grow as
+// elements are read and bulk strings as their bytes come in, so nothing is
+// allocated from a declared length, and a hostile or broken peer costs at
+// most these bounds (a few MB) before its connection is closed. The sizes
+// leave wide room for what the watcher reads from a large deployment:
+// ROLE (depth 3, one entry per replica), SENTINEL REPLICAS (depth 2, ~45
+// elements per replica), INFO replication (one bulk, ~80 bytes per
+// replica), pub/sub messages (depth 1).
+const (
+	// maxDepth is how deeply arrays may nest (the top-level value is depth 1).
+	maxDepth = 8
+	// maxArrayLen bounds one array's declared element count.
+	maxArrayLen = 1 << 16
+	// maxBulk bounds one bulk string.
+	maxBulk = 1 << 20
+	// maxReplyElements bounds the values in one reply, all levels together
+	// (SENTINEL REPLICAS of ~3,000 replicas).
+	maxReplyElements = 1 << 17
+	// maxReplyBytes bounds the bytes of one reply, lines and bulk
+	// strings together.
+	maxReplyBytes = 4 << 20
+	// arrayPresize is the most an array is sized for before its
+	// elements arrive.
+	arrayPresize = 16
+)
+
+// errProtocol marks a reply that breaks RESP or the limits above. The
+// connection it came from is out of step and must be closed.
+var errProtocol = errors.New("protocol error")
+
+func protocolErr(format string, args ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{errProtocol}, args...)...)
+}
+
 // readValue parses one RESP2 value: string (simple or bulk), int64,
-// []any, nil (null bulk or array) or redisError.
+// []any, nil (null bulk or array) or redisError, within the reply limits.
 func readValue(br *bufio.Reader) (any, error) {
-	line, err := readLine(br)
+	r := replyReader{br: br}
+	return r.value(1)
+}
+
+// replyReader reads one reply and counts what it has taken so far.
+type replyReader struct {
+	br       *bufio.Reader
+	elements int
+	bytes    int
+}
+
+// value reads one value at nesting depth depth. Recursion is bounded by
+// maxDepth.
+func (r *replyReader) value(depth int) (any, error) {
+	r.elements++
+	if r.elements > maxReplyElements {
+		return nil, protocolErr("reply has more than %d elements", maxReplyElements)
+	}
+	line, err := readLine(r.br)
 	if err != nil {
 		return nil, err
 	}
+	if err := r.take(len(line) + 2); err != nil {
+		return nil, err
+	}
 	if len(line) == 0 {
-		return nil, errors.New("protocol error: empty line")
+		return nil, protocolErr("empty line")
 	}
 	body := line[1:]
 	switch line[0] {
@@ -168,55 +219,113 @@ func readValue(br *bufio.Reader) (any, error) {
 	case ':':
 		n, err := strconv.ParseInt(body, 10, 64)
 		if err != nil {
-			return nil, fmt.Errorf("protocol error: bad integer %q", body)
+			return nil, protocolErr("bad integer %q", body)
 		}
 		return n, nil
 	case '$':
 		n, err := strconv.Atoi(body)
-		if err != nil || n < -1 || n > maxBulk {
-			return nil, fmt.Errorf("protocol error: bad bulk length %q", body)
+		if err != nil || n < -1 {
+			return nil, protocolErr("bad bulk length %q", shorten(body, 24))
+		}
+		if n > maxBulk {
+			return nil, protocolErr("bulk length %d above the limit of %d", n, maxBulk)
 		}
 		if n == -1 {
 			return nil, nil
 		}
-		buf := make([]byte, n+2)
-		if _, err := io.ReadFull(br, buf); err != nil {
+		if err := r.take(n + 2); err != nil {
 			return nil, err
 		}
-		if buf[n] != '\r' || buf[n+1] != '\n' {
-			return nil, errors.New("protocol error: bulk string not terminated by CRLF")
-		}
-		return string(buf[:n]), nil
+		return r.bulk(n)
 	case '*':
 		n, err := strconv.Atoi(body)
-		if err != nil || n < -1 || n > 1<<20 {
-			return nil, fmt.Errorf("protocol error: bad array length %q", body)
+		if err != nil || n < -1 {
+			return nil, protocolErr("bad array length %q", shorten(body, 24))
+		}
+		if n > maxArrayLen {
+			return nil, protocolErr("array length %d above the limit of %d", n, maxArrayLen)
 		}
 		if n == -1 {
 			return nil, nil
 		}
-		arr := make([]any, n)
-		for i := range arr {
-			if arr[i], err = readValue(br); err != nil {
+		if n > 0 && depth >= maxDepth {
+			return nil, protocolErr("values nested deeper than %d levels", maxDepth)
+		}
+		arr := make([]any, 0, min(n, arrayPresize))
+		for range n {
+			v, err := r.value(depth + 1)
+			if err != nil {
 				return nil, err
 			}
+			arr = append(arr, v)
 		}
 		return arr, nil
 	default:
-		return nil, fmt.Errorf("protocol error: unexpected type byte %q", line[0])
+		return nil, protocolErr("unexpected type byte %q", line[0])
 	}
+}
+
+// take counts n more bytes of the reply against maxReplyBytes.
+func (r *replyReader) take(n int) error {
+	if r.bytes += n; r.bytes > maxReplyBytes {
+		return protocolErr("reply longer than %d bytes", maxReplyBytes)
+	}
+	return nil
+}
+
+// bulk reads an n-byte bulk string and its CRLF. The string grows as the
+// bytes arrive (at most one buffer's worth is read at a time), so a
+// declared length costs nothing until the peer sends it.
+func (r *replyReader) bulk(n int) (string, error) {
+	if n+2 <= r.br.Size() {
+		p, err := r.br.Peek(n + 2)
+		if err != nil {
+			return "", err
+		}
+		if p[n] != '\r' || p[n+1] != '\n' {
+			return "", protocolErr("bulk string not terminated by CRLF")
+		}
+		s := string(p[:n])
+		_, _ = r.br.Discard(n + 2)
+		return s, nil
+	}
+	// Grow by doubling, capped at n: at most about 2n allocated, and only
+	// as the bytes come in.
+	buf := make([]byte, 0, r.br.Size())
+	for len(buf) < n {
+		if len(buf) == cap(buf) {
+			grown := make([]byte, len(buf), min(n, 2*cap(buf)))
+			copy(grown, buf)
+			buf = grown
+		}
+		p, err := r.br.Peek(min(n-len(buf), cap(buf)-len(buf), r.br.Size()))
+		if err != nil {
+			return "", err
+		}
+		buf = append(buf, p...)
+		_, _ = r.br.Discard(len(p))
+	}
+	p, err := r.br.Peek(2)
+	if err != nil {
+		return "", err
+	}
+	if p[0] != '\r' || p[1] != '\n' {
+		return "", protocolErr("bulk string not terminated by CRLF")
+	}
+	_, _ = r.br.Discard(2)
+	return string(buf), nil
 }
 
 func readLine(br *bufio.Reader) (string, error) {
 	line, err := br.ReadSlice('\n')
 	if err != nil {
 		if errors.Is(err, bufio.ErrBufferFull) {
-			return "", errors.New("protocol error: line too long")
+			return "", protocolErr("line longer than %d bytes", br.Size())
 		}
 		return "", err
 	}
 	if len(line) < 2 || line[len(line)-2] != '\r' {
-		return "", errors.New("protocol error: line not terminated by CRLF")
+		return "", protocolErr("line not terminated by CRLF")
 	}
 	return string(line[:len(line)-2]), nil
 }

@@ -266,6 +266,7 @@ func (w *Watcher) handleEvent(s *sentinelWatch, channel, payload string) {
 	case "+new-epoch":
 		if e, err := strconv.ParseInt(strings.TrimSpace(payload), 10, 64); err == nil {
 			s.newEpoch = e
+			s.state.NewEpoch = max(s.state.NewEpoch, e)
 		}
 		return
 	case "+switch-master":

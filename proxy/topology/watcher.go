@@ -200,6 +200,16 @@ func (w *Watcher) startNodeLocked(n *nodeProbe) {
 	go func() { defer w.wg.Done(); w.runNode(ctx, n) }()
 }
 
+// Recheck makes the probe of addr check its ROLE at once, if addr is a
+// known node (unknown addresses are not probed: see Contradicts). A
+// caller whose view disagrees with the observation uses it to get a fresh
+// answer instead of waiting for the next check_interval.
+func (w *Watcher) Recheck(addr string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.kickNodeLocked(addr)
+}
+
 // kickNodeLocked makes the node's probe check at once.
 func (w *Watcher) kickNodeLocked(addr string) {
 	if n, ok := w.nodes[addr]; ok {
@@ -253,7 +263,7 @@ func (w *Watcher) signatureLocked() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s|%d|%s", w.dec.Master, w.dec.Epoch, w.dec.Reason)
 	for _, n := range w.nodeStatesLocked() {
-		fmt.Fprintf(&b, "|%s,%t,%s,%s,%t,%t", n.Addr, n.Up, n.Role, n.MasterAddr, n.LinkUp, n.HealthyReplica(w.cfg.MaxReplicaLag))
+		fmt.Fprintf(&b, "|%s,%t,%s,%s,%t,%t,%t", n.Addr, n.Up, n.Role, n.MasterAddr, n.LinkUp, n.Stalled, n.HealthyReplica(w.cfg.MaxReplicaLag))
 	}
 	for _, s := range w.sentinels {
 		fmt.Fprintf(&b, "|%s,%t,%s,%d", s.state.Addr, s.state.Reachable, s.state.Master, s.state.Epoch)
