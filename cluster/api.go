@@ -504,21 +504,17 @@ func (a *Agent) RemoveMember(ctx context.Context, name string) error {
 		}
 	}
 	m := a.members[name]
-	targetAlive := m != nil && m.state == GossipAlive && !(m.hasMeta && m.meta.Leaving)
+	targetAlive := m != nil && m.state == GossipAlive
+	leaving := targetAlive && m.hasMeta && m.meta.Leaving
 	a.mu.RUnlock()
 	if target == nil {
 		return fmt.Errorf("cluster: %q is not in the raft configuration", name)
 	}
-	if targetAlive {
+	if targetAlive && !leaving {
 		return fmt.Errorf("cluster: %q is alive in gossip and would be added again: stop it or run leave on it first", name)
 	}
-	newVoters, aliveAfter := voters, aliveVoters
-	if target.Suffrage == raft.Voter {
-		newVoters--
-	}
-	if aliveAfter < newVoters/2+1 {
-		return fmt.Errorf("%w: %d alive of %d voters after removing %q, a majority needs %d", ErrQuorum,
-			aliveAfter, newVoters, name, newVoters/2+1)
+	if err := removalKeepsQuorum(voters, aliveVoters, target.Suffrage == raft.Voter, targetAlive); err != nil {
+		return fmt.Errorf("remove %q: %w", name, err)
 	}
 	timeout := defaultApplyTimeout
 	if dl, ok := ctx.Deadline(); ok {
@@ -532,5 +528,23 @@ func (a *Agent) RemoveMember(ctx context.Context, name string) error {
 	}
 	a.log.Info("raft server removed", "member", name, "reason", "removed by operator")
 	a.recordEvent(ctx, EventMemberLeave, fmt.Sprintf("%s removed by operator", name))
+	return nil
+}
+
+// removalKeepsQuorum is RemoveMember's quorum rule: after removing the
+// target, the alive voters (as this leader sees them: itself and the
+// gossip members alive) must still be a majority of the remaining voters.
+func removalKeepsQuorum(voters, aliveVoters int, targetVoter, targetAlive bool) error {
+	newVoters, aliveAfter := voters, aliveVoters
+	if targetVoter {
+		newVoters--
+		if targetAlive {
+			aliveAfter--
+		}
+	}
+	if newVoters < 1 || aliveAfter < newVoters/2+1 {
+		return fmt.Errorf("%w: %d alive of %d voters would remain, a majority needs %d", ErrQuorum,
+			aliveAfter, newVoters, newVoters/2+1)
+	}
 	return nil
 }
