@@ -8,6 +8,7 @@ import (
 	"io"
 	"log"
 	"log/slog"
+	"net"
 	"strings"
 
 	"github.com/hashicorp/go-hclog"
@@ -242,28 +243,29 @@ func fromAddr(s string) string {
 	return rest
 }
 
-// throttleShape reduces a log line to its shape: without addresses and
-// numbers, at most 80 bytes, so that the same fault from many packets
-// (each with its own port, length or checksum) shares one throttle key.
+// throttleShape reduces a log line to its throttle key: the sender's host
+// when memberlist names it (one noisy source, one line per window, whatever
+// garbage it sends), else the text before the first ':' without digits,
+// at most 80 bytes (the same fault from many packets, each with its own
+// checksum, port or length, shares one key).
 func throttleShape(s string) string {
-	var b strings.Builder
-	for _, f := range strings.Fields(s) {
-		if strings.HasPrefix(f, "from=") {
-			continue
+	if from := fromAddr(s); from != "" {
+		if h, _, err := net.SplitHostPort(from); err == nil {
+			from = h
 		}
-		f = strings.Map(func(r rune) rune {
-			if r >= '0' && r <= '9' {
-				return -1
-			}
-			return r
-		}, f)
-		b.WriteString(f)
-		b.WriteByte(' ')
-		if b.Len() >= 80 {
-			break
-		}
+		return "from " + from
 	}
-	return b.String()
+	s, _, _ = strings.Cut(s, ":")
+	s = strings.Map(func(r rune) rune {
+		if r >= '0' && r <= '9' {
+			return -1
+		}
+		return r
+	}, s)
+	if len(s) > 80 {
+		s = s[:80]
+	}
+	return s
 }
 
 // newStdLogger returns a *log.Logger for memberlist.
