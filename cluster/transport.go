@@ -51,8 +51,9 @@ type streamLayer struct {
 	wg         sync.WaitGroup
 	sem        chan struct{}
 
-	mu    sync.Mutex
-	conns map[*trackedConn]struct{}
+	mu     sync.Mutex
+	closed bool
+	conns  map[*trackedConn]struct{}
 }
 
 var _ raft.StreamLayer = (*streamLayer)(nil)
@@ -83,8 +84,12 @@ func (s *streamLayer) Accept() (net.Conn, error) {
 		}
 	}
 	s.acceptOnce.Do(func() {
-		s.wg.Add(1)
-		go s.acceptLoop()
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if !s.closed { // no wg.Add once Close may be waiting
+			s.wg.Add(1)
+			go s.acceptLoop()
+		}
 	})
 	select {
 	case c := <-s.accepted:
@@ -177,6 +182,9 @@ func rejectReason(err error) string {
 
 func (s *streamLayer) Close() error {
 	s.closeOnce.Do(func() {
+		s.mu.Lock()
+		s.closed = true
+		s.mu.Unlock()
 		close(s.done)
 		s.closeErr = s.ln.Close()
 		if s.tls != nil {
