@@ -98,8 +98,9 @@ type TLSConfig struct {
 func (t TLSConfig) Enabled() bool { return t.CAFile != "" || t.CertFile != "" || t.KeyFile != "" }
 
 // MultiNode reports whether the configuration forms or joins a cluster of
-// more than one node: bootstrap_expect > 1 or a join list.
-func (c Config) MultiNode() bool { return c.BootstrapExpect > 1 || len(c.Join) > 0 }
+// more than one node: bootstrap_expect > 1, bootstrap_expect 0 (never
+// bootstrap: wait to be added to a running cluster) or a join list.
+func (c Config) MultiNode() bool { return c.BootstrapExpect != 1 || len(c.Join) > 0 }
 
 // Secured reports whether Raft (and, with a key, gossip) is authenticated:
 // a cluster key or the operator's TLS files.

@@ -39,7 +39,7 @@ func TestConfigValidate(t *testing.T) {
 		{"join empty entry", func(c *Config) { c.Join = []string{"10.0.0.2", ""} }, "cluster.join[1]:"},
 		{"join bad port", func(c *Config) { c.Join = []string{"10.0.0.2:x"} }, "cluster.join[0]:"},
 		{"bootstrap_expect negative", func(c *Config) { c.BootstrapExpect = -1 }, "cluster.bootstrap_expect:"},
-		{"bootstrap_expect zero", func(c *Config) { c.BootstrapExpect = 0 }, ""},
+		{"bootstrap_expect zero", func(c *Config) { c.BootstrapExpect = 0 }, ""}, // with the key
 		{"encrypt bad base64", func(c *Config) { c.Encrypt = "not base64!" }, "cluster.encrypt: not valid base64"},
 		{"encrypt bad length", func(c *Config) { c.Encrypt = base64.StdEncoding.EncodeToString(make([]byte, 20)) }, "cluster.encrypt: key is 20 bytes"},
 		{"encrypt 16 bytes", func(c *Config) { c.Encrypt = base64.StdEncoding.EncodeToString(make([]byte, 16)) }, ""},
@@ -48,7 +48,7 @@ func TestConfigValidate(t *testing.T) {
 		{"join list without key", func(c *Config) { c.Encrypt, c.BootstrapExpect, c.Join = "", 1, []string{"10.0.0.2"} }, "cluster.encrypt: a cluster of more than one node"},
 		{"bootstrap_expect 2 without key", func(c *Config) { c.Encrypt, c.BootstrapExpect = "", 2 }, "redhaven keygen"},
 		{"single node without key", func(c *Config) { c.Encrypt, c.BootstrapExpect = "", 1 }, ""},
-		{"join-only node without key", func(c *Config) { c.Encrypt, c.BootstrapExpect = "", 0 }, ""},
+		{"join-only node without key", func(c *Config) { c.Encrypt, c.BootstrapExpect = "", 0 }, "redhaven keygen"},
 		{"multi-node insecure", func(c *Config) { c.Encrypt, c.Insecure = "", true }, ""},
 		{"multi-node with tls files", func(c *Config) {
 			c.Encrypt, c.TLS = "", TLSConfig{CAFile: "ca.pem", CertFile: "n1.pem", KeyFile: "n1.key"}
