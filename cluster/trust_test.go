@@ -10,7 +10,6 @@ import (
 	"log"
 	"net"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -218,7 +217,18 @@ func (staticMeta) GetBroadcasts(int, int) [][]byte { return nil }
 func (staticMeta) LocalState(bool) []byte          { return nil }
 func (staticMeta) MergeRemoteState([]byte, bool)   {}
 func base64Decode(s string) ([]byte, error)        { return base64.StdEncoding.DecodeString(s) }
-func unusedAddr(t *testing.T) string               { return "127.0.0.1:" + strconv.Itoa(clustertest.FreePort(t)) }
+
+// unusedAddr is a loopback address where nothing listens: a port of the
+// ephemeral range (never one of clustertest's ports, which may be chosen
+// but not yet bound), bound and released.
+func unusedAddr(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
 func memberNames(a *cluster.Agent) (out []string) {
 	for _, m := range a.Members() {
 		out = append(out, m.Name)
@@ -231,6 +241,18 @@ func memberNames(a *cluster.Agent) (out []string) {
 // Raft server behind it does not stop the first bootstrap.
 func TestForgedBootFlagDoesNotBlockBootstrap(t *testing.T) {
 	c := clustertest.New(t, 3, clustertest.Options{})
+	t.Cleanup(func() {
+		if t.Failed() { // the bootstrap decisions of each node
+			for _, n := range c.Nodes {
+				if n.Logs == nil {
+					continue
+				}
+				for _, l := range append(n.Logs.Matching("bootstrap"), n.Logs.Matching("refused")...) {
+					t.Logf("%s: %s", n.Config.NodeName, l)
+				}
+			}
+		}
+	})
 	c.Start(0)
 	forger(t, c.Key, "evil", c.Nodes[0].Config.Bind, map[string]any{"n": "evil", "r": unusedAddr(t), "b": true})
 	clustertest.Eventually(t, formTimeout, "n1 sees the forger", func() bool {
