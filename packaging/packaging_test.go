@@ -625,8 +625,12 @@ func TestDebInstallInDocker(t *testing.T) {
 	if got := sh("ldd /usr/bin/redhaven 2>&1 || true"); !strings.Contains(got, "not a dynamic executable") {
 		t.Errorf("binary is not static: %s", got)
 	}
-	if got := sh("redhaven check-config -c /etc/redhaven/redhaven.yaml 2>&1 || echo FAILED"); strings.Contains(got, "FAILED") {
-		t.Errorf("shipped config does not pass check-config:\n%s", got)
+	// Secure by default: refused until a cluster key is set, then valid.
+	if got := sh("redhaven check-config -c /etc/redhaven/redhaven.yaml 2>&1 || echo FAILED"); !strings.Contains(got, "FAILED") || !strings.Contains(got, "redhaven keygen") {
+		t.Errorf("shipped config without a key: want a refusal naming `redhaven keygen`, got:\n%s", got)
+	}
+	if got := sh("REDHAVEN_CLUSTER__ENCRYPT=$(redhaven keygen) redhaven check-config -c /etc/redhaven/redhaven.yaml 2>&1 || echo FAILED"); strings.Contains(got, "FAILED") {
+		t.Errorf("shipped config with a key does not pass check-config:\n%s", got)
 	}
 
 	// A changed conffile survives reinstalling (an upgrade) and removal.
