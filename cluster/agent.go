@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -25,9 +26,10 @@ import (
 // Agent is one node's membership in the redhaven cluster: gossip, Raft and
 // the replicated state. Build it with New, drive it with Run.
 type Agent struct {
-	cfg Config
-	log *slog.Logger
-	key []byte
+	cfg       Config
+	log       *slog.Logger
+	key       []byte   // primary cluster key (nil: none)
+	extraKeys [][]byte // secondary keys accepted during a rotation
 
 	bindIP     net.IP
 	bindPort   int
@@ -45,9 +47,18 @@ type Agent struct {
 	started atomic.Bool
 	leaving atomic.Bool
 
+	// raftNames maps Raft addresses to server IDs of the last read
+	// configuration: the certificate of a dialled server must name it.
+	raftNames atomic.Pointer[map[string]string]
+	logLimit  *throttle // repeated warnings: first one, then a count
+
+	rejectMu sync.Mutex
+	rejected map[rejectKey]uint64
+
 	mu           sync.RWMutex
 	raft         *raft.Raft
 	ml           *memberlist.Memberlist
+	keyring      *memberlist.Keyring // nil without a cluster key
 	meta         nodeMeta
 	members      map[string]*memberState
 	lastVerified time.Time // start of the leader's last successful VerifyLeader
@@ -86,6 +97,11 @@ type memberState struct {
 	hasMeta bool
 	state   string // alive, left, dead
 	since   time.Time
+	// verifiedAddr is the Raft address that answered, during this alive
+	// period of the member, with a certificate for its name (probeClaim);
+	// reset when it changes its address or comes back after dead/left.
+	verifiedAddr string
+	probed       time.Time // last failed probe (rate limit)
 }
 
 // New validates cfg and binds the Raft listener (so RaftAddr is known); it
@@ -106,6 +122,12 @@ func New(cfg Config, logger *slog.Logger) (*Agent, error) {
 		bootHint:  make(chan struct{}, 1),
 		reconHint: make(chan struct{}, 1),
 		members:   map[string]*memberState{},
+		logLimit:  newThrottle(logThrottleEvery),
+		rejected:  map[rejectKey]uint64{},
+	}
+	for _, k := range cfg.EncryptKeys {
+		ek, _ := decodeKey(k)
+		a.extraKeys = append(a.extraKeys, ek)
 	}
 	a.fsm = newFSM(a.notify)
 	a.bindIP, a.bindPort, _ = splitBind(cfg.Bind)
@@ -134,16 +156,129 @@ func New(cfg Config, logger *slog.Logger) (*Agent, error) {
 		rip = a.advIP
 	}
 	a.raftAdvert = net.JoinHostPort(rip.String(), strconv.Itoa(rport))
-	a.stream = &streamLayer{
-		ln:        ln,
-		advertise: &net.TCPAddr{IP: rip, Port: rport},
-		isolated:  &a.isolated,
+	a.stream = newStreamLayer(ln, &net.TCPAddr{IP: rip, Port: rport}, &a.isolated)
+	a.stream.nameOf = a.raftNameOf
+	a.stream.reject = func(remote net.Addr, reason string, err error) {
+		a.countReject("raft", reason, remote.String(), err)
+	}
+	if a.stream.tls, err = a.newRaftTLS(); err != nil {
+		_ = ln.Close()
+		return nil, err
 	}
 	if a.advPort != 0 {
 		a.gossipAddr = net.JoinHostPort(a.advIP.String(), strconv.Itoa(a.advPort))
 	}
 	a.meta = nodeMeta{Name: cfg.NodeName, Raft: a.raftAdvert, HTTP: cfg.HTTPAddr, Version: cfg.Version}
 	return a, nil
+}
+
+// newRaftTLS picks the Raft TLS material: the operator's files, else the
+// cluster keys, else (no key, not insecure: a single node) a random key
+// nobody else holds, so that no one can speak Raft to this node. Only
+// cluster.insecure without key or files gives plain text.
+func (a *Agent) newRaftTLS() (*raftTLS, error) {
+	switch {
+	case a.cfg.TLS.Enabled():
+		return newFileTLS(a.cfg.NodeName, a.cfg.TLS, a.log)
+	case a.key != nil:
+		return newKeyTLS(a.cfg.NodeName, a.key, a.extraKeys, a.log)
+	case a.cfg.Insecure:
+		return nil, nil
+	}
+	k := make([]byte, 32)
+	if _, err := rand.Read(k); err != nil {
+		return nil, fmt.Errorf("cluster: random raft key: %w", err)
+	}
+	return newKeyTLS(a.cfg.NodeName, k, nil, a.log)
+}
+
+// raftNameOf is the server ID at a Raft address in the last read
+// configuration ("" when unknown).
+func (a *Agent) raftNameOf(addr string) string {
+	if m := a.raftNames.Load(); m != nil {
+		return (*m)[addr]
+	}
+	return ""
+}
+
+// refreshRaftNames re-reads the Raft configuration's address -> ID map.
+func (a *Agent) refreshRaftNames(r *raft.Raft) {
+	f := r.GetConfiguration()
+	if f.Error() != nil {
+		return
+	}
+	m := map[string]string{}
+	for _, s := range f.Configuration().Servers {
+		m[string(s.Address)] = string(s.ID)
+	}
+	a.raftNames.Store(&m)
+}
+
+// rejectKey labels redhaven_cluster_rejected_connections_total.
+type rejectKey struct{ transport, reason string }
+
+// RejectedConnections is one counter of refused cluster connections
+// (redhaven_cluster_rejected_connections_total{transport,reason}).
+type RejectedConnections struct {
+	Transport string `json:"transport"` // raft or gossip
+	Reason    string `json:"reason"`    // Reject* constants
+	Count     uint64 `json:"count"`
+}
+
+// RejectedConnections returns the counters of refused Raft connections
+// and gossip messages since start, sorted by transport and reason.
+func (a *Agent) RejectedConnections() []RejectedConnections {
+	a.rejectMu.Lock()
+	out := make([]RejectedConnections, 0, len(a.rejected))
+	for k, n := range a.rejected {
+		out = append(out, RejectedConnections{Transport: k.transport, Reason: k.reason, Count: n})
+	}
+	a.rejectMu.Unlock()
+	slices.SortFunc(out, func(x, y RejectedConnections) int {
+		return strings.Compare(x.Transport+"/"+x.Reason, y.Transport+"/"+y.Reason)
+	})
+	return out
+}
+
+// countReject counts a refused connection and logs it, throttled per
+// transport, reason and remote host.
+func (a *Agent) countReject(transport, reason, remote string, err error) {
+	a.rejectMu.Lock()
+	a.rejected[rejectKey{transport, reason}]++
+	a.rejectMu.Unlock()
+	host := remote
+	if h, _, e := net.SplitHostPort(remote); e == nil {
+		host = h
+	}
+	if ok, n := a.logLimit.allow("reject/" + transport + "/" + reason + "/" + host); ok {
+		a.log.Warn("cluster connection rejected", "transport", transport, "reason", reason,
+			"remote_addr", remote, "error", oneLine(err), "suppressed_since_last", n, "hint", rejectHint(transport, reason))
+	}
+}
+
+// rejectHint says what to check for a rejected connection.
+func rejectHint(transport, reason string) string {
+	switch {
+	case transport == "gossip":
+		return "peer uses a different or no cluster key: check cluster.encrypt on every node"
+	case reason == RejectNotTLS:
+		return "peer speaks plain-text raft: it runs with cluster.insecure and no key, or is not a redhaven node"
+	case reason == RejectUntrusted || reason == RejectNoCertificate:
+		return "peer's raft certificate is not signed by an installed cluster key or cluster.tls.ca_file: check cluster.encrypt and cluster.tls on every node"
+	case reason == RejectNameMismatch:
+		return "the certificate at this raft address is for another node name"
+	}
+	return ""
+}
+
+// Reload reads the operator's Raft TLS files again (cluster.tls.*); they
+// are also reloaded when they change on disk, checked at each handshake.
+// A no-op with the cluster key. On error the previous files stay in use.
+func (a *Agent) Reload() error {
+	if a.stream.tls == nil {
+		return nil
+	}
+	return a.stream.tls.Reload()
 }
 
 // Close releases the Raft listener bound by New when Run will not be
@@ -222,7 +357,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	}()
 	cleanups = append(cleanups, func() { _ = a.stream.Close() })
 
-	hlog := newHCLog(a.log, "raft")
+	hlog := a.newHCLog("raft")
 	if err := os.MkdirAll(a.cfg.DataDir, 0o750); err != nil {
 		return fmt.Errorf("data_dir: %w", err)
 	}
@@ -245,7 +380,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	nt, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{
 		BindAddrs: []string{a.bindIP.String()},
 		BindPort:  a.bindPort,
-		Logger:    newStdLogger(a.log),
+		Logger:    a.newStdLogger(),
 	})
 	if err != nil {
 		return fmt.Errorf("cluster.bind: %s: %w", a.cfg.Bind, err)
@@ -261,8 +396,18 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	}
 	mc.Delegate = metaDelegate{a}
 	mc.Events = eventDelegate{a}
-	mc.Logger = newStdLogger(a.log)
-	mc.SecretKey = a.key
+	mc.Logger = a.newStdLogger()
+	if a.key != nil {
+		kr, err := memberlist.NewKeyring(a.extraKeys, a.key)
+		if err != nil {
+			_ = gt.Shutdown()
+			return fmt.Errorf("cluster.encrypt: %w", err)
+		}
+		mc.Keyring = kr
+		a.mu.Lock()
+		a.keyring = kr
+		a.mu.Unlock()
+	}
 	ml, err := memberlist.Create(mc)
 	if err != nil {
 		_ = gt.Shutdown()
@@ -291,7 +436,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	obsCh := make(chan raft.Observation, 16)
 	obs := raft.NewObserver(obsCh, false, func(o *raft.Observation) bool {
 		switch o.Data.(type) {
-		case raft.LeaderObservation, raft.RaftState, raft.PeerObservation:
+		case raft.LeaderObservation, raft.RaftState, raft.PeerObservation, raft.ResumedHeartbeatObservation:
 			return true
 		}
 		return false
@@ -304,7 +449,12 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	a.gossipAddr = net.JoinHostPort(mc.AdvertiseAddr, strconv.Itoa(mc.AdvertisePort))
 	a.mu.Unlock()
 	a.log.Info("cluster agent started", "gossip_addr", a.GossipAddr(), "raft_addr", a.raftAdvert,
-		"existing_state", hasState, "bootstrap_expect", a.cfg.BootstrapExpect, "encrypted", len(a.key) > 0)
+		"existing_state", hasState, "bootstrap_expect", a.cfg.BootstrapExpect, "encrypted", len(a.key) > 0,
+		"raft_tls", a.raftTLSMode())
+	if a.stream.tls == nil {
+		a.log.Warn("cluster.insecure: gossip and raft run in plain text without authentication; " +
+			"anyone who reaches the cluster ports can join and change where writes go; set cluster.encrypt (redhaven keygen)")
+	}
 
 	ictx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -335,6 +485,19 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	a.log.Info("cluster agent stopped")
 	a.notify()
 	return nil
+}
+
+// raftTLSMode names the Raft transport security for the log.
+func (a *Agent) raftTLSMode() string {
+	switch {
+	case a.stream.tls == nil:
+		return "off"
+	case a.cfg.TLS.Enabled():
+		return "operator_pki"
+	case a.key != nil:
+		return "cluster_key"
+	}
+	return "single_node_random_key"
 }
 
 // leaveTimeout bounds the graceful leave done by Run (LeaveOnTerminate):
@@ -455,6 +618,11 @@ func (a *Agent) observeLoop(ctx context.Context, ch <-chan raft.Observation) {
 				hint(a.reconHint)
 			case raft.PeerObservation:
 				a.log.Info("raft peer changed", "peer", string(d.Peer.ID), "removed", d.Removed)
+				hint(a.reconHint)
+			case raft.ResumedHeartbeatObservation:
+				a.log.Info("raft peer answers again", "peer", string(d.PeerID))
+				a.logLimit.reset(raftPeerThrottlePrefix) // its next failure is news again
+				continue
 			}
 			a.notify()
 		}
@@ -609,6 +777,15 @@ func (a *Agent) trackMember(n *memberlist.Node, state string) {
 	var meta nodeMeta
 	hasMeta := len(n.Meta) > 0 && json.Unmarshal(n.Meta, &meta) == nil && meta.Raft != ""
 	a.mu.Lock()
+	if hasMeta {
+		if why := a.refuseMetaLocked(n.Name, meta); why != "" {
+			hasMeta = false
+			if ok, cnt := a.logLimit.allow("meta/" + n.Name + "/" + why); ok {
+				a.log.Warn("gossip metadata refused", "member", n.Name, "gossip_addr", n.Address(),
+					"claimed_name", meta.Name, "claimed_raft_addr", meta.Raft, "reason", why, "suppressed_since_last", cnt)
+			}
+		}
+	}
 	m := a.members[n.Name]
 	if m == nil {
 		m = &memberState{name: n.Name}
@@ -616,12 +793,18 @@ func (a *Agent) trackMember(n *memberlist.Node, state string) {
 	}
 	m.addr = n.Address()
 	if hasMeta {
+		if m.meta.Raft != meta.Raft {
+			m.verifiedAddr = ""
+		}
 		m.meta, m.hasMeta = meta, true
 	}
 	if state == GossipDead && m.hasMeta && m.meta.Leaving {
 		state = GossipLeft
 	}
 	if m.state != state {
+		if state == GossipAlive {
+			m.verifiedAddr = "" // a new life: prove the name again
+		}
 		m.state, m.since = state, time.Now()
 		a.log.Info("gossip member changed", "member", n.Name, "gossip_addr", m.addr, "gossip_state", state)
 	}
@@ -629,4 +812,62 @@ func (a *Agent) trackMember(n *memberlist.Node, state string) {
 	hint(a.bootHint)
 	hint(a.reconHint)
 	a.notify()
+}
+
+// probeTimeout bounds one probeClaim; probeRetry is how often a failed
+// claim is probed again.
+const (
+	probeTimeout = 2 * time.Second
+	probeRetry   = time.Second
+)
+
+// verifyClaim reports whether member name's claim to run Raft at addr
+// holds: its Raft address answers with a certificate for its name (with
+// TLS; in plain text: something listens there). A success is remembered
+// for the member's current alive period; a failure is retried at most
+// every probeRetry.
+func (a *Agent) verifyClaim(name, addr string) error {
+	a.mu.Lock()
+	m := a.members[name]
+	if m == nil {
+		a.mu.Unlock()
+		return errors.New("not a gossip member")
+	}
+	if m.verifiedAddr == addr {
+		a.mu.Unlock()
+		return nil
+	}
+	if time.Since(m.probed) < probeRetry {
+		a.mu.Unlock()
+		return errors.New("raft address did not answer with a certificate for the member's name (retrying)")
+	}
+	m.probed = time.Now()
+	a.mu.Unlock()
+	err := a.stream.probe(addr, name, probeTimeout)
+	a.mu.Lock()
+	if m := a.members[name]; err == nil && m != nil && m.meta.Raft == addr {
+		m.verifiedAddr, m.probed = addr, time.Time{}
+	}
+	a.mu.Unlock()
+	return err
+}
+
+// refuseMetaLocked says why a member's metadata claim is refused ("" =
+// accepted): a node speaks only for itself, so its metadata must carry its
+// own gossip name, and it may not claim the Raft address of another alive
+// member or of this node. (Taking another voter's name or address in the
+// Raft configuration is checked by the leader in reconcile, with a probe.)
+func (a *Agent) refuseMetaLocked(name string, meta nodeMeta) string {
+	if meta.Name != name {
+		return "metadata names another node"
+	}
+	if name != a.cfg.NodeName && meta.Raft == a.raftAdvert {
+		return "raft address of this node"
+	}
+	for _, o := range a.members {
+		if o.name != name && o.state == GossipAlive && o.hasMeta && o.meta.Raft == meta.Raft {
+			return "raft address of alive member " + o.name
+		}
+	}
+	return ""
 }

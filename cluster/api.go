@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hashicorp/memberlist"
 	"github.com/hashicorp/raft"
 )
 
@@ -370,4 +372,175 @@ func (a *Agent) Stats() Stats {
 		}
 	}
 	return st
+}
+
+// Keyring operations for a key rotation, applied to this node only (run
+// each step on every node before the next, as with Consul's keyring):
+// InstallKey on all, UseKey on all, RemoveKey of the old key on all.
+// Gossip (memberlist's keyring) and Raft TLS (the accepted CAs and the CA
+// that signs this node's certificate) change together. They need a node
+// started with a cluster key; with the operator's PKI the Raft side is not
+// affected. Put the final keys in the config file too, for restarts.
+
+// InstallKey adds a cluster key (base64) that gossip decrypts with and
+// whose CA Raft accepts.
+func (a *Agent) InstallKey(key string) error {
+	k, kr, err := a.keyringOp(key)
+	if err != nil {
+		return err
+	}
+	if err := kr.AddKey(k); err != nil {
+		return fmt.Errorf("install gossip key: %w", err)
+	}
+	if err := a.stream.tls.addKey(k); err != nil {
+		return fmt.Errorf("install raft key: %w", err)
+	}
+	a.log.Info("cluster key installed", "keys", len(kr.GetKeys()))
+	return nil
+}
+
+// UseKey makes an installed key the primary one: gossip is encrypted with
+// it and this node's Raft certificate is issued again from its CA.
+func (a *Agent) UseKey(key string) error {
+	k, kr, err := a.keyringOp(key)
+	if err != nil {
+		return err
+	}
+	if err := kr.UseKey(k); err != nil {
+		return fmt.Errorf("use gossip key: %w", err)
+	}
+	if err := a.stream.tls.useKey(k); err != nil {
+		return fmt.Errorf("use raft key: %w", err)
+	}
+	a.log.Info("cluster primary key changed")
+	return nil
+}
+
+// RemoveKey stops accepting a key (not the primary one). Open Raft
+// connections are closed so that every peer proves itself again with a
+// certificate from a key still installed.
+func (a *Agent) RemoveKey(key string) error {
+	k, kr, err := a.keyringOp(key)
+	if err != nil {
+		return err
+	}
+	if err := kr.RemoveKey(k); err != nil {
+		return fmt.Errorf("remove gossip key: %w", err)
+	}
+	if err := a.stream.tls.removeKey(k); err != nil {
+		return fmt.Errorf("remove raft key: %w", err)
+	}
+	a.stream.closeAll()
+	a.log.Info("cluster key removed", "keys", len(kr.GetKeys()))
+	return nil
+}
+
+func (a *Agent) keyringOp(key string) ([]byte, *memberlist.Keyring, error) {
+	k, err := decodeKey(key)
+	if err != nil || k == nil {
+		return nil, nil, fmt.Errorf("cluster key: %v", cmp.Or(err, errors.New("empty")))
+	}
+	ml := a.memberlist()
+	if ml == nil {
+		return nil, nil, ErrNotRunning
+	}
+	if a.key == nil || a.stream.tls == nil {
+		return nil, nil, errors.New("cluster: this node was started without cluster.encrypt; keys can only be rotated on a keyed cluster")
+	}
+	a.mu.RLock()
+	kr := a.keyring
+	a.mu.RUnlock()
+	return k, kr, nil
+}
+
+// ErrQuorum: removing the server would leave fewer alive voters than a
+// majority of the remaining configuration.
+var ErrQuorum = errors.New("cluster: removal would lose the raft quorum")
+
+// RemoveMember removes a server (a failed node, e.g. one that will not
+// come back) from the Raft configuration; committed through Raft on the
+// leader (ErrNotLeader elsewhere). Refused with ErrQuorum when the alive
+// voters left would not be a majority of the new configuration, for this
+// node itself (use Leave on it), and for a member that gossip shows alive
+// (reconcile would add it again: stop it or make it leave first).
+func (a *Agent) RemoveMember(ctx context.Context, name string) error {
+	r := a.raftNode()
+	if r == nil {
+		return ErrNotRunning
+	}
+	if r.State() != raft.Leader {
+		return ErrNotLeader
+	}
+	if name == a.cfg.NodeName {
+		return fmt.Errorf("cluster: %q is this node: run leave on it instead", name)
+	}
+	f := r.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return fmt.Errorf("read raft configuration: %w", err)
+	}
+	var target *raft.Server
+	voters, aliveVoters := 0, 0
+	a.mu.RLock()
+	alive := func(id raft.ServerID) bool {
+		if string(id) == a.cfg.NodeName {
+			return true
+		}
+		m := a.members[string(id)]
+		return m != nil && m.state == GossipAlive
+	}
+	for _, s := range f.Configuration().Servers {
+		if s.ID == raft.ServerID(name) {
+			target = &s
+		}
+		if s.Suffrage == raft.Voter {
+			voters++
+			if alive(s.ID) {
+				aliveVoters++
+			}
+		}
+	}
+	m := a.members[name]
+	targetAlive := m != nil && m.state == GossipAlive
+	leaving := targetAlive && m.hasMeta && m.meta.Leaving
+	a.mu.RUnlock()
+	if target == nil {
+		return fmt.Errorf("cluster: %q is not in the raft configuration", name)
+	}
+	if targetAlive && !leaving {
+		return fmt.Errorf("cluster: %q is alive in gossip and would be added again: stop it or run leave on it first", name)
+	}
+	if err := removalKeepsQuorum(voters, aliveVoters, target.Suffrage == raft.Voter, targetAlive); err != nil {
+		return fmt.Errorf("remove %q: %w", name, err)
+	}
+	timeout := defaultApplyTimeout
+	if dl, ok := ctx.Deadline(); ok {
+		timeout = max(time.Until(dl), time.Millisecond)
+	}
+	if err := r.RemoveServer(target.ID, 0, timeout).Error(); err != nil {
+		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
+			return fmt.Errorf("%w: %v", ErrNotLeader, err)
+		}
+		return fmt.Errorf("remove %q from raft: %w", name, err)
+	}
+	a.log.Info("raft server removed", "member", name, "reason", "removed by operator")
+	a.recordEvent(ctx, EventMemberLeave, fmt.Sprintf("%s removed by operator", name))
+	return nil
+}
+
+// removalKeepsQuorum is RemoveMember's quorum rule: after removing the
+// target, the alive voters (as this leader sees them: itself and the
+// gossip members alive) must still be a majority of the remaining voters.
+func removalKeepsQuorum(voters, aliveVoters int, targetVoter, targetAlive bool) error {
+	newVoters, aliveAfter := voters, aliveVoters
+	if targetVoter {
+		newVoters--
+		if targetAlive {
+			aliveAfter--
+		}
+	}
+	if newVoters < 1 || aliveAfter < newVoters/2+1 {
+		return fmt.Errorf("%w: %d alive of %d voters would remain, a majority needs %d", ErrQuorum,
+			aliveAfter, newVoters, newVoters/2+1)
+	}
+	return nil
 }

@@ -47,9 +47,23 @@ type Config struct {
 	// bootstrapping a new cluster. 0 = never bootstrap (a running leader
 	// adds this node).
 	BootstrapExpect int `koanf:"bootstrap_expect"`
-	// Encrypt is the base64 gossip encryption key (16, 24 or 32 bytes);
-	// empty = no encryption. `redhaven keygen` prints one (GenerateKey).
+	// Encrypt is the cluster key, base64 (16, 24 or 32 bytes; `redhaven
+	// keygen` prints one): memberlist encrypts and authenticates gossip
+	// with it, and every node derives the same Raft CA from it (tls.go).
+	// It is the primary key: it encrypts gossip and signs this node's Raft
+	// certificate.
 	Encrypt string `koanf:"encrypt"`
+	// EncryptKeys are extra accepted cluster keys (secondary keyring
+	// entries) for a rotation: gossip encrypted with any of them is read,
+	// and a Raft certificate signed by the CA of any of them is accepted.
+	EncryptKeys []string `koanf:"encrypt_keys"`
+	// TLS is the operator's PKI for Raft, instead of the CA derived from
+	// the cluster key.
+	TLS TLSConfig `koanf:"tls"`
+	// Insecure allows a multi-node cluster without a cluster key or TLS
+	// files (plain text, anyone who reaches the ports can join and write
+	// the route). For a lab only; warned at every start.
+	Insecure bool `koanf:"insecure"`
 	// LeaveOnTerminate makes Run leave the cluster gracefully (the
 	// configuration shrinks) when its context ends.
 	LeaveOnTerminate bool `koanf:"leave_on_terminate"`
@@ -70,6 +84,27 @@ type Config struct {
 	// leader.
 	ContactBound time.Duration `koanf:"contact_bound"`
 }
+
+// TLSConfig names the operator's PEM files for Raft mutual TLS. All three
+// or none. The files are read again when they change (checked at each
+// handshake) and by Agent.Reload.
+type TLSConfig struct {
+	CAFile   string `koanf:"ca_file"`   // CA bundle that signs every node's certificate
+	CertFile string `koanf:"cert_file"` // this node's certificate (CN or a DNS SAN = node_name)
+	KeyFile  string `koanf:"key_file"`  // its private key
+}
+
+// Enabled reports whether the operator's PKI is configured.
+func (t TLSConfig) Enabled() bool { return t.CAFile != "" || t.CertFile != "" || t.KeyFile != "" }
+
+// MultiNode reports whether the configuration forms or joins a cluster of
+// more than one node: bootstrap_expect > 1, bootstrap_expect 0 (never
+// bootstrap: wait to be added to a running cluster) or a join list.
+func (c Config) MultiNode() bool { return c.BootstrapExpect != 1 || len(c.Join) > 0 }
+
+// Secured reports whether Raft (and, with a key, gossip) is authenticated:
+// a cluster key or the operator's TLS files.
+func (c Config) Secured() bool { return c.Encrypt != "" || c.TLS.Enabled() }
 
 // DefaultConfig returns the defaults from DESIGN.md. NodeName and DataDir
 // are left for node to fill.
@@ -130,6 +165,26 @@ func (c Config) Validate() error {
 	}
 	if _, err := decodeKey(c.Encrypt); err != nil {
 		add("encrypt", "%v", err)
+	}
+	for i, k := range c.EncryptKeys {
+		if k == "" {
+			add(fmt.Sprintf("encrypt_keys[%d]", i), "empty key")
+		} else if _, err := decodeKey(k); err != nil {
+			add(fmt.Sprintf("encrypt_keys[%d]", i), "%v", err)
+		}
+	}
+	if len(c.EncryptKeys) > 0 && c.Encrypt == "" {
+		add("encrypt_keys", "extra keys need a primary key in cluster.encrypt")
+	}
+	if t := c.TLS; t.Enabled() && (t.CAFile == "" || t.CertFile == "" || t.KeyFile == "") {
+		add("tls", "ca_file, cert_file and key_file go together (got ca_file %q, cert_file %q, key_file %q)",
+			t.CAFile, t.CertFile, t.KeyFile)
+	}
+	if c.MultiNode() && !c.Secured() && !c.Insecure {
+		add("encrypt", "a cluster of more than one node (bootstrap_expect %d, join %v) needs a cluster key: "+
+			"create one with `redhaven keygen` and set the same cluster.encrypt on every node "+
+			"(or set cluster.tls.ca_file, cert_file and key_file; cluster.insecure: true allows plain text in a lab)",
+			c.BootstrapExpect, c.Join)
 	}
 	if c.DeadServerCleanup < 0 {
 		add("dead_server_cleanup", "must be >= 0, got %s", c.DeadServerCleanup)
@@ -207,7 +262,7 @@ func joinAddr(s string) (string, error) {
 	return net.JoinHostPort(s, strconv.Itoa(DefaultGossipPort)), nil
 }
 
-// decodeKey decodes the gossip key; "" means no encryption.
+// decodeKey decodes a cluster key; "" means none.
 func decodeKey(s string) ([]byte, error) {
 	if s == "" {
 		return nil, nil
@@ -223,12 +278,12 @@ func decodeKey(s string) ([]byte, error) {
 	return nil, fmt.Errorf("key is %d bytes, must be 16, 24 or 32 (use `redhaven keygen`)", len(key))
 }
 
-// GenerateKey returns a new random 32-byte gossip key, base64-encoded, for
+// GenerateKey returns a new random 32-byte cluster key, base64-encoded, for
 // cluster.encrypt.
 func GenerateKey() (string, error) {
 	key := make([]byte, 32)
 	if _, err := rand.Read(key); err != nil {
-		return "", fmt.Errorf("generate gossip key: %w", err)
+		return "", fmt.Errorf("generate cluster key: %w", err)
 	}
 	return base64.StdEncoding.EncodeToString(key), nil
 }

@@ -7,10 +7,14 @@ import (
 	"time"
 )
 
+// testKey is a fixed valid cluster key (32 zero bytes).
+var testKey = base64.StdEncoding.EncodeToString(make([]byte, 32))
+
 func validConfig() Config {
 	c := DefaultConfig()
 	c.NodeName = "n1"
 	c.DataDir = "/tmp/x"
+	c.Encrypt = testKey
 	return c
 }
 
@@ -35,10 +39,25 @@ func TestConfigValidate(t *testing.T) {
 		{"join empty entry", func(c *Config) { c.Join = []string{"10.0.0.2", ""} }, "cluster.join[1]:"},
 		{"join bad port", func(c *Config) { c.Join = []string{"10.0.0.2:x"} }, "cluster.join[0]:"},
 		{"bootstrap_expect negative", func(c *Config) { c.BootstrapExpect = -1 }, "cluster.bootstrap_expect:"},
-		{"bootstrap_expect zero", func(c *Config) { c.BootstrapExpect = 0 }, ""},
+		{"bootstrap_expect zero", func(c *Config) { c.BootstrapExpect = 0 }, ""}, // with the key
 		{"encrypt bad base64", func(c *Config) { c.Encrypt = "not base64!" }, "cluster.encrypt: not valid base64"},
 		{"encrypt bad length", func(c *Config) { c.Encrypt = base64.StdEncoding.EncodeToString(make([]byte, 20)) }, "cluster.encrypt: key is 20 bytes"},
 		{"encrypt 16 bytes", func(c *Config) { c.Encrypt = base64.StdEncoding.EncodeToString(make([]byte, 16)) }, ""},
+		// Secure by default: more than one node needs a key or TLS files.
+		{"multi-node default without key", func(c *Config) { c.Encrypt = "" }, "redhaven keygen"},
+		{"join list without key", func(c *Config) { c.Encrypt, c.BootstrapExpect, c.Join = "", 1, []string{"10.0.0.2"} }, "cluster.encrypt: a cluster of more than one node"},
+		{"bootstrap_expect 2 without key", func(c *Config) { c.Encrypt, c.BootstrapExpect = "", 2 }, "redhaven keygen"},
+		{"single node without key", func(c *Config) { c.Encrypt, c.BootstrapExpect = "", 1 }, ""},
+		{"join-only node without key", func(c *Config) { c.Encrypt, c.BootstrapExpect = "", 0 }, "redhaven keygen"},
+		{"multi-node insecure", func(c *Config) { c.Encrypt, c.Insecure = "", true }, ""},
+		{"multi-node with tls files", func(c *Config) {
+			c.Encrypt, c.TLS = "", TLSConfig{CAFile: "ca.pem", CertFile: "n1.pem", KeyFile: "n1.key"}
+		}, ""},
+		{"tls files incomplete", func(c *Config) { c.TLS = TLSConfig{CAFile: "ca.pem"} }, "cluster.tls: ca_file, cert_file and key_file go together"},
+		{"incomplete tls without key", func(c *Config) { c.Encrypt, c.TLS = "", TLSConfig{CertFile: "n1.pem"} }, "cluster.tls:"},
+		{"extra keys", func(c *Config) { c.EncryptKeys = []string{base64.StdEncoding.EncodeToString(make([]byte, 16))} }, ""},
+		{"extra key bad", func(c *Config) { c.EncryptKeys = []string{testKey, "x!"} }, "cluster.encrypt_keys[1]: not valid base64"},
+		{"extra keys without primary", func(c *Config) { c.Encrypt, c.Insecure, c.EncryptKeys = "", true, []string{testKey} }, "cluster.encrypt_keys: extra keys need a primary"},
 		{"lease above heartbeat", func(c *Config) { c.LeaderLeaseTimeout = time.Second }, "cluster.leader_lease_timeout:"},
 		{"election below heartbeat", func(c *Config) { c.ElectionTimeout = 100 * time.Millisecond }, "cluster.election_timeout:"},
 		{"zero contact bound", func(c *Config) { c.ContactBound = 0 }, "cluster.contact_bound:"},

@@ -9,6 +9,11 @@
 // servers are visible, reconciles gossip membership into the Raft
 // configuration while leader, and cleans everything up when ctx ends).
 //
+// Gossip is encrypted with the cluster key and Raft runs mutual TLS 1.3
+// with certificates from a CA derived from that key (or the operator's
+// PKI); a multi-node configuration without either is refused (tls.go,
+// DESIGN.md "Trust").
+//
 // Readers use plain values: State returns a copy of the FSM state, Members a
 // slice of Member, and Changes a cap-1 hint channel. InContact is the fencing
 // signal a proxy consults before sending writes. See DESIGN.md for the why.

@@ -3,10 +3,12 @@ package cluster
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log"
 	"log/slog"
+	"net"
 	"strings"
 
 	"github.com/hashicorp/go-hclog"
@@ -14,14 +16,42 @@ import (
 
 // hclogAdapter sends raft's hclog output to slog.
 type hclogAdapter struct {
-	base *slog.Logger // without the lib attribute
-	l    *slog.Logger
-	name string
-	args []any
+	base  *slog.Logger // without the lib attribute
+	l     *slog.Logger
+	name  string
+	args  []any
+	limit *throttle // nil: no throttling
 }
 
 func newHCLog(l *slog.Logger, name string) hclog.Logger {
 	return &hclogAdapter{base: l, l: l, name: name}
+}
+
+// raftPeerNoise are raft's messages about one unreachable peer, logged at
+// ERROR on every retry (about 4 a second per peer). They are throttled per
+// message and peer, logged at WARN, and the throttle is reset when the
+// peer answers again (ResumedHeartbeatObservation, see observeLoop).
+var raftPeerNoise = map[string]bool{
+	"failed to heartbeat to":                  true,
+	"failed to appendEntries to":              true,
+	"failed to pipeline appendEntries":        true,
+	"failed to start pipeline replication to": true,
+	"failed to make requestVote RPC":          true,
+	"failed to contact":                       true,
+}
+
+// raftPeerThrottlePrefix prefixes the throttle keys of raftPeerNoise.
+const raftPeerThrottlePrefix = "raftpeer/"
+
+// peerArg returns the value of the peer (or target/server-id) argument.
+func peerArg(args []any) string {
+	for i := 0; i+1 < len(args); i += 2 {
+		switch args[i] {
+		case "peer", "target", "server-id":
+			return fmt.Sprint(args[i+1])
+		}
+	}
+	return ""
 }
 
 func hcLevel(level hclog.Level) slog.Level {
@@ -42,10 +72,18 @@ func hcLevel(level hclog.Level) slog.Level {
 func (h *hclogAdapter) Log(level hclog.Level, msg string, args ...any) {
 	lv := hcLevel(level)
 	ctx := context.Background()
+	suppressed := -1
+	if h.limit != nil && lv >= slog.LevelWarn && raftPeerNoise[msg] {
+		ok, n := h.limit.allow(raftPeerThrottlePrefix + msg + "/" + peerArg(args))
+		if !ok {
+			return
+		}
+		lv, suppressed = slog.LevelWarn, n
+	}
 	if !h.l.Enabled(ctx, lv) {
 		return
 	}
-	all := make([]any, 0, len(h.args)+len(args))
+	all := make([]any, 0, len(h.args)+len(args)+2)
 	all = append(all, h.args...)
 	for _, v := range args {
 		if f, ok := v.(hclog.Format); ok && len(f) > 0 {
@@ -54,6 +92,9 @@ func (h *hclogAdapter) Log(level hclog.Level, msg string, args ...any) {
 			}
 		}
 		all = append(all, v)
+	}
+	if suppressed >= 0 {
+		all = append(all, "suppressed_since_last", suppressed)
 	}
 	h.l.Log(ctx, lv, msg, all...)
 }
@@ -117,6 +158,10 @@ func (h *hclogAdapter) StandardWriter(*hclog.StandardLoggerOptions) io.Writer {
 // written by memberlist and raft's standard loggers) into slog records.
 type stdWriter struct {
 	l *slog.Logger
+	// limit throttles warnings (nil: none); reject counts gossip messages
+	// refused for their key (nil: not counted, logged unthrottled).
+	limit  *throttle
+	reject func(reason, remote string, err error)
 }
 
 // keyMismatchHints are memberlist error texts that mean the peers do not
@@ -157,6 +202,10 @@ func (w *stdWriter) line(s string) {
 	lower := strings.ToLower(s)
 	for _, h := range keyMismatchHints {
 		if strings.Contains(lower, h) {
+			if w.reject != nil {
+				w.reject(RejectDecrypt, fromAddr(s), errors.New(s))
+				return
+			}
 			w.l.Warn("gossip message rejected: peer uses a different or no encryption key, check cluster.encrypt on every node",
 				"detail", s)
 			return
@@ -167,12 +216,74 @@ func (w *stdWriter) line(s string) {
 	if lv == slog.LevelError {
 		lv = slog.LevelWarn
 	}
+	// memberlist's per-peer and per-packet faults (a dead peer probed every
+	// second, garbage packets) repeat: first one, then a count.
+	if w.limit != nil && lv >= slog.LevelInfo {
+		ok, n := w.limit.allow("memberlist/" + throttleShape(s))
+		if !ok {
+			return
+		}
+		if n > 0 {
+			w.l.Log(context.Background(), lv, "memberlist", "detail", s, "suppressed_since_last", n)
+			return
+		}
+	}
 	w.l.Log(context.Background(), lv, "memberlist", "detail", s)
+}
+
+// fromAddr extracts memberlist's "from=ip:port" from a log line.
+func fromAddr(s string) string {
+	_, rest, ok := strings.Cut(s, "from=")
+	if !ok {
+		return ""
+	}
+	if i := strings.IndexAny(rest, " \t"); i >= 0 {
+		rest = rest[:i]
+	}
+	return rest
+}
+
+// throttleShape reduces a log line to its throttle key: the sender's host
+// when memberlist names it (one noisy source, one line per window, whatever
+// garbage it sends), else the text before the first ':' without digits,
+// at most 80 bytes (the same fault from many packets, each with its own
+// checksum, port or length, shares one key).
+func throttleShape(s string) string {
+	if from := fromAddr(s); from != "" {
+		if h, _, err := net.SplitHostPort(from); err == nil {
+			from = h
+		}
+		return "from " + from
+	}
+	s, _, _ = strings.Cut(s, ":")
+	s = strings.Map(func(r rune) rune {
+		if r >= '0' && r <= '9' {
+			return -1
+		}
+		return r
+	}, s)
+	if len(s) > 80 {
+		s = s[:80]
+	}
+	return s
 }
 
 // newStdLogger returns a *log.Logger for memberlist.
 func newStdLogger(l *slog.Logger) *log.Logger {
 	return log.New(&stdWriter{l: l}, "", 0)
+}
+
+// newStdLogger returns the agent's memberlist logger: warnings throttled,
+// key mismatches counted as rejected gossip.
+func (a *Agent) newStdLogger() *log.Logger {
+	return log.New(&stdWriter{l: a.log, limit: a.logLimit, reject: func(reason, remote string, err error) {
+		a.countReject("gossip", reason, remote, err)
+	}}, "", 0)
+}
+
+// newHCLog returns the agent's raft logger, with raftPeerNoise throttled.
+func (a *Agent) newHCLog(name string) hclog.Logger {
+	return &hclogAdapter{base: a.log, l: a.log, name: name, limit: a.logLimit}
 }
 
 // joinHint classifies a join error for the log.

@@ -16,17 +16,34 @@ type server struct {
 	boot           bool
 }
 
-// aliveServers lists the alive gossip members with Raft metadata, sorted by
-// name, and whether any of them already has a Raft configuration.
+// aliveServers lists the alive gossip members with Raft metadata whose
+// Raft address answers with a certificate for their name (verifyClaim;
+// this node is taken as is), sorted by name, and whether any of them
+// already has a Raft configuration. A member whose claim does not hold is
+// left out: it neither counts towards bootstrap_expect nor stops the
+// bootstrap with a Boot flag it cannot back.
 func (a *Agent) aliveServers() (servers []server, anyBoot bool) {
 	a.mu.RLock()
-	defer a.mu.RUnlock()
+	var cands []server
 	for _, m := range a.members {
 		if m.state != GossipAlive || !m.hasMeta || m.meta.Leaving {
 			continue
 		}
-		servers = append(servers, server{name: m.name, raftAddr: m.meta.Raft, boot: m.meta.Boot})
-		anyBoot = anyBoot || (m.meta.Boot && m.name != a.cfg.NodeName)
+		cands = append(cands, server{name: m.name, raftAddr: m.meta.Raft, boot: m.meta.Boot})
+	}
+	a.mu.RUnlock()
+	for _, c := range cands {
+		if c.name != a.cfg.NodeName {
+			if err := a.verifyClaim(c.name, c.raftAddr); err != nil {
+				if ok, n := a.logLimit.allow("bootclaim/" + c.name); ok {
+					a.log.Warn("member not counted for bootstrap: its raft address does not answer for its name",
+						"member", c.name, "raft_addr", c.raftAddr, "claims_boot", c.boot, "error", oneLine(err), "suppressed_since_last", n)
+				}
+				continue
+			}
+		}
+		servers = append(servers, c)
+		anyBoot = anyBoot || (c.boot && c.name != a.cfg.NodeName)
 	}
 	slices.SortFunc(servers, func(x, y server) int { return strings.Compare(x.name, y.name) })
 	return servers, anyBoot
@@ -107,6 +124,7 @@ func (a *Agent) reconcileLoop(ctx context.Context) {
 		case <-t.C:
 		case <-a.reconHint:
 		}
+		a.refreshRaftNames(r)
 		a.mu.RLock()
 		boot := a.meta.Boot
 		a.mu.RUnlock()
@@ -164,6 +182,10 @@ func (a *Agent) reconcile(ctx context.Context, r *raft.Raft) {
 	a.mu.RUnlock()
 	slices.SortFunc(members, func(x, y memberState) int { return strings.Compare(x.name, y.name) })
 
+	addrOwner := map[string]raft.ServerID{}
+	for id, s := range inCfg {
+		addrOwner[string(s.Address)] = id
+	}
 	const timeout = 5 * time.Second
 	for _, m := range members {
 		if !m.hasMeta || m.name == a.cfg.NodeName {
@@ -176,6 +198,13 @@ func (a *Agent) reconcile(ctx context.Context, r *raft.Raft) {
 			if ok && s.Suffrage == raft.Voter && s.Address == raft.ServerAddress(m.meta.Raft) {
 				continue
 			}
+			if why := a.refuseVoter(m, s, ok, addrOwner); why != "" {
+				if ok, n := a.logLimit.allow("voter/" + m.name + "/" + why); ok {
+					a.log.Warn("raft voter claim refused", "member", m.name, "raft_addr", m.meta.Raft,
+						"reason", why, "suppressed_since_last", n)
+				}
+				continue
+			}
 			if err := r.AddVoter(id, raft.ServerAddress(m.meta.Raft), 0, timeout).Error(); err != nil {
 				a.log.Warn("add raft voter failed", "member", m.name, "raft_addr", m.meta.Raft, "error", err)
 				continue
@@ -184,6 +213,25 @@ func (a *Agent) reconcile(ctx context.Context, r *raft.Raft) {
 			a.recordEvent(ctx, EventMemberJoin, fmt.Sprintf("%s joined as voter (%s)", m.name, m.meta.Raft))
 		case m.state == GossipLeft || m.meta.Leaving:
 			if !ok {
+				continue
+			}
+			// Only the voter itself may announce its leave: at its own
+			// Raft address, proven while it was alive.
+			why := ""
+			switch {
+			case s.Address != raft.ServerAddress(m.meta.Raft):
+				why = "leave announced for another raft address than the voter's"
+			case m.state == GossipAlive:
+				if err := a.verifyClaim(m.name, m.meta.Raft); err != nil {
+					why = "leaving member's raft address does not answer for its name: " + oneLine(err)
+				}
+			case m.verifiedAddr != m.meta.Raft:
+				why = "left without a verified leave; remove it with `redhaven members remove " + m.name + "` if it is gone"
+			}
+			if why != "" {
+				if ok, n := a.logLimit.allow("leave/" + m.name); ok {
+					a.log.Warn("raft server kept: leave claim refused", "member", m.name, "reason", why, "suppressed_since_last", n)
+				}
 				continue
 			}
 			if err := r.RemoveServer(id, 0, timeout).Error(); err != nil {
@@ -216,6 +264,26 @@ func (a *Agent) reconcile(ctx context.Context, r *raft.Raft) {
 			a.recordEvent(ctx, EventMemberLeave, fmt.Sprintf("%s removed after failing for %s", m.name, time.Since(m.since).Round(time.Second)))
 		}
 	}
+}
+
+// refuseVoter says why an alive member may not become a voter at the Raft
+// address it claims ("" = it may): the address belongs to another server
+// of the configuration; it is a voter at another address that still
+// answers for its name (someone else takes its name); or its claimed
+// address does not answer with a certificate for its name.
+func (a *Agent) refuseVoter(m memberState, cur raft.Server, inCfg bool, addrOwner map[string]raft.ServerID) string {
+	if owner, ok := addrOwner[m.meta.Raft]; ok && owner != raft.ServerID(m.name) {
+		return "raft address of server " + string(owner)
+	}
+	if inCfg && cur.Address != raft.ServerAddress(m.meta.Raft) {
+		if err := a.stream.probe(string(cur.Address), m.name, probeTimeout); err == nil {
+			return "voter " + m.name + " still answers at its raft address " + string(cur.Address)
+		}
+	}
+	if err := a.verifyClaim(m.name, m.meta.Raft); err != nil {
+		return "raft address does not answer with a certificate for the member's name: " + oneLine(err)
+	}
+	return ""
 }
 
 func (a *Agent) recordEvent(ctx context.Context, kind, msg string) {

@@ -5,6 +5,8 @@ package e2e
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"fmt"
 	"github.com/redhaven/redhaven/e2e/probe"
 	"os"
@@ -33,6 +35,7 @@ type cluster struct {
 	vipCIDR string
 	art     string // folder for CSVs and logs of this run
 	summary string // figures file
+	key     string // cluster key (cluster.encrypt) of this run
 
 	mu   sync.Mutex
 	down map[string]bool // containers stopped by a scenario (docker kill)
@@ -130,6 +133,11 @@ func newCluster(t *testing.T, ctx context.Context) *cluster {
 		ip: map[string]string{}, art: art, summary: filepath.Join(art, "figures.txt"),
 		down: map[string]bool{},
 	}
+	key := make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		t.Fatal(err)
+	}
+	c.key = base64.StdEncoding.EncodeToString(key)
 	c.vip = env.IP(250)
 	c.vipCIDR = c.vip + "/" + strconv.Itoa(env.Subnet.Bits())
 	for i, n := range c.nodes {
@@ -260,6 +268,7 @@ cluster:
   raft_bind: ":7947"
   join: ["%s:7946"]
   bootstrap_expect: 3
+  encrypt: %q
 vip:
   mode: netlink
   address: %q
@@ -268,7 +277,7 @@ http:
   listen: ":8404"
 log:
   level: debug
-`, n, masterName, strings.Join(sentinels, ", "), c.ip[n], seed, c.vipCIDR)
+`, n, masterName, strings.Join(sentinels, ", "), c.ip[n], seed, c.key, c.vipCIDR)
 }
 
 func (c *cluster) startAgent(ctx context.Context, n string) {

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # demo.sh (make demo): a whole Redis HA setup on loopback, in the foreground.
 #   3 redis-server (1 master, 2 replicas), 3 redis-sentinel, and 3 redhaven
-#   agents joined through one seed address (gossip encrypted), each with its
+#   agents joined through one seed address (one cluster key: gossip encrypted,
+#   Raft on mutual TLS), each with its
 #   own proxy port and stats page.
 # Ctrl-C stops everything this script started (by PID) and removes its files.
 # Env: DEMO_DIR [mktemp -d]  REDHAVEN_BIN [dist/redhaven]
@@ -71,7 +72,7 @@ CFG
   wait_port $p || die "sentinel $p did not start (see $D/sentinel-$p.log)"
 done
 
-KEY=$("$BIN" keygen)
+KEY=$("$BIN" keygen)  # the cluster key: a cluster of more than one node refuses to start without one
 RH_PIDS=()
 for i in 1 2 3; do
   cat >"$D/redhaven-$i.yaml" <<CFG

@@ -16,8 +16,13 @@ import (
 func startAgents(t *testing.T, set *redistest.Set, count int) []*Node {
 	t.Helper()
 	cfgs := make([]Config, count)
+	key, err := GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
 	for i := range cfgs {
 		cfgs[i] = agentConfig(t, set)
+		cfgs[i].Cluster.Encrypt = key
 		cfgs[i].NodeName = fmt.Sprintf("n%d", i+1)
 		cfgs[i].Cluster.BootstrapExpect = count
 	}

@@ -26,6 +26,8 @@ redis:
   master_name: mymaster
   sentinels: ["127.0.0.1:26379", "127.0.0.1:26380"]
   check_interval: 200ms
+cluster:
+  encrypt: "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
 proxy:
   listen: "127.0.0.1:6380"
   hold_timeout: 3s
@@ -83,6 +85,14 @@ func TestLoadConfigErrors(t *testing.T) {
 		{"bad listen", strings.Replace(goodYAML, `"127.0.0.1:6380"`, `"6380"`, 1), nil, "proxy.listen"},
 		{"bad log level", goodYAML + "log:\n  level: loud\n", nil, "log.level"},
 		{"valid", goodYAML, nil, ""},
+		// Secure by default: bootstrap_expect defaults to 3, so a config
+		// without a key (or TLS files, or insecure) does not start.
+		{"cluster without key", strings.Replace(goodYAML, "  encrypt:", "  # encrypt:", 1), nil, "`redhaven keygen`"},
+		{"cluster without key, insecure", strings.Replace(goodYAML, "  encrypt:", "  insecure: true\n  # encrypt:", 1), nil, ""},
+		{"single node without key", strings.Replace(goodYAML, "  encrypt:", "  bootstrap_expect: 1\n  # encrypt:", 1), nil, ""},
+		{"cluster with tls files from env", strings.Replace(goodYAML, "  encrypt:", "  # encrypt:", 1),
+			[]string{"REDHAVEN_CLUSTER__TLS__CA_FILE=/ca.pem", "REDHAVEN_CLUSTER__TLS__CERT_FILE=/n1.pem", "REDHAVEN_CLUSTER__TLS__KEY_FILE=/n1.key"}, ""},
+		{"extra keys list", strings.Replace(goodYAML, "cluster:\n", "cluster:\n  encrypt_keys: [\"AAAAAAAAAAAAAAAAAAAAAA==\"]\n", 1), nil, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

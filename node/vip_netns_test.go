@@ -209,6 +209,10 @@ func clientRedis(lab *netLab, args ...string) (string, error) {
 	return strings.TrimSpace(out), err
 }
 
+// labClusterKey is the lab's cluster key (cluster.encrypt; a test key,
+// used only inside the network namespaces).
+const labClusterKey = "HLY2uGX6crUzdcoe7aDXESxIoi0jflIf0T126BEUtZo="
+
 // agentYAML is one node's config file.
 func agentYAML(h *labHost, dataDir string, sentinels []string, seed string) string {
 	return fmt.Sprintf(`node_name: %s
@@ -224,6 +228,7 @@ cluster:
   raft_bind: "%s:7947"
   join: ["%s:7946"]
   bootstrap_expect: 3
+  encrypt: %q
 vip:
   mode: netlink
   address: %q
@@ -233,7 +238,7 @@ http:
   listen: "%s:8404"
 log:
   level: debug
-`, h.name, dataDir, `"`+strings.Join(sentinels, `", "`)+`"`, h.ip, h.ip, seed, labVIPCIDR, labLifetime, h.ip)
+`, h.name, dataDir, `"`+strings.Join(sentinels, `", "`)+`"`, h.ip, h.ip, seed, labClusterKey, labVIPCIDR, labLifetime, h.ip)
 }
 
 // TestNetnsVIPFollowsLeaderKill9 runs three real agents (the built

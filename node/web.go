@@ -155,6 +155,13 @@ func (a *webAdmin) Leave(ctx context.Context) error {
 	return (*Node)(a).cluster.Leave(ctx)
 }
 
+// RemoveMember removes a failed server from the Raft configuration (on the
+// leader; elsewhere the error names the leader).
+func (a *webAdmin) RemoveMember(ctx context.Context, name string) error {
+	n := (*Node)(a)
+	return leaderHint(n, n.cluster.RemoveMember(ctx, name))
+}
+
 // fillProxyStats adds the proxy's frontends and the Redis backends, with
 // commands per second computed from the previous snapshot.
 func (n *Node) fillProxyStats(snap *webui.Snapshot, obs topology.Observation, st cluster.State) {

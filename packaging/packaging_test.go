@@ -516,10 +516,21 @@ func TestShippedConfig(t *testing.T) {
 	if err != nil {
 		t.Skipf("check-config needs the real binary: %v", err)
 	}
+	// Secure by default: the shipped three-node config refuses to start
+	// until the operator sets a cluster key, and says how to make one.
 	cmd := exec.Command(bin, "check-config", "-c", "redhaven.yaml")
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH")} // no REDHAVEN_* overrides
+	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "redhaven keygen") {
+		t.Fatalf("redhaven check-config -c redhaven.yaml without a key: %v, want a refusal naming `redhaven keygen`\n%s", err, out)
+	}
+	key, err := exec.Command(bin, "keygen").Output()
+	if err != nil {
+		t.Fatalf("redhaven keygen: %v", err)
+	}
+	cmd = exec.Command(bin, "check-config", "-c", "redhaven.yaml")
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "REDHAVEN_CLUSTER__ENCRYPT=" + strings.TrimSpace(string(key))}
 	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("redhaven check-config -c redhaven.yaml: %v\n%s", err, out)
+		t.Fatalf("redhaven check-config -c redhaven.yaml with a key: %v\n%s", err, out)
 	}
 }
 
@@ -614,8 +625,12 @@ func TestDebInstallInDocker(t *testing.T) {
 	if got := sh("ldd /usr/bin/redhaven 2>&1 || true"); !strings.Contains(got, "not a dynamic executable") {
 		t.Errorf("binary is not static: %s", got)
 	}
-	if got := sh("redhaven check-config -c /etc/redhaven/redhaven.yaml 2>&1 || echo FAILED"); strings.Contains(got, "FAILED") {
-		t.Errorf("shipped config does not pass check-config:\n%s", got)
+	// Secure by default: refused until a cluster key is set, then valid.
+	if got := sh("redhaven check-config -c /etc/redhaven/redhaven.yaml 2>&1 || echo FAILED"); !strings.Contains(got, "FAILED") || !strings.Contains(got, "redhaven keygen") {
+		t.Errorf("shipped config without a key: want a refusal naming `redhaven keygen`, got:\n%s", got)
+	}
+	if got := sh("REDHAVEN_CLUSTER__ENCRYPT=$(redhaven keygen) redhaven check-config -c /etc/redhaven/redhaven.yaml 2>&1 || echo FAILED"); strings.Contains(got, "FAILED") {
+		t.Errorf("shipped config with a key does not pass check-config:\n%s", got)
 	}
 
 	// A changed conffile survives reinstalling (an upgrade) and removal.

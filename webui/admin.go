@@ -55,6 +55,28 @@ func (s *Server) actLeave(ctx context.Context, u User, req actionRequest) (strin
 	return "left the cluster", nil
 }
 
+// MemberRemover is implemented by an Admin that can remove a failed server
+// from the Raft configuration (`redhaven members remove NAME`).
+type MemberRemover interface {
+	RemoveMember(ctx context.Context, name string) error
+}
+
+// actRemoveMember removes req.Node from the Raft configuration. Every
+// refusal (not the leader, quorum, alive member, unknown name) is a 409.
+func (s *Server) actRemoveMember(ctx context.Context, u User, req actionRequest) (string, error) {
+	m, ok := s.admin.(MemberRemover)
+	if !ok {
+		return "", errors.New("members remove is not supported by this node")
+	}
+	if req.Node == "" {
+		return "", badRequest("node: give the name of the member to remove")
+	}
+	if err := m.RemoveMember(ctx, req.Node); err != nil {
+		return "", &statusError{http.StatusConflict, fmt.Sprintf("remove member %s: %v", req.Node, err)}
+	}
+	return "removed " + req.Node + " from the raft configuration", nil
+}
+
 // action runs one admin action and returns a message for the user.
 type action func(ctx context.Context, u User, req actionRequest) (string, error)
 

@@ -173,6 +173,7 @@ func (s *Server) routes() (http.Handler, error) {
 	mux.Handle("POST /api/v1/transfer-leadership", s.adminJSON(s.actTransfer))
 	mux.Handle("POST /api/v1/join", s.adminJSON(s.actJoin))
 	mux.Handle("POST /api/v1/leave", s.adminJSON(s.actLeave))
+	mux.Handle("POST /api/v1/members/remove", s.adminJSON(s.actRemoveMember))
 	return securityHeaders(mux), nil
 }
 

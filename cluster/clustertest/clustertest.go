@@ -67,6 +67,16 @@ func Config(t testing.TB, name string) cluster.Config {
 	return c
 }
 
+// Key returns a new cluster key (cluster.encrypt).
+func Key(t testing.TB) string {
+	t.Helper()
+	k, err := cluster.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
 // Logs records an agent's log lines; set REDHAVEN_TEST_LOG=1 to also see
 // them on stderr.
 type Logs struct {
@@ -148,14 +158,21 @@ type Node struct {
 type Cluster struct {
 	t     testing.TB
 	Nodes []*Node
+	// Key is the cluster key the nodes were configured with ("" when
+	// Insecure).
+	Key string
 }
 
 // Options for New.
 type Options struct {
 	// BootstrapExpect defaults to the number of nodes.
 	BootstrapExpect int
-	// Encrypt is the gossip key for every node.
+	// Encrypt is the cluster key for every node; empty = a fresh key
+	// generated for this cluster (Cluster.Key), unless Insecure.
 	Encrypt string
+	// Insecure runs without a key: plain-text gossip and Raft
+	// (cluster.insecure).
+	Insecure bool
 	// Configure may adjust node i's configuration.
 	Configure func(i int, c *cluster.Config)
 }
@@ -164,7 +181,10 @@ type Options struct {
 // started. Every started node is hard-stopped in t.Cleanup.
 func New(t testing.TB, n int, opts Options) *Cluster {
 	t.Helper()
-	c := &Cluster{t: t}
+	c := &Cluster{t: t, Key: opts.Encrypt}
+	if c.Key == "" && !opts.Insecure {
+		c.Key = Key(t)
+	}
 	expect := opts.BootstrapExpect
 	if expect == 0 {
 		expect = n
@@ -177,7 +197,8 @@ func New(t testing.TB, n int, opts Options) *Cluster {
 		}
 		cfg.Join = []string{seed}
 		cfg.BootstrapExpect = expect
-		cfg.Encrypt = opts.Encrypt
+		cfg.Encrypt = c.Key
+		cfg.Insecure = opts.Insecure
 		if opts.Configure != nil {
 			opts.Configure(i, &cfg)
 		}

@@ -140,6 +140,9 @@ func runStatus(args []string, stdout, stderr io.Writer) int {
 }
 
 func runMembers(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "remove" {
+		return runMembersRemove(args[1:], stdout, stderr)
+	}
 	fs, addr, user := apiFlags("members", stderr)
 	if err := fs.Parse(args); err != nil {
 		return usageErr(err)
@@ -159,6 +162,28 @@ func runMembers(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.Name, m.Addr, m.GossipState, orNone(m.RaftRole), m.RaftAddr, contact, m.Version)
 	}
 	w.Flush()
+	return 0
+}
+
+// runMembersRemove: `redhaven members remove NAME` removes a failed server
+// from the Raft configuration (run it against the leader's agent).
+func runMembersRemove(args []string, stdout, stderr io.Writer) int {
+	fs, addr, user := apiFlags("members remove", stderr)
+	if err := fs.Parse(args); err != nil {
+		return usageErr(err)
+	}
+	if fs.NArg() != 1 {
+		fmt.Fprintln(stderr, "redhaven members remove: give exactly one member name (see `redhaven members`)")
+		return 2
+	}
+	var out struct {
+		Message string `json:"message"`
+	}
+	if err := newAPIClient(*addr, *user).do("POST", "/api/v1/members/remove", map[string]string{"node": fs.Arg(0)}, &out); err != nil {
+		fmt.Fprintf(stderr, "redhaven members remove: %v\n", err)
+		return 1
+	}
+	fmt.Fprintln(stdout, out.Message)
 	return 0
 }
 

@@ -12,7 +12,9 @@ func TestCLI(t *testing.T) {
 	dir := t.TempDir()
 	good := filepath.Join(dir, "good.yaml")
 	bad := filepath.Join(dir, "bad.yaml")
-	os.WriteFile(good, []byte("node_name: n1\ndata_dir: /tmp/x\nredis:\n  sentinels: [\"127.0.0.1:26379\"]\n"), 0o644)
+	keyless := filepath.Join(dir, "keyless.yaml")
+	os.WriteFile(good, []byte("node_name: n1\ndata_dir: /tmp/x\nredis:\n  sentinels: [\"127.0.0.1:26379\"]\ncluster:\n  encrypt: \"AAAAAAAAAAAAAAAAAAAAAA==\"\n"), 0o644)
+	os.WriteFile(keyless, []byte("node_name: n1\ndata_dir: /tmp/x\nredis:\n  sentinels: [\"127.0.0.1:26379\"]\ncluster:\n  join: [\"10.0.0.2\"]\n"), 0o644)
 	os.WriteFile(bad, []byte("node_name: n1\nredis:\n  sentinels: [\"nohost\"]\n  check_intervall: 1s\nproxy:\n  max_clients: -1\n"), 0o644)
 	tests := []struct {
 		name     string
@@ -29,7 +31,10 @@ func TestCLI(t *testing.T) {
 		{"missing file named", []string{"check-config", "-c", filepath.Join(dir, "nope.yaml")}, 1, "", "nope.yaml"},
 		{"flag overrides", []string{"check-config", "-c", good, "--proxy-listen", "nonsense"}, 1, "", "proxy.listen"},
 		{"agent refuses bad config", []string{"agent", "-c", bad}, 2, "", "redis.check_intervall"},
+		{"agent refuses a cluster without key", []string{"agent", "-c", keyless}, 2, "", "`redhaven keygen`"},
 		{"keygen", []string{"keygen"}, 0, "=", ""},
+		{"members remove needs a name", []string{"members", "remove", "--http", "127.0.0.1:1"}, 2, "", "give exactly one member name"},
+		{"members remove without agent", []string{"members", "remove", "--http", "127.0.0.1:1", "n3"}, 1, "", "cannot reach the agent"},
 		{"status without agent", []string{"status", "--http", "127.0.0.1:1"}, 1, "", "cannot reach the agent"},
 		{"join needs an address", []string{"join", "--http", "127.0.0.1:1"}, 2, "", "give at least one"},
 	}

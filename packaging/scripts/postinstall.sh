@@ -22,7 +22,8 @@ if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
 fi
 
 if [ "$first" = yes ]; then
-	echo "redhaven installed. Configure /etc/redhaven/redhaven.yaml (redis.sentinels, cluster.join, vip),"
+	echo "redhaven installed. Configure /etc/redhaven/redhaven.yaml (redis.sentinels, cluster.join, vip,"
+	echo "and cluster.encrypt: the same 'redhaven keygen' key on every node),"
 	echo "check it with 'redhaven check-config' and start it with 'systemctl enable --now redhaven'."
 elif [ "$systemd_running" = yes ]; then
 	systemctl try-restart redhaven.service >/dev/null 2>&1 || true
