@@ -231,6 +231,7 @@ vip:
   lifetime: %s
 http:
   listen: "%s:8404"
+  admin_socket: ""
 log:
   level: debug
 `, h.name, dataDir, `"`+strings.Join(sentinels, `", "`)+`"`, h.ip, h.ip, seed, labVIPCIDR, labLifetime, h.ip)
