@@ -18,12 +18,12 @@ import (
 // by design; the agent often runs on one Go thread next to the proxy, so
 // every bcrypt the network can trigger is a pause for the clients.
 const (
-	credentialTTL   = 5 * time.Minute // a verified credential skips bcrypt this long
-	maxCredentials  = 1024            // cached credentials; beyond, the expired ones go, then all
-	failBurst       = 10              // wrong passwords a client address may send at once...
-	failEvery       = 6 * time.Second // ...then one per this interval
-	globalFailBurst = 20              // the same for all addresses together
-	globalFailEvery = time.Second
+	credentialTTL   = 5 * time.Minute  // a verified credential skips bcrypt this long
+	maxCredentials  = 1024             // cached credentials; beyond, the expired ones go, then all
+	failBurst       = 5                // wrong passwords a client address may send at once...
+	failEvery       = 10 * time.Second // ...then one per this interval
+	globalFailBurst = 10               // the same for all addresses together
+	globalFailEvery = 2 * time.Second
 	maxBuckets      = 4096 // client addresses tracked; beyond, the others share one bucket
 	maxWaiters      = 4    // requests waiting for the one bcrypt slot; beyond, 503
 	bcryptWait      = 2 * time.Second
