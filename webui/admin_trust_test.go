@@ -2,9 +2,11 @@ package webui_test
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -12,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -354,4 +357,77 @@ func TestAdminSocketGroup(t *testing.T) {
 	if c := admin.Calls(); len(c) != 1 {
 		t.Fatalf("admin calls %v: the outsider acted", c)
 	}
+}
+
+// No password, nor its base64 form or its hash, reaches a log line (at
+// debug level) or an answer, whatever the outcome of the request.
+func TestNoSecretsInLogsOrAnswers(t *testing.T) {
+	var logs strings.Builder
+	var mu sync.Mutex
+	logger := slog.New(slog.NewTextHandler(lockedWriter{&mu, &logs}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	src := &testSource{snap: sampleSnapshot()}
+	cfg := authConfig()
+	s, err := webui.New(cfg, src, &testAdmin{}, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	h := s.Handler()
+	const wrongPW = "wrong-Secret-4711"
+	var answers strings.Builder
+	for _, tc := range []struct {
+		method, path, host, body string
+		u                        user
+	}{
+		{"GET", "/", testHost, "", adminUser},
+		{"GET", "/api/v1/stats", testHost, "", adminUser},
+		{"GET", "/stats;csv", testHost, "", readerUser},
+		{"GET", "/metrics", testHost, "", adminUser},
+		{"GET", "/api/v1/stats", testHost, "", user{"alice", wrongPW, ""}},
+		{"POST", "/api/v1/failover", testHost, "{}", user{"alice", wrongPW, ""}},
+		{"POST", "/api/v1/failover", testHost, "{}", adminUser},
+		{"POST", "/admin/failover", testHost, "csrf=forged", adminUser},
+		{"POST", "/api/v1/failover", "evil.example.org", "{}", adminUser},
+	} {
+		req := httptest.NewRequest(tc.method, tc.path, strings.NewReader(tc.body))
+		req.Host = tc.host
+		if tc.method == "POST" && strings.HasPrefix(tc.path, "/api/") {
+			req.Header.Set("Content-Type", "application/json")
+		} else if tc.method == "POST" {
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		}
+		req.SetBasicAuth(tc.u.name, tc.u.pw)
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		answers.WriteString(rec.Body.String())
+		for k, v := range rec.Header() {
+			answers.WriteString(k + ": " + strings.Join(v, ",") + "\n")
+		}
+	}
+	mu.Lock()
+	logged := logs.String()
+	mu.Unlock()
+	if !strings.Contains(logged, "admin action") {
+		t.Fatalf("the test logged nothing useful:\n%s", logged)
+	}
+	for _, secret := range []string{adminUser.pw, readerUser.pw, wrongPW, hashes()["alice"], hashes()["bob"],
+		base64.StdEncoding.EncodeToString([]byte("alice:" + adminUser.pw))} {
+		if strings.Contains(logged, secret) {
+			t.Errorf("a log line carries %q:\n%s", secret, logged)
+		}
+		if strings.Contains(answers.String(), secret) {
+			t.Errorf("an answer carries %q", secret)
+		}
+	}
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }

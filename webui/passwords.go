@@ -50,7 +50,7 @@ const (
 //   - one bcrypt runs at a time; at most maxWaiters wait for it (for at
 //     most bcryptWait), the rest get 503 and their tokens stay spent.
 type passwordChecker struct {
-	compare func(hash, pw []byte) error // bcrypt.CompareHashAndPassword; tests count calls
+	compare func(hash, pw []byte) error // yieldingCompare; tests count calls
 	now     func() time.Time
 	key     [32]byte
 
@@ -66,7 +66,7 @@ type passwordChecker struct {
 
 func newPasswordChecker() (*passwordChecker, error) {
 	c := &passwordChecker{
-		compare: bcrypt.CompareHashAndPassword,
+		compare: yieldingCompare,
 		now:     time.Now,
 		cache:   map[[32]byte]time.Time{},
 		buckets: map[netip.Prefix]*bucket{},
