@@ -25,6 +25,7 @@ func (s *Server) authEnabled() bool { return len(s.users) > 0 }
 func (s *Server) authenticate(r *http.Request) (User, authResult) {
 	name, pw, ok := r.BasicAuth()
 	if !ok {
+		s.authRefused.WithLabelValues(authBad.String()).Inc()
 		return User{}, authBad
 	}
 	u, known := s.users[name]
@@ -34,6 +35,7 @@ func (s *Server) authenticate(r *http.Request) (User, authResult) {
 	}
 	res := s.passwords.check(r.Context(), r.RemoteAddr, name, pw, hash)
 	if res != authOK {
+		s.authRefused.WithLabelValues(res.String()).Inc()
 		return User{}, res
 	}
 	return u, authOK

@@ -84,7 +84,8 @@
 // redhaven_cluster_members {state}, redhaven_vip_held,
 // redhaven_build_info {version}; the redhaven_failover_duration_seconds
 // histogram (from Snapshot.Failovers, or the failover events when node keeps
-// none); and the Go and process collectors.
+// none); redhaven_http_auth_refused_total {reason: wrong, limited, busy},
+// counted by the server itself; and the Go and process collectors.
 //
 // # Authentication
 //

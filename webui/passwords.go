@@ -39,6 +39,18 @@ const (
 	authBusy               // the bcrypt slot stayed busy: 503
 )
 
+func (r authResult) String() string {
+	switch r {
+	case authOK:
+		return "ok"
+	case authLimited:
+		return "limited"
+	case authBusy:
+		return "busy"
+	}
+	return "wrong"
+}
+
 // passwordChecker verifies basic-auth passwords against bcrypt hashes so
 // that the network cannot make the agent spend its CPU on bcrypt:
 //   - a verified (user, password) is cached for credentialTTL, keyed by an

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
 	"golang.org/x/crypto/bcrypt"
 )
 
@@ -127,6 +128,14 @@ func TestPasswordFlood(t *testing.T) {
 	}
 	if n := cc.calls.Load() - before; n != 2 {
 		t.Errorf("bcrypt ran %d times, want 2", n)
+	}
+	// What was refused is counted.
+	var m dto.Metric
+	if err := s.authRefused.WithLabelValues("limited").Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	if got := m.GetCounter().GetValue(); int(got) != codes[429]+1 {
+		t.Errorf("redhaven_http_auth_refused_total{reason=limited} = %v, want %d", got, codes[429]+1)
 	}
 }
 

@@ -30,7 +30,8 @@ type Server struct {
 	users   map[string]User
 	secret  []byte // CSRF HMAC key, random per process
 
-	passwords *passwordChecker
+	passwords   *passwordChecker
+	authRefused *prometheus.CounterVec // {reason}: wrong, limited, busy
 }
 
 // New validates cfg and binds cfg.Listen; it starts nothing (see Run).
@@ -57,6 +58,10 @@ func New(cfg Config, src Source, admin Admin, logger *slog.Logger) (*Server, err
 		users:     make(map[string]User, len(cfg.Auth)),
 		secret:    make([]byte, 32),
 		passwords: pc,
+		authRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "redhaven_http_auth_refused_total",
+			Help: "Basic-auth credentials refused: wrong (no or wrong credentials, 401), limited (too many wrong passwords, 429), busy (bcrypt slot full, 503).",
+		}, []string{"reason"}),
 	}
 	for _, u := range cfg.Auth {
 		s.users[u.Name] = u
@@ -195,6 +200,7 @@ func (s *Server) routes() (http.Handler, error) {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		newCollector(s.src),
+		s.authRefused,
 	} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("webui: register metrics: %w", err)
