@@ -18,7 +18,9 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -26,11 +28,14 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
+	"os/signal"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -92,7 +97,11 @@ func main() {
 	pingRate := flag.Int("ping-rate", 2000, "PINGs a second, over -ping-conns connections")
 	pingConns := flag.Int("ping-conns", 4, "PING connections")
 	floodConns := flag.Int("flood-conns", 8, "HTTP connections per flood source address")
+	child := flag.String("flood-child", "", "internal: be the flood process of one phase (RATE or RATExADDRS)")
 	flag.Parse()
+	if *child != "" {
+		os.Exit(floodChild(*child, *httpAddr, *user, *floodConns))
+	}
 	floods, err := parseFloods(*floodsFlag)
 	if err == nil {
 		err = errors.Join(loopback(*redisAddr), loopback(*httpAddr))
@@ -113,19 +122,38 @@ func main() {
 	res := make([][]result, len(floods)) // [flood][round]
 	for r := 0; r < *rounds; r++ {
 		for i, f := range floods {
-			ctx, cancel := context.WithCancel(context.Background())
-			var fl *flooder
+			// The flood runs in a process of its own, so that its goroutines
+			// do not delay the probe's.
+			var fc *exec.Cmd
+			var fout bytes.Buffer
 			if f.rate > 0 {
-				fl = startFlood(ctx, *httpAddr, *user, f, *floodConns)
+				spec := fmt.Sprintf("%dx%d", f.rate, f.addrs)
+				fc = exec.Command(os.Args[0], "-flood-child", spec, "-http", *httpAddr, "-user", *user, "-flood-conns", strconv.Itoa(*floodConns))
+				fc.Stdout, fc.Stderr = &fout, os.Stderr
+				if err := fc.Start(); err != nil {
+					fmt.Fprintln(os.Stderr, "auth-flood: start flood:", err)
+					os.Exit(1)
+				}
 				time.Sleep(*warmup)
-				fl.reset()
+				_ = fc.Process.Signal(syscall.SIGUSR1) // start counting
 			}
 			lat, err := pingProbe(*redisAddr, *pingRate, *pingConns, *duration)
-			cancel()
 			rr := result{pings: len(lat)}
-			if fl != nil {
-				fl.wait()
-				rr.codes, rr.sent = fl.counts()
+			if fc != nil {
+				_ = fc.Process.Signal(syscall.SIGTERM)
+				if werr := fc.Wait(); werr != nil {
+					fmt.Fprintln(os.Stderr, "auth-flood: flood process:", werr)
+					os.Exit(1)
+				}
+				var out struct {
+					Codes map[int]int
+					Sent  int64
+				}
+				if jerr := json.Unmarshal(fout.Bytes(), &out); jerr != nil {
+					fmt.Fprintf(os.Stderr, "auth-flood: flood process output %q: %v\n", fout.String(), jerr)
+					os.Exit(1)
+				}
+				rr.codes, rr.sent = out.Codes, out.Sent
 			}
 			if err != nil {
 				fmt.Fprintf(os.Stderr, "auth-flood: round %d, %s: %v\n", r+1, f.name, err)
@@ -246,6 +274,47 @@ func pingProbe(addr string, rate, conns int, d time.Duration) ([]time.Duration, 
 	default:
 	}
 	return all, nil
+}
+
+// floodChild floods until SIGTERM (counting from SIGUSR1 on), then prints
+// its counts as JSON.
+func floodChild(spec, httpAddr, user string, conns int) int {
+	fs, err := parseFloods("0," + spec)
+	if err == nil {
+		err = loopback(httpAddr)
+	}
+	if err != nil || len(fs) != 2 {
+		fmt.Fprintln(os.Stderr, "auth-flood: -flood-child:", err)
+		return 2
+	}
+	sig := make(chan os.Signal, 2)
+	signal.Notify(sig, syscall.SIGUSR1, syscall.SIGTERM)
+	ctx, cancel := context.WithCancel(context.Background())
+	fl := startFlood(ctx, httpAddr, user, fs[1], conns)
+	limit := time.NewTimer(10 * time.Minute) // bounded even if the parent dies
+	defer limit.Stop()
+wait:
+	for {
+		select {
+		case s := <-sig:
+			if s == syscall.SIGUSR1 {
+				fl.reset()
+				continue
+			}
+			break wait
+		case <-limit.C:
+			break wait
+		}
+	}
+	cancel()
+	fl.wait()
+	codes, sent := fl.counts()
+	b, _ := json.Marshal(struct {
+		Codes map[int]int
+		Sent  int64
+	}{codes, sent})
+	os.Stdout.Write(b)
+	return 0
 }
 
 // flooder sends wrong passwords at a fixed rate; a tick with every
