@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"fmt"
 	"net/http"
+	"time"
 )
 
 type userKey struct{}
@@ -41,10 +42,25 @@ func (s *Server) authenticate(r *http.Request) (User, authResult) {
 	return u, authOK
 }
 
-// refuseAuth answers a request whose credentials were not accepted.
-func refuseAuth(w http.ResponseWriter, res authResult, asJSON bool) {
+// refuseAuth answers a request whose credentials were not accepted. An
+// address over its limit waits limitedDelay for its 429 (while fewer than
+// maxDelayed wait): a client that floods over a few kept-alive connections
+// is slowed to a few attempts a second, and the agent spends a timer on
+// each instead of parsing a thousand requests a second.
+func (s *Server) refuseAuth(w http.ResponseWriter, r *http.Request, res authResult, asJSON bool) {
 	switch res {
 	case authLimited:
+		select {
+		case s.delayed <- struct{}{}:
+			t := time.NewTimer(s.limitedDelay)
+			select {
+			case <-t.C:
+			case <-r.Context().Done():
+			}
+			t.Stop()
+			<-s.delayed
+		default:
+		}
 		w.Header().Set("Retry-After", fmt.Sprint(int(failEvery.Seconds())))
 		replyError(w, asJSON, http.StatusTooManyRequests, "too many wrong passwords from this address: try again later")
 	case authBusy:
@@ -82,7 +98,7 @@ func (s *Server) reader(h http.Handler) http.Handler {
 		}
 		u, res := s.authenticate(r)
 		if res != authOK {
-			refuseAuth(w, res, wantsJSON(r))
+			s.refuseAuth(w, r, res, wantsJSON(r))
 			return
 		}
 		h.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), userKey{}, u)))
@@ -116,7 +132,7 @@ func (s *Server) authorizeAction(w http.ResponseWriter, r *http.Request, asJSON 
 	}
 	u, res := s.authenticate(r)
 	if res != authOK {
-		refuseAuth(w, res, asJSON)
+		s.refuseAuth(w, r, res, asJSON)
 		return User{}, false
 	}
 	if u.Role != RoleAdmin {

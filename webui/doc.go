@@ -110,8 +110,10 @@
 // minutes, keyed by an HMAC-SHA256 under a random per-process key (the
 // password is never kept); every other attempt takes a token from its
 // client address's bucket (5, then one per 10 s; IPv6 by /64) and from a
-// global one (10, then one per 2 s), given back when the password was right,
-// and gets 429 without bcrypt when either is empty; one bcrypt runs at a
+// global one (10, then one per 10 s), given back when the password was right,
+// and gets 429 without bcrypt when either is empty (after a 1 s wait, for
+// up to 256 such requests at once, which slows a flood over kept-alive
+// connections to a few attempts a second); one bcrypt runs at a
 // time, at most 4 requests wait for it (2 s at most), the others get 503.
 // The comparison itself pauses every few key-schedule rounds, so that on
 // one Go thread the proxy's connections are served in between.

@@ -23,7 +23,7 @@ const (
 	failBurst       = 5                // wrong passwords a client address may send at once...
 	failEvery       = 10 * time.Second // ...then one per this interval
 	globalFailBurst = 10               // the same for all addresses together
-	globalFailEvery = 2 * time.Second
+	globalFailEvery = 10 * time.Second
 	maxBuckets      = 4096 // client addresses tracked; beyond, the others share one bucket
 	maxWaiters      = 4    // requests waiting for the one bcrypt slot; beyond, 503
 	bcryptWait      = 2 * time.Second

@@ -51,6 +51,7 @@ func floodServer(t *testing.T) (*Server, *countingCompare) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
+	s.limitedDelay = 0 // TestLimitedDelay checks it
 	cc := &countingCompare{}
 	s.passwords.compare = cc.compare
 	frozen := time.Now().Add(time.Hour) // no refill during the test
@@ -184,5 +185,33 @@ func TestBucket(t *testing.T) {
 	}
 	if !b.full(t0.Add(time.Hour), 2, time.Second) || b.tokens != 2 {
 		t.Errorf("refill beyond the burst: %v", b.tokens)
+	}
+}
+
+// A 429 for an address over its limit is delayed, for at most maxDelayed
+// requests at once; the others are answered at once.
+func TestLimitedDelay(t *testing.T) {
+	s, _ := floodServer(t)
+	s.limitedDelay = 300 * time.Millisecond
+	h := s.Handler()
+	for i := 0; i < failBurst; i++ {
+		getStats(h, "198.51.100.9:1", "alice", "wrong")
+	}
+	t0 := time.Now()
+	if code := getStats(h, "198.51.100.9:1", "alice", "wrong"); code != 429 {
+		t.Fatalf("over the limit: %d", code)
+	}
+	if d := time.Since(t0); d < s.limitedDelay {
+		t.Errorf("429 after %v, want at least %v", d, s.limitedDelay)
+	}
+	for i := 0; i < maxDelayed; i++ {
+		s.delayed <- struct{}{} // every slot taken
+	}
+	t0 = time.Now()
+	if code := getStats(h, "198.51.100.9:1", "alice", "wrong"); code != 429 {
+		t.Fatalf("over the limit: %d", code)
+	}
+	if d := time.Since(t0); d >= s.limitedDelay {
+		t.Errorf("429 delayed %v with every slot taken", d)
 	}
 }

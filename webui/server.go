@@ -30,9 +30,17 @@ type Server struct {
 	users   map[string]User
 	secret  []byte // CSRF HMAC key, random per process
 
-	passwords   *passwordChecker
-	authRefused *prometheus.CounterVec // {reason}: wrong, limited, busy
+	passwords    *passwordChecker
+	authRefused  *prometheus.CounterVec // {reason}: wrong, limited, busy
+	limitedDelay time.Duration          // a 429 for too many wrong passwords waits this long...
+	delayed      chan struct{}          // ...while a slot is free here
 }
+
+// Bounds of the delayed 429 answers (see refuseAuth).
+const (
+	limitedDelay = time.Second
+	maxDelayed   = 256
+)
 
 // New validates cfg and binds cfg.Listen; it starts nothing (see Run).
 // admin may be nil: then the interface is read-only.
@@ -51,13 +59,15 @@ func New(cfg Config, src Source, admin Admin, logger *slog.Logger) (*Server, err
 		return nil, err
 	}
 	s := &Server{
-		cfg:       cfg,
-		src:       src,
-		admin:     admin,
-		logger:    logger.With("component", "webui"),
-		users:     make(map[string]User, len(cfg.Auth)),
-		secret:    make([]byte, 32),
-		passwords: pc,
+		cfg:          cfg,
+		src:          src,
+		admin:        admin,
+		logger:       logger.With("component", "webui"),
+		users:        make(map[string]User, len(cfg.Auth)),
+		secret:       make([]byte, 32),
+		passwords:    pc,
+		limitedDelay: limitedDelay,
+		delayed:      make(chan struct{}, maxDelayed),
 		authRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "redhaven_http_auth_refused_total",
 			Help: "Basic-auth credentials refused: wrong (no or wrong credentials, 401), limited (too many wrong passwords, 429), busy (bcrypt slot full, 503).",
