@@ -5,7 +5,7 @@ GOFLAGS_BUILD := -trimpath -ldflags "-s -w -X main.version=$(VERSION)"
 BIN := dist/redhaven
 GO_TEST_FLAGS ?= -race -timeout 25m
 
-.PHONY: help build test-deps test test-short vet deps-check bench bench-idle bench-failover bench-cluster e2e chaos demo clean
+.PHONY: help build test-deps test test-short vet deps-check bench bench-flood bench-idle bench-failover bench-cluster e2e chaos demo clean
 
 include packaging/package.mk
 
@@ -33,8 +33,12 @@ test: test-deps vet deps-check build ## every test: unit, real redis/sentinel, c
 test-short: ## unit tests only
 	go test -short ./...
 
-bench: build ## redis-benchmark: direct vs HAProxy vs redhaven (1:1 and multiplexed), interleaved, ratios
+bench: build ## redis-benchmark: direct vs HAProxy vs redhaven (1:1 and multiplexed), interleaved, ratios; then bench-flood
 	./e2e/bench/proxy-bench.sh
+	./e2e/bench/auth-flood.sh
+
+bench-flood: build ## proxy PING p50/p99 with no flood vs 16 and 1,000 wrong HTTP passwords a second, ratios
+	./e2e/bench/auth-flood.sh
 
 bench-idle: build ## memory per idle client connection (10k clients): HAProxy vs redhaven (1:1 and multiplexed)
 	./e2e/bench/idle-rss.sh

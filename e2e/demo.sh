@@ -2,8 +2,8 @@
 # demo.sh (make demo): a whole Redis HA setup on loopback, in the foreground.
 #   3 redis-server (1 master, 2 replicas), 3 redis-sentinel, and 3 redhaven
 #   agents joined through one seed address (one cluster key: gossip encrypted,
-#   Raft on mutual TLS), each with its
-#   own proxy port and stats page.
+#   Raft on mutual TLS), each with its own proxy port, stats page and admin
+#   socket (the CLI's way in).
 # Ctrl-C stops everything this script started (by PID) and removes its files.
 # Env: DEMO_DIR [mktemp -d]  REDHAVEN_BIN [dist/redhaven]
 set -u
@@ -92,6 +92,7 @@ cluster:
   encrypt: "$KEY"
 http:
   listen: "127.0.0.1:$((HTTP_PORT + i - 1))"
+  admin_socket: "$D/admin-$i.sock"
 CFG
   "$BIN" agent -c "$D/redhaven-$i.yaml" >"$D/redhaven-$i.log" 2>&1 & PIDS+=($!); RH_PIDS+=($!)
 done
@@ -108,8 +109,8 @@ $(say "redhaven demo is running.")
   keep writing:      while sleep 0.1; do redis-cli -p $PROXY_PORT INCR counter; done
   fail over (kill):  kill -9 \$(redis-cli -p \$(redis-cli -p ${SENTINEL_PORTS[0]} SENTINEL get-master-addr-by-name mymaster | tail -1) INFO server | awk -F: '/^process_id/{print \$2}' | tr -d '\\r')
   planned failover:  redis-cli -p ${SENTINEL_PORTS[0]} SENTINEL FAILOVER mymaster
-  planned, via redhaven: $BIN failover --http 127.0.0.1:$HTTP_PORT   (run it against the leader's page)
-  cluster:           $BIN members --http 127.0.0.1:$HTTP_PORT ; $BIN status --http 127.0.0.1:$HTTP_PORT
+  planned, via redhaven: $BIN failover --socket $D/admin-N.sock   (N: the leader, see status; agent i serves $D/admin-i.sock)
+  cluster:           $BIN members --socket $D/admin-1.sock ; $BIN status --socket $D/admin-1.sock
   stats pages:       http://127.0.0.1:$HTTP_PORT/  http://127.0.0.1:$((HTTP_PORT + 1))/  http://127.0.0.1:$((HTTP_PORT + 2))/
   kill the leader:   kill -9 <pid of a redhaven agent: ${RH_PIDS[*]}>
   agent logs:        tail -f $D/redhaven-*.log

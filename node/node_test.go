@@ -80,10 +80,24 @@ func agentConfig(t *testing.T, set *redistest.Set) Config {
 	cfg.Redis.CheckInterval = 100 * time.Millisecond
 	cfg.Proxy.Listen = "127.0.0.1:0"
 	cfg.HTTP.Listen = "127.0.0.1:0"
+	cfg.HTTP.AdminSocket = adminSocketPath(t)
 	cfg.Cluster.Bind = fmt.Sprintf("127.0.0.1:%d", redistest.FreePort(t))
 	cfg.Cluster.RaftBind = fmt.Sprintf("127.0.0.1:%d", redistest.FreePort(t))
 	cfg.Cluster.BootstrapExpect = 1
 	return cfg
+}
+
+// adminSocketPath is a fresh admin socket path for one agent: short (a
+// socket path has at most 107 bytes, t.TempDir's can be longer), removed
+// with its directory when the test ends.
+func adminSocketPath(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "rh-node-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return filepath.Join(dir, "admin.sock")
 }
 
 // client opens one persistent connection through the proxy: no retries,

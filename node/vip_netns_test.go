@@ -236,6 +236,7 @@ vip:
   lifetime: %s
 http:
   listen: "%s:8404"
+  admin_socket: ""
 log:
   level: debug
 `, h.name, dataDir, `"`+strings.Join(sentinels, `", "`)+`"`, h.ip, h.ip, seed, labClusterKey, labVIPCIDR, labLifetime, h.ip)

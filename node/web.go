@@ -206,3 +206,7 @@ type rateSample struct {
 	at       time.Time
 	commands int64
 }
+
+// HashPassword returns the bcrypt hash of pw for http.auth[].password_hash
+// (`redhaven passwd`).
+func HashPassword(pw string) (string, error) { return webui.HashPassword(pw) }

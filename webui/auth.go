@@ -4,13 +4,10 @@ import (
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/base64"
-	"net"
+	"fmt"
 	"net/http"
-	"sync"
-
-	"golang.org/x/crypto/bcrypt"
+	"time"
 )
 
 type userKey struct{}
@@ -24,57 +21,84 @@ func userFrom(ctx context.Context) (User, bool) {
 
 func (s *Server) authEnabled() bool { return len(s.users) > 0 }
 
-// dummyHash is compared against when the user is unknown, so that a wrong
-// name costs as much time as a wrong password.
-var dummyHash = sync.OnceValue(func() []byte {
-	h, _ := bcrypt.GenerateFromPassword([]byte("redhaven-dummy"), bcrypt.DefaultCost)
-	return h
-})
-
-// authenticate checks the request's basic credentials. A successful bcrypt
-// comparison is remembered (as a SHA-256 of the password) so that a page
-// refreshing every second or a scraper does not pay bcrypt each time.
-func (s *Server) authenticate(r *http.Request) (User, bool) {
+// authenticate checks the request's basic credentials through the
+// password checker (cache, per-address limits, one bcrypt at a time).
+func (s *Server) authenticate(r *http.Request) (User, authResult) {
 	name, pw, ok := r.BasicAuth()
 	if !ok {
-		return User{}, false
+		s.authRefused.WithLabelValues(authBad.String()).Inc()
+		return User{}, authBad
 	}
 	u, known := s.users[name]
-	if !known {
-		_ = bcrypt.CompareHashAndPassword(dummyHash(), []byte(pw))
-		return User{}, false
+	var hash []byte
+	if known {
+		hash = []byte(u.PasswordHash)
 	}
-	sum := sha256.Sum256([]byte(pw))
-	s.authMu.Lock()
-	cached, hit := s.authCache[name]
-	s.authMu.Unlock()
-	if hit && subtle.ConstantTimeCompare(cached[:], sum[:]) == 1 {
-		return u, true
+	res := s.passwords.check(r.Context(), r.RemoteAddr, name, pw, hash)
+	if res != authOK {
+		s.authRefused.WithLabelValues(res.String()).Inc()
+		return User{}, res
 	}
-	if bcrypt.CompareHashAndPassword([]byte(u.PasswordHash), []byte(pw)) != nil {
-		return User{}, false
-	}
-	s.authMu.Lock()
-	s.authCache[name] = sum
-	s.authMu.Unlock()
-	return u, true
+	return u, authOK
 }
 
-func challenge(w http.ResponseWriter) {
-	w.Header().Set("WWW-Authenticate", `Basic realm="redhaven", charset="UTF-8"`)
-	http.Error(w, "401 unauthorized: basic credentials of an http.auth user required", http.StatusUnauthorized)
+// refuseAuth answers a request whose credentials were not accepted. An
+// address over its limit waits limitedDelay for its 429 (while fewer than
+// maxDelayed wait): a client that floods over a few kept-alive connections
+// is slowed to a few attempts a second, and the agent spends a timer on
+// each instead of parsing a thousand requests a second.
+func (s *Server) refuseAuth(w http.ResponseWriter, r *http.Request, res authResult, asJSON bool) {
+	switch res {
+	case authLimited:
+		select {
+		case s.delayed <- struct{}{}:
+			t := time.NewTimer(s.limitedDelay)
+			select {
+			case <-t.C:
+			case <-r.Context().Done():
+			}
+			t.Stop()
+			<-s.delayed
+		default:
+		}
+		w.Header().Set("Retry-After", fmt.Sprint(int(failEvery.Seconds())))
+		replyError(w, asJSON, http.StatusTooManyRequests, "too many wrong passwords from this address: try again later")
+	case authBusy:
+		w.Header().Set("Retry-After", "1")
+		replyError(w, asJSON, http.StatusServiceUnavailable, "busy checking passwords: try again later")
+	default:
+		w.Header().Set("WWW-Authenticate", `Basic realm="redhaven", charset="UTF-8"`)
+		replyError(w, asJSON, http.StatusUnauthorized, "basic credentials of an http.auth user required")
+	}
 }
 
-// reader lets any configured user in (everyone when no auth is configured).
+type socketKey struct{}
+
+// viaSocket tells whether a request came over the admin socket.
+func viaSocket(ctx context.Context) bool {
+	v, _ := ctx.Value(socketKey{}).(bool)
+	return v
+}
+
+// socketUser is who a request over the admin socket acts as: the OS let
+// the caller connect (root, or a member of the socket's group).
+var socketUser = User{Name: "admin-socket", Role: RoleAdmin}
+
+// reader lets any configured user in (everyone when no auth is configured,
+// and every caller over the admin socket).
 func (s *Server) reader(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if viaSocket(r.Context()) {
+			h.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), userKey{}, socketUser)))
+			return
+		}
 		if !s.authEnabled() {
 			h.ServeHTTP(w, r)
 			return
 		}
-		u, ok := s.authenticate(r)
-		if !ok {
-			challenge(w)
+		u, res := s.authenticate(r)
+		if res != authOK {
+			s.refuseAuth(w, r, res, wantsJSON(r))
 			return
 		}
 		h.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), userKey{}, u)))
@@ -86,31 +110,33 @@ func (s *Server) canAct(u User, authed bool) bool {
 	return authed && u.Role == RoleAdmin && s.admin != nil
 }
 
-// authorizeAction checks the rules shared by both action flavours: auth
-// configured, valid credentials, admin role, an Admin to call. It answers
-// the request itself and returns false when the action must not run.
+// authorizeAction checks the rules shared by both action flavours: over
+// the admin socket every caller is an admin; over TCP the request must
+// name this server in Host/Origin and carry the credentials of an admin
+// user. It answers the request itself and returns false when the action
+// must not run.
 func (s *Server) authorizeAction(w http.ResponseWriter, r *http.Request, asJSON bool) (User, bool) {
-	if !s.authEnabled() {
-		// The CLI on the node itself (JSON API from a loopback address) may
-		// act without users configured, like a local admin socket; the page
-		// and remote clients stay read-only.
-		if asJSON && s.admin != nil && isLoopback(r.RemoteAddr) {
-			return User{Name: "local", Role: RoleAdmin}, true
-		}
-		replyError(w, asJSON, http.StatusForbidden, "read-only: no http.auth users are configured (admin API only from the node itself)")
+	if s.admin == nil {
+		replyError(w, asJSON, http.StatusForbidden, "admin actions are disabled on this node")
 		return User{}, false
 	}
-	u, ok := s.authenticate(r)
-	if !ok {
-		challenge(w)
+	if viaSocket(r.Context()) {
+		return socketUser, true
+	}
+	if !s.checkOrigin(w, r, asJSON) {
+		return User{}, false
+	}
+	if !s.authEnabled() {
+		replyError(w, asJSON, http.StatusForbidden, "read-only over TCP: no http.auth users are configured (use the CLI on the node: the admin socket)")
+		return User{}, false
+	}
+	u, res := s.authenticate(r)
+	if res != authOK {
+		s.refuseAuth(w, r, res, asJSON)
 		return User{}, false
 	}
 	if u.Role != RoleAdmin {
 		replyError(w, asJSON, http.StatusForbidden, "user "+u.Name+" has role "+u.Role+": admin required")
-		return User{}, false
-	}
-	if s.admin == nil {
-		replyError(w, asJSON, http.StatusForbidden, "admin actions are disabled on this node")
 		return User{}, false
 	}
 	return u, true
@@ -127,14 +153,4 @@ func (s *Server) csrfToken(user string) string {
 func (s *Server) validCSRF(user, token string) bool {
 	want := s.csrfToken(user)
 	return token != "" && hmac.Equal([]byte(want), []byte(token))
-}
-
-// isLoopback reports whether a request's remote address is on loopback.
-func isLoopback(remote string) bool {
-	host, _, err := net.SplitHostPort(remote)
-	if err != nil {
-		return false
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -29,7 +30,19 @@ type Config struct {
 	// DefaultRefresh is the page's auto-refresh interval when the URL names
 	// none (?refresh=N); 0 means no auto refresh.
 	DefaultRefresh time.Duration `koanf:"refresh"`
+	// AdminSocket is the Unix socket of the local CLI (mode 0660, the
+	// agent's group): every request over it is an admin. "" disables it.
+	AdminSocket string `koanf:"admin_socket"`
+	// AllowedHosts are extra names (or name:port) that POSTs may carry in
+	// Host and Origin, e.g. the name of a reverse proxy in front of the
+	// page. The listen address, loopback names with the listen port and the
+	// node's own addresses and host name are always allowed.
+	AllowedHosts []string `koanf:"allowed_hosts"`
 }
+
+// DefaultAdminSocket is where the agent serves, and the CLI looks for, the
+// admin socket (systemd's RuntimeDirectory=redhaven makes /run/redhaven).
+const DefaultAdminSocket = "/run/redhaven/admin.sock"
 
 // User is one basic-auth user.
 type User struct {
@@ -38,10 +51,11 @@ type User struct {
 	Role         string `koanf:"role"`          // RoleRead or RoleAdmin
 }
 
-// DefaultConfig returns the defaults: listen on :8404, no users (read-only),
-// plain HTTP, refresh every 10 seconds.
+// DefaultConfig returns the defaults: listen on :8404, no users (read-only
+// over TCP), plain HTTP, refresh every 10 seconds, the admin socket at
+// DefaultAdminSocket.
 func DefaultConfig() Config {
-	return Config{Listen: ":8404", DefaultRefresh: 10 * time.Second}
+	return Config{Listen: ":8404", DefaultRefresh: 10 * time.Second, AdminSocket: DefaultAdminSocket}
 }
 
 // Validate checks the config and names the bad key in each error.
@@ -63,7 +77,7 @@ func (c Config) Validate() error {
 		}
 		seen[u.Name] = true
 		if _, err := bcrypt.Cost([]byte(u.PasswordHash)); err != nil {
-			errs = append(errs, fmt.Errorf("%s.password_hash: not a bcrypt hash (make one with: htpasswd -nBC 10 NAME)", key))
+			errs = append(errs, fmt.Errorf("%s.password_hash: not a bcrypt hash (make one with: redhaven passwd)", key))
 		}
 		if u.Role != RoleRead && u.Role != RoleAdmin {
 			errs = append(errs, fmt.Errorf("%s.role: %q: want %q or %q", key, u.Role, RoleRead, RoleAdmin))
@@ -77,8 +91,24 @@ func (c Config) Validate() error {
 	} else if c.DefaultRefresh > 0 && c.DefaultRefresh < time.Second {
 		errs = append(errs, fmt.Errorf("http.refresh: must be 0 (off) or at least 1s, got %v", c.DefaultRefresh))
 	}
+	if c.AdminSocket != "" {
+		if !filepath.IsAbs(c.AdminSocket) {
+			errs = append(errs, fmt.Errorf("http.admin_socket: %q: want an absolute path, or \"\" to disable the socket", c.AdminSocket))
+		} else if len(c.AdminSocket) > maxSocketPath {
+			errs = append(errs, fmt.Errorf("http.admin_socket: %q: longer than %d bytes, the limit of a Unix socket path", c.AdminSocket, maxSocketPath))
+		}
+	}
+	for i, h := range c.AllowedHosts {
+		if h == "" || strings.ContainsAny(h, "/ \t\r\n") {
+			errs = append(errs, fmt.Errorf("http.allowed_hosts[%d]: %q: want a host name or address, optionally with :port", i, h))
+		}
+	}
 	return errors.Join(errs...)
 }
+
+// maxSocketPath is the longest Unix socket path Linux accepts (sun_path
+// holds 108 bytes with the terminating NUL).
+const maxSocketPath = 107
 
 // HashPassword returns the bcrypt hash of pw for http.auth[].password_hash.
 func HashPassword(pw string) (string, error) {

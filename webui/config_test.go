@@ -65,7 +65,7 @@ func TestConfigValidate(t *testing.T) {
 
 func TestDefaultConfig(t *testing.T) {
 	c := webui.DefaultConfig()
-	if c.Listen != ":8404" || len(c.Auth) != 0 || c.TLSCert != "" {
+	if c.Listen != ":8404" || len(c.Auth) != 0 || c.TLSCert != "" || c.AdminSocket != webui.DefaultAdminSocket {
 		t.Errorf("DefaultConfig = %+v", c)
 	}
 }

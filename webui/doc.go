@@ -24,6 +24,8 @@
 //	POST /api/v1/backends/{addr}/state     JSON {"state": "maintenance"}
 //	POST /api/v1/failover                  JSON {} (body may be empty; the content type is required)
 //	POST /api/v1/transfer-leadership       JSON {"node": "node2"}
+//	POST /api/v1/join                      JSON {"addrs": ["10.0.0.12:7946"]}
+//	POST /api/v1/leave                     JSON {}
 //
 // # JSON (GET /api/v1/stats)
 //
@@ -57,8 +59,9 @@
 //	}
 //
 // Actions answer {"ok": true, "message": "..."} or {"ok": false, "error": "..."}
-// with 400 (bad input), 401, 403, 404 (unknown backend or node), 415 or 500
-// (the action failed, e.g. this node could not commit it).
+// with 400 (bad input), 401, 403, 404 (unknown backend or node), 415, 429
+// (too many wrong passwords), 503 (busy checking passwords) or 500 (the
+// action failed, e.g. this node could not commit it).
 //
 // # CSV (GET /stats;csv)
 //
@@ -84,17 +87,50 @@
 // redhaven_cluster_members {state}, redhaven_vip_held,
 // redhaven_build_info {version}; the redhaven_failover_duration_seconds
 // histogram (from Snapshot.Failovers, or the failover events when node keeps
-// none); and the Go and process collectors.
+// none); redhaven_http_auth_refused_total {reason: wrong, limited, busy},
+// counted by the server itself; and the Go and process collectors.
 //
 // # Authentication
 //
-// Without http.auth the interface is read-only and open: the page shows no
-// forms and every POST answers 403. With http.auth every endpoint except
-// /health/* (which load balancers probe) needs HTTP basic credentials of a
-// configured user; both roles ("read" and "admin") may read, only "admin"
-// may act. A request without valid credentials gets 401 with a
-// WWW-Authenticate challenge; a "read" user gets 403 on actions. Passwords
-// are stored as bcrypt hashes ([HashPassword], `redhaven` CLI).
+// Two ways in. The admin socket (Config.AdminSocket, default
+// /run/redhaven/admin.sock) serves the same endpoints over a Unix socket of
+// mode 0660 owned by the agent's user and group: whoever the kernel lets
+// connect (root, the group's members) is an admin, with no password; the
+// `redhaven` CLI uses it. The agent does not check SO_PEERCRED on top: the
+// file's permissions are the one rule.
+//
+// Over TCP, without http.auth users the interface is read-only and open:
+// the page shows no forms and every action answers 403, from loopback too.
+// With http.auth every endpoint except /health/* (which load balancers
+// probe) needs HTTP basic credentials of a configured user; both roles
+// ("read" and "admin") may read, only "admin" may act. A request without
+// valid credentials gets 401 with a WWW-Authenticate challenge; a "read"
+// user gets 403 on actions. Passwords are stored as bcrypt hashes
+// ([HashPassword], `redhaven passwd`).
+//
+// bcrypt is slow by design, so the network must not be able to make the
+// agent run it at will: a verified (user, password) is cached for 5
+// minutes, keyed by an HMAC-SHA256 under a random per-process key (the
+// password is never kept); every other attempt takes a token from its
+// client address's bucket (5, then one per 10 s; IPv6 by /64) and from a
+// global one (10, then one per 10 s), given back when the password was right,
+// and gets 429 without bcrypt when either is empty (after a 1 s wait, for
+// up to 256 such requests at once, which slows a flood over kept-alive
+// connections to a few attempts a second); one bcrypt runs at a
+// time, at most 4 requests wait for it (2 s at most), the others get 503.
+// The comparison itself pauses every few key-schedule rounds, so that on
+// one Go thread the proxy's connections are served in between.
+//
+// # Host and Origin
+//
+// An action over TCP (a form or a JSON POST) is refused with 403 before
+// its credentials are checked when its Host, or its Origin when present,
+// does not name this agent: the listen address; localhost, *.localhost or
+// a loopback address with the listen port; the node's interface addresses
+// or host name with the listen port; or an entry of http.allowed_hosts
+// ("name" for any port, "name:port" for one). This stops DNS rebinding and
+// forms posted from other sites. Reads are not checked (Prometheus and
+// load balancers use whatever name they like).
 //
 // # CSRF
 //

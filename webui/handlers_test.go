@@ -4,7 +4,9 @@ import (
 	"encoding/csv"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"reflect"
 	"regexp"
@@ -263,13 +265,21 @@ func TestReadAuth(t *testing.T) {
 	h := newServer(t, authConfig(), src, &testAdmin{}).Handler()
 	wrong := user{"alice", "nope", ""}
 	ghost := user{"ghost", "alice-secret", ""}
-	for _, path := range []string{"/", "/api/v1/stats", "/stats;csv", "/metrics", "/assets/style.css"} {
-		for _, tt := range []struct {
+	for i, path := range []string{"/", "/api/v1/stats", "/stats;csv", "/metrics", "/assets/style.css"} {
+		for j, tt := range []struct {
 			name string
 			u    *user
 			want int
 		}{{"none", nil, 401}, {"wrong password", &wrong, 401}, {"unknown user", &ghost, 401}, {"reader", &readerUser, 200}, {"admin", &adminUser, 200}} {
-			rec := do(h, "GET", path, nil, nil, tt.u)
+			// Each from its own address: wrong passwords are limited per
+			// address (TestPasswordFlood).
+			req := httptest.NewRequest("GET", path, nil)
+			req.RemoteAddr = fmt.Sprintf("192.0.2.%d:1234", 10*i+j+1)
+			if tt.u != nil {
+				req.SetBasicAuth(tt.u.name, tt.u.pw)
+			}
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, req)
 			if rec.Code != tt.want {
 				t.Errorf("GET %s as %s = %d, want %d", path, tt.name, rec.Code, tt.want)
 			}

@@ -176,9 +176,11 @@ var hashes = sync.OnceValue(func() map[string]string {
 	return m
 })
 
+// testHost is the Host of httptest.NewRequest, allowed in the test configs.
+const testHost = "example.com"
+
 func authConfig() webui.Config {
-	cfg := webui.DefaultConfig()
-	cfg.Listen = "127.0.0.1:0"
+	cfg := openConfig()
 	for _, u := range []user{adminUser, readerUser} {
 		cfg.Auth = append(cfg.Auth, webui.User{Name: u.name, PasswordHash: hashes()[u.name], Role: u.role})
 	}
@@ -188,6 +190,8 @@ func authConfig() webui.Config {
 func openConfig() webui.Config {
 	cfg := webui.DefaultConfig()
 	cfg.Listen = "127.0.0.1:0"
+	cfg.AdminSocket = "" // tests that want one set a path of their own
+	cfg.AllowedHosts = []string{testHost}
 	return cfg
 }
 

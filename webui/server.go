@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -25,14 +24,23 @@ type Server struct {
 	logger *slog.Logger
 
 	ln      net.Listener
+	sock    net.Listener // the admin socket; nil when http.admin_socket is ""
 	tls     *tls.Config
 	handler http.Handler
 	users   map[string]User
 	secret  []byte // CSRF HMAC key, random per process
 
-	authMu    sync.Mutex
-	authCache map[string][32]byte // user -> sha256 of the last password that matched
+	passwords    *passwordChecker
+	authRefused  *prometheus.CounterVec // {reason}: wrong, limited, busy
+	limitedDelay time.Duration          // a 429 for too many wrong passwords waits this long...
+	delayed      chan struct{}          // ...while a slot is free here
 }
+
+// Bounds of the delayed 429 answers (see refuseAuth).
+const (
+	limitedDelay = time.Second
+	maxDelayed   = 256
+)
 
 // New validates cfg and binds cfg.Listen; it starts nothing (see Run).
 // admin may be nil: then the interface is read-only.
@@ -46,14 +54,24 @@ func New(cfg Config, src Source, admin Admin, logger *slog.Logger) (*Server, err
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
+	pc, err := newPasswordChecker()
+	if err != nil {
+		return nil, err
+	}
 	s := &Server{
-		cfg:       cfg,
-		src:       src,
-		admin:     admin,
-		logger:    logger.With("component", "webui"),
-		users:     make(map[string]User, len(cfg.Auth)),
-		secret:    make([]byte, 32),
-		authCache: map[string][32]byte{},
+		cfg:          cfg,
+		src:          src,
+		admin:        admin,
+		logger:       logger.With("component", "webui"),
+		users:        make(map[string]User, len(cfg.Auth)),
+		secret:       make([]byte, 32),
+		passwords:    pc,
+		limitedDelay: limitedDelay,
+		delayed:      make(chan struct{}, maxDelayed),
+		authRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "redhaven_http_auth_refused_total",
+			Help: "Basic-auth credentials refused: wrong (no or wrong credentials, 401), limited (too many wrong passwords, 429), busy (bcrypt slot full, 503).",
+		}, []string{"reason"}),
 	}
 	for _, u := range cfg.Auth {
 		s.users[u.Name] = u
@@ -78,7 +96,21 @@ func New(cfg Config, src Source, admin Admin, logger *slog.Logger) (*Server, err
 		return nil, fmt.Errorf("http.listen %s: %w", cfg.Listen, err)
 	}
 	s.ln = ln
+	if cfg.AdminSocket != "" {
+		if s.sock, err = listenAdminSocket(cfg.AdminSocket); err != nil {
+			_ = ln.Close()
+			return nil, err
+		}
+	}
 	return s, nil
+}
+
+// SocketPath is the admin socket's path, "" without one.
+func (s *Server) SocketPath() string {
+	if s.sock == nil {
+		return ""
+	}
+	return s.cfg.AdminSocket
 }
 
 // Addr is the bound listen address.
@@ -87,29 +119,39 @@ func (s *Server) Addr() net.Addr { return s.ln.Addr() }
 // Close releases the listener of a Server whose Run will not be called
 // (e.g. when a later part of node's wiring fails). Run closes it itself.
 func (s *Server) Close() error {
+	var errs []error
 	if err := s.ln.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
-		return fmt.Errorf("close http listener %s: %w", s.ln.Addr(), err)
+		errs = append(errs, fmt.Errorf("close http listener %s: %w", s.ln.Addr(), err))
 	}
-	return nil
+	if s.sock != nil {
+		if err := s.sock.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+			errs = append(errs, fmt.Errorf("close admin socket %s: %w", s.cfg.AdminSocket, err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // Handler serves every endpoint (without the listener), e.g. for httptest.
 func (s *Server) Handler() http.Handler { return s.handler }
 
 // Run serves until ctx ends, then shuts down gracefully (at most 5 seconds
-// for requests in flight) and closes the listener.
+// for requests in flight) and closes the listeners.
 func (s *Server) Run(ctx context.Context) error {
-	srv := &http.Server{
-		Handler:           s.handler,
-		TLSConfig:         s.tls,
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      actionTimeout + 30*time.Second, // an admin action may take actionTimeout
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(s.logger.Handler(), slog.LevelDebug),
-		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+	newServer := func(h http.Handler) *http.Server {
+		return &http.Server{
+			Handler:           h,
+			ReadHeaderTimeout: 10 * time.Second,
+			ReadTimeout:       30 * time.Second,
+			WriteTimeout:      actionTimeout + 30*time.Second, // an admin action may take actionTimeout
+			IdleTimeout:       2 * time.Minute,
+			ErrorLog:          slog.NewLogLogger(s.logger.Handler(), slog.LevelDebug),
+			BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+		}
 	}
-	errc := make(chan error, 1)
+	srv := newServer(s.handler)
+	srv.TLSConfig = s.tls
+	servers := []*http.Server{srv}
+	errc := make(chan error, 2)
 	go func() {
 		var err error
 		if s.tls != nil {
@@ -117,25 +159,49 @@ func (s *Server) Run(ctx context.Context) error {
 		} else {
 			err = srv.Serve(s.ln)
 		}
-		errc <- err
+		errc <- fmt.Errorf("http serve %s: %w", s.ln.Addr(), err)
 	}()
-	s.logger.Info("http serving", "addr", s.ln.Addr().String(), "tls", s.tls != nil, "auth", len(s.users) > 0)
+	if s.sock != nil {
+		sockSrv := newServer(socketHandler(s.handler))
+		servers = append(servers, sockSrv)
+		go func() { errc <- fmt.Errorf("admin socket %s: %w", s.cfg.AdminSocket, sockSrv.Serve(s.sock)) }()
+	}
+	s.logger.Info("http serving", "addr", s.ln.Addr().String(), "tls", s.tls != nil, "auth", len(s.users) > 0, "admin_socket", s.SocketPath())
+	running := len(servers)
 	select {
 	case err := <-errc:
-		return fmt.Errorf("http serve %s: %w", s.ln.Addr(), err)
+		running--
+		for _, hs := range servers {
+			_ = hs.Close()
+		}
+		for ; running > 0; running-- {
+			<-errc
+		}
+		return err
 	case <-ctx.Done():
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	err := srv.Shutdown(sctx)
-	if serr := <-errc; serr != nil && !errors.Is(serr, http.ErrServerClosed) && err == nil {
-		err = serr
+	var errs []error
+	for _, hs := range servers {
+		if err := hs.Shutdown(sctx); err != nil {
+			_ = hs.Close()
+			errs = append(errs, fmt.Errorf("http shutdown: %w", err))
+		}
 	}
-	if err != nil {
-		_ = srv.Close()
-		return fmt.Errorf("http shutdown: %w", err)
+	for ; running > 0; running-- {
+		if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
+			errs = append(errs, err)
+		}
 	}
-	return nil
+	return errors.Join(errs...)
+}
+
+// socketHandler marks requests as coming over the admin socket.
+func socketHandler(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), socketKey{}, true)))
+	})
 }
 
 func (s *Server) routes() (http.Handler, error) {
@@ -144,6 +210,7 @@ func (s *Server) routes() (http.Handler, error) {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		newCollector(s.src),
+		s.authRefused,
 	} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("webui: register metrics: %w", err)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,10 +11,13 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/pflag"
+
+	"github.com/redhaven/redhaven/node"
 )
 
 // The CLI's view of GET /api/v1/stats: only the fields it prints.
@@ -44,30 +48,84 @@ type apiStats struct {
 	} `json:"vip"`
 }
 
-// apiClient talks to the local agent's HTTP API.
+// apiClient talks to an agent's HTTP API: by default the local agent over
+// its admin socket (where the caller is an admin if the OS let it
+// connect), or any agent over TCP with --addr (then admin actions need an
+// http.auth admin user).
 type apiClient struct {
-	base       string
+	base       string // http://... ; "http://redhaven" over the socket
+	socket     string // the admin socket, "" over TCP
 	user, pass string
 	http       *http.Client
 }
 
-func apiFlags(name string, stderr io.Writer) (*pflag.FlagSet, *string, *string) {
-	fs := pflag.NewFlagSet(name, pflag.ContinueOnError)
-	fs.SetOutput(stderr)
-	addr := fs.String("http", "127.0.0.1:8404", "the agent's HTTP address (http.listen)")
-	user := fs.String("user", os.Getenv("REDHAVEN_HTTP_USER"), "user for http.auth (or REDHAVEN_HTTP_USER; password from REDHAVEN_HTTP_PASSWORD)")
-	return fs, addr, user
+// apiOpts are the connection flags shared by the sub-commands that talk to
+// an agent.
+type apiOpts struct {
+	socket, addr, user string
 }
 
-func newAPIClient(addr, user string) *apiClient {
-	base := addr
+func apiFlags(name string, stderr io.Writer) (*pflag.FlagSet, *apiOpts) {
+	fs := pflag.NewFlagSet(name, pflag.ContinueOnError)
+	fs.SetOutput(stderr)
+	o := &apiOpts{}
+	fs.StringVar(&o.socket, "socket", defaultSocket(), "the local agent's admin socket (http.admin_socket)")
+	fs.StringVar(&o.addr, "addr", "", "talk HTTP to this agent instead of the socket, e.g. http://10.0.0.11:8404 (actions need --user)")
+	fs.StringVar(&o.addr, "http", "", "same as --addr")
+	_ = fs.MarkHidden("http")
+	fs.StringVar(&o.user, "user", os.Getenv("REDHAVEN_HTTP_USER"), "http.auth user with --addr (or REDHAVEN_HTTP_USER); password from REDHAVEN_HTTP_PASSWORD, else asked on the terminal")
+	return fs, o
+}
+
+// defaultSocket is http.admin_socket as the agent on this host would read
+// it (config file, REDHAVEN_HTTP__ADMIN_SOCKET), or the built-in default
+// when that cannot be read.
+func defaultSocket() string {
+	cfg, err := node.LoadConfig("", os.Environ(), nil)
+	if err != nil || cfg.HTTP.AdminSocket == "" {
+		return node.DefaultConfig().HTTP.AdminSocket
+	}
+	return cfg.HTTP.AdminSocket
+}
+
+func newAPIClient(o *apiOpts) (*apiClient, error) {
+	if o.addr == "" {
+		path := o.socket
+		return &apiClient{base: "http://redhaven", socket: path, http: &http.Client{
+			Timeout: 60 * time.Second,
+			Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+				var d net.Dialer
+				return d.DialContext(ctx, "unix", path)
+			}},
+		}}, nil
+	}
+	base := o.addr
 	if !strings.Contains(base, "://") {
 		if strings.HasPrefix(base, ":") {
 			base = "127.0.0.1" + base
 		}
 		base = "http://" + base
 	}
-	return &apiClient{base: strings.TrimRight(base, "/"), user: user, pass: os.Getenv("REDHAVEN_HTTP_PASSWORD"), http: &http.Client{Timeout: 30 * time.Second}}
+	c := &apiClient{base: strings.TrimRight(base, "/"), user: o.user, http: &http.Client{Timeout: 60 * time.Second}}
+	if o.user != "" {
+		c.pass = os.Getenv("REDHAVEN_HTTP_PASSWORD")
+		if c.pass == "" {
+			pw, err := readPassword(os.Stdin, os.Stderr, "password for "+o.user+": ")
+			if err != nil {
+				return nil, fmt.Errorf("password for --user %s (or set REDHAVEN_HTTP_PASSWORD): %w", o.user, err)
+			}
+			c.pass = pw
+		}
+	}
+	return c, nil
+}
+
+// where names what the client talks to, for errors.
+func (c *apiClient) where() string {
+	if c.socket != "" {
+		return "the admin socket " + c.socket
+	}
+	return c.base
 }
 
 func (c *apiClient) do(method, path string, body any, out any) error {
@@ -90,15 +148,25 @@ func (c *apiClient) do(method, path string, body any, out any) error {
 	resp, err := c.http.Do(req)
 	if err != nil {
 		var op *net.OpError
-		if errors.As(err, &op) {
-			return fmt.Errorf("cannot reach the agent at %s (is it running? see --http): %w", c.base, err)
+		switch {
+		case c.socket != "" && errors.Is(err, syscall.EACCES):
+			return fmt.Errorf("cannot use %s: permission denied (run as root or as a member of the agent's group, e.g. sudo, or use --addr with --user)", c.where())
+		case c.socket != "" && errors.As(err, &op):
+			return fmt.Errorf("cannot reach the agent at %s (is it running? see --socket, or --addr for HTTP): %w", c.where(), err)
+		case errors.As(err, &op):
+			return fmt.Errorf("cannot reach the agent at %s (is it running? see --addr): %w", c.where(), err)
 		}
 		return err
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
 	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("%s %s: %s: %s", method, path, resp.Status, strings.TrimSpace(string(b)))
+		msg := strings.TrimSpace(string(b))
+		var r struct{ Error string }
+		if json.Unmarshal(b, &r) == nil && r.Error != "" {
+			msg = r.Error
+		}
+		return fmt.Errorf("%s %s on %s: %s: %s", method, path, c.where(), resp.Status, msg)
 	}
 	if out != nil {
 		if err := json.Unmarshal(b, out); err != nil {
@@ -109,12 +177,12 @@ func (c *apiClient) do(method, path string, body any, out any) error {
 }
 
 func runStatus(args []string, stdout, stderr io.Writer) int {
-	fs, addr, user := apiFlags("status", stderr)
+	fs, o := apiFlags("status", stderr)
 	if err := fs.Parse(args); err != nil {
 		return usageErr(err)
 	}
 	var s apiStats
-	if err := newAPIClient(*addr, *user).do("GET", "/api/v1/stats", nil, &s); err != nil {
+	if err := getStats(o, &s); err != nil {
 		fmt.Fprintf(stderr, "redhaven status: %v\n", err)
 		return 1
 	}
@@ -143,12 +211,12 @@ func runMembers(args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == "remove" {
 		return runMembersRemove(args[1:], stdout, stderr)
 	}
-	fs, addr, user := apiFlags("members", stderr)
+	fs, o := apiFlags("members", stderr)
 	if err := fs.Parse(args); err != nil {
 		return usageErr(err)
 	}
 	var s apiStats
-	if err := newAPIClient(*addr, *user).do("GET", "/api/v1/stats", nil, &s); err != nil {
+	if err := getStats(o, &s); err != nil {
 		fmt.Fprintf(stderr, "redhaven members: %v\n", err)
 		return 1
 	}
@@ -168,7 +236,7 @@ func runMembers(args []string, stdout, stderr io.Writer) int {
 // runMembersRemove: `redhaven members remove NAME` removes a failed server
 // from the Raft configuration (run it against the leader's agent).
 func runMembersRemove(args []string, stdout, stderr io.Writer) int {
-	fs, addr, user := apiFlags("members remove", stderr)
+	fs, o := apiFlags("members remove", stderr)
 	if err := fs.Parse(args); err != nil {
 		return usageErr(err)
 	}
@@ -179,7 +247,11 @@ func runMembersRemove(args []string, stdout, stderr io.Writer) int {
 	var out struct {
 		Message string `json:"message"`
 	}
-	if err := newAPIClient(*addr, *user).do("POST", "/api/v1/members/remove", map[string]string{"node": fs.Arg(0)}, &out); err != nil {
+	c, err := newAPIClient(o)
+	if err == nil {
+		err = c.do("POST", "/api/v1/members/remove", map[string]string{"node": fs.Arg(0)}, &out)
+	}
+	if err != nil {
 		fmt.Fprintf(stderr, "redhaven members remove: %v\n", err)
 		return 1
 	}
@@ -188,11 +260,15 @@ func runMembersRemove(args []string, stdout, stderr io.Writer) int {
 }
 
 func runFailover(args []string, stdout, stderr io.Writer) int {
-	fs, addr, user := apiFlags("failover", stderr)
+	fs, o := apiFlags("failover", stderr)
 	if err := fs.Parse(args); err != nil {
 		return usageErr(err)
 	}
-	c := newAPIClient(*addr, *user)
+	c, err := newAPIClient(o)
+	if err != nil {
+		fmt.Fprintf(stderr, "redhaven failover: %v\n", err)
+		return 1
+	}
 	var before apiStats
 	if err := c.do("GET", "/api/v1/stats", nil, &before); err != nil {
 		fmt.Fprintf(stderr, "redhaven failover: %v\n", err)
@@ -218,7 +294,7 @@ func runFailover(args []string, stdout, stderr io.Writer) int {
 
 func runJoinLeave(action string) func(args []string, stdout, stderr io.Writer) int {
 	return func(args []string, stdout, stderr io.Writer) int {
-		fs, addr, user := apiFlags(action, stderr)
+		fs, o := apiFlags(action, stderr)
 		if err := fs.Parse(args); err != nil {
 			return usageErr(err)
 		}
@@ -231,13 +307,25 @@ func runJoinLeave(action string) func(args []string, stdout, stderr io.Writer) i
 			body["addrs"] = fs.Args()
 		}
 		var out map[string]any
-		if err := newAPIClient(*addr, *user).do("POST", "/api/v1/"+action, body, &out); err != nil {
+		c, err := newAPIClient(o)
+		if err == nil {
+			err = c.do("POST", "/api/v1/"+action, body, &out)
+		}
+		if err != nil {
 			fmt.Fprintf(stderr, "redhaven %s: %v\n", action, err)
 			return 1
 		}
 		fmt.Fprintf(stdout, "%s: ok %v\n", action, out)
 		return 0
 	}
+}
+
+func getStats(o *apiOpts, s *apiStats) error {
+	c, err := newAPIClient(o)
+	if err != nil {
+		return err
+	}
+	return c.do("GET", "/api/v1/stats", nil, s)
 }
 
 func usageErr(err error) int {

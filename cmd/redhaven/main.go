@@ -33,6 +33,7 @@ var commands = map[string]command{
 	"check-config": {"validate a config file (and REDHAVEN_* environment) and print the result", runCheckConfig},
 	"version":      {"print the version", runVersion},
 	"keygen":       {"print a new cluster key for cluster.encrypt (gossip encryption and Raft TLS)", runKeygen},
+	"passwd":       {"print the bcrypt hash of a password for http.auth (read without echo)", runPasswd},
 	"status":       {"show the leader, the committed master and whether this node routes", runStatus},
 	"members":      {"list the cluster's nodes (gossip state, Raft role, last contact); `members remove NAME` removes a failed one", runMembers},
 	"failover":     {"planned failover: pause writes, fail over through Sentinel, resume", runFailover},
@@ -41,11 +42,11 @@ var commands = map[string]command{
 }
 
 func main() {
+	node.Version = version
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
-	node.Version = version
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		usage(stdout)
 		if len(args) == 0 {
@@ -82,6 +83,10 @@ Commands:
 	}
 	fmt.Fprintf(w, `
 Run "redhaven <command> --help" for a command's flags.
+status, members, failover, join and leave talk to the agent on this host
+over its admin socket (http.admin_socket, default /run/redhaven/admin.sock;
+root and the agent's group may use it), or with --addr http://HOST:8404
+--user NAME to an agent's HTTP API (actions need an http.auth admin user).
 Configuration: defaults, then the YAML file (-c, default %s),
 then REDHAVEN_* environment variables (REDHAVEN_PROXY__HOLD_TIMEOUT=2s sets
 proxy.hold_timeout), then flags.

@@ -35,8 +35,11 @@ func TestCLI(t *testing.T) {
 		{"keygen", []string{"keygen"}, 0, "=", ""},
 		{"members remove needs a name", []string{"members", "remove", "--http", "127.0.0.1:1"}, 2, "", "give exactly one member name"},
 		{"members remove without agent", []string{"members", "remove", "--http", "127.0.0.1:1", "n3"}, 1, "", "cannot reach the agent"},
-		{"status without agent", []string{"status", "--http", "127.0.0.1:1"}, 1, "", "cannot reach the agent"},
-		{"join needs an address", []string{"join", "--http", "127.0.0.1:1"}, 2, "", "give at least one"},
+		{"status without agent", []string{"status", "--addr", "http://127.0.0.1:1"}, 1, "", "cannot reach the agent at http://127.0.0.1:1"},
+		{"status, old --http flag", []string{"status", "--http", "127.0.0.1:1"}, 1, "", "cannot reach the agent"},
+		{"status without socket", []string{"status", "--socket", filepath.Join(dir, "none.sock")}, 1, "", "cannot reach the agent at the admin socket " + filepath.Join(dir, "none.sock")},
+		{"join needs an address", []string{"join", "--addr", "127.0.0.1:1"}, 2, "", "give at least one"},
+		{"passwd takes no arguments", []string{"passwd", "hunter2"}, 2, "", "never from the command line"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

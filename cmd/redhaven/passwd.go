@@ -1,0 +1,99 @@
+package main
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/spf13/pflag"
+
+	"github.com/redhaven/redhaven/node"
+)
+
+func runPasswd(args []string, stdout, stderr io.Writer) int {
+	fs := pflag.NewFlagSet("passwd", pflag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, `Usage: redhaven passwd
+
+Print the bcrypt hash of a password for http.auth[].password_hash.
+On a terminal the password is asked twice without echo; otherwise it is
+the first line of standard input:
+  printf '%%s\n' "$PW" | redhaven passwd
+`)
+	}
+	if err := fs.Parse(args); err != nil {
+		return usageErr(err)
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintln(stderr, "redhaven passwd: takes no arguments (the password is read from the terminal or standard input, never from the command line)")
+		return 2
+	}
+	pw, err := readNewPassword(os.Stdin, stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "redhaven passwd: %v\n", err)
+		return 1
+	}
+	h, err := node.HashPassword(pw)
+	if err != nil {
+		fmt.Fprintf(stderr, "redhaven passwd: %v\n", err)
+		return 1
+	}
+	fmt.Fprintln(stdout, h)
+	return 0
+}
+
+// readNewPassword asks twice on a terminal, else reads one line.
+func readNewPassword(in *os.File, prompt io.Writer) (string, error) {
+	if !isTerminal(in) {
+		return readLine(in)
+	}
+	pw, err := readPassword(in, prompt, "new password: ")
+	if err != nil {
+		return "", err
+	}
+	again, err := readPassword(in, prompt, "again: ")
+	if err != nil {
+		return "", err
+	}
+	if pw != again {
+		return "", errors.New("the two passwords differ")
+	}
+	return pw, nil
+}
+
+// readPassword reads a password from the terminal without echo, or one
+// line of in when it is not a terminal.
+func readPassword(in *os.File, prompt io.Writer, ask string) (string, error) {
+	if !isTerminal(in) {
+		return readLine(in)
+	}
+	fmt.Fprint(prompt, ask)
+	restore, err := noEcho(in)
+	if err != nil {
+		return "", err
+	}
+	pw, err := readLine(in)
+	restore()
+	fmt.Fprintln(prompt)
+	return pw, err
+}
+
+// readLine reads one line (at most 4 KiB), without its line end.
+func readLine(in io.Reader) (string, error) {
+	line, err := bufio.NewReader(io.LimitReader(in, 4096)).ReadString('\n')
+	if err != nil && !(errors.Is(err, io.EOF) && line != "") {
+		if errors.Is(err, io.EOF) {
+			return "", errors.New("no password given")
+		}
+		return "", err
+	}
+	line = strings.TrimRight(line, "\r\n")
+	if line == "" {
+		return "", errors.New("empty password")
+	}
+	return line, nil
+}
