@@ -117,15 +117,20 @@ func TestPrometheusScrapesAgent(t *testing.T) {
 
 	// The alert: RedhavenBackendDown fires for the killed node, for no other.
 	var alerts []alert
+	var down alert
 	redistest.Eventually(t, 20*time.Second, "RedhavenBackendDown firing for "+oldMaster, func() bool {
 		alerts = p.alerts(t)
 		for _, a := range alerts {
 			if a.Labels["alertname"] == "RedhavenBackendDown" && a.Labels["addr"] == oldMaster && a.State == "firing" {
+				down = a
 				return true
 			}
 		}
 		return false
 	})
+	if s := down.Annotations["summary"]; !strings.Contains(s, oldMaster) || strings.Contains(s, "{{") {
+		t.Errorf("RedhavenBackendDown summary %q does not name %s", s, oldMaster)
+	}
 	for _, a := range alerts {
 		if a.Labels["alertname"] == "RedhavenBackendDown" && a.Labels["addr"] != oldMaster {
 			t.Errorf("RedhavenBackendDown %s for %s, which is up", a.State, a.Labels["addr"])
@@ -454,8 +459,9 @@ func (p *prom) scalar(t *testing.T, expr string) float64 {
 }
 
 type alert struct {
-	Labels map[string]string `json:"labels"`
-	State  string            `json:"state"`
+	Labels      map[string]string `json:"labels"`
+	Annotations map[string]string `json:"annotations"`
+	State       string            `json:"state"`
 }
 
 func (a alert) String() string {
