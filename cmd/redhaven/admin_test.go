@@ -46,7 +46,7 @@ func TestPasswd(t *testing.T) {
 	}
 	// The hash is what http.auth takes.
 	cfgFile := filepath.Join(t.TempDir(), "c.yaml")
-	os.WriteFile(cfgFile, []byte(fmt.Sprintf("node_name: n1\nredis:\n  sentinels: [\"127.0.0.1:26379\"]\nhttp:\n  auth:\n    - {name: ops, role: admin, password_hash: %q}\n", h)), 0o600)
+	os.WriteFile(cfgFile, []byte(fmt.Sprintf("node_name: n1\nredis:\n  sentinels: [\"127.0.0.1:26379\"]\ncluster:\n  bootstrap_expect: 1\nhttp:\n  auth:\n    - {name: ops, role: admin, password_hash: %q}\n", h)), 0o600)
 	out.Reset()
 	if code := run([]string{"check-config", "-c", cfgFile}, &out, &errb); code != 0 {
 		t.Errorf("config with the hash: exit %d %s", code, errb.String())
