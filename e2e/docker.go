@@ -22,8 +22,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redhaven/redhaven/e2e/testutil"
 	"github.com/redhaven/redhaven/packaging"
-	"github.com/redhaven/redhaven/proxy/redistest"
 )
 
 // ModuleRoot returns the folder that holds go.mod, searched upward from
@@ -63,13 +63,13 @@ func Docker(ctx context.Context, args ...string) (string, error) {
 func RequireDocker(t testing.TB) {
 	t.Helper()
 	if _, err := exec.LookPath("docker"); err != nil {
-		redistest.Require(t, "docker", "docker not on PATH")
+		testutil.Require(t, "docker", "docker not on PATH")
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if _, err := Docker(ctx, "version", "--format", "{{.Server.Version}}"); err != nil {
-		redistest.Require(t, "docker", "no Docker daemon: "+err.Error())
+		testutil.Require(t, "docker", "no Docker daemon: "+err.Error())
 	}
 }
 

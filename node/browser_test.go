@@ -14,7 +14,8 @@ import (
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 
-	"github.com/redhaven/redhaven/proxy/redistest"
+	"github.com/redhaven/redhaven/e2e/redistest"
+	"github.com/redhaven/redhaven/e2e/testutil"
 	"github.com/redhaven/redhaven/webui"
 )
 
@@ -34,7 +35,7 @@ func TestStatsPageInBrowser(t *testing.T) {
 		}
 	}
 	if exe == "" {
-		redistest.Require(t, "chromium", "chromium not found (apt-get install chromium)")
+		testutil.Require(t, "chromium", "chromium not found (apt-get install chromium)")
 	}
 	set := redistest.StartSet(t, redistest.SetOptions{DownAfter: time.Second})
 	cfg := agentConfig(t, set)
@@ -45,7 +46,7 @@ func TestStatsPageInBrowser(t *testing.T) {
 	cfg.HTTP.Auth = []webui.User{{Name: "admin", PasswordHash: hash, Role: webui.RoleAdmin}}
 	n := startAgent(t, cfg)
 	base := "http://" + n.HTTPAddr().String()
-	redistest.Eventually(t, 15*time.Second, "agent routes to the master", func() bool {
+	testutil.Eventually(t, 15*time.Second, "agent routes to the master", func() bool {
 		return n.routes.Route().Master == set.Master.Addr
 	})
 
@@ -104,13 +105,13 @@ func TestStatsPageInBrowser(t *testing.T) {
 
 	set.Master.Kill()
 	var newMaster string
-	redistest.Eventually(t, 20*time.Second, "page shows a new master after the kill", func() bool {
+	testutil.Eventually(t, 20*time.Second, "page shows a new master after the kill", func() bool {
 		newMaster = eval(masterRow)
 		return newMaster != "" && newMaster != set.Master.Addr && !strings.HasPrefix(newMaster, "error")
 	})
 	// redhaven routes about a second before Sentinel announces the switch:
 	// wait for Sentinel to agree rather than compare at once.
-	redistest.Eventually(t, 15*time.Second, "Sentinel agrees with the page's master "+newMaster, func() bool {
+	testutil.Eventually(t, 15*time.Second, "Sentinel agrees with the page's master "+newMaster, func() bool {
 		return set.CurrentMaster() == newMaster
 	})
 	if cls := eval(`document.querySelector('#backends tr[data-addr="` + set.Master.Addr + `"]').className`); !strings.Contains(cls, "down") {
@@ -132,7 +133,7 @@ func TestStatsPageInBrowser(t *testing.T) {
 	if flash := eval(`document.querySelector('.flash').textContent`); !strings.Contains(flash, "maintenance") {
 		t.Errorf("flash = %q", flash)
 	}
-	redistest.Eventually(t, 5*time.Second, "maintenance committed", func() bool {
+	testutil.Eventually(t, 5*time.Second, "maintenance committed", func() bool {
 		return string(n.cluster.State().Admin[replica]) == "maintenance"
 	})
 	for _, r := range n.routes.Route().Replicas {

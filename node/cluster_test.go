@@ -8,7 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redhaven/redhaven/proxy/redistest"
+	"github.com/redhaven/redhaven/e2e/redistest"
+	"github.com/redhaven/redhaven/e2e/testutil"
 )
 
 // startAgents starts n agents (built with node.New, like main) in front of
@@ -65,7 +66,7 @@ func TestClusterFollowsOneCommittedMaster(t *testing.T) {
 	}
 	set := redistest.StartSet(t, redistest.SetOptions{DownAfter: time.Second})
 	nodes := startAgents(t, set, 3)
-	redistest.Eventually(t, 20*time.Second, "every agent routes to the master", func() bool {
+	testutil.Eventually(t, 20*time.Second, "every agent routes to the master", func() bool {
 		return allEqual(committedMasters(nodes), set.Master.Addr)
 	})
 	for _, n := range nodes {
@@ -79,7 +80,7 @@ func TestClusterFollowsOneCommittedMaster(t *testing.T) {
 	killed := time.Now()
 	set.Master.Kill()
 	var newMaster string
-	redistest.Eventually(t, 20*time.Second, "every agent routes to one new master", func() bool {
+	testutil.Eventually(t, 20*time.Second, "every agent routes to one new master", func() bool {
 		ms := committedMasters(nodes)
 		if ms[0] == "" || ms[0] == set.Master.Addr {
 			return false
@@ -103,7 +104,7 @@ func TestClusterFollowsOneCommittedMaster(t *testing.T) {
 	}
 	isolated.cluster.Isolate(true)
 	cut := time.Now()
-	redistest.Eventually(t, 5*time.Second, "isolated agent stops routing", func() bool {
+	testutil.Eventually(t, 5*time.Second, "isolated agent stops routing", func() bool {
 		return isolated.routes.Route().Master == ""
 	})
 	t.Logf("isolated %s stopped routing after %v", isolated.cfg.NodeName, time.Since(cut).Round(time.Millisecond))
@@ -128,7 +129,7 @@ func TestClusterFollowsOneCommittedMaster(t *testing.T) {
 		t.Logf("isolated agent answered: %v", err)
 	}
 	isolated.cluster.Isolate(false)
-	redistest.Eventually(t, 10*time.Second, "isolated agent routes again after healing", func() bool {
+	testutil.Eventually(t, 10*time.Second, "isolated agent routes again after healing", func() bool {
 		return isolated.routes.Route().Master == newMaster
 	})
 }
@@ -141,7 +142,7 @@ func TestPlannedFailoverUnderTraffic(t *testing.T) {
 	}
 	set := redistest.StartSet(t, redistest.SetOptions{DownAfter: 5 * time.Second})
 	nodes := startAgents(t, set, 3)
-	redistest.Eventually(t, 20*time.Second, "every agent routes to the master", func() bool {
+	testutil.Eventually(t, 20*time.Second, "every agent routes to the master", func() bool {
 		return allEqual(committedMasters(nodes), set.Master.Addr)
 	})
 
@@ -183,7 +184,7 @@ func TestPlannedFailoverUnderTraffic(t *testing.T) {
 		}
 	}
 	var reqErr error
-	redistest.Eventually(t, 5*time.Second, "failover request accepted", func() bool {
+	testutil.Eventually(t, 5*time.Second, "failover request accepted", func() bool {
 		reqErr = (*webAdmin)(follower).RequestFailover(context.Background())
 		if reqErr != nil {
 			reqErr = (*webAdmin)(leaderOf(nodes)).RequestFailover(context.Background())
@@ -192,7 +193,7 @@ func TestPlannedFailoverUnderTraffic(t *testing.T) {
 	})
 	old := set.Master.Addr
 	var newMaster string
-	redistest.Eventually(t, 20*time.Second, "all agents route to a new master", func() bool {
+	testutil.Eventually(t, 20*time.Second, "all agents route to a new master", func() bool {
 		ms := committedMasters(nodes)
 		newMaster = ms[0]
 		return newMaster != "" && newMaster != old && allEqual(ms, newMaster)

@@ -11,7 +11,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/redhaven/redhaven/proxy/redistest"
+	"github.com/redhaven/redhaven/e2e/redistest"
+	"github.com/redhaven/redhaven/e2e/testutil"
 )
 
 // TestClusterFigures measures the closing figures (make
@@ -30,7 +31,7 @@ func TestClusterFigures(t *testing.T) {
 	}
 	set := redistest.StartSet(t, redistest.SetOptions{DownAfter: time.Second})
 	nodes := startAgents(t, set, 3)
-	redistest.Eventually(t, 20*time.Second, "every agent routes to the master", func() bool {
+	testutil.Eventually(t, 20*time.Second, "every agent routes to the master", func() bool {
 		return allEqual(committedMasters(nodes), set.Master.Addr)
 	})
 
@@ -85,7 +86,7 @@ func TestClusterFigures(t *testing.T) {
 		t.Logf("figure round %d: kill -> all agents route %v; +switch-master seen %v after the kill", round, allRouted.Sub(killed).Round(time.Millisecond), switched.Sub(killed).Round(time.Millisecond))
 		// Bring the old master back as a replica for the next round.
 		master.Restart()
-		redistest.Eventually(t, 30*time.Second, "old master rejoins as a replica", func() bool {
+		testutil.Eventually(t, 30*time.Second, "old master rejoins as a replica", func() bool {
 			info, err := master.Client().Info(context.Background(), "replication").Result()
 			return err == nil && strings.Contains(info, "role:slave") && strings.Contains(info, "master_link_status:up")
 		})
@@ -105,7 +106,7 @@ func TestClusterFigures(t *testing.T) {
 	}
 	stopped := time.Now()
 	nodes[leaderIdx].cluster.Isolate(true) // as if killed: no leave, no more heartbeats
-	redistest.Eventually(t, 15*time.Second, "a new leader", func() bool {
+	testutil.Eventually(t, 15*time.Second, "a new leader", func() bool {
 		for i, n := range nodes {
 			if i != leaderIdx && n.cluster.IsLeader() {
 				return true

@@ -20,7 +20,8 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 
-	"github.com/redhaven/redhaven/proxy/redistest"
+	"github.com/redhaven/redhaven/e2e/redistest"
+	"github.com/redhaven/redhaven/e2e/testutil"
 )
 
 // Helpers for tests of whole agents in network namespaces: a "lan"
@@ -52,13 +53,13 @@ type netLab struct {
 func requireNetnsLab(t *testing.T) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		redistest.Require(t, "netns", "not root (network namespace tests need root)")
+		testutil.Require(t, "netns", "not root (network namespace tests need root)")
 	}
 	if _, err := exec.LookPath("ip"); err != nil {
-		redistest.Require(t, "netns", "`ip` (iproute2) not on PATH")
+		testutil.Require(t, "netns", "`ip` (iproute2) not on PATH")
 	}
 	if out, err := exec.Command("ip", "netns", "list").CombinedOutput(); err != nil {
-		redistest.Require(t, "netns", fmt.Sprintf("`ip netns list` fails: %v: %s", err, out))
+		testutil.Require(t, "netns", fmt.Sprintf("`ip netns list` fails: %v: %s", err, out))
 	}
 }
 
@@ -92,7 +93,7 @@ func newNetLab(t *testing.T, nodes int) *netLab {
 			}
 		})
 		if out, err := exec.Command("ip", "netns", "add", ns).CombinedOutput(); err != nil {
-			redistest.Require(t, "netns", fmt.Sprintf("ip netns add %s: %v: %s", ns, err, out))
+			testutil.Require(t, "netns", fmt.Sprintf("ip netns add %s: %v: %s", ns, err, out))
 		}
 		labIP(t, "-n", ns, "link", "set", "lo", "up")
 	}
@@ -204,22 +205,6 @@ func nsRun(timeout time.Duration, ns string, args ...string) (string, error) {
 		return string(out), fmt.Errorf("%s in %s: %w: %s", strings.Join(args, " "), ns, err, strings.TrimSpace(string(out)))
 	}
 	return string(out), nil
-}
-
-// pollUntil calls cond every interval until it is true, or fails the test
-// after timeout.
-func pollUntil(t *testing.T, timeout, interval time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		if cond() {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for: %s", timeout, what)
-		}
-		time.Sleep(interval)
-	}
 }
 
 // nsProc is a long-running process started in a namespace with
@@ -336,7 +321,7 @@ func startLabRedis(t *testing.T, lab *netLab) *labRedis {
 	t.Helper()
 	redistest.RequireRedis(t)
 	if _, err := exec.LookPath("redis-cli"); err != nil {
-		redistest.Require(t, "redis", "redis-cli not on PATH (apt-get install redis-tools)")
+		testutil.Require(t, "redis", "redis-cli not on PATH (apt-get install redis-tools)")
 	}
 	rs := &labRedis{masterName: "mymaster", master: lab.nodes[0].ip + ":6379"}
 	var mu sync.Mutex
@@ -369,14 +354,14 @@ func startLabRedis(t *testing.T, lab *netLab) *labRedis {
 	}
 	for _, h := range lab.nodes {
 		h := h
-		pollUntil(t, 10*time.Second, 50*time.Millisecond, "redis on "+h.name+" answers PING", func() bool {
+		testutil.EventuallyEvery(t, 10*time.Second, 50*time.Millisecond, "redis on "+h.name+" answers PING", func() bool {
 			out, err := nsRun(2*time.Second, h.ns, "redis-cli", "-h", h.ip, "-p", "6379", "PING")
 			return err == nil && strings.TrimSpace(out) == "PONG"
 		})
 	}
 	for _, h := range lab.nodes[1:] {
 		h := h
-		pollUntil(t, 15*time.Second, 100*time.Millisecond, "replica on "+h.name+" linked to the master", func() bool {
+		testutil.EventuallyEvery(t, 15*time.Second, 100*time.Millisecond, "replica on "+h.name+" linked to the master", func() bool {
 			out, err := nsRun(2*time.Second, h.ns, "redis-cli", "-h", h.ip, "-p", "6379", "INFO", "replication")
 			return err == nil && strings.Contains(out, "master_link_status:up")
 		})
@@ -402,7 +387,7 @@ func startLabRedis(t *testing.T, lab *netLab) *labRedis {
 	}
 	for _, h := range lab.nodes {
 		h := h
-		pollUntil(t, 10*time.Second, 50*time.Millisecond, "sentinel on "+h.name+" knows the master", func() bool {
+		testutil.EventuallyEvery(t, 10*time.Second, 50*time.Millisecond, "sentinel on "+h.name+" knows the master", func() bool {
 			out, err := nsRun(2*time.Second, h.ns, "redis-cli", "-h", h.ip, "-p", "26379",
 				"SENTINEL", "GET-MASTER-ADDR-BY-NAME", rs.masterName)
 			return err == nil && strings.Contains(out, lab.nodes[0].ip)

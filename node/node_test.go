@@ -16,7 +16,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/redhaven/redhaven/proxy/redistest"
+	"github.com/redhaven/redhaven/e2e/redistest"
+	"github.com/redhaven/redhaven/e2e/testutil"
 )
 
 // testLogger writes the agent's log to a file in the test's temp dir, and
@@ -81,8 +82,8 @@ func agentConfig(t *testing.T, set *redistest.Set) Config {
 	cfg.Proxy.Listen = "127.0.0.1:0"
 	cfg.HTTP.Listen = "127.0.0.1:0"
 	cfg.HTTP.AdminSocket = adminSocketPath(t)
-	cfg.Cluster.Bind = fmt.Sprintf("127.0.0.1:%d", redistest.FreePort(t))
-	cfg.Cluster.RaftBind = fmt.Sprintf("127.0.0.1:%d", redistest.FreePort(t))
+	cfg.Cluster.Bind = fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))
+	cfg.Cluster.RaftBind = fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))
 	cfg.Cluster.BootstrapExpect = 1
 	return cfg
 }
@@ -123,7 +124,7 @@ func TestFailoverUnderTraffic(t *testing.T) {
 
 	probe := client(addr)
 	defer probe.Close()
-	redistest.Eventually(t, 10*time.Second, "proxy routes a write", func() bool {
+	testutil.Eventually(t, 10*time.Second, "proxy routes a write", func() bool {
 		return probe.Set(context.Background(), "ready", "1", 0).Err() == nil
 	})
 
@@ -160,12 +161,12 @@ func TestFailoverUnderTraffic(t *testing.T) {
 
 	// Writes must succeed again through the same connections.
 	var newMaster string
-	redistest.Eventually(t, 20*time.Second, "a new master confirmed by Sentinel", func() bool {
+	testutil.Eventually(t, 20*time.Second, "a new master confirmed by Sentinel", func() bool {
 		newMaster = set.CurrentMaster()
 		return newMaster != "" && newMaster != oldMaster.Addr
 	})
 	recovered := time.Now()
-	redistest.Eventually(t, 20*time.Second, "writes through the proxy reach the new master", func() bool {
+	testutil.Eventually(t, 20*time.Second, "writes through the proxy reach the new master", func() bool {
 		return probe.Set(context.Background(), "after", "1", 0).Err() == nil
 	})
 	t.Logf("kill -> sentinel reports new master %v; -> probe write ok %v", recovered.Sub(killed), time.Since(killed))

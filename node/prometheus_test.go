@@ -21,7 +21,8 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"github.com/redhaven/redhaven/proxy/redistest"
+	"github.com/redhaven/redhaven/e2e/redistest"
+	"github.com/redhaven/redhaven/e2e/testutil"
 )
 
 // The shipped dashboard and alert rules (packaging/nfpm.yaml installs
@@ -70,14 +71,14 @@ func TestPrometheusScrapesAgent(t *testing.T) {
 	set := redistest.StartSet(t, redistest.SetOptions{DownAfter: time.Second})
 	n := startAgent(t, agentConfig(t, set))
 	oldMaster := set.Master.Addr
-	redistest.Eventually(t, 15*time.Second, "agent routes to the master", func() bool {
+	testutil.Eventually(t, 15*time.Second, "agent routes to the master", func() bool {
 		return n.routes.Route().Master == oldMaster
 	})
 	p := startPrometheus(t, promBin, n.HTTPAddr().String(), rules)
 
 	// Scraped: three backends up, the master committed.
 	var seen time.Time
-	redistest.Eventually(t, 20*time.Second, "prometheus has scraped the agent (3 backends up, master "+oldMaster+")", func() bool {
+	testutil.Eventually(t, 20*time.Second, "prometheus has scraped the agent (3 backends up, master "+oldMaster+")", func() bool {
 		up, err1 := p.query(`redhaven_backend_up{job="redhaven"} == 1`)
 		m, err2 := p.query(`redhaven_backend_is_master{job="redhaven"} == 1`)
 		seen = time.Now()
@@ -85,7 +86,7 @@ func TestPrometheusScrapesAgent(t *testing.T) {
 	})
 	// Before the kill: once the rules were evaluated for longer than
 	// testFor on that data, no alert is pending or firing.
-	redistest.Eventually(t, 20*time.Second, "rules evaluated after the first scrape", func() bool {
+	testutil.Eventually(t, 20*time.Second, "rules evaluated after the first scrape", func() bool {
 		last, err := p.lastEvaluation()
 		return err == nil && last.After(seen.Add(time.Second+500*time.Millisecond))
 	})
@@ -97,13 +98,13 @@ func TestPrometheusScrapesAgent(t *testing.T) {
 
 	set.Master.Kill() // SIGKILL
 	var newMaster string
-	redistest.Eventually(t, 20*time.Second, "agent routes to a new master", func() bool {
+	testutil.Eventually(t, 20*time.Second, "agent routes to a new master", func() bool {
 		newMaster = n.routes.Route().Master
 		return newMaster != "" && newMaster != oldMaster
 	})
 
 	// The failover in the metrics, as Prometheus stored them.
-	redistest.Eventually(t, 20*time.Second, "prometheus shows the failover", func() bool {
+	testutil.Eventually(t, 20*time.Second, "prometheus shows the failover", func() bool {
 		m, err := p.query(`redhaven_backend_is_master{job="redhaven"} == 1`)
 		return err == nil && len(m) == 1 && m[0].Metric["addr"] == newMaster &&
 			p.value(`redhaven_failover_duration_seconds_count{job="redhaven"}`) > failovers0 &&
@@ -118,7 +119,7 @@ func TestPrometheusScrapesAgent(t *testing.T) {
 	// The alert: RedhavenBackendDown fires for the killed node, for no other.
 	var alerts []alert
 	var down alert
-	redistest.Eventually(t, 20*time.Second, "RedhavenBackendDown firing for "+oldMaster, func() bool {
+	testutil.Eventually(t, 20*time.Second, "RedhavenBackendDown firing for "+oldMaster, func() bool {
 		alerts = p.alerts(t)
 		for _, a := range alerts {
 			if a.Labels["alertname"] == "RedhavenBackendDown" && a.Labels["addr"] == oldMaster && a.State == "firing" {
@@ -224,7 +225,7 @@ func lookPrometheus(t *testing.T) (string, string) {
 	for _, name := range []string{"prometheus", "promtool"} {
 		p, err := exec.LookPath(name)
 		if err != nil {
-			redistest.Require(t, "prometheus", name+" not on PATH (apt-get install prometheus, then stop its service)")
+			testutil.Require(t, "prometheus", name+" not on PATH (apt-get install prometheus, then stop its service)")
 		}
 		paths = append(paths, p)
 	}
@@ -299,7 +300,7 @@ scrape_configs:
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	addr := fmt.Sprintf("127.0.0.1:%d", redistest.FreePort(t))
+	addr := fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))
 	logPath := filepath.Join(dir, "prometheus.log")
 	logFile, err := os.Create(logPath)
 	if err != nil {

@@ -10,7 +10,8 @@ import (
 	"time"
 
 	"github.com/redhaven/redhaven/cluster"
-	"github.com/redhaven/redhaven/proxy/redistest"
+	"github.com/redhaven/redhaven/e2e/redistest"
+	"github.com/redhaven/redhaven/e2e/testutil"
 	"github.com/redhaven/redhaven/webui"
 )
 
@@ -51,7 +52,7 @@ func TestCommittedRouteContradicted(t *testing.T) {
 	ctx := context.Background()
 	c := client(n.ProxyAddr().String())
 	defer c.Close()
-	redistest.Eventually(t, 10*time.Second, "proxy routes a write", func() bool {
+	testutil.Eventually(t, 10*time.Second, "proxy routes a write", func() bool {
 		return c.Set(ctx, "ready", "1", 0).Err() == nil
 	})
 	snap := (*webSource)(n).Snapshot()
@@ -73,7 +74,7 @@ func TestCommittedRouteContradicted(t *testing.T) {
 	refused := func(key, wantWhy string) webui.Snapshot {
 		t.Helper()
 		var snap webui.Snapshot
-		redistest.Eventually(t, 5*time.Second, "snapshot shows the contradiction "+wantWhy, func() bool {
+		testutil.Eventually(t, 5*time.Second, "snapshot shows the contradiction "+wantWhy, func() bool {
 			snap = (*webSource)(n).Snapshot()
 			return strings.Contains(snap.Route.Contradicted, wantWhy) && !snap.Ready && n.routes.Route().Master == ""
 		})

@@ -17,7 +17,8 @@ import (
 
 	"github.com/vishvananda/netlink"
 
-	"github.com/redhaven/redhaven/proxy/redistest"
+	"github.com/redhaven/redhaven/e2e/redistest"
+	"github.com/redhaven/redhaven/e2e/testutil"
 )
 
 // The VIP, in the lab's LAN (see netns_helpers_test.go).
@@ -260,7 +261,7 @@ func TestNetnsVIPFollowsLeaderKill9(t *testing.T) {
 	redistest.RequireRedis(t)
 	for _, bin := range []string{"curl", "redis-cli"} {
 		if _, err := exec.LookPath(bin); err != nil {
-			redistest.Require(t, "netns", bin+" not on PATH (apt-get install curl redis-tools)")
+			testutil.Require(t, "netns", bin+" not on PATH (apt-get install curl redis-tools)")
 		}
 	}
 	began := time.Now()
@@ -307,7 +308,7 @@ func TestNetnsVIPFollowsLeaderKill9(t *testing.T) {
 	// Exactly one namespace holds the VIP once the cluster settles (the
 	// same one for a full second).
 	var holder int
-	pollUntil(t, 30*time.Second, 50*time.Millisecond, "exactly one namespace holds the VIP for 1s", func() bool {
+	testutil.EventuallyEvery(t, 30*time.Second, 50*time.Millisecond, "exactly one namespace holds the VIP for 1s", func() bool {
 		for _, p := range agents {
 			if p.exited() {
 				t.Fatalf("%s exited early:\n%s", p.name, p.tail(30, false))
@@ -323,7 +324,7 @@ func TestNetnsVIPFollowsLeaderKill9(t *testing.T) {
 	t.Logf("agents started -> VIP held by %s only after %v", name(holder), time.Since(started).Round(time.Millisecond))
 
 	// The holder is the Raft leader, and the only one.
-	pollUntil(t, 10*time.Second, 200*time.Millisecond, "the VIP holder is the one Raft leader", func() bool {
+	testutil.EventuallyEvery(t, 10*time.Second, 200*time.Millisecond, "the VIP holder is the one Raft leader", func() bool {
 		leaders := 0
 		for i, h := range lab.nodes {
 			st, err := statsFrom(lab, h)
@@ -346,7 +347,7 @@ func TestNetnsVIPFollowsLeaderKill9(t *testing.T) {
 	// A client reaches the master through the VIP and the holder's proxy.
 	var out string
 	var err error
-	pollUntil(t, 10*time.Second, 200*time.Millisecond, "SET through the VIP", func() bool {
+	testutil.EventuallyEvery(t, 10*time.Second, 200*time.Millisecond, "SET through the VIP", func() bool {
 		out, err = clientRedis(lab, "SET", "netns:k", "v1")
 		return err == nil && out == "OK"
 	})
@@ -374,7 +375,7 @@ func TestNetnsVIPFollowsLeaderKill9(t *testing.T) {
 	t.Logf("kill -9 %s (pid %d)", agents[old].name, agents[old].cmd.Process.Pid)
 
 	var moved holderChange
-	pollUntil(t, 20*time.Second, 20*time.Millisecond, "the VIP in another namespace", func() bool {
+	testutil.EventuallyEvery(t, 20*time.Second, 20*time.Millisecond, "the VIP in another namespace", func() bool {
 		var ok bool
 		moved, ok = sampler.changedAfter(killed, func(hs []int) bool {
 			return slices.ContainsFunc(hs, func(i int) bool { return i != old })
@@ -393,7 +394,7 @@ func TestNetnsVIPFollowsLeaderKill9(t *testing.T) {
 	// while the client sends nothing.
 	newMAC := lab.nodes[newHolder].mac.String()
 	var state int
-	pollUntil(t, 10*time.Second, 10*time.Millisecond, "client's neighbour entry follows to "+name(newHolder)+" without client traffic", func() bool {
+	testutil.EventuallyEvery(t, 10*time.Second, 10*time.Millisecond, "client's neighbour entry follows to "+name(newHolder)+" without client traffic", func() bool {
 		mac, state, err = neighMAC(ch, clientLink.Attrs().Index, vip)
 		return err == nil && mac == newMAC
 	})
@@ -402,7 +403,7 @@ func TestNetnsVIPFollowsLeaderKill9(t *testing.T) {
 
 	// The old copy is gone (lifetime) and only the new holder remains.
 	var gone holderChange
-	pollUntil(t, 10*time.Second, 20*time.Millisecond, "only "+name(newHolder)+" holds the VIP", func() bool {
+	testutil.EventuallyEvery(t, 10*time.Second, 20*time.Millisecond, "only "+name(newHolder)+" holds the VIP", func() bool {
 		var ok bool
 		gone, ok = sampler.changedAfter(killed, func(hs []int) bool { return !slices.Contains(hs, old) })
 		hs, _ := sampler.holders()
@@ -410,7 +411,7 @@ func TestNetnsVIPFollowsLeaderKill9(t *testing.T) {
 	})
 
 	// The client reaches Redis again through the VIP, same cache.
-	pollUntil(t, 10*time.Second, 200*time.Millisecond, "GET through the VIP after the move", func() bool {
+	testutil.EventuallyEvery(t, 10*time.Second, 200*time.Millisecond, "GET through the VIP after the move", func() bool {
 		out, err = clientRedis(lab, "GET", "netns:k")
 		return err == nil && out == "v1"
 	})
@@ -419,7 +420,7 @@ func TestNetnsVIPFollowsLeaderKill9(t *testing.T) {
 	}
 
 	// The new holder is the new Raft leader.
-	pollUntil(t, 10*time.Second, 200*time.Millisecond, name(newHolder)+" is the Raft leader", func() bool {
+	testutil.EventuallyEvery(t, 10*time.Second, 200*time.Millisecond, name(newHolder)+" is the Raft leader", func() bool {
 		st, err := statsFrom(lab, lab.nodes[newHolder])
 		return err == nil && st.Leader && st.VIP.HeldHere
 	})

@@ -19,8 +19,8 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/redhaven/redhaven/e2e/testutil"
 	"github.com/redhaven/redhaven/packaging"
-	"github.com/redhaven/redhaven/proxy/redistest"
 )
 
 // rawVersion is what `git describe --tags --always --dirty` could print; the
@@ -590,26 +590,11 @@ func docker(ctx context.Context, args ...string) (string, error) {
 	return strings.TrimSpace(stdout.String()), nil
 }
 
-// requireDocker skips (or fails under REDHAVEN_REQUIRE=docker) unless a
-// Docker daemon answers.
-func requireDocker(t *testing.T) {
-	t.Helper()
-	if _, err := exec.LookPath("docker"); err != nil {
-		redistest.Require(t, "docker", "docker not on PATH")
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if _, err := docker(ctx, "version", "--format", "{{.Server.Version}}"); err != nil {
-		redistest.Require(t, "docker", "no Docker daemon: "+err.Error())
-	}
-}
-
 // TestDebInstallInDocker installs the .deb into a fresh Debian root (the e2e
 // base image, made by debootstrap), runs `redhaven version`, upgrades over a
 // changed config, removes and purges it, checking each step.
 func TestDebInstallInDocker(t *testing.T) {
-	requireDocker(t)
+	testutil.RequireDocker(t)
 	bin, err := buildReal(t)
 	if err != nil {
 		t.Skipf("the install test needs the real binary: %v", err)

@@ -10,7 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redhaven/redhaven/proxy/redistest"
+	"github.com/redhaven/redhaven/e2e/redistest"
+	"github.com/redhaven/redhaven/e2e/testutil"
 )
 
 // TestRuntimePasswordNoInheritedAuth: after CONFIG SET requirepass at
@@ -59,7 +60,7 @@ func TestRuntimePasswordNoInheritedAuth(t *testing.T) {
 				d := dialRaw(t, rs.Addr)
 				d.do("+OK\r\n", "CONFIG", "SET", "requirepass", "newpw")
 				var last string
-				redistest.Eventually(t, 10*time.Second, "a new client gets NOAUTH after a password set on a direct connection", func() bool {
+				testutil.Eventually(t, 10*time.Second, "a new client gets NOAUTH after a password set on a direct connection", func() bool {
 					c := dialRaw(t, addr)
 					c.send("GET", "k")
 					last = c.reply()
@@ -147,7 +148,7 @@ func TestResp3AuthAfterRuntimePassword(t *testing.T) {
 	}
 	routes.Set(rs2.Addr)
 	var got string
-	redistest.Eventually(t, 5*time.Second, "a session without AUTH gets NOAUTH after a failover to a server with a password", func() bool {
+	testutil.Eventually(t, 5*time.Second, "a session without AUTH gets NOAUTH after a failover to a server with a password", func() bool {
 		late.send("GET", "k")
 		got = late.reply()
 		return strings.HasPrefix(got, "-NOAUTH")
@@ -160,7 +161,7 @@ func TestResp3AuthAfterRuntimePassword(t *testing.T) {
 	}
 	for i, cl := range []*rawClient{early, a, b, c} {
 		var got string
-		redistest.Eventually(t, 5*time.Second, "a RESP3 session works after a failover", func() bool {
+		testutil.Eventually(t, 5*time.Second, "a RESP3 session works after a failover", func() bool {
 			cl.send("GET", "k")
 			got = cl.reply()
 			return got == bulk("v2")

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redhaven/redhaven/proxy/redistest"
+	"github.com/redhaven/redhaven/e2e/redistest"
 )
 
 // BenchmarkProxyGetSet compares a direct connection to Redis with the

@@ -7,7 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redhaven/redhaven/proxy/redistest"
+	"github.com/redhaven/redhaven/e2e/redistest"
+	"github.com/redhaven/redhaven/e2e/testutil"
 )
 
 // pair starts A (master) and B (replica of A, in sync).
@@ -16,7 +17,7 @@ func pair(t *testing.T) (a, b *redistest.Server) {
 	fast := []string{"--repl-diskless-sync-delay", "0"}
 	a = redistest.StartServer(t, redistest.ServerOptions{Extra: fast})
 	b = redistest.StartServer(t, redistest.ServerOptions{ReplicaOf: a.Addr, Extra: fast})
-	redistest.Eventually(t, 15*time.Second, "replica link up", func() bool {
+	testutil.Eventually(t, 15*time.Second, "replica link up", func() bool {
 		return infoField(t, b.Client(), "replication", "master_link_status") == "up"
 	})
 	return a, b
@@ -24,7 +25,7 @@ func pair(t *testing.T) (a, b *redistest.Server) {
 
 func waitSynced(t *testing.T, master, replica *redistest.Server) {
 	t.Helper()
-	redistest.Eventually(t, 10*time.Second, "replica caught up", func() bool {
+	testutil.Eventually(t, 10*time.Second, "replica caught up", func() bool {
 		mo := infoField(t, master.Client(), "replication", "master_repl_offset")
 		ro := infoField(t, replica.Client(), "replication", "slave_repl_offset")
 		return mo != "" && mo == ro
@@ -53,7 +54,7 @@ func TestIdleSessionMovesWithState(t *testing.T) {
 	promote(t, b, a)
 	routes.Set(b.Addr)
 	// the idle session moved by itself, with its name
-	redistest.Eventually(t, 5*time.Second, "session reconnected to B with its name", func() bool {
+	testutil.Eventually(t, 5*time.Second, "session reconnected to B with its name", func() bool {
 		list, _ := b.Client().ClientList(ctx).Result()
 		return strings.Contains(list, "name=app1")
 	})
@@ -62,7 +63,7 @@ func TestIdleSessionMovesWithState(t *testing.T) {
 	r.do(":1\r\n", "HSET", "h", "f", "v")
 	r.do("%1\r\n"+bulk("f")+bulk("v"), "HGETALL", "h") // still RESP3
 	// the subscriber gets messages published on B
-	redistest.Eventually(t, 5*time.Second, "subscriptions re-established on B", func() bool {
+	testutil.Eventually(t, 5*time.Second, "subscriptions re-established on B", func() bool {
 		n, _ := b.Client().Publish(ctx, "news", "hello").Result()
 		return n == 2 // channel + pattern: same connection counted per subscription
 	})
@@ -93,7 +94,7 @@ func TestInFlightCommandLost(t *testing.T) {
 	r := dialRaw(t, srv.Addr().String())
 	r.do("+OK\r\n", "SET", "before", "1")
 	r.send("BLPOP", "q", "0")
-	redistest.Eventually(t, 5*time.Second, "BLPOP blocked on A", func() bool {
+	testutil.Eventually(t, 5*time.Second, "BLPOP blocked on A", func() bool {
 		return infoField(t, a.Client(), "clients", "blocked_clients") == "1"
 	})
 	waitSynced(t, a, b)
@@ -101,7 +102,7 @@ func TestInFlightCommandLost(t *testing.T) {
 	r.expect(ReplyLostMaster)
 	// the connection stays open: the next command waits for a master
 	r.send("SET", "after", "1")
-	redistest.Eventually(t, 5*time.Second, "the command is held, redialing dead A", func() bool {
+	testutil.Eventually(t, 5*time.Second, "the command is held, redialing dead A", func() bool {
 		for _, be := range srv.Stats().Backends {
 			if be.Addr == a.Addr {
 				return be.Errors >= 3 // the lost connection + failed dials
@@ -129,7 +130,7 @@ func TestRouteChangeDrainsInFlight(t *testing.T) {
 	srv := startProxy(t, cfg, routes)
 	r := dialRaw(t, srv.Addr().String())
 	r.send("BLPOP", "never", "0")
-	redistest.Eventually(t, 5*time.Second, "BLPOP blocked on A", func() bool {
+	testutil.Eventually(t, 5*time.Second, "BLPOP blocked on A", func() bool {
 		return infoField(t, a.Client(), "clients", "blocked_clients") == "1"
 	})
 	// route moves away from a live A: the blocked command gets its bounded
@@ -161,7 +162,7 @@ func TestReadonlyAnswerIsRetried(t *testing.T) {
 	promote(t, b, a) // A is a replica now, the route still says A
 	// a pipeline: the writes get -READONLY from A and are sent again to B
 	r.write(string(appendCommandStrings(nil, "SET", "k", "1")) + string(appendCommandStrings(nil, "GET", "k")) + string(appendCommandStrings(nil, "INCR", "n")))
-	redistest.Eventually(t, 5*time.Second, "A answered READONLY", func() bool {
+	testutil.Eventually(t, 5*time.Second, "A answered READONLY", func() bool {
 		return strings.Contains(infoField(t, a.Client(), "errorstats", "errorstat_READONLY"), "count=")
 	})
 	routes.Set(b.Addr)
@@ -214,7 +215,7 @@ func TestReadonlyMidPipelineIsRetried(t *testing.T) {
 	r.write(string(p))
 	r.expect(bulk("0"))
 	r.expect(bulk("0"))
-	redistest.Eventually(t, 5*time.Second, "A answered READONLY", func() bool {
+	testutil.Eventually(t, 5*time.Second, "A answered READONLY", func() bool {
 		return strings.Contains(infoField(t, a.Client(), "errorstats", "errorstat_READONLY"), "count=")
 	})
 	routes.Set(b.Addr)
@@ -279,7 +280,7 @@ func TestTransactionAcrossMove(t *testing.T) {
 	waitSynced(t, a, b)
 	promote(t, b, a)
 	routes.Set(b.Addr)
-	redistest.Eventually(t, 5*time.Second, "both sessions moved to B", func() bool {
+	testutil.Eventually(t, 5*time.Second, "both sessions moved to B", func() bool {
 		st := srv.Stats()
 		for _, be := range st.Backends {
 			if be.Addr == b.Addr {
@@ -317,7 +318,7 @@ func TestSubscriberSurvivesMasterKill(t *testing.T) {
 		t.Cleanup(func() { sub.c.Close() })
 	}
 	a.Kill()
-	redistest.Eventually(t, 5*time.Second, "subscribers retry the dead master", func() bool {
+	testutil.Eventually(t, 5*time.Second, "subscribers retry the dead master", func() bool {
 		for _, be := range srv.Stats().Backends {
 			if be.Addr == a.Addr {
 				return be.Errors >= 4
@@ -328,7 +329,7 @@ func TestSubscriberSurvivesMasterKill(t *testing.T) {
 	promote(t, b, nil)
 	routes.Set(b.Addr)
 	for _, proto := range []string{"2", "3"} {
-		redistest.Eventually(t, 5*time.Second, "RESP"+proto+" subscription re-established", func() bool {
+		testutil.Eventually(t, 5*time.Second, "RESP"+proto+" subscription re-established", func() bool {
 			n, _ := b.Client().Publish(ctx, "alerts"+proto, "fire").Result()
 			return n == 1
 		})
@@ -379,7 +380,7 @@ func TestNoSecondLossOnDyingMaster(t *testing.T) {
 
 	// The command below must not be the one in flight at the loss: wait
 	// until the proxy saw its connection to A end.
-	redistest.Eventually(t, 5*time.Second, "proxy noticed the lost connection", func() bool {
+	testutil.Eventually(t, 5*time.Second, "proxy noticed the lost connection", func() bool {
 		for _, b := range srv.Stats().Backends {
 			if b.Addr == a.Addr && b.Errors > 0 {
 				return true

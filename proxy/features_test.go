@@ -11,7 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redhaven/redhaven/proxy/redistest"
+	"github.com/redhaven/redhaven/e2e/redistest"
+	"github.com/redhaven/redhaven/e2e/testutil"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -60,7 +61,7 @@ func TestBlockingCommand(t *testing.T) {
 	srv := startProxy(t, testConfig(), newRoutes(rs.Addr))
 	r := dialRaw(t, srv.Addr().String())
 	r.send("BLPOP", "bl", "0")
-	redistest.Eventually(t, 5*time.Second, "client blocked", func() bool {
+	testutil.Eventually(t, 5*time.Second, "client blocked", func() bool {
 		return infoField(t, rs.Client(), "clients", "blocked_clients") == "1"
 	})
 	if err := rs.Client().RPush(context.Background(), "bl", "x").Err(); err != nil {
@@ -305,7 +306,7 @@ func TestMaxClients(t *testing.T) {
 		t.Fatalf("stats: %+v", st)
 	}
 	a.c.Close()
-	redistest.Eventually(t, 5*time.Second, "session count drops", func() bool {
+	testutil.Eventually(t, 5*time.Second, "session count drops", func() bool {
 		return srv.Stats().Listeners[0].CurrentSessions == 1
 	})
 	d := dialRaw(t, srv.Addr().String())

@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redhaven/redhaven/proxy/redistest"
+	"github.com/redhaven/redhaven/e2e/redistest"
 	"github.com/redis/go-redis/v9"
 )
 

@@ -9,7 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redhaven/redhaven/proxy/redistest"
+	"github.com/redhaven/redhaven/e2e/redistest"
+	"github.com/redhaven/redhaven/e2e/testutil"
 )
 
 func parkedNow(srv *Server) int64 { return srv.Stats().Listeners[0].Parked }
@@ -44,7 +45,7 @@ func TestIdleSessionsPark(t *testing.T) {
 		clients = append(clients, c)
 	}
 	before := runtime.NumGoroutine()
-	redistest.Eventually(t, 5*time.Second, "the idle sessions on shared connections are not parked", func() bool {
+	testutil.Eventually(t, 5*time.Second, "the idle sessions on shared connections are not parked", func() bool {
 		return parkedNow(srv) == plain+resp3
 	})
 	time.Sleep(parkSweep * 3)
@@ -65,21 +66,21 @@ func TestIdleSessionsPark(t *testing.T) {
 	}
 
 	// A route change reaches parked sessions: they follow it.
-	redistest.Eventually(t, 5*time.Second, "sessions not parked again", func() bool { return parkedNow(srv) == plain+resp3 })
+	testutil.Eventually(t, 5*time.Second, "sessions not parked again", func() bool { return parkedNow(srv) == plain+resp3 })
 	if err := rs2.Client().Set(context.Background(), "park:0", "on the new master", 0).Err(); err != nil {
 		t.Fatal(err)
 	}
 	routes.Set(rs2.Addr)
-	redistest.Eventually(t, 5*time.Second, "route change did not reach the proxy", func() bool { return srv.route.Load().Master == rs2.Addr })
+	testutil.Eventually(t, 5*time.Second, "route change did not reach the proxy", func() bool { return srv.route.Load().Master == rs2.Addr })
 	clients[0].do(bulk("on the new master"), "GET", "park:0")
 	clients[1].do("$-1\r\n", "GET", "park:1")
 
 	// Clients that leave while parked end their sessions.
-	redistest.Eventually(t, 5*time.Second, "sessions not parked after the move", func() bool { return parkedNow(srv) >= plain+resp3-2 })
+	testutil.Eventually(t, 5*time.Second, "sessions not parked after the move", func() bool { return parkedNow(srv) >= plain+resp3-2 })
 	for _, c := range clients[:10] {
 		c.c.Close()
 	}
-	redistest.Eventually(t, 5*time.Second, "sessions of closed clients did not end", func() bool {
+	testutil.Eventually(t, 5*time.Second, "sessions of closed clients did not end", func() bool {
 		return srv.Stats().Listeners[0].CurrentSessions == int64(len(clients)-10)
 	})
 }
@@ -96,7 +97,7 @@ func TestStopWithParkedSessions(t *testing.T) {
 		c.do("+PONG\r\n", "PING")
 		clients = append(clients, c)
 	}
-	redistest.Eventually(t, 5*time.Second, "sessions not parked", func() bool { return parkedNow(srv) == 20 })
+	testutil.Eventually(t, 5*time.Second, "sessions not parked", func() bool { return parkedNow(srv) == 20 })
 	if err := stop(); err != nil {
 		t.Fatalf("stopping with parked sessions: %v", err)
 	}

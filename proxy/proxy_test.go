@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/redhaven/redhaven/proxy/redistest"
+	"github.com/redhaven/redhaven/e2e/redistest"
 	"github.com/redis/go-redis/v9"
 )
 

@@ -7,7 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redhaven/redhaven/proxy/redistest"
+	"github.com/redhaven/redhaven/e2e/redistest"
+	"github.com/redhaven/redhaven/e2e/testutil"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -44,10 +45,10 @@ func TestReadonlyListener(t *testing.T) {
 	}
 	// the preferred replica leaves: sessions move to another replica
 	routes.Set(m.Addr, r1.Addr)
-	redistest.Eventually(t, 5*time.Second, "moved to r1", func() bool { return port(ro) == p1 })
+	testutil.Eventually(t, 5*time.Second, "moved to r1", func() bool { return port(ro) == p1 })
 	// no replica: reads go to the master
 	routes.Set(m.Addr)
-	redistest.Eventually(t, 5*time.Second, "moved to master", func() bool { return port(ro) == pm })
+	testutil.Eventually(t, 5*time.Second, "moved to master", func() bool { return port(ro) == pm })
 	// the read-write listener is unaffected
 	rw := proxyClient(t, srv.Addr().String(), nil)
 	if got := port(rw); got != pm {

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redhaven/redhaven/proxy/redistest"
+	"github.com/redhaven/redhaven/e2e/testutil"
 )
 
 // TestContinuousTrafficFlips pipelines writes on several connections while
@@ -74,7 +74,7 @@ func TestContinuousTrafficFlips(t *testing.T) {
 	waitAcked := func(more int64) {
 		t.Helper()
 		target := total.Load() + more
-		redistest.Eventually(t, 20*time.Second, fmt.Sprintf("%d more acknowledged writes", more), func() bool { return total.Load() >= target })
+		testutil.Eventually(t, 20*time.Second, fmt.Sprintf("%d more acknowledged writes", more), func() bool { return total.Load() >= target })
 	}
 	master, replica := a, b
 	for i := 0; i < flips; i++ {
@@ -82,13 +82,13 @@ func TestContinuousTrafficFlips(t *testing.T) {
 		host, port, _ := net.SplitHostPort(replica.Addr)
 		// FAILOVER wants the replica online as the master sees it (a
 		// replica reports its link up a moment earlier; flaked once)
-		redistest.Eventually(t, 10*time.Second, "replica online at the master", func() bool {
+		testutil.Eventually(t, 10*time.Second, "replica online at the master", func() bool {
 			return strings.Contains(infoField(t, master.Client(), "replication", "slave0"), "state=online")
 		})
 		if err := master.Client().Do(ctx, "FAILOVER", "TO", host, port, "TIMEOUT", "5000").Err(); err != nil {
 			t.Fatalf("FAILOVER: %v", err)
 		}
-		redistest.Eventually(t, 10*time.Second, "failover done", func() bool {
+		testutil.Eventually(t, 10*time.Second, "failover done", func() bool {
 			return role(master.Client()) == "slave" && role(replica.Client()) == "master"
 		})
 		routes.Set(replica.Addr)

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redhaven/redhaven/proxy/redistest"
+	"github.com/redhaven/redhaven/e2e/testutil"
 )
 
 func TestHookTimeoutKillsTheHook(t *testing.T) {
@@ -24,7 +24,7 @@ func TestHookTimeoutKillsTheHook(t *testing.T) {
 	cfg.HookTimeout = 300 * time.Millisecond
 	r := startFake(t, cfg, &fakeSys{})
 	r.SetDesired(true)
-	redistest.Eventually(t, wait, "hook timed out", func() bool { return strings.Contains(r.logs.String(), "vip hook timed out") })
+	testutil.Eventually(t, wait, "hook timed out", func() bool { return strings.Contains(r.logs.String(), "vip hook timed out") })
 	b, err := os.ReadFile(pidFile)
 	if err != nil {
 		t.Fatal(err)
@@ -34,7 +34,7 @@ func TestHookTimeoutKillsTheHook(t *testing.T) {
 		t.Fatalf("pid file %q: %v", b, err)
 	}
 	t.Cleanup(func() { syscall.Kill(pid, syscall.SIGKILL) })
-	redistest.Eventually(t, wait, "the hook's background child killed", func() bool {
+	testutil.Eventually(t, wait, "the hook's background child killed", func() bool {
 		// Gone, or a zombie waiting for init: either way not running.
 		st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 		return err != nil || strings.Contains(string(st), ") Z ")

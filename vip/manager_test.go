@@ -17,7 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redhaven/redhaven/proxy/redistest"
+	"github.com/redhaven/redhaven/e2e/testutil"
 )
 
 // fakeSys is an in-memory link: the unit tests drive the loop with it.
@@ -223,7 +223,7 @@ func TestRemovesStaleAddressAtStart(t *testing.T) {
 	cfg, out, _ := hookConfig(t, testConfig())
 	f := &fakeSys{addr: true}
 	r := startFake(t, cfg, f)
-	redistest.Eventually(t, wait, "stale address removed", func() bool { return !get(f, func(f *fakeSys) bool { return f.addr }) })
+	testutil.Eventually(t, wait, "stale address removed", func() bool { return !get(f, func(f *fakeSys) bool { return f.addr }) })
 	if err := r.stop(t); err != nil {
 		t.Fatalf("Run = %v", err)
 	}
@@ -247,16 +247,16 @@ func TestAcquireAnnounceRelease(t *testing.T) {
 	r := startFake(t, cfg, f)
 
 	r.SetDesired(true)
-	redistest.Eventually(t, wait, "holding", r.Holding)
+	testutil.Eventually(t, wait, "holding", r.Holding)
 	if !get(f, func(f *fakeSys) bool { return f.addr }) {
 		t.Fatal("Holding() but the address is not on the link")
 	}
-	redistest.Eventually(t, wait, "acquire hook", func() bool { return len(readLines(out)) == 1 })
+	testutil.Eventually(t, wait, "acquire hook", func() bool { return len(readLines(out)) == 1 })
 	if got, want := readLines(out)[0], "acquire 10.0.0.100 10.0.0.100/24 eth0 removed=no"; got != want {
 		t.Errorf("acquire hook saw %q, want %q", got, want)
 	}
 	// A burst, then re-announcements every arp_repeat.
-	redistest.Eventually(t, wait, "re-announcements", func() bool { return get(f, func(f *fakeSys) int { return f.announces }) >= 3*cfg.ARPCount })
+	testutil.Eventually(t, wait, "re-announcements", func() bool { return get(f, func(f *fakeSys) int { return f.announces }) >= 3*cfg.ARPCount })
 	st := r.Status()
 	if !st.Desired || !st.Holding || st.LastAnnounce.IsZero() || st.LastError != "" || st.Mode != ModeNetlink ||
 		st.Address != "10.0.0.100/24" || st.Interface != "eth0" || st.Conflict != "" {
@@ -267,8 +267,8 @@ func TestAcquireAnnounceRelease(t *testing.T) {
 	}
 
 	r.SetDesired(false)
-	redistest.Eventually(t, wait, "released", func() bool { return !r.Holding() && !get(f, func(f *fakeSys) bool { return f.addr }) })
-	redistest.Eventually(t, wait, "release hook", func() bool { return len(readLines(out)) == 2 })
+	testutil.Eventually(t, wait, "released", func() bool { return !r.Holding() && !get(f, func(f *fakeSys) bool { return f.addr }) })
+	testutil.Eventually(t, wait, "release hook", func() bool { return len(readLines(out)) == 2 })
 	if got, want := readLines(out)[1], "release 10.0.0.100 10.0.0.100/24 eth0 removed=yes"; got != want {
 		t.Errorf("release hook saw %q, want %q (the address must be removed before on_release)", got, want)
 	}
@@ -293,13 +293,13 @@ func TestPutsBackAddressRemovedBySomeoneElse(t *testing.T) {
 	f := &fakeSys{}
 	r := startFake(t, cfg, f)
 	r.SetDesired(true)
-	redistest.Eventually(t, wait, "holding", r.Holding)
+	testutil.Eventually(t, wait, "holding", r.Holding)
 
 	f.mu.Lock()
 	f.addr = false // `ip addr del` behind our back
 	f.mu.Unlock()
-	redistest.Eventually(t, wait, "address put back", func() bool { return get(f, func(f *fakeSys) int { return f.adds }) == 2 })
-	redistest.Eventually(t, wait, "holding again", r.Holding)
+	testutil.Eventually(t, wait, "address put back", func() bool { return get(f, func(f *fakeSys) int { return f.adds }) == 2 })
+	testutil.Eventually(t, wait, "holding again", r.Holding)
 	if err := r.stop(t); err != nil {
 		t.Fatalf("Run = %v", err)
 	}
@@ -322,7 +322,7 @@ func TestLifetimeIsRenewed(t *testing.T) {
 			f := &fakeSys{}
 			r := startFake(t, cfg, f)
 			r.SetDesired(true)
-			redistest.Eventually(t, wait, "holding", r.Holding)
+			testutil.Eventually(t, wait, "holding", r.Holding)
 			if lifetime == 0 {
 				// Over 5 check intervals: no renewal of a permanent address.
 				for deadline := time.Now().Add(5 * cfg.CheckInterval); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
@@ -332,7 +332,7 @@ func TestLifetimeIsRenewed(t *testing.T) {
 				}
 				return
 			}
-			redistest.Eventually(t, wait, "renewals", func() bool { return get(f, func(f *fakeSys) int { return f.renews }) >= 3 })
+			testutil.Eventually(t, wait, "renewals", func() bool { return get(f, func(f *fakeSys) int { return f.renews }) >= 3 })
 		})
 	}
 }
@@ -342,7 +342,7 @@ func TestShutdownRemovesAddressThenRunsReleaseHook(t *testing.T) {
 	f := &fakeSys{marker: marker}
 	r := startFake(t, cfg, f)
 	r.SetDesired(true)
-	redistest.Eventually(t, wait, "holding", r.Holding)
+	testutil.Eventually(t, wait, "holding", r.Holding)
 	if err := r.stop(t); err != nil {
 		t.Fatalf("Run = %v", err)
 	}
@@ -363,7 +363,7 @@ func TestShutdownReportsAFailedRemoval(t *testing.T) {
 	f := &fakeSys{}
 	r := startFake(t, testConfig(), f)
 	r.SetDesired(true)
-	redistest.Eventually(t, wait, "holding", r.Holding)
+	testutil.Eventually(t, wait, "holding", r.Holding)
 	f.mu.Lock()
 	f.removeErr = errors.New("netlink timeout")
 	f.mu.Unlock()
@@ -380,14 +380,14 @@ func TestFaultsAreReportedAndRetried(t *testing.T) {
 	f := &fakeSys{addErr: permErr(os.NewSyscallError("netlinkrib", syscall.EPERM))}
 	r := startFake(t, testConfig(), f)
 	r.SetDesired(true)
-	redistest.Eventually(t, wait, "error in status", func() bool { return r.Status().LastError != "" })
+	testutil.Eventually(t, wait, "error in status", func() bool { return r.Status().LastError != "" })
 	if st := r.Status(); st.Holding || !strings.Contains(st.LastError, "CAP_NET_ADMIN") || !strings.Contains(st.LastError, "add vip 10.0.0.100/24 on eth0") {
 		t.Errorf("Status() = %+v, want not holding and an error naming CAP_NET_ADMIN", st)
 	}
 	f.mu.Lock()
 	f.addErr = nil
 	f.mu.Unlock()
-	redistest.Eventually(t, wait, "holding after the fault cleared", func() bool { return r.Holding() && r.Status().LastError == "" })
+	testutil.Eventually(t, wait, "holding after the fault cleared", func() bool { return r.Holding() && r.Status().LastError == "" })
 	if c := strings.Count(r.logs.String(), "vip fault, retrying"); c != 1 {
 		t.Errorf("the fault was logged %d times, want once:\n%s", c, r.logs)
 	}
@@ -398,7 +398,7 @@ func TestConflictIsLoggedAndAddressTaken(t *testing.T) {
 	f := &fakeSys{probeMAC: other}
 	r := startFake(t, testConfig(), f)
 	r.SetDesired(true)
-	redistest.Eventually(t, wait, "holding", r.Holding)
+	testutil.Eventually(t, wait, "holding", r.Holding)
 	if got := r.Status().Conflict; got != other.String() {
 		t.Errorf("Status().Conflict = %q, want %q", got, other)
 	}
@@ -413,7 +413,7 @@ func TestNoProbeWhenDisabled(t *testing.T) {
 	f := &fakeSys{}
 	r := startFake(t, cfg, f)
 	r.SetDesired(true)
-	redistest.Eventually(t, wait, "holding", r.Holding)
+	testutil.Eventually(t, wait, "holding", r.Holding)
 	if p := get(f, func(f *fakeSys) int { return f.probes }); p != 0 {
 		t.Errorf("probed %d times with arp_probe 0", p)
 	}
@@ -426,7 +426,7 @@ func TestFlappingDesireEndsInLastState(t *testing.T) {
 	for i := range 41 {
 		r.SetDesired(i%2 == 0) // ends with true
 	}
-	redistest.Eventually(t, wait, "holding", r.Holding)
+	testutil.Eventually(t, wait, "holding", r.Holding)
 	if err := r.stop(t); err != nil {
 		t.Fatal(err)
 	}
@@ -450,7 +450,7 @@ func TestHookFailureIsLogged(t *testing.T) {
 	cfg.OnAcquire = "echo no cloud today >&2; exit 3"
 	r := startFake(t, cfg, &fakeSys{})
 	r.SetDesired(true)
-	redistest.Eventually(t, wait, "hook failure logged", func() bool {
+	testutil.Eventually(t, wait, "hook failure logged", func() bool {
 		l := r.logs.String()
 		return strings.Contains(l, "vip hook failed") && strings.Contains(l, "exit_code=3") && strings.Contains(l, "no cloud today")
 	})

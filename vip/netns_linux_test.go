@@ -21,10 +21,9 @@ import (
 	"github.com/mdlayher/ethernet"
 	"github.com/mdlayher/ndp"
 	"github.com/mdlayher/packet"
+	"github.com/redhaven/redhaven/e2e/testutil"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
-
-	"github.com/redhaven/redhaven/proxy/redistest"
 )
 
 // Network-namespace tests: a holder namespace and a peer namespace joined
@@ -46,10 +45,10 @@ type lab struct {
 func requireNetns(t *testing.T) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		redistest.Require(t, "netns", "not root (network namespace tests need root)")
+		testutil.Require(t, "netns", "not root (network namespace tests need root)")
 	}
 	if _, err := exec.LookPath("ip"); err != nil {
-		redistest.Require(t, "netns", "`ip` (iproute2) not on PATH")
+		testutil.Require(t, "netns", "`ip` (iproute2) not on PATH")
 	}
 }
 
@@ -77,7 +76,7 @@ func newLab(t *testing.T) *lab {
 	}
 	for _, ns := range []string{l.holder, l.peer} {
 		if out, err := exec.Command("ip", "netns", "add", ns).CombinedOutput(); err != nil {
-			redistest.Require(t, "netns", fmt.Sprintf("ip netns add: %v: %s", err, out))
+			testutil.Require(t, "netns", fmt.Sprintf("ip netns add: %v: %s", err, out))
 		}
 		t.Cleanup(func() {
 			if out, err := exec.Command("ip", "netns", "del", ns).CombinedOutput(); err != nil {
@@ -242,19 +241,19 @@ func TestNetnsIPv4(t *testing.T) {
 	arps := capture(t, l.peer, l.peerIf, ethernet.EtherTypeARP)
 
 	r := startIn(t, l.holder, cfg)
-	redistest.Eventually(t, wait, "stale copy removed at start", func() bool { return !strings.Contains(addrOn(t, l.holder, l.holderIf), vip) })
+	testutil.Eventually(t, wait, "stale copy removed at start", func() bool { return !strings.Contains(addrOn(t, l.holder, l.holderIf), vip) })
 	if r.Holding() {
 		t.Fatal("Holding() before SetDesired(true)")
 	}
 
 	r.SetDesired(true)
-	redistest.Eventually(t, wait, "address on the holder", func() bool {
+	testutil.Eventually(t, wait, "address on the holder", func() bool {
 		return strings.Contains(addrOn(t, l.holder, l.holderIf), vip+"/24")
 	})
 	if a := addrOn(t, l.holder, l.holderIf); !strings.Contains(a, cfg.Label) {
 		t.Errorf("label %q missing: %s", cfg.Label, a)
 	}
-	redistest.Eventually(t, wait, "Holding()", r.Holding)
+	testutil.Eventually(t, wait, "Holding()", r.Holding)
 
 	// The peer sees a gratuitous request and reply from the holder's MAC.
 	var sawRequest, sawReply bool
@@ -277,7 +276,7 @@ func TestNetnsIPv4(t *testing.T) {
 		return sawRequest && sawReply
 	})
 	// ...and its neighbour cache follows without a flush.
-	redistest.Eventually(t, wait, "peer neighbour entry for the VIP points at the holder", func() bool {
+	testutil.Eventually(t, wait, "peer neighbour entry for the VIP points at the holder", func() bool {
 		return strings.Contains(ip(t, "-n", l.peer, "neigh", "show", vip, "dev", l.peerIf), l.holderMAC.String())
 	})
 	if st := r.Status(); st.LastAnnounce.IsZero() || st.LastError != "" || st.Conflict != "" {
@@ -286,14 +285,14 @@ func TestNetnsIPv4(t *testing.T) {
 
 	// Someone deletes it: it is back within a few check intervals.
 	ip(t, "-n", l.holder, "addr", "del", vip+"/24", "dev", l.holderIf)
-	redistest.Eventually(t, 5*time.Second, "address put back", func() bool {
+	testutil.Eventually(t, 5*time.Second, "address put back", func() bool {
 		return strings.Contains(addrOn(t, l.holder, l.holderIf), vip+"/24")
 	})
 
 	r.SetDesired(false)
-	redistest.Eventually(t, wait, "address removed", func() bool { return !strings.Contains(addrOn(t, l.holder, l.holderIf), vip) })
-	redistest.Eventually(t, wait, "not Holding()", func() bool { return !r.Holding() })
-	redistest.Eventually(t, wait, "release hook", func() bool { return len(readLines(out)) == 2 })
+	testutil.Eventually(t, wait, "address removed", func() bool { return !strings.Contains(addrOn(t, l.holder, l.holderIf), vip) })
+	testutil.Eventually(t, wait, "not Holding()", func() bool { return !r.Holding() })
+	testutil.Eventually(t, wait, "release hook", func() bool { return len(readLines(out)) == 2 })
 	want := []string{
 		fmt.Sprintf("acquire %s %s/24 %s removed=no", vip, vip, l.holderIf),
 		fmt.Sprintf("release %s %s/24 %s removed=no", vip, vip, l.holderIf),
@@ -304,7 +303,7 @@ func TestNetnsIPv4(t *testing.T) {
 
 	// Held again, then shutdown: gone by the time Run returns.
 	r.SetDesired(true)
-	redistest.Eventually(t, wait, "address back", func() bool { return strings.Contains(addrOn(t, l.holder, l.holderIf), vip+"/24") })
+	testutil.Eventually(t, wait, "address back", func() bool { return strings.Contains(addrOn(t, l.holder, l.holderIf), vip+"/24") })
 	if err := r.stop(t); err != nil {
 		t.Fatalf("Run = %v", err)
 	}
@@ -325,7 +324,7 @@ func TestNetnsConflict(t *testing.T) {
 	cfg.ARPProbe = 500 * time.Millisecond
 	r := startIn(t, l.holder, cfg)
 	r.SetDesired(true)
-	redistest.Eventually(t, wait, "Holding()", r.Holding)
+	testutil.Eventually(t, wait, "Holding()", r.Holding)
 	if got := r.Status().Conflict; got != l.peerMAC.String() {
 		t.Errorf("Status().Conflict = %q, want the peer's MAC %s", got, l.peerMAC)
 	}
@@ -343,7 +342,7 @@ func TestNetnsNoConflict(t *testing.T) {
 	cfg.ARPProbe = 300 * time.Millisecond
 	r := startIn(t, l.holder, cfg)
 	r.SetDesired(true)
-	redistest.Eventually(t, wait, "Holding()", r.Holding)
+	testutil.Eventually(t, wait, "Holding()", r.Holding)
 	if got := r.Status().Conflict; got != "" {
 		t.Errorf("Status().Conflict = %q with nobody else on the VIP", got)
 	}
@@ -355,7 +354,7 @@ func TestNetnsIPv6(t *testing.T) {
 	nas := capture(t, l.peer, l.peerIf, ethernet.EtherTypeIPv6)
 	r := startIn(t, l.holder, netnsConfig(l.holderIf, vip+"/64"))
 	r.SetDesired(true)
-	redistest.Eventually(t, wait, "address on the holder", func() bool {
+	testutil.Eventually(t, wait, "address on the holder", func() bool {
 		line := lineWith(ip(t, "-n", l.holder, "-o", "-6", "addr", "show", "dev", l.holderIf), vip+"/64")
 		return line != "" && !strings.Contains(line, "tentative") // added without DAD: usable at once
 	})
@@ -398,10 +397,10 @@ func TestNetnsLoopback(t *testing.T) {
 	const vip = "127.0.0.100"
 	r := startIn(t, l.holder, netnsConfig("lo", vip+"/32"))
 	r.SetDesired(true)
-	redistest.Eventually(t, wait, "address on lo", func() bool { return strings.Contains(addrOn(t, l.holder, "lo"), vip+"/32") })
-	redistest.Eventually(t, wait, "Holding()", r.Holding)
+	testutil.Eventually(t, wait, "address on lo", func() bool { return strings.Contains(addrOn(t, l.holder, "lo"), vip+"/32") })
+	testutil.Eventually(t, wait, "Holding()", r.Holding)
 	// Let at least one announcement round pass: nothing is sent, no error.
-	redistest.Eventually(t, wait, "a check round", func() bool { return strings.Contains(r.logs.String(), "vip acquired") })
+	testutil.Eventually(t, wait, "a check round", func() bool { return strings.Contains(r.logs.String(), "vip acquired") })
 	if st := r.Status(); !st.LastAnnounce.IsZero() || st.LastError != "" {
 		t.Errorf("Status() = %+v, want no announcement and no error on loopback", st)
 	}
@@ -467,7 +466,7 @@ func TestNetnsKill9AddressExpires(t *testing.T) {
 			t.Logf("helper output:\n%s", &out)
 		}
 	})
-	redistest.Eventually(t, wait, "helper holds the VIP", func() bool {
+	testutil.Eventually(t, wait, "helper holds the VIP", func() bool {
 		return strings.Contains(addrOn(t, l.holder, l.holderIf), vip+"/24")
 	})
 	if line := lineWith(addrOn(t, l.holder, l.holderIf), vip+"/24"); !strings.Contains(line, "valid_lft") || strings.Contains(line, "valid_lft forever") {
@@ -482,7 +481,7 @@ func TestNetnsKill9AddressExpires(t *testing.T) {
 	if !strings.Contains(addrOn(t, l.holder, l.holderIf), vip+"/24") {
 		t.Fatal("VIP gone at once: the test cannot tell the lifetime from the agent")
 	}
-	redistest.Eventually(t, lifetime+5*time.Second, "kernel expires the VIP after kill -9", func() bool {
+	testutil.Eventually(t, lifetime+5*time.Second, "kernel expires the VIP after kill -9", func() bool {
 		return !strings.Contains(addrOn(t, l.holder, l.holderIf), vip)
 	})
 	gone := time.Since(killed)
@@ -496,14 +495,14 @@ func TestNetnsInterfaceGoes(t *testing.T) {
 	l := newLab(t)
 	r := startIn(t, l.holder, netnsConfig(l.holderIf, "198.51.100.100/24"))
 	r.SetDesired(true)
-	redistest.Eventually(t, wait, "Holding()", r.Holding)
+	testutil.Eventually(t, wait, "Holding()", r.Holding)
 	ip(t, "-n", l.holder, "link", "del", l.holderIf)
-	redistest.Eventually(t, wait, "fault reported", func() bool {
+	testutil.Eventually(t, wait, "fault reported", func() bool {
 		st := r.Status()
 		return !st.Holding && strings.Contains(st.LastError, "no such network interface") && strings.Contains(st.LastError, l.holderIf)
 	})
 	r.SetDesired(false)
-	redistest.Eventually(t, wait, "fault cleared once nothing is wanted", func() bool { return r.Status().LastError == "" })
+	testutil.Eventually(t, wait, "fault cleared once nothing is wanted", func() bool { return r.Status().LastError == "" })
 	if err := r.stop(t); err != nil {
 		t.Fatalf("Run = %v", err)
 	}

@@ -19,7 +19,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redhaven/redhaven/proxy/redistest"
+	"github.com/redhaven/redhaven/e2e/testutil"
 	"github.com/redhaven/redhaven/webui"
 )
 
@@ -295,7 +295,7 @@ func TestSocketProbe(t *testing.T) {
 // connect. Needs root to create the users' processes.
 func TestAdminSocketGroup(t *testing.T) {
 	if os.Geteuid() != 0 {
-		redistest.Require(t, "netns", "not root: cannot start processes as other users")
+		testutil.Require(t, "netns", "not root: cannot start processes as other users")
 	}
 	const (
 		uid      = 65534 // nobody

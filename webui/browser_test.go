@@ -15,7 +15,7 @@ import (
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 
-	"github.com/redhaven/redhaven/proxy/redistest"
+	"github.com/redhaven/redhaven/e2e/testutil"
 	"github.com/redhaven/redhaven/webui"
 )
 
@@ -27,7 +27,7 @@ func chromiumPath(t *testing.T) string {
 			return p
 		}
 	}
-	redistest.Require(t, "chromium", "chromium not found (apt-get install chromium)")
+	testutil.Require(t, "chromium", "chromium not found (apt-get install chromium)")
 	return ""
 }
 
@@ -158,7 +158,7 @@ func TestBrowser(t *testing.T) {
 
 	// Failover: B becomes master, C stays down; the page refreshes itself.
 	src.setMaster(addrB, 8)
-	redistest.Eventually(t, 20*time.Second, "page shows new master "+addrB, func() bool {
+	testutil.Eventually(t, 20*time.Second, "page shows new master "+addrB, func() bool {
 		got, err := eval[string](ctx, masterRow)
 		return err == nil && got == addrB
 	})

@@ -12,8 +12,9 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/redhaven/redhaven/e2e/redistest"
+	"github.com/redhaven/redhaven/e2e/testutil"
 	"github.com/redhaven/redhaven/node"
-	"github.com/redhaven/redhaven/proxy/redistest"
 )
 
 // withStdin runs f with os.Stdin reading input.
@@ -81,8 +82,8 @@ func TestCLIAdminSocket(t *testing.T) {
 	cfg.Proxy.Listen = "127.0.0.1:0"
 	cfg.HTTP.Listen = "127.0.0.1:0"
 	cfg.HTTP.AdminSocket = filepath.Join(sockDir, "admin.sock")
-	cfg.Cluster.Bind = fmt.Sprintf("127.0.0.1:%d", redistest.FreePort(t))
-	cfg.Cluster.RaftBind = fmt.Sprintf("127.0.0.1:%d", redistest.FreePort(t))
+	cfg.Cluster.Bind = fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))
+	cfg.Cluster.RaftBind = fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))
 	cfg.Cluster.BootstrapExpect = 1
 	logf, err := os.Create(filepath.Join(t.TempDir(), "agent.log"))
 	if err != nil {
@@ -110,7 +111,7 @@ func TestCLIAdminSocket(t *testing.T) {
 		code := run(args, &out, &errb)
 		return code, out.String(), errb.String()
 	}
-	redistest.Eventually(t, 20*time.Second, "status over the socket says the node routes", func() bool {
+	testutil.Eventually(t, 20*time.Second, "status over the socket says the node routes", func() bool {
 		code, _, _ := cli(append([]string{"status"}, sock...)...)
 		return code == 0
 	})

@@ -6,7 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redhaven/redhaven/proxy/redistest"
+	"github.com/redhaven/redhaven/e2e/redistest"
+	"github.com/redhaven/redhaven/e2e/testutil"
 )
 
 // runScript runs EVAL script on addr on a connection of its own and
@@ -102,13 +103,13 @@ end`
 	if !sawStalled(seen, "BUSY") {
 		t.Errorf("never saw the master answer BUSY: the test did not exercise the busy case")
 	}
-	redistest.Eventually(t, 5*time.Second, "SCRIPT KILL ends the script", func() bool {
+	testutil.Eventually(t, 5*time.Second, "SCRIPT KILL ends the script", func() bool {
 		return mc.ScriptKill(ctx).Err() == nil
 	})
 	if err := <-done; err == nil || !strings.Contains(err.Error(), "killed") {
 		t.Errorf("busy script ended with %v, want killed by SCRIPT KILL", err)
 	}
-	redistest.Eventually(t, 5*time.Second, "master checked fine again", func() bool {
+	testutil.Eventually(t, 5*time.Second, "master checked fine again", func() bool {
 		n, _ := nodeByAddr(w.Observation(), set.Master.Addr)
 		return n.Up && !n.Stalled && n.LastError == "" && n.Role == RoleMaster
 	})

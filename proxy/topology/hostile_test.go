@@ -11,7 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redhaven/redhaven/proxy/redistest"
+	"github.com/redhaven/redhaven/e2e/redistest"
+	"github.com/redhaven/redhaven/e2e/testutil"
 )
 
 // hostileRedis is a TCP server on loopback that answers every ROLE with
@@ -98,7 +99,7 @@ func TestWatcherSurvivesHostileNode(t *testing.T) {
 	cfg.CheckInterval = 100 * time.Millisecond
 	w, logs := startWatcher(t, cfg)
 
-	redistest.Eventually(t, 10*time.Second, "real master confirmed, hostile node probed", func() bool {
+	testutil.Eventually(t, 10*time.Second, "real master confirmed, hostile node probed", func() bool {
 		return w.Observation().Master == master.Addr && bad.roles.Load() >= 2
 	})
 	var before, after runtime.MemStats
@@ -109,7 +110,7 @@ func TestWatcherSurvivesHostileNode(t *testing.T) {
 	if n, ok := nodeByAddr(w.Observation(), master.Addr); ok {
 		masterCheck = n.LastCheck
 	}
-	redistest.Eventually(t, 20*time.Second, "hostile node answered 20 more ROLEs", func() bool {
+	testutil.Eventually(t, 20*time.Second, "hostile node answered 20 more ROLEs", func() bool {
 		o := w.Observation()
 		if o.Master != master.Addr {
 			t.Fatalf("real master lost while the hostile node answers: %+v", o)

@@ -9,7 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redhaven/redhaven/proxy/redistest"
+	"github.com/redhaven/redhaven/e2e/redistest"
+	"github.com/redhaven/redhaven/e2e/testutil"
 )
 
 // logBuf collects log lines (and echoes them to the test log when -v).
@@ -95,7 +96,7 @@ func nodeByAddr(o Observation, addr string) (NodeState, bool) {
 func waitTopology(t *testing.T, w *Watcher, master string, replicas []string) Observation {
 	t.Helper()
 	var o Observation
-	redistest.Eventually(t, 15*time.Second, "watcher reports master "+master+" and replicas "+strings.Join(replicas, ","), func() bool {
+	testutil.Eventually(t, 15*time.Second, "watcher reports master "+master+" and replicas "+strings.Join(replicas, ","), func() bool {
 		o = w.Observation()
 		if o.Master != master {
 			return false
@@ -188,7 +189,7 @@ func TestWatcherFailoverAndRestartedOldMaster(t *testing.T) {
 	if n, _ := nodeByAddr(final, final.Master); n.Role != RoleMaster || !n.Up {
 		t.Errorf("new master node state %+v", n)
 	}
-	redistest.Eventually(t, 15*time.Second, "sentinels agree on "+final.Master, func() bool {
+	testutil.Eventually(t, 15*time.Second, "sentinels agree on "+final.Master, func() bool {
 		return set.CurrentMaster() == final.Master
 	})
 	if got := logs.count("master changed", "master_addr="+final.Master); got < 1 {
@@ -247,7 +248,7 @@ func TestWatcherPasswords(t *testing.T) {
 		cfg.Password = "redis-secret"
 		cfg.SentinelPassword = "wrong"
 		w, logs := startWatcher(t, cfg)
-		redistest.Eventually(t, 10*time.Second, "every sentinel reported with an auth error", func() bool {
+		testutil.Eventually(t, 10*time.Second, "every sentinel reported with an auth error", func() bool {
 			for _, s := range w.Observation().Sentinels {
 				if s.Reachable || !strings.Contains(s.LastError, "auth failed") {
 					return false
@@ -274,7 +275,7 @@ func TestWatcherPasswords(t *testing.T) {
 		cfg.Password = "wrong"
 		cfg.SentinelPassword = "sentinel-secret"
 		w, logs := startWatcher(t, cfg)
-		redistest.Eventually(t, 10*time.Second, "master reported unconfirmed with auth error", func() bool {
+		testutil.Eventually(t, 10*time.Second, "master reported unconfirmed with auth error", func() bool {
 			o := w.Observation()
 			n, ok := nodeByAddr(o, set.Master.Addr)
 			return o.Master == "" && ok && strings.Contains(n.LastError, "auth failed") &&
@@ -298,7 +299,7 @@ func TestWatcherPasswords(t *testing.T) {
 			t.Fatalf("Failover: %v", err)
 		}
 		var newMaster string
-		redistest.Eventually(t, 15*time.Second, "planned failover to a replica", func() bool {
+		testutil.Eventually(t, 15*time.Second, "planned failover to a replica", func() bool {
 			o := w.Observation()
 			if o.Master != "" && o.Master != old {
 				newMaster = o.Master
@@ -335,7 +336,7 @@ func TestWatcherWithoutSentinel(t *testing.T) {
 	if err := rogue.Client().Do(context.Background(), "REPLICAOF", "NO", "ONE").Err(); err != nil {
 		t.Fatalf("REPLICAOF NO ONE: %v", err)
 	}
-	redistest.Eventually(t, 10*time.Second, "two claimers settled by the replica", func() bool {
+	testutil.Eventually(t, 10*time.Second, "two claimers settled by the replica", func() bool {
 		o := w.Observation()
 		n, _ := nodeByAddr(o, rogue.Addr)
 		return n.Role == RoleMaster && o.Master == set.Master.Addr && strings.Contains(o.Reason, "2 nodes claim master")
@@ -345,7 +346,7 @@ func TestWatcherWithoutSentinel(t *testing.T) {
 	if err := set.Replicas[1].Client().Do(context.Background(), "REPLICAOF", "NO", "ONE").Err(); err != nil {
 		t.Fatalf("REPLICAOF NO ONE: %v", err)
 	}
-	redistest.Eventually(t, 10*time.Second, "three claimers unsettled", func() bool {
+	testutil.Eventually(t, 10*time.Second, "three claimers unsettled", func() bool {
 		o := w.Observation()
 		return o.Master == "" && strings.Contains(o.Reason, "3 nodes claim master and replicas do not settle it")
 	})
@@ -369,13 +370,13 @@ func TestWatcherSentinelReconnect(t *testing.T) {
 
 	down := set.Sentinels[0]
 	down.Kill()
-	redistest.Eventually(t, 10*time.Second, "killed sentinel reported unreachable, master kept", func() bool {
+	testutil.Eventually(t, 10*time.Second, "killed sentinel reported unreachable, master kept", func() bool {
 		o := w.Observation()
 		s := o.Sentinels[0]
 		return !s.Reachable && s.LastError != "" && o.Master == set.Master.Addr && strings.Contains(o.Reason, "2/2 sentinels")
 	})
 	down.Restart()
-	redistest.Eventually(t, 10*time.Second, "restarted sentinel reachable again", func() bool {
+	testutil.Eventually(t, 10*time.Second, "restarted sentinel reachable again", func() bool {
 		o := w.Observation()
 		s := o.Sentinels[0]
 		return s.Reachable && s.LastError == "" && s.Master == set.Master.Addr && o.Master == set.Master.Addr

@@ -4,6 +4,8 @@ import (
 	"context"
 	"testing"
 	"time"
+
+	"github.com/redhaven/redhaven/e2e/testutil"
 )
 
 func TestStartSetAndFailover(t *testing.T) {
@@ -15,7 +17,7 @@ func TestStartSetAndFailover(t *testing.T) {
 		t.Fatal(err)
 	}
 	set.Master.Kill()
-	Eventually(t, 20*time.Second, "sentinel promotes a replica", func() bool {
+	testutil.Eventually(t, 20*time.Second, "sentinel promotes a replica", func() bool {
 		m := set.CurrentMaster()
 		return m != "" && m != set.Master.Addr
 	})

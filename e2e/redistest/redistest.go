@@ -16,24 +16,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redhaven/redhaven/e2e/testutil"
 	"github.com/redis/go-redis/v9"
 )
-
-// Require skips the test when a needed piece ("redis", "netns", "docker",
-// "chromium") is missing, or fails it when REDHAVEN_REQUIRE names that piece
-// (CI sets it so that nothing silently skips).
-func Require(t testing.TB, piece string, missing string) {
-	t.Helper()
-	if missing == "" {
-		return
-	}
-	for _, p := range strings.Split(os.Getenv("REDHAVEN_REQUIRE"), ",") {
-		if strings.TrimSpace(p) == piece {
-			t.Fatalf("%s required (REDHAVEN_REQUIRE=%s) but missing: %s", piece, os.Getenv("REDHAVEN_REQUIRE"), missing)
-		}
-	}
-	t.Skipf("skipping: %s missing: %s", piece, missing)
-}
 
 // RequireRedis skips (or fails, see Require) unless redis-server and
 // redis-sentinel are on PATH.
@@ -41,20 +26,9 @@ func RequireRedis(t testing.TB) {
 	t.Helper()
 	for _, bin := range []string{"redis-server", "redis-sentinel"} {
 		if _, err := exec.LookPath(bin); err != nil {
-			Require(t, "redis", bin+" not on PATH (apt-get install redis-server redis-sentinel)")
+			testutil.Require(t, "redis", bin+" not on PATH (apt-get install redis-server redis-sentinel)")
 		}
 	}
-}
-
-// FreePort returns a loopback TCP port that was free a moment ago.
-func FreePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("free port: %v", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 // Server is one redis-server or redis-sentinel process.
@@ -86,7 +60,7 @@ type ServerOptions struct {
 func StartServer(t testing.TB, opt ServerOptions) *Server {
 	t.Helper()
 	RequireRedis(t)
-	port := FreePort(t)
+	port := testutil.FreePort(t)
 	dir := t.TempDir()
 	args := []string{
 		"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--protected-mode", "no",
@@ -233,7 +207,7 @@ func StartSet(t testing.TB, opt SetOptions) *Set {
 		set.Replicas = append(set.Replicas, StartServer(t, ServerOptions{ReplicaOf: set.Master.Addr, Password: opt.Password}))
 	}
 	for _, r := range set.Replicas {
-		Eventually(t, 15*time.Second, "replica "+r.Addr+" link up", func() bool {
+		testutil.Eventually(t, 15*time.Second, "replica "+r.Addr+" link up", func() bool {
 			info, err := r.Client().Info(context.Background(), "replication").Result()
 			return err == nil && strings.Contains(info, "master_link_status:up")
 		})
@@ -244,7 +218,7 @@ func StartSet(t testing.TB, opt SetOptions) *Set {
 	}
 	for _, s := range set.Sentinels {
 		s := s
-		Eventually(t, 20*time.Second, "sentinel "+s.Addr+" sees replicas and peers", func() bool {
+		testutil.Eventually(t, 20*time.Second, "sentinel "+s.Addr+" sees replicas and peers", func() bool {
 			c := s.Client()
 			m, err := c.Do(context.Background(), "SENTINEL", "MASTER", opt.MasterName).Result()
 			if err != nil {
@@ -259,7 +233,7 @@ func StartSet(t testing.TB, opt SetOptions) *Set {
 
 func startSentinel(t testing.TB, masterAddr string, opt SetOptions, quorum int) *Server {
 	t.Helper()
-	port := FreePort(t)
+	port := testutil.FreePort(t)
 	dir := t.TempDir()
 	host, mport, _ := net.SplitHostPort(masterAddr)
 	conf := []string{
@@ -320,21 +294,6 @@ func (set *Set) ByAddr(addr string) *Server {
 		}
 	}
 	return nil
-}
-
-// Eventually polls cond every 10ms until it is true or timeout passes.
-func Eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		if cond() {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for: %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // flatMap turns a RESP2 flat array of key/value pairs into a map.
