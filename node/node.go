@@ -63,6 +63,9 @@ func New(cfg Config, logger *slog.Logger) (*Node, error) {
 	}
 	pcfg := cfg.Proxy
 	pcfg.BackendUsername, pcfg.BackendPassword = cfg.Redis.Username, cfg.Redis.Password
+	if pcfg.BackendTLS, err = cfg.Redis.TLS.ClientConfig(); err != nil {
+		return nil, err
+	}
 	if n.proxy, err = proxy.New(pcfg, n.routes, logger); err != nil {
 		return nil, fmt.Errorf("proxy: %w", err)
 	}
@@ -96,6 +99,9 @@ func (n *Node) closeListeners() {
 		_ = n.cluster.Close()
 	}
 }
+
+// ReloadTLS reads proxy.tls's certificate files again (SIGHUP).
+func (n *Node) ReloadTLS() error { return n.proxy.ReloadTLS() }
 
 // ProxyAddr is the read-write listener's address.
 func (n *Node) ProxyAddr() net.Addr { return n.proxy.Addr() }

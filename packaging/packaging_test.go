@@ -543,8 +543,11 @@ func TestShippedConfig(t *testing.T) {
 		"data_dir", "http.admin_socket", "http.listen", "log.format", "log.level",
 		"proxy.client_output_limit", "proxy.hold_timeout", "proxy.listen", "proxy.max_clients",
 		"proxy.multiplex", "proxy.multiplex_conns", "proxy.password", "proxy.readonly_listen",
+		"proxy.tls.cert_file", "proxy.tls.client_ca_file", "proxy.tls.enabled", "proxy.tls.key_file", "proxy.tls.min_version",
 		"redis.check_interval", "redis.master_name", "redis.nodes", "redis.password", "redis.sentinel_password",
-		"redis.sentinel_username", "redis.sentinels", "redis.username",
+		"redis.sentinel_username", "redis.sentinels",
+		"redis.tls.ca_file", "redis.tls.cert_file", "redis.tls.enabled", "redis.tls.key_file", "redis.tls.min_version", "redis.tls.server_name",
+		"redis.username",
 		"vip.address", "vip.interface", "vip.mode",
 	} // node_name is there as a comment: its default is the host name.
 	if !slices.Equal(keys, want) {

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -40,6 +41,13 @@ type Config struct {
 	// everyone on a shared connection; Redis's client-output-buffer-limit).
 	ClientOutputLimit int64 `koanf:"client_output_limit"`
 
+	// TLS is TLS on the client listeners (tls.go).
+	TLS TLSConfig `koanf:"tls"`
+
+	// BackendTLS, when set, is used for every connection to Redis; node
+	// builds it from redis.tls. Not a key of the proxy section.
+	BackendTLS *tls.Config `koanf:"-"`
+
 	// BackendUsername and BackendPassword come from redis.username /
 	// redis.password; not a key of the proxy section.
 	BackendUsername string `koanf:"-"`
@@ -59,6 +67,7 @@ func DefaultConfig() Config {
 		// Redis's largest bulk string, plus room for the replies queued
 		// behind it.
 		ClientOutputLimit: 1 << 30,
+		TLS:               TLSConfig{MinVersion: "1.2"},
 	}
 }
 
@@ -91,5 +100,6 @@ func (c Config) Validate() error {
 	if c.ClientOutputLimit < 1<<20 {
 		errs = append(errs, fmt.Errorf("proxy.client_output_limit: must be at least 1048576 (1 MiB), got %d", c.ClientOutputLimit))
 	}
+	errs = append(errs, c.TLS.validate()...)
 	return errors.Join(errs...)
 }

@@ -18,6 +18,7 @@ type Server struct {
 	routes   RouteSource
 	log      *slog.Logger
 	rw, ro   *listener
+	tls      *tlsServer // proxy.tls; nil: plain TCP
 	needAuth bool
 	// backendAuth is the AUTH command for backend connections (proxy.password mode).
 	backendAuth []byte
@@ -50,6 +51,7 @@ type listener struct {
 	resent                            atomic.Int64 // live: sessions add directly (rare)
 	moved                             atomic.Int64 // sessions that left a shared connection for their own
 	parked                            atomic.Int64 // idle sessions without a goroutine now (park.go)
+	tlsFailed                         atomic.Int64 // TLS handshakes that failed (tls.go)
 }
 
 // New validates cfg and binds the listeners (so Addr works); it starts no
@@ -77,6 +79,13 @@ func New(cfg Config, routes RouteSource, logger *slog.Logger) (*Server, error) {
 		} else {
 			srv.backendAuth = appendCommandStrings(nil, "AUTH", cfg.BackendPassword)
 		}
+	}
+	if cfg.TLS.Enabled {
+		t, err := newTLSServer(cfg.TLS)
+		if err != nil {
+			return nil, err
+		}
+		srv.tls = t
 	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -169,6 +178,13 @@ func (srv *Server) Run(ctx context.Context) error {
 			srv.parkLoop(ctx.Done())
 		}()
 	}
+	if srv.tls != nil {
+		loops.Add(1)
+		go func() {
+			defer loops.Done()
+			srv.tlsReloadLoop(ctx)
+		}()
+	}
 	var err error
 	select {
 	case <-ctx.Done():
@@ -227,6 +243,10 @@ func (srv *Server) acceptLoop(ctx context.Context, l *listener) error {
 			}
 		}
 		l.total.Add(1)
+		if srv.tls != nil {
+			srv.startTLSSession(ctx, l, c)
+			continue
+		}
 		s := newSession(srv, l, c, srv.nextID.Add(1))
 		srv.mu.Lock()
 		if srv.stopping {

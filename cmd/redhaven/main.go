@@ -147,6 +147,19 @@ func runAgent(args []string, stdout, stderr io.Writer) int {
 		<-ctx.Done()
 		stop() // a second signal now kills the process the default way
 	}()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				_ = n.ReloadTLS() // logs the outcome
+			}
+		}
+	}()
 	if err := n.Run(ctx); err != nil {
 		logger.Error("agent failed", "err", err)
 		return 1
