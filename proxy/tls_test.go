@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"fmt"
@@ -106,7 +107,7 @@ func TestTLSSlowReader(t *testing.T) {
 		defer c.Close()
 		req := []byte(strings.Repeat("*2\r\n$3\r\nGET\r\n$3\r\nbig\r\n", 100))
 		go func() {
-			for i := 0; i < 50; i++ { // 5000 x 64 KiB of replies, never read
+			for i := 0; i < 10; i++ { // 1000 x 64 KiB of replies, never read
 				if _, err := c.Write(req); err != nil {
 					return
 				}
@@ -232,3 +233,41 @@ func TestTLSConfigErrors(t *testing.T) {
 }
 
 func writeFile(path, s string) error { return os.WriteFile(path, []byte(s), 0o600) }
+
+// TestTLSFailover: a TLS client's session moves to the new TLS master
+// when the route changes, without reconnecting.
+func TestTLSFailover(t *testing.T) {
+	x := redistest.NewTLS(t)
+	a := redistest.StartServer(t, redistest.ServerOptions{TLS: x})
+	b := redistest.StartServer(t, redistest.ServerOptions{TLS: x, ReplicaOf: a.Addr})
+	ctx := context.Background()
+	multiplexModes(t, func(t *testing.T, multiplex bool) {
+		master, next := a, b
+		if role(a.Client()) != "master" {
+			master, next = b, a
+		}
+		routes := newRoutes(master.Addr)
+		srv := startProxy(t, tlsProxyConfig(t, x, multiplex), routes)
+		c, err := tls.Dial("tcp", srv.Addr().String(), &tls.Config{RootCAs: x.Pool, ServerName: "127.0.0.1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		raw := &rawClient{t: t, c: c, rd: bufio.NewReader(c)}
+		raw.do("+OK\r\n", "SET", "before", "1")
+		if v, err := master.Client().Get(ctx, "before").Result(); err != nil || v != "1" {
+			t.Fatalf("the master has %q, %v", v, err)
+		}
+		testutil.Eventually(t, 10*time.Second, "the replica has the key (replication over TLS)", func() bool {
+			v, err := next.Client().Get(ctx, "before").Result()
+			return err == nil && v == "1"
+		})
+		promote(t, next, master)
+		routes.Set(next.Addr)
+		raw.do("+OK\r\n", "SET", "after", "2")
+		if v, err := next.Client().Get(ctx, "after").Result(); err != nil || v != "2" {
+			t.Fatalf("the new master has %q, %v", v, err)
+		}
+		raw.do(bulk("1"), "GET", "before")
+	})
+}
