@@ -27,6 +27,7 @@ type ListenerStats struct {
 	Resent          int64 // commands answered -READONLY by a demoted master and sent again to the new one
 	MovedToOwn      int64 // sessions that left a shared connection for one of their own (proxy.multiplex)
 	Parked          int64 // idle sessions parked now: no goroutine until their client sends
+	TLSFailed       int64 // TLS handshakes that failed (proxy.tls)
 }
 
 // BackendStats are the counters of one Redis server address.
@@ -78,6 +79,7 @@ func (srv *Server) Stats() Stats {
 			TotalSessions: l.total.Load(), Refused: l.refused.Load(),
 			Commands: l.commands.Load(), BytesIn: l.bytesIn.Load(), BytesOut: l.bytesOut.Load(), Errors: l.errs.Load(),
 			Resent: l.resent.Load(), MovedToOwn: l.moved.Load(), Parked: l.parked.Load(),
+			TLSFailed: l.tlsFailed.Load(),
 		}
 		out.Listeners = append(out.Listeners, ls)
 	}

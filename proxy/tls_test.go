@@ -139,6 +139,9 @@ func TestTLSMutual(t *testing.T) {
 	if err := anon.Ping(ctx).Err(); err == nil {
 		t.Fatal("a client without a certificate was served")
 	}
+	if n := srv.Stats().Listeners[0].TLSFailed; n < 1 {
+		t.Errorf("TLSFailed = %d after a refused handshake, want >= 1", n)
+	}
 	withCert := tlsClient(t, srv.Addr().String(), x, true)
 	if err := withCert.Ping(ctx).Err(); err != nil {
 		t.Fatalf("a client with a certificate: %v", err)

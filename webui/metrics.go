@@ -9,8 +9,8 @@ import (
 type collector struct {
 	src Source
 
-	sessionsCur, sessionsMax, sessionsLimit, sessionsTotal, sessionsIdle, movedToOwn *prometheus.Desc
-	commands, bytesIn, bytesOut, errors, refused                                     *prometheus.Desc
+	sessionsCur, sessionsMax, sessionsLimit, sessionsTotal, sessionsIdle, movedToOwn, tlsFailed *prometheus.Desc
+	commands, bytesIn, bytesOut, errors, refused                                                *prometheus.Desc
 
 	backendUp, backendMaster, backendLag, backendOffset, backendLink *prometheus.Desc
 	backendSessions, backendCommands, backendErrors                  *prometheus.Desc
@@ -38,6 +38,7 @@ func newCollector(src Source) *collector {
 		bytesOut:      d("proxy_bytes_out_total", "Bytes sent to clients.", "listener"),
 		errors:        d("proxy_errors_total", "Errors returned to clients by the proxy.", "listener"),
 		refused:       d("proxy_refused_total", "Client connections refused.", "listener"),
+		tlsFailed:     d("proxy_tls_handshake_failures_total", "Client TLS handshakes that failed (proxy.tls): wrong or missing client certificate, plain TCP, timeout.", "listener"),
 
 		backendUp:       d("backend_up", "1 if the Redis node is up (up, going down, drain), else 0.", "addr"),
 		backendMaster:   d("backend_is_master", "1 for the committed master.", "addr"),
@@ -68,7 +69,7 @@ func newCollector(src Source) *collector {
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
-		c.sessionsCur, c.sessionsMax, c.sessionsLimit, c.sessionsTotal, c.sessionsIdle, c.movedToOwn, c.commands, c.bytesIn, c.bytesOut, c.errors, c.refused,
+		c.sessionsCur, c.sessionsMax, c.sessionsLimit, c.sessionsTotal, c.sessionsIdle, c.movedToOwn, c.commands, c.bytesIn, c.bytesOut, c.errors, c.refused, c.tlsFailed,
 		c.backendUp, c.backendMaster, c.backendLag, c.backendOffset, c.backendLink, c.backendSessions, c.backendCommands,
 		c.backendErrors, c.backendCheck, c.backendDowntime, c.sentinelReachable, c.sentinelEpoch,
 		c.routeEpoch, c.routeHasMaster, c.routeContradicted, c.routeEpochAhead, c.ready, c.leader, c.members, c.vipHeld, c.failover, c.build,
@@ -117,6 +118,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.bytesOut, float64(f.BytesOut), l)
 		counter(c.errors, float64(f.Errors), l)
 		counter(c.refused, float64(f.Refused), l)
+		counter(c.tlsFailed, float64(f.TLSFailed), l)
 	}
 	clear(seen)
 	for _, b := range snap.Backends {
