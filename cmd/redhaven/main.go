@@ -147,24 +147,30 @@ func runAgent(args []string, stdout, stderr io.Writer) int {
 		<-ctx.Done()
 		stop() // a second signal now kills the process the default way
 	}()
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	go func() {
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-hup:
-				_ = n.ReloadTLS() // logs the outcome
-			}
-		}
-	}()
+	reloadOnHUP(ctx, n.ReloadTLS)
 	if err := n.Run(ctx); err != nil {
 		logger.Error("agent failed", "err", err)
 		return 1
 	}
 	return 0
+}
+
+// reloadOnHUP calls reload (which logs its outcome) on every SIGHUP until
+// ctx ends; the handler is in place when it returns.
+func reloadOnHUP(ctx context.Context, reload func() error) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	go func() {
+		defer signal.Stop(hup)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				_ = reload()
+			}
+		}
+	}()
 }
 
 func runCheckConfig(args []string, stdout, stderr io.Writer) int {
