@@ -37,6 +37,8 @@ type Server struct {
 	backends map[string]*backendStats
 	stopping bool
 	wg       sync.WaitGroup
+
+	handover handover // handover.go
 }
 
 type listener struct {
@@ -55,6 +57,10 @@ type listener struct {
 // New validates cfg and binds the listeners (so Addr works); it starts no
 // goroutine.
 func New(cfg Config, routes RouteSource, logger *slog.Logger) (*Server, error) {
+	return newServer(cfg, routes, logger, func(_, addr string) (net.Listener, error) { return net.Listen("tcp", addr) })
+}
+
+func newServer(cfg Config, routes RouteSource, logger *slog.Logger, listen func(name, addr string) (net.Listener, error)) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -70,6 +76,7 @@ func New(cfg Config, routes RouteSource, logger *slog.Logger) (*Server, error) {
 		sessions: map[*session]struct{}{},
 		backends: map[string]*backendStats{},
 		mux:      muxPool{conns: map[muxKey][]*muxConn{}, dialing: map[muxKey]*muxDial{}},
+		handover: handover{done: make(chan struct{})},
 	}
 	if srv.needAuth && cfg.BackendPassword != "" {
 		if cfg.BackendUsername != "" {
@@ -78,13 +85,13 @@ func New(cfg Config, routes RouteSource, logger *slog.Logger) (*Server, error) {
 			srv.backendAuth = appendCommandStrings(nil, "AUTH", cfg.BackendPassword)
 		}
 	}
-	ln, err := net.Listen("tcp", cfg.Listen)
+	ln, err := listen("rw", cfg.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("proxy.listen %s: %w", cfg.Listen, err)
 	}
 	srv.rw = &listener{name: "rw", ln: ln}
 	if cfg.ReadonlyListen != "" {
-		ln, err := net.Listen("tcp", cfg.ReadonlyListen)
+		ln, err := listen("ro", cfg.ReadonlyListen)
 		if err != nil {
 			srv.rw.ln.Close()
 			return nil, fmt.Errorf("proxy.readonly_listen %s: %w", cfg.ReadonlyListen, err)
@@ -139,12 +146,15 @@ func (srv *Server) Run(ctx context.Context) error {
 	} else {
 		srv.idle = p
 	}
+	srv.startAdopted()
 	fatal := make(chan error, 2)
 	var loops sync.WaitGroup
 	for _, l := range srv.listeners() {
 		loops.Add(1)
+		srv.handover.accepting.Add(1)
 		go func() {
 			defer loops.Done()
+			defer srv.handover.accepting.Done()
 			if err := srv.acceptLoop(ctx, l); err != nil {
 				fatal <- err
 			}
@@ -173,6 +183,7 @@ func (srv *Server) Run(ctx context.Context) error {
 	select {
 	case <-ctx.Done():
 	case err = <-fatal:
+	case <-srv.handover.done:
 	}
 	cancel()
 	for _, l := range srv.listeners() {

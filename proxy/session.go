@@ -201,6 +201,12 @@ func (s *session) run() (parked bool) {
 		if s.isClosed() {
 			return false
 		}
+		if run := s.srv.handingOver(); run != nil && !s.quitting {
+			if s.handOff(run) { // handover.go
+				return false
+			}
+			continue
+		}
 		act := actRead
 		if s.quitting {
 			act = actClose
@@ -209,7 +215,7 @@ func (s *session) run() (parked bool) {
 		}
 		switch act {
 		case actHold:
-			if !s.ensureBackend(time.Now().Add(s.srv.cfg.HoldTimeout), true) {
+			if !s.ensureBackend(time.Now().Add(s.srv.cfg.HoldTimeout), true) && s.srv.handingOver() == nil {
 				s.holdExpired = true
 				s.failUnsent()
 			}
@@ -276,7 +282,7 @@ func (s *session) handleEvents() {
 		return
 	}
 	if unsent > 0 {
-		if !s.ensureBackend(time.Now().Add(s.srv.cfg.HoldTimeout), true) {
+		if !s.ensureBackend(time.Now().Add(s.srv.cfg.HoldTimeout), true) && s.srv.handingOver() == nil {
 			s.failUnsent()
 		}
 		return
@@ -330,7 +336,7 @@ func (s *session) ensureBackend(deadline time.Time, wait bool) bool {
 		if ok {
 			return true
 		}
-		if s.isClosed() {
+		if s.isClosed() || s.handoverHolds() {
 			return false
 		}
 		if attempt > 0 {

@@ -1,0 +1,143 @@
+package proxy
+
+import (
+	"context"
+	"net"
+	"os"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/redhaven/redhaven/e2e/loadgen"
+	"github.com/redhaven/redhaven/e2e/redistest"
+)
+
+// seqpacketPair is the hand-over socket: two connected SOCK_SEQPACKET ends.
+func seqpacketPair(t *testing.T) (a, b *net.UnixConn) {
+	t.Helper()
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_SEQPACKET|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn := func(fd int) *net.UnixConn {
+		f := os.NewFile(uintptr(fd), "handover")
+		defer f.Close()
+		c, err := net.FileConn(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c.(*net.UnixConn)
+	}
+	return conn(fds[0]), conn(fds[1])
+}
+
+// handOverTo hands srv's listeners and sessions to a new server over a
+// Unix socket, as two processes do, and runs the new one.
+func handOverTo(t *testing.T, srv *Server, stopOld func() error, cfg Config, routes RouteSource) (*Server, func() error) {
+	t.Helper()
+	h, err := srv.HandOver(time.Now().Add(3 * time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stopOld(); err != nil {
+		t.Fatal(err)
+	}
+	a, b := seqpacketPair(t)
+	sent := make(chan error, 1)
+	go func() { sent <- SendHandoff(a, h) }()
+	got, err := ReceiveHandoff(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := <-sent; err != nil {
+		t.Fatal(err)
+	}
+	h.Close()
+	if len(got.Sessions) != len(h.Sessions) || len(got.Listeners) != len(h.Listeners) {
+		t.Fatalf("received %d sessions and %d listeners, sent %d and %d", len(got.Sessions), len(got.Listeners), len(h.Sessions), len(h.Listeners))
+	}
+	next, err := NewFromHandoff(cfg, routes, testLogger(t), got)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- next.Run(ctx) }()
+	stop := func() error {
+		cancel()
+		select {
+		case err := <-done:
+			return err
+		case <-time.After(10 * time.Second):
+			t.Error("Run did not return")
+			return nil
+		}
+	}
+	return next, stop
+}
+
+// A client connection survives hand-overs under a pipelined load (split
+// writes: partial commands cross over) and gets every reply in order; a
+// session keeps its SELECT and CLIENT SETNAME, a subscriber its
+// subscription.
+func TestHandoverPipelined(t *testing.T) {
+	rs := redistest.StartServer(t, redistest.ServerOptions{})
+	routes := newRoutes(rs.Addr)
+	cfg := testConfig()
+	srv, stop := runProxy(t, cfg, routes)
+	addr := srv.Addr().String()
+
+	state := dialRaw(t, addr)
+	state.do("+OK\r\n", "SELECT", "3")
+	state.do("+OK\r\n", "CLIENT", "SETNAME", "ho-client")
+	state.do("+OK\r\n", "SET", "hokey", "in-db-3")
+	sub := dialRaw(t, addr)
+	sub.send("SUBSCRIBE", "hoch")
+	sub.expect("*3\r\n" + bulk("subscribe") + bulk("hoch") + ":1\r\n")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Second)
+	defer cancel()
+	loadDone := make(chan loadgen.Result, 1)
+	go func() {
+		loadDone <- loadgen.Run(ctx, loadgen.Options{Addr: addr, Conns: 4, Pipeline: 16, Setup: [][]string{{"SELECT", "2"}}})
+	}()
+	// a partial command read by the first process, completed for the next
+	partial := string(appendCommandStrings(nil, "GET", "hokey"))
+	state.write(partial[:12])
+	for i := range 3 {
+		time.Sleep(time.Second)
+		start := time.Now()
+		srv, stop = handOverTo(t, srv, stop, cfg, routes)
+		t.Logf("hand-over %d took %s", i+1, time.Since(start).Round(time.Microsecond))
+	}
+	state.write(partial[12:])
+	state.expect(bulk("in-db-3"))
+	res := <-loadDone
+	t.Logf("load: %s", res)
+	if res.Drops != 0 || res.Misordered != 0 || res.Replies < 100 {
+		t.Fatalf("load across 3 hand-overs: %s %v", res, res.Errors)
+	}
+	if res.MaxPause > 2*time.Second {
+		t.Errorf("longest pause %s", res.MaxPause)
+	}
+
+	state.do(bulk("ho-client"), "CLIENT", "GETNAME")
+	state.do(bulk("in-db-3"), "GET", "hokey")
+	rc := rs.Client()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		n, err := rc.Publish(context.Background(), "hoch", "after").Result()
+		if err == nil && n == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("subscription not restored: %d receivers, %v", n, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	sub.expect("*3\r\n" + bulk("message") + bulk("hoch") + bulk("after"))
+	if err := stop(); err != nil {
+		t.Error(err)
+	}
+}
