@@ -383,7 +383,7 @@ func TestUnitFile(t *testing.T) {
 	unit := readFile(t, "redhaven.service")
 	caps := "CAP_NET_ADMIN CAP_NET_RAW CAP_NET_BIND_SERVICE"
 	for _, want := range []string{
-		"Type=simple",
+		"Type=notify", "NotifyAccess=all", "ExecReload=/bin/kill -HUP $MAINPID",
 		"ExecStart=/usr/bin/redhaven agent -c /etc/redhaven/redhaven.yaml",
 		"Restart=on-failure", "RestartSec=1", "User=redhaven", "Group=redhaven",
 		"AmbientCapabilities=" + caps, "CapabilityBoundingSet=" + caps,
