@@ -114,6 +114,10 @@ type handover struct {
 // handoverRun is one hand-over in progress.
 type handoverRun struct {
 	deadline time.Time
+	// txUntil: until then a session inside MULTI or WATCH waits for its
+	// EXEC (half the time to the deadline); after it, it moves with its
+	// transaction, whose EXEC then fails as after a failover.
+	txUntil  time.Time
 	mu       sync.Mutex
 	sessions []SessionHandoff
 	closed   int
@@ -148,7 +152,7 @@ func (srv *Server) HandOver(deadline time.Time) (*Handoff, error) {
 		}
 		h.Listeners = append(h.Listeners, ListenerHandoff{Name: l.name, Listen: listen, File: f})
 	}
-	run := &handoverRun{deadline: deadline}
+	run := &handoverRun{deadline: deadline, txUntil: time.Now().Add(time.Until(deadline) / 2)}
 	if !srv.handover.cur.CompareAndSwap(nil, run) {
 		h.Close()
 		return nil, errors.New("proxy: a hand-over is already running")
@@ -204,6 +208,24 @@ func (srv *Server) kickAll() {
 
 // handingOver is the hand-over in progress, nil when none.
 func (srv *Server) handingOver() *handoverRun { return srv.handover.cur.Load() }
+
+// handoffNow says whether the session goroutine stops reading its client
+// to hand the session over: a hand-over runs, and the session is not in a
+// transaction that may still end in time (it goes on serving until EXEC;
+// HandOver's kicks bring it back here).
+func (s *session) handoffNow() *handoverRun {
+	run := s.srv.handingOver()
+	if run == nil || s.quitting {
+		return nil
+	}
+	s.mu.Lock()
+	tx := s.inMulti || s.watching
+	s.mu.Unlock()
+	if tx && time.Now().Before(run.txUntil) {
+		return nil
+	}
+	return run
+}
 
 // handOff is called by the session goroutine while a hand-over runs,
 // instead of reading the client. done: the session ends (handed over, or
@@ -358,7 +380,13 @@ func NewFromHandoff(cfg Config, routes RouteSource, logger *slog.Logger, h *Hand
 	inherited := map[string]*os.File{}
 	if h != nil {
 		for _, l := range h.Listeners {
-			inherited[l.Name+" "+l.Listen] = l.File
+			if (l.Name == "rw" && l.Listen == cfg.Listen) || (l.Name == "ro" && l.Listen == cfg.ReadonlyListen && l.Listen != "") {
+				inherited[l.Name+" "+l.Listen] = l.File
+			} else {
+				// its address changed: closed first, so that the new
+				// address may be the same port written another way
+				_ = l.File.Close()
+			}
 		}
 	}
 	listen := func(name, addr string) (net.Listener, error) {
@@ -372,7 +400,7 @@ func NewFromHandoff(cfg Config, routes RouteSource, logger *slog.Logger, h *Hand
 	}
 	srv, err := newServer(cfg, routes, logger, listen)
 	for _, f := range inherited {
-		_ = f.Close() // an address that changed: its waiting connections are refused
+		_ = f.Close() // not used (newServer failed first)
 	}
 	if err != nil {
 		if h != nil {
@@ -430,7 +458,7 @@ func (srv *Server) startAdopted() {
 // stops waiting: a hand-over runs and nothing is owed a reply, so the
 // commands it holds go to the next process unanswered.
 func (s *session) handoverHolds() bool {
-	if s.srv.handingOver() == nil {
+	if s.handoffNow() == nil {
 		return false
 	}
 	s.mu.Lock()

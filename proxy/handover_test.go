@@ -141,3 +141,41 @@ func TestHandoverPipelined(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// A blocking command answered before the deadline, and a transaction that
+// ends soon, cross over; a blocking command that is never answered is
+// closed at the deadline.
+func TestHandoverBoundaries(t *testing.T) {
+	rs := redistest.StartServer(t, redistest.ServerOptions{})
+	routes := newRoutes(rs.Addr)
+	cfg := testConfig()
+	srv, stop := runProxy(t, cfg, routes)
+	addr := srv.Addr().String()
+
+	blk1 := dialRaw(t, addr)
+	blk1.send("BLPOP", "ho-empty-1", "1")
+	blk0 := dialRaw(t, addr)
+	blk0.send("BLPOP", "ho-empty-0", "0")
+	tx := dialRaw(t, addr)
+	tx.do("+OK\r\n", "MULTI")
+	tx.do("+QUEUED\r\n", "SET", "ho-tx", "1")
+	time.Sleep(100 * time.Millisecond) // the BLPOPs are in flight
+	go func() {
+		time.Sleep(300 * time.Millisecond)
+		tx.send("EXEC")
+	}()
+	start := time.Now()
+	srv, stop = handOverTo(t, srv, stop, cfg, routes)
+	took := time.Since(start)
+	if took < 900*time.Millisecond || took > 8*time.Second {
+		t.Errorf("hand-over took %s: it should wait for BLPOP 1 and end at the 3 s deadline", took)
+	}
+	blk1.expect("*-1\r\n")
+	blk1.do("+PONG\r\n", "PING")
+	tx.expect("*1\r\n+OK\r\n")
+	tx.do("+PONG\r\n", "PING")
+	blk0.expectClosed()
+	if err := stop(); err != nil {
+		t.Error(err)
+	}
+}

@@ -201,7 +201,7 @@ func (s *session) run() (parked bool) {
 		if s.isClosed() {
 			return false
 		}
-		if run := s.srv.handingOver(); run != nil && !s.quitting {
+		if run := s.handoffNow(); run != nil {
 			if s.handOff(run) { // handover.go
 				return false
 			}
@@ -215,7 +215,7 @@ func (s *session) run() (parked bool) {
 		}
 		switch act {
 		case actHold:
-			if !s.ensureBackend(time.Now().Add(s.srv.cfg.HoldTimeout), true) && s.srv.handingOver() == nil {
+			if !s.ensureBackend(time.Now().Add(s.srv.cfg.HoldTimeout), true) && !s.handoverHolds() {
 				s.holdExpired = true
 				s.failUnsent()
 			}
@@ -282,7 +282,7 @@ func (s *session) handleEvents() {
 		return
 	}
 	if unsent > 0 {
-		if !s.ensureBackend(time.Now().Add(s.srv.cfg.HoldTimeout), true) && s.srv.handingOver() == nil {
+		if !s.ensureBackend(time.Now().Add(s.srv.cfg.HoldTimeout), true) && !s.handoverHolds() {
 			s.failUnsent()
 		}
 		return
