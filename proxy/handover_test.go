@@ -179,3 +179,32 @@ func TestHandoverBoundaries(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// Idle (parked) sessions cross over too, in several hand-over messages.
+func TestHandoverIdle(t *testing.T) {
+	rs := redistest.StartServer(t, redistest.ServerOptions{})
+	routes := newRoutes(rs.Addr)
+	cfg := testConfig()
+	srv, stop := runProxy(t, cfg, routes)
+	addr := srv.Addr().String()
+	const n = 300 // > 4 messages of 64 descriptors
+	clients := make([]*rawClient, n)
+	for i := range clients {
+		clients[i] = dialRaw(t, addr)
+		clients[i].do("+PONG\r\n", "PING")
+	}
+	time.Sleep(1500 * time.Millisecond) // parkSweep twice: idle sessions park
+	t.Logf("%d of %d sessions parked before the hand-over", srv.listeners()[0].parked.Load(), n)
+	start := time.Now()
+	srv, stop = handOverTo(t, srv, stop, cfg, routes)
+	t.Logf("hand-over of %d idle sessions took %s", n, time.Since(start).Round(time.Microsecond))
+	for _, c := range clients {
+		c.do("+PONG\r\n", "PING")
+	}
+	if got := srv.listeners()[0].cur.Load(); got != n {
+		t.Errorf("%d sessions counted on the new server, want %d", got, n)
+	}
+	if err := stop(); err != nil {
+		t.Error(err)
+	}
+}
