@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -365,6 +366,11 @@ func (s *session) importState(st SessionState) {
 			}
 		}
 	}
+	if s.srv.cfg.Multiplex && !c.ownConn && needsOwnConn(st) {
+		// the previous process did not multiplex (proxy.multiplex changed):
+		// state a shared connection cannot carry keeps a connection of its own
+		c.ownConn = true
+	}
 	for p := st.Pending; len(p) > 0; {
 		n := copy(s.rr.space(), p)
 		s.rr.end += n
@@ -464,4 +470,20 @@ func (s *session) handoverHolds() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.q.len() == 0 && s.unsent == 0
+}
+
+// needsOwnConn says whether a session's state needs a dedicated backend
+// connection (see sharedOK: only CLIENT SETINFO and the protocol ride on a
+// shared one).
+func needsOwnConn(st SessionState) bool {
+	if st.Auth != nil || st.Select != nil || st.Name != nil || st.Readonly != nil || len(st.Subs) > 0 ||
+		st.InMulti || st.Watching || st.ReplyOff || st.SkipNext {
+		return true
+	}
+	for _, r := range st.Replays {
+		if !strings.HasPrefix(r.Key, "setinfo") {
+			return true
+		}
+	}
+	return false
 }

@@ -208,3 +208,22 @@ func TestHandoverIdle(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// proxy.multiplex turned on by the restart: a session with a SELECT keeps
+// a connection of its own (a shared one would lose its database).
+func TestHandoverMultiplexTurnedOn(t *testing.T) {
+	rs := redistest.StartServer(t, redistest.ServerOptions{})
+	routes := newRoutes(rs.Addr)
+	cfg := testConfig()
+	cfg.Multiplex = false
+	srv, stop := runProxy(t, cfg, routes)
+	state := dialRaw(t, srv.Addr().String())
+	state.do("+OK\r\n", "SELECT", "5")
+	state.do("+OK\r\n", "SET", "ho-mux", "db5")
+	cfg.Multiplex = true
+	_, stop = handOverTo(t, srv, stop, cfg, routes)
+	state.do(bulk("db5"), "GET", "ho-mux")
+	if err := stop(); err != nil {
+		t.Error(err)
+	}
+}
