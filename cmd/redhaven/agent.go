@@ -121,6 +121,11 @@ func readMsg(c *net.UnixConn, timeout time.Duration) (handoverMsg, error) {
 // serve runs the agent until it stops or hands over; it returns the exit
 // status.
 func (p *agentProc) serve(stderr io.Writer) int {
+	// First: by default SIGHUP and SIGUSR2 would end the process. Signals
+	// that come during the start wait here.
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGUSR2)
+	defer signal.Stop(sigs)
 	var in *node.Inherited
 	if p.ho != nil {
 		defer p.ho.Close()
@@ -144,9 +149,6 @@ func (p *agentProc) serve(stderr io.Writer) int {
 		fmt.Fprintf(stderr, "redhaven agent: %s\n", indentErr(err))
 		return 1
 	}
-	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGUSR2)
-	defer signal.Stop(sigs)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)
