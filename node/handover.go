@@ -1,6 +1,7 @@
 package node
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -145,4 +146,37 @@ func (n *Node) soleVoter() bool {
 		}
 	}
 	return voters == 1 && self
+}
+
+// PrepareHandOver hands Raft leadership to another voter first
+// when this node leads: otherwise every node loses contact (and stops
+// routing writes) until the others notice the leader is gone and elect
+// one, and the restarted process waits for that too. Done while this
+// process still serves, so clients do not wait for it.
+func (n *Node) PrepareHandOver() {
+	if !n.cluster.IsLeader() {
+		return
+	}
+	others := 0
+	for _, m := range n.cluster.Members() {
+		if m.Suffrage == "voter" && m.GossipState == "alive" && !m.Self {
+			others++
+		}
+	}
+	if others == 0 {
+		return
+	}
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if err := n.cluster.TransferLeadership(ctx, ""); err != nil {
+		n.logger.Warn("hand-over: leadership transfer failed; the others will elect a leader", "err", err)
+		return
+	}
+	// the new leader's heartbeats reach this node before its proxy stops
+	for !n.cluster.InContact() && time.Since(start) < 2*time.Second {
+		time.Sleep(10 * time.Millisecond)
+	}
+	n.logger.Info("hand-over: leadership transferred first", "took", time.Since(start).Round(time.Millisecond),
+		"in_contact", n.cluster.InContact())
 }

@@ -260,6 +260,7 @@ func (p *agentProc) handOver(n *node.Node, cancel context.CancelFunc, done <-cha
 		return 0, false
 	}
 	sdNotify("RELOADING=1")
+	n.PrepareHandOver() // while still serving: a leader hands leadership over first
 	paused := time.Now()
 	in, err := n.HandOver(time.Now().Add(handoverDeadline))
 	if err != nil {
