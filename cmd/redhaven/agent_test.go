@@ -74,6 +74,11 @@ func startRealAgent(t *testing.T, cfg string) *realAgent {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return startAgentBinary(t, bin, cfg)
+}
+
+func startAgentBinary(t *testing.T, bin, cfg string) *realAgent {
+	t.Helper()
 	dir := t.TempDir()
 	a := &realAgent{t: t, bin: bin, cfgPath: filepath.Join(dir, "c.yaml"), logPath: filepath.Join(dir, "agent.log")}
 	a.writeConfig(cfg)
@@ -296,5 +301,59 @@ func TestReloadKeys(t *testing.T) {
 	c.do("PING", "+PONG")
 	if a.pid() != newPID {
 		t.Errorf("a bad config restarted the agent")
+	}
+}
+
+// replaceFile puts content at path the way a package upgrade does: a new
+// file renamed over the old one (the running binary keeps its inode).
+func replaceFile(t *testing.T, path string, content []byte) {
+	t.Helper()
+	tmp := path + ".new"
+	if err := os.WriteFile(tmp, content, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A new binary that cannot start: the running agent goes on serving. A
+// working new binary: SIGHUP sees it changed and hands over to it.
+func TestHandoverNewBinary(t *testing.T) {
+	built, err := buildOnce()
+	if err != nil {
+		t.Fatal(err)
+	}
+	good, err := os.ReadFile(built)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(t.TempDir(), "redhaven")
+	replaceFile(t, bin, good)
+	rs := redistest.StartServer(t, redistest.ServerOptions{})
+	proxyAddr := fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))
+	a := startAgentBinary(t, bin, agentConfig(t, rs.Addr, proxyAddr, "info", ""))
+	c := dialResp(t, proxyAddr)
+	c.do("PING", "+PONG")
+	pid := a.pid()
+
+	replaceFile(t, bin, []byte("#!/bin/sh\necho broken upgrade >&2\nexit 3\n"))
+	a.signal(syscall.SIGUSR2)
+	testutil.Eventually(t, 20*time.Second, "the failed start is logged", func() bool {
+		return strings.Contains(a.log(), "the new process did not start")
+	})
+	c.do("PING", "+PONG")
+	if a.pid() != pid || syscall.Kill(pid, 0) != nil {
+		t.Fatalf("the agent did not go on after a failed hand-over")
+	}
+
+	replaceFile(t, bin, append(good[:len(good):len(good)], 0)) // another binary (a byte more)
+	newPID := a.handOver(syscall.SIGHUP)
+	if !regexp.MustCompile(`reload: these keys cannot change live; hand-over restart" keys="\[binary [^]]*redhaven\]"`).MatchString(a.log()) {
+		t.Errorf("the reload does not name the binary as the reason")
+	}
+	c.do("PING", "+PONG")
+	if newPID == pid {
+		t.Errorf("no new process")
 	}
 }
