@@ -15,7 +15,15 @@ import (
 
 // LiveKeys are the config keys a reload applies without a restart.
 var LiveKeys = map[string]bool{
-	"log.level": true,
+	"log.level":          true, // cmd/redhaven sets the logger's level
+	"proxy.hold_timeout": true, // ApplyLive
+	"proxy.max_clients":  true, // ApplyLive
+}
+
+// ApplyLive applies the live keys of the node's parts from cfg (a valid
+// config; log.level is the caller's, whose logger it is).
+func (n *Node) ApplyLive(cfg Config) {
+	n.proxy.SetLive(cfg.Proxy.HoldTimeout, cfg.Proxy.MaxClients)
 }
 
 // ChangedKeys lists the keys (koanf paths, e.g. "proxy.hold_timeout")

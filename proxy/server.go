@@ -38,7 +38,8 @@ type Server struct {
 	stopping bool
 	wg       sync.WaitGroup
 
-	handover handover // handover.go
+	handover handover   // handover.go
+	live     liveLimits // live.go
 }
 
 type listener struct {
@@ -223,7 +224,7 @@ func (srv *Server) acceptLoop(ctx context.Context, l *listener) error {
 				return nil
 			}
 		}
-		if l.cur.Add(1) > int64(srv.cfg.MaxClients) {
+		if l.cur.Add(1) > srv.maxClients() {
 			l.cur.Add(-1)
 			l.refused.Add(1)
 			_ = c.SetWriteDeadline(time.Now().Add(time.Second))

@@ -215,7 +215,7 @@ func (s *session) run() (parked bool) {
 		}
 		switch act {
 		case actHold:
-			if !s.ensureBackend(time.Now().Add(s.srv.cfg.HoldTimeout), true) && !s.handoverHolds() {
+			if !s.ensureBackend(time.Now().Add(s.srv.holdTimeout()), true) && !s.handoverHolds() {
 				s.holdExpired = true
 				s.failUnsent()
 			}
@@ -255,7 +255,7 @@ func (s *session) teardown() {
 
 // waitClose lets the replies before a QUIT or a protocol error go out.
 func (s *session) waitClose() {
-	deadline := time.Now().Add(s.srv.cfg.HoldTimeout + time.Second)
+	deadline := time.Now().Add(s.srv.holdTimeout() + time.Second)
 	for {
 		s.mu.Lock()
 		done := s.closing || s.q.len() == 0
@@ -282,7 +282,7 @@ func (s *session) handleEvents() {
 		return
 	}
 	if unsent > 0 {
-		if !s.ensureBackend(time.Now().Add(s.srv.cfg.HoldTimeout), true) && !s.handoverHolds() {
+		if !s.ensureBackend(time.Now().Add(s.srv.holdTimeout()), true) && !s.handoverHolds() {
 			s.failUnsent()
 		}
 		return
@@ -294,7 +294,7 @@ func (s *session) handleEvents() {
 		}
 		return
 	}
-	ok := s.ensureBackend(time.Now().Add(s.srv.cfg.HoldTimeout), false)
+	ok := s.ensureBackend(time.Now().Add(s.srv.holdTimeout()), false)
 	if !ok && subscribed {
 		// keep trying to re-establish the subscriptions
 		s.retryAt = time.Now().Add(100 * time.Millisecond)
@@ -506,7 +506,7 @@ var (
 
 // failUnsent answers the commands that waited for a master in vain.
 func (s *session) failUnsent() {
-	reply := []byte(replyMasterDown(s.l.readonly, s.srv.cfg.HoldTimeout))
+	reply := []byte(replyMasterDown(s.l.readonly, s.srv.holdTimeout()))
 	s.mu.Lock()
 	s.errs.Add(int64(s.pipeline.failUnsent(reply)))
 	s.mu.Unlock()
@@ -695,7 +695,7 @@ func (s *session) commandLocked(raw []byte, inline bool) action {
 		}
 		silent := s.silent()
 		s.connState = v.holdFail
-		s.localLocked(replyMasterDown(s.l.readonly, s.srv.cfg.HoldTimeout), 0, silent)
+		s.localLocked(replyMasterDown(s.l.readonly, s.srv.holdTimeout()), 0, silent)
 		return actRead
 	}
 	s.connState = next

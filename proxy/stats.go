@@ -74,7 +74,7 @@ func (srv *Server) Stats() Stats {
 	for _, l := range srv.listeners() {
 		ls := ListenerStats{
 			Name: l.name, Addr: l.ln.Addr().String(),
-			CurrentSessions: l.cur.Load(), MaxSessions: l.peak.Load(), Limit: int64(srv.cfg.MaxClients),
+			CurrentSessions: l.cur.Load(), MaxSessions: l.peak.Load(), Limit: srv.maxClients(),
 			TotalSessions: l.total.Load(), Refused: l.refused.Load(),
 			Commands: l.commands.Load(), BytesIn: l.bytesIn.Load(), BytesOut: l.bytesOut.Load(), Errors: l.errs.Load(),
 			Resent: l.resent.Load(), MovedToOwn: l.moved.Load(), Parked: l.parked.Load(),

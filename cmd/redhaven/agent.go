@@ -192,8 +192,8 @@ func (p *agentProc) serve(stderr io.Writer) int {
 	}
 }
 
-// reload reads the config again and applies it: live where it can, by a
-// hand-over restart otherwise.
+// reload reads the config again and applies it: live where it can
+// (node.LiveKeys), by a hand-over restart otherwise.
 func (p *agentProc) reload(n *node.Node, cancel context.CancelFunc, done <-chan error) (code int, exit bool) {
 	fs := configFlags("agent", io.Discard)
 	cfg, err := loadConfig(fs, p.args)
@@ -205,11 +205,8 @@ func (p *agentProc) reload(n *node.Node, cancel context.CancelFunc, done <-chan 
 	if id := statID(p.exe); id != p.exeID {
 		restart = append(restart, "binary "+p.exe)
 	}
-	for _, k := range live {
-		if k == "log.level" {
-			p.level.Set(node.ParseLevel(cfg.Log.Level))
-		}
-	}
+	p.level.Set(node.ParseLevel(cfg.Log.Level))
+	n.ApplyLive(cfg)
 	if len(restart) == 0 {
 		p.cfg = cfg
 		p.logger.Info("reload: applied live", "keys", live)

@@ -283,8 +283,19 @@ func TestReloadKeys(t *testing.T) {
 	cfg = strings.Replace(cfg, "level: info", "level: debug", 1)
 	cfg = strings.Replace(cfg, "proxy:\n", "proxy:\n  hold_timeout: 4s\n  max_clients: 999\n", 1)
 	a.writeConfig(cfg)
+	a.signal(syscall.SIGHUP)
+	testutil.Eventually(t, 10*time.Second, "the reload is logged", func() bool {
+		return strings.Contains(a.log(), `msg="reload: applied live" keys="[proxy.hold_timeout proxy.max_clients]"`)
+	})
+	if a.pid() != pid {
+		t.Fatalf("hold_timeout and max_clients restarted the agent")
+	}
+
+	cfg = strings.Replace(cfg, "proxy:\n", "proxy:\n  dial_timeout: 3s\n", 1)
+	cfg = strings.Replace(cfg, "check_interval: 100ms", "check_interval: 200ms", 1)
+	a.writeConfig(cfg)
 	newPID := a.handOver(syscall.SIGHUP)
-	if !strings.Contains(a.log(), `msg="reload: these keys cannot change live; hand-over restart" keys="[proxy.hold_timeout proxy.max_clients]"`) {
+	if !strings.Contains(a.log(), `msg="reload: these keys cannot change live; hand-over restart" keys="[proxy.dial_timeout redis.check_interval]"`) {
 		t.Errorf("the log does not name the keys that caused the restart")
 	}
 	if newPID == pid {
