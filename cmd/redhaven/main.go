@@ -122,7 +122,7 @@ func runAgent(args []string, stdout, stderr io.Writer) int {
 	ho, herr := takeHandoverSocket() // before the config: its variable is not a config key
 	fs := configFlags("agent", stderr)
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: redhaven agent [-c FILE] [flags]\n\nRun the agent in the foreground until SIGINT/SIGTERM.\nSIGHUP reloads the config, SIGUSR2 restarts the agent without closing client\nconnections (README: Operations).\n\nFlags:\n%s", fs.FlagUsages())
+		fmt.Fprintf(stderr, "Usage: redhaven agent [-c FILE] [flags]\n\nRun the agent in the foreground until SIGINT/SIGTERM.\nSIGHUP reloads the config, SIGUSR2 restarts the agent without closing client\nconnections (README: Restart, upgrade, reload).\n\nFlags:\n%s", fs.FlagUsages())
 	}
 	cfg, err := loadConfig(fs, args)
 	if errors.Is(err, pflag.ErrHelp) {
