@@ -4,7 +4,7 @@
 # Never enables or starts the service on a first install: it must be
 # configured first. On an upgrade, a running service is reloaded: the
 # agent hands its client connections over to the new binary (README:
-# Operations); one whose unit had no reload yet (an agent from before the
+# "Restart, upgrade, reload"); one whose unit had no reload yet (an agent from before the
 # hand-over) is restarted.
 set -e
 
