@@ -545,7 +545,7 @@ func TestShippedConfig(t *testing.T) {
 		"proxy.multiplex", "proxy.multiplex_conns", "proxy.password", "proxy.readonly_listen",
 		"redis.check_interval", "redis.master_name", "redis.nodes", "redis.password", "redis.sentinel_password",
 		"redis.sentinel_username", "redis.sentinels", "redis.username",
-		"vip.address", "vip.interface", "vip.mode",
+		"vip.address", "vip.hook_capabilities", "vip.interface", "vip.mode", "vip.on_acquire", "vip.on_release",
 	} // node_name is there as a comment: its default is the host name.
 	if !slices.Equal(keys, want) {
 		t.Errorf("redhaven.yaml keys:\n got %q\nwant %q", keys, want)
