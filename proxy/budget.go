@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strconv"
 	"sync/atomic"
+	"unsafe"
 )
 
 // Bounds on what one client may make the proxy buffer.
@@ -61,9 +62,16 @@ func (u *bufferUse) setInput(n int64) {
 // release takes the session's input out of the budget (session ended).
 func (u *bufferUse) release() { u.setInput(0) }
 
-// outputLocked is what the client has not read yet (s.mu held).
+// entryCost is about what a FIFO entry costs, with a reply of the
+// proxy's own in it.
+const entryCost = int64(unsafe.Sizeof(entry{})) + 64
+
+// outputLocked is the memory a client holds beyond its read buffer (s.mu
+// held): output it has not read (pend, and out as of the last write),
+// answers queued behind a write that waits for it (FIFO entries), and the
+// commands kept for a resend.
 func (s *session) outputLocked() int64 {
-	return int64(len(s.pend)) + s.outBacklog.Load()
+	return int64(len(s.pend)) + s.outBacklog.Load() + int64(s.q.len())*entryCost + int64(len(s.sendLog))
 }
 
 // sweepBudget sums every session's buffers and disconnects the largest

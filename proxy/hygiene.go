@@ -131,12 +131,9 @@ func (s *session) overOutputLocked(limit int64) action {
 	return actClose
 }
 
-// unauthPipelineLocked is called for each command processed in a batch
-// before the client authenticated.
-func (s *session) unauthPipelineLocked(n int64) action {
-	if n < unauthPipeline || s.authed {
-		return actRead
-	}
+// unauthPipelineLocked closes a client that sent more than
+// unauthPipeline commands in one batch before it authenticated.
+func (s *session) unauthPipelineLocked() action {
 	s.srv.rateLog.warn(s, "input_limit", "client pipelines before AUTH; closing it", "max_commands", unauthPipeline)
 	return s.closeLocked(closedInputLimit, ReplyUnauthPipeline)
 }

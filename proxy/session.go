@@ -635,6 +635,10 @@ func (s *session) processInput() action {
 		if raw == nil {
 			break
 		}
+		if !s.authed && n >= unauthPipeline {
+			act = s.unauthPipelineLocked()
+			break
+		}
 		a := s.commandLocked(raw, inline)
 		if a == actHold {
 			act = actHold
@@ -645,9 +649,6 @@ func (s *session) processInput() action {
 		if a == actClose {
 			act = actClose
 			break
-		}
-		if !s.authed {
-			act = s.unauthPipelineLocked(n)
 		}
 	}
 	s.mu.Unlock()
