@@ -95,7 +95,7 @@ func TestBoundsLocalReplies(t *testing.T) {
 		srv := startProxy(t, cfg, newRoutes(rs.Addr))
 		settle()
 		_, heap0 := memNow(t)
-		sent := pingFlood(t, srv.Addr().String(), 19<<20, 10*time.Second)
+		sent := pingFlood(t, srv.Addr().String(), pingCmd, 19<<20, 10*time.Second)
 		testutil.Eventually(t, 10*time.Second, "the flooding client closed", func() bool { return sessionsNow(srv) == 0 })
 		runtime.GC()
 		_, heap1 := memNow(t)

@@ -55,8 +55,8 @@ func TestMeasureAttacks(t *testing.T) {
 	report := func(name string, rss0, heap0 int64) {
 		time.Sleep(2 * time.Second) // a measurement: let the proxy read what was sent
 		rss1, heap1 := memNow(t)
-		t.Logf("%s: RSS %+d MiB (%d -> %d MiB), heap in use %+d MiB (%d -> %d MiB)", name,
-			(rss1-rss0)>>20, rss0>>20, rss1>>20, (heap1-heap0)>>20, heap0>>20, heap1>>20)
+		t.Logf("%s: RSS %+d KiB (%d -> %d MiB), heap in use %+d KiB (%d -> %d MiB)", name,
+			(rss1-rss0)>>10, rss0>>20, rss1>>20, (heap1-heap0)>>10, heap0>>20, heap1>>20)
 	}
 	t.Run("headers-without-auth", func(t *testing.T) {
 		rs := redistest.StartServer(t, redistest.ServerOptions{})
@@ -91,22 +91,36 @@ func TestMeasureAttacks(t *testing.T) {
 		srv := startProxy(t, cfg, newRoutes(rs.Addr))
 		settle()
 		rss0, heap0 := memNow(t)
-		sent := pingFlood(t, srv.Addr().String(), 19<<20, 10*time.Second)
-		report("PING pipelined without AUTH, never read, "+strconv.Itoa(sent>>20)+" MiB sent", rss0, heap0)
+		sent := pingFlood(t, srv.Addr().String(), pingCmd, 19<<20, 10*time.Second)
+		report("PING pipelined without AUTH, never read, "+strconv.Itoa(sent>>10)+" KiB sent", rss0, heap0)
+	})
+	settle()
+	t.Run("refused-unread", func(t *testing.T) {
+		rs := redistest.StartServer(t, redistest.ServerOptions{})
+		srv := startProxy(t, testConfig(), newRoutes(rs.Addr))
+		settle()
+		rss0, heap0 := memNow(t)
+		sent := pingFlood(t, srv.Addr().String(), refusedCmd, 19<<20, 10*time.Second)
+		report("REPLICAOF NO ONE (refused by the proxy) pipelined, never read, "+strconv.Itoa(sent>>10)+" KiB sent", rss0, heap0)
 	})
 }
 
-// pingFlood sends PINGs on a new connection without reading, up to total
-// bytes or until a write blocks for long or fails; it returns what was
-// sent.
-func pingFlood(t testing.TB, addr string, total int, within time.Duration) int {
+var (
+	pingCmd    = []byte("*1\r\n$4\r\nPING\r\n")
+	refusedCmd = []byte("*3\r\n$9\r\nREPLICAOF\r\n$2\r\nNO\r\n$3\r\nONE\r\n")
+)
+
+// pingFlood sends cmd again and again on a new connection without
+// reading, up to total bytes or until a write blocks for long or fails; it
+// returns what was sent.
+func pingFlood(t testing.TB, addr string, cmd []byte, total int, within time.Duration) int {
 	t.Helper()
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatalf("dial: %v", err)
 	}
 	t.Cleanup(func() { c.Close() })
-	chunk := bytes.Repeat([]byte("*1\r\n$4\r\nPING\r\n"), 4096)
+	chunk := bytes.Repeat(cmd, 4096)
 	sent := 0
 	deadline := time.Now().Add(within)
 	for sent < total && time.Now().Before(deadline) {
