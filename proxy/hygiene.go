@@ -174,7 +174,7 @@ func isHTTPRequest(line []byte) bool {
 	if len(fields) == 0 {
 		return false
 	}
-	if equalFold(fields[0], "post") || equalFold(fields[0], "host:") {
+	if isHTTPGuardName(fields[0]) {
 		return true
 	}
 	if len(fields) < 3 || !bytes.HasPrefix(fields[len(fields)-1], []byte("HTTP/")) {
@@ -184,6 +184,20 @@ func isHTTPRequest(line []byte) bool {
 		if equalFold(fields[0], m) {
 			return true
 		}
+	}
+	return false
+}
+
+// isHTTPGuardName says whether a command name is one Redis takes for an
+// HTTP request ("POST", "Host:"; it then closes the connection, which may
+// be a shared one), in any form: a scanner may send it as RESP too. A
+// length check first: most commands pay one comparison.
+func isHTTPGuardName(name []byte) bool {
+	switch len(name) {
+	case 4:
+		return equalFold(name, "post")
+	case 5:
+		return equalFold(name, "host:")
 	}
 	return false
 }

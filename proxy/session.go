@@ -660,7 +660,7 @@ func (s *session) processInput() action {
 // commandLocked handles one command: answers it here, or queues it for
 // the backend (actHold when there is no usable backend yet).
 func (s *session) commandLocked(raw []byte, inline bool) action {
-	if inline && isHTTPRequest(raw) {
+	if inline && isHTTPRequest(raw) || !inline && isHTTPGuardName(s.rr.name(raw)) {
 		return s.refuseHTTPLocked()
 	}
 	if !inline && s.authed {
