@@ -5,6 +5,7 @@ import (
 	"context"
 	"net"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -198,4 +199,40 @@ func (r *rawClient) closedAfter() string {
 	}
 	r.t.Fatalf("connection not closed: got %q", got)
 	return got
+}
+
+// TestRequestReaderGrowsWithBytes: the read buffer follows the bytes that
+// arrived: a header announcing a big value leaves it small, and the value
+// arriving makes it about the value's size, not the next power of two.
+func TestRequestReaderGrowsWithBytes(t *testing.T) {
+	const size = 3 << 20
+	r := newRequestReader(512 << 20)
+	feed := func(p string) {
+		for len(p) > 0 {
+			sp := r.space()
+			n := copy(sp, p)
+			r.end += n
+			p = p[n:]
+			if _, _, err := r.peek(false); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	header := "*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$" + strconv.Itoa(size) + "\r\n"
+	feed(header)
+	if len(r.buf) > clientBufSize {
+		t.Fatalf("after the header: buffer %d bytes, want <= %d", len(r.buf), clientBufSize)
+	}
+	feed(strings.Repeat("v", size/2))
+	if len(r.buf) > size {
+		t.Fatalf("half the value: buffer %d bytes, want <= %d", len(r.buf), size)
+	}
+	feed(strings.Repeat("v", size/2) + "\r\n")
+	raw, _, err := r.peek(false)
+	if err != nil || len(raw) != len(header)+size+2 {
+		t.Fatalf("peek: %d bytes, %v", len(raw), err)
+	}
+	if len(r.buf) > size+16<<10 {
+		t.Fatalf("whole value: buffer %d bytes, want about %d", len(r.buf), size)
+	}
 }

@@ -106,7 +106,16 @@ func (r *requestReader) space() []byte {
 		r.start = 0
 	}
 	if len(r.buf)-r.end < 512 {
-		nb := make([]byte, 2*len(r.buf))
+		n := 2 * len(r.buf)
+		if r.pending >= 0 {
+			// a bulk whose bytes are arriving: no more than it needs (and
+			// room for the next header), so a 512 MiB value takes 512 MiB,
+			// not the 1 GiB of the next doubling
+			if need := r.off + r.pending + 2 + 4096; need > len(r.buf) && need < n {
+				n = need
+			}
+		}
+		nb := make([]byte, n)
 		copy(nb, r.buf[:r.end])
 		if r.bufp != nil {
 			clientBufs.Put(r.bufp)
