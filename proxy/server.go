@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -32,6 +33,12 @@ type Server struct {
 	idle            *idlePoller // parked idle sessions (park.go); nil: never parked
 	parkedSinceFree atomic.Int64
 
+	// connection hygiene and bounds (hygiene.go, budget.go)
+	budget  *bufferBudget
+	perIP   perIP
+	closed  closedCounters
+	rateLog rateLog
+
 	mu       sync.Mutex
 	sessions map[*session]struct{}
 	backends map[string]*backendStats
@@ -50,6 +57,7 @@ type listener struct {
 	resent                            atomic.Int64 // live: sessions add directly (rare)
 	moved                             atomic.Int64 // sessions that left a shared connection for their own
 	parked                            atomic.Int64 // idle sessions without a goroutine now (park.go)
+	authFailures                      atomic.Int64 // wrong proxy passwords
 }
 
 // New validates cfg and binds the listeners (so Addr works); it starts no
@@ -70,6 +78,8 @@ func New(cfg Config, routes RouteSource, logger *slog.Logger) (*Server, error) {
 		sessions: map[*session]struct{}{},
 		backends: map[string]*backendStats{},
 		mux:      muxPool{conns: map[muxKey][]*muxConn{}, dialing: map[muxKey]*muxDial{}},
+		budget:   newBufferBudget(cfg.MaxBufferMemory),
+		perIP:    perIP{n: map[netip.Addr]int{}},
 	}
 	if srv.needAuth && cfg.BackendPassword != "" {
 		if cfg.BackendUsername != "" {
@@ -155,6 +165,11 @@ func (srv *Server) Run(ctx context.Context) error {
 		defer loops.Done()
 		srv.routeLoop(ctx)
 	}()
+	loops.Add(1)
+	go func() {
+		defer loops.Done()
+		srv.hygieneLoop(ctx)
+	}()
 	if srv.cfg.Multiplex {
 		loops.Add(1)
 		go func() {
@@ -215,9 +230,14 @@ func (srv *Server) acceptLoop(ctx context.Context, l *listener) error {
 		if l.cur.Add(1) > int64(srv.cfg.MaxClients) {
 			l.cur.Add(-1)
 			l.refused.Add(1)
-			_ = c.SetWriteDeadline(time.Now().Add(time.Second))
-			_, _ = c.Write([]byte(ReplyMaxClients))
-			_ = c.Close()
+			refuse(c, ReplyMaxClients)
+			continue
+		}
+		if !srv.admit(c) {
+			l.cur.Add(-1)
+			l.refused.Add(1)
+			srv.closed[closedMaxClientsPerIP].Add(1)
+			refuse(c, ReplyMaxClientsPerIP)
 			continue
 		}
 		for {
@@ -232,6 +252,7 @@ func (srv *Server) acceptLoop(ctx context.Context, l *listener) error {
 		if srv.stopping {
 			srv.mu.Unlock()
 			l.cur.Add(-1)
+			srv.leave(c)
 			_ = c.Close()
 			return nil
 		}
@@ -247,6 +268,8 @@ func (srv *Server) unregister(s *session) {
 	delete(srv.sessions, s)
 	srv.mu.Unlock()
 	s.l.cur.Add(-1)
+	srv.leave(s.client)
+	s.guard.use.release()
 	s.l.commands.Add(s.commands.Swap(0))
 	s.l.bytesIn.Add(s.bytesIn.Swap(0))
 	s.l.bytesOut.Add(s.bytesOut.Swap(0))
