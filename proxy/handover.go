@@ -446,6 +446,7 @@ func (srv *Server) startAdopted() {
 		}
 		l.cur.Add(1)
 		l.total.Add(1)
+		srv.adopted(c)
 		s := newSession(srv, l, c, srv.nextID.Add(1))
 		s.importState(sh.State)
 		srv.mu.Lock()
@@ -486,4 +487,16 @@ func needsOwnConn(st SessionState) bool {
 		}
 	}
 	return false
+}
+
+// adopted counts an adopted client of c's address (proxy.max_clients_per_ip)
+// without refusing it: the previous process admitted it.
+func (srv *Server) adopted(c net.Conn) {
+	if srv.cfg.MaxClientsPerIP <= 0 {
+		return
+	}
+	ip := clientIP(c)
+	srv.perIP.mu.Lock()
+	srv.perIP.n[ip]++
+	srv.perIP.mu.Unlock()
 }

@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"net"
+	"net/netip"
 	"os"
 	"syscall"
 	"testing"
@@ -185,6 +186,7 @@ func TestHandoverIdle(t *testing.T) {
 	rs := redistest.StartServer(t, redistest.ServerOptions{})
 	routes := newRoutes(rs.Addr)
 	cfg := testConfig()
+	cfg.MaxClientsPerIP = 1000
 	srv, stop := runProxy(t, cfg, routes)
 	addr := srv.Addr().String()
 	const n = 300 // > 4 messages of 64 descriptors
@@ -203,6 +205,12 @@ func TestHandoverIdle(t *testing.T) {
 	}
 	if got := srv.listeners()[0].cur.Load(); got != n {
 		t.Errorf("%d sessions counted on the new server, want %d", got, n)
+	}
+	srv.perIP.mu.Lock()
+	perIP := srv.perIP.n[netip.MustParseAddr("127.0.0.1")]
+	srv.perIP.mu.Unlock()
+	if perIP != n {
+		t.Errorf("%d clients of 127.0.0.1 counted for max_clients_per_ip on the new server, want %d", perIP, n)
 	}
 	if err := stop(); err != nil {
 		t.Error(err)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -32,6 +33,12 @@ type Server struct {
 	idle            *idlePoller // parked idle sessions (park.go); nil: never parked
 	parkedSinceFree atomic.Int64
 
+	// connection hygiene and bounds (hygiene.go, budget.go)
+	budget  *bufferBudget
+	perIP   perIP
+	closed  closedCounters
+	rateLog rateLog
+
 	mu       sync.Mutex
 	sessions map[*session]struct{}
 	backends map[string]*backendStats
@@ -53,6 +60,7 @@ type listener struct {
 	resent                            atomic.Int64 // live: sessions add directly (rare)
 	moved                             atomic.Int64 // sessions that left a shared connection for their own
 	parked                            atomic.Int64 // idle sessions without a goroutine now (park.go)
+	authFailures                      atomic.Int64 // wrong proxy passwords
 }
 
 // New validates cfg and binds the listeners (so Addr works); it starts no
@@ -77,6 +85,8 @@ func newServer(cfg Config, routes RouteSource, logger *slog.Logger, listen func(
 		sessions: map[*session]struct{}{},
 		backends: map[string]*backendStats{},
 		mux:      muxPool{conns: map[muxKey][]*muxConn{}, dialing: map[muxKey]*muxDial{}},
+		budget:   newBufferBudget(cfg.MaxBufferMemory),
+		perIP:    perIP{n: map[netip.Addr]int{}},
 		handover: handover{done: make(chan struct{})},
 	}
 	if srv.needAuth && cfg.BackendPassword != "" {
@@ -166,6 +176,11 @@ func (srv *Server) Run(ctx context.Context) error {
 		defer loops.Done()
 		srv.routeLoop(ctx)
 	}()
+	loops.Add(1)
+	go func() {
+		defer loops.Done()
+		srv.hygieneLoop(ctx)
+	}()
 	if srv.cfg.Multiplex {
 		loops.Add(1)
 		go func() {
@@ -227,9 +242,14 @@ func (srv *Server) acceptLoop(ctx context.Context, l *listener) error {
 		if l.cur.Add(1) > srv.maxClients() {
 			l.cur.Add(-1)
 			l.refused.Add(1)
-			_ = c.SetWriteDeadline(time.Now().Add(time.Second))
-			_, _ = c.Write([]byte(ReplyMaxClients))
-			_ = c.Close()
+			refuse(c, ReplyMaxClients)
+			continue
+		}
+		if !srv.admit(c) {
+			l.cur.Add(-1)
+			l.refused.Add(1)
+			srv.closed[closedMaxClientsPerIP].Add(1)
+			refuse(c, ReplyMaxClientsPerIP)
 			continue
 		}
 		for {
@@ -244,6 +264,7 @@ func (srv *Server) acceptLoop(ctx context.Context, l *listener) error {
 		if srv.stopping {
 			srv.mu.Unlock()
 			l.cur.Add(-1)
+			srv.leave(c)
 			_ = c.Close()
 			return nil
 		}
@@ -259,6 +280,8 @@ func (srv *Server) unregister(s *session) {
 	delete(srv.sessions, s)
 	srv.mu.Unlock()
 	s.l.cur.Add(-1)
+	srv.leave(s.client)
+	s.guard.use.release()
 	s.l.commands.Add(s.commands.Swap(0))
 	s.l.bytesIn.Add(s.bytesIn.Swap(0))
 	s.l.bytesOut.Add(s.bytesOut.Swap(0))

@@ -83,6 +83,8 @@ type session struct {
 	commands, bytesIn, bytesOut, errs atomic.Int64
 	curBE                             atomic.Pointer[backendConn]
 
+	guard // connection hygiene and buffer budget (hygiene.go)
+
 	// parking (park.go)
 	fd          int         // the client socket's descriptor, -1 if unknown
 	started     bool        // run has been called (owned by whichever goroutine runs it)
@@ -100,6 +102,8 @@ func newSession(srv *Server, l *listener, c net.Conn, id uint64) *session {
 		wake:      make(chan struct{}, 1),
 		closed:    make(chan struct{}),
 	}
+	s.guard.init(srv)
+	s.rr.use = &s.guard.use
 	if sc, ok := c.(syscall.Conn); ok {
 		if rc, err := sc.SyscallConn(); err == nil {
 			_ = rc.Control(func(fd uintptr) { s.fd = int(fd) })
@@ -626,17 +630,19 @@ func (s *session) processInput() action {
 	}
 	s.mu.Lock()
 	s.compact()
-	act := actRead
+	act := s.inputBoundsLocked()
 	var n int64
-	for {
+	for act == actRead {
 		raw, inline, err := s.rr.peek(s.srv.needAuth && !s.authed)
 		if err != nil {
-			s.localLocked("-ERR "+err.Error()+"\r\n", fCloseAfter, false)
-			s.quitting = true
-			act = actClose
+			act = s.closeLocked(closedProtocol, "-ERR "+err.Error()+"\r\n")
 			break
 		}
 		if raw == nil {
+			break
+		}
+		if !s.authed && n >= unauthPipeline {
+			act = s.unauthPipelineLocked()
 			break
 		}
 		a := s.commandLocked(raw, inline)
@@ -660,6 +666,9 @@ func (s *session) processInput() action {
 // commandLocked handles one command: answers it here, or queues it for
 // the backend (actHold when there is no usable backend yet).
 func (s *session) commandLocked(raw []byte, inline bool) action {
+	if inline && isHTTPRequest(raw) || !inline && isHTTPGuardName(s.rr.name(raw)) {
+		return s.refuseHTTPLocked()
+	}
 	if !inline && s.authed {
 		if act, done := s.plainLocked(raw); done {
 			return act
@@ -670,6 +679,7 @@ func (s *session) commandLocked(raw []byte, inline bool) action {
 		return act
 	}
 	next, v := s.connState.command(lookupCommand(args[0]), args, len(raw), s.srv.cmdEnv())
+	v = s.authResultLocked(v)
 	if v.local {
 		s.connState = next
 		var flags uint8
