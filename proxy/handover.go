@@ -241,7 +241,7 @@ func (s *session) handOff(run *handoverRun) (done bool) {
 			s.sleep(time.Now().Add(time.Millisecond))
 			return false
 		}
-		return s.handoffClose(run, busy)
+		return s.handoffClose(run, "not at a command boundary by the deadline: "+busy)
 	}
 	// Nothing is owed a reply: the backend connection goes (after it,
 	// nothing more is written to the client here, pushes included).
@@ -250,14 +250,16 @@ func (s *session) handOff(run *handoverRun) (done bool) {
 	}
 	for !s.outputIdle() {
 		if !time.Now().Before(run.deadline) {
-			return s.handoffClose(run, "replies not yet read by the client")
+			return s.handoffClose(run, "not at a command boundary by the deadline: replies not yet read by the client")
 		}
 		s.emitLocals()
 		s.sleep(time.Now().Add(time.Millisecond))
 	}
 	fc, ok := s.client.(interface{ File() (*os.File, error) })
 	if !ok {
-		return s.handoffClose(run, "not a socket connection")
+		// TLS: its keys and sequence numbers live in this process. Closed
+		// after its last reply; the client reconnects to the new process.
+		return s.handoffClose(run, "TLS connection: its session cannot move to another process")
 	}
 	f, err := fc.File()
 	if err != nil {
@@ -304,7 +306,7 @@ func (s *session) handoffClose(run *handoverRun, why string) bool {
 	run.mu.Lock()
 	run.closed++
 	run.mu.Unlock()
-	s.logger().Warn("hand-over: client connection closed: not at a command boundary by the deadline", "reason", why)
+	s.logger().Warn("hand-over: client connection closed", "reason", why)
 	return true
 }
 
