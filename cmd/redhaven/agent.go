@@ -39,13 +39,16 @@ const (
 
 // agentProc is a running agent process.
 type agentProc struct {
-	args   []string // the agent's command-line arguments (reload reads them again)
-	cfg    node.Config
-	logger *slog.Logger
-	level  *slog.LevelVar
-	exe    string // the binary's path, resolved at start
-	exeID  fileID
-	ho     *net.UnixConn // the hand-over socket from the previous process, nil on a plain start
+	args []string // the agent's command-line arguments, for the new process of a hand-over
+	// loadConfig loads the config again as at start (flags, file,
+	// environment) and validates it, for a reload.
+	loadConfig func() (node.Config, error)
+	cfg        node.Config
+	logger     *slog.Logger
+	level      *slog.LevelVar
+	exe        string // the binary's path, resolved at start
+	exeID      fileID
+	ho         *net.UnixConn // the hand-over socket from the previous process, nil on a plain start
 }
 
 // fileID tells a replaced file from the one that was there.
@@ -195,8 +198,7 @@ func (p *agentProc) serve(stderr io.Writer) int {
 // reload reads the config again and applies it: live where it can
 // (node.LiveKeys), by a hand-over restart otherwise.
 func (p *agentProc) reload(n *node.Node, cancel context.CancelFunc, done <-chan error) (code int, exit bool) {
-	fs := configFlags("agent", io.Discard)
-	cfg, err := loadConfig(fs, p.args)
+	cfg, err := p.loadConfig()
 	if err != nil {
 		p.logger.Error("reload: the config is not valid; nothing changed", "err", err)
 		return 0, false

@@ -142,7 +142,8 @@ func runAgent(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		exe = os.Args[0]
 	}
-	p := &agentProc{args: args, cfg: cfg, logger: logger, level: level, exe: exe, exeID: statID(exe), ho: ho}
+	p := &agentProc{args: args, cfg: cfg, logger: logger, level: level, exe: exe, exeID: statID(exe), ho: ho,
+		loadConfig: func() (node.Config, error) { return loadConfig(configFlags("agent", io.Discard), args) }}
 	return p.serve(stderr)
 }
 
