@@ -102,23 +102,20 @@ func configFlags(name string, stderr io.Writer) *pflag.FlagSet {
 	return fs
 }
 
-// loadConfig parses flags and loads the config; "" path means the default.
-func loadConfig(fs *pflag.FlagSet, args []string) (node.Config, error) {
+// loadConfig parses flags and checks the config ("" path means the
+// default): every problem at once, or the warnings of a valid one.
+func loadConfig(fs *pflag.FlagSet, args []string) (node.Config, []string, error) {
 	if err := fs.Parse(args); err != nil {
-		return node.Config{}, err
+		return node.Config{}, nil, err
 	}
 	if fs.NArg() > 0 {
-		return node.Config{}, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+		return node.Config{}, nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
 	path := ""
 	if fs.Changed("config") {
 		path, _ = fs.GetString("config")
 	}
-	cfg, err := node.LoadConfig(path, os.Environ(), fs)
-	if err != nil {
-		return cfg, err
-	}
-	return cfg, cfg.Validate()
+	return node.Check(path, os.Environ(), fs)
 }
 
 func runAgent(args []string, stdout, stderr io.Writer) int {
@@ -126,7 +123,7 @@ func runAgent(args []string, stdout, stderr io.Writer) int {
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: redhaven agent [-c FILE] [flags]\n\nRun the agent in the foreground until SIGINT/SIGTERM.\n\nFlags:\n%s", fs.FlagUsages())
 	}
-	cfg, err := loadConfig(fs, args)
+	cfg, warnings, err := loadConfig(fs, args)
 	if errors.Is(err, pflag.ErrHelp) {
 		return 0
 	}
@@ -135,6 +132,9 @@ func runAgent(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	logger := node.NewLogger(cfg.Log, stderr)
+	for _, w := range warnings {
+		logger.Warn("config setting has no effect", "warning", w)
+	}
 	setGOMAXPROCS(logger)
 	n, err := node.New(cfg, logger)
 	if err != nil {
@@ -159,22 +159,40 @@ func runCheckConfig(args []string, stdout, stderr io.Writer) int {
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: redhaven check-config [-c FILE] [flags]\n\nLoad and validate the configuration exactly as the agent would, and\nname every bad key. Exit status 0 when valid, 1 when not.\n\nFlags:\n%s", fs.FlagUsages())
 	}
-	cfg, err := loadConfig(fs, args)
+	cfg, warnings, err := loadConfig(fs, args)
 	if errors.Is(err, pflag.ErrHelp) {
 		return 0
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "configuration is invalid:\n  %s\n", strings.ReplaceAll(err.Error(), "\n", "\n  "))
+		n := len(flattenErrs(err))
+		fmt.Fprintf(stderr, "configuration is invalid (%d problem%s):\n  %s\n", n, map[bool]string{true: "s"}[n > 1], indentErr(err))
 		return 1
 	}
-	fmt.Fprintf(stdout, "configuration is valid: node %s, %d sentinel(s) for master %q, proxy on %s\n",
-		cfg.NodeName, len(cfg.Redis.Sentinels), cfg.Redis.MasterName, cfg.Proxy.Listen)
+	fmt.Fprintf(stdout, "configuration is valid; the agent will run:\n%s", cfg.Summary())
+	if len(warnings) > 0 {
+		fmt.Fprintf(stderr, "warnings (settings that have no effect):\n")
+		for _, w := range warnings {
+			fmt.Fprintf(stderr, "  %s\n", w)
+		}
+	}
 	return 0
 }
 
 func runVersion(args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stdout, "redhaven %s\n", version)
 	return 0
+}
+
+// flattenErrs splits joined errors into their leaves.
+func flattenErrs(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		var out []error
+		for _, e := range j.Unwrap() {
+			out = append(out, flattenErrs(e)...)
+		}
+		return out
+	}
+	return []error{err}
 }
 
 func indentErr(err error) string {
