@@ -101,7 +101,7 @@ func (c Config) Validate() error {
 func Flags(fs *pflag.FlagSet) {
 	d := DefaultConfig()
 	fs.StringP("config", "c", DefaultConfigPath, "config file (YAML); a missing default file is fine, a missing named file is an error")
-	fs.String("node-name", d.NodeName, "this node's name (node_name)")
+	fs.String("node-name", "", "this node's name (node_name; default: the host name)")
 	fs.String("data-dir", d.DataDir, "directory for Raft data (data_dir)")
 	fs.String("redis-master-name", d.Redis.MasterName, "Sentinel's name of the master (redis.master_name)")
 	fs.StringSlice("redis-sentinels", nil, "Sentinel addresses host:port, comma-separated (redis.sentinels)")
