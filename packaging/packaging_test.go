@@ -474,6 +474,9 @@ func TestRPM(t *testing.T) {
 	for path := range observabilityFiles {
 		delete(got, path) // checked by TestObservabilityFilesInPackages
 	}
+	for path := range docFiles {
+		delete(got, path) // checked by TestDocFilesInPackages
+	}
 	if len(got) != len(want) {
 		t.Errorf("rpm holds %d files %v, want %d", len(got), got, len(want))
 	}
