@@ -190,7 +190,7 @@ func (n *Node) fillProxyStats(snap *webui.Snapshot, obs topology.Observation, st
 		admin := st.Admin[nd.Addr]
 		tr := traffic[nd.Addr]
 		b := webui.Backend{Addr: nd.Addr, Role: string(nd.Role), State: backendState(nd, admin), IsMaster: nd.Addr == st.Route.Master,
-			LastCheck: nd.LastCheck, CheckDuration: nd.CheckDuration, LastError: nd.LastError, LastChange: nd.LastChange,
+			LastCheck: nd.LastCheck, CheckDuration: nd.CheckDuration, LastError: nd.LastError, LastChange: nd.LastChange, Downtime: nd.Downtime,
 			Offset: nd.Offset, LagBytes: nd.LagBytes, LinkUp: nd.LinkUp,
 			Sessions: tr.sessions, Commands: uint64(tr.commands), Errors: uint64(tr.errors), Admin: string(admin)}
 		if b.Admin == "" {
