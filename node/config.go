@@ -33,6 +33,7 @@ const EnvPrefix = "REDHAVEN_"
 // tests and CI), so they are not reported as unknown keys.
 var envNotConfig = map[string]bool{
 	"REDHAVEN_REQUIRE": true, "REDHAVEN_ARTIFACTS": true, "REDHAVEN_FIGURES": true, "REDHAVEN_DEB": true,
+	"REDHAVEN_BIN": true, // e2e/demo.sh's binary
 	"REDHAVEN_HTTP_USER": true, "REDHAVEN_HTTP_PASSWORD": true, // the CLI's credentials
 }
 
@@ -274,10 +275,10 @@ func checkKeys(keys []string, valid map[string]bool, where string) error {
 }
 
 // suggest proposes the closest valid key for a typo: the nearest by edit
-// distance (at most 3), else a key of the same section whose name starts
+// distance (at most 3, less for short keys), else a key of the same section whose name starts
 // or ends the unknown one ("cluster.join_list" -> "cluster.join").
 func suggest(key string, valid map[string]bool) string {
-	best, bestDist := "", 4
+	best, bestDist := "", min(4, len(key)/3+1) // "bin" is no typo of "vip"
 	names := make([]string, 0, len(valid))
 	for k := range valid {
 		names = append(names, k)
