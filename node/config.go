@@ -33,7 +33,7 @@ const EnvPrefix = "REDHAVEN_"
 // tests and CI), so they are not reported as unknown keys.
 var envNotConfig = map[string]bool{
 	"REDHAVEN_REQUIRE": true, "REDHAVEN_ARTIFACTS": true, "REDHAVEN_FIGURES": true, "REDHAVEN_DEB": true,
-	"REDHAVEN_BIN": true, // e2e/demo.sh's binary
+	"REDHAVEN_BIN":       true,                                 // e2e/demo.sh's binary
 	"REDHAVEN_HTTP_USER": true, "REDHAVEN_HTTP_PASSWORD": true, // the CLI's credentials
 }
 
