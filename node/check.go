@@ -291,14 +291,14 @@ func (c Config) checkListeners() []error {
 		}
 		ok = append(ok, bound{l, host, port})
 	}
-	any := func(h string) bool { return h == "" || h == "0.0.0.0" || h == "::" || h == "[::]" }
+	wildcard := func(h string) bool { return h == "" || h == "0.0.0.0" || h == "::" }
 	for i := range ok {
 		for j := i + 1; j < len(ok); j++ {
 			a, b := ok[i], ok[j]
 			if a.port == 0 || a.port != b.port {
 				continue
 			}
-			if a.host == b.host || any(a.host) || any(b.host) {
+			if a.host == b.host || wildcard(a.host) || wildcard(b.host) {
 				errs = append(errs, fmt.Errorf("%s and %s: both listen on port %d (%q, %q); give each its own port", a.key, b.key, a.port, a.addr, b.addr))
 			}
 		}

@@ -17,7 +17,7 @@ PKG_LDFLAGS ?= $(if $(LDFLAGS),$(LDFLAGS),-s -w -X main.version=$(PKG_VERSION))
 PKG_ARCH ?= $(shell go env GOARCH)
 PKG_DIR ?= $(patsubst %/,%,$(dir $(PKG_BIN)))
 
-.PHONY: package e2e-image
+.PHONY: package e2e-image image
 
 package: ## build dist/redhaven and the .deb and .rpm packages
 	CGO_ENABLED=0 GOOS=linux GOARCH=$(PKG_ARCH) go build -trimpath \
@@ -25,6 +25,9 @@ package: ## build dist/redhaven and the .deb and .rpm packages
 	rm -f $(PKG_DIR)/redhaven_*.deb $(PKG_DIR)/redhaven-*.rpm
 	go run ./packaging/build -config packaging/nfpm.yaml -bin $(PKG_BIN) \
 		-version "$(PKG_VERSION)" -arch $(PKG_ARCH) -out $(PKG_DIR)
+
+image: package ## build the Docker image redhaven:VERSION from the .deb (see packaging/docker-compose.yml)
+	./e2e/image.sh app "$$(ls $(PKG_DIR)/redhaven_*.deb)" "$$(go run ./packaging/build -print-version -version '$(PKG_VERSION)')"
 
 e2e-image: package ## build the e2e Docker images (Debian base + node image with the .deb)
 	./e2e/image.sh node "$$(ls $(PKG_DIR)/redhaven_*.deb)"

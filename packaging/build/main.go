@@ -26,7 +26,17 @@ func main() {
 	flag.StringVar(&opts.Arch, "arch", runtime.GOARCH, "GOARCH of the binary")
 	flag.StringVar(&opts.OutDir, "out", "dist", "output folder")
 	flag.StringVar(&formats, "formats", "deb,rpm", "comma-separated nfpm packagers")
+	printVersion := flag.Bool("print-version", false, "print the package version made from -version and exit (for image tags)")
 	flag.Parse()
+	if *printVersion {
+		v, err := packaging.CleanVersion(opts.Version)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "build: %v\n", err)
+			os.Exit(1)
+		}
+		fmt.Println(v)
+		return
+	}
 	if flag.NArg() > 0 {
 		fmt.Fprintf(os.Stderr, "build: unexpected argument %q\n", flag.Arg(0))
 		os.Exit(2)
