@@ -11,7 +11,16 @@ import (
 
 // command is one sub-command. The usage, each command's --help, the man
 // page (packaging/man/redhaven.1) and the bash completion are all made
-// from the commands table below; adding a command is adding an entry.
+// from the commands table below; adding a command is adding an entry,
+// e.g. one that talks to the agent and takes one argument:
+//
+//	{name: "keys install", summary: "...", args: "KEY", minArgs: 1, maxArgs: 1,
+//		desc: "..." + apiHelp, examples: []string{"redhaven keys install KEY"},
+//		setup: apiCommand(runKeysInstall)}, // func(o *apiOpts, args []string, stdout, stderr io.Writer) int
+//
+// then `go test ./cmd/redhaven -run TestManPage -update` (the test fails
+// while the man page and completion are stale). The flags are parsed and
+// the number of arguments checked before run is called.
 type command struct {
 	name     string   // "status"; "members remove" for a sub-command of members
 	summary  string   // one line for the command list
