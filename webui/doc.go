@@ -40,7 +40,8 @@
 //	  "ready": true, "leader": true,
 //	  "route": {"master": "10.0.0.11:6379", "epoch": 7, "reason": "promoted-slave", "since": "..."},
 //	  "frontends": [{"name": "rw", "addr": ":6380", "current_sessions": 412, "max_sessions": 1310,
-//	    "limit": 10000, "total_sessions": 182231, "commands_total": 98412377, "commands_per_sec": 18234.5,
+//	    "limit": 10000, "total_sessions": 182231, "sessions_per_sec": 12.5, "max_sessions_per_sec": 310,
+//	    "commands_total": 98412377, "commands_per_sec": 18234.5,
 //	    "bytes_in": 9812345678, "bytes_out": 23456789012, "errors": 17, "refused": 0, "auth_failures": 5}],
 //	  "clients": {"buffer_bytes": 81920, "buffer_limit_bytes": 4294967296,
 //	    "closed": {"auth_timeout": 9, "http": 2}},
@@ -57,8 +58,13 @@
 //	  "events": [{"time": "...", "kind": "failover", "node": "node1",
 //	    "message": "master 10.0.0.13:6379 -> 10.0.0.11:6379 (epoch 7)", "duration_seconds": 1.84}],
 //	  "failovers": {"count": 2, "buckets": [0, 1, 1, 2, 2, 2, 2, 2, 2, 2], "sum_seconds": 2.26,
-//	    "bucket_bounds_seconds": [0.25, 0.5, 1, 2, 3, 5, 10, 20, 30, 60]}
+//	    "bucket_bounds_seconds": [0.25, 0.5, 1, 2, 3, 5, 10, 20, 30, 60]},
+//	  "process": {"pid": 812, "rss_bytes": 31457280, "open_fds": 431, "max_fds": 65536, "cpu_seconds": 912.4,
+//	    "goroutines": 57, "gomaxprocs": 1, "go_version": "go1.26.8"}
 //	}
+//
+// The page's /?hide=down leaves DOWN backends out of the table (the summary
+// row still counts them).
 //
 // Actions answer {"ok": true, "message": "..."} or {"ok": false, "error": "..."}
 // with 400 (bad input), 401, 403, 404 (unknown backend or node), 415, 429

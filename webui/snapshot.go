@@ -78,6 +78,19 @@ type Snapshot struct {
 	VIP       VIP           `json:"vip"`
 	Events    []Event       `json:"events"` // any order; shown newest first
 	Failovers FailoverStats `json:"failovers"`
+	Process   Process       `json:"process"`
+}
+
+// Process is the agent process itself (HAProxy's "process information").
+type Process struct {
+	PID        int     `json:"pid"`
+	RSSBytes   uint64  `json:"rss_bytes"`   // resident memory
+	OpenFDs    int     `json:"open_fds"`    // file descriptors in use
+	MaxFDs     uint64  `json:"max_fds"`     // RLIMIT_NOFILE
+	CPUSeconds float64 `json:"cpu_seconds"` // user + system since start
+	Goroutines int     `json:"goroutines"`
+	GOMAXPROCS int     `json:"gomaxprocs"`
+	GoVersion  string  `json:"go_version"`
 }
 
 // Route is the committed route decision: where writes go.
@@ -104,6 +117,8 @@ type Frontend struct {
 	TotalSessions   uint64  `json:"total_sessions"`
 	CommandsTotal   uint64  `json:"commands_total"`
 	CommandsPerSec  float64 `json:"commands_per_sec"`
+	SessionsPerSec  float64 `json:"sessions_per_sec"`     // new sessions per second
+	MaxSessionRate  float64 `json:"max_sessions_per_sec"` // highest seen
 	BytesIn         uint64  `json:"bytes_in"`
 	BytesOut        uint64  `json:"bytes_out"`
 	Errors          uint64  `json:"errors"`
