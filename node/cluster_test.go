@@ -183,14 +183,11 @@ func TestPlannedFailoverUnderTraffic(t *testing.T) {
 			follower = n
 		}
 	}
-	var reqErr error
-	testutil.Eventually(t, 5*time.Second, "failover request accepted", func() bool {
-		reqErr = (*webAdmin)(follower).RequestFailover(context.Background())
-		if reqErr != nil {
-			reqErr = (*webAdmin)(leaderOf(nodes)).RequestFailover(context.Background())
-		}
-		return reqErr == nil
-	})
+	// The follower forwards the request to the leader (admin channel).
+	acted, err := (*webAdmin)(follower).RequestFailover(context.Background())
+	if err != nil || !acted.Forwarded || acted.Node != leaderOf(nodes).cfg.NodeName {
+		t.Fatalf("failover request on a follower: %+v %v, want forwarded to the leader", acted, err)
+	}
 	old := set.Master.Addr
 	var newMaster string
 	testutil.Eventually(t, 20*time.Second, "all agents route to a new master", func() bool {
