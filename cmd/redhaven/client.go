@@ -244,9 +244,7 @@ func runMembersRemove(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "redhaven members remove: give exactly one member name (see `redhaven members`)")
 		return 2
 	}
-	var out struct {
-		Message string `json:"message"`
-	}
+	var out actedResult
 	c, err := newAPIClient(o)
 	if err == nil {
 		err = c.do("POST", "/api/v1/members/remove", map[string]string{"node": fs.Arg(0)}, &out)
@@ -255,7 +253,7 @@ func runMembersRemove(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "redhaven members remove: %v\n", err)
 		return 1
 	}
-	fmt.Fprintln(stdout, out.Message)
+	printActed(stdout, out)
 	return 0
 }
 
@@ -274,11 +272,13 @@ func runFailover(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "redhaven failover: %v\n", err)
 		return 1
 	}
-	if err := c.do("POST", "/api/v1/failover", map[string]string{}, nil); err != nil {
+	var acted actedResult
+	if err := c.do("POST", "/api/v1/failover", map[string]string{}, &acted); err != nil {
 		fmt.Fprintf(stderr, "redhaven failover: %v\n", err)
 		return 1
 	}
-	fmt.Fprintf(stdout, "planned failover requested (master now %s, epoch %d); waiting for the new master...\n", before.Route.Master, before.Route.Epoch)
+	printActed(stdout, acted)
+	fmt.Fprintf(stdout, "master now %s (epoch %d); waiting for the new master...\n", before.Route.Master, before.Route.Epoch)
 	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
 		var s apiStats
@@ -306,7 +306,7 @@ func runJoinLeave(action string) func(args []string, stdout, stderr io.Writer) i
 			}
 			body["addrs"] = fs.Args()
 		}
-		var out map[string]any
+		var out actedResult
 		c, err := newAPIClient(o)
 		if err == nil {
 			err = c.do("POST", "/api/v1/"+action, body, &out)
@@ -315,7 +315,7 @@ func runJoinLeave(action string) func(args []string, stdout, stderr io.Writer) i
 			fmt.Fprintf(stderr, "redhaven %s: %v\n", action, err)
 			return 1
 		}
-		fmt.Fprintf(stdout, "%s: ok %v\n", action, out)
+		printActed(stdout, out) // join and leave act on the agent asked
 		return 0
 	}
 }

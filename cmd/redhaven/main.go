@@ -39,6 +39,8 @@ var commands = map[string]command{
 	"failover":     {"planned failover: pause writes, fail over through Sentinel, resume", runFailover},
 	"join":         {"ask the local agent to join the cluster through a gossip address", runJoinLeave("join")},
 	"leave":        {"make the local agent leave the cluster gracefully", runJoinLeave("leave")},
+	"route":        {"`route reset` clears the committed route so that routing follows Sentinel again", runRoute},
+	"keys":         {"rotate the cluster key on every member: keys list|install|use|remove", runKeys},
 }
 
 func main() {
@@ -83,7 +85,7 @@ Commands:
 	}
 	fmt.Fprintf(w, `
 Run "redhaven <command> --help" for a command's flags.
-status, members, failover, join and leave talk to the agent on this host
+status, members, failover, route, keys, join and leave talk to the agent on this host
 over its admin socket (http.admin_socket, default /run/redhaven/admin.sock;
 root and the agent's group may use it), or with --addr http://HOST:8404
 --user NAME to an agent's HTTP API (actions need an http.auth admin user).

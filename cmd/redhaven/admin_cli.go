@@ -1,0 +1,189 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+)
+
+// The CLI side of the admin actions that run on the leader (a follower's
+// agent forwards them) and of the cluster key rotation. Each run* here
+// takes the parsed connection flags, so that it fits a command table
+// entry as well as the plain dispatch in main.go.
+
+// actedResult is the JSON answer of an admin action.
+type actedResult struct {
+	Message   string   `json:"message"`
+	Node      string   `json:"node"`      // the node that carried it out
+	Forwarded bool     `json:"forwarded"` // the agent asked forwarded it to the leader
+	Keys      []keyRow `json:"keys"`
+}
+
+// keyRow is one node's key ring, as fingerprints.
+type keyRow struct {
+	Node    string   `json:"node"`
+	Primary string   `json:"primary"`
+	Keys    []string `json:"keys"`
+	Error   string   `json:"error"`
+}
+
+// printActed prints an action's message and which node carried it out.
+func printActed(w io.Writer, r actedResult) {
+	fmt.Fprintln(w, r.Message)
+	switch {
+	case r.Forwarded:
+		fmt.Fprintf(w, "carried out by the leader %s (the agent asked forwarded it)\n", r.Node)
+	case r.Node != "":
+		fmt.Fprintf(w, "carried out by %s\n", r.Node)
+	}
+}
+
+// apiRun is a command body that talks to an agent.
+type apiRun func(o *apiOpts, args []string, stdout, stderr io.Writer) int
+
+// withAPIFlags parses the connection flags, then runs f.
+func withAPIFlags(name string, f apiRun) func(args []string, stdout, stderr io.Writer) int {
+	return func(args []string, stdout, stderr io.Writer) int {
+		fs, o := apiFlags(name, stderr)
+		if err := fs.Parse(args); err != nil {
+			return usageErr(err)
+		}
+		return f(o, fs.Args(), stdout, stderr)
+	}
+}
+
+// runRoute dispatches `redhaven route reset`.
+func runRoute(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] != "reset" {
+		fmt.Fprintln(stderr, "Usage: redhaven route reset [flags]\n\nClear the committed route so that the leader commits the master Sentinel reports again.")
+		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
+			return 0
+		}
+		return 2
+	}
+	return withAPIFlags("route reset", runRouteReset)(args[1:], stdout, stderr)
+}
+
+// runRouteReset: `redhaven route reset` clears the committed route (one
+// that the watchers contradict, or whose epoch no Sentinel reaches) so
+// that routing follows Sentinel again. It names the route it read, so a
+// route committed in between is left alone (409).
+func runRouteReset(o *apiOpts, args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 {
+		fmt.Fprintf(stderr, "redhaven route reset: unexpected argument %q\n", args[0])
+		return 2
+	}
+	c, err := newAPIClient(o)
+	if err != nil {
+		fmt.Fprintf(stderr, "redhaven route reset: %v\n", err)
+		return 1
+	}
+	var s apiStats
+	if err := c.do("GET", "/api/v1/stats", nil, &s); err != nil {
+		fmt.Fprintf(stderr, "redhaven route reset: %v\n", err)
+		return 1
+	}
+	if s.Route.Master == "" && s.Route.Epoch == 0 {
+		fmt.Fprintln(stdout, "no committed route: nothing to reset")
+		return 0
+	}
+	fmt.Fprintf(stdout, "committed route: master %s, epoch %d (%s)\n", orNone(s.Route.Master), s.Route.Epoch, s.Route.Reason)
+	var out actedResult
+	body := map[string]any{"master": s.Route.Master, "epoch": s.Route.Epoch}
+	if err := c.do("POST", "/api/v1/route/reset", body, &out); err != nil {
+		fmt.Fprintf(stderr, "redhaven route reset: %v\n", err)
+		return 1
+	}
+	printActed(stdout, out)
+	return 0
+}
+
+// runKeys dispatches `redhaven keys install|use|remove|list`.
+func runKeys(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 {
+		switch args[0] {
+		case "list", "install", "use", "remove":
+			return withAPIFlags("keys "+args[0], runKeysOp(args[0]))(args[1:], stdout, stderr)
+		}
+	}
+	fmt.Fprint(stderr, `Usage: redhaven keys list|install|use|remove [flags]
+
+Rotate the cluster key (cluster.encrypt) on every member, over the
+cluster's own mutual TLS (never through Raft: no key is written to
+raft.db). install, use and remove read the key from the terminal
+(without echo) or the first line of standard input, never from the
+command line. Keys are shown as fingerprints.
+
+  redhaven keygen > new.key
+  redhaven keys install < new.key   # every node accepts both keys
+  redhaven keys use < new.key       # every node encrypts and signs with it
+  redhaven keys remove < old.key    # the old key is refused from now on
+  then put the new key in cluster.encrypt of every node's config file
+`)
+	if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
+		return 0
+	}
+	return 2
+}
+
+// runKeysOp runs one key operation on every member and prints each
+// node's ring; exit 1 when a node failed (run the step again).
+func runKeysOp(op string) apiRun {
+	return func(o *apiOpts, args []string, stdout, stderr io.Writer) int {
+		if len(args) > 0 {
+			fmt.Fprintf(stderr, "redhaven keys %s: unexpected argument (the key is read from the terminal or standard input, never from the command line)\n", op)
+			return 2
+		}
+		body := map[string]string{"op": op}
+		if op != "list" {
+			key, err := readKey(os.Stdin, stderr)
+			if err != nil {
+				fmt.Fprintf(stderr, "redhaven keys %s: %v\n", op, err)
+				return 1
+			}
+			body["key"] = key
+		}
+		c, err := newAPIClient(o)
+		if err != nil {
+			fmt.Fprintf(stderr, "redhaven keys %s: %v\n", op, err)
+			return 1
+		}
+		var out actedResult
+		err = c.do("POST", "/api/v1/keys", body, &out)
+		if len(out.Keys) > 0 {
+			w := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(w, "NODE\tPRIMARY\tINSTALLED\tERROR")
+			for _, k := range out.Keys {
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", k.Node, orNone(k.Primary), strings.Join(k.Keys, ","), k.Error)
+			}
+			w.Flush()
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "redhaven keys %s: %v\n", op, err)
+			return 1
+		}
+		fmt.Fprintln(stdout, out.Message)
+		return 0
+	}
+}
+
+// readKey reads a cluster key from the terminal without echo, or the first
+// line of in.
+func readKey(in *os.File, prompt io.Writer) (string, error) {
+	if isTerminal(in) {
+		fmt.Fprint(prompt, "cluster key: ")
+		restore, err := noEcho(in)
+		if err != nil {
+			return "", err
+		}
+		defer func() { restore(); fmt.Fprintln(prompt) }()
+	}
+	k, err := readLine(in)
+	if err != nil {
+		return "", errors.New("no cluster key on standard input (redhaven keygen makes one)")
+	}
+	return strings.TrimSpace(k), nil
+}
