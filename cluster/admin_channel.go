@@ -253,6 +253,9 @@ func (a *Agent) ask(ctx context.Context, name, addr string, req adminRequest) (a
 	req.TimeoutMS = max(time.Until(dl), time.Millisecond).Milliseconds()
 	c, err := a.stream.dialAdmin(ctx, addr, name)
 	if err != nil {
+		if errors.Is(err, ErrNoAdminChannel) {
+			return adminAnswer{}, fmt.Errorf("%w: cannot forward to %s; run the action on it", err, name)
+		}
 		if ctx.Err() != nil {
 			return adminAnswer{}, fmt.Errorf("%w: %s at %s: %v", ErrLeaderTimeout, name, addr, err)
 		}

@@ -1,11 +1,15 @@
 package cluster_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/base64"
 	"errors"
+	"net"
 	"os"
+	"strings"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -261,5 +265,79 @@ func TestKeysFanOut(t *testing.T) {
 				t.Fatalf("a cluster key is in %s's raft.db", n.Config.NodeName)
 			}
 		}
+	}
+}
+
+// adminDial opens the admin channel (ALPN redhaven-admin/1) to a with
+// cert (nil: none) and sends one request; it returns the answer line or
+// the error.
+func adminDial(a *cluster.Agent, cert *tls.Certificate, request string) (string, error) {
+	cfg := &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"redhaven-admin/1"}, MinVersion: tls.VersionTLS13}
+	if cert != nil {
+		cfg.Certificates = []tls.Certificate{*cert}
+	}
+	d := &net.Dialer{Timeout: 3 * time.Second}
+	c, err := tls.DialWithDialer(d, "tcp", a.RaftAddr(), cfg)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Write([]byte(request + "\n")); err != nil {
+		return "", err
+	}
+	line, err := bufio.NewReader(c).ReadString('\n')
+	return line, err
+}
+
+// TestAdminChannelRefusesStrangers: the admin channel has the Raft port's
+// trust: without a certificate, or with one from another key, nothing is
+// carried out and the refusal is counted; a member's certificate is
+// served.
+func TestAdminChannelRefusesStrangers(t *testing.T) {
+	c, l, _ := startThree(t)
+	leader := c.Nodes[l].Agent
+	drain := `{"from":"evil","timeout_ms":3000,"leader":{"kind":"backend_state","addr":"10.0.0.7:6379","state":"drain"}}`
+	before := rejected(leader, "raft", cluster.RejectNoCertificate) + rejected(leader, "raft", cluster.RejectUntrusted)
+	if ans, err := adminDial(leader, nil, drain); err == nil {
+		t.Fatalf("admin channel without a certificate answered %q", ans)
+	}
+	otherKey := clustertest.Key(t)
+	evil, err := cluster.KeyCertificate(otherKey, "n1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ans, err := adminDial(leader, &evil, drain); err == nil {
+		t.Fatalf("admin channel with another key's certificate answered %q", ans)
+	}
+	if _, ok := leader.State().Admin["10.0.0.7:6379"]; ok {
+		t.Fatal("a stranger's drain was carried out")
+	}
+	clustertest.Eventually(t, 5*time.Second, "both refusals counted", func() bool {
+		return rejected(leader, "raft", cluster.RejectNoCertificate)+rejected(leader, "raft", cluster.RejectUntrusted) >= before+2
+	})
+	member, err := cluster.KeyCertificate(c.Key, "n9")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ans, err := adminDial(leader, &member, drain)
+	if err != nil || !strings.Contains(ans, `"node":"`+c.Nodes[l].Config.NodeName+`"`) || strings.Contains(ans, `"error"`) {
+		t.Fatalf("admin channel with a cluster certificate: %q %v", ans, err)
+	}
+	if leader.State().Admin["10.0.0.7:6379"] != cluster.AdminDrain {
+		t.Fatal("the member's drain was not carried out")
+	}
+}
+
+// TestForwardInsecure: without cluster TLS there is no admin channel; a
+// follower says so (ErrNoAdminChannel) instead of forwarding in clear.
+func TestForwardInsecure(t *testing.T) {
+	c := clustertest.New(t, 3, clustertest.Options{Insecure: true})
+	c.StartAll()
+	l := c.WaitLeader(formTimeout)
+	waitVoters(t, c, names(3)...)
+	_, err := c.Nodes[(l+1)%3].Agent.OnLeader(ctxT(t), cluster.LeaderOp{Kind: cluster.OpFailover})
+	if !errors.Is(err, cluster.ErrNoAdminChannel) {
+		t.Fatalf("forward without TLS: %v, want ErrNoAdminChannel", err)
 	}
 }

@@ -184,6 +184,9 @@ func rejectReason(err error) string {
 		return RejectNotTLS
 	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
 		return RejectTimeout
+	case strings.Contains(err.Error(), "didn't provide a certificate"):
+		// crypto/tls's own check (RequireAnyClientCert), before ours
+		return RejectNoCertificate
 	case strings.Contains(err.Error(), "certificate required"), strings.Contains(err.Error(), "bad certificate"):
 		// the peer refused our certificate, or sent none
 		return RejectUntrusted
