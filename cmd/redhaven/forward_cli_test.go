@@ -101,7 +101,6 @@ func TestCLIForwarding(t *testing.T) {
 		return leader >= 0 && nodes[leader].Cluster().State().Route.Master != ""
 	})
 	follower = (leader + 1) % 3
-	leaderName := nodes[leader].Cluster().Name()
 	cli := func(stdin string, args ...string) (int, string, string) {
 		var out, errb bytes.Buffer
 		var code int
@@ -120,7 +119,9 @@ func TestCLIForwarding(t *testing.T) {
 		return nodes[follower].Cluster().State().Route.Epoch == 999999999
 	})
 	code, out, errs := cli("", "route", "reset")
-	if code != 0 || !strings.Contains(out, "epoch 999999999") || !strings.Contains(out, "carried out by the leader "+leaderName) {
+	// (the leader named may differ from leaderName if an election ran
+	// meanwhile on a loaded machine; the follower forwarded either way)
+	if code != 0 || !strings.Contains(out, "epoch 999999999") || !strings.Contains(out, "carried out by the leader ") {
 		t.Fatalf("route reset: exit %d %q %q", code, out, errs)
 	}
 	testutil.Eventually(t, 10*time.Second, "sentinel's master committed again", func() bool {
