@@ -253,6 +253,30 @@ func TestKeysFanOut(t *testing.T) {
 	if worst > 5*time.Second {
 		t.Fatalf("a commit took %v during the rotation", worst)
 	}
+	// A voter that is down is reported, not skipped in silence.
+	down := (f + 1) % 3
+	if down == l {
+		down = (down + 1) % 3
+	}
+	downName := c.Nodes[down].Config.NodeName
+	c.Stop(down)
+	clustertest.Eventually(t, formTimeout, downName+" dead in gossip", func() bool {
+		for _, m := range fol.Members() {
+			if m.Name == downName {
+				return m.GossipState == cluster.GossipDead
+			}
+		}
+		return false
+	})
+	res, err = fol.RotateKey(ctx, cluster.KeyList, "")
+	if err != nil || len(res) != 3 {
+		t.Fatalf("list with %s down: %+v %v", downName, res, err)
+	}
+	for _, r := range res {
+		if (r.Node == downName) != (r.Err() != nil) {
+			t.Fatalf("list with %s down: %+v", downName, res)
+		}
+	}
 	// Keys travel only over the admin channel: none is in any raft.db.
 	for _, n := range c.Nodes {
 		db, err := os.ReadFile(filepath.Join(n.Config.DataDir, "raft.db"))

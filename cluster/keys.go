@@ -165,12 +165,18 @@ func errOr(err error, s string) error {
 func (a *Agent) fanOutKeys(ctx context.Context, op keyOp) []KeyResult {
 	type target struct{ name, raftAddr string }
 	var targets []target
+	var skipped []KeyResult // Raft servers gossip does not show alive: said, not hidden
 	for _, m := range a.Members() {
-		if !m.Self && (m.GossipState == GossipAlive || m.GossipState == GossipLeaving) && m.RaftAddr != "" {
+		switch {
+		case m.Self:
+		case (m.GossipState == GossipAlive || m.GossipState == GossipLeaving) && m.RaftAddr != "":
 			targets = append(targets, target{m.Name, m.RaftAddr})
+		case m.Suffrage != "none":
+			skipped = append(skipped, KeyResult{Node: m.Name,
+				err: fmt.Errorf("%s is %s in gossip, not reached: run this step again once it is back", m.Name, m.GossipState)})
 		}
 	}
-	results := make([]KeyResult, len(targets)+1)
+	results := make([]KeyResult, len(targets)+1, len(targets)+1+len(skipped))
 	var wg sync.WaitGroup
 	for i, t := range targets {
 		wg.Add(1)
@@ -198,6 +204,7 @@ func (a *Agent) fanOutKeys(ctx context.Context, op keyOp) []KeyResult {
 	self.Keys, self.err = a.keyOpLocal(op)
 	wg.Wait()
 	results[len(targets)] = self
+	results = append(results, skipped...)
 	for i := range results {
 		if results[i].err != nil {
 			results[i].Error = results[i].err.Error()

@@ -223,7 +223,8 @@ func (a *webAdmin) Join(ctx context.Context, addrs []string) (int, error) {
 }
 
 func (a *webAdmin) Leave(ctx context.Context) error {
-	return (*Node)(a).cluster.Leave(ctx)
+	n := (*Node)(a)
+	return adminError(n, n.cluster.Leave(ctx))
 }
 
 // fillProxyStats adds the proxy's frontends and the Redis backends, with

@@ -166,6 +166,9 @@ func runKeysOp(op string) apiRun {
 			return 1
 		}
 		fmt.Fprintln(stdout, out.Message)
+		if op == "use" {
+			fmt.Fprintln(stdout, "a restarted node reads its keys from its config file: make this key cluster.encrypt on every node")
+		}
 		return 0
 	}
 }
