@@ -71,6 +71,9 @@ type Snapshot struct {
 	Ready  bool `json:"ready"`  // /health/ready: this node routes clients
 	Leader bool `json:"leader"` // /health/leader: this node is the Raft leader
 
+	// Rejected counts refused cluster connections since start.
+	Rejected []RejectedConnections `json:"rejected_connections,omitempty"`
+
 	Route     Route         `json:"route"`
 	Frontends []Frontend    `json:"frontends"`
 	Backends  []Backend     `json:"backends"`
@@ -79,17 +82,6 @@ type Snapshot struct {
 	VIP       VIP           `json:"vip"`
 	Events    []Event       `json:"events"` // any order; shown newest first
 	Failovers FailoverStats `json:"failovers"`
-	// Rejected counts refused cluster connections since start.
-	Rejected []RejectedConnections `json:"rejected_connections,omitempty"`
-}
-
-// RejectedConnections counts refused cluster connections of one kind:
-// Raft TLS handshakes refused, gossip packets not encrypted with an
-// installed key.
-type RejectedConnections struct {
-	Transport string `json:"transport"` // "raft" or "gossip"
-	Reason    string `json:"reason"`    // e.g. untrusted_certificate, not_tls, decrypt
-	Count     uint64 `json:"count"`
 }
 
 // Route is the committed route decision: where writes go.
@@ -166,6 +158,15 @@ type Member struct {
 	Version     string        `json:"version"`
 	HTTPAddr    string        `json:"http_addr"` // its stats page, for links
 	IsLeader    bool          `json:"is_leader"`
+}
+
+// RejectedConnections counts refused cluster connections of one kind:
+// Raft TLS handshakes refused, gossip packets not encrypted with an
+// installed key.
+type RejectedConnections struct {
+	Transport string `json:"transport"` // "raft" or "gossip"
+	Reason    string `json:"reason"`    // e.g. untrusted_certificate, not_tls, decrypt
+	Count     uint64 `json:"count"`
 }
 
 // VIP is the virtual IP and who holds it.
