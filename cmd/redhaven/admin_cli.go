@@ -11,8 +11,11 @@ import (
 
 // The CLI side of the admin actions that run on the leader (a follower's
 // agent forwards them) and of the cluster key rotation. Each run* here
-// takes the parsed connection flags, so that it fits a command table
-// entry as well as the plain dispatch in main.go.
+// takes the parsed connection flags (apiRun), so that it fits a command
+// table entry as well as the plain dispatch of admin_cli_dispatch.go.
+
+// apiRun is a command body that talks to an agent.
+type apiRun func(o *apiOpts, args []string, stdout, stderr io.Writer) int
 
 // actedResult is the JSON answer of an admin action.
 type actedResult struct {
@@ -39,32 +42,6 @@ func printActed(w io.Writer, r actedResult) {
 	case r.Node != "":
 		fmt.Fprintf(w, "carried out by %s\n", r.Node)
 	}
-}
-
-// apiRun is a command body that talks to an agent.
-type apiRun func(o *apiOpts, args []string, stdout, stderr io.Writer) int
-
-// withAPIFlags parses the connection flags, then runs f.
-func withAPIFlags(name string, f apiRun) func(args []string, stdout, stderr io.Writer) int {
-	return func(args []string, stdout, stderr io.Writer) int {
-		fs, o := apiFlags(name, stderr)
-		if err := fs.Parse(args); err != nil {
-			return usageErr(err)
-		}
-		return f(o, fs.Args(), stdout, stderr)
-	}
-}
-
-// runRoute dispatches `redhaven route reset`.
-func runRoute(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] != "reset" {
-		fmt.Fprintln(stderr, "Usage: redhaven route reset [flags]\n\nClear the committed route so that the leader commits the master Sentinel reports again.")
-		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
-			return 0
-		}
-		return 2
-	}
-	return withAPIFlags("route reset", runRouteReset)(args[1:], stdout, stderr)
 }
 
 // runRouteReset: `redhaven route reset` clears the committed route (one
@@ -99,34 +76,6 @@ func runRouteReset(o *apiOpts, args []string, stdout, stderr io.Writer) int {
 	}
 	printActed(stdout, out)
 	return 0
-}
-
-// runKeys dispatches `redhaven keys install|use|remove|list`.
-func runKeys(args []string, stdout, stderr io.Writer) int {
-	if len(args) > 0 {
-		switch args[0] {
-		case "list", "install", "use", "remove":
-			return withAPIFlags("keys "+args[0], runKeysOp(args[0]))(args[1:], stdout, stderr)
-		}
-	}
-	fmt.Fprint(stderr, `Usage: redhaven keys list|install|use|remove [flags]
-
-Rotate the cluster key (cluster.encrypt) on every member, over the
-cluster's own mutual TLS (never through Raft: no key is written to
-raft.db). install, use and remove read the key from the terminal
-(without echo) or the first line of standard input, never from the
-command line. Keys are shown as fingerprints.
-
-  redhaven keygen > new.key
-  redhaven keys install < new.key   # every node accepts both keys
-  redhaven keys use < new.key       # every node encrypts and signs with it
-  redhaven keys remove < old.key    # the old key is refused from now on
-  then put the new key in cluster.encrypt of every node's config file
-`)
-	if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
-		return 0
-	}
-	return 2
 }
 
 // runKeysOp runs one key operation on every member and prints each
