@@ -248,7 +248,13 @@ func (a *Agent) execLeaderOp(ctx context.Context, op LeaderOp, from string) (uin
 // answer. Errors: ErrNoLeader-wrapped when the node cannot be reached,
 // ErrLeaderTimeout when it took the request but did not answer in time.
 func (a *Agent) ask(ctx context.Context, name, addr string, req adminRequest) (adminAnswer, error) {
-	dl, _ := ctx.Deadline()
+	dl, ok := ctx.Deadline()
+	if !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, defaultApplyTimeout)
+		defer cancel()
+		dl, _ = ctx.Deadline()
+	}
 	req.From = a.cfg.NodeName
 	req.TimeoutMS = max(time.Until(dl), time.Millisecond).Milliseconds()
 	c, err := a.stream.dialAdmin(ctx, addr, name)
@@ -318,6 +324,9 @@ func (a *Agent) serveAdminConn(ctx context.Context, c net.Conn) {
 		err = fmt.Errorf("%w: admin request: %v", ErrBadRequest, err)
 	} else {
 		timeout := min(time.Duration(req.TimeoutMS)*time.Millisecond, maxAdminTimeout)
+		if timeout <= 0 {
+			timeout = defaultApplyTimeout
+		}
 		ctx, cancel := context.WithTimeout(ctx, max(timeout-adminAnswerMargin, time.Millisecond))
 		_ = c.SetDeadline(time.Now().Add(timeout))
 		switch {
