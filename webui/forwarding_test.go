@@ -2,6 +2,7 @@ package webui_test
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -125,6 +126,17 @@ func TestAdminForwarding(t *testing.T) {
 	rec := do(h, "POST", "/admin/route-reset", form("csrf", token, "master", "10.0.0.9:6379", "epoch", "7"), formHdr, &adminUser)
 	if rec.Code != http.StatusSeeOther {
 		t.Fatalf("route reset form: %d %s", rec.Code, rec.Body)
+	}
+	// the page's flash says who carried it out
+	var flash string
+	for _, c := range rec.Result().Cookies() {
+		if c.Name == "redhaven_flash" {
+			b, _ := base64.RawURLEncoding.DecodeString(c.Value)
+			flash = string(b)
+		}
+	}
+	if !strings.Contains(flash, "forwarded to the leader n1") {
+		t.Fatalf("flash after a forwarded reset: %q", flash)
 	}
 	admin.mu.Lock()
 	resets := strings.Join(admin.resets, " ")
