@@ -66,4 +66,3 @@ command line. Keys are shown as fingerprints.
 	}
 	return 2
 }
-
