@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"strings"
 	"text/tabwriter"
@@ -76,6 +77,30 @@ func runRouteReset(o *apiOpts, args []string, stdout, stderr io.Writer) int {
 	}
 	printActed(stdout, out)
 	return 0
+}
+
+// runBackendState sets a Redis backend's admin state (ready, drain or
+// maintenance), as the page's backend buttons do: `redhaven backend drain
+// 10.0.0.12:6379`. Committed through Raft by the leader.
+func runBackendState(state string) apiRun {
+	return func(o *apiOpts, args []string, stdout, stderr io.Writer) int {
+		if len(args) != 1 {
+			fmt.Fprintf(stderr, "redhaven backend %s: give exactly one backend address host:port (see the stats page or status)\n", state)
+			return 2
+		}
+		c, err := newAPIClient(o)
+		if err != nil {
+			fmt.Fprintf(stderr, "redhaven backend %s: %v\n", state, err)
+			return 1
+		}
+		var out actedResult
+		if err := c.do("POST", "/api/v1/backends/"+url.PathEscape(args[0])+"/state", map[string]string{"state": state}, &out); err != nil {
+			fmt.Fprintf(stderr, "redhaven backend %s: %v\n", state, err)
+			return 1
+		}
+		printActed(stdout, out)
+		return 0
+	}
 }
 
 // runKeysOp runs one key operation on every member and prints each

@@ -15,6 +15,8 @@ import (
 //	{name: "keys install", summary: "install a cluster key on every member (read from stdin)", setup: apiCommand(runKeysOp("install"))},
 //	{name: "keys use", summary: "make an installed key primary on every member", setup: apiCommand(runKeysOp("use"))},
 //	{name: "keys remove", summary: "remove a cluster key from every member", setup: apiCommand(runKeysOp("remove"))},
+//	{name: "backend drain", summary: "no new sessions to a Redis backend", args: "ADDR", minArgs: 1, maxArgs: 1,
+//	 setup: apiCommand(runBackendState("drain"))}, (and "backend maintenance", "backend ready")
 
 // withAPIFlags parses the connection flags, then runs f.
 func withAPIFlags(name string, f apiRun) func(args []string, stdout, stderr io.Writer) int {
@@ -60,6 +62,26 @@ command line. Keys are shown as fingerprints.
   redhaven keys use < new.key       # every node encrypts and signs with it
   redhaven keys remove < old.key    # the old key is refused from now on
   then put the new key in cluster.encrypt of every node's config file
+`)
+	if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
+		return 0
+	}
+	return 2
+}
+
+// runBackend dispatches `redhaven backend ready|drain|maintenance ADDR`.
+func runBackend(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 {
+		switch args[0] {
+		case "ready", "drain", "maintenance":
+			return withAPIFlags("backend "+args[0], runBackendState(args[0]))(args[1:], stdout, stderr)
+		}
+	}
+	fmt.Fprint(stderr, `Usage: redhaven backend ready|drain|maintenance [flags] ADDR
+
+Set a Redis backend's admin state, as the stats page does: drain takes no
+new sessions, maintenance takes no traffic, ready clears both. Committed
+through Raft by the leader (any agent forwards it) and shown on every node.
 `)
 	if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
 		return 0

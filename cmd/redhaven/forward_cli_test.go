@@ -128,6 +128,18 @@ func TestCLIForwarding(t *testing.T) {
 		return nodes[follower].Cluster().State().Route.Master == set.Master.Addr
 	})
 
+	if code, out, errs := cli("", "backend", "drain", set.Master.Addr); code != 0 || !strings.Contains(out, "carried out by the leader ") {
+		t.Fatalf("backend drain: exit %d %q %q", code, out, errs)
+	}
+	testutil.Eventually(t, 10*time.Second, "drain committed", func() bool {
+		return nodes[follower].Cluster().State().Admin[set.Master.Addr] == cluster.AdminDrain
+	})
+	if code, out, errs := cli("", "backend", "ready", set.Master.Addr); code != 0 {
+		t.Fatalf("backend ready: exit %d %q %q", code, out, errs)
+	}
+	if code, out, errs := cli("", "backend", "drain", "203.0.113.1:6379"); code != 1 || !strings.Contains(errs, "404") {
+		t.Fatalf("backend drain of an unknown backend: exit %d %q %q, want 1 with a 404", code, out, errs)
+	}
 	if code, out, errs := cli("", "members", "remove", "nobody"); code != 1 || !strings.Contains(errs, "404") {
 		t.Fatalf("members remove nobody: exit %d %q %q, want 1 with a 404", code, out, errs)
 	}

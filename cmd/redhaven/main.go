@@ -41,6 +41,7 @@ var commands = map[string]command{
 	"leave":        {"make the local agent leave the cluster gracefully", runJoinLeave("leave")},
 	"route":        {"`route reset` clears the committed route so that routing follows Sentinel again", runRoute},
 	"keys":         {"rotate the cluster key on every member: keys list|install|use|remove", runKeys},
+	"backend":      {"set a Redis backend's admin state: backend ready|drain|maintenance ADDR", runBackend},
 }
 
 func main() {
@@ -85,10 +86,12 @@ Commands:
 	}
 	fmt.Fprintf(w, `
 Run "redhaven <command> --help" for a command's flags.
-status, members, failover, route, keys, join and leave talk to the agent on this host
-over its admin socket (http.admin_socket, default /run/redhaven/admin.sock;
-root and the agent's group may use it), or with --addr http://HOST:8404
---user NAME to an agent's HTTP API (actions need an http.auth admin user).
+status, members, failover, backend, route, keys, join and leave talk to
+the agent on this host over its admin socket (http.admin_socket, default
+/run/redhaven/admin.sock; root and the agent's group may use it), or with
+--addr http://HOST:8404 --user NAME to an agent's HTTP API (actions need an
+http.auth admin user). Actions that need the Raft leader may be sent to
+any agent: a follower forwards them, and the CLI says which node acted.
 Configuration: defaults, then the YAML file (-c, default %s),
 then REDHAVEN_* environment variables (REDHAVEN_PROXY__HOLD_TIMEOUT=2s sets
 proxy.hold_timeout), then flags.
