@@ -54,6 +54,9 @@ var (
 	// ErrMemberAlive: the member is alive (or is this node), so it cannot
 	// be removed now.
 	ErrMemberAlive = errors.New("cluster: member is alive")
+	// ErrTransferFailed: raft could not hand leadership over (the target
+	// did not catch up or answer); the leader stays.
+	ErrTransferFailed = errors.New("cluster: leadership transfer failed")
 )
 
 // wireErrors names the errors that cross the admin channel, so that the
@@ -67,6 +70,7 @@ var wireErrors = []struct {
 	{"failover_pending", ErrFailoverPending}, {"failover_done", ErrFailoverDone},
 	{"not_running", ErrNotRunning}, {"quorum", ErrQuorum}, {"route_changed", ErrRouteChanged},
 	{"bad_request", ErrBadRequest}, {"unknown_member", ErrUnknownMember}, {"member_alive", ErrMemberAlive},
+	{"transfer_failed", ErrTransferFailed},
 	{"not_keyed", ErrNotKeyed}, {"key_not_installed", ErrKeyNotInstalled}, {"primary_key", ErrPrimaryKey},
 	{"deadline", context.DeadlineExceeded},
 }

@@ -324,7 +324,7 @@ func (a *Agent) TransferLeadership(ctx context.Context, toNodeName string) error
 		return fmt.Errorf("transfer leadership: %w", ctx.Err())
 	case err := <-done:
 		if err != nil {
-			return fmt.Errorf("transfer leadership to %q: %w", toNodeName, err)
+			return fmt.Errorf("%w: to %q: %v", ErrTransferFailed, toNodeName, err)
 		}
 	}
 	return nil

@@ -365,3 +365,21 @@ func TestForwardInsecure(t *testing.T) {
 		t.Fatalf("forward without TLS: %v, want ErrNoAdminChannel", err)
 	}
 }
+
+// TestForwardTransferFailure: a forwarded leadership transfer that raft
+// cannot carry out (the target voter is cut off) is ErrTransferFailed, an
+// expected refusal (409), not an unknown error; the leader stays and
+// serves the next request.
+func TestForwardTransferFailure(t *testing.T) {
+	c, l, f := startThree(t)
+	cut := 3 - l - f
+	c.Nodes[cut].Agent.Isolate(true)
+	defer c.Nodes[cut].Agent.Isolate(false)
+	_, err := c.Nodes[f].Agent.OnLeader(ctxT(t), cluster.LeaderOp{Kind: cluster.OpTransferLeadership, Node: c.Nodes[cut].Config.NodeName})
+	if !errors.Is(err, cluster.ErrTransferFailed) {
+		t.Fatalf("transfer to an isolated voter: %v, want ErrTransferFailed", err)
+	}
+	if _, err := c.Nodes[f].Agent.OnLeader(ctxT(t), cluster.LeaderOp{Kind: cluster.OpBackendState, Addr: "10.0.0.8:6379", State: cluster.AdminDrain}); err != nil {
+		t.Fatalf("next forwarded action: %v", err)
+	}
+}

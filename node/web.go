@@ -182,7 +182,7 @@ func adminError(n *Node, err error) error {
 		errors.Is(err, cluster.ErrFailoverPending), errors.Is(err, cluster.ErrFailoverDone),
 		errors.Is(err, cluster.ErrStaleEpoch), errors.Is(err, cluster.ErrRouteChanged),
 		errors.Is(err, cluster.ErrNotKeyed), errors.Is(err, cluster.ErrKeyNotInstalled),
-		errors.Is(err, cluster.ErrPrimaryKey):
+		errors.Is(err, cluster.ErrPrimaryKey), errors.Is(err, cluster.ErrTransferFailed):
 		return webui.Classify(webui.ErrConflict, err)
 	}
 	return err
