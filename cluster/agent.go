@@ -46,6 +46,8 @@ type Agent struct {
 
 	started atomic.Bool
 	leaving atomic.Bool
+	// restarting: the process hands over to its successor (cluster/restart.go)
+	restarting atomic.Bool
 
 	// raftNames maps Raft addresses to server IDs of the last read
 	// configuration: the certificate of a dialled server must name it.
@@ -475,7 +477,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	spawn(a.reconcileLoop)
 
 	<-ctx.Done()
-	if a.cfg.LeaveOnTerminate && !a.leaving.Load() {
+	if a.cfg.LeaveOnTerminate && !a.leaving.Load() && !a.restarting.Load() {
 		lctx, lcancel := context.WithTimeout(context.Background(), leaveTimeout)
 		if err := a.Leave(lctx); err != nil {
 			a.log.Warn("leave on terminate incomplete", "error", err)

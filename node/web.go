@@ -237,7 +237,7 @@ func (n *Node) fillProxyStats(snap *webui.Snapshot, obs topology.Observation, st
 		f := webui.Frontend{Name: l.Name, Addr: l.Addr, CurrentSessions: l.CurrentSessions, MaxSessions: l.MaxSessions,
 			Limit: l.Limit, TotalSessions: uint64(l.TotalSessions), CommandsTotal: uint64(l.Commands),
 			BytesIn: uint64(l.BytesIn), BytesOut: uint64(l.BytesOut), Errors: uint64(l.Errors), Refused: uint64(l.Refused),
-			IdleSessions: l.Parked, MovedToOwn: uint64(l.MovedToOwn)}
+			IdleSessions: l.Parked, MovedToOwn: uint64(l.MovedToOwn), AuthFailures: uint64(l.AuthFailures)}
 		if prev, ok := n.rates[l.Name]; ok && now.Sub(prev.at) > 0 {
 			f.CommandsPerSec = float64(l.Commands-prev.commands) / now.Sub(prev.at).Seconds()
 		}
@@ -247,6 +247,10 @@ func (n *Node) fillProxyStats(snap *webui.Snapshot, obs topology.Observation, st
 		snap.Frontends = append(snap.Frontends, f)
 	}
 	n.mu.Unlock()
+	snap.Clients = webui.ClientLimits{BufferBytes: ps.BufferBytes, BufferLimit: ps.BufferLimit, Closed: map[string]uint64{}}
+	for reason, c := range ps.ClientsClosed {
+		snap.Clients.Closed[reason] = uint64(c)
+	}
 	traffic := map[string]struct{ sessions, commands, errors int64 }{}
 	for _, b := range ps.Backends {
 		traffic[b.Addr] = struct{ sessions, commands, errors int64 }{b.Sessions, b.Commands, b.Errors}

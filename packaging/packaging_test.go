@@ -383,7 +383,7 @@ func TestUnitFile(t *testing.T) {
 	unit := readFile(t, "redhaven.service")
 	caps := "CAP_NET_ADMIN CAP_NET_RAW CAP_NET_BIND_SERVICE"
 	for _, want := range []string{
-		"Type=simple",
+		"Type=notify", "NotifyAccess=all", "ExecReload=/bin/kill -HUP $MAINPID",
 		"ExecStart=/usr/bin/redhaven agent -c /etc/redhaven/redhaven.yaml",
 		"Restart=on-failure", "RestartSec=1", "User=redhaven", "Group=redhaven",
 		"AmbientCapabilities=" + caps, "CapabilityBoundingSet=" + caps,
@@ -541,11 +541,11 @@ func TestShippedConfig(t *testing.T) {
 	want := []string{
 		"cluster.advertise", "cluster.bind", "cluster.bootstrap_expect", "cluster.encrypt", "cluster.join", "cluster.raft_bind",
 		"data_dir", "http.admin_socket", "http.listen", "log.format", "log.level",
-		"proxy.client_output_limit", "proxy.hold_timeout", "proxy.listen", "proxy.max_clients",
-		"proxy.multiplex", "proxy.multiplex_conns", "proxy.password", "proxy.readonly_listen",
+		"proxy.auth_timeout", "proxy.client_idle_timeout", "proxy.client_output_limit", "proxy.hold_timeout", "proxy.listen",
+		"proxy.max_buffer_memory", "proxy.max_clients", "proxy.max_clients_per_ip", "proxy.multiplex", "proxy.multiplex_conns", "proxy.password", "proxy.readonly_listen",
 		"redis.check_interval", "redis.master_name", "redis.nodes", "redis.password", "redis.sentinel_password",
 		"redis.sentinel_username", "redis.sentinels", "redis.username",
-		"vip.address", "vip.interface", "vip.mode",
+		"vip.address", "vip.hook_capabilities", "vip.interface", "vip.mode", "vip.on_acquire", "vip.on_release",
 	} // node_name is there as a comment: its default is the host name.
 	if !slices.Equal(keys, want) {
 		t.Errorf("redhaven.yaml keys:\n got %q\nwant %q", keys, want)

@@ -52,7 +52,9 @@
 //	  "route": {"master": "10.0.0.11:6379", "epoch": 7, "reason": "promoted-slave", "since": "..."},
 //	  "frontends": [{"name": "rw", "addr": ":6380", "current_sessions": 412, "max_sessions": 1310,
 //	    "limit": 10000, "total_sessions": 182231, "commands_total": 98412377, "commands_per_sec": 18234.5,
-//	    "bytes_in": 9812345678, "bytes_out": 23456789012, "errors": 17, "refused": 0}],
+//	    "bytes_in": 9812345678, "bytes_out": 23456789012, "errors": 17, "refused": 0, "auth_failures": 5}],
+//	  "clients": {"buffer_bytes": 81920, "buffer_limit_bytes": 4294967296,
+//	    "closed": {"auth_timeout": 9, "http": 2}},
 //	  "backends": [{"addr": "10.0.0.11:6379", "role": "master", "state": "up", "is_master": true,
 //	    "last_check": "...", "check_duration_seconds": 0.000412, "last_error": "", "last_change": "...",
 //	    "downtime_seconds": 0, "offset": 1843211774, "lag_bytes": 0, "link_up": true, "sessions": 412,
@@ -86,8 +88,10 @@
 //
 // Read from the Snapshot at scrape time: redhaven_proxy_sessions_current,
 // _sessions_max, _sessions_limit, _sessions_total, _commands_total,
-// _bytes_in_total, _bytes_out_total, _errors_total, _refused_total
-// {listener}; redhaven_backend_up, _is_master, _replication_lag_bytes,
+// _bytes_in_total, _bytes_out_total, _errors_total, _refused_total,
+// _auth_failures_total {listener}; redhaven_proxy_buffer_bytes,
+// _buffer_limit_bytes (proxy.max_buffer_memory), _clients_closed_total
+// {reason} (Snapshot.Clients); redhaven_backend_up, _is_master, _replication_lag_bytes,
 // _replication_offset, _link_up, _sessions_current, _commands_total,
 // _errors_total, _check_duration_seconds, _downtime_seconds_total {addr};
 // redhaven_sentinel_reachable, _config_epoch {addr}; redhaven_route_epoch,

@@ -76,6 +76,7 @@ type Snapshot struct {
 
 	Route     Route         `json:"route"`
 	Frontends []Frontend    `json:"frontends"`
+	Clients   ClientLimits  `json:"clients"`
 	Backends  []Backend     `json:"backends"`
 	Sentinels []Sentinel    `json:"sentinels"`
 	Members   []Member      `json:"members"`
@@ -114,6 +115,16 @@ type Frontend struct {
 	Refused         uint64  `json:"refused"`           // clients refused (limit, no master)
 	IdleSessions    int64   `json:"idle_sessions"`     // parked: idle, no goroutine until the client sends
 	MovedToOwn      uint64  `json:"moved_to_own_conn"` // sessions that left a shared backend connection for their own
+	AuthFailures    uint64  `json:"auth_failures"`     // wrong proxy passwords
+}
+
+// ClientLimits is what the proxy's bounds on clients cost and did.
+type ClientLimits struct {
+	BufferBytes int64 `json:"buffer_bytes"`       // clients' buffered input and unread replies now
+	BufferLimit int64 `json:"buffer_limit_bytes"` // proxy.max_buffer_memory
+	// Closed counts clients the proxy closed or refused, by reason
+	// (buffer_memory, output_limit, auth_timeout, http, ...).
+	Closed map[string]uint64 `json:"closed"`
 }
 
 // Backend is one Redis node.

@@ -2,17 +2,14 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
-	"os/signal"
 	"runtime"
 	"sort"
 	"strings"
-	"syscall"
 
 	"github.com/spf13/pflag"
 
@@ -127,9 +124,10 @@ func loadConfig(fs *pflag.FlagSet, args []string) (node.Config, error) {
 }
 
 func runAgent(args []string, stdout, stderr io.Writer) int {
+	ho, herr := takeHandoverSocket() // before the config: its variable is not a config key
 	fs := configFlags("agent", stderr)
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: redhaven agent [-c FILE] [flags]\n\nRun the agent in the foreground until SIGINT/SIGTERM.\n\nFlags:\n%s", fs.FlagUsages())
+		fmt.Fprintf(stderr, "Usage: redhaven agent [-c FILE] [flags]\n\nRun the agent in the foreground until SIGINT/SIGTERM.\nSIGHUP reloads the config, SIGUSR2 restarts the agent without closing client\nconnections (README: Restart, upgrade, reload).\n\nFlags:\n%s", fs.FlagUsages())
 	}
 	cfg, err := loadConfig(fs, args)
 	if errors.Is(err, pflag.ErrHelp) {
@@ -139,24 +137,19 @@ func runAgent(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "redhaven agent: %s\n", indentErr(err))
 		return 2
 	}
-	logger := node.NewLogger(cfg.Log, stderr)
+	if herr != nil {
+		fmt.Fprintf(stderr, "redhaven agent: %v\n", herr)
+		return 1
+	}
+	logger, level := node.NewLeveledLogger(cfg.Log, stderr)
 	setGOMAXPROCS(logger)
-	n, err := node.New(cfg, logger)
+	exe, err := os.Executable()
 	if err != nil {
-		fmt.Fprintf(stderr, "redhaven agent: %s\n", indentErr(err))
-		return 1
+		exe = os.Args[0]
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	go func() {
-		<-ctx.Done()
-		stop() // a second signal now kills the process the default way
-	}()
-	if err := n.Run(ctx); err != nil {
-		logger.Error("agent failed", "err", err)
-		return 1
-	}
-	return 0
+	p := &agentProc{args: args, cfg: cfg, logger: logger, level: level, exe: exe, exeID: statID(exe), ho: ho,
+		loadConfig: func() (node.Config, error) { return loadConfig(configFlags("agent", io.Discard), args) }}
+	return p.serve(stderr)
 }
 
 func runCheckConfig(args []string, stdout, stderr io.Writer) int {
