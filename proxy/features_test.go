@@ -330,7 +330,9 @@ func TestBigPipelineNoDeadlock(t *testing.T) {
 			batch = appendCommandStrings(batch, "SET", "pipelined", "some-value-some-value-some-value-some-value")
 		}
 	}
-	_ = r.c.SetWriteDeadline(time.Now().Add(60 * time.Second))
+	// Generous: under -race on a loaded 2-core machine the pipeline takes
+	// 40-60 s (49 s seen before the bounds work); a deadlock never ends.
+	_ = r.c.SetWriteDeadline(time.Now().Add(180 * time.Second))
 	if _, err := r.c.Write(batch); err != nil {
 		t.Fatalf("writing the pipeline without reading: %v (proxy deadlocked?)", err)
 	}
@@ -344,7 +346,7 @@ func TestBigPipelineNoDeadlock(t *testing.T) {
 		}
 	}
 	got := make([]byte, len(want))
-	_ = r.c.SetReadDeadline(time.Now().Add(60 * time.Second))
+	_ = r.c.SetReadDeadline(time.Now().Add(180 * time.Second))
 	if _, err := io.ReadFull(r.rd, got); err != nil {
 		t.Fatalf("reading replies: %v", err)
 	}
