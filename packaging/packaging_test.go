@@ -541,7 +541,7 @@ func TestShippedConfig(t *testing.T) {
 	want := []string{
 		"cluster.advertise", "cluster.bind", "cluster.bootstrap_expect", "cluster.encrypt", "cluster.join", "cluster.raft_bind",
 		"data_dir", "http.admin_socket", "http.listen", "log.format", "log.level",
-		"proxy.client_output_limit", "proxy.hold_timeout", "proxy.listen", "proxy.max_clients",
+		"proxy.client_output_limit", "proxy.deny_commands", "proxy.hold_timeout", "proxy.listen", "proxy.max_clients",
 		"proxy.multiplex", "proxy.multiplex_conns", "proxy.password", "proxy.readonly_listen",
 		"redis.check_interval", "redis.master_name", "redis.nodes", "redis.password", "redis.sentinel_password",
 		"redis.sentinel_username", "redis.sentinels", "redis.username",

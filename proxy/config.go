@@ -39,6 +39,9 @@ type Config struct {
 	// exceed this many bytes (a slow reader must not hold replies for
 	// everyone on a shared connection; Redis's client-output-buffer-limit).
 	ClientOutputLimit int64 `koanf:"client_output_limit"`
+	// DenyCommands are refused with an error that names this key:
+	// "COMMAND", "COMMAND SUBCOMMAND" or "CONFIG SET key" (deny.go).
+	DenyCommands []string `koanf:"deny_commands"`
 
 	// BackendUsername and BackendPassword come from redis.username /
 	// redis.password; not a key of the proxy section.
@@ -59,6 +62,7 @@ func DefaultConfig() Config {
 		// Redis's largest bulk string, plus room for the replies queued
 		// behind it.
 		ClientOutputLimit: 1 << 30,
+		DenyCommands:      append([]string(nil), DefaultDenyCommands...),
 	}
 }
 
@@ -90,6 +94,9 @@ func (c Config) Validate() error {
 	}
 	if c.ClientOutputLimit < 1<<20 {
 		errs = append(errs, fmt.Errorf("proxy.client_output_limit: must be at least 1048576 (1 MiB), got %d", c.ClientOutputLimit))
+	}
+	if _, err := parseDeny(c.DenyCommands); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }

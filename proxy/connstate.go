@@ -3,7 +3,6 @@ package proxy
 import (
 	"bytes"
 	"crypto/subtle"
-	"strings"
 
 	"github.com/tidwall/redcon"
 )
@@ -112,6 +111,7 @@ type verdict struct {
 	hello    bool    // send a hidden HELLO 3 right after it (helloAfterAuth)
 	kind     cmdKind //
 	holdFail connState
+	label    string // a refused command as counted (commandSpec.label)
 }
 
 // command decides what to do with a command (args parsed, size its raw
@@ -125,8 +125,17 @@ func (c connState) command(spec commandSpec, args [][]byte, size int, env cmdEnv
 		kind = cmdPlain
 		spec.kind = cmdPlain
 	}
-	next, v, helloFwd, done := c.answerHere(kind, args, env)
+	if kind == cmdRefused && spec.noMulti && c.inMulti {
+		// Redis refuses it inside MULTI itself ("Command not allowed
+		// inside a transaction"): the client gets Redis's own answer, and
+		// Redis's EXECABORT after it
+		kind, spec.kind = cmdPlain, cmdPlain
+	}
+	next, v, helloFwd, done := c.answerHere(kind, spec.refuse, args, env)
 	if done {
+		if v.kind == cmdRefused {
+			v.label = spec.label
+		}
 		return next, v
 	}
 	silent := c.silent()
@@ -246,10 +255,8 @@ func sharedOK(spec commandSpec, args [][]byte, helloFwd []byte, size int) (ok bo
 		return false, 0
 	}
 	switch spec.kind {
-	case cmdPlain:
-		return true, 0
-	case cmdClient:
-		return len(args) >= 2 && equalFold(args[1], "setinfo"), 0
+	case cmdPlain, cmdClient:
+		return true, 0 // the table says (own)
 	case cmdHello:
 		if helloFwd != nil {
 			if cmd, err := redcon.Parse(helloFwd); err == nil {
@@ -478,7 +485,7 @@ func (c *connState) clientAuth() []byte {
 // answerHere answers the commands the proxy answers itself (done), given
 // the state before them; for a HELLO with the proxy password it returns
 // the HELLO to forward without its AUTH.
-func (c connState) answerHere(kind cmdKind, args [][]byte, env cmdEnv) (next connState, v verdict, helloFwd []byte, done bool) {
+func (c connState) answerHere(kind cmdKind, refuse string, args [][]byte, env cmdEnv) (next connState, v verdict, helloFwd []byte, done bool) {
 	silent := c.silent()
 	v = verdict{kind: kind, local: true}
 	local := func(reply string, s bool) (connState, verdict, []byte, bool) {
@@ -506,7 +513,7 @@ func (c connState) answerHere(kind cmdKind, args [][]byte, env cmdEnv) (next con
 	case kind == cmdRefused:
 		c.skipNext = false
 		c.multiDirty = c.multiDirty || c.inMulti
-		return local(replyRefused(strings.ToLower(string(args[0]))), silent)
+		return local(refuse, silent)
 	case kind == cmdAuth && needAuth:
 		c.skipNext = false
 		switch {

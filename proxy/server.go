@@ -21,6 +21,10 @@ type Server struct {
 	needAuth bool
 	// backendAuth is the AUTH command for backend connections (proxy.password mode).
 	backendAuth []byte
+	// cmds is the command table with proxy.deny_commands applied
+	cmds *cmdIndex
+	// refused counts refused commands by name (refused.go)
+	refused refusedCounter
 
 	route    atomic.Pointer[Route]
 	routeGen atomic.Uint64
@@ -71,6 +75,7 @@ func New(cfg Config, routes RouteSource, logger *slog.Logger) (*Server, error) {
 		backends: map[string]*backendStats{},
 		mux:      muxPool{conns: map[muxKey][]*muxConn{}, dialing: map[muxKey]*muxDial{}},
 	}
+	srv.cmds = newCmdIndex(mustParseDeny(cfg.DenyCommands)) // validated above
 	if srv.needAuth && cfg.BackendPassword != "" {
 		if cfg.BackendUsername != "" {
 			srv.backendAuth = appendCommandStrings(nil, "AUTH", cfg.BackendUsername, cfg.BackendPassword)

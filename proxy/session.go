@@ -663,9 +663,12 @@ func (s *session) commandLocked(raw []byte, inline bool) action {
 	if !ok {
 		return act
 	}
-	next, v := s.connState.command(lookupCommand(args[0]), args, len(raw), s.srv.cmdEnv())
+	next, v := s.connState.command(s.srv.cmds.resolve(args), args, len(raw), s.srv.cmdEnv())
 	if v.local {
 		s.connState = next
+		if v.kind == cmdRefused {
+			s.srv.refused.note(s, v.label)
+		}
 		var flags uint8
 		if v.closeAfter {
 			flags = fCloseAfter
@@ -704,8 +707,8 @@ func (s *session) commandLocked(raw []byte, inline bool) action {
 // the framing requestReader did (the same checks as redcon's) and no
 // state: it is forwarded raw (done), or waits for a backend connection.
 func (s *session) plainLocked(raw []byte) (act action, done bool) {
-	spec := lookupCommand(s.rr.name(raw))
-	if spec.kind != cmdPlain || s.replyOff || s.skipNext {
+	spec := s.srv.cmds.lookup(s.rr.name(raw))
+	if spec.kind != cmdPlain || spec.bySub || s.replyOff || s.skipNext {
 		return 0, false
 	}
 	if spec.own || len(raw) > bigCommand {

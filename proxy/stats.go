@@ -9,6 +9,9 @@ import (
 type Stats struct {
 	Listeners []ListenerStats
 	Backends  []BackendStats
+	// RefusedCommands: commands refused by the proxy (deny_commands or
+	// never allowed), by command
+	RefusedCommands []RefusedCommand
 }
 
 // ListenerStats are the counters of one listener ("rw" or "ro").
@@ -106,5 +109,6 @@ func (srv *Server) Stats() Stats {
 		out.Backends = append(out.Backends, BackendStats{Addr: a, Sessions: b.sessions.Load(), Shared: shared[a], Commands: b.commands.Load() + beCmds[a], Errors: b.errors.Load()})
 	}
 	sort.Slice(out.Backends, func(i, j int) bool { return out.Backends[i].Addr < out.Backends[j].Addr })
+	out.RefusedCommands = srv.refused.snapshot()
 	return out
 }
