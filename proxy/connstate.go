@@ -25,6 +25,7 @@ type connState struct {
 	replyOff       bool // CLIENT REPLY OFF
 	skipNext       bool // CLIENT REPLY SKIP
 	helloAfterAuth bool // HELLO 3 goes again after the next AUTH (see replay)
+	monitoring     bool // MONITOR accepted: the server's commands stream in as status lines
 	// ownConn: the session has used something a shared connection cannot
 	// carry (mux.go, commands.go); it keeps a dedicated connection.
 	ownConn bool
@@ -191,6 +192,8 @@ func (c connState) command(spec commandSpec, args [][]byte, size int, env cmdEnv
 		if !c.inMulti {
 			c.watching, c.watchLost = false, false
 		}
+	case cmdMonitor:
+		v.keepRaw = true // monitoring starts with Redis's +OK
 	case cmdSubscribe, cmdPsubscribe, cmdSsubscribe:
 		v.n = int32(len(args) - 1)
 		if v.n == 0 {
@@ -205,6 +208,7 @@ func (c connState) command(spec commandSpec, args [][]byte, size int, env cmdEnv
 		v.keepRaw, v.fresh = true, true
 		c.endMulti()
 		c.replyOff, silent = false, false
+		c.monitoring = false
 		c.authed = !needAuth
 		c.helloAfterAuth = false
 	case cmdClient:
@@ -232,6 +236,14 @@ func (c connState) command(spec commandSpec, args [][]byte, size int, env cmdEnv
 	}
 	if v.flags&fInMulti != 0 {
 		v.keepRaw = false // state changes inside MULTI are not followed
+	}
+	if isPubsubKind(kind) {
+		// Redis sends (un)subscribe confirmations whatever CLIENT REPLY
+		// says (the skipped reply is used up all the same)
+		silent = false
+	}
+	if spec.configGet && needAuth {
+		v.flags |= fHideSecrets // Redis's password stays with the proxy
 	}
 	if kind == cmdAuth && c.helloAfterAuth && !silent && !c.inMulti {
 		c.helloAfterAuth = false
@@ -338,6 +350,8 @@ func (c *connState) accepted(kind cmdKind, raw []byte, needAuth bool) {
 		}
 	case cmdReadonly:
 		c.readonlyRaw = raw
+	case cmdMonitor:
+		c.monitoring = true
 	case cmdReadwrite:
 		c.readonlyRaw = nil
 	case cmdReset:
@@ -431,6 +445,9 @@ func (c *connState) replay(log []byte, auth []byte) ([]byte, []replayEntry) {
 			args = append(args, []byte(name))
 		}
 		add(pubsubFams[fam].sub, len(set), appendCommand(nil, args...))
+	}
+	if c.monitoring {
+		add(cmdMonitor, 1, cmdMonitorRaw) // the stream goes on from the new server
 	}
 	if c.inMulti {
 		add(cmdMulti, 1, cmdMultiRaw)

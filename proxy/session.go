@@ -494,6 +494,7 @@ func (s *session) install(nb *backendConn) {
 var (
 	cmdHello3      = appendCommandStrings(nil, "HELLO", "3")
 	cmdMultiRaw    = appendCommandStrings(nil, "MULTI")
+	cmdMonitorRaw  = appendCommandStrings(nil, "MONITOR")
 	cmdDiscardRaw  = appendCommandStrings(nil, "DISCARD")
 	cmdReplyOffRaw = appendCommandStrings(nil, "CLIENT", "REPLY", "OFF")
 )
