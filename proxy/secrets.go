@@ -10,7 +10,7 @@ import (
 var secretConfigKeys = []string{"requirepass", "masterauth"}
 
 // replyConfigTooBig answers a CONFIG GET whose reply is too big to filter.
-const replyConfigTooBig = "-ERR redhaven: CONFIG GET reply too large to hide the passwords in it; ask for fewer parameters\r\n"
+const replyConfigTooBig = "-ERR redhaven: CONFIG GET reply too large or unreadable to hide the passwords in it; ask for fewer parameters\r\n"
 
 // hideConfigSecrets appends to dst the CONFIG GET reply frame (a flat
 // array or, in RESP3, a map of name, value) with the values of
