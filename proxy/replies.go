@@ -124,7 +124,7 @@ func (s *session) plainRepliesLocked(be *backendConn, b []byte) int {
 	}
 	e := s.q.at(s.q.head)
 	if e.kind != cmdPlain || e.local != nil || e.gen != be.gen || e.raw != nil || e.n <= 0 ||
-		e.flags&(fExecNull|fExecMoved|fExecDirty) != 0 {
+		e.flags&(fExecNull|fExecMoved|fExecDirty|fHideSecrets) != 0 {
 		return 0
 	}
 	i, k := 0, int32(0)
