@@ -182,6 +182,12 @@ func (n *Node) fillProxyStats(snap *webui.Snapshot, obs topology.Observation, st
 		snap.Frontends = append(snap.Frontends, f)
 	}
 	n.mu.Unlock()
+	if len(ps.RefusedCommands) > 0 {
+		snap.RefusedCommands = map[string]uint64{}
+		for _, c := range ps.RefusedCommands {
+			snap.RefusedCommands[c.Command] = uint64(c.Count)
+		}
+	}
 	traffic := map[string]struct{ sessions, commands, errors int64 }{}
 	for _, b := range ps.Backends {
 		traffic[b.Addr] = struct{ sessions, commands, errors int64 }{b.Sessions, b.Commands, b.Errors}

@@ -76,7 +76,7 @@
 // Read from the Snapshot at scrape time: redhaven_proxy_sessions_current,
 // _sessions_max, _sessions_limit, _sessions_total, _commands_total,
 // _bytes_in_total, _bytes_out_total, _errors_total, _refused_total
-// {listener}; redhaven_backend_up, _is_master, _replication_lag_bytes,
+// {listener}; redhaven_proxy_commands_refused_total {command}; redhaven_backend_up, _is_master, _replication_lag_bytes,
 // _replication_offset, _link_up, _sessions_current, _commands_total,
 // _errors_total, _check_duration_seconds, _downtime_seconds_total {addr};
 // redhaven_sentinel_reachable, _config_epoch {addr}; redhaven_route_epoch,

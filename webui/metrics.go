@@ -11,6 +11,7 @@ type collector struct {
 
 	sessionsCur, sessionsMax, sessionsLimit, sessionsTotal, sessionsIdle, movedToOwn *prometheus.Desc
 	commands, bytesIn, bytesOut, errors, refused                                     *prometheus.Desc
+	commandsRefused                                                                  *prometheus.Desc
 
 	backendUp, backendMaster, backendLag, backendOffset, backendLink *prometheus.Desc
 	backendSessions, backendCommands, backendErrors                  *prometheus.Desc
@@ -26,18 +27,19 @@ func newCollector(src Source) *collector {
 		return prometheus.NewDesc("redhaven_"+name, help, labels, nil)
 	}
 	return &collector{
-		src:           src,
-		sessionsCur:   d("proxy_sessions_current", "Client sessions open now.", "listener"),
-		sessionsMax:   d("proxy_sessions_max", "Highest number of client sessions open at once.", "listener"),
-		sessionsLimit: d("proxy_sessions_limit", "Configured client session limit (0: none).", "listener"),
-		sessionsTotal: d("proxy_sessions_total", "Client sessions accepted.", "listener"),
-		sessionsIdle:  d("proxy_sessions_idle", "Idle client sessions parked now (no goroutine until the client sends).", "listener"),
-		movedToOwn:    d("proxy_sessions_moved_to_own_total", "Sessions that left a shared backend connection for their own (proxy.multiplex).", "listener"),
-		commands:      d("proxy_commands_total", "Commands forwarded.", "listener"),
-		bytesIn:       d("proxy_bytes_in_total", "Bytes received from clients.", "listener"),
-		bytesOut:      d("proxy_bytes_out_total", "Bytes sent to clients.", "listener"),
-		errors:        d("proxy_errors_total", "Errors returned to clients by the proxy.", "listener"),
-		refused:       d("proxy_refused_total", "Client connections refused.", "listener"),
+		src:             src,
+		sessionsCur:     d("proxy_sessions_current", "Client sessions open now.", "listener"),
+		sessionsMax:     d("proxy_sessions_max", "Highest number of client sessions open at once.", "listener"),
+		sessionsLimit:   d("proxy_sessions_limit", "Configured client session limit (0: none).", "listener"),
+		sessionsTotal:   d("proxy_sessions_total", "Client sessions accepted.", "listener"),
+		sessionsIdle:    d("proxy_sessions_idle", "Idle client sessions parked now (no goroutine until the client sends).", "listener"),
+		movedToOwn:      d("proxy_sessions_moved_to_own_total", "Sessions that left a shared backend connection for their own (proxy.multiplex).", "listener"),
+		commands:        d("proxy_commands_total", "Commands forwarded.", "listener"),
+		bytesIn:         d("proxy_bytes_in_total", "Bytes received from clients.", "listener"),
+		bytesOut:        d("proxy_bytes_out_total", "Bytes sent to clients.", "listener"),
+		errors:          d("proxy_errors_total", "Errors returned to clients by the proxy.", "listener"),
+		refused:         d("proxy_refused_total", "Client connections refused.", "listener"),
+		commandsRefused: d("proxy_commands_refused_total", "Commands the proxy refused (proxy.deny_commands, or never allowed), by command.", "command"),
 
 		backendUp:       d("backend_up", "1 if the Redis node is up (up, going down, drain), else 0.", "addr"),
 		backendMaster:   d("backend_is_master", "1 for the committed master.", "addr"),
@@ -68,7 +70,7 @@ func newCollector(src Source) *collector {
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
-		c.sessionsCur, c.sessionsMax, c.sessionsLimit, c.sessionsTotal, c.sessionsIdle, c.movedToOwn, c.commands, c.bytesIn, c.bytesOut, c.errors, c.refused,
+		c.sessionsCur, c.sessionsMax, c.sessionsLimit, c.sessionsTotal, c.sessionsIdle, c.movedToOwn, c.commands, c.bytesIn, c.bytesOut, c.errors, c.refused, c.commandsRefused,
 		c.backendUp, c.backendMaster, c.backendLag, c.backendOffset, c.backendLink, c.backendSessions, c.backendCommands,
 		c.backendErrors, c.backendCheck, c.backendDowntime, c.sentinelReachable, c.sentinelEpoch,
 		c.routeEpoch, c.routeHasMaster, c.routeContradicted, c.routeEpochAhead, c.ready, c.leader, c.members, c.vipHeld, c.failover, c.build,
@@ -117,6 +119,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.bytesOut, float64(f.BytesOut), l)
 		counter(c.errors, float64(f.Errors), l)
 		counter(c.refused, float64(f.Refused), l)
+	}
+	for cmd, n := range snap.RefusedCommands {
+		counter(c.commandsRefused, float64(n), cmd)
 	}
 	clear(seen)
 	for _, b := range snap.Backends {

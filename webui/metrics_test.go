@@ -83,6 +83,7 @@ func TestMetrics(t *testing.T) {
 		{"redhaven_proxy_sessions_idle", []string{"listener=rw"}, 301, dto.MetricType_GAUGE},
 		{"redhaven_proxy_sessions_moved_to_own_total", []string{"listener=rw"}, 12, dto.MetricType_COUNTER},
 		{"redhaven_proxy_sessions_limit", []string{"listener=rw"}, 10000, dto.MetricType_GAUGE},
+		{"redhaven_proxy_commands_refused_total", []string{"command=config set masterauth"}, 2, dto.MetricType_COUNTER},
 		{"redhaven_backend_up", []string{"addr=" + addrA}, 1, dto.MetricType_GAUGE},
 		{"redhaven_backend_up", []string{"addr=" + addrC}, 0, dto.MetricType_GAUGE},
 		{"redhaven_backend_is_master", []string{"addr=" + addrA}, 1, dto.MetricType_GAUGE},

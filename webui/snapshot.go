@@ -69,14 +69,17 @@ type Snapshot struct {
 	Ready  bool `json:"ready"`  // /health/ready: this node routes clients
 	Leader bool `json:"leader"` // /health/leader: this node is the Raft leader
 
-	Route     Route         `json:"route"`
-	Frontends []Frontend    `json:"frontends"`
-	Backends  []Backend     `json:"backends"`
-	Sentinels []Sentinel    `json:"sentinels"`
-	Members   []Member      `json:"members"`
-	VIP       VIP           `json:"vip"`
-	Events    []Event       `json:"events"` // any order; shown newest first
-	Failovers FailoverStats `json:"failovers"`
+	Route     Route      `json:"route"`
+	Frontends []Frontend `json:"frontends"`
+	// RefusedCommands counts the commands the proxy refused
+	// (proxy.deny_commands, or never allowed), by command
+	RefusedCommands map[string]uint64 `json:"refused_commands,omitempty"`
+	Backends        []Backend         `json:"backends"`
+	Sentinels       []Sentinel        `json:"sentinels"`
+	Members         []Member          `json:"members"`
+	VIP             VIP               `json:"vip"`
+	Events          []Event           `json:"events"` // any order; shown newest first
+	Failovers       FailoverStats     `json:"failovers"`
 }
 
 // Route is the committed route decision: where writes go.
