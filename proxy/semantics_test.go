@@ -401,3 +401,64 @@ func TestConfigGetHidesPasswords(t *testing.T) {
 		})
 	}
 }
+
+// TestBusyScriptOthersGetBusy: while one client's script runs, the other
+// clients of its shared connection (and new ones) get -BUSY at once, as on
+// a direct connection, once the shared connection waited muxStallAfter
+// (they waited behind the script until it ended).
+func TestBusyScriptOthersGetBusy(t *testing.T) {
+	rs := redistest.StartServer(t, redistest.ServerOptions{Extra: []string{"--lua-time-limit", "100"}})
+	srv := startProxy(t, testConfig(), newRoutes(rs.Addr))
+	addr := srv.Addr().String()
+	for _, proto := range protocols {
+		t.Run(fmt.Sprintf("RESP%d", proto), func(t *testing.T) {
+			busy := dialProto(t, addr, proto)
+			other := dialProto(t, addr, proto)
+			busy.do("+PONG\r\n", "PING")
+			other.do("+PONG\r\n", "PING")
+			busy.send("EVAL", "while true do end", "0")
+			time.Sleep(muxStallAfter + 500*time.Millisecond)
+			for _, c := range []*rawClient{other, dialProto(t, addr, proto)} {
+				c.send("PING")
+				got, err := c.replyWithin(2 * time.Second)
+				if err != nil || !strings.HasPrefix(got, "-BUSY") {
+					t.Fatalf("PING during a busy script: %q, %v; want -BUSY at once", got, err)
+				}
+			}
+			killer := dialRaw(t, addr)
+			killer.do("+OK\r\n", "SCRIPT", "KILL")
+			if got := busy.reply(); !strings.Contains(got, "Script killed") {
+				t.Fatalf("script reply %q", got)
+			}
+			busy.do("+PONG\r\n", "PING")
+			other.do("+PONG\r\n", "PING")
+		})
+	}
+}
+
+// TestPausedWriteDoesNotHoldReads: a write held by CLIENT PAUSE WRITE
+// holds its shared connection; the reads of the other clients on it go
+// through (on a fresh shared connection) once it waited muxStallAfter, as
+// they would on direct connections.
+func TestPausedWriteDoesNotHoldReads(t *testing.T) {
+	rs := redistest.StartServer(t, redistest.ServerOptions{})
+	srv := startProxy(t, testConfig(), newRoutes(rs.Addr))
+	addr := srv.Addr().String()
+	writer := dialRaw(t, addr)
+	reader := dialRaw(t, addr)
+	writer.do("+OK\r\n", "SET", "paused", "before")
+	reader.do(bulk("before"), "GET", "paused")
+	admin := dialRaw(t, addr)
+	admin.do("+OK\r\n", "CLIENT", "PAUSE", "20000", "WRITE")
+	t.Cleanup(func() { _ = rs.Client().Do(context.Background(), "CLIENT", "UNPAUSE").Err() })
+	writer.send("SET", "paused", "after")
+	time.Sleep(muxStallAfter + 500*time.Millisecond)
+	reader.send("GET", "paused")
+	got, err := reader.replyWithin(3 * time.Second)
+	if err != nil || got != bulk("before") {
+		t.Fatalf("GET during a paused write: %q, %v; want %q at once", got, err, bulk("before"))
+	}
+	admin.do("+OK\r\n", "CLIENT", "UNPAUSE")
+	writer.expect("+OK\r\n")
+	reader.do(bulk("after"), "GET", "paused")
+}

@@ -166,6 +166,11 @@ func (srv *Server) Run(ctx context.Context) error {
 			defer loops.Done()
 			srv.authCheckLoop(ctx)
 		}()
+		loops.Add(1)
+		go func() {
+			defer loops.Done()
+			srv.stallCheckLoop(ctx)
+		}()
 	}
 	if srv.idle != nil {
 		loops.Add(1)

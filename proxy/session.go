@@ -304,7 +304,8 @@ func (s *session) subscribedLocked() bool { return s.connState.subscribed() }
 func (s *session) sendableLocked() bool {
 	be := s.be
 	if be == nil || be.dead || s.demoted || s.forceMove || s.unsent > 0 ||
-		(be.mux != nil && (s.ownConn || be.mux.proto != s.muxProto || be.mux.retired.Load())) {
+		(be.mux != nil && (s.ownConn || be.mux.proto != s.muxProto || be.mux.retired.Load() ||
+			(be.mux.stalled.Load() && s.inflight == 0 && !be.stallOK))) {
 		return false
 	}
 	if g := s.srv.routeGen.Load(); g != s.routeGen {
