@@ -262,11 +262,18 @@ func (s *session) replayReplyLocked(be *backendConn, frame []byte, isErr bool) (
 	r := &be.replay[0]
 	if !s.replayAnswered(r.kind, frame) {
 		s.logger().Warn("replaying session state failed; closing session", "backend_addr", be.addr, "reply", string(firstLine(frame)))
-		if s.q.len() > 0 {
+		s.emitReadyLocked()
+		if s.q.len() > 0 && isErr {
 			// the client waits for an answer: Redis's own reason (e.g.
-			// WRONGPASS after ACL DELUSER), then the connection closes
-			s.pend = append(s.pend, frame...)
+			// WRONGPASS for a user the new master lacks) is the answer to
+			// its first command, then the connection closes
+			s.explode(&be.discardSeq)
+			if e := s.q.at(s.q.head); e.local == nil && e.gen == be.gen {
+				s.pend = append(s.pend, frame...)
+				s.pop()
+			}
 		}
+		s.closing = true
 		return false, false
 	}
 	if isErr {

@@ -462,3 +462,36 @@ func TestPausedWriteDoesNotHoldReads(t *testing.T) {
 	writer.expect("+OK\r\n")
 	reader.do(bulk("after"), "GET", "paused")
 }
+
+// TestReplayFailureAnswered: when the state replayed on a new backend
+// connection is refused (the client's ACL user does not exist on the new
+// master), the waiting command gets Redis's own error before the
+// connection closes (it was closed without a word).
+func TestReplayFailureAnswered(t *testing.T) {
+	a := redistest.StartServer(t, redistest.ServerOptions{})
+	b := redistest.StartServer(t, redistest.ServerOptions{})
+	if err := a.Client().Do(context.Background(), "ACL", "SETUSER", "alice", "on", ">alicepw", "~*", "+@all").Err(); err != nil {
+		t.Fatal(err)
+	}
+	routes := newRoutes(a.Addr)
+	srv := startProxy(t, testConfig(), routes)
+	for _, proto := range protocols {
+		t.Run(fmt.Sprintf("RESP%d", proto), func(t *testing.T) {
+			routes.Set(a.Addr)
+			r := dialRaw(t, srv.Addr().String())
+			r.do("+OK\r\n", "AUTH", "alice", "alicepw")
+			if proto == 3 {
+				r.send("HELLO", "3")
+				r.reply()
+			}
+			r.do("+OK\r\n", "SET", "k", "v")
+			routes.Set(b.Addr) // b has no alice
+			r.send("GET", "k")
+			got, err := r.replyWithin(5 * time.Second)
+			if err != nil || !strings.HasPrefix(got, "-WRONGPASS") {
+				t.Fatalf("command after a failed replay: %q, %v; want Redis's -WRONGPASS", got, err)
+			}
+			r.expectClosed()
+		})
+	}
+}
