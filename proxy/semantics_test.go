@@ -485,7 +485,14 @@ func TestReplayFailureAnswered(t *testing.T) {
 				r.reply()
 			}
 			r.do("+OK\r\n", "SET", "k", "v")
-			routes.Set(b.Addr) // b has no alice
+			// the new master (without alice) holds the replayed AUTH a
+			// moment (CLIENT PAUSE), so the GET is surely waiting when
+			// the refusal comes
+			if err := b.Client().Do(context.Background(), "CLIENT", "PAUSE", "300", "ALL").Err(); err != nil {
+				t.Fatal(err)
+			}
+			routes.Set(b.Addr)
+			time.Sleep(50 * time.Millisecond)
 			r.send("GET", "k")
 			got, err := r.replyWithin(5 * time.Second)
 			if err != nil || !strings.HasPrefix(got, "-WRONGPASS") {
