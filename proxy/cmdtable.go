@@ -232,6 +232,10 @@ type cmdIndex struct {
 	deniedKeys map[string]string
 	// containers are the commands with subcommands
 	containers map[string]bool
+	// byLen holds the commands (not subcommands) that are not plain
+	// shared ones, by name length: the fast path's lookup is a few
+	// compares, no hashing (most commands are in no list)
+	byLen [maxCmdName + 1][]*commandSpec
 }
 
 // maxCmdName bounds the names looked up (longer ones are unknown).
@@ -306,6 +310,11 @@ func newCmdIndex(deny denyList) *cmdIndex {
 	for key := range deny.configKeys {
 		ix.deniedKeys[key] = replyDeniedConfig(key)
 	}
+	for name, sp := range ix.m {
+		if !strings.Contains(name, "|") && len(name) <= maxCmdName && *sp != (commandSpec{name: name}) {
+			ix.byLen[len(name)] = append(ix.byLen[len(name)], sp)
+		}
+	}
 	return ix
 }
 
@@ -313,20 +322,20 @@ func newCmdIndex(deny denyList) *cmdIndex {
 var defaultIndex = newCmdIndex(mustParseDeny(DefaultDenyCommands))
 
 // lookupCommand finds a command in the default index (tests).
-func lookupCommand(name []byte) commandSpec { return defaultIndex.lookup(name) }
+func lookupCommand(name []byte) commandSpec { return *defaultIndex.lookup(name) }
 
-// lookup finds a command name (any case); an unknown one is plain. No
-// allocation: the fast path calls it for every command.
-func (ix *cmdIndex) lookup(name []byte) commandSpec {
-	var buf [maxCmdName]byte
-	if len(name) > len(buf) {
-		return plainSpec
+// lookup finds a command name (any case); a shared or unknown one is
+// plainSpec. No allocation: the fast path calls it for every command.
+func (ix *cmdIndex) lookup(name []byte) *commandSpec {
+	if len(name) > maxCmdName {
+		return &plainSpec
 	}
-	n := lowerInto(buf[:], name)
-	if sp := ix.m[string(buf[:n])]; sp != nil {
-		return *sp
+	for _, sp := range ix.byLen[len(name)] {
+		if equalFold(name, sp.name) {
+			return sp
+		}
 	}
-	return plainSpec
+	return &plainSpec
 }
 
 func lowerInto(dst, src []byte) int {
@@ -342,7 +351,7 @@ func lowerInto(dst, src []byte) int {
 // resolve finds the spec of a parsed command: its subcommand's where the
 // subcommands differ, refused when CONFIG SET names a denied key.
 func (ix *cmdIndex) resolve(args [][]byte) commandSpec {
-	sp := ix.lookup(args[0])
+	sp := *ix.lookup(args[0])
 	if sp.bySub && len(args) >= 2 && len(args[0])+1+len(args[1]) <= maxCmdName {
 		var buf [maxCmdName]byte
 		n := lowerInto(buf[:], args[0])
