@@ -84,6 +84,19 @@ func TestScriptKillReachesBusyServer(t *testing.T) {
 				t.Fatalf("killed script's reply: %q, %v", got, err)
 			}
 			busy.do("+PONG\r\n", "PING")
+
+			// the same for a function and FUNCTION KILL
+			busy.do(bulk("spin"+fmt.Sprint(proto)), "FUNCTION", "LOAD", "#!lua name=spin"+fmt.Sprint(proto)+"\nredis.register_function('spin"+fmt.Sprint(proto)+"', function() while true do end end)")
+			busy.send("FCALL", "spin"+fmt.Sprint(proto), "0")
+			time.Sleep(300 * time.Millisecond)
+			killer.send("FUNCTION", "KILL")
+			got, err = killer.replyWithin(5 * time.Second)
+			if err != nil || got != "+OK\r\n" {
+				t.Fatalf("FUNCTION KILL during a busy function: %q, %v", got, err)
+			}
+			if got := busy.reply(); !strings.Contains(got, "killed") {
+				t.Fatalf("killed function's reply: %q", got)
+			}
 		})
 	}
 }
