@@ -132,6 +132,13 @@ func (c connState) command(spec commandSpec, args [][]byte, size int, env cmdEnv
 		// Redis's EXECABORT after it
 		kind, spec.kind = cmdPlain, cmdPlain
 	}
+	if spec.configGet && env.needAuth() && c.authed && c.inMulti {
+		// its reply would come inside EXEC's, where the passwords are not
+		// hidden (secrets.go); refused as a queueing error
+		silent := c.silent()
+		c.skipNext, c.multiDirty = false, true
+		return c, verdict{kind: kind, local: true, reply: replyConfigGetInMulti, silent: silent}
+	}
 	next, v, helloFwd, done := c.answerHere(kind, spec.refuse, args, env)
 	if done {
 		if v.kind == cmdRefused {

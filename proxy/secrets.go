@@ -9,6 +9,10 @@ import (
 // redis.password) and the replication password.
 var secretConfigKeys = []string{"requirepass", "masterauth"}
 
+// replyConfigGetInMulti refuses CONFIG GET inside MULTI in proxy.password
+// mode.
+const replyConfigGetInMulti = "-ERR redhaven: CONFIG GET is not allowed inside MULTI when proxy.password is set (its reply could not hide the passwords)\r\n"
+
 // replyConfigTooBig answers a CONFIG GET whose reply is too big to filter.
 const replyConfigTooBig = "-ERR redhaven: CONFIG GET reply too large or unreadable to hide the passwords in it; ask for fewer parameters\r\n"
 

@@ -411,6 +411,13 @@ func TestConfigGetHidesPasswords(t *testing.T) {
 					t.Errorf("%v: %.200q", args, got)
 				}
 			}
+			// inside MULTI its reply would come within EXEC's: refused
+			r.do("+OK\r\n", "MULTI")
+			r.do(replyConfigGetInMulti, "CONFIG", "GET", "requirepass")
+			r.send("EXEC")
+			if got := r.reply(); strings.Contains(got, redisPass) || !strings.HasPrefix(got, "-EXECABORT") {
+				t.Errorf("EXEC after CONFIG GET in MULTI: %q", got)
+			}
 		})
 	}
 }
