@@ -35,8 +35,10 @@ func (srv *Server) stallCheckLoop(ctx context.Context) {
 }
 
 func (srv *Server) checkStalls(now time.Time) {
+	// Members are not woken: each moves at its next command
+	// (sendableLocked), so thousands of idle or parked sessions do not
+	// all redial at once.
 	p := &srv.mux
-	var owners []*session
 	p.mu.Lock()
 	for _, ms := range p.conns {
 		for _, m := range ms {
@@ -47,9 +49,6 @@ func (srv *Server) checkStalls(now time.Time) {
 			since := m.waitingSince
 			if since != 0 && now.UnixNano()-since > int64(muxStallAfter) && !m.dead {
 				m.stalled.Store(true)
-				for be := range m.members {
-					owners = append(owners, be.owner)
-				}
 				srv.log.Info("shared backend connection waits for a reply (busy script, paused write, slow command); new commands go to a fresh one",
 					"backend_addr", m.addr, "waiting", time.Duration(now.UnixNano()-since).Round(time.Millisecond), "sessions", len(m.members))
 			}
@@ -57,7 +56,4 @@ func (srv *Server) checkStalls(now time.Time) {
 		}
 	}
 	p.mu.Unlock()
-	for _, s := range owners {
-		s.kick() // a member with nothing in flight moves before its next command
-	}
 }
