@@ -37,6 +37,8 @@ func parseDeny(entries []string) (denyList, error) {
 	for _, e := range entries {
 		f := strings.Fields(strings.ToLower(e))
 		switch {
+		case len(f) == 0:
+			// an empty entry (REDHAVEN_PROXY__DENY_COMMANDS="") denies nothing
 		case len(f) == 3 && f[0] == "config" && f[1] == "set":
 			d.configKeys[f[2]] = true
 		case len(f) == 1 && knownCommand(f[0]):
