@@ -522,3 +522,28 @@ func TestReplayFailureAnswered(t *testing.T) {
 		})
 	}
 }
+
+// TestShutdownIsNoKill: a master that goes away (SHUTDOWN, SIGKILL) is a
+// failover, not a CLIENT KILL: a session on its own connection stays open
+// and goes on with the new master.
+func TestShutdownIsNoKill(t *testing.T) {
+	for _, how := range []string{"shutdown", "sigkill"} {
+		t.Run(how, func(t *testing.T) {
+			a := redistest.StartServer(t, redistest.ServerOptions{})
+			b := redistest.StartServer(t, redistest.ServerOptions{})
+			routes := newRoutes(a.Addr)
+			srv := startProxy(t, testConfig(), routes)
+			r := dialRaw(t, srv.Addr().String())
+			r.do("+OK\r\n", "SELECT", "1") // a connection of its own
+			r.do("+OK\r\n", "SET", "k", "a")
+			if how == "shutdown" {
+				_ = a.Client().Do(context.Background(), "SHUTDOWN", "NOSAVE").Err()
+			} else {
+				a.Kill()
+			}
+			time.Sleep(300 * time.Millisecond)
+			routes.Set(b.Addr)
+			r.do("$-1\r\n", "GET", "k") // b's db 1: the session went on there
+		})
+	}
+}
