@@ -74,9 +74,12 @@ func (a *testAdmin) Calls() []string {
 	return append([]string(nil), a.calls...)
 }
 
-func (a *testAdmin) SetBackendState(ctx context.Context, addr, state string) error {
+// testLeader is the node name the test admin reports as the one that acted.
+const testLeader = "n1"
+
+func (a *testAdmin) SetBackendState(ctx context.Context, addr, state string) (webui.Acted, error) {
 	if err := a.record("backend " + addr + " " + state); err != nil {
-		return err
+		return webui.Acted{}, err
 	}
 	if a.src != nil {
 		a.src.update(func(snap *webui.Snapshot) {
@@ -90,13 +93,15 @@ func (a *testAdmin) SetBackendState(ctx context.Context, addr, state string) err
 			}
 		})
 	}
-	return nil
+	return webui.Acted{Node: testLeader}, nil
 }
 
-func (a *testAdmin) RequestFailover(ctx context.Context) error { return a.record("failover") }
+func (a *testAdmin) RequestFailover(ctx context.Context) (webui.Acted, error) {
+	return webui.Acted{Node: testLeader}, a.record("failover")
+}
 
-func (a *testAdmin) TransferLeadership(ctx context.Context, node string) error {
-	return a.record("transfer " + node)
+func (a *testAdmin) TransferLeadership(ctx context.Context, node string) (webui.Acted, error) {
+	return webui.Acted{Node: testLeader}, a.record("transfer " + node)
 }
 
 var t0 = time.Date(2026, 11, 22, 4, 30, 0, 0, time.UTC)

@@ -19,6 +19,8 @@ type collector struct {
 
 	sentinelReachable, sentinelEpoch *prometheus.Desc
 
+	rejected *prometheus.Desc
+
 	routeEpoch, routeHasMaster, routeContradicted, routeEpochAhead, ready, leader, members, vipHeld, failover, build *prometheus.Desc
 }
 
@@ -59,6 +61,8 @@ func newCollector(src Source) *collector {
 		sentinelReachable: d("sentinel_reachable", "1 if the Sentinel answers.", "addr"),
 		sentinelEpoch:     d("sentinel_config_epoch", "Config epoch the Sentinel reports.", "addr"),
 
+		rejected: d("cluster_rejected_connections_total", "Refused cluster connections: Raft TLS handshakes refused (transport raft) and gossip packets not encrypted with an installed key (transport gossip), by reason.", "transport", "reason"),
+
 		routeEpoch:        d("route_epoch", "Epoch of the committed route decision."),
 		routeHasMaster:    d("route_has_master", "1 if the committed route names a master."),
 		routeContradicted: d("route_contradicted", "1 if this node's own observation contradicts the committed master (not a known Redis node, or a replica); it then routes no writes."),
@@ -77,7 +81,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 		c.sessionsCur, c.sessionsMax, c.sessionsLimit, c.sessionsTotal, c.sessionsIdle, c.movedToOwn, c.commands, c.bytesIn, c.bytesOut, c.errors, c.refused,
 		c.authFailures, c.bufferBytes, c.bufferLimit, c.clientsClosed, c.commandsRefused,
 		c.backendUp, c.backendMaster, c.backendLag, c.backendOffset, c.backendLink, c.backendSessions, c.backendCommands,
-		c.backendErrors, c.backendCheck, c.backendDowntime, c.sentinelReachable, c.sentinelEpoch,
+		c.backendErrors, c.backendCheck, c.backendDowntime, c.sentinelReachable, c.sentinelEpoch, c.rejected,
 		c.routeEpoch, c.routeHasMaster, c.routeContradicted, c.routeEpochAhead, c.ready, c.leader, c.members, c.vipHeld, c.failover, c.build,
 	} {
 		ch <- d
@@ -159,6 +163,13 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		seen[s.Addr] = true
 		gauge(c.sentinelReachable, b2f(s.Reachable), s.Addr)
 		gauge(c.sentinelEpoch, float64(s.Epoch), s.Addr)
+	}
+	clear(seen)
+	for _, r := range snap.Rejected {
+		if k := r.Transport + "/" + r.Reason; !seen[k] {
+			seen[k] = true
+			counter(c.rejected, float64(r.Count), r.Transport, r.Reason)
+		}
 	}
 	states := map[string]float64{"alive": 0, "suspect": 0, "dead": 0, "left": 0}
 	for _, m := range snap.Members {
