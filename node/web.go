@@ -253,6 +253,12 @@ func (n *Node) fillProxyStats(snap *webui.Snapshot, obs topology.Observation, st
 		snap.Frontends = append(snap.Frontends, f)
 	}
 	n.mu.Unlock()
+	if len(ps.RefusedCommands) > 0 {
+		snap.RefusedCommands = map[string]uint64{}
+		for _, c := range ps.RefusedCommands {
+			snap.RefusedCommands[c.Command] = uint64(c.Count)
+		}
+	}
 	snap.Clients = webui.ClientLimits{BufferBytes: ps.BufferBytes, BufferLimit: ps.BufferLimit, Closed: map[string]uint64{}}
 	for reason, c := range ps.ClientsClosed {
 		snap.Clients.Closed[reason] = uint64(c)

@@ -97,7 +97,8 @@
 // _bytes_in_total, _bytes_out_total, _errors_total, _refused_total,
 // _auth_failures_total {listener}; redhaven_proxy_buffer_bytes,
 // _buffer_limit_bytes (proxy.max_buffer_memory), _clients_closed_total
-// {reason} (Snapshot.Clients); redhaven_backend_up, _is_master, _replication_lag_bytes,
+// {reason} (Snapshot.Clients); redhaven_proxy_commands_refused_total
+// {command} (Snapshot.RefusedCommands); redhaven_backend_up, _is_master, _replication_lag_bytes,
 // _replication_offset, _link_up, _sessions_current, _commands_total,
 // _errors_total, _check_duration_seconds, _downtime_seconds_total {addr};
 // redhaven_sentinel_reachable, _config_epoch {addr}; redhaven_route_epoch,

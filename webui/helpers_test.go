@@ -118,7 +118,8 @@ func sampleSnapshot() webui.Snapshot {
 	return webui.Snapshot{
 		Node: "node1", Version: "0.3.0", Time: now, Started: now.Add(-26*time.Hour - 12*time.Minute),
 		Ready: true, Leader: true,
-		Route: webui.Route{Master: addrA, Epoch: 7, Reason: "promoted-slave", Since: now.Add(-3*time.Minute - 12*time.Second)},
+		RefusedCommands: map[string]uint64{"config set masterauth": 2, "replicaof": 1},
+		Route:           webui.Route{Master: addrA, Epoch: 7, Reason: "promoted-slave", Since: now.Add(-3*time.Minute - 12*time.Second)},
 		Frontends: []webui.Frontend{
 			{Name: "rw", Addr: ":6380", CurrentSessions: 412, MaxSessions: 1310, Limit: 10000, TotalSessions: 182231,
 				CommandsTotal: 98412377, CommandsPerSec: 18234.5, BytesIn: 9_812_345_678, BytesOut: 23_456_789_012, Errors: 17, Refused: 0, IdleSessions: 301, MovedToOwn: 12, AuthFailures: 5},

@@ -74,16 +74,19 @@ type Snapshot struct {
 	// Rejected counts refused cluster connections since start.
 	Rejected []RejectedConnections `json:"rejected_connections,omitempty"`
 
-	Route     Route         `json:"route"`
-	Frontends []Frontend    `json:"frontends"`
-	Clients   ClientLimits  `json:"clients"`
-	Backends  []Backend     `json:"backends"`
-	Sentinels []Sentinel    `json:"sentinels"`
-	Members   []Member      `json:"members"`
-	VIP       VIP           `json:"vip"`
-	Events    []Event       `json:"events"` // any order; shown newest first
-	Failovers FailoverStats `json:"failovers"`
-	Process   Process       `json:"process"`
+	Route     Route      `json:"route"`
+	Frontends []Frontend `json:"frontends"`
+	// RefusedCommands counts the commands the proxy refused
+	// (proxy.deny_commands, or never allowed), by command
+	RefusedCommands map[string]uint64 `json:"refused_commands,omitempty"`
+	Clients         ClientLimits      `json:"clients"`
+	Backends        []Backend         `json:"backends"`
+	Sentinels       []Sentinel        `json:"sentinels"`
+	Members         []Member          `json:"members"`
+	VIP             VIP               `json:"vip"`
+	Events          []Event           `json:"events"` // any order; shown newest first
+	Failovers       FailoverStats     `json:"failovers"`
+	Process         Process           `json:"process"`
 }
 
 // Process is the agent process itself (HAProxy's "process information").
