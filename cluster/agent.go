@@ -46,16 +46,21 @@ type Agent struct {
 
 	started atomic.Bool
 	leaving atomic.Bool
+	// restarting: the process hands over to its successor (cluster/restart.go)
+	restarting atomic.Bool
 
 	// raftNames maps Raft addresses to server IDs of the last read
 	// configuration: the certificate of a dialled server must name it.
 	raftNames atomic.Pointer[map[string]string]
 	logLimit  *throttle // repeated warnings: first one, then a count
 
+	keyMu sync.Mutex // one key operation at a time (keys.go)
+
 	rejectMu sync.Mutex
 	rejected map[rejectKey]uint64
 
 	mu           sync.RWMutex
+	contact      *contactTransport // when each follower last answered (read on the leader)
 	raft         *raft.Raft
 	ml           *memberlist.Memberlist
 	keyring      *memberlist.Keyring // nil without a cluster key
@@ -158,6 +163,7 @@ func New(cfg Config, logger *slog.Logger) (*Agent, error) {
 	a.raftAdvert = net.JoinHostPort(rip.String(), strconv.Itoa(rport))
 	a.stream = newStreamLayer(ln, &net.TCPAddr{IP: rip, Port: rport}, &a.isolated)
 	a.stream.nameOf = a.raftNameOf
+	a.stream.admin = a.serveAdminConn
 	a.stream.reject = func(remote net.Addr, reason string, err error) {
 		a.countReject("raft", reason, remote.String(), err)
 	}
@@ -428,7 +434,8 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	rc.ElectionTimeout = a.cfg.ElectionTimeout
 	rc.LeaderLeaseTimeout = a.cfg.LeaderLeaseTimeout
 	rc.Logger = hlog
-	r, err := raft.NewRaft(rc, a.fsm, store, store, snaps, trans)
+	contact := newContactTransport(trans)
+	r, err := raft.NewRaft(rc, a.fsm, store, store, snaps, contact)
 	if err != nil {
 		return fmt.Errorf("start raft: %w", err)
 	}
@@ -445,7 +452,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	cleanups = append(cleanups, func() { r.DeregisterObserver(obs) })
 
 	a.mu.Lock()
-	a.raft, a.ml = r, ml
+	a.raft, a.ml, a.contact = r, ml, contact
 	a.gossipAddr = net.JoinHostPort(mc.AdvertiseAddr, strconv.Itoa(mc.AdvertisePort))
 	a.mu.Unlock()
 	a.log.Info("cluster agent started", "gossip_addr", a.GossipAddr(), "raft_addr", a.raftAdvert,
@@ -472,7 +479,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	spawn(a.reconcileLoop)
 
 	<-ctx.Done()
-	if a.cfg.LeaveOnTerminate && !a.leaving.Load() {
+	if a.cfg.LeaveOnTerminate && !a.leaving.Load() && !a.restarting.Load() {
 		lctx, lcancel := context.WithTimeout(context.Background(), leaveTimeout)
 		if err := a.Leave(lctx); err != nil {
 			a.log.Warn("leave on terminate incomplete", "error", err)

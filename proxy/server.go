@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -22,6 +23,10 @@ type Server struct {
 	needAuth bool
 	// backendAuth is the AUTH command for backend connections (proxy.password mode).
 	backendAuth []byte
+	// cmds is the command table with proxy.deny_commands applied
+	cmds *cmdIndex
+	// refused counts refused commands by name (refused.go)
+	refused refusedCounter
 
 	route    atomic.Pointer[Route]
 	routeGen atomic.Uint64
@@ -33,11 +38,20 @@ type Server struct {
 	idle            *idlePoller // parked idle sessions (park.go); nil: never parked
 	parkedSinceFree atomic.Int64
 
+	// connection hygiene and bounds (hygiene.go, budget.go)
+	budget  *bufferBudget
+	perIP   perIP
+	closed  closedCounters
+	rateLog rateLog
+
 	mu       sync.Mutex
 	sessions map[*session]struct{}
 	backends map[string]*backendStats
 	stopping bool
 	wg       sync.WaitGroup
+
+	handover handover   // handover.go
+	live     liveLimits // live.go
 }
 
 type listener struct {
@@ -51,12 +65,17 @@ type listener struct {
 	resent                            atomic.Int64 // live: sessions add directly (rare)
 	moved                             atomic.Int64 // sessions that left a shared connection for their own
 	parked                            atomic.Int64 // idle sessions without a goroutine now (park.go)
+	authFailures                      atomic.Int64 // wrong proxy passwords
 	tlsFailed                         atomic.Int64 // TLS handshakes that failed (tls.go)
 }
 
 // New validates cfg and binds the listeners (so Addr works); it starts no
 // goroutine.
 func New(cfg Config, routes RouteSource, logger *slog.Logger) (*Server, error) {
+	return newServer(cfg, routes, logger, func(_, addr string) (net.Listener, error) { return net.Listen("tcp", addr) })
+}
+
+func newServer(cfg Config, routes RouteSource, logger *slog.Logger, listen func(name, addr string) (net.Listener, error)) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -72,7 +91,11 @@ func New(cfg Config, routes RouteSource, logger *slog.Logger) (*Server, error) {
 		sessions: map[*session]struct{}{},
 		backends: map[string]*backendStats{},
 		mux:      muxPool{conns: map[muxKey][]*muxConn{}, dialing: map[muxKey]*muxDial{}},
+		budget:   newBufferBudget(cfg.MaxBufferMemory),
+		perIP:    perIP{n: map[netip.Addr]int{}},
+		handover: handover{done: make(chan struct{})},
 	}
+	srv.cmds = newCmdIndex(mustParseDeny(cfg.DenyCommands)) // validated above
 	if srv.needAuth && cfg.BackendPassword != "" {
 		if cfg.BackendUsername != "" {
 			srv.backendAuth = appendCommandStrings(nil, "AUTH", cfg.BackendUsername, cfg.BackendPassword)
@@ -87,13 +110,13 @@ func New(cfg Config, routes RouteSource, logger *slog.Logger) (*Server, error) {
 		}
 		srv.tls = t
 	}
-	ln, err := net.Listen("tcp", cfg.Listen)
+	ln, err := listen("rw", cfg.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("proxy.listen %s: %w", cfg.Listen, err)
 	}
 	srv.rw = &listener{name: "rw", ln: ln}
 	if cfg.ReadonlyListen != "" {
-		ln, err := net.Listen("tcp", cfg.ReadonlyListen)
+		ln, err := listen("ro", cfg.ReadonlyListen)
 		if err != nil {
 			srv.rw.ln.Close()
 			return nil, fmt.Errorf("proxy.readonly_listen %s: %w", cfg.ReadonlyListen, err)
@@ -148,12 +171,15 @@ func (srv *Server) Run(ctx context.Context) error {
 	} else {
 		srv.idle = p
 	}
+	srv.startAdopted()
 	fatal := make(chan error, 2)
 	var loops sync.WaitGroup
 	for _, l := range srv.listeners() {
 		loops.Add(1)
+		srv.handover.accepting.Add(1)
 		go func() {
 			defer loops.Done()
+			defer srv.handover.accepting.Done()
 			if err := srv.acceptLoop(ctx, l); err != nil {
 				fatal <- err
 			}
@@ -164,11 +190,21 @@ func (srv *Server) Run(ctx context.Context) error {
 		defer loops.Done()
 		srv.routeLoop(ctx)
 	}()
+	loops.Add(1)
+	go func() {
+		defer loops.Done()
+		srv.hygieneLoop(ctx)
+	}()
 	if srv.cfg.Multiplex {
 		loops.Add(1)
 		go func() {
 			defer loops.Done()
 			srv.authCheckLoop(ctx)
+		}()
+		loops.Add(1)
+		go func() {
+			defer loops.Done()
+			srv.stallCheckLoop(ctx)
 		}()
 	}
 	if srv.idle != nil {
@@ -189,6 +225,7 @@ func (srv *Server) Run(ctx context.Context) error {
 	select {
 	case <-ctx.Done():
 	case err = <-fatal:
+	case <-srv.handover.done:
 	}
 	cancel()
 	for _, l := range srv.listeners() {
@@ -228,12 +265,17 @@ func (srv *Server) acceptLoop(ctx context.Context, l *listener) error {
 				return nil
 			}
 		}
-		if l.cur.Add(1) > int64(srv.cfg.MaxClients) {
+		if l.cur.Add(1) > srv.maxClients() {
 			l.cur.Add(-1)
 			l.refused.Add(1)
-			_ = c.SetWriteDeadline(time.Now().Add(time.Second))
-			_, _ = c.Write([]byte(ReplyMaxClients))
-			_ = c.Close()
+			refuse(c, ReplyMaxClients)
+			continue
+		}
+		if !srv.admit(c) {
+			l.cur.Add(-1)
+			l.refused.Add(1)
+			srv.closed[closedMaxClientsPerIP].Add(1)
+			refuse(c, ReplyMaxClientsPerIP)
 			continue
 		}
 		for {
@@ -252,6 +294,7 @@ func (srv *Server) acceptLoop(ctx context.Context, l *listener) error {
 		if srv.stopping {
 			srv.mu.Unlock()
 			l.cur.Add(-1)
+			srv.leave(c)
 			_ = c.Close()
 			return nil
 		}
@@ -267,6 +310,8 @@ func (srv *Server) unregister(s *session) {
 	delete(srv.sessions, s)
 	srv.mu.Unlock()
 	s.l.cur.Add(-1)
+	srv.leave(s.client)
+	s.guard.use.release()
 	s.l.commands.Add(s.commands.Swap(0))
 	s.l.bytesIn.Add(s.bytesIn.Swap(0))
 	s.l.bytesOut.Add(s.bytesOut.Swap(0))

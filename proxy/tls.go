@@ -211,6 +211,7 @@ func (srv *Server) startTLSSession(ctx context.Context, l *listener, raw net.Con
 	if srv.stopping {
 		srv.mu.Unlock()
 		l.cur.Add(-1)
+		srv.leave(raw)
 		_ = raw.Close()
 		return
 	}
@@ -224,6 +225,7 @@ func (srv *Server) startTLSSession(ctx context.Context, l *listener, raw net.Con
 		if err != nil {
 			l.tlsFailed.Add(1)
 			l.cur.Add(-1)
+			srv.leave(raw)
 			srv.log.Debug("TLS handshake failed", "listener", l.name, "client_addr", raw.RemoteAddr().String(), "err", err)
 			_ = c.Close()
 			srv.wg.Done()
@@ -234,6 +236,7 @@ func (srv *Server) startTLSSession(ctx context.Context, l *listener, raw net.Con
 		if srv.stopping {
 			srv.mu.Unlock()
 			l.cur.Add(-1)
+			srv.leave(raw)
 			_ = c.Close()
 			srv.wg.Done()
 			return

@@ -17,15 +17,17 @@ type Source interface {
 // Admin performs the admin actions; node implements it by committing the
 // request through Raft so that every node shows the result. Errors are shown
 // to the user as they are.
+// Each returns the node that acted (the leader: a follower forwards);
+// errors wrapped with Classify get their HTTP status.
 type Admin interface {
 	// SetBackendState sets addr's admin state: AdminReady, AdminDrain or
 	// AdminMaintenance.
-	SetBackendState(ctx context.Context, addr, state string) error
+	SetBackendState(ctx context.Context, addr, state string) (Acted, error)
 	// RequestFailover asks for a planned failover of the Redis master.
-	RequestFailover(ctx context.Context) error
+	RequestFailover(ctx context.Context) (Acted, error)
 	// TransferLeadership moves Raft leadership (and so the VIP) to node,
 	// or to any suitable node when node is "".
-	TransferLeadership(ctx context.Context, node string) error
+	TransferLeadership(ctx context.Context, node string) (Acted, error)
 }
 
 // Backend states shown on the page (Backend.State), HAProxy's words.
@@ -69,14 +71,34 @@ type Snapshot struct {
 	Ready  bool `json:"ready"`  // /health/ready: this node routes clients
 	Leader bool `json:"leader"` // /health/leader: this node is the Raft leader
 
-	Route     Route         `json:"route"`
-	Frontends []Frontend    `json:"frontends"`
-	Backends  []Backend     `json:"backends"`
-	Sentinels []Sentinel    `json:"sentinels"`
-	Members   []Member      `json:"members"`
-	VIP       VIP           `json:"vip"`
-	Events    []Event       `json:"events"` // any order; shown newest first
-	Failovers FailoverStats `json:"failovers"`
+	// Rejected counts refused cluster connections since start.
+	Rejected []RejectedConnections `json:"rejected_connections,omitempty"`
+
+	Route     Route      `json:"route"`
+	Frontends []Frontend `json:"frontends"`
+	// RefusedCommands counts the commands the proxy refused
+	// (proxy.deny_commands, or never allowed), by command
+	RefusedCommands map[string]uint64 `json:"refused_commands,omitempty"`
+	Clients         ClientLimits      `json:"clients"`
+	Backends        []Backend         `json:"backends"`
+	Sentinels       []Sentinel        `json:"sentinels"`
+	Members         []Member          `json:"members"`
+	VIP             VIP               `json:"vip"`
+	Events          []Event           `json:"events"` // any order; shown newest first
+	Failovers       FailoverStats     `json:"failovers"`
+	Process         Process           `json:"process"`
+}
+
+// Process is the agent process itself (HAProxy's "process information").
+type Process struct {
+	PID        int     `json:"pid"`
+	RSSBytes   uint64  `json:"rss_bytes"`   // resident memory
+	OpenFDs    int     `json:"open_fds"`    // file descriptors in use
+	MaxFDs     uint64  `json:"max_fds"`     // RLIMIT_NOFILE
+	CPUSeconds float64 `json:"cpu_seconds"` // user + system since start
+	Goroutines int     `json:"goroutines"`
+	GOMAXPROCS int     `json:"gomaxprocs"`
+	GoVersion  string  `json:"go_version"`
 }
 
 // Route is the committed route decision: where writes go.
@@ -103,13 +125,25 @@ type Frontend struct {
 	TotalSessions   uint64  `json:"total_sessions"`
 	CommandsTotal   uint64  `json:"commands_total"`
 	CommandsPerSec  float64 `json:"commands_per_sec"`
+	SessionsPerSec  float64 `json:"sessions_per_sec"`     // new sessions per second
+	MaxSessionRate  float64 `json:"max_sessions_per_sec"` // highest seen
 	BytesIn         uint64  `json:"bytes_in"`
 	BytesOut        uint64  `json:"bytes_out"`
 	Errors          uint64  `json:"errors"`
 	Refused         uint64  `json:"refused"`                // clients refused (limit, no master)
 	IdleSessions    int64   `json:"idle_sessions"`          // parked: idle, no goroutine until the client sends
 	MovedToOwn      uint64  `json:"moved_to_own_conn"`      // sessions that left a shared backend connection for their own
+	AuthFailures    uint64  `json:"auth_failures"`          // wrong proxy passwords
 	TLSFailed       uint64  `json:"tls_handshake_failures"` // TLS handshakes that failed (proxy.tls)
+}
+
+// ClientLimits is what the proxy's bounds on clients cost and did.
+type ClientLimits struct {
+	BufferBytes int64 `json:"buffer_bytes"`       // clients' buffered input and unread replies now
+	BufferLimit int64 `json:"buffer_limit_bytes"` // proxy.max_buffer_memory
+	// Closed counts clients the proxy closed or refused, by reason
+	// (buffer_memory, output_limit, auth_timeout, http, ...).
+	Closed map[string]uint64 `json:"closed"`
 }
 
 // Backend is one Redis node.
@@ -154,6 +188,15 @@ type Member struct {
 	Version     string        `json:"version"`
 	HTTPAddr    string        `json:"http_addr"` // its stats page, for links
 	IsLeader    bool          `json:"is_leader"`
+}
+
+// RejectedConnections counts refused cluster connections of one kind:
+// Raft TLS handshakes refused, gossip packets not encrypted with an
+// installed key.
+type RejectedConnections struct {
+	Transport string `json:"transport"` // "raft" or "gossip"
+	Reason    string `json:"reason"`    // e.g. untrusted_certificate, not_tls, decrypt
+	Count     uint64 `json:"count"`
 }
 
 // VIP is the virtual IP and who holds it.
