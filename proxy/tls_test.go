@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"errors"
 	"bufio"
 	"context"
 	"crypto/tls"
@@ -273,4 +274,33 @@ func TestTLSFailover(t *testing.T) {
 		}
 		raw.do(bulk("1"), "GET", "before")
 	})
+}
+
+// TestTLSHandover: a hand-over passes the TLS listener but not TLS client
+// connections (their keys live in this process): a client gets its reply,
+// then EOF, and a new connection is served by the next process with TLS.
+func TestTLSHandover(t *testing.T) {
+	x := redistest.NewTLS(t)
+	master := redistest.StartServer(t, redistest.ServerOptions{TLS: x})
+	routes := newRoutes(master.Addr)
+	cfg := tlsProxyConfig(t, x, true)
+	srv, stop := runProxy(t, cfg, routes)
+	addr := srv.Addr().String()
+	_, old := peerName(t, addr, x)
+	next, stopNext := handOverTo(t, srv, stop, cfg, routes)
+	defer func() {
+		if err := stopNext(); err != nil {
+			t.Error(err)
+		}
+	}()
+	_ = old.SetDeadline(time.Now().Add(5 * time.Second))
+	if n, err := old.Read(make([]byte, 16)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("the old TLS connection is still open after the hand-over: %d bytes, %v", n, err)
+	}
+	if name, _ := peerName(t, next.Addr().String(), x); name != "proxy-1" {
+		t.Fatalf("the next process serves %q", name)
+	}
+	if got := next.listeners()[0].cur.Load(); got != 1 {
+		t.Errorf("%d sessions on the next process, want 1 (the new connection)", got)
+	}
 }
