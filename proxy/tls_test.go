@@ -1,10 +1,10 @@
 package proxy
 
 import (
-	"errors"
 	"bufio"
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"net"
 	"os"
