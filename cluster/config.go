@@ -83,6 +83,10 @@ type Config struct {
 	// isolated node stops routing before the majority can elect a new
 	// leader.
 	ContactBound time.Duration `koanf:"contact_bound"`
+	// VIPLease is how long one renewal of the VIP lease lasts; the holder
+	// renews every quarter of it. After the holder's death another node
+	// takes the VIP about VIPLease*(1+LeaseSkew) after the last renewal.
+	VIPLease time.Duration `koanf:"vip_lease"`
 }
 
 // TLSConfig names the operator's PEM files for Raft mutual TLS. All three
@@ -117,6 +121,7 @@ func DefaultConfig() Config {
 		ElectionTimeout:    500 * time.Millisecond,
 		LeaderLeaseTimeout: 250 * time.Millisecond,
 		ContactBound:       500 * time.Millisecond,
+		VIPLease:           time.Second,
 	}
 }
 
@@ -200,6 +205,9 @@ func (c Config) Validate() error {
 	}
 	if c.ContactBound <= 0 {
 		add("contact_bound", "must be > 0, got %s", c.ContactBound)
+	}
+	if c.VIPLease < 100*time.Millisecond || c.VIPLease > time.Minute {
+		add("vip_lease", "must be between 100ms and 1m, got %s", c.VIPLease)
 	}
 	return errors.Join(errs...)
 }
