@@ -52,15 +52,19 @@ func (s *netlinkSys) announceARP(ifi *net.Interface) error {
 }
 
 // probe sends ARP probes for the VIP (at the start and half-way) and
-// listens for d for another host answering for it. IPv6 addresses,
-// loopback and links without an Ethernet address are not probed.
+// listens for d for another host answering for it. Loopback and links
+// without an Ethernet address are not probed (nil); IPv6 addresses give
+// errCannotProbe.
 func (s *netlinkSys) probe(d time.Duration) (net.HardwareAddr, error) {
 	link, err := s.link()
 	if err != nil {
 		return nil, err
 	}
-	if !s.prefix.Addr().Is4() || !announces(link) {
-		return nil, nil
+	if !announces(link) {
+		return nil, nil // loopback and links without a hardware address: no other host
+	}
+	if !s.prefix.Addr().Is4() {
+		return nil, errCannotProbe
 	}
 	ifi := netInterface(link)
 	c, err := packet.Listen(ifi, packet.Raw, etherTypeARP, nil)
