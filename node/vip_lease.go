@@ -1,0 +1,176 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"time"
+
+	"github.com/redhaven/redhaven/cluster"
+	"github.com/redhaven/redhaven/proxy"
+	"github.com/redhaven/redhaven/vip"
+)
+
+// The VIP policy: the node named by the committed VIP lease (cluster
+// lease.go) holds the address until its lease ends, and renews the lease
+// while it may serve (it routes) and is in contact with the quorum. The
+// Raft leader grants a free lease to itself, or takes an expired one
+// over, when it may serve. Raft leadership can move without moving the
+// VIP.
+//
+// How the address is taken:
+//   - after a clean release the old holder removed the address before it
+//     released, so the successor adds it at once (gratuitous ARP);
+//   - otherwise (takeover after expiry, first grant) it first sends ARP
+//     probes: nobody answering (the old host is dead or cut off) means at
+//     once; the old host still answering (its agent was killed or paused,
+//     the kernel keeps the address) means waiting until that copy's
+//     lifetime has run out.
+
+// kernelExpirySlack is how late the kernel may remove an address whose
+// lifetime ran out (its expiry check runs at most once a second).
+const kernelExpirySlack = time.Second
+
+// vipLease is the node's side of the lease, used by leaseLoop only
+// (mayServe is set by the policy loop).
+type vipLease struct {
+	// mayServe: this node routes writes (or pauses them for a planned
+	// failover), so it may hold the VIP. Set by step.
+	mayServe atomic.Bool
+
+	lastRequest time.Time // last grant or renewal this node sent
+	renewing    atomic.Bool
+	// How to take the address in the current holding: probe first, and
+	// wait for an answering host until waitUntil.
+	probe     bool
+	waitUntil time.Time
+	holding   bool // this node was the holder at the last step
+}
+
+// mayHoldVIP tells whether this node may hold (or take) the VIP: its
+// proxy routes to the committed master, or the committed route is a
+// planned failover's pause (which clients should wait through on the same
+// address).
+func (n *Node) mayHoldVIP(r proxy.Route, st cluster.State) bool {
+	n.mu.Lock()
+	planned := n.planned != nil
+	n.mu.Unlock()
+	if r.Master != "" || planned {
+		return true
+	}
+	return st.Route.Master == "" && st.Route.Reason != "" && n.cluster.InContact() // a committed pause
+}
+
+// leaseLoop runs the VIP lease until ctx ends, then releases it cleanly.
+func (n *Node) leaseLoop(ctx context.Context) error {
+	if n.cfg.VIP.EffectiveMode() != vip.ModeNetlink {
+		<-ctx.Done()
+		return nil
+	}
+	tick := time.NewTicker(min(n.cfg.Cluster.VIPLease/8, 50*time.Millisecond))
+	defer tick.Stop()
+	for {
+		n.leaseStep(ctx, time.Now())
+		select {
+		case <-ctx.Done():
+			n.releaseVIP()
+			return nil
+		case <-n.cluster.LeaseChanges():
+		case <-tick.C:
+		}
+	}
+}
+
+// leaseStep is one pass: renew or acquire the lease, and tell the VIP
+// manager what to do with the address.
+func (n *Node) leaseStep(ctx context.Context, now time.Time) {
+	l := &n.lease
+	ls := n.cluster.LeaseStatus()
+	self := n.cfg.NodeName
+	canServe := l.mayServe.Load() && n.cluster.InContact()
+
+	if ls.Lease.Holder != self && canServe && n.cluster.IsLeader() &&
+		(ls.Lease.Holder == "" || ls.Expired(now)) {
+		actx, cancel := context.WithTimeout(ctx, time.Second)
+		probe, err := n.cluster.AcquireLease(actx)
+		cancel()
+		switch {
+		case err == nil:
+			l.lastRequest = now
+			l.probe = probe
+			l.waitUntil = time.Time{}
+			if probe && n.cfg.VIP.Lifetime > 0 {
+				l.waitUntil = now.Add(n.cfg.VIP.Lifetime + kernelExpirySlack)
+			}
+			ls = n.cluster.LeaseStatus()
+		case errors.Is(err, cluster.ErrLeaseHeld), errors.Is(err, cluster.ErrLeaseChanged), errors.Is(err, cluster.ErrNotLeader):
+		default:
+			n.logger.Warn("vip lease not acquired", "err", err)
+		}
+	}
+
+	if ls.Lease.Holder != self {
+		if l.holding {
+			n.logger.Info("vip lease now held by another node", "holder", ls.Lease.Holder)
+		}
+		l.holding = false
+		n.vip.Want(vip.Desire{})
+		return
+	}
+	if !l.holding {
+		l.holding = true
+		if l.lastRequest.IsZero() {
+			// Holder by a predecessor process (restart): the address may
+			// be anywhere; probe as after a takeover.
+			l.probe = true
+			if n.cfg.VIP.Lifetime > 0 {
+				l.waitUntil = now.Add(n.cfg.VIP.Lifetime + kernelExpirySlack)
+			}
+		}
+	}
+	if canServe && now.Sub(l.lastRequest) >= n.cfg.Cluster.VIPLease/4 && l.renewing.CompareAndSwap(false, true) {
+		l.lastRequest = now
+		go func() {
+			defer l.renewing.Store(false)
+			rctx, cancel := context.WithTimeout(ctx, n.cfg.Cluster.VIPLease/2)
+			defer cancel()
+			if err := n.cluster.RenewLease(rctx); err != nil && !errors.Is(err, context.Canceled) {
+				n.logger.Debug("vip lease renewal not sent", "err", err)
+			}
+		}()
+	}
+	n.vip.Want(vip.Desire{Hold: !ls.HeldUntil.IsZero(), Until: ls.HeldUntil, Probe: l.probe, WaitConflictUntil: l.waitUntil})
+}
+
+// releaseVIP ends this node's holding on a clean stop: the address goes
+// first, then Raft leadership (if this node leads, so that the successor
+// does not wait for an election), then the lease is released, so the
+// next holder adds the address at once.
+func (n *Node) releaseVIP() {
+	n.vip.Want(vip.Desire{})
+	if n.cluster.LeaseStatus().Lease.Holder != n.cfg.NodeName {
+		return
+	}
+	start := time.Now()
+	for deadline := start.Add(time.Second); n.vip.Holding() && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if n.vip.Holding() {
+		n.logger.Warn("vip still on the interface after 1s; not releasing the lease (it expires by itself)")
+		return
+	}
+	if n.cluster.IsLeader() {
+		tctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		if err := n.cluster.TransferLeadership(tctx, ""); err != nil && !errors.Is(err, cluster.ErrNotLeader) {
+			n.logger.Warn("leadership transfer before the vip release failed; releasing as leader", "err", err)
+		}
+		cancel()
+	}
+	rctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := n.cluster.ReleaseLease(rctx); err != nil {
+		n.logger.Warn("vip lease release not committed; it expires by itself", "err", err)
+		return
+	}
+	n.logger.Info("vip released for the next holder", "took", time.Since(start).Round(time.Millisecond))
+}
