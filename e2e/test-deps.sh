@@ -6,8 +6,9 @@
 # check (the tests then skip what is missing, with a message each).
 set -euo pipefail
 PACKAGES=(redis-server redis-sentinel redis-tools haproxy chromium fonts-liberation
-  debootstrap rpm iproute2 iputils-ping procps curl ca-certificates make git tcpdump systemd prometheus)
-SERVICES=(redis-server redis-sentinel haproxy prometheus)
+  debootstrap rpm iproute2 iputils-ping procps curl ca-certificates make git tcpdump systemd prometheus
+  keepalived)
+SERVICES=(redis-server redis-sentinel haproxy prometheus keepalived)
 
 [ "${REDHAVEN_SKIP_DEPS:-0}" = 1 ] && exit 0
 missing=()
