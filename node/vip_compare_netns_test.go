@@ -124,6 +124,7 @@ const (
 type compareResult struct {
 	took    time.Duration // fault -> first sample with another holder
 	doubles int           // samples with two holders from the fault until restored
+	note    string        // e.g. whether the old holder also led Raft
 }
 
 // TestNetnsTakeoverVsKeepalived runs redhaven (three agents, the built
@@ -295,6 +296,12 @@ func TestNetnsTakeoverVsKeepalived(t *testing.T) {
 	measure := func(s *compareStack, sc string) compareResult {
 		old := s.settled()
 		h := lab.nodes[old]
+		note := ""
+		if s == rh {
+			if st, err := statsFrom(lab, h); err == nil {
+				note = fmt.Sprintf(" (the holder %s the Raft leader)", map[bool]string{true: "was", false: "was not"}[st.Leader])
+			}
+		}
 		_, d0 := s.sampler.counts()
 		fault := time.Now()
 		switch sc {
@@ -352,10 +359,18 @@ func TestNetnsTakeoverVsKeepalived(t *testing.T) {
 			s.start(old)
 		}
 		s.settled()
-		return compareResult{took: moved.at.Sub(fault), doubles: d1 - d0}
+		return compareResult{took: moved.at.Sub(fault), doubles: d1 - d0, note: note}
 	}
 
 	scenarios := []string{scCleanStop, scNodeDeath, scKill9, scPause}
+	if only := os.Getenv("REDHAVEN_COMPARE_SCENARIOS"); only != "" { // e.g. "death,stop"
+		scenarios = slices.DeleteFunc(scenarios, func(sc string) bool {
+			return !slices.ContainsFunc(strings.Split(only, ","), func(w string) bool { return strings.Contains(sc, strings.TrimSpace(w)) })
+		})
+		if len(scenarios) == 0 {
+			t.Fatalf("REDHAVEN_COMPARE_SCENARIOS=%q matches none of the scenarios", only)
+		}
+	}
 	results := map[string]map[string][]compareResult{}
 	for _, sc := range scenarios {
 		results[sc] = map[string][]compareResult{}
@@ -365,8 +380,8 @@ func TestNetnsTakeoverVsKeepalived(t *testing.T) {
 			for _, s := range []*compareStack{rh, ka} {
 				r := measure(s, sc)
 				results[sc][s.name] = append(results[sc][s.name], r)
-				t.Logf("run %d, %s, %s: new holder after %v, %d samples with two holders",
-					run, sc, s.name, r.took.Round(time.Millisecond), r.doubles)
+				t.Logf("run %d, %s, %s: new holder after %v, %d samples with two holders%s",
+					run, sc, s.name, r.took.Round(time.Millisecond), r.doubles, r.note)
 			}
 		}
 	}
