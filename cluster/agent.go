@@ -432,7 +432,8 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	rc.ElectionTimeout = a.cfg.ElectionTimeout
 	rc.LeaderLeaseTimeout = a.cfg.LeaderLeaseTimeout
 	rc.Logger = hlog
-	r, err := raft.NewRaft(rc, a.fsm, store, store, snaps, trans)
+	logs := arrivalStore{LogStore: store, l: a.fsm.lease} // lease.go: when lease entries arrive
+	r, err := raft.NewRaft(rc, a.fsm, logs, store, snaps, trans)
 	if err != nil {
 		return fmt.Errorf("start raft: %w", err)
 	}

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/binary"
@@ -80,27 +81,105 @@ type leaseCmd struct {
 	PrevIndex uint64        `json:"prev_index,omitempty"` // takeover: the lease index judged expired
 }
 
-// leaseLocal is this node's own, unreplicated view of the lease: when it
-// applied the last lease change (by its own monotonic clock).
+// leaseLocal is this node's own, unreplicated view of the lease: when
+// the last lease change reached this node's Raft log (by its own
+// monotonic clock).
 type leaseLocal struct {
 	mu      sync.Mutex
 	applied time.Time
 	hint    chan struct{}
+	// arrived holds when lease entries not yet applied were stored in
+	// this node's log, by index (arrivalStore).
+	arrived map[uint64]time.Time
 }
 
-func newLeaseLocal() *leaseLocal { return &leaseLocal{hint: make(chan struct{}, 1)} }
+func newLeaseLocal() *leaseLocal {
+	return &leaseLocal{hint: make(chan struct{}, 1), arrived: map[uint64]time.Time{}}
+}
 
-func (l *leaseLocal) seen(now time.Time) {
+func (l *leaseLocal) seen(at time.Time) {
 	l.mu.Lock()
-	l.applied = now
+	l.applied = at
 	l.mu.Unlock()
 	hint(l.hint)
+}
+
+// maxArrivals bounds the arrival times kept for entries not yet applied.
+const maxArrivals = 4096
+
+func (l *leaseLocal) arrive(index uint64, at time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.arrived) >= maxArrivals {
+		clear(l.arrived) // never in practice: entries are applied soon after
+	}
+	l.arrived[index] = at
+}
+
+// arrival returns (and forgets) when entry index reached this node's log;
+// now if not known (replayed at start, or from a snapshot).
+func (l *leaseLocal) arrival(index uint64, now time.Time) time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	at, ok := l.arrived[index]
+	for i := range l.arrived {
+		if i <= index {
+			delete(l.arrived, i)
+		}
+	}
+	if !ok || at.After(now) {
+		return now
+	}
+	return at
+}
+
+// arrivalStore wraps the Raft log store to note when lease entries reach
+// this node. Judging expiry from the arrival rather than the apply matters
+// after the leader dies: the new leader applies the old leader's last
+// renewal only once elected (the commit index travels with the next
+// entry), and counting from then would add the election to every
+// takeover. The arrival is still after the holder sent its request, which
+// is all the lease rules need.
+type arrivalStore struct {
+	raft.LogStore
+	l *leaseLocal
+}
+
+// leasePrefix is how every lease command's JSON starts (Op is the first
+// field of command).
+var leasePrefix = []byte(`{"op":"` + opLease + `"`)
+
+func (s arrivalStore) note(logs ...*raft.Log) {
+	now := time.Now()
+	for _, lg := range logs {
+		if lg.Type == raft.LogCommand && bytes.HasPrefix(lg.Data, leasePrefix) {
+			s.l.arrive(lg.Index, now)
+		}
+	}
+}
+
+func (s arrivalStore) StoreLog(lg *raft.Log) error {
+	s.note(lg)
+	return s.LogStore.StoreLog(lg)
+}
+
+func (s arrivalStore) StoreLogs(logs []*raft.Log) error {
+	s.note(logs...)
+	return s.LogStore.StoreLogs(logs)
 }
 
 func (l *leaseLocal) appliedAt() time.Time {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.applied
+}
+
+// vipLease returns the committed lease (cheaper than state(): no copy of
+// the history).
+func (f *fsm) vipLease() VIPLease {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.st.VIP
 }
 
 // applyLease applies a lease command (f.mu held). The rules use no
@@ -148,7 +227,7 @@ func (f *fsm) applyLease(index uint64, c command) applyResult {
 	default:
 		return applyResult{err: fmt.Errorf("unknown lease command %q", lc.Kind)}
 	}
-	f.lease.seen(time.Now())
+	f.lease.seen(f.lease.arrival(index, time.Now()))
 	return applyResult{changed: true}
 }
 
@@ -244,7 +323,7 @@ func (c *leaseClient) heldFrom(req uint64) (time.Time, bool) {
 
 // LeaseStatus returns this node's view of the VIP lease.
 func (a *Agent) LeaseStatus() LeaseStatus {
-	st := LeaseStatus{Lease: a.fsm.state().VIP, Applied: a.fsm.lease.appliedAt()}
+	st := LeaseStatus{Lease: a.fsm.vipLease(), Applied: a.fsm.lease.appliedAt()}
 	if st.Lease.Holder == "" {
 		return st
 	}
@@ -315,11 +394,11 @@ func (a *Agent) ReleaseLease(ctx context.Context) error {
 	defer t.Stop()
 	hints := a.LeaseChanges()
 	for {
-		if a.fsm.state().VIP.Holder != a.cfg.NodeName {
+		if a.fsm.vipLease().Holder != a.cfg.NodeName {
 			return nil
 		}
 		err := a.leaseRequest(ctx, LeaseRelease)
-		if a.fsm.state().VIP.Holder != a.cfg.NodeName {
+		if a.fsm.vipLease().Holder != a.cfg.NodeName {
 			return nil
 		}
 		select {

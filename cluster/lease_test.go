@@ -2,9 +2,12 @@ package cluster
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/raft"
 )
 
 func leaseOp(kind, holder string, req, prev uint64) command {
@@ -171,5 +174,42 @@ func TestLeaseStatusJudgement(t *testing.T) {
 	}
 	if len(c.sent) > 64 {
 		t.Errorf("%d pending requests kept, want a bound", len(c.sent))
+	}
+}
+
+// TestLeaseCountsFromArrival: a lease entry counts from when it reached
+// this node's log, not from its (possibly much later) apply: a new leader
+// applies the old leader's last renewal only after its election.
+func TestLeaseCountsFromArrival(t *testing.T) {
+	f := newFSM(nil)
+	store := arrivalStore{LogStore: raft.NewInmemStore(), l: f.lease}
+	lease, err := json.Marshal(leaseOp(LeaseGrant, "n1", 1, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, _ := json.Marshal(route("a:1", 1))
+	arrived := time.Now()
+	if err := store.StoreLogs([]*raft.Log{
+		{Index: 5, Type: raft.LogCommand, Data: lease},
+		{Index: 6, Type: raft.LogCommand, Data: other},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := f.lease.arrived[6]; ok {
+		t.Error("a route entry's arrival was noted")
+	}
+	time.Sleep(200 * time.Millisecond) // the election
+	applyTo(t, f, 5, leaseOp(LeaseGrant, "n1", 1, 0))
+	if got := f.lease.appliedAt(); got.Before(arrived) || got.Sub(arrived) > 100*time.Millisecond {
+		t.Errorf("lease counted from %v after the arrival, want the arrival", got.Sub(arrived))
+	}
+	if len(f.lease.arrived) != 0 {
+		t.Errorf("%d arrivals kept after the apply", len(f.lease.arrived))
+	}
+	// Without a noted arrival (replayed at start), the apply time counts.
+	before := time.Now()
+	applyTo(t, f, 7, leaseOp(LeaseRenew, "n1", 2, 0))
+	if f.lease.appliedAt().Before(before) {
+		t.Error("an entry without arrival counted from before its apply")
 	}
 }

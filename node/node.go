@@ -206,7 +206,7 @@ func (n *Node) step(ctx context.Context) {
 		n.logger.Info("route changed", "master_addr", r.Master, "epoch", r.Epoch, "in_contact", n.cluster.InContact(),
 			"reason", st.Route.Reason, "contradicted", chk.contradicted, "replicas", r.Replicas)
 	}
-	n.lease.mayServe.Store(n.mayHoldVIP(r, st))
+	n.lease.mayServe.Store(n.mayHoldVIP(st, chk.contradicted))
 	n.checkLeaderHealth(ctx, leader, obs)
 }
 

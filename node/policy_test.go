@@ -5,28 +5,31 @@ import (
 	"time"
 
 	"github.com/redhaven/redhaven/cluster"
-	"github.com/redhaven/redhaven/proxy"
 	"github.com/redhaven/redhaven/proxy/topology"
 )
 
-// TestMayHoldVIP: a node may hold the VIP while it routes to the
-// committed master or a planned failover it runs pauses writes; not when
-// it cannot route (no contact, contradicted master, nothing committed).
+// TestMayHoldVIP: a node may hold the VIP while its proxy follows the
+// committed master or a planned failover pauses writes; not when its
+// watcher contradicts the master or nothing is committed.
 func TestMayHoldVIP(t *testing.T) {
 	committed := cluster.State{Route: cluster.RouteDecision{Master: "a:1", Epoch: 1}}
 	n := &Node{}
-	if !n.mayHoldVIP(proxy.Route{Master: "a:1", Epoch: 1}, committed) {
-		t.Fatal("a routing node may not hold the VIP")
+	if !n.mayHoldVIP(committed, "") {
+		t.Fatal("a node that follows the committed master may not hold the VIP")
 	}
-	if n.mayHoldVIP(proxy.Route{}, committed) {
-		t.Fatal("a node that does not route (out of contact or contradicted) may hold the VIP")
+	if n.mayHoldVIP(committed, "answers as a replica") {
+		t.Fatal("a node whose watcher contradicts the master may hold the VIP")
 	}
-	if n.mayHoldVIP(proxy.Route{}, cluster.State{}) {
+	if n.mayHoldVIP(cluster.State{}, "") {
 		t.Fatal("a node may hold the VIP before any route is committed")
 	}
+	paused := cluster.State{Route: cluster.RouteDecision{Epoch: 1, Reason: "planned failover"}}
+	if !n.mayHoldVIP(paused, "") {
+		t.Fatal("a committed pause drops the VIP")
+	}
 	n.planned = &plannedFailover{id: 1, started: time.Now()}
-	if !n.mayHoldVIP(proxy.Route{}, committed) {
-		t.Fatal("the leader drops the VIP while its planned failover pauses writes")
+	if !n.mayHoldVIP(committed, "answers as a replica") {
+		t.Fatal("the leader drops the VIP while its planned failover runs")
 	}
 }
 

@@ -136,7 +136,11 @@ type compareResult struct {
 // time to a new holder and the samples with two holders are reported side
 // by side. redhaven must never show two holders; its moves are asserted
 // with generous bounds (targets: clean stop 0.3 s, node death 1.5 s).
-// REDHAVEN_COMPARE_RUNS (default 1) repeats the four scenarios.
+// REDHAVEN_COMPARE_RUNS (default 1) repeats the four scenarios;
+// REDHAVEN_COMPARE_SCENARIOS picks some ("stop,death"),
+// REDHAVEN_COMPARE_HEARTBEAT sets the agents' Raft heartbeat and election
+// timeouts and contact bound (e.g. 300ms), REDHAVEN_COMPARE_TRACE=1 logs
+// the new holder's Raft and VIP log lines after each redhaven fault.
 func TestNetnsTakeoverVsKeepalived(t *testing.T) {
 	if testing.Short() {
 		t.Skip("short")
@@ -202,6 +206,10 @@ func TestNetnsTakeoverVsKeepalived(t *testing.T) {
 	})
 
 	env := agentEnv()
+	if hb := os.Getenv("REDHAVEN_COMPARE_HEARTBEAT"); hb != "" { // e.g. 300ms: faster elections
+		env = append(env, "REDHAVEN_CLUSTER__HEARTBEAT_TIMEOUT="+hb, "REDHAVEN_CLUSTER__ELECTION_TIMEOUT="+hb,
+			"REDHAVEN_CLUSTER__CONTACT_BOUND="+hb)
+	}
 	dirs := make([]string, len(lab.nodes))
 	for i, h := range lab.nodes {
 		dirs[i] = filepath.Join(tmp, h.name)
@@ -350,6 +358,11 @@ func TestNetnsTakeoverVsKeepalived(t *testing.T) {
 				_, _ = nsRun(5*time.Second, h.ns, "ip", "addr", "del", s.vipCIDR, "dev", "eth0")
 			}
 		}
+		if s == rh && os.Getenv("REDHAVEN_COMPARE_TRACE") != "" {
+			for _, i := range moved.holders {
+				t.Logf("trace of %s from the fault:\n%s", name(i), traceSince(agents[i].logPath, fault))
+			}
+		}
 		_, d1 := s.sampler.counts()
 		if sc == scNodeDeath {
 			labIP(t, "-n", lab.lan, "link", "set", "v"+h.name, "up")
@@ -424,4 +437,27 @@ func TestNetnsTakeoverVsKeepalived(t *testing.T) {
 			}
 		}
 	}
+}
+
+// traceSince returns the agent log lines about Raft roles and the VIP
+// from since on, with their offset from since (REDHAVEN_COMPARE_TRACE).
+func traceSince(logPath string, since time.Time) string {
+	b, _ := os.ReadFile(logPath)
+	var out []string
+	for _, line := range strings.Split(string(b), "\n") {
+		if !strings.Contains(line, "raft state changed") && !strings.Contains(line, "vip") &&
+			!strings.Contains(line, "in contact") && !strings.Contains(line, "entering") {
+			continue
+		}
+		f := strings.Fields(line)
+		if len(f) == 0 || !strings.HasPrefix(f[0], "time=") {
+			continue
+		}
+		at, err := time.Parse(time.RFC3339Nano, strings.TrimPrefix(f[0], "time="))
+		if err != nil || at.Before(since) {
+			continue
+		}
+		out = append(out, fmt.Sprintf("  +%v %s", at.Sub(since).Round(time.Millisecond), strings.Join(f[1:], " ")))
+	}
+	return strings.Join(out, "\n")
 }

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/redhaven/redhaven/cluster"
-	"github.com/redhaven/redhaven/proxy"
 	"github.com/redhaven/redhaven/vip"
 )
 
@@ -34,8 +33,11 @@ const kernelExpirySlack = time.Second
 // vipLease is the node's side of the lease, used by leaseLoop only
 // (mayServe is set by the policy loop).
 type vipLease struct {
-	// mayServe: this node routes writes (or pauses them for a planned
-	// failover), so it may hold the VIP. Set by step.
+	// mayServe: this node's proxy would route writes to the committed
+	// master (its watcher does not contradict it), or pause them for a
+	// planned failover, once in contact with the quorum; so it may hold
+	// the VIP. Set by step. Contact is checked apart: a leader's commit
+	// of a grant or takeover proves it, a renewal needs InContact.
 	mayServe atomic.Bool
 
 	lastRequest time.Time // last grant or renewal this node sent
@@ -48,17 +50,21 @@ type vipLease struct {
 }
 
 // mayHoldVIP tells whether this node may hold (or take) the VIP: its
-// proxy routes to the committed master, or the committed route is a
-// planned failover's pause (which clients should wait through on the same
-// address).
-func (n *Node) mayHoldVIP(r proxy.Route, st cluster.State) bool {
+// proxy follows the committed master (not contradicted by its watcher),
+// or the committed route is a planned failover's pause (which clients
+// should wait through on the same address).
+func (n *Node) mayHoldVIP(st cluster.State, contradicted string) bool {
 	n.mu.Lock()
 	planned := n.planned != nil
 	n.mu.Unlock()
-	if r.Master != "" || planned {
+	switch {
+	case planned:
 		return true
+	case st.Route.Master != "":
+		return contradicted == ""
+	default:
+		return st.Route.Reason != "" // a committed pause
 	}
-	return st.Route.Master == "" && st.Route.Reason != "" && n.cluster.InContact() // a committed pause
 }
 
 // leaseLoop runs the VIP lease until ctx ends, then releases it cleanly.
@@ -67,7 +73,7 @@ func (n *Node) leaseLoop(ctx context.Context) error {
 		<-ctx.Done()
 		return nil
 	}
-	tick := time.NewTicker(min(n.cfg.Cluster.VIPLease/8, 50*time.Millisecond))
+	tick := time.NewTicker(min(n.cfg.Cluster.VIPLease/8, 20*time.Millisecond))
 	defer tick.Stop()
 	for {
 		n.leaseStep(ctx, time.Now())
@@ -87,9 +93,12 @@ func (n *Node) leaseStep(ctx context.Context, now time.Time) {
 	l := &n.lease
 	ls := n.cluster.LeaseStatus()
 	self := n.cfg.NodeName
-	canServe := l.mayServe.Load() && n.cluster.InContact()
+	mayServe := l.mayServe.Load()
+	canServe := mayServe && n.cluster.InContact()
 
-	if ls.Lease.Holder != self && canServe && n.cluster.IsLeader() &&
+	// A new leader need not wait for its first leadership check: the
+	// commit of the grant or takeover proves the quorum follows it.
+	if ls.Lease.Holder != self && mayServe && n.cluster.IsLeader() &&
 		(ls.Lease.Holder == "" || ls.Expired(now)) {
 		actx, cancel := context.WithTimeout(ctx, time.Second)
 		probe, err := n.cluster.AcquireLease(actx)
