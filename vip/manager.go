@@ -94,8 +94,8 @@ type system interface {
 	// remove takes every copy of the VIP's IP off the link.
 	remove() error
 	// probe asks (for up to d) whether another host answers for the VIP
-	// and returns its hardware address, or nil; errCannotProbe where the
-	// question cannot be asked (IPv6).
+	// and returns its hardware address, or nil (ARP probes for IPv4,
+	// neighbour solicitations for IPv6).
 	probe(d time.Duration) (net.HardwareAddr, error)
 	// announce sends one gratuitous ARP request+reply (IPv4) or unsolicited
 	// neighbour advertisement (IPv6); sent is false where nothing is
@@ -442,7 +442,7 @@ func (l *loop) probe() (answered bool) {
 	m := l.m
 	mac, err := l.sys.probe(m.cfg.ARPProbe)
 	if err != nil {
-		if !errors.Is(err, errCannotProbe) && !l.waiting {
+		if !l.waiting {
 			m.logger.Warn("vip conflict probe failed", "vip", m.prefix, "interface", m.cfg.Interface, "err", err)
 		}
 		return true
@@ -460,10 +460,6 @@ func (l *loop) probe() (answered bool) {
 	m.mu.Unlock()
 	return mac != nil
 }
-
-// errCannotProbe: the system cannot ask whether another host answers
-// for the address (IPv6 for now).
-var errCannotProbe = errors.New("no conflict probe for this address family")
 
 func (l *loop) setWaiting(w bool) {
 	l.waiting = w

@@ -514,24 +514,29 @@ func TestNetnsInterfaceGoes(t *testing.T) {
 // probe rounds. With nobody answering it is added right after the probe
 // (two probes within vip.arp_probe).
 func TestNetnsProbeDecision(t *testing.T) {
+	t.Run("ipv4", func(t *testing.T) { probeDecision(t, "198.51.100.100", "/24") })
+	// IPv6: neighbour solicitations, answered by a host with the address.
+	t.Run("ipv6", func(t *testing.T) { probeDecision(t, "2001:db8::100", "/64", "nodad") })
+}
+
+func probeDecision(t *testing.T, vip, plen string, addFlags ...string) {
 	l := newLab(t)
-	const vip = "198.51.100.100"
-	cfg := netnsConfig(l.holderIf, vip+"/24")
+	cfg := netnsConfig(l.holderIf, vip+plen)
 	cfg.ARPProbe = 100 * time.Millisecond
 
 	// Answered: the peer holds the VIP (a paused or agent-less old holder).
-	ip(t, "-n", l.peer, "addr", "add", vip+"/24", "dev", l.peerIf)
+	ip(t, append([]string{"-n", l.peer, "addr", "add", vip + plen, "dev", l.peerIf}, addFlags...)...)
 	r := startIn(t, l.holder, cfg)
 	r.Want(Desire{Hold: true, Probe: true, WaitConflictUntil: time.Now().Add(time.Minute)})
 	testutil.Eventually(t, wait, "waiting for the answering peer", func() bool { return r.Status().WaitingForConflict })
 	time.Sleep(time.Second)
-	if strings.Contains(addrOn(t, l.holder, l.holderIf), vip+"/24") {
+	if strings.Contains(addrOn(t, l.holder, l.holderIf), vip+plen) {
 		t.Fatal("address taken while the peer still answers for it")
 	}
 	if got := r.Status().Conflict; got != l.peerMAC.String() {
 		t.Errorf("Status().Conflict = %q, want the peer's MAC %s", got, l.peerMAC)
 	}
-	ip(t, "-n", l.peer, "addr", "del", vip+"/24", "dev", l.peerIf)
+	ip(t, "-n", l.peer, "addr", "del", vip+plen, "dev", l.peerIf)
 	gone := time.Now()
 	testutil.EventuallyEvery(t, wait, 5*time.Millisecond, "taken once the peer is quiet", r.Holding)
 	t.Logf("answered probe: taken %v after the peer's copy went", time.Since(gone).Round(time.Millisecond))
