@@ -71,8 +71,8 @@ type Config struct {
 	// for longer than this, when that keeps quorum safe. 0 = off.
 	DeadServerCleanup time.Duration `koanf:"dead_server_cleanup"`
 
-	// Raft timings. The defaults elect a new leader within about 2 s of
-	// the leader's death on a LAN.
+	// Raft timings. The defaults elect a new leader within about 1 s of
+	// the leader's death on a LAN (DESIGN.md "Timings").
 	HeartbeatTimeout   time.Duration `koanf:"heartbeat_timeout"`
 	ElectionTimeout    time.Duration `koanf:"election_timeout"`
 	LeaderLeaseTimeout time.Duration `koanf:"leader_lease_timeout"`
@@ -117,10 +117,10 @@ func DefaultConfig() Config {
 		Bind:               ":" + strconv.Itoa(DefaultGossipPort),
 		RaftBind:           ":" + strconv.Itoa(DefaultRaftPort),
 		BootstrapExpect:    3,
-		HeartbeatTimeout:   500 * time.Millisecond,
-		ElectionTimeout:    500 * time.Millisecond,
+		HeartbeatTimeout:   300 * time.Millisecond,
+		ElectionTimeout:    300 * time.Millisecond,
 		LeaderLeaseTimeout: 250 * time.Millisecond,
-		ContactBound:       500 * time.Millisecond,
+		ContactBound:       300 * time.Millisecond,
 		VIPLease:           time.Second,
 	}
 }
