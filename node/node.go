@@ -57,6 +57,7 @@ func New(cfg Config, logger *slog.Logger) (*Node, error) {
 		return nil, err
 	}
 	n := &Node{cfg: cfg, logger: logger, routes: newRouteTable(), started: time.Now(), rates: map[string]rateSample{}}
+	n.lease.leave = make(chan chan struct{})
 	var err error
 	if n.watcher, err = topology.New(cfg.Redis, logger); err != nil {
 		return nil, fmt.Errorf("watcher: %w", err)

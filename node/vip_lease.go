@@ -39,6 +39,13 @@ type vipLease struct {
 	// the VIP. Set by step. Contact is checked apart: a leader's commit
 	// of a grant or takeover proves it, a renewal needs InContact.
 	mayServe atomic.Bool
+	// leave: a graceful leave asks leaseLoop to release the VIP and hold
+	// it no more; the reply channel is closed when done.
+	leave   chan chan struct{}
+	leaving bool
+	// leftContact: since leaving, the node was out of contact (removed
+	// from Raft); back in contact it has rejoined and may hold again.
+	leftContact bool
 
 	lastRequest time.Time // last grant or renewal this node sent
 	renewing    atomic.Bool
@@ -81,9 +88,31 @@ func (n *Node) leaseLoop(ctx context.Context) error {
 		case <-ctx.Done():
 			n.releaseVIP()
 			return nil
+		case done := <-n.lease.leave:
+			n.lease.leaving = true
+			n.releaseVIP()
+			close(done)
 		case <-n.cluster.LeaseChanges():
 		case <-tick.C:
 		}
+	}
+}
+
+// releaseBeforeLeave has leaseLoop release the VIP for good (a graceful
+// leave follows), bounded by ctx; nothing to do in vip.mode none.
+func (n *Node) releaseBeforeLeave(ctx context.Context) {
+	if n.cfg.VIP.EffectiveMode() != vip.ModeNetlink {
+		return
+	}
+	done := make(chan struct{})
+	select {
+	case n.lease.leave <- done:
+	case <-ctx.Done():
+		return
+	}
+	select {
+	case <-done:
+	case <-ctx.Done():
 	}
 }
 
@@ -93,8 +122,17 @@ func (n *Node) leaseStep(ctx context.Context, now time.Time) {
 	l := &n.lease
 	ls := n.cluster.LeaseStatus()
 	self := n.cfg.NodeName
-	mayServe := l.mayServe.Load()
-	canServe := mayServe && n.cluster.InContact()
+	inContact := n.cluster.InContact()
+	if l.leaving {
+		switch {
+		case !inContact:
+			l.leftContact = true
+		case l.leftContact: // rejoined
+			l.leaving, l.leftContact = false, false
+		}
+	}
+	mayServe := l.mayServe.Load() && !l.leaving
+	canServe := mayServe && inContact
 
 	// A new leader need not wait for its first leadership check: the
 	// commit of the grant or takeover proves the quorum follows it.
@@ -148,10 +186,10 @@ func (n *Node) leaseStep(ctx context.Context, now time.Time) {
 			}
 		}()
 	}
-	n.vip.Want(vip.Desire{Hold: !ls.HeldUntil.IsZero(), Until: ls.HeldUntil, Probe: l.probe, WaitConflictUntil: l.waitUntil})
+	n.vip.Want(vip.Desire{Hold: !ls.HeldUntil.IsZero() && !l.leaving, Until: ls.HeldUntil, Probe: l.probe, WaitConflictUntil: l.waitUntil})
 }
 
-// releaseVIP ends this node's holding on a clean stop: the address goes
+// releaseVIP ends this node's holding on a clean stop or leave: the address goes
 // first, then Raft leadership (if this node leads, so that the successor
 // does not wait for an election), then the lease is released, so the
 // next holder adds the address at once.

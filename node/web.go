@@ -151,7 +151,9 @@ func (a *webAdmin) Join(ctx context.Context, addrs []string) (int, error) {
 }
 
 func (a *webAdmin) Leave(ctx context.Context) error {
-	return (*Node)(a).cluster.Leave(ctx)
+	n := (*Node)(a)
+	n.releaseBeforeLeave(ctx) // the next holder takes the VIP at once
+	return n.cluster.Leave(ctx)
 }
 
 // RemoveMember removes a failed server from the Raft configuration (on the
