@@ -427,9 +427,10 @@ func (a *Agent) leaseRequest(ctx context.Context, kind string) error {
 // leaseMsgPrefix marks a lease request among memberlist user messages.
 const leaseMsgPrefix = 'L'
 
-// sendToLeader sends a lease request to the leader over memberlist's
-// reliable (TCP) channel, encrypted and authenticated with the cluster
-// key like all gossip.
+// sendToLeader sends a lease request to the leader over memberlist,
+// encrypted and authenticated with the cluster key like all gossip: a
+// renewal as one UDP packet (the next one follows a quarter lease later,
+// so a lost one costs nothing), a release over TCP.
 func (a *Agent) sendToLeader(cmd leaseCmd) error {
 	ml := a.memberlist()
 	if ml == nil {
@@ -452,7 +453,11 @@ func (a *Agent) sendToLeader(cmd leaseCmd) error {
 	if err != nil {
 		return err
 	}
-	if err := ml.SendReliable(to, append([]byte{leaseMsgPrefix}, b...)); err != nil {
+	send := ml.SendReliable
+	if cmd.Kind == LeaseRenew {
+		send = ml.SendBestEffort
+	}
+	if err := send(to, append([]byte{leaseMsgPrefix}, b...)); err != nil {
 		return fmt.Errorf("send lease %s to %s: %w", cmd.Kind, leader, err)
 	}
 	return nil

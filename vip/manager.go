@@ -305,7 +305,7 @@ func (l *loop) run(ctx context.Context) error {
 
 // conflictRetry is how often a wanted address that another host still
 // answers for is probed again.
-const conflictRetry = 200 * time.Millisecond
+const conflictRetry = 100 * time.Millisecond
 
 // round reconciles once and sets the wake timer for the desire's end or
 // the next conflict probe, whichever comes first.
