@@ -1,7 +1,12 @@
 # redhaven: build, test, benchmark, demo. `make help` lists the targets.
 SHELL := /bin/bash
-VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-GOFLAGS_BUILD := -trimpath -ldflags "-s -w -X main.version=$(VERSION)"
+# Versions come from tags vX.Y.Z (packaging/version.sh); the build date is
+# the commit's, so a build is reproducible.
+VERSION ?= $(shell ./packaging/version.sh)
+COMMIT ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
+BUILD_DATE ?= $(shell git log -1 --format=%cI 2>/dev/null || echo unknown)
+LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.buildDate=$(BUILD_DATE)
+GOFLAGS_BUILD := -trimpath -ldflags "$(LDFLAGS)"
 BIN := dist/redhaven
 GO_TEST_FLAGS ?= -race -timeout 25m
 

@@ -48,6 +48,8 @@ type Agent struct {
 
 	started atomic.Bool
 	leaving atomic.Bool
+	// restarting: the process hands over to its successor (cluster/restart.go)
+	restarting atomic.Bool
 
 	// raftNames maps Raft addresses to server IDs of the last read
 	// configuration: the certificate of a dialled server must name it.
@@ -58,6 +60,7 @@ type Agent struct {
 	rejected map[rejectKey]uint64
 
 	mu           sync.RWMutex
+	contact      *contactTransport // when each follower last answered (read on the leader)
 	raft         *raft.Raft
 	ml           *memberlist.Memberlist
 	keyring      *memberlist.Keyring // nil without a cluster key
@@ -432,8 +435,9 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	rc.ElectionTimeout = a.cfg.ElectionTimeout
 	rc.LeaderLeaseTimeout = a.cfg.LeaderLeaseTimeout
 	rc.Logger = hlog
+	contact := newContactTransport(trans)
 	logs := arrivalStore{LogStore: store, l: a.fsm.lease} // lease.go: when lease entries arrive
-	r, err := raft.NewRaft(rc, a.fsm, logs, store, snaps, trans)
+	r, err := raft.NewRaft(rc, a.fsm, logs, store, snaps, contact)
 	if err != nil {
 		return fmt.Errorf("start raft: %w", err)
 	}
@@ -450,7 +454,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	cleanups = append(cleanups, func() { r.DeregisterObserver(obs) })
 
 	a.mu.Lock()
-	a.raft, a.ml = r, ml
+	a.raft, a.ml, a.contact = r, ml, contact
 	a.gossipAddr = net.JoinHostPort(mc.AdvertiseAddr, strconv.Itoa(mc.AdvertisePort))
 	a.mu.Unlock()
 	a.log.Info("cluster agent started", "gossip_addr", a.GossipAddr(), "raft_addr", a.raftAdvert,
@@ -478,7 +482,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	spawn(a.leaseLoop)
 
 	<-ctx.Done()
-	if a.cfg.LeaveOnTerminate && !a.leaving.Load() {
+	if a.cfg.LeaveOnTerminate && !a.leaving.Load() && !a.restarting.Load() {
 		lctx, lcancel := context.WithTimeout(context.Background(), leaveTimeout)
 		if err := a.Leave(lctx); err != nil {
 			a.log.Warn("leave on terminate incomplete", "error", err)

@@ -135,7 +135,8 @@ type Member struct {
 	IsLeader    bool   `json:"is_leader"`
 	// LastContact is how long ago this node last heard from the leader,
 	// filled on this node's own row and on the leader's row (0 on the
-	// leader itself, -1 when unknown).
+	// leader itself, -1 when unknown). On the leader, every follower's row
+	// has how long ago that follower last answered a heartbeat.
 	LastContact time.Duration `json:"last_contact"`
 	HTTPAddr    string        `json:"http_addr"`
 	Version     string        `json:"version"`
@@ -184,6 +185,20 @@ func (a *Agent) Members() []Member {
 		}
 		if mm := byName[a.cfg.NodeName]; mm != nil {
 			mm.LastContact = lc
+		}
+		a.mu.RLock()
+		contact := a.contact
+		a.mu.RUnlock()
+		if r.State() == raft.Leader && contact != nil {
+			now := time.Now()
+			for name, mm := range byName {
+				if name == a.cfg.NodeName || mm.Suffrage == "none" {
+					continue
+				}
+				if t := contact.lastContact(raft.ServerID(name)); !t.IsZero() {
+					mm.LastContact = now.Sub(t)
+				}
+			}
 		}
 	}
 	out := make([]Member, 0, len(byName))

@@ -540,6 +540,9 @@ func (c *cluster) status(ctx context.Context, n string) (agentStatus, error) {
 		switch k {
 		case "leader":
 			s.leader = v
+			if strings.HasPrefix(v, "none") { // "none: no Raft leader (...)"
+				s.leader = "(none)"
+			}
 		case "master":
 			s.master, _, _ = strings.Cut(v, " ")
 		case "routing":

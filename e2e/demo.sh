@@ -15,13 +15,33 @@ PROXY_PORT=6380
 HTTP_PORT=8404
 PIDS=()
 
-say() { printf '\033[1m%s\033[0m\n' "$*"; }
+say() { printf '\033[1m%s\033[0m\n' "$*" 2>/dev/null; } # quiet once tee is gone
 die() { echo "demo: $*" >&2; exit 1; }
+# Every process is started with setsid, outside the terminal's process
+# group: Ctrl-C reaches only this script, which then stops them once, in
+# order (a second signal would make an agent stop without its orderly
+# shutdown): agents first (SIGTERM, up to 15 s, then SIGKILL), then
+# Sentinels and Redis.
+stop_pids() {
+  local p i
+  for p in "$@"; do kill "$p" 2>/dev/null; done
+  for i in $(seq 1 150); do
+    for p in "$@"; do kill -0 "$p" 2>/dev/null && break; p=; done
+    [ -z "$p" ] && return 0
+    sleep 0.1
+  done
+  for p in "$@"; do kill -KILL "$p" 2>/dev/null && echo "demo: $p needed SIGKILL" >&2; done
+}
 cleanup() {
   trap - EXIT INT TERM
+  trap '' PIPE # under `make demo | tee`, Ctrl-C ends tee too: keep cleaning up
   say "stopping everything the demo started..."
-  for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null; done
+  stop_pids "${RH_PIDS[@]:-}"
+  stop_pids "${PIDS[@]:-}"
   for p in "${PIDS[@]:-}"; do [ -n "$p" ] && wait "$p" 2>/dev/null; done
+  for i in 1 2 3; do
+    [ -f "$D/redhaven-$i.log" ] && say "agent demo$i: $(tail -1 "$D/redhaven-$i.log" | grep -o 'msg="[^"]*"')"
+  done
   [ -n "${DEMO_TMP:-}" ] && rm -rf "$DEMO_TMP"
   say "done."
 }
@@ -45,8 +65,11 @@ for p in "${REDIS_PORTS[@]}" "${SENTINEL_PORTS[@]}" $PROXY_PORT $((PROXY_PORT+1)
 done
 
 if [ -n "${DEMO_DIR:-}" ]; then D=$DEMO_DIR; mkdir -p "$D"; else DEMO_TMP=$(mktemp -d /tmp/redhaven-demo.XXXXXX); D=$DEMO_TMP; fi
+RH_PIDS=()
 trap cleanup EXIT
-trap 'exit 130' INT TERM
+# Ctrl-C is how the demo is meant to end: a success, so make prints no
+# "Error 130".
+trap 'exit 0' INT TERM
 
 wait_port() { local i; for i in $(seq 1 100); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.1; done; return 1; }
 
@@ -54,7 +77,7 @@ say "starting redis on ${REDIS_PORTS[*]} (master ${REDIS_PORTS[0]})"
 for p in "${REDIS_PORTS[@]}"; do
   args=(--port $p --bind 127.0.0.1 --save "" --appendonly no --dir "$D" --dbfilename "dump-$p.rdb" --logfile "$D/redis-$p.log")
   [ $p != ${REDIS_PORTS[0]} ] && args+=(--replicaof 127.0.0.1 ${REDIS_PORTS[0]})
-  redis-server "${args[@]}" & PIDS+=($!)
+  setsid redis-server "${args[@]}" & PIDS+=($!)
   wait_port $p || die "redis $p did not start (see $D/redis-$p.log)"
 done
 say "starting sentinels on ${SENTINEL_PORTS[*]} (down-after 1000 ms)"
@@ -68,12 +91,11 @@ sentinel monitor mymaster 127.0.0.1 ${REDIS_PORTS[0]} 2
 sentinel down-after-milliseconds mymaster 1000
 sentinel failover-timeout mymaster 6000
 CFG
-  redis-sentinel "$D/sentinel-$p.conf" & PIDS+=($!)
+  setsid redis-sentinel "$D/sentinel-$p.conf" & PIDS+=($!)
   wait_port $p || die "sentinel $p did not start (see $D/sentinel-$p.log)"
 done
 
 KEY=$("$BIN" keygen)  # the cluster key: a cluster of more than one node refuses to start without one
-RH_PIDS=()
 for i in 1 2 3; do
   cat >"$D/redhaven-$i.yaml" <<CFG
 node_name: demo$i
@@ -94,7 +116,7 @@ http:
   listen: "127.0.0.1:$((HTTP_PORT + i - 1))"
   admin_socket: "$D/admin-$i.sock"
 CFG
-  "$BIN" agent -c "$D/redhaven-$i.yaml" >"$D/redhaven-$i.log" 2>&1 & PIDS+=($!); RH_PIDS+=($!)
+  setsid "$BIN" agent -c "$D/redhaven-$i.yaml" >"$D/redhaven-$i.log" 2>&1 & RH_PIDS+=($!)
 done
 say "started 3 redhaven agents (proxies 127.0.0.1:$PROXY_PORT-$((PROXY_PORT + 2)), stats pages :$HTTP_PORT-$((HTTP_PORT + 2)))"
 for i in 0 1 2; do wait_port $((PROXY_PORT + i)) || die "agent $((i + 1)) did not start: $(tail -5 "$D/redhaven-$((i + 1)).log")"; done
@@ -118,3 +140,4 @@ Any of the three proxies reaches the master. Press Ctrl-C to stop everything.
 TXT
 wait "${RH_PIDS[@]}"
 say "the redhaven agents exited; see $D/redhaven-*.log"
+DEMO_TMP= # keep the logs

@@ -3,6 +3,8 @@
 #
 #   e2e/image.sh base            -> prints the base image tag
 #   e2e/image.sh node DEB        -> prints the node image tag (base + DEB installed)
+#   e2e/image.sh app DEB VERSION -> prints redhaven:VERSION, the image for
+#                                   users (make image; packaging/docker-compose.yml)
 #
 # base: debootstrap a minimal Debian bookworm with Redis and network tools from
 # the same Debian mirror apt uses on this machine, then `docker import` it as
@@ -162,13 +164,47 @@ EOF
 	printf '%s\n' "$tag"
 }
 
+# build_app: the image for users: the .deb installed on the base, the agent
+# as entrypoint with the packaged config path, tagged redhaven:VERSION and
+# redhaven:latest. It runs as root in the container (the VIP needs
+# NET_ADMIN and NET_RAW, given with --cap-add).
+build_app() {
+	local deb=${1:-} version=${2:-}
+	[[ -f "$deb" && -n "$version" ]] || die "usage: image.sh app path/to/redhaven_VERSION_ARCH.deb VERSION"
+	local base ctx tag="redhaven:${version//+/-}" # docker tags have no '+' 
+	base=$(build_base)
+	ctx=$(mktemp -d "${TMPDIR:-/var/tmp}/redhaven-app.XXXXXX")
+	# shellcheck disable=SC2064
+	trap "rm -rf '$ctx'" EXIT
+	cp "$deb" "$ctx/redhaven.deb"
+	cat >"$ctx/Dockerfile" <<EOF
+FROM $base
+COPY redhaven.deb /tmp/redhaven.deb
+RUN dpkg -i /tmp/redhaven.deb && rm /tmp/redhaven.deb && redhaven version && mkdir -p /run/redhaven
+LABEL org.opencontainers.image.title=redhaven org.opencontainers.image.version=$version
+VOLUME /var/lib/redhaven
+ENTRYPOINT ["/usr/bin/redhaven"]
+CMD ["agent", "-c", "/etc/redhaven/redhaven.yaml"]
+EOF
+	local out
+	out=$(DOCKER_BUILDKIT=0 docker build --network=none --rm --force-rm -t "$tag" -t redhaven:latest "$ctx" 2>&1) || {
+		printf '%s\n' "$out" >&2
+		die "docker build of $tag failed"
+	}
+	rm -rf "$ctx"
+	trap - EXIT
+	log "built $tag (and redhaven:latest) from $deb"
+	printf '%s\n' "$tag"
+}
+
 case "${1:-}" in
 base) build_base ;;
 node) build_node "${2:-}" ;;
+app) build_app "${2:-}" "${3:-}" ;;
 mirror) mirror ;;
 base-tag) base_tag ;;
 *)
-	echo "usage: $0 base | node DEB | mirror | base-tag" >&2
+	echo "usage: $0 base | node DEB | app DEB VERSION | mirror | base-tag" >&2
 	exit 2
 	;;
 esac

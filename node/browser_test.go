@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"encoding/base64"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -142,20 +143,57 @@ func TestStatsPageInBrowser(t *testing.T) {
 		}
 	}
 
+	// Summary rows, the process block, the new master's downtime 0 and the
+	// killed one's above 0.
+	if up := eval(`document.querySelector('#backends-up').textContent`); up != "1 / 3 up" { // the new master; one replica in maintenance, the old master down
+		t.Errorf("backends summary row says %q, want 1 / 3 up", up)
+	}
+	if proc := eval(`document.querySelector('#process').textContent`); !strings.Contains(proc, "pid ") || !strings.Contains(proc, "goroutines") {
+		t.Errorf("process block %q", proc)
+	}
+	// hide DOWN servers: the killed master's row goes, the link brings it back.
+	run("hide DOWN servers", chromedp.Click(chromedp.CSS("#hide-down")), chromedp.WaitVisible(chromedp.CSS("#backends")))
+	if rows, url := eval(`String(document.querySelectorAll('#backends tbody tr').length)`), eval(`location.search`); rows != "2" || !strings.Contains(url, "hide=down") {
+		t.Errorf("with hide=down: %s rows at %s, want 2", rows, url)
+	}
+	if link := eval(`document.querySelector('#hide-down').textContent`); !strings.Contains(link, "1 hidden") {
+		t.Errorf("toggle says %q, want the count hidden", link)
+	}
+	run("show all", chromedp.Navigate(base+"/?refresh=0"))
+
 	dir := os.Getenv("REDHAVEN_ARTIFACTS")
 	if dir == "" {
 		dir = t.TempDir()
 	}
 	_ = os.MkdirAll(dir, 0o755)
-	c, cancelShot := context.WithTimeout(ctx, 20*time.Second)
-	defer cancelShot()
-	png, err := chromedp.Run(c, chromedp.FullScreenshot(100))
-	if err != nil {
-		t.Fatalf("screenshot: %v", err)
+	// At 1400 px every table fits without scrolling sideways (the
+	// Sentinels' LAST EVENT and WHEN were cut off); at 390 px (a phone)
+	// the page itself does not scroll sideways: each table scrolls inside
+	// its frame, headers included.
+	overflow := `Array.from(document.querySelectorAll('.tw')).filter(e => e.scrollWidth > e.clientWidth + 1).map(e => e.querySelector('table').id || e.previousElementSibling.textContent.trim().split(/\s/)[0]).join(',')`
+	for _, vp := range []struct {
+		width, height int64
+		name          string
+	}{{1400, 1000, "agent-stats-page.png"}, {390, 844, "agent-stats-page-390.png"}} {
+		run(fmt.Sprintf("viewport %d", vp.width), chromedp.EmulateViewport(vp.width, vp.height), chromedp.Navigate(base+"/?refresh=0"),
+			chromedp.WaitVisible(chromedp.CSS("#backends")))
+		if vp.width == 1400 {
+			if cut := eval(overflow); cut != "" {
+				t.Errorf("at 1400 px these tables scroll sideways: %s", cut)
+			}
+		} else if w := eval(`String(document.documentElement.scrollWidth)`); w != "390" {
+			t.Errorf("at 390 px the page is %s px wide, want 390 (tables scroll inside their frames)", w)
+		}
+		c, cancelShot := context.WithTimeout(ctx, 20*time.Second)
+		png, err := chromedp.Run(c, chromedp.FullScreenshot(100))
+		cancelShot()
+		if err != nil {
+			t.Fatalf("screenshot: %v", err)
+		}
+		path := filepath.Join(dir, vp.name)
+		if err := os.WriteFile(path, png, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("screenshot at %d px: %s", vp.width, path)
 	}
-	path := filepath.Join(dir, "agent-stats-page.png")
-	if err := os.WriteFile(path, png, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("screenshot: %s", path)
 }

@@ -11,7 +11,6 @@ import (
 	"github.com/go-viper/mapstructure/v2"
 	"github.com/knadh/koanf/parsers/yaml"
 	"github.com/knadh/koanf/providers/env/v2"
-	"github.com/knadh/koanf/providers/file"
 	"github.com/knadh/koanf/providers/posflag"
 	"github.com/knadh/koanf/v2"
 	"github.com/spf13/pflag"
@@ -34,6 +33,7 @@ const EnvPrefix = "REDHAVEN_"
 // tests and CI), so they are not reported as unknown keys.
 var envNotConfig = map[string]bool{
 	"REDHAVEN_REQUIRE": true, "REDHAVEN_ARTIFACTS": true, "REDHAVEN_FIGURES": true, "REDHAVEN_DEB": true,
+	"REDHAVEN_BIN":       true,                                 // e2e/demo.sh's binary
 	"REDHAVEN_HTTP_USER": true, "REDHAVEN_HTTP_PASSWORD": true, // the CLI's credentials
 }
 
@@ -93,6 +93,7 @@ func (c Config) Validate() error {
 	cc := c.Cluster
 	cc.NodeName, cc.DataDir = c.NodeName, c.DataDir
 	errs = append(errs, c.Redis.Validate(), c.Proxy.Validate(), cc.Validate(), c.VIP.Validate(), c.HTTP.Validate())
+	errs = append(errs, c.checkListeners()...)
 	return errors.Join(errs...)
 }
 
@@ -101,7 +102,7 @@ func (c Config) Validate() error {
 func Flags(fs *pflag.FlagSet) {
 	d := DefaultConfig()
 	fs.StringP("config", "c", DefaultConfigPath, "config file (YAML); a missing default file is fine, a missing named file is an error")
-	fs.String("node-name", d.NodeName, "this node's name (node_name)")
+	fs.String("node-name", "", "this node's name (node_name; default: the host name)")
 	fs.String("data-dir", d.DataDir, "directory for Raft data (data_dir)")
 	fs.String("redis-master-name", d.Redis.MasterName, "Sentinel's name of the master (redis.master_name)")
 	fs.StringSlice("redis-sentinels", nil, "Sentinel addresses host:port, comma-separated (redis.sentinels)")
@@ -138,10 +139,17 @@ func flagKey(name string, valid map[string]bool) string {
 // LoadConfig reads defaults, then the YAML file, then REDHAVEN_*
 // environment variables, then the flags that were set. path "" means the
 // default path, which may be missing; fs may be nil.
+//
+// When the file was read and parsed, every problem with keys and value
+// types is returned at once as ConfigErrors, with the bad keys left at
+// their defaults in the Config (Check adds Validate's findings). A file
+// that cannot be read or parsed is a plain error.
 func LoadConfig(path string, environ []string, fs *pflag.FlagSet) (Config, error) {
 	cfg := DefaultConfig()
 	valid := validKeys(reflect.TypeOf(cfg), "")
 	k := koanf.New(".")
+	var errs ConfigErrors
+	origin := map[string]string{} // key -> where it came from, when not the file
 
 	if path == "" {
 		path = DefaultConfigPath
@@ -150,15 +158,16 @@ func LoadConfig(path string, environ []string, fs *pflag.FlagSet) (Config, error
 		}
 	}
 	if path != "" {
-		if err := k.Load(file.Provider(path), yaml.Parser()); err != nil {
+		data, err := os.ReadFile(path)
+		if err != nil {
 			return cfg, fmt.Errorf("config file %s: %w", path, err)
 		}
-		if err := checkKeys(k.Keys(), valid, "config file "+path); err != nil {
-			return cfg, err
+		if err := k.Load(bytesProvider(data), yaml.Parser()); err != nil {
+			return cfg, yamlError(path, data, err)
 		}
+		errs = append(errs, flattenErrors(checkKeys(k.Keys(), valid, "config file "+path))...)
 	}
 
-	var envErrs []error
 	envK := koanf.New(".")
 	err := envK.Load(env.Provider(".", env.Opt{
 		Prefix:      EnvPrefix,
@@ -169,17 +178,15 @@ func LoadConfig(path string, environ []string, fs *pflag.FlagSet) (Config, error
 			}
 			key := strings.ReplaceAll(strings.ToLower(strings.TrimPrefix(name, EnvPrefix)), "__", ".")
 			if !valid[key] {
-				envErrs = append(envErrs, fmt.Errorf("environment %s: unknown key %q%s", name, key, suggest(key, valid)))
+				errs = append(errs, fmt.Errorf("environment %s: unknown key %q%s", name, key, suggest(key, valid)))
 				return "", nil
 			}
+			origin[key] = "environment " + name
 			return key, value
 		},
 	}), nil)
 	if err != nil {
 		return cfg, fmt.Errorf("environment: %w", err)
-	}
-	if len(envErrs) > 0 {
-		return cfg, errors.Join(envErrs...)
 	}
 	if err := k.Merge(envK); err != nil {
 		return cfg, fmt.Errorf("environment: %w", err)
@@ -191,6 +198,7 @@ func LoadConfig(path string, environ []string, fs *pflag.FlagSet) (Config, error
 				return "", nil
 			}
 			key := flagKey(f.Name, valid)
+			origin[key] = "flag --" + f.Name
 			if sv, ok := f.Value.(pflag.SliceValue); ok {
 				return key, sv.GetSlice()
 			}
@@ -200,6 +208,11 @@ func LoadConfig(path string, environ []string, fs *pflag.FlagSet) (Config, error
 			return cfg, fmt.Errorf("flags: %w", err)
 		}
 	}
+
+	// Types first, in the operator's words (no strconv internals, and a
+	// bare number is not a duration); the bad keys are dropped so that the
+	// decoder below keeps their defaults.
+	errs = append(errs, checkTypes(k, keyTypes(reflect.TypeOf(cfg), "", map[string]reflect.Type{}), origin)...)
 
 	dc := &mapstructure.DecoderConfig{
 		DecodeHook: mapstructure.ComposeDecodeHookFunc(
@@ -211,9 +224,21 @@ func LoadConfig(path string, environ []string, fs *pflag.FlagSet) (Config, error
 		TagName:          "koanf",
 	}
 	if err := k.UnmarshalWithConf("", &cfg, koanf.UnmarshalConf{DecoderConfig: dc}); err != nil {
-		return cfg, fmt.Errorf("config: %s", cleanDecodeError(err, k))
+		errs = append(errs, fmt.Errorf("config: %s", cleanDecodeError(err, k)))
+	}
+	if len(errs) > 0 {
+		return cfg, errs
 	}
 	return cfg, nil
+}
+
+// bytesProvider is a koanf provider of a file's bytes, read once so that
+// a YAML error can quote the line.
+type bytesProvider []byte
+
+func (b bytesProvider) ReadBytes() ([]byte, error) { return b, nil }
+func (b bytesProvider) Read() (map[string]any, error) {
+	return nil, errors.New("bytesProvider needs a parser")
 }
 
 // validKeys lists every dotted key of a config struct (by koanf tags). A
@@ -249,9 +274,11 @@ func checkKeys(keys []string, valid map[string]bool, where string) error {
 	return errors.Join(errs...)
 }
 
-// suggest proposes the closest valid key for a typo.
+// suggest proposes the closest valid key for a typo: the nearest by edit
+// distance (at most 3, less for short keys), else a key of the same section whose name starts
+// or ends the unknown one ("cluster.join_list" -> "cluster.join").
 func suggest(key string, valid map[string]bool) string {
-	best, bestDist := "", 4
+	best, bestDist := "", min(4, len(key)/3+1) // "bin" is no typo of "vip"
 	names := make([]string, 0, len(valid))
 	for k := range valid {
 		names = append(names, k)
@@ -260,6 +287,20 @@ func suggest(key string, valid map[string]bool) string {
 	for _, k := range names {
 		if d := editDistance(key, k); d < bestDist {
 			best, bestDist = k, d
+		}
+	}
+	if best == "" {
+		section, name := "", key
+		if i := strings.LastIndex(key, "."); i >= 0 {
+			section, name = key[:i+1], key[i+1:]
+		}
+		for _, k := range names {
+			other, ok := strings.CutPrefix(k, section)
+			if ok && !strings.Contains(other, ".") && len(other) >= 3 &&
+				(strings.HasPrefix(name, other) || strings.HasSuffix(name, other) || strings.HasPrefix(other, name)) {
+				best = k
+				break
+			}
 		}
 	}
 	if best == "" {

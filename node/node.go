@@ -48,11 +48,18 @@ type Node struct {
 	planned        *plannedFailover      // the planned failover this leader is running, if any
 	rates          map[string]rateSample // last commands counter per listener, for commands/s
 	trust          routeTrust            // last check of the committed route against the local observation
+	seed           *seedRoute            // the route handed over by the previous process (handover.go)
 }
 
 // New validates cfg and builds every part. It binds the listeners (so
 // Addr methods work) but starts nothing.
 func New(cfg Config, logger *slog.Logger) (*Node, error) {
+	return NewInherited(cfg, logger, nil)
+}
+
+// NewInherited is New for a process that takes over from the agent that
+// ran before it (handover.go); in may be nil.
+func NewInherited(cfg Config, logger *slog.Logger, in *Inherited) (*Node, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -64,7 +71,10 @@ func New(cfg Config, logger *slog.Logger) (*Node, error) {
 	}
 	pcfg := cfg.Proxy
 	pcfg.BackendUsername, pcfg.BackendPassword = cfg.Redis.Username, cfg.Redis.Password
-	if n.proxy, err = proxy.New(pcfg, n.routes, logger); err != nil {
+	if n.seed = in.seed(); n.seed != nil {
+		n.routes.set(n.seed.route)
+	}
+	if n.proxy, err = proxy.NewFromHandoff(pcfg, n.routes, logger, in.proxyHandoff()); err != nil {
 		return nil, fmt.Errorf("proxy: %w", err)
 	}
 	if n.web, err = webui.New(cfg.HTTP, (*webSource)(n), (*webAdmin)(n), logger); err != nil {
@@ -203,6 +213,7 @@ func (n *Node) step(ctx context.Context) {
 		r.Replicas = routeFromObservation(topology.Observation{Master: r.Master, Nodes: obs.Nodes}, n.cfg.Redis.MaxReplicaLag).Replicas
 		r.Replicas = withoutAdmin(r.Replicas, st.Admin)
 	}
+	r = n.seeded(r, n.cluster.InContact(), chk.contradicted != "")
 	if n.routes.set(r) {
 		n.logger.Info("route changed", "master_addr", r.Master, "epoch", r.Epoch, "in_contact", n.cluster.InContact(),
 			"reason", st.Route.Reason, "contradicted", chk.contradicted, "replicas", r.Replicas)

@@ -66,6 +66,7 @@ func (s *webSource) Snapshot() webui.Snapshot {
 	n.mu.Lock()
 	snap.Failovers = n.failovers.Clone()
 	n.mu.Unlock()
+	snap.Process = processInfo()
 	return snap
 }
 
@@ -173,16 +174,25 @@ func (n *Node) fillProxyStats(snap *webui.Snapshot, obs topology.Observation, st
 		f := webui.Frontend{Name: l.Name, Addr: l.Addr, CurrentSessions: l.CurrentSessions, MaxSessions: l.MaxSessions,
 			Limit: l.Limit, TotalSessions: uint64(l.TotalSessions), CommandsTotal: uint64(l.Commands),
 			BytesIn: uint64(l.BytesIn), BytesOut: uint64(l.BytesOut), Errors: uint64(l.Errors), Refused: uint64(l.Refused),
-			IdleSessions: l.Parked, MovedToOwn: uint64(l.MovedToOwn)}
-		if prev, ok := n.rates[l.Name]; ok && now.Sub(prev.at) > 0 {
+			IdleSessions: l.Parked, MovedToOwn: uint64(l.MovedToOwn), AuthFailures: uint64(l.AuthFailures)}
+		prev, ok := n.rates[l.Name]
+		if ok && now.Sub(prev.at) > 0 {
 			f.CommandsPerSec = float64(l.Commands-prev.commands) / now.Sub(prev.at).Seconds()
+			f.SessionsPerSec = float64(l.TotalSessions-prev.sessions) / now.Sub(prev.at).Seconds()
 		}
-		if prev, ok := n.rates[l.Name]; !ok || now.Sub(prev.at) >= time.Second {
-			n.rates[l.Name] = rateSample{at: now, commands: l.Commands}
+		f.MaxSessionRate = max(prev.maxSessionRate, f.SessionsPerSec)
+		if !ok || now.Sub(prev.at) >= time.Second {
+			prev.at, prev.commands, prev.sessions = now, l.Commands, l.TotalSessions
 		}
+		prev.maxSessionRate = f.MaxSessionRate
+		n.rates[l.Name] = prev
 		snap.Frontends = append(snap.Frontends, f)
 	}
 	n.mu.Unlock()
+	snap.Clients = webui.ClientLimits{BufferBytes: ps.BufferBytes, BufferLimit: ps.BufferLimit, Closed: map[string]uint64{}}
+	for reason, c := range ps.ClientsClosed {
+		snap.Clients.Closed[reason] = uint64(c)
+	}
 	traffic := map[string]struct{ sessions, commands, errors int64 }{}
 	for _, b := range ps.Backends {
 		traffic[b.Addr] = struct{ sessions, commands, errors int64 }{b.Sessions, b.Commands, b.Errors}
@@ -191,7 +201,7 @@ func (n *Node) fillProxyStats(snap *webui.Snapshot, obs topology.Observation, st
 		admin := st.Admin[nd.Addr]
 		tr := traffic[nd.Addr]
 		b := webui.Backend{Addr: nd.Addr, Role: string(nd.Role), State: backendState(nd, admin), IsMaster: nd.Addr == st.Route.Master,
-			LastCheck: nd.LastCheck, CheckDuration: nd.CheckDuration, LastError: nd.LastError, LastChange: nd.LastChange,
+			LastCheck: nd.LastCheck, CheckDuration: nd.CheckDuration, LastError: nd.LastError, LastChange: nd.LastChange, Downtime: nd.Downtime,
 			Offset: nd.Offset, LagBytes: nd.LagBytes, LinkUp: nd.LinkUp,
 			Sessions: tr.sessions, Commands: uint64(tr.commands), Errors: uint64(tr.errors), Admin: string(admin)}
 		if b.Admin == "" {
@@ -204,8 +214,10 @@ func (n *Node) fillProxyStats(snap *webui.Snapshot, obs topology.Observation, st
 
 // rateSample is a counter value at a time, for per-second rates.
 type rateSample struct {
-	at       time.Time
-	commands int64
+	at             time.Time
+	commands       int64
+	sessions       int64   // total sessions
+	maxSessionRate float64 // highest sessions/s seen
 }
 
 // HashPassword returns the bcrypt hash of pw for http.auth[].password_hash

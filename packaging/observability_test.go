@@ -21,6 +21,38 @@ var observabilityFiles = map[string]string{
 // the dashboard and the alert rules, world-readable, byte for byte.
 // node/prometheus_test.go runs them against a real Prometheus.
 func TestObservabilityFilesInPackages(t *testing.T) {
+	checkFilesInPackages(t, observabilityFiles)
+}
+
+// docFiles are the man page, the bash completion, the copyright and the
+// changelog: path in the packages -> file in this folder.
+var docFiles = map[string]string{
+	"/usr/share/man/man1/redhaven.1":                  "man/redhaven.1",
+	"/usr/share/bash-completion/completions/redhaven": "completion/redhaven.bash",
+	"/usr/share/doc/redhaven/copyright":               "copyright",
+	"/usr/share/doc/redhaven/changelog":               "changelog",
+}
+
+// TestDocFilesInPackages checks that the .deb and the .rpm ship the
+// documentation, world-readable, byte for byte, and that the man page and
+// the copyright name what nfpm.yaml does.
+func TestDocFilesInPackages(t *testing.T) {
+	nfpm := readFile(t, "nfpm.yaml")
+	homepage := ""
+	for _, l := range strings.Split(nfpm, "\n") {
+		if v, ok := strings.CutPrefix(l, "homepage: "); ok {
+			homepage = strings.TrimSpace(v)
+		}
+	}
+	if homepage == "" || !strings.Contains(readFile(t, "copyright"), "\nSource: "+homepage+"\n") {
+		t.Errorf("copyright's Source is not nfpm.yaml's homepage %q", homepage)
+	}
+	checkFilesInPackages(t, docFiles)
+}
+
+// checkFilesInPackages checks files (path in the packages -> file here)
+// in both packages: mode 0644 root/root, same bytes.
+func checkFilesInPackages(t *testing.T, files map[string]string) {
 	needTool(t, "dpkg-deb", "dpkg")
 	p := buildPackages(t, anyBin(t))
 
@@ -34,7 +66,7 @@ func TestObservabilityFilesInPackages(t *testing.T) {
 	}
 	root := t.TempDir()
 	run(t, "dpkg-deb", "--extract", p.deb, root)
-	for inPkg, src := range observabilityFiles {
+	for inPkg, src := range files {
 		if got[inPkg] != "-rw-r--r-- root/root" {
 			t.Errorf("deb: %s is %q, want -rw-r--r-- root/root", inPkg, got[inPkg])
 			continue
@@ -46,15 +78,15 @@ func TestObservabilityFilesInPackages(t *testing.T) {
 
 	t.Run("rpm", func(t *testing.T) {
 		needTool(t, "rpm", "rpm")
-		files := map[string]string{}
+		rpmFiles := map[string]string{}
 		for _, line := range strings.Split(strings.TrimSpace(run(t, "rpm", "-qp", "--qf",
 			`[%{FILENAMES}|%{FILEMODES:perms}|%{FILEUSERNAME}|%{FILEGROUPNAME}\n]`, p.rpm)), "\n") {
 			path, rest, _ := strings.Cut(line, "|")
-			files[path] = rest
+			rpmFiles[path] = rest
 		}
-		for inPkg := range observabilityFiles {
-			if files[inPkg] != "-rw-r--r--|root|root" {
-				t.Errorf("rpm: %s is %q, want -rw-r--r--|root|root", inPkg, files[inPkg])
+		for inPkg := range files {
+			if rpmFiles[inPkg] != "-rw-r--r--|root|root" {
+				t.Errorf("rpm: %s is %q, want -rw-r--r--|root|root", inPkg, rpmFiles[inPkg])
 			}
 		}
 	})

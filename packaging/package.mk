@@ -8,21 +8,26 @@
 #                    .deb installed; prints the node image tag
 #
 # Inputs (the top Makefile sets the first two): BIN (dist/redhaven),
-# VERSION (git describe --tags --always --dirty; cleaned into a deb/rpm
-# version by packaging.CleanVersion), PKG_ARCH (GOARCH; default: the host's).
+# VERSION (packaging/version.sh: the tag vX.Y.Z, vX.Y.Z-N-gHASH between
+# tags, 0.0.0-N-gHASH before the first; cleaned into a deb/rpm version by
+# packaging.CleanVersion), LDFLAGS, PKG_ARCH (GOARCH; default: the host's).
 PKG_BIN ?= $(if $(BIN),$(BIN),dist/redhaven)
-PKG_VERSION ?= $(if $(VERSION),$(VERSION),$(shell git describe --tags --always --dirty 2>/dev/null || echo 0.0.0-dev))
+PKG_VERSION ?= $(if $(VERSION),$(VERSION),$(shell ./packaging/version.sh))
+PKG_LDFLAGS ?= $(if $(LDFLAGS),$(LDFLAGS),-s -w -X main.version=$(PKG_VERSION))
 PKG_ARCH ?= $(shell go env GOARCH)
 PKG_DIR ?= $(patsubst %/,%,$(dir $(PKG_BIN)))
 
-.PHONY: package e2e-image
+.PHONY: package e2e-image image
 
 package: ## build dist/redhaven and the .deb and .rpm packages
 	CGO_ENABLED=0 GOOS=linux GOARCH=$(PKG_ARCH) go build -trimpath \
-		-ldflags "-s -w -X main.version=$(PKG_VERSION)" -o $(PKG_BIN) ./cmd/redhaven
+		-ldflags "$(PKG_LDFLAGS)" -o $(PKG_BIN) ./cmd/redhaven
 	rm -f $(PKG_DIR)/redhaven_*.deb $(PKG_DIR)/redhaven-*.rpm
 	go run ./packaging/build -config packaging/nfpm.yaml -bin $(PKG_BIN) \
 		-version "$(PKG_VERSION)" -arch $(PKG_ARCH) -out $(PKG_DIR)
+
+image: package ## build the Docker image redhaven:VERSION from the .deb (see packaging/docker-compose.yml)
+	./e2e/image.sh app "$$(ls $(PKG_DIR)/redhaven_*.deb)" "$$(go run ./packaging/build -print-version -version '$(PKG_VERSION)')"
 
 e2e-image: package ## build the e2e Docker images (Debian base + node image with the .deb)
 	./e2e/image.sh node "$$(ls $(PKG_DIR)/redhaven_*.deb)"

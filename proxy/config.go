@@ -39,6 +39,20 @@ type Config struct {
 	// exceed this many bytes (a slow reader must not hold replies for
 	// everyone on a shared connection; Redis's client-output-buffer-limit).
 	ClientOutputLimit int64 `koanf:"client_output_limit"`
+	// MaxBufferMemory bounds the memory all clients' buffered input and
+	// unread output hold together; beyond it the largest consumers are
+	// disconnected (budget.go). 0: a quarter of the machine's memory.
+	MaxBufferMemory int64 `koanf:"max_buffer_memory"`
+	// AuthTimeout closes a client that has not authenticated this long
+	// after it connected (proxy.password mode); 0: never.
+	AuthTimeout time.Duration `koanf:"auth_timeout"`
+	// ClientIdleTimeout closes a client that sent nothing this long (as
+	// Redis's timeout: not subscribers, nor clients waiting for a reply);
+	// 0: never.
+	ClientIdleTimeout time.Duration `koanf:"client_idle_timeout"`
+	// MaxClientsPerIP refuses a client address more connections than this
+	// (per proxy, both listeners); 0: no limit.
+	MaxClientsPerIP int `koanf:"max_clients_per_ip"`
 
 	// BackendUsername and BackendPassword come from redis.username /
 	// redis.password; not a key of the proxy section.
@@ -59,6 +73,7 @@ func DefaultConfig() Config {
 		// Redis's largest bulk string, plus room for the replies queued
 		// behind it.
 		ClientOutputLimit: 1 << 30,
+		AuthTimeout:       10 * time.Second,
 	}
 }
 
@@ -90,6 +105,18 @@ func (c Config) Validate() error {
 	}
 	if c.ClientOutputLimit < 1<<20 {
 		errs = append(errs, fmt.Errorf("proxy.client_output_limit: must be at least 1048576 (1 MiB), got %d", c.ClientOutputLimit))
+	}
+	if c.MaxBufferMemory != 0 && c.MaxBufferMemory < 1<<20 {
+		errs = append(errs, fmt.Errorf("proxy.max_buffer_memory: must be 0 (a quarter of the memory) or at least 1048576 (1 MiB), got %d", c.MaxBufferMemory))
+	}
+	if c.AuthTimeout < 0 {
+		errs = append(errs, fmt.Errorf("proxy.auth_timeout: must not be negative (0 is off), got %v", c.AuthTimeout))
+	}
+	if c.ClientIdleTimeout < 0 {
+		errs = append(errs, fmt.Errorf("proxy.client_idle_timeout: must not be negative (0 is off), got %v", c.ClientIdleTimeout))
+	}
+	if c.MaxClientsPerIP < 0 {
+		errs = append(errs, fmt.Errorf("proxy.max_clients_per_ip: must not be negative (0 is off), got %d", c.MaxClientsPerIP))
 	}
 	return errors.Join(errs...)
 }

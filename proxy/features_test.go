@@ -266,8 +266,9 @@ func TestBadInput(t *testing.T) {
 		{"bulk-no-crlf", "*1\r\n$1\r\nab\r\n", "-ERR Protocol error: invalid bulk length\r\n"},
 		{"unbalanced-quotes", "SET \"a b\r\n", "-ERR Protocol error: unbalanced quotes in request\r\n"},
 		// the header alone is refused: the payload is never sent
-		{"too-large", "*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$100000\r\n", "-ERR request too large (max 65536 bytes)\r\n"},
-		{"too-many-args", "*100000\r\n", "-ERR request too large (max 65536 bytes)\r\n"},
+		{"too-large", "*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$100000\r\n", "-ERR Protocol error: invalid bulk length\r\n"},
+		{"too-many-args", "*100000\r\n", "-ERR Protocol error: invalid multibulk length\r\n"},
+		{"too-large-in-all", "*3\r\n$3\r\nSET\r\n$40000\r\n" + strings.Repeat("k", 40000) + "\r\n$40000\r\n", "-ERR request too large (max 65536 bytes)\r\n"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

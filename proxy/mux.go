@@ -622,6 +622,7 @@ func (s *session) deliverMux(be *backendConn, replies []byte) {
 	if over {
 		s.closing = true
 		s.pend = nil
+		s.srv.closed[closedOutputLimit].Add(1)
 	}
 	s.localsWaiting = true
 	s.mu.Unlock()

@@ -131,6 +131,9 @@ func (o *clientOutput) write(w outputOwner, block bool) {
 	if len(o.out) == 0 {
 		return
 	}
+	if block {
+		o.outBacklog.Store(int64(len(o.out))) // while it waits for the client (budget.go)
+	}
 	n, err := w.writeClient(o.out, block)
 	switch {
 	case n < len(o.out) && err == nil:

@@ -35,6 +35,10 @@ type requestReader struct {
 	max        int64
 
 	// scan state of the command at buf[start:]
+	// use counts the bytes of a grown buffer against proxy.max_buffer_memory
+	// (budget.go); nil: not counted
+	use *bufferUse
+
 	off      int // validated bytes of it
 	argsLeft int // -1: multibulk header not read yet
 	pending  int // payload length of the bulk whose header ends at off; -1: none
@@ -67,11 +71,19 @@ func (r *requestReader) resetScan() {
 	r.off, r.argsLeft, r.pending, r.inline = 0, -1, -1, false
 }
 
+// hold records that the buffer, not a pooled one, is n bytes (0: none).
+func (r *requestReader) hold(n int) {
+	if r.use != nil {
+		r.use.setInput(int64(n))
+	}
+}
+
 // buffered says whether unprocessed input is buffered.
 func (r *requestReader) buffered() bool { return r.end > r.start }
 
-// space returns where to read the next bytes, making room for the command
-// being scanned.
+// space returns where to read the next bytes. The buffer grows with the
+// bytes received (doubling when full), never ahead for a declared length:
+// 45 bytes announcing a 512 MiB value cost the 4 KiB they arrive in.
 func (r *requestReader) space() []byte {
 	if r.buf == nil {
 		r.bufp = clientBufs.Get().(*[]byte)
@@ -81,26 +93,27 @@ func (r *requestReader) space() []byte {
 		r.start, r.end = 0, 0
 		if len(r.buf) > keepBufMax {
 			r.buf, r.bufp = nil, nil
+			r.hold(0)
 			return r.space()
 		}
 	}
-	want := r.start + r.off + 1
-	if r.pending >= 0 {
-		want = r.start + r.off + r.pending + 2
-	}
-	if want <= len(r.buf) && len(r.buf)-r.end >= 512 {
+	if len(r.buf)-r.end >= 512 {
 		return r.buf[r.end:]
 	}
 	if r.start > 0 {
 		copy(r.buf, r.buf[r.start:r.end])
 		r.end -= r.start
-		want -= r.start
 		r.start = 0
 	}
-	if want > len(r.buf) || len(r.buf)-r.end < 512 {
+	if len(r.buf)-r.end < 512 {
 		n := 2 * len(r.buf)
-		if n < want {
-			n = want
+		if r.pending >= 0 {
+			// a bulk whose bytes are arriving: no more than it needs (and
+			// room for the next header), so a 512 MiB value takes 512 MiB,
+			// not the 1 GiB of the next doubling
+			if need := r.off + r.pending + 2 + 4096; need > len(r.buf) && need < n {
+				n = need
+			}
 		}
 		nb := make([]byte, n)
 		copy(nb, r.buf[:r.end])
@@ -109,6 +122,7 @@ func (r *requestReader) space() []byte {
 			r.bufp = nil
 		}
 		r.buf = nb
+		r.hold(len(nb))
 	}
 	return r.buf[r.end:]
 }
@@ -167,7 +181,7 @@ func (r *requestReader) peek(unauth bool) (raw []byte, inline bool, err error) {
 				return nil, false, errUnauthMultibulk
 			}
 			if int64(j+1)+int64(count)*6 > r.max {
-				return nil, false, &errTooLarge{r.max}
+				return nil, false, errInvalidMultibulk // as Redis for a count it will not take
 			}
 			r.argsLeft, r.count, r.off = count, count, j+1
 		}
@@ -210,6 +224,9 @@ func (r *requestReader) peek(unauth bool) (raw []byte, inline bool, err error) {
 			}
 			if unauth && size > unauthMaxBulk {
 				return nil, false, errUnauthBulk
+			}
+			if int64(size) > r.max {
+				return nil, false, errInvalidBulk // as Redis above proto-max-bulk-len
 			}
 			if int64(r.off+j+1)+int64(size)+2 > r.max {
 				return nil, false, &errTooLarge{r.max}

@@ -166,8 +166,12 @@ func TestRequestReader(t *testing.T) {
 		{"not bulk", "*1\r\n+PING\r\n", nil, "Protocol error: expected '$', got '+'"},
 		{"bad bulk", "*1\r\n$abc\r\n", nil, "Protocol error: invalid bulk length"},
 		{"no crlf after payload", "*1\r\n$1\r\nabc", nil, "Protocol error: invalid bulk length"},
-		{"too large", "*1\r\n$2000\r\n", nil, "request too large (max 1024 bytes)"},
-		{"too many args", "*1000\r\n", nil, "request too large (max 1024 bytes)"},
+		// a bulk above the maximum gets Redis's text (proto-max-bulk-len), as
+		// does a count that cannot fit; a command whose bulks add up to more
+		// is "request too large"
+		{"too large", "*1\r\n$2000\r\n", nil, "Protocol error: invalid bulk length"},
+		{"too many args", "*1000\r\n", nil, "Protocol error: invalid multibulk length"},
+		{"too large in all", "*2\r\n$600\r\n" + strings.Repeat("x", 600) + "\r\n$600\r\n", nil, "request too large (max 1024 bytes)"},
 		{"huge header", "*1\r\n$11111111111111111111111111111111111111", nil, "Protocol error: invalid bulk length"},
 	}
 	for _, tc := range cases {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -32,11 +33,20 @@ type Server struct {
 	idle            *idlePoller // parked idle sessions (park.go); nil: never parked
 	parkedSinceFree atomic.Int64
 
+	// connection hygiene and bounds (hygiene.go, budget.go)
+	budget  *bufferBudget
+	perIP   perIP
+	closed  closedCounters
+	rateLog rateLog
+
 	mu       sync.Mutex
 	sessions map[*session]struct{}
 	backends map[string]*backendStats
 	stopping bool
 	wg       sync.WaitGroup
+
+	handover handover   // handover.go
+	live     liveLimits // live.go
 }
 
 type listener struct {
@@ -50,11 +60,16 @@ type listener struct {
 	resent                            atomic.Int64 // live: sessions add directly (rare)
 	moved                             atomic.Int64 // sessions that left a shared connection for their own
 	parked                            atomic.Int64 // idle sessions without a goroutine now (park.go)
+	authFailures                      atomic.Int64 // wrong proxy passwords
 }
 
 // New validates cfg and binds the listeners (so Addr works); it starts no
 // goroutine.
 func New(cfg Config, routes RouteSource, logger *slog.Logger) (*Server, error) {
+	return newServer(cfg, routes, logger, func(_, addr string) (net.Listener, error) { return net.Listen("tcp", addr) })
+}
+
+func newServer(cfg Config, routes RouteSource, logger *slog.Logger, listen func(name, addr string) (net.Listener, error)) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -70,6 +85,9 @@ func New(cfg Config, routes RouteSource, logger *slog.Logger) (*Server, error) {
 		sessions: map[*session]struct{}{},
 		backends: map[string]*backendStats{},
 		mux:      muxPool{conns: map[muxKey][]*muxConn{}, dialing: map[muxKey]*muxDial{}},
+		budget:   newBufferBudget(cfg.MaxBufferMemory),
+		perIP:    perIP{n: map[netip.Addr]int{}},
+		handover: handover{done: make(chan struct{})},
 	}
 	if srv.needAuth && cfg.BackendPassword != "" {
 		if cfg.BackendUsername != "" {
@@ -78,13 +96,13 @@ func New(cfg Config, routes RouteSource, logger *slog.Logger) (*Server, error) {
 			srv.backendAuth = appendCommandStrings(nil, "AUTH", cfg.BackendPassword)
 		}
 	}
-	ln, err := net.Listen("tcp", cfg.Listen)
+	ln, err := listen("rw", cfg.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("proxy.listen %s: %w", cfg.Listen, err)
 	}
 	srv.rw = &listener{name: "rw", ln: ln}
 	if cfg.ReadonlyListen != "" {
-		ln, err := net.Listen("tcp", cfg.ReadonlyListen)
+		ln, err := listen("ro", cfg.ReadonlyListen)
 		if err != nil {
 			srv.rw.ln.Close()
 			return nil, fmt.Errorf("proxy.readonly_listen %s: %w", cfg.ReadonlyListen, err)
@@ -139,12 +157,15 @@ func (srv *Server) Run(ctx context.Context) error {
 	} else {
 		srv.idle = p
 	}
+	srv.startAdopted()
 	fatal := make(chan error, 2)
 	var loops sync.WaitGroup
 	for _, l := range srv.listeners() {
 		loops.Add(1)
+		srv.handover.accepting.Add(1)
 		go func() {
 			defer loops.Done()
+			defer srv.handover.accepting.Done()
 			if err := srv.acceptLoop(ctx, l); err != nil {
 				fatal <- err
 			}
@@ -154,6 +175,11 @@ func (srv *Server) Run(ctx context.Context) error {
 	go func() {
 		defer loops.Done()
 		srv.routeLoop(ctx)
+	}()
+	loops.Add(1)
+	go func() {
+		defer loops.Done()
+		srv.hygieneLoop(ctx)
 	}()
 	if srv.cfg.Multiplex {
 		loops.Add(1)
@@ -173,6 +199,7 @@ func (srv *Server) Run(ctx context.Context) error {
 	select {
 	case <-ctx.Done():
 	case err = <-fatal:
+	case <-srv.handover.done:
 	}
 	cancel()
 	for _, l := range srv.listeners() {
@@ -212,12 +239,17 @@ func (srv *Server) acceptLoop(ctx context.Context, l *listener) error {
 				return nil
 			}
 		}
-		if l.cur.Add(1) > int64(srv.cfg.MaxClients) {
+		if l.cur.Add(1) > srv.maxClients() {
 			l.cur.Add(-1)
 			l.refused.Add(1)
-			_ = c.SetWriteDeadline(time.Now().Add(time.Second))
-			_, _ = c.Write([]byte(ReplyMaxClients))
-			_ = c.Close()
+			refuse(c, ReplyMaxClients)
+			continue
+		}
+		if !srv.admit(c) {
+			l.cur.Add(-1)
+			l.refused.Add(1)
+			srv.closed[closedMaxClientsPerIP].Add(1)
+			refuse(c, ReplyMaxClientsPerIP)
 			continue
 		}
 		for {
@@ -232,6 +264,7 @@ func (srv *Server) acceptLoop(ctx context.Context, l *listener) error {
 		if srv.stopping {
 			srv.mu.Unlock()
 			l.cur.Add(-1)
+			srv.leave(c)
 			_ = c.Close()
 			return nil
 		}
@@ -247,6 +280,8 @@ func (srv *Server) unregister(s *session) {
 	delete(srv.sessions, s)
 	srv.mu.Unlock()
 	s.l.cur.Add(-1)
+	srv.leave(s.client)
+	s.guard.use.release()
 	s.l.commands.Add(s.commands.Swap(0))
 	s.l.bytesIn.Add(s.bytesIn.Swap(0))
 	s.l.bytesOut.Add(s.bytesOut.Swap(0))

@@ -83,6 +83,8 @@ type session struct {
 	commands, bytesIn, bytesOut, errs atomic.Int64
 	curBE                             atomic.Pointer[backendConn]
 
+	guard // connection hygiene and buffer budget (hygiene.go)
+
 	// parking (park.go)
 	fd          int         // the client socket's descriptor, -1 if unknown
 	started     bool        // run has been called (owned by whichever goroutine runs it)
@@ -100,6 +102,8 @@ func newSession(srv *Server, l *listener, c net.Conn, id uint64) *session {
 		wake:      make(chan struct{}, 1),
 		closed:    make(chan struct{}),
 	}
+	s.guard.init(srv)
+	s.rr.use = &s.guard.use
 	if sc, ok := c.(syscall.Conn); ok {
 		if rc, err := sc.SyscallConn(); err == nil {
 			_ = rc.Control(func(fd uintptr) { s.fd = int(fd) })
@@ -201,6 +205,12 @@ func (s *session) run() (parked bool) {
 		if s.isClosed() {
 			return false
 		}
+		if run := s.handoffNow(); run != nil {
+			if s.handOff(run) { // handover.go
+				return false
+			}
+			continue
+		}
 		act := actRead
 		if s.quitting {
 			act = actClose
@@ -209,7 +219,7 @@ func (s *session) run() (parked bool) {
 		}
 		switch act {
 		case actHold:
-			if !s.ensureBackend(time.Now().Add(s.srv.cfg.HoldTimeout), true) {
+			if !s.ensureBackend(time.Now().Add(s.srv.holdTimeout()), true) && !s.handoverHolds() {
 				s.holdExpired = true
 				s.failUnsent()
 			}
@@ -249,7 +259,7 @@ func (s *session) teardown() {
 
 // waitClose lets the replies before a QUIT or a protocol error go out.
 func (s *session) waitClose() {
-	deadline := time.Now().Add(s.srv.cfg.HoldTimeout + time.Second)
+	deadline := time.Now().Add(s.srv.holdTimeout() + time.Second)
 	for {
 		s.mu.Lock()
 		done := s.closing || s.q.len() == 0
@@ -276,7 +286,7 @@ func (s *session) handleEvents() {
 		return
 	}
 	if unsent > 0 {
-		if !s.ensureBackend(time.Now().Add(s.srv.cfg.HoldTimeout), true) {
+		if !s.ensureBackend(time.Now().Add(s.srv.holdTimeout()), true) && !s.handoverHolds() {
 			s.failUnsent()
 		}
 		return
@@ -288,7 +298,7 @@ func (s *session) handleEvents() {
 		}
 		return
 	}
-	ok := s.ensureBackend(time.Now().Add(s.srv.cfg.HoldTimeout), false)
+	ok := s.ensureBackend(time.Now().Add(s.srv.holdTimeout()), false)
 	if !ok && subscribed {
 		// keep trying to re-establish the subscriptions
 		s.retryAt = time.Now().Add(100 * time.Millisecond)
@@ -330,7 +340,7 @@ func (s *session) ensureBackend(deadline time.Time, wait bool) bool {
 		if ok {
 			return true
 		}
-		if s.isClosed() {
+		if s.isClosed() || s.handoverHolds() {
 			return false
 		}
 		if attempt > 0 {
@@ -500,7 +510,7 @@ var (
 
 // failUnsent answers the commands that waited for a master in vain.
 func (s *session) failUnsent() {
-	reply := []byte(replyMasterDown(s.l.readonly, s.srv.cfg.HoldTimeout))
+	reply := []byte(replyMasterDown(s.l.readonly, s.srv.holdTimeout()))
 	s.mu.Lock()
 	s.errs.Add(int64(s.pipeline.failUnsent(reply)))
 	s.mu.Unlock()
@@ -620,17 +630,19 @@ func (s *session) processInput() action {
 	}
 	s.mu.Lock()
 	s.compact()
-	act := actRead
+	act := s.inputBoundsLocked()
 	var n int64
-	for {
+	for act == actRead {
 		raw, inline, err := s.rr.peek(s.srv.needAuth && !s.authed)
 		if err != nil {
-			s.localLocked("-ERR "+err.Error()+"\r\n", fCloseAfter, false)
-			s.quitting = true
-			act = actClose
+			act = s.closeLocked(closedProtocol, "-ERR "+err.Error()+"\r\n")
 			break
 		}
 		if raw == nil {
+			break
+		}
+		if !s.authed && n >= unauthPipeline {
+			act = s.unauthPipelineLocked()
 			break
 		}
 		a := s.commandLocked(raw, inline)
@@ -654,6 +666,9 @@ func (s *session) processInput() action {
 // commandLocked handles one command: answers it here, or queues it for
 // the backend (actHold when there is no usable backend yet).
 func (s *session) commandLocked(raw []byte, inline bool) action {
+	if inline && isHTTPRequest(raw) || !inline && isHTTPGuardName(s.rr.name(raw)) {
+		return s.refuseHTTPLocked()
+	}
 	if !inline && s.authed {
 		if act, done := s.plainLocked(raw); done {
 			return act
@@ -664,6 +679,7 @@ func (s *session) commandLocked(raw []byte, inline bool) action {
 		return act
 	}
 	next, v := s.connState.command(lookupCommand(args[0]), args, len(raw), s.srv.cmdEnv())
+	v = s.authResultLocked(v)
 	if v.local {
 		s.connState = next
 		var flags uint8
@@ -689,7 +705,7 @@ func (s *session) commandLocked(raw []byte, inline bool) action {
 		}
 		silent := s.silent()
 		s.connState = v.holdFail
-		s.localLocked(replyMasterDown(s.l.readonly, s.srv.cfg.HoldTimeout), 0, silent)
+		s.localLocked(replyMasterDown(s.l.readonly, s.srv.holdTimeout()), 0, silent)
 		return actRead
 	}
 	s.connState = next

@@ -9,6 +9,14 @@ import (
 type Stats struct {
 	Listeners []ListenerStats
 	Backends  []BackendStats
+	// BufferBytes is what clients' buffered input and unread output held
+	// at the last sweep; BufferLimit is proxy.max_buffer_memory.
+	BufferBytes, BufferLimit int64
+	// ClientsClosed counts the clients the proxy closed or refused, by
+	// reason (buffer_memory, output_limit, input_limit, auth_timeout,
+	// idle_timeout, auth_failures, http, max_clients_per_ip,
+	// protocol_error).
+	ClientsClosed map[string]int64
 }
 
 // ListenerStats are the counters of one listener ("rw" or "ro").
@@ -27,6 +35,7 @@ type ListenerStats struct {
 	Resent          int64 // commands answered -READONLY by a demoted master and sent again to the new one
 	MovedToOwn      int64 // sessions that left a shared connection for one of their own (proxy.multiplex)
 	Parked          int64 // idle sessions parked now: no goroutine until their client sends
+	AuthFailures    int64 // wrong proxy passwords (proxy.password mode)
 }
 
 // BackendStats are the counters of one Redis server address.
@@ -69,15 +78,16 @@ func (srv *Server) Stats() Stats {
 	}
 	srv.mu.Unlock()
 
-	var out Stats
+	out := Stats{BufferBytes: srv.budget.used.Load(), BufferLimit: srv.budget.limit, ClientsClosed: srv.closedCounts()}
 	live := map[*listener]*ListenerStats{}
 	for _, l := range srv.listeners() {
 		ls := ListenerStats{
 			Name: l.name, Addr: l.ln.Addr().String(),
-			CurrentSessions: l.cur.Load(), MaxSessions: l.peak.Load(), Limit: int64(srv.cfg.MaxClients),
+			CurrentSessions: l.cur.Load(), MaxSessions: l.peak.Load(), Limit: srv.maxClients(),
 			TotalSessions: l.total.Load(), Refused: l.refused.Load(),
 			Commands: l.commands.Load(), BytesIn: l.bytesIn.Load(), BytesOut: l.bytesOut.Load(), Errors: l.errs.Load(),
 			Resent: l.resent.Load(), MovedToOwn: l.moved.Load(), Parked: l.parked.Load(),
+			AuthFailures: l.authFailures.Load(),
 		}
 		out.Listeners = append(out.Listeners, ls)
 	}

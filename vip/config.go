@@ -58,6 +58,13 @@ type Config struct {
 	// without its REDHAVEN_* configuration variables). Empty: none.
 	OnAcquire string `koanf:"on_acquire"`
 	OnRelease string `koanf:"on_release"`
+	// HookCapabilities lets hooks keep the agent's capabilities
+	// (CAP_NET_ADMIN, CAP_NET_RAW from the unit's AmbientCapabilities).
+	// Default false: hooks run with no capabilities (setpriv clears the
+	// inheritable and ambient sets), so a hook script, or what it calls,
+	// cannot change the host's network. An agent running as root gives its
+	// hooks root's rights either way.
+	HookCapabilities bool `koanf:"hook_capabilities"`
 	// HookTimeout bounds each hook; the hook's process group is killed
 	// when it passes.
 	HookTimeout time.Duration `koanf:"hook_timeout"`

@@ -94,12 +94,17 @@ func (h *hookRunner) command(event string) string {
 	return h.cfg.OnRelease
 }
 
-// exec runs one hook with `sh -c` and logs its outcome and output.
+// exec runs one hook with `sh -c` (see hookArgv) and logs its outcome and output.
 func (h *hookRunner) exec(event string) {
 	command := h.command(event)
 	ctx, cancel := context.WithTimeout(context.Background(), h.cfg.HookTimeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "/bin/sh", "-c", command)
+	argv, err := hookArgv(h.cfg.HookCapabilities, command)
+	if err != nil {
+		h.logger.Warn("vip hook not run", "event", event, "command", command, "err", err)
+		return
+	}
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	cmd.Env = append(hookEnviron(os.Environ()),
 		"REDHAVEN_VIP_ADDRESS="+h.prefix.Addr().String(),
 		"REDHAVEN_VIP_PREFIX="+h.prefix.String(),
@@ -114,7 +119,7 @@ func (h *hookRunner) exec(event string) {
 	setProcessGroup(cmd)
 	cmd.WaitDelay = time.Second
 	start := time.Now()
-	err := cmd.Run()
+	err = cmd.Run()
 	attrs := []any{
 		"event", event, "command", command, "duration", time.Since(start).Round(time.Millisecond),
 		"output", strings.TrimSpace(out.String()),

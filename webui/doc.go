@@ -40,8 +40,11 @@
 //	  "ready": true, "leader": true,
 //	  "route": {"master": "10.0.0.11:6379", "epoch": 7, "reason": "promoted-slave", "since": "..."},
 //	  "frontends": [{"name": "rw", "addr": ":6380", "current_sessions": 412, "max_sessions": 1310,
-//	    "limit": 10000, "total_sessions": 182231, "commands_total": 98412377, "commands_per_sec": 18234.5,
-//	    "bytes_in": 9812345678, "bytes_out": 23456789012, "errors": 17, "refused": 0}],
+//	    "limit": 10000, "total_sessions": 182231, "sessions_per_sec": 12.5, "max_sessions_per_sec": 310,
+//	    "commands_total": 98412377, "commands_per_sec": 18234.5,
+//	    "bytes_in": 9812345678, "bytes_out": 23456789012, "errors": 17, "refused": 0, "auth_failures": 5}],
+//	  "clients": {"buffer_bytes": 81920, "buffer_limit_bytes": 4294967296,
+//	    "closed": {"auth_timeout": 9, "http": 2}},
 //	  "backends": [{"addr": "10.0.0.11:6379", "role": "master", "state": "up", "is_master": true,
 //	    "last_check": "...", "check_duration_seconds": 0.000412, "last_error": "", "last_change": "...",
 //	    "downtime_seconds": 0, "offset": 1843211774, "lag_bytes": 0, "link_up": true, "sessions": 412,
@@ -55,8 +58,13 @@
 //	  "events": [{"time": "...", "kind": "failover", "node": "node1",
 //	    "message": "master 10.0.0.13:6379 -> 10.0.0.11:6379 (epoch 7)", "duration_seconds": 1.84}],
 //	  "failovers": {"count": 2, "buckets": [0, 1, 1, 2, 2, 2, 2, 2, 2, 2], "sum_seconds": 2.26,
-//	    "bucket_bounds_seconds": [0.25, 0.5, 1, 2, 3, 5, 10, 20, 30, 60]}
+//	    "bucket_bounds_seconds": [0.25, 0.5, 1, 2, 3, 5, 10, 20, 30, 60]},
+//	  "process": {"pid": 812, "rss_bytes": 31457280, "open_fds": 431, "max_fds": 65536, "cpu_seconds": 912.4,
+//	    "goroutines": 57, "gomaxprocs": 1, "go_version": "go1.26.8"}
 //	}
+//
+// The page's /?hide=down leaves DOWN backends out of the table (the summary
+// row still counts them).
 //
 // Actions answer {"ok": true, "message": "..."} or {"ok": false, "error": "..."}
 // with 400 (bad input), 401, 403, 404 (unknown backend or node), 415, 429
@@ -75,8 +83,10 @@
 //
 // Read from the Snapshot at scrape time: redhaven_proxy_sessions_current,
 // _sessions_max, _sessions_limit, _sessions_total, _commands_total,
-// _bytes_in_total, _bytes_out_total, _errors_total, _refused_total
-// {listener}; redhaven_backend_up, _is_master, _replication_lag_bytes,
+// _bytes_in_total, _bytes_out_total, _errors_total, _refused_total,
+// _auth_failures_total {listener}; redhaven_proxy_buffer_bytes,
+// _buffer_limit_bytes (proxy.max_buffer_memory), _clients_closed_total
+// {reason} (Snapshot.Clients); redhaven_backend_up, _is_master, _replication_lag_bytes,
 // _replication_offset, _link_up, _sessions_current, _commands_total,
 // _errors_total, _check_duration_seconds, _downtime_seconds_total {addr};
 // redhaven_sentinel_reachable, _config_epoch {addr}; redhaven_route_epoch,

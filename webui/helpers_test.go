@@ -116,10 +116,11 @@ func sampleSnapshot() webui.Snapshot {
 		Route: webui.Route{Master: addrA, Epoch: 7, Reason: "promoted-slave", Since: now.Add(-3*time.Minute - 12*time.Second)},
 		Frontends: []webui.Frontend{
 			{Name: "rw", Addr: ":6380", CurrentSessions: 412, MaxSessions: 1310, Limit: 10000, TotalSessions: 182231,
-				CommandsTotal: 98412377, CommandsPerSec: 18234.5, BytesIn: 9_812_345_678, BytesOut: 23_456_789_012, Errors: 17, Refused: 0, IdleSessions: 301, MovedToOwn: 12},
+				CommandsTotal: 98412377, CommandsPerSec: 18234.5, BytesIn: 9_812_345_678, BytesOut: 23_456_789_012, Errors: 17, Refused: 0, IdleSessions: 301, MovedToOwn: 12, AuthFailures: 5},
 			{Name: "ro", Addr: ":6381", CurrentSessions: 96, MaxSessions: 240, Limit: 10000, TotalSessions: 5120,
 				CommandsTotal: 4410021, CommandsPerSec: 812.25, BytesIn: 412_345_678, BytesOut: 3_456_789_012, Errors: 0, Refused: 3},
 		},
+		Clients: webui.ClientLimits{BufferBytes: 81920, BufferLimit: 4 << 30, Closed: map[string]uint64{"http": 2, "auth_timeout": 9}},
 		Backends: []webui.Backend{
 			{Addr: addrA, Role: "master", State: webui.StateUp, IsMaster: true, LastCheck: now.Add(-400 * time.Millisecond),
 				CheckDuration: 412 * time.Microsecond, LastChange: now.Add(-3*time.Minute - 12*time.Second), Downtime: 0,

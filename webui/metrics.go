@@ -11,6 +11,7 @@ type collector struct {
 
 	sessionsCur, sessionsMax, sessionsLimit, sessionsTotal, sessionsIdle, movedToOwn *prometheus.Desc
 	commands, bytesIn, bytesOut, errors, refused                                     *prometheus.Desc
+	authFailures, bufferBytes, bufferLimit, clientsClosed                            *prometheus.Desc
 
 	backendUp, backendMaster, backendLag, backendOffset, backendLink *prometheus.Desc
 	backendSessions, backendCommands, backendErrors                  *prometheus.Desc
@@ -38,6 +39,10 @@ func newCollector(src Source) *collector {
 		bytesOut:      d("proxy_bytes_out_total", "Bytes sent to clients.", "listener"),
 		errors:        d("proxy_errors_total", "Errors returned to clients by the proxy.", "listener"),
 		refused:       d("proxy_refused_total", "Client connections refused.", "listener"),
+		authFailures:  d("proxy_auth_failures_total", "Wrong proxy passwords (proxy.password).", "listener"),
+		bufferBytes:   d("proxy_buffer_bytes", "Memory held by clients' buffered input and unread replies."),
+		bufferLimit:   d("proxy_buffer_limit_bytes", "proxy.max_buffer_memory: beyond it the largest consumers are disconnected."),
+		clientsClosed: d("proxy_clients_closed_total", "Clients the proxy closed or refused, by reason.", "reason"),
 
 		backendUp:       d("backend_up", "1 if the Redis node is up (up, going down, drain), else 0.", "addr"),
 		backendMaster:   d("backend_is_master", "1 for the committed master.", "addr"),
@@ -69,6 +74,7 @@ func newCollector(src Source) *collector {
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		c.sessionsCur, c.sessionsMax, c.sessionsLimit, c.sessionsTotal, c.sessionsIdle, c.movedToOwn, c.commands, c.bytesIn, c.bytesOut, c.errors, c.refused,
+		c.authFailures, c.bufferBytes, c.bufferLimit, c.clientsClosed,
 		c.backendUp, c.backendMaster, c.backendLag, c.backendOffset, c.backendLink, c.backendSessions, c.backendCommands,
 		c.backendErrors, c.backendCheck, c.backendDowntime, c.sentinelReachable, c.sentinelEpoch,
 		c.routeEpoch, c.routeHasMaster, c.routeContradicted, c.routeEpochAhead, c.ready, c.leader, c.members, c.vipHeld, c.failover, c.build,
@@ -117,6 +123,12 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.bytesOut, float64(f.BytesOut), l)
 		counter(c.errors, float64(f.Errors), l)
 		counter(c.refused, float64(f.Refused), l)
+		counter(c.authFailures, float64(f.AuthFailures), l)
+	}
+	gauge(c.bufferBytes, float64(snap.Clients.BufferBytes))
+	gauge(c.bufferLimit, float64(snap.Clients.BufferLimit))
+	for reason, n := range snap.Clients.Closed {
+		counter(c.clientsClosed, float64(n), reason)
 	}
 	clear(seen)
 	for _, b := range snap.Backends {

@@ -56,6 +56,17 @@ type pageData struct {
 	CSS         string
 	AdminStates []string
 	Scheme      string
+	// HideDown (?hide=down) leaves DOWN backends out of the table; Keep
+	// is the query to carry on the page's links ("&hide=down" or "").
+	HideDown bool
+	Keep     template.URL
+	Hidden   int       // backends left out
+	Backends []Backend // the backends shown
+	// Totals: the summary rows.
+	FrontTotal Frontend
+	BackTotal  Backend
+	BackUp     int // backends up
+	Proc       Process
 }
 
 func (s *Server) handlePage(w http.ResponseWriter, r *http.Request) {
@@ -77,6 +88,42 @@ func (s *Server) handlePage(w http.ResponseWriter, r *http.Request) {
 	if !snap.Started.IsZero() {
 		d.Uptime = snap.Time.Sub(snap.Started)
 	}
+	if r.URL.Query().Get("hide") == "down" {
+		d.HideDown, d.Keep = true, "&hide=down"
+	}
+	d.Proc = snap.Process
+	for _, f := range snap.Frontends {
+		t := &d.FrontTotal
+		t.CurrentSessions += f.CurrentSessions
+		t.MaxSessions += f.MaxSessions
+		t.Limit += f.Limit
+		t.TotalSessions += f.TotalSessions
+		t.SessionsPerSec += f.SessionsPerSec
+		t.MaxSessionRate += f.MaxSessionRate
+		t.CommandsTotal += f.CommandsTotal
+		t.CommandsPerSec += f.CommandsPerSec
+		t.BytesIn += f.BytesIn
+		t.BytesOut += f.BytesOut
+		t.Errors += f.Errors
+		t.Refused += f.Refused
+	}
+	shown := snap.Backends[:0:0]
+	for _, b := range snap.Backends {
+		t := &d.BackTotal
+		t.Sessions += b.Sessions
+		t.Commands += b.Commands
+		t.Errors += b.Errors
+		t.Downtime += b.Downtime
+		if b.State == StateUp {
+			d.BackUp++
+		}
+		if d.HideDown && b.State == StateDown {
+			d.Hidden++
+			continue
+		}
+		shown = append(shown, b)
+	}
+	d.Backends = shown
 	d.User, d.LoggedIn = userFrom(r.Context())
 	if s.canAct(d.User, d.LoggedIn) {
 		d.CanAct = true
@@ -140,6 +187,7 @@ var funcs = template.FuncMap{
 	"zero":     func(t time.Time) bool { return t.IsZero() },
 	"contains": strings.Contains,
 	"short":    shortErr,
+	"fixed1":   func(f float64) string { return strconv.FormatFloat(f, 'f', 1, 64) },
 }
 
 // evTime shows an event's time of day, with the date when it is older

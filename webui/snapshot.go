@@ -71,12 +71,26 @@ type Snapshot struct {
 
 	Route     Route         `json:"route"`
 	Frontends []Frontend    `json:"frontends"`
+	Clients   ClientLimits  `json:"clients"`
 	Backends  []Backend     `json:"backends"`
 	Sentinels []Sentinel    `json:"sentinels"`
 	Members   []Member      `json:"members"`
 	VIP       VIP           `json:"vip"`
 	Events    []Event       `json:"events"` // any order; shown newest first
 	Failovers FailoverStats `json:"failovers"`
+	Process   Process       `json:"process"`
+}
+
+// Process is the agent process itself (HAProxy's "process information").
+type Process struct {
+	PID        int     `json:"pid"`
+	RSSBytes   uint64  `json:"rss_bytes"`   // resident memory
+	OpenFDs    int     `json:"open_fds"`    // file descriptors in use
+	MaxFDs     uint64  `json:"max_fds"`     // RLIMIT_NOFILE
+	CPUSeconds float64 `json:"cpu_seconds"` // user + system since start
+	Goroutines int     `json:"goroutines"`
+	GOMAXPROCS int     `json:"gomaxprocs"`
+	GoVersion  string  `json:"go_version"`
 }
 
 // Route is the committed route decision: where writes go.
@@ -103,12 +117,24 @@ type Frontend struct {
 	TotalSessions   uint64  `json:"total_sessions"`
 	CommandsTotal   uint64  `json:"commands_total"`
 	CommandsPerSec  float64 `json:"commands_per_sec"`
+	SessionsPerSec  float64 `json:"sessions_per_sec"`     // new sessions per second
+	MaxSessionRate  float64 `json:"max_sessions_per_sec"` // highest seen
 	BytesIn         uint64  `json:"bytes_in"`
 	BytesOut        uint64  `json:"bytes_out"`
 	Errors          uint64  `json:"errors"`
 	Refused         uint64  `json:"refused"`           // clients refused (limit, no master)
 	IdleSessions    int64   `json:"idle_sessions"`     // parked: idle, no goroutine until the client sends
 	MovedToOwn      uint64  `json:"moved_to_own_conn"` // sessions that left a shared backend connection for their own
+	AuthFailures    uint64  `json:"auth_failures"`     // wrong proxy passwords
+}
+
+// ClientLimits is what the proxy's bounds on clients cost and did.
+type ClientLimits struct {
+	BufferBytes int64 `json:"buffer_bytes"`       // clients' buffered input and unread replies now
+	BufferLimit int64 `json:"buffer_limit_bytes"` // proxy.max_buffer_memory
+	// Closed counts clients the proxy closed or refused, by reason
+	// (buffer_memory, output_limit, auth_timeout, http, ...).
+	Closed map[string]uint64 `json:"closed"`
 }
 
 // Backend is one Redis node.

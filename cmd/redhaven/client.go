@@ -65,16 +65,39 @@ type apiOpts struct {
 	socket, addr, user string
 }
 
-func apiFlags(name string, stderr io.Writer) (*pflag.FlagSet, *apiOpts) {
-	fs := pflag.NewFlagSet(name, pflag.ContinueOnError)
-	fs.SetOutput(stderr)
+// apiFlags registers the connection flags on fs. Their defaults do not
+// depend on the machine (the man page is made from them): the socket and
+// the user are resolved when the command runs.
+func apiFlags(fs *pflag.FlagSet) *apiOpts {
 	o := &apiOpts{}
-	fs.StringVar(&o.socket, "socket", defaultSocket(), "the local agent's admin socket (http.admin_socket)")
+	fs.StringVar(&o.socket, "socket", "", "the local agent's admin socket (default: http.admin_socket of the config file, else "+node.DefaultConfig().HTTP.AdminSocket+")")
 	fs.StringVar(&o.addr, "addr", "", "talk HTTP to this agent instead of the socket, e.g. http://10.0.0.11:8404 (actions need --user)")
 	fs.StringVar(&o.addr, "http", "", "same as --addr")
 	_ = fs.MarkHidden("http")
-	fs.StringVar(&o.user, "user", os.Getenv("REDHAVEN_HTTP_USER"), "http.auth user with --addr (or REDHAVEN_HTTP_USER); password from REDHAVEN_HTTP_PASSWORD, else asked on the terminal")
-	return fs, o
+	fs.StringVar(&o.user, "user", "", "http.auth user with --addr (default: $REDHAVEN_HTTP_USER); password from $REDHAVEN_HTTP_PASSWORD, else asked on the terminal")
+	return o
+}
+
+// apiCommand registers the connection flags for a command that talks to
+// an agent.
+func apiCommand(run func(o *apiOpts, args []string, stdout, stderr io.Writer) int) func(*pflag.FlagSet) runFunc {
+	return func(fs *pflag.FlagSet) runFunc {
+		o := apiFlags(fs)
+		return func(args []string, stdout, stderr io.Writer) int { return run(o, args, stdout, stderr) }
+	}
+}
+
+// unreachable marks errors where the agent could not be reached (exit
+// status 4).
+type unreachable struct{ error }
+
+// fail prints a command's error and returns its exit status.
+func fail(stderr io.Writer, name string, err error) int {
+	fmt.Fprintf(stderr, "redhaven %s: %v\n", name, err)
+	if u := (unreachable{}); errors.As(err, &u) {
+		return exitUnreachable
+	}
+	return exitError
 }
 
 // defaultSocket is http.admin_socket as the agent on this host would read
@@ -89,8 +112,14 @@ func defaultSocket() string {
 }
 
 func newAPIClient(o *apiOpts) (*apiClient, error) {
+	if o.user == "" {
+		o.user = os.Getenv("REDHAVEN_HTTP_USER")
+	}
 	if o.addr == "" {
 		path := o.socket
+		if path == "" {
+			path = defaultSocket()
+		}
 		return &apiClient{base: "http://redhaven", socket: path, http: &http.Client{
 			Timeout: 60 * time.Second,
 			Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
@@ -150,11 +179,11 @@ func (c *apiClient) do(method, path string, body any, out any) error {
 		var op *net.OpError
 		switch {
 		case c.socket != "" && errors.Is(err, syscall.EACCES):
-			return fmt.Errorf("cannot use %s: permission denied (run as root or as a member of the agent's group, e.g. sudo, or use --addr with --user)", c.where())
+			return unreachable{fmt.Errorf("cannot use %s: permission denied (run as root or as a member of the agent's group, e.g. sudo, or use --addr with --user)", c.where())}
 		case c.socket != "" && errors.As(err, &op):
-			return fmt.Errorf("cannot reach the agent at %s (is it running? see --socket, or --addr for HTTP): %w", c.where(), err)
+			return unreachable{fmt.Errorf("cannot reach the agent at %s (is it running? see --socket, or --addr for HTTP): %w", c.where(), err)}
 		case errors.As(err, &op):
-			return fmt.Errorf("cannot reach the agent at %s (is it running? see --addr): %w", c.where(), err)
+			return unreachable{fmt.Errorf("cannot reach the agent at %s (is it running? see --addr): %w", c.where(), err)}
 		}
 		return err
 	}
@@ -176,107 +205,85 @@ func (c *apiClient) do(method, path string, body any, out any) error {
 	return nil
 }
 
-func runStatus(args []string, stdout, stderr io.Writer) int {
-	fs, o := apiFlags("status", stderr)
-	if err := fs.Parse(args); err != nil {
-		return usageErr(err)
-	}
+func runStatus(o *apiOpts, _ []string, stdout, stderr io.Writer) int {
 	var s apiStats
 	if err := getStats(o, &s); err != nil {
-		fmt.Fprintf(stderr, "redhaven status: %v\n", err)
-		return 1
+		return fail(stderr, "status", err)
 	}
-	leader := ""
+	leader := "none: no Raft leader (the cluster has not formed yet, or has lost its quorum)"
 	for _, m := range s.Members {
 		if m.IsLeader {
 			leader = m.Name
 		}
 	}
+	master := "none committed yet"
+	if s.Route.Master != "" {
+		master = fmt.Sprintf("%s (epoch %d)", s.Route.Master, s.Route.Epoch)
+		if s.Route.Reason != "" {
+			master = fmt.Sprintf("%s (epoch %d, %s)", s.Route.Master, s.Route.Epoch, s.Route.Reason)
+		}
+	}
 	w := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(w, "node:\t%s (redhaven %s)\n", s.Node, s.Version)
-	fmt.Fprintf(w, "leader:\t%s\n", orNone(leader))
-	fmt.Fprintf(w, "master:\t%s (epoch %d, %s)\n", orNone(s.Route.Master), s.Route.Epoch, s.Route.Reason)
+	fmt.Fprintf(w, "leader:\t%s\n", leader)
+	fmt.Fprintf(w, "master:\t%s\n", master)
 	fmt.Fprintf(w, "routing:\t%s\n", map[bool]string{true: "yes, this node may route writes", false: "NO: commands are held (no committed master or out of contact with the quorum)"}[s.Ready])
 	if s.VIP.Mode != "" && s.VIP.Mode != "none" {
 		fmt.Fprintf(w, "vip:\t%s held by %s\n", s.VIP.Address, orNone(s.VIP.Holder))
 	}
 	w.Flush()
 	if !s.Ready {
-		return 3
+		return exitNotRouting
 	}
-	return 0
+	return exitOK
 }
 
-func runMembers(args []string, stdout, stderr io.Writer) int {
-	if len(args) > 0 && args[0] == "remove" {
-		return runMembersRemove(args[1:], stdout, stderr)
-	}
-	fs, o := apiFlags("members", stderr)
-	if err := fs.Parse(args); err != nil {
-		return usageErr(err)
-	}
+func runMembers(o *apiOpts, _ []string, stdout, stderr io.Writer) int {
 	var s apiStats
 	if err := getStats(o, &s); err != nil {
-		fmt.Fprintf(stderr, "redhaven members: %v\n", err)
-		return 1
+		return fail(stderr, "members", err)
 	}
 	w := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "NAME\tGOSSIP ADDR\tSTATE\tRAFT ROLE\tRAFT ADDR\tLAST CONTACT\tVERSION")
 	for _, m := range s.Members {
 		contact := "-"
 		if m.LastContact > 0 {
-			contact = (time.Duration(m.LastContact * float64(time.Second))).Round(time.Millisecond).String()
+			contact = (time.Duration(m.LastContact * float64(time.Second))).Round(time.Millisecond).String() + " ago"
 		}
 		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.Name, m.Addr, m.GossipState, orNone(m.RaftRole), m.RaftAddr, contact, m.Version)
 	}
 	w.Flush()
-	return 0
+	return exitOK
 }
 
 // runMembersRemove: `redhaven members remove NAME` removes a failed server
 // from the Raft configuration (run it against the leader's agent).
-func runMembersRemove(args []string, stdout, stderr io.Writer) int {
-	fs, o := apiFlags("members remove", stderr)
-	if err := fs.Parse(args); err != nil {
-		return usageErr(err)
-	}
-	if fs.NArg() != 1 {
-		fmt.Fprintln(stderr, "redhaven members remove: give exactly one member name (see `redhaven members`)")
-		return 2
-	}
+func runMembersRemove(o *apiOpts, args []string, stdout, stderr io.Writer) int {
 	var out struct {
 		Message string `json:"message"`
 	}
 	c, err := newAPIClient(o)
 	if err == nil {
-		err = c.do("POST", "/api/v1/members/remove", map[string]string{"node": fs.Arg(0)}, &out)
+		err = c.do("POST", "/api/v1/members/remove", map[string]string{"node": args[0]}, &out)
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "redhaven members remove: %v\n", err)
-		return 1
+		return fail(stderr, "members remove", err)
 	}
 	fmt.Fprintln(stdout, out.Message)
-	return 0
+	return exitOK
 }
 
-func runFailover(args []string, stdout, stderr io.Writer) int {
-	fs, o := apiFlags("failover", stderr)
-	if err := fs.Parse(args); err != nil {
-		return usageErr(err)
-	}
+func runFailover(o *apiOpts, _ []string, stdout, stderr io.Writer) int {
 	c, err := newAPIClient(o)
 	if err != nil {
-		fmt.Fprintf(stderr, "redhaven failover: %v\n", err)
-		return 1
+		return fail(stderr, "failover", err)
 	}
 	var before apiStats
 	if err := c.do("GET", "/api/v1/stats", nil, &before); err != nil {
-		fmt.Fprintf(stderr, "redhaven failover: %v\n", err)
-		return 1
+		return fail(stderr, "failover", err)
 	}
 	if err := c.do("POST", "/api/v1/failover", map[string]string{}, nil); err != nil {
-		fmt.Fprintf(stderr, "redhaven failover: %v\n", err)
-		return 1
+		return fail(stderr, "failover", err)
 	}
 	fmt.Fprintf(stdout, "planned failover requested (master now %s, epoch %d); waiting for the new master...\n", before.Route.Master, before.Route.Epoch)
 	deadline := time.Now().Add(60 * time.Second)
@@ -284,40 +291,33 @@ func runFailover(args []string, stdout, stderr io.Writer) int {
 		var s apiStats
 		if err := c.do("GET", "/api/v1/stats", nil, &s); err == nil && s.Route.Master != "" && s.Route.Master != before.Route.Master && s.Route.Epoch > before.Route.Epoch {
 			fmt.Fprintf(stdout, "new master %s (epoch %d)\n", s.Route.Master, s.Route.Epoch)
-			return 0
+			return exitOK
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
 	fmt.Fprintln(stderr, "redhaven failover: no new master after 60s; see the agent's log and the stats page")
-	return 1
+	return exitError
 }
 
-func runJoinLeave(action string) func(args []string, stdout, stderr io.Writer) int {
-	return func(args []string, stdout, stderr io.Writer) int {
-		fs, o := apiFlags(action, stderr)
-		if err := fs.Parse(args); err != nil {
-			return usageErr(err)
-		}
-		body := map[string]any{}
-		if action == "join" {
-			if fs.NArg() == 0 {
-				fmt.Fprintln(stderr, "redhaven join: give at least one gossip address of a running agent (host:port)")
-				return 2
-			}
-			body["addrs"] = fs.Args()
-		}
-		var out map[string]any
-		c, err := newAPIClient(o)
-		if err == nil {
-			err = c.do("POST", "/api/v1/"+action, body, &out)
-		}
-		if err != nil {
-			fmt.Fprintf(stderr, "redhaven %s: %v\n", action, err)
-			return 1
-		}
-		fmt.Fprintf(stdout, "%s: ok %v\n", action, out)
-		return 0
+func runJoin(o *apiOpts, args []string, stdout, stderr io.Writer) int {
+	return joinLeave(o, "join", map[string]any{"addrs": args}, stdout, stderr)
+}
+
+func runLeave(o *apiOpts, _ []string, stdout, stderr io.Writer) int {
+	return joinLeave(o, "leave", map[string]any{}, stdout, stderr)
+}
+
+func joinLeave(o *apiOpts, action string, body map[string]any, stdout, stderr io.Writer) int {
+	var out map[string]any
+	c, err := newAPIClient(o)
+	if err == nil {
+		err = c.do("POST", "/api/v1/"+action, body, &out)
 	}
+	if err != nil {
+		return fail(stderr, action, err)
+	}
+	fmt.Fprintf(stdout, "%s: ok %v\n", action, out)
+	return exitOK
 }
 
 func getStats(o *apiOpts, s *apiStats) error {
@@ -326,13 +326,6 @@ func getStats(o *apiOpts, s *apiStats) error {
 		return err
 	}
 	return c.do("GET", "/api/v1/stats", nil, s)
-}
-
-func usageErr(err error) int {
-	if errors.Is(err, pflag.ErrHelp) {
-		return 0
-	}
-	return 2
 }
 
 func orNone(s string) string {

@@ -2,44 +2,25 @@
 package main
 
 import (
-	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
-	"os/signal"
 	"runtime"
-	"sort"
 	"strings"
-	"syscall"
 
 	"github.com/spf13/pflag"
 
 	"github.com/redhaven/redhaven/node"
 )
 
-// version is set at build time: -ldflags "-X main.version=...".
-var version = "dev"
-
-// command is one sub-command.
-type command struct {
-	summary string
-	run     func(args []string, stdout, stderr io.Writer) int
-}
-
-var commands = map[string]command{
-	"agent":        {"run the agent: watch Redis and Sentinel, proxy clients to the master", runAgent},
-	"check-config": {"validate a config file (and REDHAVEN_* environment) and print the result", runCheckConfig},
-	"version":      {"print the version", runVersion},
-	"keygen":       {"print a new cluster key for cluster.encrypt (gossip encryption and Raft TLS)", runKeygen},
-	"passwd":       {"print the bcrypt hash of a password for http.auth (read without echo)", runPasswd},
-	"status":       {"show the leader, the committed master and whether this node routes", runStatus},
-	"members":      {"list the cluster's nodes (gossip state, Raft role, last contact); `members remove NAME` removes a failed one", runMembers},
-	"failover":     {"planned failover: pause writes, fail over through Sentinel, resume", runFailover},
-	"join":         {"ask the local agent to join the cluster through a gossip address", runJoinLeave("join")},
-	"leave":        {"make the local agent leave the cluster gracefully", runJoinLeave("leave")},
-}
+// Set at build time by the Makefile: -ldflags "-X main.version=... -X
+// main.commit=... -X main.buildDate=...".
+var (
+	version   = "dev"
+	commit    = "unknown"
+	buildDate = "unknown"
+)
 
 func main() {
 	node.Version = version
@@ -47,134 +28,136 @@ func main() {
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		usage(stdout)
-		if len(args) == 0 {
-			return 2
+	if len(args) == 0 {
+		usage(stderr)
+		return exitUsage
+	}
+	switch args[0] {
+	case "-h", "--help", "help":
+		if len(args) > 1 { // help CMD
+			if c, rest := findCommand(args[1:]); c != nil && len(rest) == 0 {
+				fs, _ := c.newFlagSet()
+				c.help(stdout, fs, true)
+				return exitOK
+			}
+			fmt.Fprintf(stderr, "redhaven help: unknown command %q\n\n", strings.Join(args[1:], " "))
+			usage(stderr)
+			return exitUsage
 		}
-		return 0
+		usage(stdout)
+		return exitOK
+	case "--version", "-v":
+		args = append([]string{"version"}, args[1:]...)
 	}
-	if args[0] == "--version" {
-		args[0] = "version"
-	}
-	cmd, ok := commands[args[0]]
-	if !ok {
+	c, rest := findCommand(args)
+	if c == nil {
 		fmt.Fprintf(stderr, "redhaven: unknown command %q\n\n", args[0])
 		usage(stderr)
-		return 2
+		return exitUsage
 	}
-	return cmd.run(args[1:], stdout, stderr)
+	return runCommand(c, rest, stdout, stderr)
 }
 
-func usage(w io.Writer) {
-	fmt.Fprintf(w, `redhaven %s: high availability for Redis + Sentinel in one binary.
-
-Usage: redhaven <command> [flags]
-
-Commands:
-`, version)
-	names := make([]string, 0, len(commands))
-	for n := range commands {
-		names = append(names, n)
+// configCommand registers the config flags (agent, check-config); run
+// gets the parsed flag set.
+func configCommand(run func(fs *pflag.FlagSet, stdout, stderr io.Writer) int) func(*pflag.FlagSet) runFunc {
+	return func(fs *pflag.FlagSet) runFunc {
+		node.Flags(fs)
+		return func(_ []string, stdout, stderr io.Writer) int { return run(fs, stdout, stderr) }
 	}
-	sort.Strings(names)
-	for _, n := range names {
-		fmt.Fprintf(w, "  %-13s %s\n", n, commands[n].summary)
-	}
-	fmt.Fprintf(w, `
-Run "redhaven <command> --help" for a command's flags.
-status, members, failover, join and leave talk to the agent on this host
-over its admin socket (http.admin_socket, default /run/redhaven/admin.sock;
-root and the agent's group may use it), or with --addr http://HOST:8404
---user NAME to an agent's HTTP API (actions need an http.auth admin user).
-Configuration: defaults, then the YAML file (-c, default %s),
-then REDHAVEN_* environment variables (REDHAVEN_PROXY__HOLD_TIMEOUT=2s sets
-proxy.hold_timeout), then flags.
-`, node.DefaultConfigPath)
 }
 
-// configFlags returns a flag set with the config flags, for agent and check-config.
-func configFlags(name string, stderr io.Writer) *pflag.FlagSet {
-	fs := pflag.NewFlagSet(name, pflag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.SortFlags = false
-	node.Flags(fs)
-	return fs
-}
-
-// loadConfig parses flags and loads the config; "" path means the default.
-func loadConfig(fs *pflag.FlagSet, args []string) (node.Config, error) {
-	if err := fs.Parse(args); err != nil {
-		return node.Config{}, err
-	}
-	if fs.NArg() > 0 {
-		return node.Config{}, fmt.Errorf("unexpected argument %q", fs.Arg(0))
-	}
+// loadConfig checks the config the parsed flags name ("" path means the
+// default): every problem at once, or the warnings of a valid one.
+func loadConfig(fs *pflag.FlagSet) (node.Config, []string, error) {
 	path := ""
 	if fs.Changed("config") {
 		path, _ = fs.GetString("config")
 	}
-	cfg, err := node.LoadConfig(path, os.Environ(), fs)
-	if err != nil {
-		return cfg, err
-	}
-	return cfg, cfg.Validate()
+	return node.Check(path, os.Environ(), fs)
 }
 
-func runAgent(args []string, stdout, stderr io.Writer) int {
-	fs := configFlags("agent", stderr)
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: redhaven agent [-c FILE] [flags]\n\nRun the agent in the foreground until SIGINT/SIGTERM.\n\nFlags:\n%s", fs.FlagUsages())
-	}
-	cfg, err := loadConfig(fs, args)
-	if errors.Is(err, pflag.ErrHelp) {
-		return 0
-	}
+func runAgent(fs *pflag.FlagSet, stdout, stderr io.Writer) int {
+	ho, herr := takeHandoverSocket() // before the config: its variable is not a config key
+	cfg, warnings, err := loadConfig(fs)
 	if err != nil {
-		fmt.Fprintf(stderr, "redhaven agent: %s\n", indentErr(err))
-		return 2
+		fmt.Fprintf(stderr, "redhaven agent: invalid configuration:\n  %s\n", indentErr(err))
+		return exitUsage
 	}
-	logger := node.NewLogger(cfg.Log, stderr)
+	if herr != nil {
+		fmt.Fprintf(stderr, "redhaven agent: %v\n", herr)
+		return exitError
+	}
+	logger, level := node.NewLeveledLogger(cfg.Log, stderr)
+	for _, w := range warnings {
+		logger.Warn("config setting has no effect", "warning", w)
+	}
 	setGOMAXPROCS(logger)
-	n, err := node.New(cfg, logger)
+	exe, err := os.Executable()
 	if err != nil {
-		fmt.Fprintf(stderr, "redhaven agent: %s\n", indentErr(err))
-		return 1
+		exe = os.Args[0]
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	go func() {
-		<-ctx.Done()
-		stop() // a second signal now kills the process the default way
-	}()
-	if err := n.Run(ctx); err != nil {
-		logger.Error("agent failed", "err", err)
-		return 1
-	}
-	return 0
+	args := agentArgs(fs)
+	p := &agentProc{args: args, cfg: cfg, logger: logger, level: level, exe: exe, exeID: statID(exe), ho: ho,
+		loadConfig: func() (node.Config, error) {
+			fs := pflag.NewFlagSet("redhaven agent", pflag.ContinueOnError)
+			fs.SetOutput(io.Discard)
+			node.Flags(fs) // the agent command's flags (configCommand)
+			if err := fs.Parse(args); err != nil {
+				return node.Config{}, err
+			}
+			cfg, _, err := loadConfig(fs)
+			return cfg, err
+		}}
+	return p.serve(stderr)
 }
 
-func runCheckConfig(args []string, stdout, stderr io.Writer) int {
-	fs := configFlags("check-config", stderr)
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: redhaven check-config [-c FILE] [flags]\n\nLoad and validate the configuration exactly as the agent would, and\nname every bad key. Exit status 0 when valid, 1 when not.\n\nFlags:\n%s", fs.FlagUsages())
+// agentArgs are the agent's command-line arguments, for the new process of
+// a hand-over: the ones this process was started with ("redhaven agent
+// ..."), or, when run() was called another way (tests), the flags that
+// were set.
+func agentArgs(fs *pflag.FlagSet) []string {
+	if len(os.Args) > 1 && os.Args[1] == "agent" {
+		return os.Args[2:]
 	}
-	cfg, err := loadConfig(fs, args)
-	if errors.Is(err, pflag.ErrHelp) {
-		return 0
-	}
+	var args []string
+	fs.Visit(func(f *pflag.Flag) { args = append(args, "--"+f.Name+"="+f.Value.String()) })
+	return args
+}
+
+func runCheckConfig(fs *pflag.FlagSet, stdout, stderr io.Writer) int {
+	cfg, warnings, err := loadConfig(fs)
 	if err != nil {
-		fmt.Fprintf(stderr, "configuration is invalid:\n  %s\n", strings.ReplaceAll(err.Error(), "\n", "\n  "))
-		return 1
+		n := len(flattenErrs(err))
+		fmt.Fprintf(stderr, "configuration is invalid (%d problem%s):\n  %s\n", n, map[bool]string{true: "s"}[n > 1], indentErr(err))
+		return exitError
 	}
-	fmt.Fprintf(stdout, "configuration is valid: node %s, %d sentinel(s) for master %q, proxy on %s\n",
-		cfg.NodeName, len(cfg.Redis.Sentinels), cfg.Redis.MasterName, cfg.Proxy.Listen)
-	return 0
+	fmt.Fprintf(stdout, "configuration is valid; the agent will run:\n%s", cfg.Summary())
+	if len(warnings) > 0 {
+		fmt.Fprintf(stderr, "warnings (settings that have no effect):\n")
+		for _, w := range warnings {
+			fmt.Fprintf(stderr, "  %s\n", w)
+		}
+	}
+	return exitOK
 }
 
 func runVersion(args []string, stdout, stderr io.Writer) int {
-	fmt.Fprintf(stdout, "redhaven %s\n", version)
-	return 0
+	fmt.Fprintf(stdout, "redhaven %s\ncommit:     %s\nbuilt:      %s\ngo:         %s %s/%s\n",
+		version, commit, buildDate, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	return exitOK
+}
+
+// flattenErrs splits joined errors into their leaves.
+func flattenErrs(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		var out []error
+		for _, e := range j.Unwrap() {
+			out = append(out, flattenErrs(e)...)
+		}
+		return out
+	}
+	return []error{err}
 }
 
 func indentErr(err error) string {
@@ -185,10 +168,10 @@ func runKeygen(args []string, stdout, stderr io.Writer) int {
 	key, err := node.GenerateKey()
 	if err != nil {
 		fmt.Fprintf(stderr, "redhaven keygen: %v\n", err)
-		return 1
+		return exitError
 	}
 	fmt.Fprintln(stdout, key)
-	return 0
+	return exitOK
 }
 
 // setGOMAXPROCS runs the agent on half the CPUs Go would use (at least

@@ -22,7 +22,7 @@ func TestCLI(t *testing.T) {
 		code     int
 		out, err string
 	}{
-		{"no args shows usage", nil, 2, "Commands:", ""},
+		{"no args shows usage", nil, 2, "", "Commands:"},
 		{"help", []string{"--help"}, 0, "check-config", ""},
 		{"version", []string{"version"}, 0, "redhaven ", ""},
 		{"unknown command", []string{"frobnicate"}, 2, "", `unknown command "frobnicate"`},
@@ -34,10 +34,10 @@ func TestCLI(t *testing.T) {
 		{"agent refuses a cluster without key", []string{"agent", "-c", keyless}, 2, "", "`redhaven keygen`"},
 		{"keygen", []string{"keygen"}, 0, "=", ""},
 		{"members remove needs a name", []string{"members", "remove", "--http", "127.0.0.1:1"}, 2, "", "give exactly one member name"},
-		{"members remove without agent", []string{"members", "remove", "--http", "127.0.0.1:1", "n3"}, 1, "", "cannot reach the agent"},
-		{"status without agent", []string{"status", "--addr", "http://127.0.0.1:1"}, 1, "", "cannot reach the agent at http://127.0.0.1:1"},
-		{"status, old --http flag", []string{"status", "--http", "127.0.0.1:1"}, 1, "", "cannot reach the agent"},
-		{"status without socket", []string{"status", "--socket", filepath.Join(dir, "none.sock")}, 1, "", "cannot reach the agent at the admin socket " + filepath.Join(dir, "none.sock")},
+		{"members remove without agent", []string{"members", "remove", "--http", "127.0.0.1:1", "n3"}, 4, "", "cannot reach the agent"},
+		{"status without agent", []string{"status", "--addr", "http://127.0.0.1:1"}, 4, "", "cannot reach the agent at http://127.0.0.1:1"},
+		{"status, old --http flag", []string{"status", "--http", "127.0.0.1:1"}, 4, "", "cannot reach the agent"},
+		{"status without socket", []string{"status", "--socket", filepath.Join(dir, "none.sock")}, 4, "", "cannot reach the agent at the admin socket " + filepath.Join(dir, "none.sock")},
 		{"join needs an address", []string{"join", "--addr", "127.0.0.1:1"}, 2, "", "give at least one"},
 		{"passwd takes no arguments", []string{"passwd", "hunter2"}, 2, "", "never from the command line"},
 	}

@@ -8,34 +8,14 @@ import (
 	"os"
 	"strings"
 
-	"github.com/spf13/pflag"
-
 	"github.com/redhaven/redhaven/node"
 )
 
 func runPasswd(args []string, stdout, stderr io.Writer) int {
-	fs := pflag.NewFlagSet("passwd", pflag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, `Usage: redhaven passwd
-
-Print the bcrypt hash of a password for http.auth[].password_hash.
-On a terminal the password is asked twice without echo; otherwise it is
-the first line of standard input:
-  printf '%%s\n' "$PW" | redhaven passwd
-`)
-	}
-	if err := fs.Parse(args); err != nil {
-		return usageErr(err)
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintln(stderr, "redhaven passwd: takes no arguments (the password is read from the terminal or standard input, never from the command line)")
-		return 2
-	}
 	pw, err := readNewPassword(os.Stdin, stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "redhaven passwd: %v\n", err)
-		return 1
+		return exitError
 	}
 	h, err := node.HashPassword(pw)
 	if err != nil {

@@ -26,6 +26,20 @@ type decision struct {
 	Reason string
 }
 
+// AboveFloor tells whether a claim that addr is the master at epoch may
+// replace the floor (owner confirmed at ownerEpoch). It is the watcher's side
+// of the one epoch rule, cluster.RouteDecision.Replaces; node's
+// TestEpochRuleAgrees checks that both give the same answer on every case
+// where both apply (this package may not import cluster):
+//   - a higher epoch replaces;
+//   - the owner itself is kept at any epoch (a Sentinel that has not seen
+//     the newest epoch yet still names it; the floor's epoch stays);
+//   - at the floor's epoch, only when there is no owner yet;
+//   - another address at the same or a lower epoch is refused.
+func AboveFloor(owner string, ownerEpoch int64, addr string, epoch int64) bool {
+	return epoch > ownerEpoch || addr == owner || (owner == "" && epoch == ownerEpoch)
+}
+
 // candidate is a replica that a Sentinel is promoting right now, named by
 // +selected-slave / +failover-state-send-slaveof-noone / +promoted-slave,
 // with the epoch of that failover.
@@ -145,7 +159,7 @@ func decideSentinel(in decideInput) decision {
 	var valid []claim
 	var refused string
 	for _, c := range claims {
-		if c.epoch > prev.Epoch || c.addr == prev.Owner || (prev.Owner == "" && c.epoch == prev.Epoch) {
+		if AboveFloor(prev.Owner, prev.Epoch, c.addr, c.epoch) {
 			valid = append(valid, c)
 		} else if refused == "" {
 			refused = fmt.Sprintf("%s reports %s at epoch %d, below current epoch %d (%s)",

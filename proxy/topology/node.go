@@ -98,6 +98,9 @@ func (w *Watcher) recordNode(n *nodeProbe, ri roleInfo, err error, start time.Ti
 	defer w.mu.Unlock()
 	st := &n.state
 	prevUp, prevRole := st.Up, st.Role
+	if !prevUp && !st.LastCheck.IsZero() && now.After(st.LastCheck) {
+		st.Downtime += now.Sub(st.LastCheck) // down since the previous check
+	}
 	st.LastCheck = now
 	st.CheckDuration = dur
 	fast := now.Before(n.fastUntil)

@@ -65,6 +65,10 @@ type NodeState struct {
 	LastError string
 	// LastChange is when Up or Role last changed.
 	LastChange time.Time
+	// Downtime is the total time this node was seen down since the watcher
+	// started: from each failed check to the next check (HAProxy's
+	// "Dwntme"). A node down now adds up check after check.
+	Downtime time.Duration
 }
 
 // HealthyReplica reports whether the node can serve reads as a replica:

@@ -1,0 +1,94 @@
+package node
+
+import (
+	"io"
+	"log/slog"
+	"reflect"
+	"sort"
+	"strings"
+)
+
+// Reload (SIGHUP, systemctl reload): the config is read again; what can
+// change in the running process changes there, anything else is applied
+// by a hand-over restart (clients keep their connections), and the log
+// names the keys that caused it.
+
+// LiveKeys are the config keys a reload applies without a restart.
+var LiveKeys = map[string]bool{
+	"log.level":          true, // cmd/redhaven sets the logger's level
+	"proxy.hold_timeout": true, // ApplyLive
+	"proxy.max_clients":  true, // ApplyLive
+}
+
+// ApplyLive applies the live keys of the node's parts from cfg (a valid
+// config; log.level is the caller's, whose logger it is).
+func (n *Node) ApplyLive(cfg Config) {
+	n.proxy.SetLive(cfg.Proxy.HoldTimeout, cfg.Proxy.MaxClients)
+}
+
+// ChangedKeys lists the keys (koanf paths, e.g. "proxy.hold_timeout")
+// whose values differ between a and b, sorted. Values are never returned:
+// some are secrets.
+func ChangedKeys(a, b Config) []string {
+	var out []string
+	diffValues(reflect.ValueOf(a), reflect.ValueOf(b), "", &out)
+	sort.Strings(out)
+	return out
+}
+
+func diffValues(a, b reflect.Value, path string, out *[]string) {
+	if a.Kind() == reflect.Struct {
+		t := a.Type()
+		for i := range t.NumField() {
+			f := t.Field(i)
+			tag := strings.Split(f.Tag.Get("koanf"), ",")[0]
+			if tag == "-" || !f.IsExported() {
+				continue
+			}
+			if tag == "" {
+				tag = strings.ToLower(f.Name)
+			}
+			key := tag
+			if path != "" {
+				key = path + "." + tag
+			}
+			diffValues(a.Field(i), b.Field(i), key, out)
+		}
+		return
+	}
+	if !reflect.DeepEqual(a.Interface(), b.Interface()) {
+		*out = append(*out, path)
+	}
+}
+
+// SplitReload splits changed keys into those applied live and those that
+// need a restart.
+func SplitReload(changed []string) (live, restart []string) {
+	for _, k := range changed {
+		if LiveKeys[k] {
+			live = append(live, k)
+		} else {
+			restart = append(restart, k)
+		}
+	}
+	return live, restart
+}
+
+// NewLeveledLogger is NewLogger with a level that can change while the
+// agent runs (log.level on reload).
+func NewLeveledLogger(c LogConfig, w io.Writer) (*slog.Logger, *slog.LevelVar) {
+	lv := new(slog.LevelVar)
+	lv.Set(ParseLevel(c.Level))
+	opts := &slog.HandlerOptions{Level: lv}
+	if c.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts)), lv
+	}
+	return slog.New(slog.NewTextHandler(w, opts)), lv
+}
+
+// ParseLevel reads log.level (validated by Config.Validate).
+func ParseLevel(s string) slog.Level {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(s))
+	return level
+}
