@@ -92,6 +92,7 @@ func NewInherited(cfg Config, logger *slog.Logger, in *Inherited) (*Node, error)
 		n.closeListeners()
 		return nil, fmt.Errorf("vip: %w", err)
 	}
+	n.adoptVIP(in) // vip_lease.go: the previous process's VIP lease, before vip.Run
 	return n, nil
 }
 

@@ -54,6 +54,13 @@ type vipLease struct {
 	probe     bool
 	waitUntil time.Time
 	holding   bool // this node was the holder at the last step
+
+	// handoff: a hand-over restart is under way; leaseLoop leaves the
+	// VIP on the interface and writes the lease's end into it.
+	handoff atomic.Pointer[Inherited]
+	// inherited: end of the lease of the previous process (hand-over),
+	// this process's monotonic clock; zero when none or superseded.
+	inherited time.Time
 }
 
 // mayHoldVIP tells whether this node may hold (or take) the VIP: its
@@ -86,7 +93,11 @@ func (n *Node) leaseLoop(ctx context.Context) error {
 		n.leaseStep(ctx, time.Now())
 		select {
 		case <-ctx.Done():
-			n.releaseVIP()
+			if in := n.lease.handoff.Load(); in != nil {
+				n.handVIPOver(in)
+			} else {
+				n.releaseVIP()
+			}
 			return nil
 		case done := <-n.lease.leave:
 			n.lease.leaving = true
@@ -156,7 +167,21 @@ func (n *Node) leaseStep(ctx context.Context, now time.Time) {
 		}
 	}
 
-	if ls.Lease.Holder != self {
+	// A hand-over's inherited lease counts until it ends or the committed
+	// state names another holder once this node is in contact. A free
+	// lease is no such sign: this process's state may not have caught up
+	// yet (only the holder, this node, could have released it).
+	otherHolder := ls.Lease.Holder != "" && ls.Lease.Holder != self
+	inherited := !l.inherited.IsZero() && now.Before(l.inherited) && !(inContact && otherHolder)
+	if !inherited {
+		l.inherited = time.Time{}
+	}
+	heldUntil := ls.HeldUntil
+	if inherited && l.inherited.After(heldUntil) {
+		heldUntil = l.inherited
+	}
+
+	if ls.Lease.Holder != self && !inherited {
 		if l.holding {
 			n.logger.Info("vip lease now held by another node", "holder", ls.Lease.Holder)
 		}
@@ -166,7 +191,7 @@ func (n *Node) leaseStep(ctx context.Context, now time.Time) {
 	}
 	if !l.holding {
 		l.holding = true
-		if l.lastRequest.IsZero() {
+		if l.lastRequest.IsZero() && !inherited {
 			// Holder by a predecessor process (restart): the address may
 			// be anywhere; probe as after a takeover.
 			l.probe = true
@@ -186,7 +211,7 @@ func (n *Node) leaseStep(ctx context.Context, now time.Time) {
 			}
 		}()
 	}
-	n.vip.Want(vip.Desire{Hold: !ls.HeldUntil.IsZero() && !l.leaving, Until: ls.HeldUntil, Probe: l.probe, WaitConflictUntil: l.waitUntil})
+	n.vip.Want(vip.Desire{Hold: !heldUntil.IsZero() && !l.leaving, Until: heldUntil, Probe: l.probe, WaitConflictUntil: l.waitUntil})
 }
 
 // releaseVIP ends this node's holding on a clean stop or leave: the address goes
@@ -220,4 +245,50 @@ func (n *Node) releaseVIP() {
 		return
 	}
 	n.logger.Info("vip released for the next holder", "took", time.Since(start).Round(time.Millisecond))
+}
+
+// keepVIPFor prepares a hand-over restart (called before the node
+// stops): if this node holds the VIP, the address stays on the interface
+// and the next process adopts it with the rest of this process's lease,
+// so connections made through the VIP survive the restart.
+func (n *Node) keepVIPFor(in *Inherited) {
+	if n.cfg.VIP.EffectiveMode() != vip.ModeNetlink {
+		return
+	}
+	if ls := n.cluster.LeaseStatus(); ls.Lease.Holder != n.cfg.NodeName || !time.Now().Before(ls.HeldUntil) {
+		return
+	}
+	n.vip.KeepOnStop()
+	n.lease.handoff.Store(in)
+}
+
+// handVIPOver is leaseLoop's end in a hand-over: the lease's end as of
+// now (renewals went on until here) goes to the next process.
+func (n *Node) handVIPOver(in *Inherited) {
+	ls := n.cluster.LeaseStatus()
+	if ls.Lease.Holder != n.cfg.NodeName || !time.Now().Before(ls.HeldUntil) {
+		// Lost meanwhile: the kept address expires by its lifetime, and a
+		// successor's probe waits for that.
+		n.logger.Warn("vip lease lost during the hand-over; the address left behind expires by its lifetime")
+		return
+	}
+	in.VIPUntil = ls.HeldUntil
+	n.logger.Info("vip kept on the interface for the next process", "lease_left", time.Until(ls.HeldUntil).Round(time.Millisecond))
+}
+
+// adoptVIP takes over the previous process's VIP lease (hand-over): the
+// manager holds the address (already on the interface) until that lease
+// ends, so its first round adopts rather than removes it, and this
+// process renews the lease as soon as it is in contact.
+func (n *Node) adoptVIP(in *Inherited) {
+	if in == nil || in.VIPUntil.IsZero() || n.cfg.VIP.EffectiveMode() != vip.ModeNetlink {
+		return
+	}
+	left := time.Until(in.VIPUntil) // wall clock, same host; then this process's monotonic clock
+	if left <= 0 {
+		return
+	}
+	n.lease.inherited = time.Now().Add(left)
+	n.vip.Want(vip.Desire{Hold: true, Until: n.lease.inherited})
+	n.logger.Info("vip lease taken over from the previous process", "lease_left", left.Round(time.Millisecond))
 }

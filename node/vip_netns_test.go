@@ -186,6 +186,19 @@ func (s *vipSampler) changedAfter(t time.Time, match func([]int) bool) (holderCh
 	return holderChange{}, false
 }
 
+// changesSince returns the changes of the holder set from t on.
+func (s *vipSampler) changesSince(t time.Time) []holderChange {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []holderChange
+	for _, c := range s.changes {
+		if !c.at.Before(t) {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
 func (s *vipSampler) history(names func(int) string) string {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -1,7 +1,9 @@
 package vip
 
 import (
+	"context"
 	"net"
+	"net/netip"
 	"testing"
 	"time"
 
@@ -84,4 +86,37 @@ func TestWantWaitsForAnsweringHost(t *testing.T) {
 			t.Errorf("probed %d times with Probe false", p)
 		}
 	})
+}
+
+// TestKeepOnStop: after KeepOnStop the address stays on the link when Run
+// ends (a hand-over), and a new manager that wants it adopts it without
+// removing it first.
+func TestKeepOnStop(t *testing.T) {
+	f := &fakeSys{}
+	r := startFake(t, testConfig(), f)
+	r.Want(Desire{Hold: true})
+	testutil.Eventually(t, wait, "holding", r.Holding)
+	r.KeepOnStop()
+	if err := r.stop(t); err != nil {
+		t.Fatal(err)
+	}
+	if !get(f, func(f *fakeSys) bool { return f.addr }) {
+		t.Fatal("address removed at shutdown despite KeepOnStop")
+	}
+	next, err := newManager(testConfig(), nil, func(Config, netip.Prefix) (func() (system, error), error) {
+		return func() (system, error) { return f, nil }, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	next.Want(Desire{Hold: true, Until: time.Now().Add(time.Minute)}) // before Run: the first round adopts it
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- next.Run(ctx) }()
+	testutil.Eventually(t, wait, "adopted", next.Holding)
+	cancel()
+	<-done
+	if n := get(f, func(f *fakeSys) int { return f.removes }); n != 1 {
+		t.Errorf("%d removals, want only the final shutdown's", n)
+	}
 }

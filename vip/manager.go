@@ -120,6 +120,8 @@ type Manager struct {
 	desire  atomic.Pointer[Desire]
 	hint    chan struct{}
 	started atomic.Bool
+	// keep: leave the address on the link at shutdown (KeepOnStop).
+	keep atomic.Bool
 
 	mu sync.Mutex
 	st Status
@@ -198,6 +200,12 @@ func (m *Manager) Want(d Desire) {
 	default:
 	}
 }
+
+// KeepOnStop makes Run leave the address on the link when it ends (no
+// on_release): a hand-over restart, whose next process adopts it. The
+// kernel lifetime still runs: the next process must renew it in time, or
+// the address goes by itself.
+func (m *Manager) KeepOnStop() { m.keep.Store(true) }
 
 // Holding reports whether the address was on the interface when last
 // looked at. Always false in mode none.
@@ -495,9 +503,16 @@ func (l *loop) announceStep() {
 	l.announce.Reset(m.cfg.ARPRepeat - time.Duration(m.cfg.ARPCount-1)*m.cfg.ARPInterval)
 }
 
-// shutdown removes the address first, then queues on_release.
+// shutdown removes the address first, then queues on_release; or, after
+// KeepOnStop, leaves it for the next process.
 func (l *loop) shutdown() error {
 	m := l.m
+	if m.keep.Load() {
+		if l.session {
+			m.logger.Info("vip left on the interface for the next process", "vip", m.prefix, "interface", m.cfg.Interface)
+		}
+		return nil
+	}
 	var err error
 	for attempt := range 3 { // a transient netlink fault must not leave it behind
 		if attempt > 0 {
