@@ -388,9 +388,9 @@ func (a *Agent) RenewLease(ctx context.Context) error {
 
 // ReleaseLease gives the lease up (the caller removed the address
 // first) and waits, bounded by ctx, until this node applied the release.
-// Resent every 100 ms, to whichever node leads by then.
+// Resent every 25 ms, to whichever node leads by then.
 func (a *Agent) ReleaseLease(ctx context.Context) error {
-	t := time.NewTicker(100 * time.Millisecond)
+	t := time.NewTicker(25 * time.Millisecond)
 	defer t.Stop()
 	hints := a.LeaseChanges()
 	for {

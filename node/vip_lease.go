@@ -19,7 +19,8 @@ import (
 //
 // How the address is taken:
 //   - after a clean release the old holder removed the address before it
-//     released, so the successor adds it at once (gratuitous ARP);
+//     released (and then handed Raft leadership over if it led), so the
+//     successor adds it at once (gratuitous ARP);
 //   - otherwise (takeover after expiry, first grant) it first sends ARP
 //     probes: nobody answering (the old host is dead or cut off) means at
 //     once; the old host still answering (its agent was killed or paused,
@@ -214,10 +215,13 @@ func (n *Node) leaseStep(ctx context.Context, now time.Time) {
 	n.vip.Want(vip.Desire{Hold: !heldUntil.IsZero() && !l.leaving, Until: heldUntil, Probe: l.probe, WaitConflictUntil: l.waitUntil})
 }
 
-// releaseVIP ends this node's holding on a clean stop or leave: the address goes
-// first, then Raft leadership (if this node leads, so that the successor
-// does not wait for an election), then the lease is released, so the
-// next holder adds the address at once.
+// releaseVIP ends this node's holding on a clean stop or leave: the
+// address goes first, then the lease is released, then Raft leadership
+// moves if this node leads. Releasing while still leading is one local
+// commit; the new leader finds the lease free and released as soon as it
+// is elected and adds the VIP at once (no probe). Releasing after the
+// transfer would wait until this node hears of the new leader, and send
+// the release over gossip.
 func (n *Node) releaseVIP() {
 	n.vip.Want(vip.Desire{})
 	if n.cluster.LeaseStatus().Lease.Holder != n.cfg.NodeName {
@@ -231,20 +235,21 @@ func (n *Node) releaseVIP() {
 		n.logger.Warn("vip still on the interface after 1s; not releasing the lease (it expires by itself)")
 		return
 	}
+	rctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	err := n.cluster.ReleaseLease(rctx)
+	cancel()
+	if err != nil {
+		n.logger.Warn("vip lease release not committed; it expires by itself", "err", err)
+	} else {
+		n.logger.Info("vip released for the next holder", "took", time.Since(start).Round(time.Millisecond))
+	}
 	if n.cluster.IsLeader() {
 		tctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		if err := n.cluster.TransferLeadership(tctx, ""); err != nil && !errors.Is(err, cluster.ErrNotLeader) {
-			n.logger.Warn("leadership transfer before the vip release failed; releasing as leader", "err", err)
+			n.logger.Warn("leadership transfer after the vip release failed; the others will elect a leader", "err", err)
 		}
 		cancel()
 	}
-	rctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	if err := n.cluster.ReleaseLease(rctx); err != nil {
-		n.logger.Warn("vip lease release not committed; it expires by itself", "err", err)
-		return
-	}
-	n.logger.Info("vip released for the next holder", "took", time.Since(start).Round(time.Millisecond))
 }
 
 // keepVIPFor prepares a hand-over restart (called before the node
