@@ -56,6 +56,8 @@ type Agent struct {
 	raftNames atomic.Pointer[map[string]string]
 	logLimit  *throttle // repeated warnings: first one, then a count
 
+	keyMu sync.Mutex // one key operation at a time (keys.go)
+
 	rejectMu sync.Mutex
 	rejected map[rejectKey]uint64
 
@@ -165,6 +167,7 @@ func New(cfg Config, logger *slog.Logger) (*Agent, error) {
 	a.raftAdvert = net.JoinHostPort(rip.String(), strconv.Itoa(rport))
 	a.stream = newStreamLayer(ln, &net.TCPAddr{IP: rip, Port: rport}, &a.isolated)
 	a.stream.nameOf = a.raftNameOf
+	a.stream.admin = a.serveAdminConn
 	a.stream.reject = func(remote net.Addr, reason string, err error) {
 		a.countReject("raft", reason, remote.String(), err)
 	}

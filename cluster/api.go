@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"encoding/json"
@@ -86,10 +87,10 @@ func (a *Agent) ProposeRoute(ctx context.Context, d RouteDecision) error {
 // clears the entry.
 func (a *Agent) SetBackendAdmin(ctx context.Context, addr string, state AdminState) error {
 	if addr == "" {
-		return errors.New("cluster: backend address is empty")
+		return fmt.Errorf("%w: backend address is empty", ErrBadRequest)
 	}
 	if !state.Valid() {
-		return fmt.Errorf("cluster: admin state %q is not ready, drain or maintenance", state)
+		return fmt.Errorf("%w: admin state %q is not ready, drain or maintenance", ErrBadRequest, state)
 	}
 	_, err := a.applyCmd(ctx, command{Op: opAdmin, Addr: addr, Admin: state})
 	return err
@@ -327,7 +328,7 @@ func (a *Agent) TransferLeadership(ctx context.Context, toNodeName string) error
 			}
 		}
 		if target == nil {
-			return fmt.Errorf("cluster: transfer leadership: %q is not a voter", toNodeName)
+			return fmt.Errorf("%w: transfer leadership: %q is not a voter", ErrUnknownMember, toNodeName)
 		}
 		f = r.LeadershipTransferToServer(target.ID, target.Address)
 	}
@@ -338,7 +339,7 @@ func (a *Agent) TransferLeadership(ctx context.Context, toNodeName string) error
 		return fmt.Errorf("transfer leadership: %w", ctx.Err())
 	case err := <-done:
 		if err != nil {
-			return fmt.Errorf("transfer leadership to %q: %w", toNodeName, err)
+			return fmt.Errorf("%w: to %q: %v", ErrTransferFailed, toNodeName, err)
 		}
 	}
 	return nil
@@ -421,6 +422,9 @@ func (a *Agent) UseKey(key string) error {
 	if err != nil {
 		return err
 	}
+	if !slices.ContainsFunc(kr.GetKeys(), func(x []byte) bool { return bytes.Equal(x, k) }) {
+		return fmt.Errorf("%w: install it on every node first", ErrKeyNotInstalled)
+	}
 	if err := kr.UseKey(k); err != nil {
 		return fmt.Errorf("use gossip key: %w", err)
 	}
@@ -439,13 +443,16 @@ func (a *Agent) RemoveKey(key string) error {
 	if err != nil {
 		return err
 	}
+	if bytes.Equal(kr.GetPrimaryKey(), k) {
+		return fmt.Errorf("%w: make another key primary first", ErrPrimaryKey)
+	}
 	if err := kr.RemoveKey(k); err != nil {
 		return fmt.Errorf("remove gossip key: %w", err)
 	}
 	if err := a.stream.tls.removeKey(k); err != nil {
 		return fmt.Errorf("remove raft key: %w", err)
 	}
-	a.stream.closeAll()
+	a.stream.closeRaft()
 	a.log.Info("cluster key removed", "keys", len(kr.GetKeys()))
 	return nil
 }
@@ -453,14 +460,14 @@ func (a *Agent) RemoveKey(key string) error {
 func (a *Agent) keyringOp(key string) ([]byte, *memberlist.Keyring, error) {
 	k, err := decodeKey(key)
 	if err != nil || k == nil {
-		return nil, nil, fmt.Errorf("cluster key: %v", cmp.Or(err, errors.New("empty")))
+		return nil, nil, fmt.Errorf("%w: cluster key: %v", ErrBadRequest, cmp.Or(err, errors.New("empty")))
 	}
 	ml := a.memberlist()
 	if ml == nil {
 		return nil, nil, ErrNotRunning
 	}
 	if a.key == nil || a.stream.tls == nil {
-		return nil, nil, errors.New("cluster: this node was started without cluster.encrypt; keys can only be rotated on a keyed cluster")
+		return nil, nil, fmt.Errorf("%w: this node was started without cluster.encrypt; keys can only be rotated on a keyed cluster", ErrNotKeyed)
 	}
 	a.mu.RLock()
 	kr := a.keyring
@@ -487,7 +494,7 @@ func (a *Agent) RemoveMember(ctx context.Context, name string) error {
 		return ErrNotLeader
 	}
 	if name == a.cfg.NodeName {
-		return fmt.Errorf("cluster: %q is this node: run leave on it instead", name)
+		return fmt.Errorf("%w: %q is the leader itself: run leave on it instead", ErrMemberAlive, name)
 	}
 	f := r.GetConfiguration()
 	if err := f.Error(); err != nil {
@@ -519,10 +526,10 @@ func (a *Agent) RemoveMember(ctx context.Context, name string) error {
 	leaving := targetAlive && m.hasMeta && m.meta.Leaving
 	a.mu.RUnlock()
 	if target == nil {
-		return fmt.Errorf("cluster: %q is not in the raft configuration", name)
+		return fmt.Errorf("%w: %q is not in the raft configuration", ErrUnknownMember, name)
 	}
 	if targetAlive && !leaving {
-		return fmt.Errorf("cluster: %q is alive in gossip and would be added again: stop it or run leave on it first", name)
+		return fmt.Errorf("%w: %q is alive in gossip and would be added again: stop it or run leave on it first", ErrMemberAlive, name)
 	}
 	if err := removalKeepsQuorum(voters, aliveVoters, target.Suffrage == raft.Voter, targetAlive); err != nil {
 		return fmt.Errorf("remove %q: %w", name, err)

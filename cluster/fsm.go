@@ -283,6 +283,8 @@ func (f *fsm) apply(index uint64, c command) applyResult {
 			return applyResult{changed: true, id: c.ID}
 		}
 		return applyResult{err: fmt.Errorf("%w (id %d)", ErrUnknownFailover, c.ID)}
+	case opRouteReset:
+		return f.applyRouteReset(c)
 	case opEvent:
 		if c.Event == nil {
 			return applyResult{err: errors.New("event command without event")}

@@ -240,7 +240,7 @@ func (t *raftTLS) useKey(key []byte) error {
 	}
 	i := t.indexOf(key)
 	if i < 0 {
-		return errors.New("cluster: key is not installed")
+		return fmt.Errorf("%w: install it first", ErrKeyNotInstalled)
 	}
 	if i == t.primary {
 		return nil
@@ -266,7 +266,7 @@ func (t *raftTLS) removeKey(key []byte) error {
 	case i < 0:
 		return nil
 	case i == t.primary:
-		return errors.New("cluster: cannot remove the primary key")
+		return fmt.Errorf("%w: make another key primary first", ErrPrimaryKey)
 	}
 	p := t.cas[t.primary].key
 	t.cas = slices.Delete(t.cas, i, i+1)
@@ -353,6 +353,7 @@ func (t *raftTLS) serverConfig() *tls.Config {
 		MinVersion:       tls.VersionTLS13,
 		Certificates:     []tls.Certificate{m.cert},
 		ClientAuth:       tls.RequireAnyClientCert,
+		NextProtos:       []string{adminALPN}, // Raft's own dialer offers none
 		VerifyConnection: func(cs tls.ConnectionState) error { return verifyPeer(cs, m.roots, "") },
 	}
 }

@@ -42,6 +42,10 @@ type streamLayer struct {
 	nameOf func(addr string) string
 	// reject counts and logs a refused connection.
 	reject func(remote net.Addr, reason string, err error)
+	// admin serves one admin-channel request (admin_channel.go); nil
+	// until the agent sets it.
+	admin    func(ctx context.Context, c net.Conn)
+	adminSem chan struct{}
 
 	acceptOnce sync.Once
 	accepted   chan net.Conn
@@ -66,6 +70,7 @@ func newStreamLayer(ln net.Listener, advertise net.Addr, isolated *atomic.Bool) 
 		accepted: make(chan net.Conn),
 		done:     make(chan struct{}),
 		sem:      make(chan struct{}, maxHandshakes),
+		adminSem: make(chan struct{}, maxAdminRequests),
 	}
 }
 
@@ -133,9 +138,15 @@ func (s *streamLayer) acceptLoop() {
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			defer func() { <-s.sem }()
 			tlsConn := tls.Server(tc, s.tls.serverConfig())
-			if err := s.handshake(tlsConn, handshakeTimeout); err != nil {
+			err := s.handshake(tlsConn, handshakeTimeout)
+			<-s.sem // the slot bounds handshakes, not what follows
+			if err != nil {
+				return
+			}
+			if tlsConn.ConnectionState().NegotiatedProtocol == adminALPN {
+				tc.admin.Store(true)
+				s.serveAdmin(tlsConn)
 				return
 			}
 			select {
@@ -173,6 +184,9 @@ func rejectReason(err error) string {
 		return RejectNotTLS
 	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
 		return RejectTimeout
+	case strings.Contains(err.Error(), "didn't provide a certificate"):
+		// crypto/tls's own check (RequireAnyClientCert), before ours
+		return RejectNoCertificate
 	case strings.Contains(err.Error(), "certificate required"), strings.Contains(err.Error(), "bad certificate"):
 		// the peer refused our certificate, or sent none
 		return RejectUntrusted
@@ -180,6 +194,8 @@ func rejectReason(err error) string {
 	return RejectHandshake
 }
 
+// Close stops accepting and closes every connection; admin requests in
+// flight see their context cancelled.
 func (s *streamLayer) Close() error {
 	s.closeOnce.Do(func() {
 		s.mu.Lock()
@@ -258,12 +274,22 @@ func (s *streamLayer) track(c net.Conn) *trackedConn {
 	return tc
 }
 
-// closeAll closes every open Raft connection (used when isolating).
-func (s *streamLayer) closeAll() {
+// closeAll closes every open Raft and admin connection (used when
+// isolating).
+func (s *streamLayer) closeAll() { s.closeConns(true) }
+
+// closeRaft closes the open Raft connections only (a key removal: every
+// peer proves itself again), not the admin exchanges in flight, one of
+// which may be the request that removed the key.
+func (s *streamLayer) closeRaft() { s.closeConns(false) }
+
+func (s *streamLayer) closeConns(admin bool) {
 	s.mu.Lock()
 	conns := make([]*trackedConn, 0, len(s.conns))
 	for c := range s.conns {
-		conns = append(conns, c)
+		if admin || !c.admin.Load() {
+			conns = append(conns, c)
+		}
 	}
 	s.mu.Unlock()
 	for _, c := range conns {
@@ -273,8 +299,9 @@ func (s *streamLayer) closeAll() {
 
 type trackedConn struct {
 	net.Conn
-	s    *streamLayer
-	once sync.Once
+	s     *streamLayer
+	once  sync.Once
+	admin atomic.Bool // an admin-channel connection (ALPN adminALPN)
 }
 
 func (c *trackedConn) Close() error {

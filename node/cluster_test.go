@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/redhaven/redhaven/e2e/redistest"
 	"github.com/redhaven/redhaven/e2e/testutil"
+	"github.com/redhaven/redhaven/webui"
 )
 
 // startAgents starts n agents (built with node.New, like main) in front of
@@ -183,14 +185,17 @@ func TestPlannedFailoverUnderTraffic(t *testing.T) {
 			follower = n
 		}
 	}
+	// The follower forwards the request to the leader (admin channel);
+	// retried only while no leader answers (an election on a loaded box).
+	var acted webui.Acted
 	var reqErr error
-	testutil.Eventually(t, 5*time.Second, "failover request accepted", func() bool {
-		reqErr = (*webAdmin)(follower).RequestFailover(context.Background())
-		if reqErr != nil {
-			reqErr = (*webAdmin)(leaderOf(nodes)).RequestFailover(context.Background())
-		}
-		return reqErr == nil
+	testutil.Eventually(t, 10*time.Second, "failover request accepted", func() bool {
+		acted, reqErr = (*webAdmin)(follower).RequestFailover(context.Background())
+		return !errors.Is(reqErr, webui.ErrNoLeader)
 	})
+	if reqErr != nil || !acted.Forwarded || acted.Node == follower.cfg.NodeName {
+		t.Fatalf("failover request on a follower: %+v %v, want forwarded to the leader", acted, reqErr)
+	}
 	old := set.Master.Addr
 	var newMaster string
 	testutil.Eventually(t, 20*time.Second, "all agents route to a new master", func() bool {

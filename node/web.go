@@ -55,6 +55,9 @@ func (s *webSource) Snapshot() webui.Snapshot {
 		snap.Members = append(snap.Members, webui.Member{Name: m.Name, Addr: m.GossipAddr, GossipState: m.GossipState,
 			RaftRole: role, RaftAddr: m.RaftAddr, LastContact: lc, Version: m.Version, HTTPAddr: m.HTTPAddr, IsLeader: m.IsLeader})
 	}
+	for _, r := range n.cluster.RejectedConnections() {
+		snap.Rejected = append(snap.Rejected, webui.RejectedConnections{Transport: r.Transport, Reason: r.Reason, Count: r.Count})
+	}
 	vs := n.vip.Status()
 	snap.VIP = webui.VIP{Mode: vs.Mode, Address: vs.Address, Interface: vs.Interface, HeldHere: vs.Holding}
 	if vs.Mode != "none" && vs.Mode != "" {
@@ -104,37 +107,104 @@ func backendState(nd topology.NodeState, admin cluster.AdminState) string {
 	return webui.StateDown
 }
 
-func (a *webAdmin) SetBackendState(ctx context.Context, addr, state string) error {
-	n := (*Node)(a)
+// The admin actions that need the leader run there: here when this node
+// leads, else forwarded over the cluster's admin channel (cluster.OnLeader).
+
+func (a *webAdmin) SetBackendState(ctx context.Context, addr, state string) (webui.Acted, error) {
 	// The cluster records the admin event itself.
-	return leaderHint(n, n.cluster.SetBackendAdmin(ctx, addr, cluster.AdminState(state)))
+	return a.onLeader(ctx, cluster.LeaderOp{Kind: cluster.OpBackendState, Addr: addr, State: cluster.AdminState(state)})
 }
 
-func (a *webAdmin) RequestFailover(ctx context.Context) error {
+func (a *webAdmin) RequestFailover(ctx context.Context) (webui.Acted, error) {
 	n := (*Node)(a)
-	if _, err := n.cluster.RequestFailover(ctx, "requested on "+n.cfg.NodeName); err != nil {
-		return leaderHint(n, err)
+	return a.onLeader(ctx, cluster.LeaderOp{Kind: cluster.OpFailover, Reason: "requested on " + n.cfg.NodeName})
+}
+
+func (a *webAdmin) TransferLeadership(ctx context.Context, node string) (webui.Acted, error) {
+	return a.onLeader(ctx, cluster.LeaderOp{Kind: cluster.OpTransferLeadership, Node: node})
+}
+
+// RemoveMember removes a failed server from the Raft configuration.
+func (a *webAdmin) RemoveMember(ctx context.Context, name string) (webui.Acted, error) {
+	return a.onLeader(ctx, cluster.LeaderOp{Kind: cluster.OpRemoveMember, Node: name})
+}
+
+// ResetRoute clears the committed route (`redhaven route reset`); with an
+// epoch, only while master and epoch are still committed.
+func (a *webAdmin) ResetRoute(ctx context.Context, master string, epoch *int64) (webui.Acted, error) {
+	n := (*Node)(a)
+	op := cluster.LeaderOp{Kind: cluster.OpResetRoute, Reason: "reset by operator on " + n.cfg.NodeName}
+	if epoch != nil {
+		op.Expect = &cluster.RouteDecision{Master: master, Epoch: *epoch}
 	}
-	return nil
+	return a.onLeader(ctx, op)
 }
 
-func (a *webAdmin) TransferLeadership(ctx context.Context, node string) error {
+func (a *webAdmin) onLeader(ctx context.Context, op cluster.LeaderOp) (webui.Acted, error) {
 	n := (*Node)(a)
-	return leaderHint(n, n.cluster.TransferLeadership(ctx, node))
+	acted, err := n.cluster.OnLeader(ctx, op)
+	return webui.Acted{Node: acted.Node, Forwarded: acted.Forwarded}, adminError(n, err)
 }
 
-// leaderHint adds where the leader is to a not-leader error.
+// RotateKey runs a cluster key operation on every member
+// (`redhaven keys`).
+func (a *webAdmin) RotateKey(ctx context.Context, op, key string) ([]webui.KeyResult, error) {
+	n := (*Node)(a)
+	res, err := n.cluster.RotateKey(ctx, op, key)
+	if err != nil {
+		return nil, adminError(n, err)
+	}
+	out := make([]webui.KeyResult, 0, len(res))
+	for _, r := range res {
+		out = append(out, webui.KeyResult{Node: r.Node, Primary: r.Keys.Primary, Keys: r.Keys.Keys, Error: r.Error})
+	}
+	return out, nil
+}
+
+// adminError gives a cluster error its kind, so the API answers it with
+// its own status: 400 bad input, 404 unknown, 409 not possible now, 503
+// no leader, 504 the leader did not answer in time.
+func adminError(n *Node, err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, cluster.ErrBadRequest):
+		return webui.Classify(webui.ErrBadRequest, err)
+	case errors.Is(err, cluster.ErrUnknownMember), errors.Is(err, cluster.ErrUnknownFailover):
+		return webui.Classify(webui.ErrNotFound, err)
+	case errors.Is(err, cluster.ErrLeaderTimeout), errors.Is(err, context.DeadlineExceeded):
+		return webui.Classify(webui.ErrTimeout, err)
+	case errors.Is(err, cluster.ErrNoLeader), errors.Is(err, cluster.ErrNotLeader), errors.Is(err, cluster.ErrNotRunning):
+		return webui.Classify(webui.ErrNoLeader, err)
+	case errors.Is(err, cluster.ErrNoAdminChannel):
+		return webui.Classify(webui.ErrConflict, leaderHint(n, err))
+	case errors.Is(err, cluster.ErrMemberAlive), errors.Is(err, cluster.ErrQuorum),
+		errors.Is(err, cluster.ErrFailoverPending), errors.Is(err, cluster.ErrFailoverDone),
+		errors.Is(err, cluster.ErrStaleEpoch), errors.Is(err, cluster.ErrRouteChanged),
+		errors.Is(err, cluster.ErrNotKeyed), errors.Is(err, cluster.ErrKeyNotInstalled),
+		errors.Is(err, cluster.ErrPrimaryKey), errors.Is(err, cluster.ErrTransferFailed):
+		return webui.Classify(webui.ErrConflict, err)
+	}
+	return err
+}
+
+// leaderHint adds where the leader is to an error of a node that cannot
+// forward (cluster.insecure: no admin channel).
 func leaderHint(n *Node, err error) error {
-	if err == nil || !errors.Is(err, cluster.ErrNotLeader) {
-		return err
-	}
 	name, _ := n.cluster.Leader()
 	for _, m := range n.cluster.Members() {
 		if m.Name == name && m.HTTPAddr != "" {
-			return fmt.Errorf("%w: the leader is %s, its page is http://%s/", err, name, m.HTTPAddr)
+			return fmt.Errorf("%w: run it on the leader %s, http://%s/", err, name, m.HTTPAddr)
 		}
 	}
-	return fmt.Errorf("%w (leader: %s)", err, name)
+	return fmt.Errorf("%w (leader: %s)", err, orNone(name))
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
 }
 
 // sortedBackends orders backends: the committed master first, then by address.
@@ -147,6 +217,7 @@ func sortedBackends(b []webui.Backend) {
 	})
 }
 
+// Join and Leave act on this node only (never forwarded).
 func (a *webAdmin) Join(ctx context.Context, addrs []string) (int, error) {
 	return (*Node)(a).cluster.Join(addrs)
 }
@@ -154,14 +225,7 @@ func (a *webAdmin) Join(ctx context.Context, addrs []string) (int, error) {
 func (a *webAdmin) Leave(ctx context.Context) error {
 	n := (*Node)(a)
 	n.releaseBeforeLeave(ctx) // the next holder takes the VIP at once
-	return n.cluster.Leave(ctx)
-}
-
-// RemoveMember removes a failed server from the Raft configuration (on the
-// leader; elsewhere the error names the leader).
-func (a *webAdmin) RemoveMember(ctx context.Context, name string) error {
-	n := (*Node)(a)
-	return leaderHint(n, n.cluster.RemoveMember(ctx, name))
+	return adminError(n, n.cluster.Leave(ctx))
 }
 
 // fillProxyStats adds the proxy's frontends and the Redis backends, with
@@ -189,6 +253,12 @@ func (n *Node) fillProxyStats(snap *webui.Snapshot, obs topology.Observation, st
 		snap.Frontends = append(snap.Frontends, f)
 	}
 	n.mu.Unlock()
+	if len(ps.RefusedCommands) > 0 {
+		snap.RefusedCommands = map[string]uint64{}
+		for _, c := range ps.RefusedCommands {
+			snap.RefusedCommands[c.Command] = uint64(c.Count)
+		}
+	}
 	snap.Clients = webui.ClientLimits{BufferBytes: ps.BufferBytes, BufferLimit: ps.BufferLimit, Closed: map[string]uint64{}}
 	for reason, c := range ps.ClientsClosed {
 		snap.Clients.Closed[reason] = uint64(c)

@@ -102,3 +102,12 @@ func TestServeForBench(t *testing.T) {
 	}
 	t.Logf("stats: %+v", srv.Stats())
 }
+
+// BenchmarkLookupCommand: the fast path's table lookup (every command).
+func BenchmarkLookupCommand(b *testing.B) {
+	names := [][]byte{[]byte("GET"), []byte("set"), []byte("HSET"), []byte("subscribe"), []byte("EVALSHA"), []byte("unknowncmd")}
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		lookupCommand(names[i%len(names)])
+	}
+}

@@ -27,57 +27,8 @@ const (
 	cmdReadonly             // READONLY / READWRITE (cluster replicas), replayed
 	cmdReadwrite            //
 	cmdAdmin                // CONFIG, ACL: plain unless they change authentication (authChange)
+	cmdMonitor              // MONITOR: the connection streams the server's commands until RESET
 )
-
-// commandSpec is one row of the special-command table.
-type commandSpec struct {
-	name string // lower case
-	kind cmdKind
-	why  string
-	own  bool // plain, but needs a connection of its own (ownConnTable)
-}
-
-// commandTable lists every command a session does not simply forward.
-// Everything else is plain. Keep DESIGN.md in step with it.
-var commandTable = []commandSpec{
-	// session state, replayed on a new backend connection
-	{"auth", cmdAuth, "checked against proxy.password, or passed through to Redis ACLs and replayed", false},
-	{"hello", cmdHello, "protocol version (and its AUTH / SETNAME) replayed", false},
-	{"select", cmdSelect, "database replayed", false},
-	{"client", cmdClient, "SETNAME/TRACKING/NO-EVICT/NO-TOUCH/SETINFO replayed; REPLY OFF/SKIP changes how many replies to expect", false},
-	{"readonly", cmdReadonly, "replayed", false},
-	{"readwrite", cmdReadwrite, "replayed", false},
-	{"reset", cmdReset, "forwarded, then the session takes a fresh backend connection with no state", false},
-	{"quit", cmdQuit, "answered +OK by the proxy, connection closed after earlier replies", false},
-	// transactions
-	{"multi", cmdMulti, "tracked: a move during MULTI makes EXEC fail with EXECABORT", false},
-	{"exec", cmdExec, "sent as DISCARD when the transaction cannot be trusted any more", false},
-	{"discard", cmdDiscard, "ends the transaction", false},
-	{"watch", cmdWatch, "tracked: a move after WATCH makes the next EXEC return a null reply", false},
-	{"unwatch", cmdUnwatch, "clears WATCH", false},
-	// pub/sub: replies do not match commands 1:1
-	{"subscribe", cmdSubscribe, "one confirmation per channel; channels replayed", false},
-	{"psubscribe", cmdPsubscribe, "one confirmation per pattern; patterns replayed", false},
-	{"ssubscribe", cmdSsubscribe, "one confirmation per shard channel; replayed", false},
-	{"unsubscribe", cmdUnsubscribe, "one confirmation per channel (all subscribed ones without arguments)", false},
-	{"punsubscribe", cmdPunsubscribe, "as UNSUBSCRIBE, for patterns", false},
-	{"sunsubscribe", cmdSunsubscribe, "as UNSUBSCRIBE, for shard channels", false},
-	// refused: they act on the server or the replication topology, or
-	// turn the connection into something the proxy cannot follow.
-	{"shutdown", cmdRefused, "would stop the master behind the proxy", false},
-	{"replicaof", cmdRefused, "topology changes belong to Sentinel and redhaven", false},
-	{"slaveof", cmdRefused, "topology changes belong to Sentinel and redhaven", false},
-	{"failover", cmdRefused, "use `redhaven failover`", false},
-	{"debug", cmdRefused, "can crash or stall the server", false},
-	{"monitor", cmdRefused, "a monitor stream does not survive a failover; connect to Redis directly", false},
-	{"sync", cmdRefused, "replication protocol", false},
-	{"psync", cmdRefused, "replication protocol", false},
-	{"replconf", cmdRefused, "replication protocol", false},
-	{"cluster", cmdRefused, "redhaven fronts a non-cluster deployment", false},
-	// authentication changes: plain, except the subcommands authChange names
-	{"config", cmdAdmin, "CONFIG SET requirepass: own connection; shared connections retired when answered (a new client must not inherit their authentication)", false},
-	{"acl", cmdAdmin, "ACL SETUSER/DELUSER/LOAD: own connection; shared connections retired when answered", false},
-}
 
 // authChange says whether a CONFIG or ACL command may change what a new
 // connection must do to authenticate.
@@ -109,62 +60,10 @@ func logCommand(kind cmdKind, args [][]byte) string {
 		return ""
 	}
 	name := string(firstLine(args[0]))
-	if len(args) > 1 && (kind == cmdClient || kind == cmdAdmin) && len(args[1]) <= 32 {
+	if len(args) > 1 && len(args[1]) <= 32 && (kind == cmdClient || kind == cmdAdmin || isContainer(args[0])) {
 		name += " " + string(args[1])
 	}
 	return name
-}
-
-// ownConnTable lists the plain commands a shared backend connection
-// (proxy.multiplex) cannot carry: they block the connection, or their
-// effect or answer belongs to the connection. A session that sends one
-// moves to a dedicated connection for good. Every command of
-// commandTable that is forwarded (not answered or refused by the proxy)
-// moves it too: they change connection state (AUTH, HELLO, SELECT,
-// CLIENT, READONLY, RESET, MULTI/EXEC, WATCH, pub/sub). So does a command
-// above 1 MiB (bigCommand), which would hold up everyone behind it.
-var ownConnTable = []commandSpec{
-	{name: "blpop", why: "blocks the connection"},
-	{name: "brpop", why: "blocks the connection"},
-	{name: "brpoplpush", why: "blocks the connection"},
-	{name: "blmove", why: "blocks the connection"},
-	{name: "blmpop", why: "blocks the connection"},
-	{name: "bzpopmin", why: "blocks the connection"},
-	{name: "bzpopmax", why: "blocks the connection"},
-	{name: "bzmpop", why: "blocks the connection"},
-	{name: "xread", why: "blocks the connection with BLOCK (not parsed: always moved)"},
-	{name: "xreadgroup", why: "blocks the connection with BLOCK (not parsed: always moved)"},
-	{name: "wait", why: "blocks, and counts the connection's own writes"},
-	{name: "waitaof", why: "blocks, and counts the connection's own writes"},
-}
-
-// byLen indexes commandTable by name length: the lookup is a few
-// case-insensitive compares, no map and no allocation.
-var byLen [16][]commandSpec
-
-func init() {
-	for _, c := range commandTable {
-		byLen[len(c.name)] = append(byLen[len(c.name)], c)
-	}
-	for _, c := range ownConnTable {
-		c.kind, c.own = cmdPlain, true
-		byLen[len(c.name)] = append(byLen[len(c.name)], c)
-	}
-}
-
-var plainSpec = commandSpec{kind: cmdPlain}
-
-// lookupCommand finds a command name (any case) in commandTable.
-func lookupCommand(name []byte) commandSpec {
-	if len(name) >= len(byLen) {
-		return plainSpec
-	}
-	for _, c := range byLen[len(name)] {
-		if equalFold(name, c.name) {
-			return c
-		}
-	}
-	return plainSpec
 }
 
 // equalFold compares b with the lower-case ASCII string s, ignoring b's case.

@@ -39,6 +39,9 @@ type Config struct {
 	// exceed this many bytes (a slow reader must not hold replies for
 	// everyone on a shared connection; Redis's client-output-buffer-limit).
 	ClientOutputLimit int64 `koanf:"client_output_limit"`
+	// DenyCommands are refused with an error that names this key:
+	// "COMMAND", "COMMAND SUBCOMMAND" or "CONFIG SET key" (deny.go).
+	DenyCommands []string `koanf:"deny_commands"`
 	// MaxBufferMemory bounds the memory all clients' buffered input and
 	// unread output hold together; beyond it the largest consumers are
 	// disconnected (budget.go). 0: a quarter of the machine's memory.
@@ -73,6 +76,7 @@ func DefaultConfig() Config {
 		// Redis's largest bulk string, plus room for the replies queued
 		// behind it.
 		ClientOutputLimit: 1 << 30,
+		DenyCommands:      append([]string(nil), DefaultDenyCommands...),
 		AuthTimeout:       10 * time.Second,
 	}
 }
@@ -105,6 +109,9 @@ func (c Config) Validate() error {
 	}
 	if c.ClientOutputLimit < 1<<20 {
 		errs = append(errs, fmt.Errorf("proxy.client_output_limit: must be at least 1048576 (1 MiB), got %d", c.ClientOutputLimit))
+	}
+	if _, err := parseDeny(c.DenyCommands); err != nil {
+		errs = append(errs, err)
 	}
 	if c.MaxBufferMemory != 0 && c.MaxBufferMemory < 1<<20 {
 		errs = append(errs, fmt.Errorf("proxy.max_buffer_memory: must be 0 (a quarter of the memory) or at least 1048576 (1 MiB), got %d", c.MaxBufferMemory))

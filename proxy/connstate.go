@@ -3,7 +3,6 @@ package proxy
 import (
 	"bytes"
 	"crypto/subtle"
-	"strings"
 
 	"github.com/tidwall/redcon"
 )
@@ -26,6 +25,7 @@ type connState struct {
 	replyOff       bool // CLIENT REPLY OFF
 	skipNext       bool // CLIENT REPLY SKIP
 	helloAfterAuth bool // HELLO 3 goes again after the next AUTH (see replay)
+	monitoring     bool // MONITOR accepted: the server's commands stream in as status lines
 	// ownConn: the session has used something a shared connection cannot
 	// carry (mux.go, commands.go); it keeps a dedicated connection.
 	ownConn bool
@@ -112,6 +112,7 @@ type verdict struct {
 	hello    bool    // send a hidden HELLO 3 right after it (helloAfterAuth)
 	kind     cmdKind //
 	holdFail connState
+	label    string // a refused command as counted (commandSpec.label)
 }
 
 // command decides what to do with a command (args parsed, size its raw
@@ -125,8 +126,24 @@ func (c connState) command(spec commandSpec, args [][]byte, size int, env cmdEnv
 		kind = cmdPlain
 		spec.kind = cmdPlain
 	}
-	next, v, helloFwd, done := c.answerHere(kind, args, env)
+	if kind == cmdRefused && spec.noMulti && c.inMulti {
+		// Redis refuses it inside MULTI itself ("Command not allowed
+		// inside a transaction"): the client gets Redis's own answer, and
+		// Redis's EXECABORT after it
+		kind, spec.kind = cmdPlain, cmdPlain
+	}
+	if spec.configGet && env.needAuth() && c.authed && c.inMulti {
+		// its reply would come inside EXEC's, where the passwords are not
+		// hidden (secrets.go); refused as a queueing error
+		silent := c.silent()
+		c.skipNext, c.multiDirty = false, true
+		return c, verdict{kind: kind, local: true, reply: replyConfigGetInMulti, silent: silent}
+	}
+	next, v, helloFwd, done := c.answerHere(kind, spec.refuse, args, env)
 	if done {
+		if v.kind == cmdRefused {
+			v.label = spec.label
+		}
 		return next, v
 	}
 	silent := c.silent()
@@ -182,6 +199,8 @@ func (c connState) command(spec commandSpec, args [][]byte, size int, env cmdEnv
 		if !c.inMulti {
 			c.watching, c.watchLost = false, false
 		}
+	case cmdMonitor:
+		v.keepRaw = true // monitoring starts with Redis's +OK
 	case cmdSubscribe, cmdPsubscribe, cmdSsubscribe:
 		v.n = int32(len(args) - 1)
 		if v.n == 0 {
@@ -196,6 +215,7 @@ func (c connState) command(spec commandSpec, args [][]byte, size int, env cmdEnv
 		v.keepRaw, v.fresh = true, true
 		c.endMulti()
 		c.replyOff, silent = false, false
+		c.monitoring = false
 		c.authed = !needAuth
 		c.helloAfterAuth = false
 	case cmdClient:
@@ -224,6 +244,14 @@ func (c connState) command(spec commandSpec, args [][]byte, size int, env cmdEnv
 	if v.flags&fInMulti != 0 {
 		v.keepRaw = false // state changes inside MULTI are not followed
 	}
+	if isPubsubKind(kind) {
+		// Redis sends (un)subscribe confirmations whatever CLIENT REPLY
+		// says (the skipped reply is used up all the same)
+		silent = false
+	}
+	if spec.configGet && needAuth {
+		v.flags |= fHideSecrets // Redis's password stays with the proxy
+	}
 	if kind == cmdAuth && c.helloAfterAuth && !silent && !c.inMulti {
 		c.helloAfterAuth = false
 		v.hello = true
@@ -246,10 +274,8 @@ func sharedOK(spec commandSpec, args [][]byte, helloFwd []byte, size int) (ok bo
 		return false, 0
 	}
 	switch spec.kind {
-	case cmdPlain:
-		return true, 0
-	case cmdClient:
-		return len(args) >= 2 && equalFold(args[1], "setinfo"), 0
+	case cmdPlain, cmdClient:
+		return true, 0 // the table says (own)
 	case cmdHello:
 		if helloFwd != nil {
 			if cmd, err := redcon.Parse(helloFwd); err == nil {
@@ -331,6 +357,8 @@ func (c *connState) accepted(kind cmdKind, raw []byte, needAuth bool) {
 		}
 	case cmdReadonly:
 		c.readonlyRaw = raw
+	case cmdMonitor:
+		c.monitoring = true
 	case cmdReadwrite:
 		c.readonlyRaw = nil
 	case cmdReset:
@@ -425,6 +453,9 @@ func (c *connState) replay(log []byte, auth []byte) ([]byte, []replayEntry) {
 		}
 		add(pubsubFams[fam].sub, len(set), appendCommand(nil, args...))
 	}
+	if c.monitoring {
+		add(cmdMonitor, 1, cmdMonitorRaw) // the stream goes on from the new server
+	}
 	if c.inMulti {
 		add(cmdMulti, 1, cmdMultiRaw)
 		c.multiMoved = true
@@ -478,7 +509,7 @@ func (c *connState) clientAuth() []byte {
 // answerHere answers the commands the proxy answers itself (done), given
 // the state before them; for a HELLO with the proxy password it returns
 // the HELLO to forward without its AUTH.
-func (c connState) answerHere(kind cmdKind, args [][]byte, env cmdEnv) (next connState, v verdict, helloFwd []byte, done bool) {
+func (c connState) answerHere(kind cmdKind, refuse string, args [][]byte, env cmdEnv) (next connState, v verdict, helloFwd []byte, done bool) {
 	silent := c.silent()
 	v = verdict{kind: kind, local: true}
 	local := func(reply string, s bool) (connState, verdict, []byte, bool) {
@@ -506,7 +537,7 @@ func (c connState) answerHere(kind cmdKind, args [][]byte, env cmdEnv) (next con
 	case kind == cmdRefused:
 		c.skipNext = false
 		c.multiDirty = c.multiDirty || c.inMulti
-		return local(replyRefused(strings.ToLower(string(args[0]))), silent)
+		return local(refuse, silent)
 	case kind == cmdAuth && needAuth:
 		c.skipNext = false
 		switch {

@@ -32,7 +32,7 @@ func (s *st) do(words ...string) verdict {
 		args[i] = []byte(w)
 	}
 	raw := appendCommandStrings(nil, words...)
-	next, v := s.c.command(lookupCommand(args[0]), args, len(raw), s.env)
+	next, v := s.c.command(defaultIndex.resolve(args), args, len(raw), s.env)
 	s.c = next
 	if !v.local && v.keepRaw && !v.silent {
 		if v.fwd != nil {
@@ -81,7 +81,8 @@ func TestConnStateTransactions(t *testing.T) {
 		{name: "exec", cmds: [][]string{{"MULTI"}, {"SET", "k", "v"}, {"EXEC"}}, flags: "multi"},
 		{name: "set in multi", cmds: [][]string{{"MULTI"}, {"SET", "k", "v"}}, flags: "multi", inMulti: true},
 		{name: "discard", cmds: [][]string{{"MULTI"}, {"SET", "k", "v"}, {"DISCARD"}}, flags: "multi"},
-		{name: "refused in multi makes exec fail", cmds: [][]string{{"MULTI"}, {"SHUTDOWN"}, {"EXEC"}}, flags: "multi,dirty", fwd: discard},
+		{name: "refused in multi makes exec fail", cmds: [][]string{{"MULTI"}, {"DEBUG", "SLEEP", "0"}, {"EXEC"}}, flags: "multi,dirty", fwd: discard},
+		{name: "shutdown in multi goes to redis, which refuses it", cmds: [][]string{{"MULTI"}, {"SHUTDOWN"}}, flags: "multi", inMulti: true},
 		{name: "subscribe in multi refused", cmds: [][]string{{"MULTI"}, {"SUBSCRIBE", "c"}}, local: ReplySubscribeInMulti, inMulti: true},
 		{name: "subscribe in multi makes exec fail", cmds: [][]string{{"MULTI"}, {"SUBSCRIBE", "c"}, {"EXEC"}}, flags: "multi,dirty", fwd: discard},
 		{name: "exec after a move fails", cmds: [][]string{{"MULTI"}, {"SET", "k", "v"}, {"move"}, {"EXEC"}}, flags: "multi,moved", fwd: discard},

@@ -39,11 +39,6 @@ func replyMasterDown(readonly bool, hold time.Duration) string {
 	return fmt.Sprintf("-MASTERDOWN redhaven: no master available (held %v)\r\n", hold)
 }
 
-// replyRefused is the reply to a command the proxy does not let through.
-func replyRefused(name string) string {
-	return fmt.Sprintf("-ERR command '%s' is not allowed through redhaven\r\n", name)
-}
-
 func replyTooLarge(max int64) string {
 	return fmt.Sprintf("-ERR request too large (max %d bytes)\r\n", max)
 }

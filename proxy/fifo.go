@@ -15,12 +15,13 @@ type entry struct {
 }
 
 const (
-	fInMulti    uint8 = 1 << iota // sent between MULTI and EXEC
-	fCloseAfter                   // close the connection after this reply
-	fExecNull                     // EXEC sent as DISCARD: answer a null reply (WATCH lost)
-	fExecMoved                    // EXEC sent as DISCARD: answer ReplyExecAbortMoved
-	fExecDirty                    // EXEC sent as DISCARD: answer ReplyExecAbortDirty
-	fHidden                       // sent by the proxy (HELLO 3 after AUTH): the reply is not the client's
+	fInMulti     uint8 = 1 << iota // sent between MULTI and EXEC
+	fCloseAfter                    // close the connection after this reply
+	fExecNull                      // EXEC sent as DISCARD: answer a null reply (WATCH lost)
+	fExecMoved                     // EXEC sent as DISCARD: answer ReplyExecAbortMoved
+	fExecDirty                     // EXEC sent as DISCARD: answer ReplyExecAbortDirty
+	fHidden                        // sent by the proxy (HELLO 3 after AUTH): the reply is not the client's
+	fHideSecrets                   // CONFIG GET in proxy.password mode: password values blanked (secrets.go)
 )
 
 // fifo is a growable ring of entries addressed by sequence numbers.

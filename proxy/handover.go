@@ -72,6 +72,7 @@ type SessionState struct {
 	ReplyOff       bool       `json:"reply_off,omitempty"`
 	SkipNext       bool       `json:"skip_next,omitempty"`
 	HelloAfterAuth bool       `json:"hello_after_auth,omitempty"`
+	Monitoring     bool       `json:"monitoring,omitempty"` // MONITOR: replayed on the new connection
 	OwnConn        bool       `json:"own_conn,omitempty"`
 	MuxProto       int        `json:"mux_proto"`
 	Proto          int        `json:"proto"`
@@ -316,7 +317,7 @@ func (s *session) exportLocked() SessionState {
 	st := SessionState{
 		Listener: s.l.name, Authed: c.authed, InMulti: c.inMulti, MultiDirty: c.multiDirty,
 		MultiMoved: c.multiMoved, Watching: c.watching, WatchLost: c.watchLost, ReplyOff: c.replyOff,
-		SkipNext: c.skipNext, HelloAfterAuth: c.helloAfterAuth, OwnConn: c.ownConn,
+		SkipNext: c.skipNext, HelloAfterAuth: c.helloAfterAuth, OwnConn: c.ownConn, Monitoring: c.monitoring,
 		MuxProto: c.muxProto, Proto: c.proto,
 	}
 	if r := c.replayState; r != nil {
@@ -344,7 +345,7 @@ func (s *session) importState(st SessionState) {
 	c := &s.connState
 	c.authed, c.inMulti, c.multiDirty, c.multiMoved = st.Authed, st.InMulti, st.MultiDirty, st.MultiMoved
 	c.watching, c.watchLost, c.replyOff, c.skipNext = st.Watching, st.WatchLost, st.ReplyOff, st.SkipNext
-	c.helloAfterAuth, c.ownConn = st.HelloAfterAuth, st.OwnConn
+	c.helloAfterAuth, c.ownConn, c.monitoring = st.HelloAfterAuth, st.OwnConn, st.Monitoring
 	if st.MuxProto == 2 || st.MuxProto == 3 {
 		c.muxProto = st.MuxProto
 	}
@@ -480,7 +481,7 @@ func (s *session) handoverHolds() bool {
 // shared one).
 func needsOwnConn(st SessionState) bool {
 	if st.Auth != nil || st.Select != nil || st.Name != nil || st.Readonly != nil || len(st.Subs) > 0 ||
-		st.InMulti || st.Watching || st.ReplyOff || st.SkipNext {
+		st.InMulti || st.Watching || st.ReplyOff || st.SkipNext || st.Monitoring {
 		return true
 	}
 	for _, r := range st.Replays {

@@ -34,6 +34,10 @@ type muxConn struct {
 	// member moves to a fresh one after its in-flight replies, and the
 	// last one to leave closes it (retireMux).
 	retired atomic.Bool
+	// stalled: it waited longer than muxStallAfter for a reply (a busy
+	// script, a write held by CLIENT PAUSE): no new member, and a member
+	// with nothing in flight moves to a fresh one (muxstall.go)
+	stalled atomic.Bool
 	authed  bool // it answered PING when opened (not NOAUTH)
 	conn    net.Conn
 	stats   *backendStats
@@ -46,6 +50,9 @@ type muxConn struct {
 	members map[*backendConn]struct{}
 	dead    bool
 	err     error
+	// waitingSince: when it last started waiting for a reply with
+	// nothing answered since (unix ns; 0: nothing due)
+	waitingSince int64
 
 	// owned by the reader goroutine
 	buf           []byte
@@ -135,8 +142,12 @@ func (srv *Server) attach(s *session, addr string, proto int) (*backendConn, err
 		p.mu.Lock()
 		var best *muxConn
 		live := 0
+		var stalled *muxConn
 		for _, m := range p.conns[key] {
-			if m.retired.Load() {
+			if m.stalled.Load() && !m.retired.Load() {
+				stalled = m
+			}
+			if m.retired.Load() || m.stalled.Load() {
 				continue
 			}
 			live++
@@ -168,6 +179,26 @@ func (srv *Server) attach(s *session, addr string, proto int) (*backendConn, err
 		p.dialing[key] = d
 		p.mu.Unlock()
 		m, err := srv.dialMux(key)
+		if err != nil && stalled != nil {
+			// a fresh connection is refused or times out (CLIENT PAUSE
+			// ALL): wait behind the stalled one, as before
+			p.mu.Lock()
+			delete(p.dialing, key)
+			d.err = nil
+			close(d.done)
+			stalled.mu.Lock()
+			if !stalled.dead {
+				be := &backendConn{addr: addr, mux: stalled, owner: s, stats: stalled.stats, done: make(chan struct{}), stallOK: true}
+				close(be.done)
+				stalled.members[be] = struct{}{}
+				stalled.mu.Unlock()
+				p.mu.Unlock()
+				return be, nil
+			}
+			stalled.mu.Unlock()
+			p.mu.Unlock()
+			return nil, err
+		}
 		p.mu.Lock()
 		delete(p.dialing, key)
 		if err == nil {
@@ -208,6 +239,9 @@ func (srv *Server) dialMux(key muxKey) (*muxConn, error) {
 	// Is it authenticated? (Only one that is can be inherited after a
 	// password is set at runtime: authCheckLoop watches those.)
 	err = handshake(c, pingRaw)
+	if refusedBusy(err) {
+		err = nil // running a script: no answer on authentication yet (authCheckLoop watches it)
+	}
 	if err != nil && !refusedAuth(err) {
 		st.errors.Add(1)
 		_ = c.Close()
@@ -229,6 +263,13 @@ func (e *refusedError) Error() string { return "refused: " + e.reply }
 func refusedAuth(err error) bool {
 	var re *refusedError
 	return errors.As(err, &re) && (strings.HasPrefix(re.reply, "-NOAUTH") || strings.HasPrefix(re.reply, "-WRONGPASS"))
+}
+
+// refusedBusy says whether err is a handshake answered -BUSY (a script
+// or function running).
+func refusedBusy(err error) bool {
+	var re *refusedError
+	return errors.As(err, &re) && strings.HasPrefix(re.reply, "-BUSY")
 }
 
 // handshake sends cmds and reads one reply per command; an error reply
@@ -286,6 +327,9 @@ func (m *muxConn) send(be *backendConn, p []byte, n int) {
 	}
 	m.wbuf = append(m.wbuf, p...)
 	if n > 0 {
+		if m.pending.len() == 0 {
+			m.waitingSince = time.Now().UnixNano()
+		}
 		m.pending.push(muxPending{be: be, n: int32(n)})
 	}
 	if m.writing {
@@ -329,7 +373,7 @@ func (m *muxConn) detach(be *backendConn) {
 	idle := len(m.members) == 0 && !m.dead
 	m.mu.Unlock()
 	p.mu.Unlock()
-	if idle && (m.retired.Load() || !m.srv.inRoute(m.addr)) {
+	if idle && (m.retired.Load() || m.stalled.Load() || !m.srv.inRoute(m.addr)) {
 		m.close()
 	}
 }
@@ -537,6 +581,10 @@ func (m *muxConn) onData(n int) bool {
 		m.mu.Lock()
 		var ok bool
 		m.batch, ok = m.pending.take(len(m.bounds), m.batch[:0])
+		m.waitingSince = 0
+		if m.pending.len() > 0 {
+			m.waitingSince = time.Now().UnixNano()
+		}
 		m.mu.Unlock()
 		if !ok {
 			m.err = errors.New("reply with no command waiting for it")

@@ -124,7 +124,7 @@ func (s *session) plainRepliesLocked(be *backendConn, b []byte) int {
 	}
 	e := s.q.at(s.q.head)
 	if e.kind != cmdPlain || e.local != nil || e.gen != be.gen || e.raw != nil || e.n <= 0 ||
-		e.flags&(fExecNull|fExecMoved|fExecDirty) != 0 {
+		e.flags&(fExecNull|fExecMoved|fExecDirty|fHideSecrets) != 0 {
 		return 0
 	}
 	i, k := 0, int32(0)
@@ -224,6 +224,17 @@ func (s *session) replyLocked(be *backendConn, frame []byte, complete bool) (fwd
 	if e.flags&(fHidden|fExecNull|fExecMoved|fExecDirty) != 0 {
 		return false, s.proxyAnswerLocked(e, frame)
 	}
+	if e.flags&fHideSecrets != 0 && !isErr {
+		if complete {
+			s.pend = hideConfigSecrets(s.pend, frame)
+		} else {
+			// too big to look at whole: the client gets an error, the
+			// rest of the reply is dropped as it streams
+			s.pend = append(s.pend, replyConfigTooBig...)
+		}
+		s.pop()
+		return false, true
+	}
 	if !isErr {
 		if e.raw != nil {
 			s.accepted(e.kind, e.raw, s.srv.needAuth)
@@ -251,6 +262,18 @@ func (s *session) replayReplyLocked(be *backendConn, frame []byte, isErr bool) (
 	r := &be.replay[0]
 	if !s.replayAnswered(r.kind, frame) {
 		s.logger().Warn("replaying session state failed; closing session", "backend_addr", be.addr, "reply", string(firstLine(frame)))
+		s.emitReadyLocked()
+		if s.q.len() > 0 && isErr {
+			// the client waits for an answer: Redis's own reason (e.g.
+			// WRONGPASS for a user the new master lacks) is the answer to
+			// its first command, then the connection closes
+			s.explode(&be.discardSeq)
+			if e := s.q.at(s.q.head); e.local == nil && e.gen == be.gen {
+				s.pend = append(s.pend, frame...)
+				s.pop()
+			}
+		}
+		s.closing = true
 		return false, false
 	}
 	if isErr {
@@ -272,10 +295,17 @@ func (s *session) discardLocked(be *backendConn) bool {
 	return true
 }
 
-// demotedReply: the server is no longer master, and did not run the command.
+// demotedReply: the server is no longer master, and did not run the
+// command: -READONLY, or the -UNBLOCKED Redis gives blocked clients when
+// it becomes a replica. Every other error, -UNBLOCKED from CLIENT UNBLOCK
+// or a deleted stream included, is the client's answer.
 func demotedReply(frame []byte) bool {
-	return bytes.HasPrefix(frame, []byte("-READONLY ")) || bytes.HasPrefix(frame, []byte("-UNBLOCKED "))
+	return bytes.HasPrefix(frame, []byte("-READONLY ")) || bytes.HasPrefix(frame, unblockedDemoted)
 }
+
+// unblockedDemoted is how Redis (disconnectAllBlockedClients) ends the
+// blocked commands of a master turned replica.
+var unblockedDemoted = []byte("-UNBLOCKED force unblock from blocking operation, instance state changed")
 
 // demotedLocked follows a demoted master's answer to the head command:
 // no new connection to be.addr until the route changes, and the command
@@ -322,6 +352,8 @@ func (s *session) proxyAnswerLocked(e *entry, frame []byte) bool {
 // or a RESP3 push that is not a confirmation the head entry waits for.
 func (s *session) outOfBand(frame []byte, head *entry) bool {
 	switch frame[0] {
+	case '+':
+		return s.monitoring && monitorLine(frame)
 	case '>':
 		k := pubsubFrame(frame)
 		if k == psNone || k == psMessage {
@@ -334,11 +366,43 @@ func (s *session) outOfBand(frame []byte, head *entry) bool {
 	return false
 }
 
+// killedByRedis says whether Redis closed the session's own connection on
+// purpose (CLIENT KILL, a deleted ACL user, timeout) rather than by
+// going away: the connection ended cleanly (EOF) and the server still
+// answers a PING on a new one. A master being shut down closes its
+// listening socket before its clients' connections, so it is not taken
+// for a kill.
+func (s *session) killedByRedis(be *backendConn, err error) bool {
+	s.mu.Lock()
+	retiring := be.retiring || s.closing
+	s.mu.Unlock()
+	if be.mux != nil || retiring || !errors.Is(err, io.EOF) {
+		return false
+	}
+	c, err := net.DialTimeout("tcp", be.addr, s.srv.cfg.DialTimeout)
+	if err != nil {
+		return false
+	}
+	defer c.Close()
+	if pingCheck(c, s.srv.cfg.DialTimeout) != nil {
+		return false
+	}
+	s.logger().Info("redis closed the session's backend connection while it still answers (CLIENT KILL?); closing the client as a direct connection would be",
+		"backend_addr", be.addr)
+	return true
+}
+
 // backendGone runs when the reader stops: commands still in flight get
 // ReplyLost* (or wait for a resend after -READONLY).
 func (s *session) backendGone(be *backendConn, err error) {
+	killed := s.killedByRedis(be, err)
 	s.wmu.Lock()
 	s.mu.Lock()
+	if killed {
+		// as on a direct connection: the client's connection ends too
+		// (CLIENT KILL must reach the client; no redial, no replay)
+		s.closing = true
+	}
 	be.dead = true
 	retiring := be.retiring
 	lost := []byte(ReplyLostMaster)

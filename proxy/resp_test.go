@@ -116,37 +116,67 @@ func TestPubsubFrames(t *testing.T) {
 }
 
 func TestCommandTable(t *testing.T) {
-	for _, c := range commandTable {
-		if c.name != strings.ToLower(c.name) || c.why == "" {
+	for _, c := range allCommands() {
+		if c.name != strings.ToLower(c.name) || (c.class != classShared && c.why == "") {
 			t.Errorf("bad row %+v", c)
 		}
+		if strings.Contains(c.name, "|") {
+			continue
+		}
+		want := c.kind
+		if c.class == classRefused || c.deny {
+			want = cmdRefused
+		}
 		for _, variant := range []string{c.name, strings.ToUpper(c.name)} {
-			if got := lookupCommand([]byte(variant)); got.kind != c.kind {
-				t.Errorf("lookup %q = %v, want %v", variant, got.kind, c.kind)
+			if got := lookupCommand([]byte(variant)); got.kind != want || got.own != (c.class == classOwn && c.kind != cmdHello) {
+				t.Errorf("lookup %q = %+v, want kind %v own %v", variant, got, want, c.class == classOwn)
 			}
 		}
 	}
-	for _, plain := range []string{"get", "SET", "blpop", "publish", "x", "", "averyveryverylongcommandname", "client2"} {
-		if got := lookupCommand([]byte(plain)); got.kind != cmdPlain {
-			t.Errorf("%q is special (%v)", plain, got.kind)
+	for _, plain := range []string{"get", "SET", "publish", "x", "", "averyveryverylongcommandname", "client2", strings.Repeat("x", 100)} {
+		if got := lookupCommand([]byte(plain)); got.kind != cmdPlain || got.own || got.bySub {
+			t.Errorf("%q is special (%+v)", plain, got)
 		}
 	}
-	refused := map[string]bool{}
-	for _, c := range commandTable {
-		if c.kind == cmdRefused {
-			refused[c.name] = true
+	for _, must := range []string{"shutdown", "replicaof", "slaveof", "debug", "sync", "psync", "failover", "cluster"} {
+		if got := lookupCommand([]byte(must)); got.kind != cmdRefused || !strings.Contains(got.refuse, "is not allowed through redhaven") {
+			t.Errorf("%s must be refused: %+v", must, got)
 		}
 	}
-	for _, must := range []string{"shutdown", "replicaof", "slaveof", "debug", "monitor", "sync", "psync", "failover"} {
-		if !refused[must] {
-			t.Errorf("%s must be refused", must)
+	sub := func(args ...string) commandSpec {
+		var b [][]byte
+		for _, a := range args {
+			b = append(b, []byte(a))
 		}
+		return defaultIndex.resolve(b)
 	}
-	if got := replyRefused("shutdown"); got != "-ERR command 'shutdown' is not allowed through redhaven\r\n" {
-		t.Errorf("refused text changed: %q", got)
+	if got := sub("CLIENT", "Kill", "ID", "1"); !got.own || got.kind != cmdClient {
+		t.Errorf("CLIENT KILL = %+v", got)
 	}
-	if n := testing.AllocsPerRun(100, func() { lookupCommand([]byte("SUBSCRIBE")) }); n != 0 {
+	if got := sub("client", "list"); got.own || got.kind != cmdClient {
+		t.Errorf("CLIENT LIST = %+v", got)
+	}
+	if got := sub("script", "debug", "sync"); !got.own {
+		t.Errorf("SCRIPT DEBUG = %+v", got)
+	}
+	if got := sub("script", "load", "return 1"); got.own || got.kind != cmdPlain {
+		t.Errorf("SCRIPT LOAD = %+v", got)
+	}
+	if got := sub("CONFIG", "SET", "maxmemory", "1", "MasterAuth", "x"); got.kind != cmdRefused || !strings.Contains(got.refuse, `remove "CONFIG SET masterauth" from proxy.deny_commands`) {
+		t.Errorf("CONFIG SET masterauth = %+v", got)
+	}
+	if got := sub("CONFIG", "SET", "maxmemory", "1"); got.kind != cmdAdmin {
+		t.Errorf("CONFIG SET maxmemory = %+v", got)
+	}
+	if got := sub("cluster", "info"); got.kind != cmdRefused {
+		t.Errorf("CLUSTER INFO = %+v", got)
+	}
+	if n := testing.AllocsPerRun(100, func() { lookupCommand([]byte("SUBSCRIBE")); lookupCommand([]byte("get")) }); n != 0 {
 		t.Errorf("lookup allocates %v", n)
+	}
+	args := [][]byte{[]byte("CLIENT"), []byte("KILL"), []byte("ID"), []byte("3")}
+	if n := testing.AllocsPerRun(100, func() { defaultIndex.resolve(args) }); n != 0 {
+		t.Errorf("resolve allocates %v", n)
 	}
 }
 

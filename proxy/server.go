@@ -22,6 +22,10 @@ type Server struct {
 	needAuth bool
 	// backendAuth is the AUTH command for backend connections (proxy.password mode).
 	backendAuth []byte
+	// cmds is the command table with proxy.deny_commands applied
+	cmds *cmdIndex
+	// refused counts refused commands by name (refused.go)
+	refused refusedCounter
 
 	route    atomic.Pointer[Route]
 	routeGen atomic.Uint64
@@ -89,6 +93,7 @@ func newServer(cfg Config, routes RouteSource, logger *slog.Logger, listen func(
 		perIP:    perIP{n: map[netip.Addr]int{}},
 		handover: handover{done: make(chan struct{})},
 	}
+	srv.cmds = newCmdIndex(mustParseDeny(cfg.DenyCommands)) // validated above
 	if srv.needAuth && cfg.BackendPassword != "" {
 		if cfg.BackendUsername != "" {
 			srv.backendAuth = appendCommandStrings(nil, "AUTH", cfg.BackendUsername, cfg.BackendPassword)
@@ -186,6 +191,11 @@ func (srv *Server) Run(ctx context.Context) error {
 		go func() {
 			defer loops.Done()
 			srv.authCheckLoop(ctx)
+		}()
+		loops.Add(1)
+		go func() {
+			defer loops.Done()
+			srv.stallCheckLoop(ctx)
 		}()
 	}
 	if srv.idle != nil {

@@ -314,7 +314,8 @@ func (s *session) subscribedLocked() bool { return s.connState.subscribed() }
 func (s *session) sendableLocked() bool {
 	be := s.be
 	if be == nil || be.dead || s.demoted || s.forceMove || s.unsent > 0 ||
-		(be.mux != nil && (s.ownConn || be.mux.proto != s.muxProto || be.mux.retired.Load())) {
+		(be.mux != nil && (s.ownConn || be.mux.proto != s.muxProto || be.mux.retired.Load() ||
+			(be.mux.stalled.Load() && s.inflight == 0 && !be.stallOK))) {
 		return false
 	}
 	if g := s.srv.routeGen.Load(); g != s.routeGen {
@@ -504,6 +505,7 @@ func (s *session) install(nb *backendConn) {
 var (
 	cmdHello3      = appendCommandStrings(nil, "HELLO", "3")
 	cmdMultiRaw    = appendCommandStrings(nil, "MULTI")
+	cmdMonitorRaw  = appendCommandStrings(nil, "MONITOR")
 	cmdDiscardRaw  = appendCommandStrings(nil, "DISCARD")
 	cmdReplyOffRaw = appendCommandStrings(nil, "CLIENT", "REPLY", "OFF")
 )
@@ -678,10 +680,13 @@ func (s *session) commandLocked(raw []byte, inline bool) action {
 	if !ok {
 		return act
 	}
-	next, v := s.connState.command(lookupCommand(args[0]), args, len(raw), s.srv.cmdEnv())
+	next, v := s.connState.command(s.srv.cmds.resolve(args), args, len(raw), s.srv.cmdEnv())
 	v = s.authResultLocked(v)
 	if v.local {
 		s.connState = next
+		if v.kind == cmdRefused {
+			s.srv.refused.note(s, v.label)
+		}
 		var flags uint8
 		if v.closeAfter {
 			flags = fCloseAfter
@@ -720,8 +725,8 @@ func (s *session) commandLocked(raw []byte, inline bool) action {
 // the framing requestReader did (the same checks as redcon's) and no
 // state: it is forwarded raw (done), or waits for a backend connection.
 func (s *session) plainLocked(raw []byte) (act action, done bool) {
-	spec := lookupCommand(s.rr.name(raw))
-	if spec.kind != cmdPlain || s.replyOff || s.skipNext {
+	spec := s.srv.cmds.lookup(s.rr.name(raw))
+	if spec.kind != cmdPlain || spec.bySub || s.replyOff || s.skipNext {
 		return 0, false
 	}
 	if spec.own || len(raw) > bigCommand {

@@ -9,6 +9,9 @@ import (
 type Stats struct {
 	Listeners []ListenerStats
 	Backends  []BackendStats
+	// RefusedCommands: commands refused by the proxy (deny_commands or
+	// never allowed), by command
+	RefusedCommands []RefusedCommand
 	// BufferBytes is what clients' buffered input and unread output held
 	// at the last sweep; BufferLimit is proxy.max_buffer_memory.
 	BufferBytes, BufferLimit int64
@@ -116,5 +119,6 @@ func (srv *Server) Stats() Stats {
 		out.Backends = append(out.Backends, BackendStats{Addr: a, Sessions: b.sessions.Load(), Shared: shared[a], Commands: b.commands.Load() + beCmds[a], Errors: b.errors.Load()})
 	}
 	sort.Slice(out.Backends, func(i, j int) bool { return out.Backends[i].Addr < out.Backends[j].Addr })
+	out.RefusedCommands = srv.refused.snapshot()
 	return out
 }

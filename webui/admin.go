@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"mime"
@@ -20,65 +19,174 @@ type actionRequest struct {
 	State string   `json:"state"`
 	Node  string   `json:"node"`
 	Addrs []string `json:"addrs"` // join
+	// route reset: the route the caller saw (reset only while it is
+	// still committed); Epoch nil = unconditional.
+	Master string `json:"master"`
+	Epoch  *int64 `json:"epoch"`
+	// keys
+	Op  string `json:"op"`
+	Key string `json:"key"` // never logged or echoed
+}
+
+// Acted says which node carried out an admin action.
+type Acted struct {
+	Node      string `json:"node"`      // the node that acted
+	Forwarded bool   `json:"forwarded"` // the node asked forwarded it to the leader
+}
+
+// outcome is what an action returns on success.
+type outcome struct {
+	msg   string
+	acted Acted
+	keys  []KeyResult
 }
 
 // Membership is implemented by an Admin that can also join and leave the
-// cluster (used by the CLI's join and leave through the JSON API).
+// cluster (used by the CLI's join and leave through the JSON API). Both
+// act on this node only.
 type Membership interface {
 	Join(ctx context.Context, addrs []string) (int, error)
 	Leave(ctx context.Context) error
 }
 
-func (s *Server) actJoin(ctx context.Context, u User, req actionRequest) (string, error) {
+// here is the Acted of an action this node carries out itself.
+func (s *Server) here() Acted { return Acted{Node: s.src.Snapshot().Node} }
+
+func (s *Server) actJoin(ctx context.Context, u User, req actionRequest) (outcome, error) {
 	m, ok := s.admin.(Membership)
 	if !ok {
-		return "", errors.New("join is not supported by this node")
+		return outcome{}, &statusError{http.StatusNotImplemented, "join is not supported by this node"}
 	}
 	if len(req.Addrs) == 0 {
-		return "", badRequest("addrs: give at least one gossip address host:port")
+		return outcome{}, badRequest("addrs: give at least one gossip address host:port")
 	}
 	n, err := m.Join(ctx, req.Addrs)
 	if err != nil {
-		return "", fmt.Errorf("join %v: %w", req.Addrs, err)
+		return outcome{}, &statusError{http.StatusBadGateway, fmt.Sprintf("join %v: %v", req.Addrs, err)}
 	}
-	return fmt.Sprintf("joined through %d of %d address(es)", n, len(req.Addrs)), nil
+	return outcome{msg: fmt.Sprintf("joined through %d of %d address(es); join acts on this node only", n, len(req.Addrs)), acted: s.here()}, nil
 }
 
-func (s *Server) actLeave(ctx context.Context, u User, req actionRequest) (string, error) {
+func (s *Server) actLeave(ctx context.Context, u User, req actionRequest) (outcome, error) {
 	m, ok := s.admin.(Membership)
 	if !ok {
-		return "", errors.New("leave is not supported by this node")
+		return outcome{}, &statusError{http.StatusNotImplemented, "leave is not supported by this node"}
 	}
 	if err := m.Leave(ctx); err != nil {
-		return "", fmt.Errorf("leave: %w", err)
+		return outcome{}, fmt.Errorf("leave: %w", err)
 	}
-	return "left the cluster", nil
+	return outcome{msg: "left the cluster; leave acts on this node only", acted: s.here()}, nil
 }
 
 // MemberRemover is implemented by an Admin that can remove a failed server
 // from the Raft configuration (`redhaven members remove NAME`).
 type MemberRemover interface {
-	RemoveMember(ctx context.Context, name string) error
+	RemoveMember(ctx context.Context, name string) (Acted, error)
 }
 
-// actRemoveMember removes req.Node from the Raft configuration. Every
-// refusal (not the leader, quorum, alive member, unknown name) is a 409.
-func (s *Server) actRemoveMember(ctx context.Context, u User, req actionRequest) (string, error) {
+// actRemoveMember removes req.Node from the Raft configuration. A refusal
+// without a kind (Classify) is a 409.
+func (s *Server) actRemoveMember(ctx context.Context, u User, req actionRequest) (outcome, error) {
 	m, ok := s.admin.(MemberRemover)
 	if !ok {
-		return "", errors.New("members remove is not supported by this node")
+		return outcome{}, &statusError{http.StatusNotImplemented, "members remove is not supported by this node"}
 	}
 	if req.Node == "" {
-		return "", badRequest("node: give the name of the member to remove")
+		return outcome{}, badRequest("node: give the name of the member to remove")
 	}
-	if err := m.RemoveMember(ctx, req.Node); err != nil {
-		return "", &statusError{http.StatusConflict, fmt.Sprintf("remove member %s: %v", req.Node, err)}
+	acted, err := m.RemoveMember(ctx, req.Node)
+	if err != nil {
+		if statusOf(err) == http.StatusInternalServerError {
+			err = Classify(ErrConflict, err)
+		}
+		return outcome{}, fmt.Errorf("remove member %s: %w", req.Node, err)
 	}
-	return "removed " + req.Node + " from the raft configuration", nil
+	return outcome{msg: "removed " + req.Node + " from the raft configuration", acted: acted}, nil
 }
 
-// action runs one admin action and returns a message for the user.
-type action func(ctx context.Context, u User, req actionRequest) (string, error)
+// RouteResetter is implemented by an Admin that can clear the committed
+// route (`redhaven route reset`).
+type RouteResetter interface {
+	// ResetRoute clears the committed route; with epoch not nil only
+	// while master and *epoch are still the committed route.
+	ResetRoute(ctx context.Context, master string, epoch *int64) (Acted, error)
+}
+
+func (s *Server) actResetRoute(ctx context.Context, u User, req actionRequest) (outcome, error) {
+	m, ok := s.admin.(RouteResetter)
+	if !ok {
+		return outcome{}, &statusError{http.StatusNotImplemented, "route reset is not supported by this node"}
+	}
+	if req.Epoch == nil && req.Master != "" {
+		return outcome{}, badRequest("epoch: give the epoch of the route to reset with its master")
+	}
+	acted, err := m.ResetRoute(ctx, req.Master, req.Epoch)
+	if err != nil {
+		return outcome{}, fmt.Errorf("reset route: %w", err)
+	}
+	msg := "committed route cleared: the leader commits sentinel's master again"
+	if req.Epoch != nil {
+		msg = fmt.Sprintf("committed route (master %s, epoch %d) cleared: the leader commits sentinel's master again", orDash(req.Master), *req.Epoch)
+	}
+	return outcome{msg: msg, acted: acted}, nil
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// KeyResult is one node's outcome of a cluster key operation, with its
+// keys as fingerprints (never the keys).
+type KeyResult struct {
+	Node    string   `json:"node"`
+	Primary string   `json:"primary"`
+	Keys    []string `json:"keys"`
+	Error   string   `json:"error,omitempty"`
+}
+
+// KeyRotator is implemented by an Admin that can rotate the cluster key
+// on every member (`redhaven keys`).
+type KeyRotator interface {
+	// RotateKey runs op (list, install, use, remove) on every member.
+	RotateKey(ctx context.Context, op, key string) ([]KeyResult, error)
+}
+
+func (s *Server) actKeys(ctx context.Context, u User, req actionRequest) (outcome, error) {
+	m, ok := s.admin.(KeyRotator)
+	if !ok {
+		return outcome{}, &statusError{http.StatusNotImplemented, "keys are not supported by this node"}
+	}
+	switch req.Op {
+	case "list":
+	case "install", "use", "remove":
+		if req.Key == "" {
+			return outcome{}, badRequest("key: give the cluster key (base64, `redhaven keygen`)")
+		}
+	default:
+		return outcome{}, badRequest("op %q: want list, install, use or remove", req.Op)
+	}
+	res, err := m.RotateKey(ctx, req.Op, req.Key)
+	if err != nil {
+		return outcome{}, fmt.Errorf("keys %s: %w", req.Op, err)
+	}
+	failed := 0
+	for _, r := range res {
+		if r.Error != "" {
+			failed++
+		}
+	}
+	out := outcome{msg: fmt.Sprintf("keys %s: done on %d of %d node(s)", req.Op, len(res)-failed, len(res)), acted: s.here(), keys: res}
+	if failed > 0 {
+		return out, &statusError{http.StatusBadGateway, fmt.Sprintf("keys %s failed on %d of %d node(s); run it again once they answer", req.Op, failed, len(res))}
+	}
+	return out, nil
+}
+
+// action runs one admin action.
+type action func(ctx context.Context, u User, req actionRequest) (outcome, error)
 
 // statusError is an error with the HTTP status to answer.
 type statusError struct {
@@ -100,70 +208,83 @@ func notFound(format string, args ...any) error {
 // new master).
 const actionTimeout = 30 * time.Second
 
-func (s *Server) actBackend(ctx context.Context, u User, req actionRequest) (string, error) {
+func (s *Server) actBackend(ctx context.Context, u User, req actionRequest) (outcome, error) {
 	switch req.State {
 	case AdminReady, AdminDrain, AdminMaintenance:
 	default:
-		return "", badRequest("state %q: want %s, %s or %s", req.State, AdminReady, AdminDrain, AdminMaintenance)
+		return outcome{}, badRequest("state %q: want %s, %s or %s", req.State, AdminReady, AdminDrain, AdminMaintenance)
 	}
 	if req.Addr == "" {
-		return "", badRequest("addr: missing backend address")
+		return outcome{}, badRequest("addr: missing backend address")
 	}
 	found := false
 	for _, b := range s.src.Snapshot().Backends {
 		found = found || b.Addr == req.Addr
 	}
 	if !found {
-		return "", notFound("backend %q: not known", req.Addr)
+		return outcome{}, notFound("backend %q: not known", req.Addr)
 	}
-	if err := s.admin.SetBackendState(ctx, req.Addr, req.State); err != nil {
-		return "", fmt.Errorf("set backend %s to %s: %w", req.Addr, req.State, err)
+	acted, err := s.admin.SetBackendState(ctx, req.Addr, req.State)
+	if err != nil {
+		return outcome{}, fmt.Errorf("set backend %s to %s: %w", req.Addr, req.State, err)
 	}
-	return fmt.Sprintf("backend %s set to %s", req.Addr, req.State), nil
+	return outcome{msg: fmt.Sprintf("backend %s set to %s", req.Addr, req.State), acted: acted}, nil
 }
 
-func (s *Server) actFailover(ctx context.Context, u User, _ actionRequest) (string, error) {
-	if err := s.admin.RequestFailover(ctx); err != nil {
-		return "", fmt.Errorf("request failover: %w", err)
+func (s *Server) actFailover(ctx context.Context, u User, _ actionRequest) (outcome, error) {
+	acted, err := s.admin.RequestFailover(ctx)
+	if err != nil {
+		return outcome{}, fmt.Errorf("request failover: %w", err)
 	}
-	return "planned failover requested", nil
+	return outcome{msg: "planned failover requested", acted: acted}, nil
 }
 
-func (s *Server) actTransfer(ctx context.Context, u User, req actionRequest) (string, error) {
+func (s *Server) actTransfer(ctx context.Context, u User, req actionRequest) (outcome, error) {
 	if req.Node != "" {
 		found := false
 		for _, m := range s.src.Snapshot().Members {
 			found = found || m.Name == req.Node
 		}
 		if !found {
-			return "", notFound("node %q: not a cluster member", req.Node)
+			return outcome{}, notFound("node %q: not a cluster member", req.Node)
 		}
 	}
-	if err := s.admin.TransferLeadership(ctx, req.Node); err != nil {
-		return "", fmt.Errorf("transfer leadership to %q: %w", req.Node, err)
+	acted, err := s.admin.TransferLeadership(ctx, req.Node)
+	if err != nil {
+		return outcome{}, fmt.Errorf("transfer leadership to %q: %w", req.Node, err)
 	}
 	if req.Node == "" {
-		return "leadership transfer requested", nil
+		return outcome{msg: "leadership transfer requested", acted: acted}, nil
 	}
-	return "leadership transfer to " + req.Node + " requested", nil
+	return outcome{msg: "leadership transfer to " + req.Node + " requested", acted: acted}, nil
 }
 
-func (s *Server) run(r *http.Request, u User, name string, act action, req actionRequest) (string, int, error) {
+func (s *Server) run(r *http.Request, u User, name string, act action, req actionRequest) (outcome, int, error) {
 	ctx, cancel := context.WithTimeout(r.Context(), actionTimeout)
 	defer cancel()
-	msg, err := act(ctx, u, req)
+	out, err := act(ctx, u, req)
 	log := s.logger.With("user", u.Name, "action", name, "addr", req.Addr, "state", req.State, "node", req.Node)
-	if err != nil {
-		code := http.StatusInternalServerError
-		var se *statusError
-		if errors.As(err, &se) {
-			code = se.code
-		}
-		log.Warn("admin action failed", "err", err)
-		return "", code, err
+	if req.Op != "" {
+		log = log.With("op", req.Op) // never the key
 	}
-	log.Info("admin action")
-	return msg, http.StatusOK, nil
+	if err != nil {
+		code := statusOf(err)
+		log.Warn("admin action failed", "err", err, "status", code)
+		return out, code, err
+	}
+	log.Info("admin action", "acted_on", out.acted.Node, "forwarded", out.acted.Forwarded)
+	return out, http.StatusOK, nil
+}
+
+// flashText is an action's message for the page, saying where it ran.
+func flashText(out outcome) string {
+	switch {
+	case out.acted.Forwarded:
+		return out.msg + " (forwarded to the leader " + out.acted.Node + ", which carried it out)"
+	case out.acted.Node != "":
+		return out.msg + " (on " + out.acted.Node + ")"
+	}
+	return out.msg
 }
 
 // adminForm serves an action posted by the page's forms.
@@ -184,13 +305,22 @@ func (s *Server) adminForm(act action) http.Handler {
 			replyError(w, asJSON, http.StatusForbidden, "missing or invalid CSRF token: reload the page and try again")
 			return
 		}
-		req := actionRequest{Addr: r.PostForm.Get("addr"), State: r.PostForm.Get("state"), Node: r.PostForm.Get("node")}
-		msg, code, err := s.run(r, u, r.URL.Path, act, req)
+		req := actionRequest{Addr: r.PostForm.Get("addr"), State: r.PostForm.Get("state"), Node: r.PostForm.Get("node"),
+			Master: r.PostForm.Get("master")}
+		if e := r.PostForm.Get("epoch"); e != "" {
+			epoch, err := strconv.ParseInt(e, 10, 64)
+			if err != nil {
+				replyError(w, asJSON, http.StatusBadRequest, "epoch: not a number")
+				return
+			}
+			req.Epoch = &epoch
+		}
+		out, code, err := s.run(r, u, r.URL.Path, act, req)
 		if asJSON {
-			replyResult(w, code, msg, err)
+			replyResult(w, code, out, err)
 			return
 		}
-		text := msg
+		text := flashText(out)
 		if err != nil {
 			text = err.Error()
 		}
@@ -230,8 +360,8 @@ func (s *Server) adminJSON(act action) http.Handler {
 		if a := r.PathValue("addr"); a != "" {
 			req.Addr = a
 		}
-		msg, code, err := s.run(r, u, r.URL.Path, act, req)
-		replyResult(w, code, msg, err)
+		out, code, err := s.run(r, u, r.URL.Path, act, req)
+		replyResult(w, code, out, err)
 	})
 }
 
@@ -243,10 +373,15 @@ type result struct {
 	OK      bool   `json:"ok"`
 	Message string `json:"message,omitempty"`
 	Error   string `json:"error,omitempty"`
+	// Node is the node that carried the action out; Forwarded says that
+	// the node asked forwarded it to the leader.
+	Node      string      `json:"node,omitempty"`
+	Forwarded bool        `json:"forwarded,omitempty"`
+	Keys      []KeyResult `json:"keys,omitempty"` // keys: one entry per node
 }
 
-func replyResult(w http.ResponseWriter, code int, msg string, err error) {
-	res := result{OK: err == nil, Message: msg}
+func replyResult(w http.ResponseWriter, code int, out outcome, err error) {
+	res := result{OK: err == nil, Message: out.msg, Node: out.acted.Node, Forwarded: out.acted.Forwarded, Keys: out.keys}
 	if err != nil {
 		res.Error = err.Error()
 	}

@@ -26,6 +26,17 @@
 //	POST /api/v1/transfer-leadership       JSON {"node": "node2"}
 //	POST /api/v1/join                      JSON {"addrs": ["10.0.0.12:7946"]}
 //	POST /api/v1/leave                     JSON {}
+//	POST /api/v1/members/remove            JSON {"node": "node3"}
+//	POST /admin/route-reset                form: master, epoch (the route to clear), csrf
+//	POST /api/v1/route/reset               JSON {"master": "10.0.0.9:6379", "epoch": 7} (both optional: unconditional)
+//	POST /api/v1/keys                      JSON {"op": "install", "key": "..."}; op list|install|use|remove
+//
+// An action's JSON answer says which node carried it out ("node", and
+// "forwarded": true when a follower forwarded it to the leader). Errors
+// an Admin wraps with [Classify] get their status: 400 bad input, 404
+// unknown, 409 not possible now, 503 no leader, 504 the leader did not
+// answer in time; keys answer one row per node with fingerprints, never
+// the keys.
 //
 // # JSON (GET /api/v1/stats)
 //
@@ -86,7 +97,8 @@
 // _bytes_in_total, _bytes_out_total, _errors_total, _refused_total,
 // _auth_failures_total {listener}; redhaven_proxy_buffer_bytes,
 // _buffer_limit_bytes (proxy.max_buffer_memory), _clients_closed_total
-// {reason} (Snapshot.Clients); redhaven_backend_up, _is_master, _replication_lag_bytes,
+// {reason} (Snapshot.Clients); redhaven_proxy_commands_refused_total
+// {command} (Snapshot.RefusedCommands); redhaven_backend_up, _is_master, _replication_lag_bytes,
 // _replication_offset, _link_up, _sessions_current, _commands_total,
 // _errors_total, _check_duration_seconds, _downtime_seconds_total {addr};
 // redhaven_sentinel_reachable, _config_epoch {addr}; redhaven_route_epoch,

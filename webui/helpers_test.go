@@ -74,9 +74,12 @@ func (a *testAdmin) Calls() []string {
 	return append([]string(nil), a.calls...)
 }
 
-func (a *testAdmin) SetBackendState(ctx context.Context, addr, state string) error {
+// testLeader is the node name the test admin reports as the one that acted.
+const testLeader = "n1"
+
+func (a *testAdmin) SetBackendState(ctx context.Context, addr, state string) (webui.Acted, error) {
 	if err := a.record("backend " + addr + " " + state); err != nil {
-		return err
+		return webui.Acted{}, err
 	}
 	if a.src != nil {
 		a.src.update(func(snap *webui.Snapshot) {
@@ -90,13 +93,15 @@ func (a *testAdmin) SetBackendState(ctx context.Context, addr, state string) err
 			}
 		})
 	}
-	return nil
+	return webui.Acted{Node: testLeader}, nil
 }
 
-func (a *testAdmin) RequestFailover(ctx context.Context) error { return a.record("failover") }
+func (a *testAdmin) RequestFailover(ctx context.Context) (webui.Acted, error) {
+	return webui.Acted{Node: testLeader}, a.record("failover")
+}
 
-func (a *testAdmin) TransferLeadership(ctx context.Context, node string) error {
-	return a.record("transfer " + node)
+func (a *testAdmin) TransferLeadership(ctx context.Context, node string) (webui.Acted, error) {
+	return webui.Acted{Node: testLeader}, a.record("transfer " + node)
 }
 
 var t0 = time.Date(2026, 11, 22, 4, 30, 0, 0, time.UTC)
@@ -113,7 +118,8 @@ func sampleSnapshot() webui.Snapshot {
 	return webui.Snapshot{
 		Node: "node1", Version: "0.3.0", Time: now, Started: now.Add(-26*time.Hour - 12*time.Minute),
 		Ready: true, Leader: true,
-		Route: webui.Route{Master: addrA, Epoch: 7, Reason: "promoted-slave", Since: now.Add(-3*time.Minute - 12*time.Second)},
+		RefusedCommands: map[string]uint64{"config set masterauth": 2, "replicaof": 1},
+		Route:           webui.Route{Master: addrA, Epoch: 7, Reason: "promoted-slave", Since: now.Add(-3*time.Minute - 12*time.Second)},
 		Frontends: []webui.Frontend{
 			{Name: "rw", Addr: ":6380", CurrentSessions: 412, MaxSessions: 1310, Limit: 10000, TotalSessions: 182231,
 				CommandsTotal: 98412377, CommandsPerSec: 18234.5, BytesIn: 9_812_345_678, BytesOut: 23_456_789_012, Errors: 17, Refused: 0, IdleSessions: 301, MovedToOwn: 12, AuthFailures: 5},

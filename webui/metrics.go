@@ -11,13 +11,15 @@ type collector struct {
 
 	sessionsCur, sessionsMax, sessionsLimit, sessionsTotal, sessionsIdle, movedToOwn *prometheus.Desc
 	commands, bytesIn, bytesOut, errors, refused                                     *prometheus.Desc
-	authFailures, bufferBytes, bufferLimit, clientsClosed                            *prometheus.Desc
+	authFailures, bufferBytes, bufferLimit, clientsClosed, commandsRefused           *prometheus.Desc
 
 	backendUp, backendMaster, backendLag, backendOffset, backendLink *prometheus.Desc
 	backendSessions, backendCommands, backendErrors                  *prometheus.Desc
 	backendCheck, backendDowntime                                    *prometheus.Desc
 
 	sentinelReachable, sentinelEpoch *prometheus.Desc
+
+	rejected *prometheus.Desc
 
 	routeEpoch, routeHasMaster, routeContradicted, routeEpochAhead, ready, leader, members, vipHeld, failover, build *prometheus.Desc
 }
@@ -27,22 +29,23 @@ func newCollector(src Source) *collector {
 		return prometheus.NewDesc("redhaven_"+name, help, labels, nil)
 	}
 	return &collector{
-		src:           src,
-		sessionsCur:   d("proxy_sessions_current", "Client sessions open now.", "listener"),
-		sessionsMax:   d("proxy_sessions_max", "Highest number of client sessions open at once.", "listener"),
-		sessionsLimit: d("proxy_sessions_limit", "Configured client session limit (0: none).", "listener"),
-		sessionsTotal: d("proxy_sessions_total", "Client sessions accepted.", "listener"),
-		sessionsIdle:  d("proxy_sessions_idle", "Idle client sessions parked now (no goroutine until the client sends).", "listener"),
-		movedToOwn:    d("proxy_sessions_moved_to_own_total", "Sessions that left a shared backend connection for their own (proxy.multiplex).", "listener"),
-		commands:      d("proxy_commands_total", "Commands forwarded.", "listener"),
-		bytesIn:       d("proxy_bytes_in_total", "Bytes received from clients.", "listener"),
-		bytesOut:      d("proxy_bytes_out_total", "Bytes sent to clients.", "listener"),
-		errors:        d("proxy_errors_total", "Errors returned to clients by the proxy.", "listener"),
-		refused:       d("proxy_refused_total", "Client connections refused.", "listener"),
-		authFailures:  d("proxy_auth_failures_total", "Wrong proxy passwords (proxy.password).", "listener"),
-		bufferBytes:   d("proxy_buffer_bytes", "Memory held by clients' buffered input and unread replies."),
-		bufferLimit:   d("proxy_buffer_limit_bytes", "proxy.max_buffer_memory: beyond it the largest consumers are disconnected."),
-		clientsClosed: d("proxy_clients_closed_total", "Clients the proxy closed or refused, by reason.", "reason"),
+		src:             src,
+		sessionsCur:     d("proxy_sessions_current", "Client sessions open now.", "listener"),
+		sessionsMax:     d("proxy_sessions_max", "Highest number of client sessions open at once.", "listener"),
+		sessionsLimit:   d("proxy_sessions_limit", "Configured client session limit (0: none).", "listener"),
+		sessionsTotal:   d("proxy_sessions_total", "Client sessions accepted.", "listener"),
+		sessionsIdle:    d("proxy_sessions_idle", "Idle client sessions parked now (no goroutine until the client sends).", "listener"),
+		movedToOwn:      d("proxy_sessions_moved_to_own_total", "Sessions that left a shared backend connection for their own (proxy.multiplex).", "listener"),
+		commands:        d("proxy_commands_total", "Commands forwarded.", "listener"),
+		bytesIn:         d("proxy_bytes_in_total", "Bytes received from clients.", "listener"),
+		bytesOut:        d("proxy_bytes_out_total", "Bytes sent to clients.", "listener"),
+		errors:          d("proxy_errors_total", "Errors returned to clients by the proxy.", "listener"),
+		refused:         d("proxy_refused_total", "Client connections refused.", "listener"),
+		commandsRefused: d("proxy_commands_refused_total", "Commands the proxy refused (proxy.deny_commands, or never allowed), by command.", "command"),
+		authFailures:    d("proxy_auth_failures_total", "Wrong proxy passwords (proxy.password).", "listener"),
+		bufferBytes:     d("proxy_buffer_bytes", "Memory held by clients' buffered input and unread replies."),
+		bufferLimit:     d("proxy_buffer_limit_bytes", "proxy.max_buffer_memory: beyond it the largest consumers are disconnected."),
+		clientsClosed:   d("proxy_clients_closed_total", "Clients the proxy closed or refused, by reason.", "reason"),
 
 		backendUp:       d("backend_up", "1 if the Redis node is up (up, going down, drain), else 0.", "addr"),
 		backendMaster:   d("backend_is_master", "1 for the committed master.", "addr"),
@@ -57,6 +60,8 @@ func newCollector(src Source) *collector {
 
 		sentinelReachable: d("sentinel_reachable", "1 if the Sentinel answers.", "addr"),
 		sentinelEpoch:     d("sentinel_config_epoch", "Config epoch the Sentinel reports.", "addr"),
+
+		rejected: d("cluster_rejected_connections_total", "Refused cluster connections: Raft TLS handshakes refused (transport raft) and gossip packets not encrypted with an installed key (transport gossip), by reason.", "transport", "reason"),
 
 		routeEpoch:        d("route_epoch", "Epoch of the committed route decision."),
 		routeHasMaster:    d("route_has_master", "1 if the committed route names a master."),
@@ -74,9 +79,9 @@ func newCollector(src Source) *collector {
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		c.sessionsCur, c.sessionsMax, c.sessionsLimit, c.sessionsTotal, c.sessionsIdle, c.movedToOwn, c.commands, c.bytesIn, c.bytesOut, c.errors, c.refused,
-		c.authFailures, c.bufferBytes, c.bufferLimit, c.clientsClosed,
+		c.authFailures, c.bufferBytes, c.bufferLimit, c.clientsClosed, c.commandsRefused,
 		c.backendUp, c.backendMaster, c.backendLag, c.backendOffset, c.backendLink, c.backendSessions, c.backendCommands,
-		c.backendErrors, c.backendCheck, c.backendDowntime, c.sentinelReachable, c.sentinelEpoch,
+		c.backendErrors, c.backendCheck, c.backendDowntime, c.sentinelReachable, c.sentinelEpoch, c.rejected,
 		c.routeEpoch, c.routeHasMaster, c.routeContradicted, c.routeEpochAhead, c.ready, c.leader, c.members, c.vipHeld, c.failover, c.build,
 	} {
 		ch <- d
@@ -130,6 +135,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	for reason, n := range snap.Clients.Closed {
 		counter(c.clientsClosed, float64(n), reason)
 	}
+	for cmd, n := range snap.RefusedCommands {
+		counter(c.commandsRefused, float64(n), cmd)
+	}
 	clear(seen)
 	for _, b := range snap.Backends {
 		if seen[b.Addr] {
@@ -155,6 +163,13 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		seen[s.Addr] = true
 		gauge(c.sentinelReachable, b2f(s.Reachable), s.Addr)
 		gauge(c.sentinelEpoch, float64(s.Epoch), s.Addr)
+	}
+	clear(seen)
+	for _, r := range snap.Rejected {
+		if k := r.Transport + "/" + r.Reason; !seen[k] {
+			seen[k] = true
+			counter(c.rejected, float64(r.Count), r.Transport, r.Reason)
+		}
 	}
 	states := map[string]float64{"alive": 0, "suspect": 0, "dead": 0, "left": 0}
 	for _, m := range snap.Members {

@@ -83,6 +83,7 @@ func TestMetrics(t *testing.T) {
 		{"redhaven_proxy_sessions_idle", []string{"listener=rw"}, 301, dto.MetricType_GAUGE},
 		{"redhaven_proxy_sessions_moved_to_own_total", []string{"listener=rw"}, 12, dto.MetricType_COUNTER},
 		{"redhaven_proxy_sessions_limit", []string{"listener=rw"}, 10000, dto.MetricType_GAUGE},
+		{"redhaven_proxy_commands_refused_total", []string{"command=config set masterauth"}, 2, dto.MetricType_COUNTER},
 		{"redhaven_proxy_auth_failures_total", []string{"listener=rw"}, 5, dto.MetricType_COUNTER},
 		{"redhaven_proxy_buffer_bytes", nil, 81920, dto.MetricType_GAUGE},
 		{"redhaven_proxy_buffer_limit_bytes", nil, 4 << 30, dto.MetricType_GAUGE},

@@ -7,16 +7,18 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"github.com/redhaven/redhaven/webui"
 )
 
 // removerAdmin is a testAdmin that can remove members; "n9" is refused.
 type removerAdmin struct{ testAdmin }
 
-func (a *removerAdmin) RemoveMember(ctx context.Context, name string) error {
+func (a *removerAdmin) RemoveMember(ctx context.Context, name string) (webui.Acted, error) {
 	if name == "n9" {
-		return errors.New("removal would lose the raft quorum")
+		return webui.Acted{}, errors.New("removal would lose the raft quorum")
 	}
-	return a.record("remove " + name)
+	return webui.Acted{Node: testLeader}, a.record("remove " + name)
 }
 
 // POST /api/v1/members/remove calls Admin.RemoveMember for an admin; a

@@ -241,6 +241,9 @@ func (s *Server) routes() (http.Handler, error) {
 	mux.Handle("POST /api/v1/join", s.adminJSON(s.actJoin))
 	mux.Handle("POST /api/v1/leave", s.adminJSON(s.actLeave))
 	mux.Handle("POST /api/v1/members/remove", s.adminJSON(s.actRemoveMember))
+	mux.Handle("POST /admin/route-reset", s.adminForm(s.actResetRoute))
+	mux.Handle("POST /api/v1/route/reset", s.adminJSON(s.actResetRoute))
+	mux.Handle("POST /api/v1/keys", s.adminJSON(s.actKeys))
 	return securityHeaders(mux), nil
 }
 

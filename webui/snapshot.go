@@ -17,15 +17,17 @@ type Source interface {
 // Admin performs the admin actions; node implements it by committing the
 // request through Raft so that every node shows the result. Errors are shown
 // to the user as they are.
+// Each returns the node that acted (the leader: a follower forwards);
+// errors wrapped with Classify get their HTTP status.
 type Admin interface {
 	// SetBackendState sets addr's admin state: AdminReady, AdminDrain or
 	// AdminMaintenance.
-	SetBackendState(ctx context.Context, addr, state string) error
+	SetBackendState(ctx context.Context, addr, state string) (Acted, error)
 	// RequestFailover asks for a planned failover of the Redis master.
-	RequestFailover(ctx context.Context) error
+	RequestFailover(ctx context.Context) (Acted, error)
 	// TransferLeadership moves Raft leadership (and so the VIP) to node,
 	// or to any suitable node when node is "".
-	TransferLeadership(ctx context.Context, node string) error
+	TransferLeadership(ctx context.Context, node string) (Acted, error)
 }
 
 // Backend states shown on the page (Backend.State), HAProxy's words.
@@ -69,16 +71,22 @@ type Snapshot struct {
 	Ready  bool `json:"ready"`  // /health/ready: this node routes clients
 	Leader bool `json:"leader"` // /health/leader: this node is the Raft leader
 
-	Route     Route         `json:"route"`
-	Frontends []Frontend    `json:"frontends"`
-	Clients   ClientLimits  `json:"clients"`
-	Backends  []Backend     `json:"backends"`
-	Sentinels []Sentinel    `json:"sentinels"`
-	Members   []Member      `json:"members"`
-	VIP       VIP           `json:"vip"`
-	Events    []Event       `json:"events"` // any order; shown newest first
-	Failovers FailoverStats `json:"failovers"`
-	Process   Process       `json:"process"`
+	// Rejected counts refused cluster connections since start.
+	Rejected []RejectedConnections `json:"rejected_connections,omitempty"`
+
+	Route     Route      `json:"route"`
+	Frontends []Frontend `json:"frontends"`
+	// RefusedCommands counts the commands the proxy refused
+	// (proxy.deny_commands, or never allowed), by command
+	RefusedCommands map[string]uint64 `json:"refused_commands,omitempty"`
+	Clients         ClientLimits      `json:"clients"`
+	Backends        []Backend         `json:"backends"`
+	Sentinels       []Sentinel        `json:"sentinels"`
+	Members         []Member          `json:"members"`
+	VIP             VIP               `json:"vip"`
+	Events          []Event           `json:"events"` // any order; shown newest first
+	Failovers       FailoverStats     `json:"failovers"`
+	Process         Process           `json:"process"`
 }
 
 // Process is the agent process itself (HAProxy's "process information").
@@ -179,6 +187,15 @@ type Member struct {
 	Version     string        `json:"version"`
 	HTTPAddr    string        `json:"http_addr"` // its stats page, for links
 	IsLeader    bool          `json:"is_leader"`
+}
+
+// RejectedConnections counts refused cluster connections of one kind:
+// Raft TLS handshakes refused, gossip packets not encrypted with an
+// installed key.
+type RejectedConnections struct {
+	Transport string `json:"transport"` // "raft" or "gossip"
+	Reason    string `json:"reason"`    // e.g. untrusted_certificate, not_tls, decrypt
+	Count     uint64 `json:"count"`
 }
 
 // VIP is the virtual IP and who holds it.

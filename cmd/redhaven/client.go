@@ -259,9 +259,7 @@ func runMembers(o *apiOpts, _ []string, stdout, stderr io.Writer) int {
 // runMembersRemove: `redhaven members remove NAME` removes a failed server
 // from the Raft configuration (run it against the leader's agent).
 func runMembersRemove(o *apiOpts, args []string, stdout, stderr io.Writer) int {
-	var out struct {
-		Message string `json:"message"`
-	}
+	var out actedResult
 	c, err := newAPIClient(o)
 	if err == nil {
 		err = c.do("POST", "/api/v1/members/remove", map[string]string{"node": args[0]}, &out)
@@ -269,7 +267,7 @@ func runMembersRemove(o *apiOpts, args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail(stderr, "members remove", err)
 	}
-	fmt.Fprintln(stdout, out.Message)
+	printActed(stdout, out)
 	return exitOK
 }
 
@@ -282,10 +280,12 @@ func runFailover(o *apiOpts, _ []string, stdout, stderr io.Writer) int {
 	if err := c.do("GET", "/api/v1/stats", nil, &before); err != nil {
 		return fail(stderr, "failover", err)
 	}
-	if err := c.do("POST", "/api/v1/failover", map[string]string{}, nil); err != nil {
+	var acted actedResult
+	if err := c.do("POST", "/api/v1/failover", map[string]string{}, &acted); err != nil {
 		return fail(stderr, "failover", err)
 	}
-	fmt.Fprintf(stdout, "planned failover requested (master now %s, epoch %d); waiting for the new master...\n", before.Route.Master, before.Route.Epoch)
+	printActed(stdout, acted)
+	fmt.Fprintf(stdout, "master now %s (epoch %d); waiting for the new master...\n", before.Route.Master, before.Route.Epoch)
 	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
 		var s apiStats
@@ -308,7 +308,7 @@ func runLeave(o *apiOpts, _ []string, stdout, stderr io.Writer) int {
 }
 
 func joinLeave(o *apiOpts, action string, body map[string]any, stdout, stderr io.Writer) int {
-	var out map[string]any
+	var out actedResult
 	c, err := newAPIClient(o)
 	if err == nil {
 		err = c.do("POST", "/api/v1/"+action, body, &out)
@@ -316,7 +316,7 @@ func joinLeave(o *apiOpts, action string, body map[string]any, stdout, stderr io
 	if err != nil {
 		return fail(stderr, action, err)
 	}
-	fmt.Fprintf(stdout, "%s: ok %v\n", action, out)
+	printActed(stdout, out) // join and leave act on the agent asked
 	return exitOK
 }
 

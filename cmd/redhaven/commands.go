@@ -122,6 +122,64 @@ var commands = []command{
 		setup:    apiCommand(runLeave),
 	},
 	{
+		name: "route reset", summary: "clear the committed route so that routing follows Sentinel again",
+		desc: "Clear the committed route (a master that the watchers contradict, or an epoch that no Sentinel reaches) " +
+			"so that the leader commits the master Sentinel reports again. It names the route it read: a route committed " +
+			"in between is left alone (exit 1, HTTP 409). A follower's agent forwards it to the leader.\n\n" + apiHelp,
+		examples: []string{"redhaven route reset"},
+		setup:    apiCommand(runRouteReset),
+	},
+	{
+		name: "backend ready", summary: "let a drained or maintained Redis backend take sessions again",
+		args: "ADDR", minArgs: 1, maxArgs: 1, argsNote: "give exactly one backend address host:port (see the stats page or status)",
+		desc:     "Set the admin state of the Redis backend ADDR to ready, committed through Raft by the leader (a follower's agent forwards it).\n\n" + apiHelp,
+		examples: []string{"redhaven backend ready 10.0.0.12:6379"},
+		setup:    apiCommand(runBackendState("ready")),
+	},
+	{
+		name: "backend drain", summary: "no new sessions to a Redis backend; existing ones stay",
+		args: "ADDR", minArgs: 1, maxArgs: 1, argsNote: "give exactly one backend address host:port (see the stats page or status)",
+		desc:     "Set the admin state of the Redis backend ADDR to drain: no new sessions go to it, existing ones stay.\n\n" + apiHelp,
+		examples: []string{"redhaven backend drain 10.0.0.12:6379"},
+		setup:    apiCommand(runBackendState("drain")),
+	},
+	{
+		name: "backend maintenance", summary: "take a Redis backend out of service",
+		args: "ADDR", minArgs: 1, maxArgs: 1, argsNote: "give exactly one backend address host:port (see the stats page or status)",
+		desc:     "Set the admin state of the Redis backend ADDR to maintenance: it gets no traffic.\n\n" + apiHelp,
+		examples: []string{"redhaven backend maintenance 10.0.0.12:6379"},
+		setup:    apiCommand(runBackendState("maintenance")),
+	},
+	{
+		name: "keys list", summary: "show every member's cluster keys (fingerprints)",
+		desc:     "Show the cluster keys installed on every member, as fingerprints, and which one is primary.\n\n" + apiHelp,
+		examples: []string{"redhaven keys list"},
+		setup:    apiCommand(runKeysOp("list")),
+	},
+	{
+		name: "keys install", summary: "install a new cluster key on every member (read from stdin)",
+		argsNote: "the key is read from the terminal or standard input, never from the command line",
+		desc: "First step of a key rotation: install the key read from the terminal (without echo) or the first line of standard input " +
+			"on every member, over the cluster's own mutual TLS (never through Raft: no key lands in raft.db). " +
+			"A member that is down is reported; run the step again. Then `keys use`, update cluster.encrypt in every config file, then `keys remove` the old key.\n\n" + apiHelp,
+		examples: []string{"redhaven keygen > new.key && redhaven keys install < new.key"},
+		setup:    apiCommand(runKeysOp("install")),
+	},
+	{
+		name: "keys use", summary: "make an installed key the primary one on every member",
+		argsNote: "the key is read from the terminal or standard input, never from the command line",
+		desc:     "Second step of a key rotation: make the key (read from the terminal or standard input) primary on every member; refused when a member lacks it.\n\n" + apiHelp,
+		examples: []string{"redhaven keys use < new.key"},
+		setup:    apiCommand(runKeysOp("use")),
+	},
+	{
+		name: "keys remove", summary: "remove a cluster key from every member",
+		argsNote: "the key is read from the terminal or standard input, never from the command line",
+		desc:     "Last step of a key rotation: remove the old key (read from the terminal or standard input) from every member; refused for a primary key.\n\n" + apiHelp,
+		examples: []string{"redhaven keys remove < old.key"},
+		setup:    apiCommand(runKeysOp("remove")),
+	},
+	{
 		name: "keygen", summary: "print a new cluster key for cluster.encrypt",
 		desc: "Print a new random cluster key (base64, 32 bytes) for cluster.encrypt: it encrypts and authenticates the gossip, " +
 			"and every node derives the Raft TLS CA from it. Put the same key on every node.",

@@ -15,6 +15,14 @@ _redhaven() {
         "failover") words='--socket --addr --user --help' ;;
         "join") words='--socket --addr --user --help' ;;
         "leave") words='--socket --addr --user --help' ;;
+        "route reset") words='--socket --addr --user --help' ;;
+        "backend ready") words='--socket --addr --user --help' ;;
+        "backend drain") words='--socket --addr --user --help' ;;
+        "backend maintenance") words='--socket --addr --user --help' ;;
+        "keys list") words='--socket --addr --user --help' ;;
+        "keys install") words='--socket --addr --user --help' ;;
+        "keys use") words='--socket --addr --user --help' ;;
+        "keys remove") words='--socket --addr --user --help' ;;
         "keygen") words='--help' ;;
         "passwd") words='--help' ;;
         "version") words='--help' ;;
