@@ -207,3 +207,95 @@ func TestNetnsVIPStaysThroughHandover(t *testing.T) {
 		t.Errorf("after the hand-over: held here %v, lease holder %q, want %s", st.VIP.HeldHere, st.VIP.Holder, name(holder))
 	}
 }
+
+// TestNetnsVIPReleasedOnLeave: `redhaven leave` on the VIP holder (through
+// its admin socket) releases the VIP like a clean stop: another node holds
+// it at once, never two at a time, and the node that left does not take it
+// back.
+func TestNetnsVIPReleasedOnLeave(t *testing.T) {
+	if testing.Short() {
+		t.Skip("short")
+	}
+	requireNetnsLab(t)
+	redistest.RequireRedis(t)
+	if _, err := exec.LookPath("curl"); err != nil {
+		testutil.Require(t, "netns", "curl not on PATH (apt-get install curl)")
+	}
+	tmp := t.TempDir()
+	bin := buildAgentBinary(t, tmp)
+	lab := newNetLab(t, 3)
+	rs := startLabRedis(t, lab)
+	sampler := startVIPSamplerEvery(t, lab, netip.MustParseAddr(labVIP), 2*time.Minute, 20*time.Millisecond)
+	name := func(i int) string { return lab.nodes[i].name }
+	agents := make([]*nsProc, len(lab.nodes))
+	sockets := make([]string, len(lab.nodes))
+	t.Cleanup(func() {
+		stopNSProcs(agents, 15*time.Second)
+		if t.Failed() {
+			for _, p := range agents {
+				if p != nil {
+					t.Logf("%s log (last lines, no debug):\n%s", p.name, p.tail(40, false))
+				}
+			}
+			t.Logf("VIP holder history:\n%s", sampler.history(name))
+		}
+	})
+	env := agentEnv()
+	for i, h := range lab.nodes {
+		dir := filepath.Join(tmp, h.name)
+		if err := os.MkdirAll(filepath.Join(dir, "data"), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		sockets[i] = filepath.Join(dir, "admin.sock")
+		yaml := strings.Replace(agentYAML(h, filepath.Join(dir, "data"), rs.sentinels, lab.nodes[0].ip),
+			`admin_socket: ""`, fmt.Sprintf("admin_socket: %q", sockets[i]), 1)
+		cfg := filepath.Join(dir, "redhaven.yaml")
+		if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		agents[i] = startNSProc(t, "agent-"+h.name, h.ns, filepath.Join(dir, "agent.log"), env, bin, "agent", "-c", cfg)
+	}
+	var holder int
+	testutil.EventuallyEvery(t, 60*time.Second, 100*time.Millisecond, "every agent ready, one VIP holder for 1 s", func() bool {
+		hs, since := sampler.holders()
+		if len(hs) != 1 || time.Since(since) < time.Second {
+			return false
+		}
+		for _, h := range lab.nodes {
+			if st, err := statsFrom(lab, h); err != nil || !st.Ready {
+				return false
+			}
+		}
+		holder = hs[0]
+		return true
+	})
+	_, d0 := sampler.counts()
+	asked := time.Now()
+	out, err := exec.Command(bin, "leave", "--socket", sockets[holder]).CombinedOutput()
+	if err != nil {
+		t.Fatalf("redhaven leave on %s: %v: %s", name(holder), err, out)
+	}
+	var moved holderChange
+	testutil.EventuallyEvery(t, 10*time.Second, 10*time.Millisecond, "the VIP on another node", func() bool {
+		var ok bool
+		moved, ok = sampler.changedAfter(asked, func(hs []int) bool {
+			return slices.ContainsFunc(hs, func(i int) bool { return i != holder })
+		})
+		return ok
+	})
+	time.Sleep(3 * time.Second) // the node that left must not take it back
+	_, d1 := sampler.counts()
+	t.Logf("redhaven leave on %s: VIP on another node after %v", name(holder), moved.at.Sub(asked).Round(time.Millisecond))
+	if d1 != d0 {
+		t.Errorf("%d samples with two holders", d1-d0)
+	}
+	for _, c := range sampler.changesSince(moved.at) {
+		if slices.Contains(c.holders, holder) {
+			t.Errorf("the node that left holds the VIP again at +%v", c.at.Sub(asked).Round(time.Millisecond))
+		}
+	}
+	// Without the release the lease would run out: 1.1 s + a probe.
+	if d := moved.at.Sub(asked); d > time.Second {
+		t.Errorf("VIP moved %v after the leave, want a clean release's (0.3 s target), not the lease's expiry", d)
+	}
+}
