@@ -40,6 +40,8 @@ type Agent struct {
 	isolated   atomic.Bool
 
 	fsm       *fsm
+	leaseReq  *leaseClient  // this node's lease requests (lease.go)
+	leaseIn   chan leaseCmd // followers' lease requests, for leaseLoop
 	changes   chan struct{}
 	bootHint  chan struct{}
 	reconHint chan struct{}
@@ -129,6 +131,8 @@ func New(cfg Config, logger *slog.Logger) (*Agent, error) {
 		members:   map[string]*memberState{},
 		logLimit:  newThrottle(logThrottleEvery),
 		rejected:  map[rejectKey]uint64{},
+		leaseReq:  newLeaseClient(),
+		leaseIn:   make(chan leaseCmd, 16),
 	}
 	for _, k := range cfg.EncryptKeys {
 		ek, _ := decodeKey(k)
@@ -435,7 +439,8 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	rc.LeaderLeaseTimeout = a.cfg.LeaderLeaseTimeout
 	rc.Logger = hlog
 	contact := newContactTransport(trans)
-	r, err := raft.NewRaft(rc, a.fsm, store, store, snaps, contact)
+	logs := arrivalStore{LogStore: store, l: a.fsm.lease} // lease.go: when lease entries arrive
+	r, err := raft.NewRaft(rc, a.fsm, logs, store, snaps, contact)
 	if err != nil {
 		return fmt.Errorf("start raft: %w", err)
 	}
@@ -477,6 +482,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	spawn(a.verifyLoop)
 	spawn(a.contactLoop)
 	spawn(a.reconcileLoop)
+	spawn(a.leaseLoop)
 
 	<-ctx.Done()
 	if a.cfg.LeaveOnTerminate && !a.leaving.Load() && !a.restarting.Load() {
@@ -754,7 +760,11 @@ func (d metaDelegate) NodeMeta(limit int) []byte {
 	}
 	return b
 }
-func (metaDelegate) NotifyMsg([]byte)                {}
+func (d metaDelegate) NotifyMsg(b []byte) {
+	if len(b) > 1 && b[0] == leaseMsgPrefix {
+		d.a.receiveLeaseMsg(b[1:])
+	}
+}
 func (metaDelegate) GetBroadcasts(int, int) [][]byte { return nil }
 func (metaDelegate) LocalState(bool) []byte          { return nil }
 func (metaDelegate) MergeRemoteState([]byte, bool)   {}

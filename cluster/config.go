@@ -71,8 +71,8 @@ type Config struct {
 	// for longer than this, when that keeps quorum safe. 0 = off.
 	DeadServerCleanup time.Duration `koanf:"dead_server_cleanup"`
 
-	// Raft timings. The defaults elect a new leader within about 2 s of
-	// the leader's death on a LAN.
+	// Raft timings. The defaults elect a new leader within about 1 s of
+	// the leader's death on a LAN (DESIGN.md "Timings").
 	HeartbeatTimeout   time.Duration `koanf:"heartbeat_timeout"`
 	ElectionTimeout    time.Duration `koanf:"election_timeout"`
 	LeaderLeaseTimeout time.Duration `koanf:"leader_lease_timeout"`
@@ -83,6 +83,10 @@ type Config struct {
 	// isolated node stops routing before the majority can elect a new
 	// leader.
 	ContactBound time.Duration `koanf:"contact_bound"`
+	// VIPLease is how long one renewal of the VIP lease lasts; the holder
+	// renews every quarter of it. After the holder's death another node
+	// takes the VIP about VIPLease*(1+LeaseSkew) after the last renewal.
+	VIPLease time.Duration `koanf:"vip_lease"`
 }
 
 // TLSConfig names the operator's PEM files for Raft mutual TLS. All three
@@ -113,10 +117,11 @@ func DefaultConfig() Config {
 		Bind:               ":" + strconv.Itoa(DefaultGossipPort),
 		RaftBind:           ":" + strconv.Itoa(DefaultRaftPort),
 		BootstrapExpect:    3,
-		HeartbeatTimeout:   500 * time.Millisecond,
-		ElectionTimeout:    500 * time.Millisecond,
+		HeartbeatTimeout:   300 * time.Millisecond,
+		ElectionTimeout:    300 * time.Millisecond,
 		LeaderLeaseTimeout: 250 * time.Millisecond,
-		ContactBound:       500 * time.Millisecond,
+		ContactBound:       300 * time.Millisecond,
+		VIPLease:           time.Second,
 	}
 }
 
@@ -200,6 +205,9 @@ func (c Config) Validate() error {
 	}
 	if c.ContactBound <= 0 {
 		add("contact_bound", "must be > 0, got %s", c.ContactBound)
+	}
+	if c.VIPLease < 100*time.Millisecond || c.VIPLease > time.Minute {
+		add("vip_lease", "must be between 100ms and 1m, got %s", c.VIPLease)
 	}
 	return errors.Join(errs...)
 }

@@ -132,6 +132,7 @@ type State struct {
 	Admin     map[string]AdminState `json:"admin"`
 	Failovers []FailoverRequest     `json:"failovers"` // oldest first, at most MaxFailovers
 	Events    []Event               `json:"events"`    // oldest first, at most MaxEvents
+	VIP       VIPLease              `json:"vip"`       // who may hold the VIP (lease.go)
 }
 
 // Clone returns a deep copy.
@@ -163,6 +164,7 @@ const (
 	opFailoverRequest  = "failover_request"
 	opFailoverComplete = "failover_complete"
 	opEvent            = "event"
+	opLease            = "lease"
 )
 
 // command is one Raft log entry. The proposer stamps Time so that every
@@ -178,6 +180,7 @@ type command struct {
 	Reason string         `json:"reason,omitempty"`
 	Result string         `json:"result,omitempty"`
 	Event  *Event         `json:"event,omitempty"`
+	Lease  *leaseCmd      `json:"lease,omitempty"`
 }
 
 // applyResult is what fsm.Apply returns to the proposer.
@@ -192,13 +195,14 @@ type fsm struct {
 	mu       sync.RWMutex
 	st       State
 	onChange func()
+	lease    *leaseLocal // when this node applied the last lease change
 }
 
 func newFSM(onChange func()) *fsm {
 	if onChange == nil {
 		onChange = func() {}
 	}
-	return &fsm{st: State{Admin: map[string]AdminState{}}, onChange: onChange}
+	return &fsm{st: State{Admin: map[string]AdminState{}}, onChange: onChange, lease: newLeaseLocal()}
 }
 
 func (f *fsm) state() State {
@@ -287,6 +291,8 @@ func (f *fsm) apply(index uint64, c command) applyResult {
 		}
 		f.addEvent(*c.Event)
 		return applyResult{changed: true}
+	case opLease:
+		return f.applyLease(index, c)
 	}
 	return applyResult{err: fmt.Errorf("unknown command %q", c.Op)}
 }
@@ -322,6 +328,7 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	f.mu.Lock()
 	f.st = st
 	f.mu.Unlock()
+	f.lease.seen(time.Now()) // a restored lease counts from now here
 	f.onChange()
 	return nil
 }

@@ -31,6 +31,10 @@ type Inherited struct {
 	// until RouteUntil.
 	Route      proxy.Route
 	RouteUntil time.Time
+	// VIPUntil: the old process held the VIP lease and left the address
+	// on the interface; its lease runs until then (wall clock: same host).
+	// Zero: no VIP to adopt.
+	VIPUntil time.Time
 }
 
 type seedRoute struct {
@@ -87,6 +91,7 @@ func (n *Node) HandOver(deadline time.Time) (*Inherited, error) {
 	}
 	n.cluster.StayOnStop()
 	in := &Inherited{Proxy: h}
+	n.keepVIPFor(in) // vip_lease.go: the VIP stays on this host for the next process
 	if r.Master != "" {
 		in.Route, in.RouteUntil = r, checked.Add(n.cfg.Cluster.ContactBound)
 		if n.soleVoter() {
@@ -101,11 +106,12 @@ func (n *Node) HandOver(deadline time.Time) (*Inherited, error) {
 type inheritedMsg struct {
 	Route      proxy.Route `json:"route"`
 	RouteUntil time.Time   `json:"route_until"`
+	VIPUntil   time.Time   `json:"vip_until,omitzero"`
 }
 
 // SendInherited writes in to c (a SOCK_SEQPACKET Unix socket).
 func SendInherited(c *net.UnixConn, in *Inherited) error {
-	b, err := json.Marshal(inheritedMsg{Route: in.Route, RouteUntil: in.RouteUntil})
+	b, err := json.Marshal(inheritedMsg{Route: in.Route, RouteUntil: in.RouteUntil, VIPUntil: in.VIPUntil})
 	if err != nil {
 		return err
 	}
@@ -130,7 +136,7 @@ func ReceiveInherited(c *net.UnixConn) (*Inherited, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Inherited{Proxy: h, Route: msg.Route, RouteUntil: msg.RouteUntil}, nil
+	return &Inherited{Proxy: h, Route: msg.Route, RouteUntil: msg.RouteUntil, VIPUntil: msg.VIPUntil}, nil
 }
 
 // soleVoterSeed bounds the handed-over route when this node is the only

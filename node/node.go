@@ -39,13 +39,13 @@ type Node struct {
 	web     *webui.Server
 
 	routes *routeTable
+	lease  vipLease // the VIP lease policy (vip_lease.go)
 
 	mu             sync.Mutex
 	masterLost     time.Time             // when the leader's watcher lost the committed master; zero when it has one
 	failovers      webui.FailoverStats   // durations of failovers this node committed as leader
 	unhealthySince time.Time             // leader without a routable master since
 	planned        *plannedFailover      // the planned failover this leader is running, if any
-	leaderSince    time.Time             // when this node last became Raft leader; zero when not leader
 	rates          map[string]rateSample // last commands counter per listener, for commands/s
 	trust          routeTrust            // last check of the committed route against the local observation
 	seed           *seedRoute            // the route handed over by the previous process (handover.go)
@@ -64,6 +64,7 @@ func NewInherited(cfg Config, logger *slog.Logger, in *Inherited) (*Node, error)
 		return nil, err
 	}
 	n := &Node{cfg: cfg, logger: logger, routes: newRouteTable(), started: time.Now(), rates: map[string]rateSample{}}
+	n.lease.leave = make(chan chan struct{})
 	var err error
 	if n.watcher, err = topology.New(cfg.Redis, logger); err != nil {
 		return nil, fmt.Errorf("watcher: %w", err)
@@ -94,6 +95,7 @@ func NewInherited(cfg Config, logger *slog.Logger, in *Inherited) (*Node, error)
 		n.closeListeners()
 		return nil, fmt.Errorf("vip: %w", err)
 	}
+	n.adoptVIP(in) // vip_lease.go: the previous process's VIP lease, before vip.Run
 	return n, nil
 }
 
@@ -150,6 +152,7 @@ func (n *Node) Run(ctx context.Context) error {
 	g.Go(func() error { return n.web.Run(gctx) })
 	g.Go(func() error { return n.vip.Run(gctx) })
 	g.Go(func() error { return n.decide(gctx) })
+	g.Go(func() error { return n.leaseLoop(gctx) })
 	g.Go(func() error {
 		select {
 		case err := <-clusterDone:
@@ -181,7 +184,7 @@ func (n *Node) Run(ctx context.Context) error {
 //   - on every node, routes to the committed master only while the node is
 //     in contact with the quorum and its own watcher does not contradict
 //     that master (topology.Observation.Contradicts);
-//   - wants the VIP only as a healthy leader.
+//   - tells the VIP lease (vip_lease.go) whether this node may hold the VIP.
 func (n *Node) decide(ctx context.Context) error {
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
@@ -189,7 +192,6 @@ func (n *Node) decide(ctx context.Context) error {
 		n.step(ctx)
 		select {
 		case <-ctx.Done():
-			n.vip.SetDesired(false)
 			return nil
 		case <-n.watcher.Changes():
 		case <-n.cluster.Changes():
@@ -223,38 +225,9 @@ func (n *Node) step(ctx context.Context) {
 		n.logger.Info("route changed", "master_addr", r.Master, "epoch", r.Epoch, "in_contact", n.cluster.InContact(),
 			"reason", st.Route.Reason, "contradicted", chk.contradicted, "replicas", r.Replicas)
 	}
-	n.vip.SetDesired(n.wantVIP(leader, r))
+	n.lease.mayServe.Store(n.mayHoldVIP(st, chk.contradicted))
 	n.checkLeaderHealth(ctx, leader, obs)
 }
-
-// wantVIP is the VIP policy: only a leader that routes holds the address,
-// and only once the previous holder's copy has expired. A killed leader's
-// kernel drops the address within vip.lifetime + 1s (its expiry check runs
-// at most once a second), so a new leader waits that long after winning
-// the election: two holders never overlap.
-func (n *Node) wantVIP(leader bool, r proxy.Route) bool {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if !leader {
-		n.leaderSince = time.Time{}
-		return false
-	}
-	if n.leaderSince.IsZero() {
-		n.leaderSince = time.Now()
-	}
-	wait := time.Duration(0)
-	if n.cfg.VIP.Lifetime > 0 {
-		wait = n.cfg.VIP.Lifetime + kernelExpirySlack
-	}
-	// A planned failover pauses writes with an empty route; the leader
-	// keeps the VIP through it (clients see a pause, not a lost address).
-	routing := r.Master != "" || n.planned != nil
-	return routing && time.Since(n.leaderSince) >= wait
-}
-
-// kernelExpirySlack is how late the kernel may remove an address whose
-// lifetime ran out.
-const kernelExpirySlack = time.Second
 
 // leaderStep commits the watcher's confirmed master, unless a planned
 // failover is in charge of the route.

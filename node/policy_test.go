@@ -4,58 +4,32 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redhaven/redhaven/proxy"
+	"github.com/redhaven/redhaven/cluster"
 	"github.com/redhaven/redhaven/proxy/topology"
 )
 
-// TestWantVIP: only a leader that routes wants the VIP, and only after
-// the previous holder's copy (vip.lifetime + kernel slack) has expired.
-func TestWantVIP(t *testing.T) {
-	routed := proxy.Route{Master: "a:1", Epoch: 1}
-	tests := []struct {
-		name      string
-		lifetime  time.Duration
-		leader    bool
-		route     proxy.Route
-		leaderFor time.Duration // how long this node has been leader
-		want      bool
-	}{
-		{"follower never", 0, false, routed, 0, false},
-		{"leader without a master", 0, true, proxy.Route{}, time.Hour, false},
-		{"leader, no lifetime: at once", 0, true, routed, 0, true},
-		{"new leader waits for the old copy to expire", 3 * time.Second, true, routed, 3 * time.Second, false},
-		{"leader after lifetime + slack", 3 * time.Second, true, routed, 4*time.Second + 10*time.Millisecond, true},
+// TestMayHoldVIP: a node may hold the VIP while its proxy follows the
+// committed master or a planned failover pauses writes; not when its
+// watcher contradicts the master or nothing is committed.
+func TestMayHoldVIP(t *testing.T) {
+	committed := cluster.State{Route: cluster.RouteDecision{Master: "a:1", Epoch: 1}}
+	n := &Node{}
+	if !n.mayHoldVIP(committed, "") {
+		t.Fatal("a node that follows the committed master may not hold the VIP")
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			n := &Node{}
-			n.cfg.VIP.Lifetime = tt.lifetime
-			if tt.leader {
-				n.leaderSince = time.Now().Add(-tt.leaderFor)
-				if tt.leaderFor == 0 {
-					n.leaderSince = time.Time{} // becomes leader in this step
-				}
-			}
-			if got := n.wantVIP(tt.leader, tt.route); got != tt.want {
-				t.Fatalf("wantVIP = %v, want %v", got, tt.want)
-			}
-			if !tt.leader && !n.leaderSince.IsZero() {
-				t.Fatal("a follower keeps a leaderSince")
-			}
-		})
+	if n.mayHoldVIP(committed, "answers as a replica") {
+		t.Fatal("a node whose watcher contradicts the master may hold the VIP")
 	}
-}
-
-// TestWantVIPDuringPlannedFailover: the paused (empty) route of a planned
-// failover does not make the leader drop the VIP.
-func TestWantVIPDuringPlannedFailover(t *testing.T) {
-	n := &Node{leaderSince: time.Now().Add(-time.Hour)}
-	if n.wantVIP(true, proxy.Route{}) {
-		t.Fatal("leader without a route and no planned failover wants the VIP")
+	if n.mayHoldVIP(cluster.State{}, "") {
+		t.Fatal("a node may hold the VIP before any route is committed")
+	}
+	paused := cluster.State{Route: cluster.RouteDecision{Epoch: 1, Reason: "planned failover"}}
+	if !n.mayHoldVIP(paused, "") {
+		t.Fatal("a committed pause drops the VIP")
 	}
 	n.planned = &plannedFailover{id: 1, started: time.Now()}
-	if !n.wantVIP(true, proxy.Route{}) {
-		t.Fatal("leader drops the VIP while a planned failover pauses writes")
+	if !n.mayHoldVIP(committed, "answers as a replica") {
+		t.Fatal("the leader drops the VIP while its planned failover runs")
 	}
 }
 

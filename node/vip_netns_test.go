@@ -28,14 +28,16 @@ const (
 	labLifetime = 2 * time.Second
 )
 
-// vipSampler reads, every 50 ms, which node namespaces carry the VIP on
-// eth0 (through netlink, all namespaces within microseconds of each other)
-// and counts the samples in which two or more hold it.
+// vipSampler reads, every 50 ms (or every), which node namespaces carry
+// the VIP on eth0 (through netlink, all namespaces within microseconds of
+// each other) and counts the samples in which two or more hold it. A node
+// marked dead (cut off from the LAN) does not count as a holder.
 type vipSampler struct {
 	handles []*netlink.Handle // one per node, used by the sampler goroutine only
 	links   []netlink.Link
 	vip     netip.Addr
 	started time.Time
+	every   time.Duration
 
 	mu      sync.Mutex
 	last    []int // indexes of the holders in the last sample
@@ -44,6 +46,7 @@ type vipSampler struct {
 	errs    int
 	lastErr error
 	changes []holderChange // every change of the holder set, bounded
+	dead    map[int]bool   // nodes cut off from the LAN: their copy answers nobody
 
 	stop chan struct{}
 	done chan struct{}
@@ -59,7 +62,14 @@ type holderChange struct {
 // and after maxRun whatever happens.
 func startVIPSampler(t *testing.T, lab *netLab, vip netip.Addr, maxRun time.Duration) *vipSampler {
 	t.Helper()
-	s := &vipSampler{vip: vip, started: time.Now(), stop: make(chan struct{}), done: make(chan struct{})}
+	return startVIPSamplerEvery(t, lab, vip, maxRun, 50*time.Millisecond)
+}
+
+// startVIPSamplerEvery is startVIPSampler with another interval.
+func startVIPSamplerEvery(t *testing.T, lab *netLab, vip netip.Addr, maxRun, every time.Duration) *vipSampler {
+	t.Helper()
+	s := &vipSampler{vip: vip, started: time.Now(), every: every, dead: map[int]bool{},
+		stop: make(chan struct{}), done: make(chan struct{})}
 	for _, h := range lab.nodes {
 		nh := nsHandle(t, h.ns)
 		link, err := nh.LinkByName("eth0")
@@ -75,10 +85,10 @@ func startVIPSampler(t *testing.T, lab *netLab, vip netip.Addr, maxRun time.Dura
 
 func (s *vipSampler) run(maxRun time.Duration) {
 	defer close(s.done)
-	tick := time.NewTicker(50 * time.Millisecond)
+	tick := time.NewTicker(s.every)
 	defer tick.Stop()
 	end := time.After(maxRun)
-	for i := 0; i < int(maxRun/(50*time.Millisecond))+1; i++ {
+	for i := 0; i < int(maxRun/s.every)+1; i++ {
 		s.sample()
 		select {
 		case <-s.stop:
@@ -106,6 +116,7 @@ func (s *vipSampler) sample() {
 	now := time.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	holders = slices.DeleteFunc(holders, func(i int) bool { return s.dead[i] })
 	if sampleErr != nil {
 		s.errs++
 		s.lastErr = sampleErr
@@ -121,6 +132,24 @@ func (s *vipSampler) sample() {
 		}
 	}
 	s.last = holders
+}
+
+// setDead marks node i as cut off from the LAN (or back).
+func (s *vipSampler) setDead(i int, dead bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if dead {
+		s.dead[i] = true
+	} else {
+		delete(s.dead, i)
+	}
+}
+
+// counts returns the number of samples and of samples with two holders.
+func (s *vipSampler) counts() (samples, doubles int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.samples, s.doubles
 }
 
 // Stop ends sampling and waits for the goroutine; safe to call twice.
@@ -155,6 +184,19 @@ func (s *vipSampler) changedAfter(t time.Time, match func([]int) bool) (holderCh
 		}
 	}
 	return holderChange{}, false
+}
+
+// changesSince returns the changes of the holder set from t on.
+func (s *vipSampler) changesSince(t time.Time) []holderChange {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []holderChange
+	for _, c := range s.changes {
+		if !c.at.Before(t) {
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 func (s *vipSampler) history(names func(int) string) string {

@@ -38,7 +38,6 @@ func (s *webSource) Snapshot() webui.Snapshot {
 		snap.Sentinels = append(snap.Sentinels, webui.Sentinel{Addr: se.Addr, Reachable: se.Reachable, Master: se.Master,
 			Epoch: se.Epoch, LastEvent: se.LastEvent, LastEventTime: se.LastEventTime, LastError: se.LastError})
 	}
-	leaderName, _ := n.cluster.Leader()
 	for _, m := range n.cluster.Members() {
 		role := ""
 		switch {
@@ -62,7 +61,7 @@ func (s *webSource) Snapshot() webui.Snapshot {
 	vs := n.vip.Status()
 	snap.VIP = webui.VIP{Mode: vs.Mode, Address: vs.Address, Interface: vs.Interface, HeldHere: vs.Holding}
 	if vs.Mode != "none" && vs.Mode != "" {
-		snap.VIP.Holder = leaderName
+		snap.VIP.Holder = st.VIP.Holder // the lease holder, not the Raft leader
 	}
 	for _, e := range st.Events {
 		snap.Events = append(snap.Events, webui.Event{Time: e.Time, Kind: eventKind(e.Kind), Node: e.Node, Message: e.Message, Duration: e.Duration})
@@ -225,6 +224,7 @@ func (a *webAdmin) Join(ctx context.Context, addrs []string) (int, error) {
 
 func (a *webAdmin) Leave(ctx context.Context) error {
 	n := (*Node)(a)
+	n.releaseBeforeLeave(ctx) // the next holder takes the VIP at once
 	return adminError(n, n.cluster.Leave(ctx))
 }
 

@@ -2,6 +2,7 @@ package vip
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"net"
 	"net/netip"
@@ -92,4 +93,64 @@ func unsolicitedNA(mac net.HardwareAddr, ip netip.Addr) *ndp.NeighborAdvertiseme
 			Addr:      mac,
 		}},
 	}
+}
+
+// dadProbe returns the Ethernet frame of a neighbour solicitation for ip
+// from the unspecified address to ip's solicited-node group, as duplicate
+// address detection sends it (RFC 4862 5.4): a host that has ip answers
+// with a neighbour advertisement to all nodes.
+func dadProbe(mac net.HardwareAddr, ip netip.Addr) ([]byte, error) {
+	group, err := ndp.SolicitedNodeMulticast(ip)
+	if err != nil {
+		return nil, err
+	}
+	icmp, err := ndp.MarshalMessageChecksum(&ndp.NeighborSolicitation{TargetAddress: ip}, netip.IPv6Unspecified(), group)
+	if err != nil {
+		return nil, fmt.Errorf("build neighbour solicitation for %s: %w", ip, err)
+	}
+	pkt := make([]byte, 40, 40+len(icmp))
+	pkt[0] = 0x60 // version 6
+	binary.BigEndian.PutUint16(pkt[4:6], uint16(len(icmp)))
+	pkt[6], pkt[7] = ipProtoICMPv6, 255 // next header, hop limit (RFC 4861)
+	g := group.As16()
+	copy(pkt[24:40], g[:]) // the source stays :: (zeros)
+	f := &ethernet.Frame{
+		Destination: net.HardwareAddr{0x33, 0x33, g[12], g[13], g[14], g[15]},
+		Source:      mac,
+		EtherType:   ethernet.EtherTypeIPv6,
+		Payload:     append(pkt, icmp...),
+	}
+	return f.MarshalBinary()
+}
+
+const ipProtoICMPv6 = 58
+
+// naFrameAnswer reports whether frame is another host's neighbour
+// advertisement for ip and returns its link-layer address (the target
+// link-layer option, else the frame's source).
+func naFrameAnswer(frame []byte, ours net.HardwareAddr, ip netip.Addr) (net.HardwareAddr, bool) {
+	var f ethernet.Frame
+	if err := f.UnmarshalBinary(frame); err != nil || f.EtherType != ethernet.EtherTypeIPv6 ||
+		len(f.Payload) < 40 || f.Payload[6] != ipProtoICMPv6 || bytes.Equal(f.Source, ours) {
+		return nil, false
+	}
+	n := int(binary.BigEndian.Uint16(f.Payload[4:6]))
+	if 40+n > len(f.Payload) {
+		return nil, false
+	}
+	m, err := ndp.ParseMessage(f.Payload[40 : 40+n])
+	if err != nil {
+		return nil, false
+	}
+	na, ok := m.(*ndp.NeighborAdvertisement)
+	if !ok || na.TargetAddress != ip {
+		return nil, false
+	}
+	mac := f.Source
+	for _, o := range na.Options {
+		if ll, ok := o.(*ndp.LinkLayerAddress); ok && ll.Direction == ndp.Target {
+			mac = ll.Addr
+		}
+	}
+	return mac, true
 }

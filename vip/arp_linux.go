@@ -52,26 +52,40 @@ func (s *netlinkSys) announceARP(ifi *net.Interface) error {
 }
 
 // probe sends ARP probes for the VIP (at the start and half-way) and
-// listens for d for another host answering for it. IPv6 addresses,
-// loopback and links without an Ethernet address are not probed.
+// listens for d for another host answering for it (IPv6: neighbour
+// solicitations, probeNS). Loopback and links without an Ethernet address
+// are not probed (nil).
 func (s *netlinkSys) probe(d time.Duration) (net.HardwareAddr, error) {
 	link, err := s.link()
 	if err != nil {
 		return nil, err
 	}
-	if !s.prefix.Addr().Is4() || !announces(link) {
-		return nil, nil
+	if !announces(link) {
+		return nil, nil // loopback and links without a hardware address: no other host
 	}
 	ifi := netInterface(link)
-	c, err := packet.Listen(ifi, packet.Raw, etherTypeARP, nil)
-	if err != nil {
-		return nil, fmt.Errorf("open arp socket: %w", permErr(err))
+	if !s.prefix.Addr().Is4() {
+		return s.probeNS(ifi, d)
 	}
-	defer c.Close()
 	frame, err := arpProbe(ifi.HardwareAddr, s.prefix.Addr())
 	if err != nil {
 		return nil, err
 	}
+	return probeLink(ifi, etherTypeARP, frame, d, func(b []byte) (net.HardwareAddr, bool) {
+		return probeAnswer(b, ifi.HardwareAddr, s.prefix.Addr())
+	})
+}
+
+// probeLink sends frame on a packet socket of etherType at the start and
+// half-way through d, and returns the first answer that match finds in
+// the frames received meanwhile (nil when none came).
+func probeLink(ifi *net.Interface, etherType int, frame []byte, d time.Duration,
+	match func([]byte) (net.HardwareAddr, bool)) (net.HardwareAddr, error) {
+	c, err := packet.Listen(ifi, packet.Raw, etherType, nil)
+	if err != nil {
+		return nil, fmt.Errorf("open probe socket: %w", permErr(err))
+	}
+	defer c.Close()
 	start := time.Now()
 	end := start.Add(d)
 	second := start.Add(d / 2)
@@ -80,7 +94,7 @@ func (s *netlinkSys) probe(d time.Duration) (net.HardwareAddr, error) {
 		return nil, err
 	}
 	if _, err := c.WriteTo(frame, &packet.Addr{HardwareAddr: ethernet.Broadcast}); err != nil {
-		return nil, fmt.Errorf("send arp probe: %w", permErr(err))
+		return nil, fmt.Errorf("send probe: %w", permErr(err))
 	}
 	buf := make([]byte, 1514)
 	for {
@@ -99,13 +113,13 @@ func (s *netlinkSys) probe(d time.Duration) (net.HardwareAddr, error) {
 			}
 			sentSecond = true
 			if _, err := c.WriteTo(frame, &packet.Addr{HardwareAddr: ethernet.Broadcast}); err != nil {
-				return nil, fmt.Errorf("send arp probe: %w", err)
+				return nil, fmt.Errorf("send probe: %w", err)
 			}
 			continue
 		case err != nil:
-			return nil, fmt.Errorf("read arp: %w", err)
+			return nil, fmt.Errorf("read probe answers: %w", err)
 		}
-		if mac, ok := probeAnswer(buf[:n], ifi.HardwareAddr, s.prefix.Addr()); ok {
+		if mac, ok := match(buf[:n]); ok {
 			return mac, nil
 		}
 	}

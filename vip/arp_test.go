@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/mdlayher/ethernet"
 	"github.com/mdlayher/ndp"
 )
 
@@ -144,5 +145,63 @@ func TestUnsolicitedNABytes(t *testing.T) {
 		02 01 0242ac110002`)
 	if !bytes.Equal(got, want) {
 		t.Fatalf("neighbour advertisement\n got  %x\n want %x", got, want)
+	}
+}
+
+// TestDADProbeAndAnswer: the IPv6 probe is a neighbour solicitation from
+// :: to the target's solicited-node group (RFC 4862 5.4), and an NA for the
+// VIP from another host is recognised (ours and other targets are not).
+func TestDADProbeAndAnswer(t *testing.T) {
+	ours := net.HardwareAddr{0x02, 0, 0, 0, 0, 1}
+	other := net.HardwareAddr{0x02, 0, 0, 0, 0, 2}
+	vip := netip.MustParseAddr("2001:db8::1:100")
+	b, err := dadProbe(ours, vip)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var f ethernet.Frame
+	if err := f.UnmarshalBinary(b); err != nil {
+		t.Fatal(err)
+	}
+	if want := (net.HardwareAddr{0x33, 0x33, 0xff, 0x01, 0x01, 0x00}); !bytes.Equal(f.Destination, want) {
+		t.Errorf("destination %s, want %s", f.Destination, want)
+	}
+	p := f.Payload
+	src, _ := netip.AddrFromSlice(p[8:24])
+	dst, _ := netip.AddrFromSlice(p[24:40])
+	if p[0]>>4 != 6 || p[6] != 58 || p[7] != 255 || !src.IsUnspecified() || dst != netip.MustParseAddr("ff02::1:ff01:100") {
+		t.Fatalf("ipv6 header: version %d next %d hop %d src %s dst %s", p[0]>>4, p[6], p[7], src, dst)
+	}
+	m, err := ndp.ParseMessage(p[40:])
+	if ns, ok := m.(*ndp.NeighborSolicitation); err != nil || !ok || ns.TargetAddress != vip {
+		t.Fatalf("payload %#v (%v), want a solicitation for %s", m, err, vip)
+	}
+
+	na := func(from net.HardwareAddr, target netip.Addr) []byte {
+		icmp, err := ndp.MarshalMessageChecksum(unsolicitedNA(from, target), netip.MustParseAddr("fe80::2"), allNodes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		hdr := make([]byte, 40)
+		hdr[0], hdr[6], hdr[7] = 0x60, 58, 255
+		hdr[4], hdr[5] = byte(len(icmp)>>8), byte(len(icmp))
+		fb, err := (&ethernet.Frame{Destination: net.HardwareAddr{0x33, 0x33, 0, 0, 0, 1}, Source: from,
+			EtherType: ethernet.EtherTypeIPv6, Payload: append(hdr, icmp...)}).MarshalBinary()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fb
+	}
+	if mac, ok := naFrameAnswer(na(other, vip), ours, vip); !ok || !bytes.Equal(mac, other) {
+		t.Errorf("answer from another host: %s %v, want %s", mac, ok, other)
+	}
+	if _, ok := naFrameAnswer(na(ours, vip), ours, vip); ok {
+		t.Error("our own advertisement counted as an answer")
+	}
+	if _, ok := naFrameAnswer(na(other, netip.MustParseAddr("2001:db8::7")), ours, vip); ok {
+		t.Error("an advertisement for another address counted")
+	}
+	if _, ok := naFrameAnswer(b, ours, vip); ok {
+		t.Error("a solicitation counted as an answer")
 	}
 }

@@ -56,6 +56,32 @@ type Status struct {
 	// Conflict is the hardware address of another host that answered an
 	// ARP probe for the VIP before the last acquisition ("" if none).
 	Conflict string
+	// WaitingForConflict: the address is wanted, but another host still
+	// answers for it and Desire.WaitConflictUntil has not passed.
+	WaitingForConflict bool
+}
+
+// Desire is what the caller wants of the address (Want).
+type Desire struct {
+	// Hold: the address should be on this host.
+	Hold bool
+	// Until, when set, ends Hold at that time (this host's monotonic
+	// clock) even if no newer Desire comes: the VIP lease's end. The
+	// manager removes the address then by itself.
+	Until time.Time
+	// Probe: before adding an address that is not here, ask (ARP probe,
+	// vip.arp_probe long) whether another host still answers for it.
+	Probe bool
+	// WaitConflictUntil: if the probe is answered, do not add the address
+	// before this time (the other host's copy expires by its lifetime),
+	// probing again meanwhile and adding as soon as nobody answers. Zero:
+	// add it anyway and log the conflict.
+	WaitConflictUntil time.Time
+}
+
+// wants reports whether d asks for the address at now.
+func (d Desire) wants(now time.Time) bool {
+	return d.Hold && (d.Until.IsZero() || now.Before(d.Until))
 }
 
 // system is the OS side: the address on the link, and its announcement.
@@ -68,7 +94,8 @@ type system interface {
 	// remove takes every copy of the VIP's IP off the link.
 	remove() error
 	// probe asks (for up to d) whether another host answers for the VIP
-	// and returns its hardware address, or nil.
+	// and returns its hardware address, or nil (ARP probes for IPv4,
+	// neighbour solicitations for IPv6).
 	probe(d time.Duration) (net.HardwareAddr, error)
 	// announce sends one gratuitous ARP request+reply (IPv4) or unsolicited
 	// neighbour advertisement (IPv6); sent is false where nothing is
@@ -90,9 +117,11 @@ type Manager struct {
 	// newSys opens the OS side, in Run.
 	newSys func() (system, error)
 
-	desired atomic.Bool
+	desire  atomic.Pointer[Desire]
 	hint    chan struct{}
 	started atomic.Bool
+	// keep: leave the address on the link at shutdown (KeepOnStop).
+	keep atomic.Bool
 
 	mu sync.Mutex
 	st Status
@@ -129,6 +158,7 @@ func newManager(cfg Config, logger *slog.Logger, open opener) (*Manager, error) 
 		logger: logger.With("component", "vip"),
 		hint:   make(chan struct{}, 1),
 	}
+	m.desire.Store(&Desire{})
 	if cfg.Address != "" {
 		m.prefix, _ = ParseAddress(cfg.Address) // checked by Validate
 	}
@@ -146,18 +176,36 @@ func newManager(cfg Config, logger *slog.Logger, open opener) (*Manager, error) 
 	return m, nil
 }
 
-// SetDesired says whether this node should hold the address. It never
-// blocks; Run acts on the latest value.
+// SetDesired says whether this node should hold the address, with no end
+// time; before adding it the manager probes (vip.arp_probe) and takes it
+// even if another host answers (logged, Status.Conflict). It never blocks;
+// Run acts on the latest value.
 func (m *Manager) SetDesired(hold bool) {
-	m.desired.Store(hold)
+	m.Want(Desire{Hold: hold, Probe: true})
+}
+
+// Want sets what the manager should do with the address (see Desire). It
+// never blocks; Run acts on the latest value, and a Desire equal to the
+// current one changes nothing.
+func (m *Manager) Want(d Desire) {
+	if cur := m.desire.Load(); cur != nil && *cur == d {
+		return
+	}
+	m.desire.Store(&d)
 	m.mu.Lock()
-	m.st.Desired = hold
+	m.st.Desired = d.Hold
 	m.mu.Unlock()
 	select {
 	case m.hint <- struct{}{}:
 	default:
 	}
 }
+
+// KeepOnStop makes Run leave the address on the link when it ends (no
+// on_release): a hand-over restart, whose next process adopts it. The
+// kernel lifetime still runs: the next process must renew it in time, or
+// the address goes by itself.
+func (m *Manager) KeepOnStop() { m.keep.Store(true) }
 
 // Holding reports whether the address was on the interface when last
 // looked at. Always false in mode none.
@@ -228,6 +276,11 @@ type loop struct {
 	// errs are the current faults by kind (address, announce); the last
 	// logged text of each is kept to log each fault once.
 	errs [2]string
+	// wake fires when the desire's end (Until) or the next conflict
+	// probe is due.
+	wake *time.Timer
+	// waiting: the last probe was answered and the desire says wait.
+	waiting bool
 }
 
 func (l *loop) run(ctx context.Context) error {
@@ -237,26 +290,58 @@ func (l *loop) run(ctx context.Context) error {
 	l.announce = time.NewTimer(time.Hour)
 	l.announce.Stop()
 	defer l.announce.Stop()
+	l.wake = time.NewTimer(time.Hour)
+	l.wake.Stop()
+	defer l.wake.Stop()
 
-	l.reconcile()
+	l.round()
 	for {
 		select {
 		case <-ctx.Done():
 			return l.shutdown()
 		case <-l.m.hint:
-			l.reconcile()
+			l.round()
 		case <-check.C:
-			l.reconcile()
+			l.round()
+		case <-l.wake.C:
+			l.round()
 		case <-l.announce.C:
 			l.announceStep()
 		}
 	}
 }
 
+// conflictRetry is how often a wanted address that another host still
+// answers for is probed again.
+const conflictRetry = 100 * time.Millisecond
+
+// round reconciles once and sets the wake timer for the desire's end or
+// the next conflict probe, whichever comes first.
+func (l *loop) round() {
+	l.reconcile()
+	d := *l.m.desire.Load()
+	now := time.Now()
+	var next time.Time
+	if d.wants(now) && !d.Until.IsZero() {
+		next = d.Until
+	}
+	if l.waiting && (next.IsZero() || now.Add(conflictRetry).Before(next)) {
+		next = now.Add(conflictRetry)
+	}
+	l.wake.Stop()
+	if !next.IsZero() {
+		l.wake.Reset(max(next.Sub(now), 0))
+	}
+}
+
 // reconcile compares the desire with the link and acts once.
 func (l *loop) reconcile() {
 	m := l.m
-	want := m.desired.Load()
+	d := *m.desire.Load()
+	want := d.wants(time.Now())
+	if !want && l.waiting {
+		l.setWaiting(false)
+	}
 	present, err := l.sys.present()
 	if err != nil {
 		l.fail(errAddr, fmt.Errorf("list addresses on %s: %w", m.cfg.Interface, err))
@@ -269,12 +354,21 @@ func (l *loop) reconcile() {
 				l.lost = true
 				m.logger.Warn("vip removed from the interface by someone else, adding it back", "vip", m.prefix, "interface", m.cfg.Interface)
 			}
-		} else if m.cfg.ARPProbe > 0 {
-			l.probe()
-			if !m.desired.Load() {
+		} else if d.Probe && m.cfg.ARPProbe > 0 {
+			answered := l.probe()
+			if *m.desire.Load() != d || !d.wants(time.Now()) {
 				return // changed its mind during the probe; next round
 			}
+			if answered && time.Now().Before(d.WaitConflictUntil) {
+				if !l.waiting {
+					m.logger.Warn("vip still answered by another host; waiting for its copy to expire before taking it",
+						"vip", m.prefix, "interface", m.cfg.Interface, "wait_until", time.Until(d.WaitConflictUntil).Round(time.Millisecond))
+				}
+				l.setWaiting(true)
+				return
+			}
 		}
+		l.setWaiting(false)
 		if err := l.sys.add(); err != nil {
 			l.setHolding(false)
 			l.fail(errAddr, fmt.Errorf("add vip %s on %s: %w", m.prefix, m.cfg.Interface, err))
@@ -348,24 +442,38 @@ func (l *loop) released(msg string) {
 	l.hooks.enqueue(eventRelease)
 }
 
-// probe asks whether another host answers for the address and logs it.
-func (l *loop) probe() {
+// probe asks whether another host answers for the address, logs it and
+// reports whether one did. A failed probe counts as answered (the caller
+// then waits for WaitConflictUntil if it has one): not knowing is not
+// proof that the other copy is gone.
+func (l *loop) probe() (answered bool) {
 	m := l.m
 	mac, err := l.sys.probe(m.cfg.ARPProbe)
 	if err != nil {
-		// Not being able to probe does not stop us from taking the address.
-		m.logger.Warn("vip conflict probe failed", "vip", m.prefix, "interface", m.cfg.Interface, "err", err)
-		return
+		if !l.waiting {
+			m.logger.Warn("vip conflict probe failed", "vip", m.prefix, "interface", m.cfg.Interface, "err", err)
+		}
+		return true
 	}
 	conflict := ""
 	if mac != nil {
 		conflict = mac.String()
-		m.logger.Warn("vip conflict: another host answers for the vip; taking it anyway and announcing",
-			"vip", m.prefix, "interface", m.cfg.Interface, "other_mac", conflict)
+		if !l.waiting {
+			m.logger.Warn("vip conflict: another host answers for the vip",
+				"vip", m.prefix, "interface", m.cfg.Interface, "other_mac", conflict)
+		}
 	}
 	m.mu.Lock()
 	m.st.Conflict = conflict
 	m.mu.Unlock()
+	return mac != nil
+}
+
+func (l *loop) setWaiting(w bool) {
+	l.waiting = w
+	l.m.mu.Lock()
+	l.m.st.WaitingForConflict = w
+	l.m.mu.Unlock()
 }
 
 // announceStep sends one packet of the current burst and schedules the
@@ -395,9 +503,16 @@ func (l *loop) announceStep() {
 	l.announce.Reset(m.cfg.ARPRepeat - time.Duration(m.cfg.ARPCount-1)*m.cfg.ARPInterval)
 }
 
-// shutdown removes the address first, then queues on_release.
+// shutdown removes the address first, then queues on_release; or, after
+// KeepOnStop, leaves it for the next process.
 func (l *loop) shutdown() error {
 	m := l.m
+	if m.keep.Load() {
+		if l.session {
+			m.logger.Info("vip left on the interface for the next process", "vip", m.prefix, "interface", m.cfg.Interface)
+		}
+		return nil
+	}
 	var err error
 	for attempt := range 3 { // a transient netlink fault must not leave it behind
 		if attempt > 0 {

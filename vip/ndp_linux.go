@@ -5,6 +5,8 @@ import (
 	"net"
 	"time"
 
+	"github.com/mdlayher/ethernet"
+
 	"github.com/mdlayher/ndp"
 	"golang.org/x/net/ipv6"
 )
@@ -33,4 +35,21 @@ func (s *netlinkSys) announceNA(ifi *net.Interface) error {
 		return fmt.Errorf("send neighbour advertisement: %w", err)
 	}
 	return nil
+}
+
+// probeNS asks, as IPv6 duplicate address detection does (RFC 4862
+// 5.4), whether another host has the VIP: a neighbour solicitation for it
+// from the unspecified address to its solicited-node group (built whole
+// and sent on a packet socket: the kernel will not send from ::), sent
+// at the start and half-way through d. A host that has the address
+// answers with a neighbour advertisement to all nodes. It returns that
+// host's hardware address, or nil.
+func (s *netlinkSys) probeNS(ifi *net.Interface, d time.Duration) (net.HardwareAddr, error) {
+	frame, err := dadProbe(ifi.HardwareAddr, s.prefix.Addr())
+	if err != nil {
+		return nil, err
+	}
+	return probeLink(ifi, int(ethernet.EtherTypeIPv6), frame, d, func(b []byte) (net.HardwareAddr, bool) {
+		return naFrameAnswer(b, ifi.HardwareAddr, s.prefix.Addr())
+	})
 }

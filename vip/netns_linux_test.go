@@ -507,3 +507,57 @@ func TestNetnsInterfaceGoes(t *testing.T) {
 		t.Fatalf("Run = %v", err)
 	}
 }
+
+// TestNetnsProbeDecision: the takeover decision on a real link. While the
+// peer answers ARP for the VIP, Want with a WaitConflictUntil does not add
+// the address; once the peer's copy is gone it is added within a few
+// probe rounds. With nobody answering it is added right after the probe
+// (two probes within vip.arp_probe).
+func TestNetnsProbeDecision(t *testing.T) {
+	t.Run("ipv4", func(t *testing.T) { probeDecision(t, "198.51.100.100", "/24") })
+	// IPv6: neighbour solicitations, answered by a host with the address.
+	t.Run("ipv6", func(t *testing.T) { probeDecision(t, "2001:db8::100", "/64", "nodad") })
+}
+
+func probeDecision(t *testing.T, vip, plen string, addFlags ...string) {
+	l := newLab(t)
+	cfg := netnsConfig(l.holderIf, vip+plen)
+	cfg.ARPProbe = 100 * time.Millisecond
+
+	// Answered: the peer holds the VIP (a paused or agent-less old holder).
+	ip(t, append([]string{"-n", l.peer, "addr", "add", vip + plen, "dev", l.peerIf}, addFlags...)...)
+	r := startIn(t, l.holder, cfg)
+	r.Want(Desire{Hold: true, Probe: true, WaitConflictUntil: time.Now().Add(time.Minute)})
+	testutil.Eventually(t, wait, "waiting for the answering peer", func() bool { return r.Status().WaitingForConflict })
+	time.Sleep(time.Second)
+	if strings.Contains(addrOn(t, l.holder, l.holderIf), vip+plen) {
+		t.Fatal("address taken while the peer still answers for it")
+	}
+	if got := r.Status().Conflict; got != l.peerMAC.String() {
+		t.Errorf("Status().Conflict = %q, want the peer's MAC %s", got, l.peerMAC)
+	}
+	ip(t, "-n", l.peer, "addr", "del", vip+plen, "dev", l.peerIf)
+	gone := time.Now()
+	testutil.EventuallyEvery(t, wait, 5*time.Millisecond, "taken once the peer is quiet", r.Holding)
+	t.Logf("answered probe: taken %v after the peer's copy went", time.Since(gone).Round(time.Millisecond))
+	if d := time.Since(gone); d > 2*time.Second {
+		t.Errorf("taken %v after the peer's copy went, want within a few probe rounds", d)
+	}
+	if err := r.stop(t); err != nil {
+		t.Fatal(err)
+	}
+
+	// Not answered: taken right after the probe.
+	r = startIn(t, l.holder, cfg)
+	asked := time.Now()
+	r.Want(Desire{Hold: true, Probe: true, WaitConflictUntil: time.Now().Add(time.Minute)})
+	testutil.EventuallyEvery(t, wait, 5*time.Millisecond, "taken at once", r.Holding)
+	took := time.Since(asked)
+	t.Logf("unanswered probe: taken %v after Want", took.Round(time.Millisecond))
+	if took < cfg.ARPProbe {
+		t.Errorf("taken after %v, before the %v probe could end", took, cfg.ARPProbe)
+	}
+	if took > 2*time.Second {
+		t.Errorf("taken after %v with nobody answering, want about the probe time", took)
+	}
+}

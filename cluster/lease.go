@@ -1,0 +1,502 @@
+package cluster
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+	"github.com/hashicorp/raft"
+)
+
+// The VIP lease: the FSM names the one node that may hold the virtual IP
+// and how long a renewal lasts. Raft leadership and the VIP are separate:
+// the leader commits lease changes, any voter may hold the lease.
+//
+// Time is never compared across nodes. The holder counts its lease from
+// the moment it *sent* a renewal that then committed; every other node
+// counts from the moment it *applied* that renewal (always later). The
+// holder's lease ends Length after its send; another node judges it
+// expired only LeaseSkew more than Length after its apply. So as long as
+// no clock runs more than LeaseSkew faster or slower than another one,
+// the holder's lease has ended (in real time) before anybody may take it
+// over. A holder that is paused (SIGSTOP, a stall) counts on from its
+// send time when it wakes, and finds its lease over.
+
+// LeaseSkew bounds the relative rate difference between two nodes'
+// monotonic clocks that the lease rules tolerate (10%; real clocks differ
+// by parts per million).
+const LeaseSkew = 0.1
+
+// Lease command kinds.
+const (
+	LeaseGrant    = "grant"    // free lease to a holder
+	LeaseRenew    = "renew"    // the holder extends its lease
+	LeaseTakeover = "takeover" // an expired lease to a new holder
+	LeaseRelease  = "release"  // the holder gives the lease up
+)
+
+// Errors of the lease commands.
+var (
+	// ErrLeaseHeld: the lease is held (and not expired in this node's
+	// view), so it cannot be granted.
+	ErrLeaseHeld = errors.New("cluster: vip lease is held by another node")
+	// ErrLeaseChanged: the lease changed (was renewed, released or moved)
+	// after the takeover was judged; nothing was taken.
+	ErrLeaseChanged = errors.New("cluster: vip lease changed since it was judged expired")
+	// ErrNotHolder: a renewal or release by a node that does not hold the
+	// lease.
+	ErrNotHolder = errors.New("cluster: this node does not hold the vip lease")
+)
+
+// VIPLease is the committed lease on the VIP.
+type VIPLease struct {
+	Holder string        `json:"holder,omitempty"` // node name; "" = free
+	Length time.Duration `json:"length,omitempty"` // how long a renewal lasts
+	// Request is the holder's number of the grant or renewal that
+	// committed last: the holder knows from it which of its requests
+	// (and so which send time) the lease counts from.
+	Request uint64 `json:"request,omitempty"`
+	// Index is the Raft index of the last lease change; a takeover names
+	// the index it judged expired, so a renewal in between defeats it.
+	Index uint64 `json:"index,omitempty"`
+	// Released: free because the holder released it after removing the
+	// address, so the next holder need not probe for it.
+	Released bool      `json:"released,omitempty"`
+	Since    time.Time `json:"since,omitzero"` // when the holder got it (proposer's clock; shown only)
+}
+
+// leaseCmd is the lease part of a command.
+type leaseCmd struct {
+	Kind      string        `json:"kind"`
+	Holder    string        `json:"holder"`
+	Request   uint64        `json:"request,omitempty"`
+	Length    time.Duration `json:"length,omitempty"`
+	PrevIndex uint64        `json:"prev_index,omitempty"` // takeover: the lease index judged expired
+}
+
+// leaseLocal is this node's own, unreplicated view of the lease: when
+// the last lease change reached this node's Raft log (by its own
+// monotonic clock).
+type leaseLocal struct {
+	mu      sync.Mutex
+	applied time.Time
+	hint    chan struct{}
+	// arrived holds when lease entries not yet applied were stored in
+	// this node's log, by index (arrivalStore).
+	arrived map[uint64]time.Time
+}
+
+func newLeaseLocal() *leaseLocal {
+	return &leaseLocal{hint: make(chan struct{}, 1), arrived: map[uint64]time.Time{}}
+}
+
+func (l *leaseLocal) seen(at time.Time) {
+	l.mu.Lock()
+	l.applied = at
+	l.mu.Unlock()
+	hint(l.hint)
+}
+
+// maxArrivals bounds the arrival times kept for entries not yet applied.
+const maxArrivals = 4096
+
+func (l *leaseLocal) arrive(index uint64, at time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.arrived) >= maxArrivals {
+		clear(l.arrived) // never in practice: entries are applied soon after
+	}
+	l.arrived[index] = at
+}
+
+// arrival returns (and forgets) when entry index reached this node's log;
+// now if not known (replayed at start, or from a snapshot).
+func (l *leaseLocal) arrival(index uint64, now time.Time) time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	at, ok := l.arrived[index]
+	for i := range l.arrived {
+		if i <= index {
+			delete(l.arrived, i)
+		}
+	}
+	if !ok || at.After(now) {
+		return now
+	}
+	return at
+}
+
+// arrivalStore wraps the Raft log store to note when lease entries reach
+// this node. Judging expiry from the arrival rather than the apply matters
+// after the leader dies: the new leader applies the old leader's last
+// renewal only once elected (the commit index travels with the next
+// entry), and counting from then would add the election to every
+// takeover. The arrival is still after the holder sent its request, which
+// is all the lease rules need.
+type arrivalStore struct {
+	raft.LogStore
+	l *leaseLocal
+}
+
+// leasePrefix is how every lease command's JSON starts (Op is the first
+// field of command).
+var leasePrefix = []byte(`{"op":"` + opLease + `"`)
+
+func (s arrivalStore) note(logs ...*raft.Log) {
+	now := time.Now()
+	for _, lg := range logs {
+		if lg.Type == raft.LogCommand && bytes.HasPrefix(lg.Data, leasePrefix) {
+			s.l.arrive(lg.Index, now)
+		}
+	}
+}
+
+func (s arrivalStore) StoreLog(lg *raft.Log) error {
+	s.note(lg)
+	return s.LogStore.StoreLog(lg)
+}
+
+func (s arrivalStore) StoreLogs(logs []*raft.Log) error {
+	s.note(logs...)
+	return s.LogStore.StoreLogs(logs)
+}
+
+func (l *leaseLocal) appliedAt() time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.applied
+}
+
+// vipLease returns the committed lease (cheaper than state(): no copy of
+// the history).
+func (f *fsm) vipLease() VIPLease {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.st.VIP
+}
+
+// applyLease applies a lease command (f.mu held). The rules use no
+// clock: whether a lease expired is judged by the proposer, and the
+// takeover applies only if the lease has not changed since.
+func (f *fsm) applyLease(index uint64, c command) applyResult {
+	lc := c.Lease
+	if lc == nil || lc.Holder == "" {
+		return applyResult{err: errors.New("lease command without holder")}
+	}
+	cur := f.st.VIP
+	switch lc.Kind {
+	case LeaseGrant:
+		if cur.Holder != "" {
+			return applyResult{err: fmt.Errorf("%w (%s)", ErrLeaseHeld, cur.Holder)}
+		}
+		f.st.VIP = VIPLease{Holder: lc.Holder, Length: lc.Length, Request: lc.Request, Index: index, Since: c.Time}
+		f.addEvent(Event{Time: c.Time, Kind: EventVIPMove, Node: c.Node,
+			Message: fmt.Sprintf("vip lease granted to %s", lc.Holder)})
+	case LeaseRenew:
+		if cur.Holder != lc.Holder {
+			return applyResult{err: fmt.Errorf("%w: %s renews, holder is %q", ErrNotHolder, lc.Holder, cur.Holder)}
+		}
+		f.st.VIP.Request, f.st.VIP.Index = lc.Request, index
+		if lc.Length > 0 {
+			f.st.VIP.Length = lc.Length
+		}
+	case LeaseTakeover:
+		if cur.Index != lc.PrevIndex {
+			return applyResult{err: fmt.Errorf("%w (index %d, judged %d)", ErrLeaseChanged, cur.Index, lc.PrevIndex)}
+		}
+		f.st.VIP = VIPLease{Holder: lc.Holder, Length: lc.Length, Request: lc.Request, Index: index, Since: c.Time}
+		msg := fmt.Sprintf("vip lease taken over by %s", lc.Holder)
+		if cur.Holder != "" {
+			msg += fmt.Sprintf(" after %s's lease expired", cur.Holder)
+		}
+		f.addEvent(Event{Time: c.Time, Kind: EventVIPMove, Node: c.Node, Message: msg})
+	case LeaseRelease:
+		if cur.Holder != lc.Holder {
+			return applyResult{err: fmt.Errorf("%w: %s releases, holder is %q", ErrNotHolder, lc.Holder, cur.Holder)}
+		}
+		f.st.VIP = VIPLease{Length: cur.Length, Index: index, Released: true, Since: c.Time}
+		f.addEvent(Event{Time: c.Time, Kind: EventVIPMove, Node: c.Node,
+			Message: fmt.Sprintf("vip lease released by %s", lc.Holder)})
+	default:
+		return applyResult{err: fmt.Errorf("unknown lease command %q", lc.Kind)}
+	}
+	f.lease.seen(f.lease.arrival(index, time.Now()))
+	return applyResult{changed: true}
+}
+
+// leaseExpiredAt is when a node that applied the last lease change at
+// applied judges it expired: LeaseSkew more than the lease length later.
+func leaseExpiredAt(applied time.Time, length time.Duration) time.Time {
+	return applied.Add(length + time.Duration(float64(length)*LeaseSkew))
+}
+
+// leaseHeldUntil is when the holder's lease ends: length after it sent
+// the request that committed.
+func leaseHeldUntil(sent time.Time, length time.Duration) time.Time {
+	return sent.Add(length)
+}
+
+// LeaseStatus is this node's view of the VIP lease.
+type LeaseStatus struct {
+	Lease VIPLease
+	// Applied is when this node applied the last lease change (its own
+	// clock); zero when it never saw one.
+	Applied time.Time
+	// ExpiredAt is when this node judges the current holder's lease
+	// expired (zero when free).
+	ExpiredAt time.Time
+	// HeldUntil is, on the holder, when its own lease ends (zero when this
+	// node does not hold it, or holds it but has no committed request of
+	// this process yet, e.g. just after a restart).
+	HeldUntil time.Time
+}
+
+// Expired reports whether the lease is held and this node judges it
+// expired at now.
+func (s LeaseStatus) Expired(now time.Time) bool {
+	return s.Lease.Holder != "" && !s.ExpiredAt.IsZero() && !now.Before(s.ExpiredAt)
+}
+
+// leaseClient is the holder's side: the numbers and send times of this
+// process's requests, to know from when its lease counts.
+type leaseClient struct {
+	mu   sync.Mutex
+	next uint64
+	sent map[uint64]time.Time
+	// from is the send time of the newest committed request (number req).
+	req  uint64
+	from time.Time
+}
+
+func newLeaseClient() *leaseClient {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	// A random start keeps the numbers of a restarted process apart from
+	// its predecessor's (a committed old number must not vouch for a new
+	// send time).
+	return &leaseClient{next: binary.BigEndian.Uint64(b[:]) >> 1, sent: map[uint64]time.Time{}}
+}
+
+// request numbers a new request sent now.
+func (c *leaseClient) request(now time.Time) uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.next++
+	c.sent[c.next] = now
+	if len(c.sent) > 64 { // requests that never committed
+		for n := range c.sent {
+			if n+32 < c.next {
+				delete(c.sent, n)
+			}
+		}
+	}
+	return c.next
+}
+
+// heldFrom returns the send time of committed request req, if it is one
+// of this process's.
+func (c *leaseClient) heldFrom(req uint64) (time.Time, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if req == c.req {
+		return c.from, true
+	}
+	t, ok := c.sent[req]
+	if !ok {
+		return time.Time{}, false
+	}
+	c.req, c.from = req, t
+	for n := range c.sent {
+		if n <= req {
+			delete(c.sent, n)
+		}
+	}
+	return t, true
+}
+
+// LeaseStatus returns this node's view of the VIP lease.
+func (a *Agent) LeaseStatus() LeaseStatus {
+	st := LeaseStatus{Lease: a.fsm.vipLease(), Applied: a.fsm.lease.appliedAt()}
+	if st.Lease.Holder == "" {
+		return st
+	}
+	if !st.Applied.IsZero() {
+		st.ExpiredAt = leaseExpiredAt(st.Applied, st.Lease.Length)
+	}
+	if st.Lease.Holder == a.cfg.NodeName {
+		if from, ok := a.leaseReq.heldFrom(st.Lease.Request); ok {
+			st.HeldUntil = leaseHeldUntil(from, st.Lease.Length)
+		}
+	}
+	return st
+}
+
+// LeaseChanges returns a cap-1 hint channel: a lease change was applied.
+func (a *Agent) LeaseChanges() <-chan struct{} { return a.fsm.lease.hint }
+
+// AcquireLease makes this node (the Raft leader) the lease holder: at
+// once when the lease is free, or by takeover when this node judges the
+// holder's lease expired. probe tells whether the address may still be
+// on another host (not after a clean release). Returns ErrLeaseHeld
+// while another node's lease runs, ErrNotLeader on a follower.
+func (a *Agent) AcquireLease(ctx context.Context) (probe bool, err error) {
+	if !a.IsLeader() {
+		return false, ErrNotLeader
+	}
+	st := a.LeaseStatus()
+	now := time.Now()
+	cmd := leaseCmd{Holder: a.cfg.NodeName, Length: a.cfg.VIPLease}
+	switch {
+	case st.Lease.Holder == a.cfg.NodeName:
+		return false, nil
+	case st.Lease.Holder == "":
+		cmd.Kind = LeaseGrant
+		probe = !st.Lease.Released
+	case st.Expired(now):
+		cmd.Kind, cmd.PrevIndex = LeaseTakeover, st.Lease.Index
+		probe = true
+	default:
+		return false, fmt.Errorf("%w (%s, expires in %v)", ErrLeaseHeld, st.Lease.Holder, st.ExpiredAt.Sub(now).Round(time.Millisecond))
+	}
+	cmd.Request = a.leaseReq.request(now)
+	if _, err := a.applyCmd(ctx, command{Op: opLease, Lease: &cmd}); err != nil {
+		return false, err
+	}
+	if cmd.Kind == LeaseTakeover {
+		a.log.Warn("vip lease taken over after expiry", "old_holder", st.Lease.Holder,
+			"last_renewal_seen_ago", now.Sub(st.Applied).Round(time.Millisecond))
+	} else {
+		a.log.Info("vip lease granted to this node", "after_release", st.Lease.Released)
+	}
+	return probe, nil
+}
+
+// RenewLease asks for a renewal of this node's lease: committed directly
+// on the leader, sent to the leader (gossip, encrypted with the cluster
+// key) on a follower. It does not wait for the commit; LeaseStatus shows
+// the new HeldUntil once this node applied it.
+func (a *Agent) RenewLease(ctx context.Context) error {
+	return a.leaseRequest(ctx, LeaseRenew)
+}
+
+// ReleaseLease gives the lease up (the caller removed the address
+// first) and waits, bounded by ctx, until this node applied the release.
+// Resent every 25 ms, to whichever node leads by then.
+func (a *Agent) ReleaseLease(ctx context.Context) error {
+	t := time.NewTicker(25 * time.Millisecond)
+	defer t.Stop()
+	hints := a.LeaseChanges()
+	for {
+		if a.fsm.vipLease().Holder != a.cfg.NodeName {
+			return nil
+		}
+		err := a.leaseRequest(ctx, LeaseRelease)
+		if a.fsm.vipLease().Holder != a.cfg.NodeName {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("release vip lease: %w (last: %v)", ctx.Err(), err)
+		case <-hints:
+		case <-t.C:
+		}
+	}
+}
+
+// leaseRequest commits (leader) or forwards (follower) a renewal or a
+// release by this node.
+func (a *Agent) leaseRequest(ctx context.Context, kind string) error {
+	cmd := leaseCmd{Kind: kind, Holder: a.cfg.NodeName, Length: a.cfg.VIPLease}
+	if kind == LeaseRenew {
+		cmd.Request = a.leaseReq.request(time.Now())
+	}
+	if a.IsLeader() {
+		_, err := a.applyCmd(ctx, command{Op: opLease, Lease: &cmd})
+		return err
+	}
+	return a.sendToLeader(cmd)
+}
+
+// leaseMsgPrefix marks a lease request among memberlist user messages.
+const leaseMsgPrefix = 'L'
+
+// sendToLeader sends a lease request to the leader over memberlist,
+// encrypted and authenticated with the cluster key like all gossip: a
+// renewal as one UDP packet (the next one follows a quarter lease later,
+// so a lost one costs nothing), a release over TCP.
+func (a *Agent) sendToLeader(cmd leaseCmd) error {
+	ml := a.memberlist()
+	if ml == nil {
+		return ErrNotRunning
+	}
+	leader, _ := a.Leader()
+	if leader == "" {
+		return errors.New("cluster: no raft leader known to send the lease request to")
+	}
+	var to *memberlist.Node
+	for _, m := range ml.Members() {
+		if m.Name == leader {
+			to = m
+		}
+	}
+	if to == nil {
+		return fmt.Errorf("cluster: raft leader %s is not a gossip member", leader)
+	}
+	b, err := json.Marshal(cmd)
+	if err != nil {
+		return err
+	}
+	send := ml.SendReliable
+	if cmd.Kind == LeaseRenew {
+		send = ml.SendBestEffort
+	}
+	if err := send(to, append([]byte{leaseMsgPrefix}, b...)); err != nil {
+		return fmt.Errorf("send lease %s to %s: %w", cmd.Kind, leader, err)
+	}
+	return nil
+}
+
+// receiveLeaseMsg queues a lease request from a follower (memberlist's
+// NotifyMsg: must not block).
+func (a *Agent) receiveLeaseMsg(b []byte) {
+	var cmd leaseCmd
+	if err := json.Unmarshal(b, &cmd); err != nil || (cmd.Kind != LeaseRenew && cmd.Kind != LeaseRelease) || cmd.Holder == "" {
+		if ok, n := a.logLimit.allow("lease-msg"); ok {
+			a.log.Warn("malformed lease request ignored", "error", err, "suppressed", n)
+		}
+		return
+	}
+	select {
+	case a.leaseIn <- cmd:
+	default: // full: the holder sends the next renewal soon
+	}
+}
+
+// leaseLoop commits the followers' lease requests while this node leads.
+// Renew and release carry the holder's name; the FSM accepts them only
+// from the current holder.
+func (a *Agent) leaseLoop(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case cmd := <-a.leaseIn:
+			if a.raftNode().State() != raft.Leader {
+				continue
+			}
+			cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			_, err := a.applyCmd(cctx, command{Op: opLease, Lease: &cmd})
+			cancel()
+			if err != nil && !errors.Is(err, ErrNotHolder) {
+				a.log.Debug("lease request from follower not committed", "kind", cmd.Kind, "holder", cmd.Holder, "error", err)
+			}
+		}
+	}
+}

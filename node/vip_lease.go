@@ -1,0 +1,299 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"time"
+
+	"github.com/redhaven/redhaven/cluster"
+	"github.com/redhaven/redhaven/vip"
+)
+
+// The VIP policy: the node named by the committed VIP lease (cluster
+// lease.go) holds the address until its lease ends, and renews the lease
+// while it may serve (it routes) and is in contact with the quorum. The
+// Raft leader grants a free lease to itself, or takes an expired one
+// over, when it may serve. Raft leadership can move without moving the
+// VIP.
+//
+// How the address is taken:
+//   - after a clean release the old holder removed the address before it
+//     released (and then handed Raft leadership over if it led), so the
+//     successor adds it at once (gratuitous ARP);
+//   - otherwise (takeover after expiry, first grant) it first sends ARP
+//     probes: nobody answering (the old host is dead or cut off) means at
+//     once; the old host still answering (its agent was killed or paused,
+//     the kernel keeps the address) means waiting until that copy's
+//     lifetime has run out.
+
+// kernelExpirySlack is how late the kernel may remove an address whose
+// lifetime ran out (its expiry check runs at most once a second).
+const kernelExpirySlack = time.Second
+
+// vipLease is the node's side of the lease, used by leaseLoop only
+// (mayServe is set by the policy loop).
+type vipLease struct {
+	// mayServe: this node's proxy would route writes to the committed
+	// master (its watcher does not contradict it), or pause them for a
+	// planned failover, once in contact with the quorum; so it may hold
+	// the VIP. Set by step. Contact is checked apart: a leader's commit
+	// of a grant or takeover proves it, a renewal needs InContact.
+	mayServe atomic.Bool
+	// leave: a graceful leave asks leaseLoop to release the VIP and hold
+	// it no more; the reply channel is closed when done.
+	leave   chan chan struct{}
+	leaving bool
+	// leftContact: since leaving, the node was out of contact (removed
+	// from Raft); back in contact it has rejoined and may hold again.
+	leftContact bool
+
+	lastRequest time.Time // last grant or renewal this node sent
+	renewing    atomic.Bool
+	// How to take the address in the current holding: probe first, and
+	// wait for an answering host until waitUntil.
+	probe     bool
+	waitUntil time.Time
+	holding   bool // this node was the holder at the last step
+
+	// handoff: a hand-over restart is under way; leaseLoop leaves the
+	// VIP on the interface and writes the lease's end into it.
+	handoff atomic.Pointer[Inherited]
+	// inherited: end of the lease of the previous process (hand-over),
+	// this process's monotonic clock; zero when none or superseded.
+	inherited time.Time
+}
+
+// mayHoldVIP tells whether this node may hold (or take) the VIP: its
+// proxy follows the committed master (not contradicted by its watcher),
+// or the committed route is a planned failover's pause (which clients
+// should wait through on the same address).
+func (n *Node) mayHoldVIP(st cluster.State, contradicted string) bool {
+	n.mu.Lock()
+	planned := n.planned != nil
+	n.mu.Unlock()
+	switch {
+	case planned:
+		return true
+	case st.Route.Master != "":
+		return contradicted == ""
+	default:
+		return st.Route.Reason != "" // a committed pause
+	}
+}
+
+// leaseLoop runs the VIP lease until ctx ends, then releases it cleanly.
+func (n *Node) leaseLoop(ctx context.Context) error {
+	if n.cfg.VIP.EffectiveMode() != vip.ModeNetlink {
+		<-ctx.Done()
+		return nil
+	}
+	tick := time.NewTicker(min(n.cfg.Cluster.VIPLease/8, 20*time.Millisecond))
+	defer tick.Stop()
+	for {
+		n.leaseStep(ctx, time.Now())
+		select {
+		case <-ctx.Done():
+			if in := n.lease.handoff.Load(); in != nil {
+				n.handVIPOver(in)
+			} else {
+				n.releaseVIP()
+			}
+			return nil
+		case done := <-n.lease.leave:
+			n.lease.leaving = true
+			n.releaseVIP()
+			close(done)
+		case <-n.cluster.LeaseChanges():
+		case <-tick.C:
+		}
+	}
+}
+
+// releaseBeforeLeave has leaseLoop release the VIP for good (a graceful
+// leave follows), bounded by ctx; nothing to do in vip.mode none.
+func (n *Node) releaseBeforeLeave(ctx context.Context) {
+	if n.cfg.VIP.EffectiveMode() != vip.ModeNetlink {
+		return
+	}
+	done := make(chan struct{})
+	select {
+	case n.lease.leave <- done:
+	case <-ctx.Done():
+		return
+	}
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+}
+
+// leaseStep is one pass: renew or acquire the lease, and tell the VIP
+// manager what to do with the address.
+func (n *Node) leaseStep(ctx context.Context, now time.Time) {
+	l := &n.lease
+	ls := n.cluster.LeaseStatus()
+	self := n.cfg.NodeName
+	inContact := n.cluster.InContact()
+	if l.leaving {
+		switch {
+		case !inContact:
+			l.leftContact = true
+		case l.leftContact: // rejoined
+			l.leaving, l.leftContact = false, false
+		}
+	}
+	mayServe := l.mayServe.Load() && !l.leaving
+	canServe := mayServe && inContact
+
+	// A new leader need not wait for its first leadership check: the
+	// commit of the grant or takeover proves the quorum follows it.
+	if ls.Lease.Holder != self && mayServe && n.cluster.IsLeader() &&
+		(ls.Lease.Holder == "" || ls.Expired(now)) {
+		actx, cancel := context.WithTimeout(ctx, time.Second)
+		probe, err := n.cluster.AcquireLease(actx)
+		cancel()
+		switch {
+		case err == nil:
+			l.lastRequest = now
+			l.probe = probe
+			l.waitUntil = time.Time{}
+			if probe && n.cfg.VIP.Lifetime > 0 {
+				l.waitUntil = now.Add(n.cfg.VIP.Lifetime + kernelExpirySlack)
+			}
+			ls = n.cluster.LeaseStatus()
+		case errors.Is(err, cluster.ErrLeaseHeld), errors.Is(err, cluster.ErrLeaseChanged), errors.Is(err, cluster.ErrNotLeader):
+		default:
+			n.logger.Warn("vip lease not acquired", "err", err)
+		}
+	}
+
+	// A hand-over's inherited lease counts until it ends or the committed
+	// state names another holder once this node is in contact. A free
+	// lease is no such sign: this process's state may not have caught up
+	// yet (only the holder, this node, could have released it).
+	otherHolder := ls.Lease.Holder != "" && ls.Lease.Holder != self
+	inherited := !l.inherited.IsZero() && now.Before(l.inherited) && !(inContact && otherHolder)
+	if !inherited {
+		l.inherited = time.Time{}
+	}
+	heldUntil := ls.HeldUntil
+	if inherited && l.inherited.After(heldUntil) {
+		heldUntil = l.inherited
+	}
+
+	if ls.Lease.Holder != self && !inherited {
+		if l.holding {
+			n.logger.Info("vip lease now held by another node", "holder", ls.Lease.Holder)
+		}
+		l.holding = false
+		n.vip.Want(vip.Desire{})
+		return
+	}
+	if !l.holding {
+		l.holding = true
+		if l.lastRequest.IsZero() && !inherited {
+			// Holder by a predecessor process (restart): the address may
+			// be anywhere; probe as after a takeover.
+			l.probe = true
+			if n.cfg.VIP.Lifetime > 0 {
+				l.waitUntil = now.Add(n.cfg.VIP.Lifetime + kernelExpirySlack)
+			}
+		}
+	}
+	if canServe && now.Sub(l.lastRequest) >= n.cfg.Cluster.VIPLease/4 && l.renewing.CompareAndSwap(false, true) {
+		l.lastRequest = now
+		go func() {
+			defer l.renewing.Store(false)
+			rctx, cancel := context.WithTimeout(ctx, n.cfg.Cluster.VIPLease/2)
+			defer cancel()
+			if err := n.cluster.RenewLease(rctx); err != nil && !errors.Is(err, context.Canceled) {
+				n.logger.Debug("vip lease renewal not sent", "err", err)
+			}
+		}()
+	}
+	n.vip.Want(vip.Desire{Hold: !heldUntil.IsZero() && !l.leaving, Until: heldUntil, Probe: l.probe, WaitConflictUntil: l.waitUntil})
+}
+
+// releaseVIP ends this node's holding on a clean stop or leave: the
+// address goes first, then the lease is released, then Raft leadership
+// moves if this node leads. Releasing while still leading is one local
+// commit; the new leader finds the lease free and released as soon as it
+// is elected and adds the VIP at once (no probe). Releasing after the
+// transfer would wait until this node hears of the new leader, and send
+// the release over gossip.
+func (n *Node) releaseVIP() {
+	n.vip.Want(vip.Desire{})
+	if n.cluster.LeaseStatus().Lease.Holder != n.cfg.NodeName {
+		return
+	}
+	start := time.Now()
+	for deadline := start.Add(time.Second); n.vip.Holding() && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if n.vip.Holding() {
+		n.logger.Warn("vip still on the interface after 1s; not releasing the lease (it expires by itself)")
+		return
+	}
+	rctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	err := n.cluster.ReleaseLease(rctx)
+	cancel()
+	if err != nil {
+		n.logger.Warn("vip lease release not committed; it expires by itself", "err", err)
+	} else {
+		n.logger.Info("vip released for the next holder", "took", time.Since(start).Round(time.Millisecond))
+	}
+	if n.cluster.IsLeader() {
+		tctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		if err := n.cluster.TransferLeadership(tctx, ""); err != nil && !errors.Is(err, cluster.ErrNotLeader) {
+			n.logger.Warn("leadership transfer after the vip release failed; the others will elect a leader", "err", err)
+		}
+		cancel()
+	}
+}
+
+// keepVIPFor prepares a hand-over restart (called before the node
+// stops): if this node holds the VIP, the address stays on the interface
+// and the next process adopts it with the rest of this process's lease,
+// so connections made through the VIP survive the restart.
+func (n *Node) keepVIPFor(in *Inherited) {
+	if n.cfg.VIP.EffectiveMode() != vip.ModeNetlink {
+		return
+	}
+	if ls := n.cluster.LeaseStatus(); ls.Lease.Holder != n.cfg.NodeName || !time.Now().Before(ls.HeldUntil) {
+		return
+	}
+	n.vip.KeepOnStop()
+	n.lease.handoff.Store(in)
+}
+
+// handVIPOver is leaseLoop's end in a hand-over: the lease's end as of
+// now (renewals went on until here) goes to the next process.
+func (n *Node) handVIPOver(in *Inherited) {
+	ls := n.cluster.LeaseStatus()
+	if ls.Lease.Holder != n.cfg.NodeName || !time.Now().Before(ls.HeldUntil) {
+		// Lost meanwhile: the kept address expires by its lifetime, and a
+		// successor's probe waits for that.
+		n.logger.Warn("vip lease lost during the hand-over; the address left behind expires by its lifetime")
+		return
+	}
+	in.VIPUntil = ls.HeldUntil
+	n.logger.Info("vip kept on the interface for the next process", "lease_left", time.Until(ls.HeldUntil).Round(time.Millisecond))
+}
+
+// adoptVIP takes over the previous process's VIP lease (hand-over): the
+// manager holds the address (already on the interface) until that lease
+// ends, so its first round adopts rather than removes it, and this
+// process renews the lease as soon as it is in contact.
+func (n *Node) adoptVIP(in *Inherited) {
+	if in == nil || in.VIPUntil.IsZero() || n.cfg.VIP.EffectiveMode() != vip.ModeNetlink {
+		return
+	}
+	left := time.Until(in.VIPUntil) // wall clock, same host; then this process's monotonic clock
+	if left <= 0 {
+		return
+	}
+	n.lease.inherited = time.Now().Add(left)
+	n.vip.Want(vip.Desire{Hold: true, Until: n.lease.inherited})
+	n.logger.Info("vip lease taken over from the previous process", "lease_left", left.Round(time.Millisecond))
+}
