@@ -140,6 +140,12 @@
 // up to 256 such requests at once, which slows a flood over kept-alive
 // connections to a few attempts a second); one bcrypt runs at a
 // time, at most 4 requests wait for it (2 s at most), the others get 503.
+// Every 401, 429 and 503 closes its connection, and a new connection from
+// an address with no token left (and no login from it in the last 5
+// minutes) is answered with a fixed 429 at accept, after 5 s for up to
+// 1,024 at once, without net/http reading a request: a flood over many
+// connections and addresses then costs the agent an accept and a close
+// per attempt, not the parsing of a request.
 // The comparison itself pauses every few key-schedule rounds, so that on
 // one Go thread the proxy's connections are served in between.
 //
