@@ -161,8 +161,8 @@ func TestChaos(t *testing.T) {
 		lists.Acked, lists.ByClass[chaos.LostReplication], lists.ByClass[chaos.LostOther])
 	fmt.Fprintf(&rep, "list anomalies: duplicated %d, phantom %d, failed-but-present %d, reads that lost a value %d\n",
 		len(lists.Duplicated), len(lists.Phantom), len(lists.FailedSeen), len(lists.ReadsBad))
-	fmt.Fprintf(&rep, "registers: %d operations checked in %d segments (%d overlapping write-losing faults left out): linearizable=%v, illegal %v, undecided %d\n",
-		reg.Checked, reg.Segments, reg.Excluded, reg.Linearizable(), reg.Illegal, reg.TimedOut)
+	fmt.Fprintf(&rep, "registers: %d operations checked in %d segments (%d overlapping write-losing faults left out, %d unread writes of unknown outcome dropped): linearizable=%v, illegal %v, undecided %d\n",
+		reg.Checked, reg.Segments, reg.Excluded, reg.UnreadUnknown, reg.Linearizable(), reg.Illegal, reg.TimedOut)
 	fmt.Fprintf(&rep, "availability: writes acknowledged in %.1f%% of 100 ms buckets; longest gap %v; at most %d errors for one client in one fault (%s)\n",
 		100*avail.Fraction, avail.LongestGap.Round(time.Millisecond), avail.ErrorsPerClientPerFault, avail.WorstFault)
 	fmt.Fprintf(&rep, "VIP: two holders for %.0f ms, longest time with none %.0f ms\n", doubleMs, gapMs)
