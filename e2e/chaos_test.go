@@ -57,6 +57,10 @@ func TestChaos(t *testing.T) {
 	if err := os.MkdirAll(out, 0o755); err != nil {
 		t.Fatal(err)
 	}
+	// The logs belong with the histories (the run's artifacts folder is a
+	// temporary one unless REDHAVEN_ARTIFACTS is set); this cleanup runs
+	// before the containers are removed.
+	t.Cleanup(func() { c.dumpLogsTo(out, false) })
 	sched := chaos.Schedule(seed, dur, c.nodes)
 	t.Logf("schedule (replay with CHAOS_SEED=%d CHAOS_DURATION=%v):\n%s", seed, dur, chaos.FormatSchedule(seed, sched))
 
