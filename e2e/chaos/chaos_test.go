@@ -2,6 +2,7 @@ package chaos
 
 import (
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -144,6 +145,24 @@ func TestCheckLists(t *testing.T) {
 	clean := CheckLists(ops[:2], map[string][]string{"l": {"a"}}, []Window{crash}, 100*time.Millisecond)
 	if !clean.OK() || clean.ByClass[LostReplication] != 1 {
 		t.Errorf("a replication loss only: OK %v, %+v", clean.OK(), clean)
+	}
+}
+
+// seed 1: the master's Redis was killed, no failover happened (the
+// Sentinels split their votes) and it was restarted empty: everything
+// acknowledged before is gone, by Redis's doing; a write acknowledged
+// after the restart and lost is still "other".
+func TestCheckListsWiped(t *testing.T) {
+	wipe := Window{Kind: "kill-redis", Target: "n1", Start: 1000 * ms, End: 3000 * ms, LosesWrites: true, Wipes: true}
+	ops := []Op{push(0, "l", "a", 10, OK), push(0, "l", "b", 995, OK), push(0, "l", "c", 2500, OK), push(0, "l", "d", 2600, OK)}
+	res := CheckLists(ops, map[string][]string{"l": {"d"}}, []Window{wipe}, 50*time.Millisecond)
+	want := map[string]int{LostWiped: 1, LostReplication: 1, LostOther: 1} // a, b, c
+	if !maps.Equal(res.ByClass, want) || res.OK() {
+		t.Fatalf("ByClass %v, OK %v; want %v, not OK", res.ByClass, res.OK(), want)
+	}
+	wipe.Wipes = false
+	if res := CheckLists(ops, map[string][]string{"l": {"d"}}, []Window{wipe}, 50*time.Millisecond); res.ByClass[LostWiped] != 0 {
+		t.Fatalf("a fault that did not wipe: %v", res.ByClass)
 	}
 }
 
