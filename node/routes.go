@@ -1,6 +1,7 @@
 package node
 
 import (
+	"fmt"
 	"slices"
 	"sync/atomic"
 	"time"
@@ -71,6 +72,19 @@ type routeCheck struct {
 func checkRoute(obs topology.Observation, committed cluster.RouteDecision) routeCheck {
 	var c routeCheck
 	c.contradicted, _ = obs.Contradicts(committed.Master)
+	// A committed route older than the Sentinel decision this watcher
+	// confirms (a majority at a higher epoch names another master) is
+	// stale: a follower back from a partition is in contact as soon as the
+	// leader's heartbeats reach it, before its log has caught up with the
+	// failover committed meanwhile, and its deposed master still answers
+	// ROLE as a master (chaos seed 1: n1 routed to itself at epoch 0 for
+	// 367 ms after the partition healed, Sentinel was at epoch 2). Without
+	// Sentinel the epochs are each watcher's own counter: not comparable.
+	if c.contradicted == "" && committed.Master != "" && len(obs.Sentinels) > 0 &&
+		obs.Master != "" && obs.Master != committed.Master && obs.Epoch > committed.Epoch {
+		c.contradicted = fmt.Sprintf("the Sentinels name %s at epoch %d, above the committed epoch %d",
+			obs.Master, obs.Epoch, committed.Epoch)
+	}
 	if committed.Master != "" {
 		c.sentinelEpoch, c.epochAhead = obs.EpochAhead(committed.Epoch)
 	}
