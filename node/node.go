@@ -225,7 +225,11 @@ func (n *Node) step(ctx context.Context) {
 		n.logger.Info("route changed", "master_addr", r.Master, "epoch", r.Epoch, "in_contact", n.cluster.InContact(),
 			"reason", st.Route.Reason, "contradicted", chk.contradicted, "replicas", r.Replicas)
 	}
-	n.lease.mayServe.Store(n.mayHoldVIP(st, chk.contradicted))
+	vipContra := chk.contradicted
+	if chk.staleBySentinel {
+		vipContra = "" // shared by every node during a failover: keep the VIP where it is
+	}
+	n.lease.mayServe.Store(n.mayHoldVIP(st, vipContra))
 	n.checkLeaderHealth(ctx, leader, obs)
 }
 

@@ -63,6 +63,11 @@ type routeCheck struct {
 	// contradicted says why the observation contradicts the committed
 	// master, "" when it does not. A contradicted master is not routed to.
 	contradicted string
+	// staleBySentinel: the contradiction is only that the Sentinels have
+	// moved on to a newer master the leader has not committed yet. Every
+	// node sees that during each failover, so it is no reason to move the
+	// VIP (mayHoldVIP), only not to route to the old master.
+	staleBySentinel bool
 	// epochAhead: the committed epoch is above every epoch the Sentinels
 	// report (sentinelEpoch is the highest of those). Shown, not refused.
 	epochAhead    bool
@@ -84,6 +89,7 @@ func checkRoute(obs topology.Observation, committed cluster.RouteDecision) route
 		obs.Master != "" && obs.Master != committed.Master && obs.Epoch > committed.Epoch {
 		c.contradicted = fmt.Sprintf("the Sentinels name %s at epoch %d, above the committed epoch %d",
 			obs.Master, obs.Epoch, committed.Epoch)
+		c.staleBySentinel = true
 	}
 	if committed.Master != "" {
 		c.sentinelEpoch, c.epochAhead = obs.EpochAhead(committed.Epoch)

@@ -82,8 +82,12 @@ func TestCheckRouteAndNote(t *testing.T) {
 	moved := obs
 	moved.Master, moved.Epoch = "b:1", 5
 	moved.Sentinels = []topology.SentinelState{{Addr: "s:1", Reachable: true, Master: "b:1", Epoch: 5}}
-	if c := checkRoute(moved, cluster.RouteDecision{Master: "a:1", Epoch: 4}); c.contradicted == "" {
-		t.Fatalf("committed a:1 at epoch 4, Sentinels at epoch 5 name b:1: not contradicted: %+v", c)
+	if c := checkRoute(moved, cluster.RouteDecision{Master: "a:1", Epoch: 4}); c.contradicted == "" || !c.staleBySentinel {
+		t.Fatalf("committed a:1 at epoch 4, Sentinels at epoch 5 name b:1: not contradicted as stale: %+v", c)
+	}
+	// A stranger is no mere lag behind Sentinel: the VIP may move for it.
+	if stranger.staleBySentinel {
+		t.Fatalf("stranger marked as stale by Sentinel: %+v", stranger)
 	}
 	if c := checkRoute(moved, cluster.RouteDecision{Master: "a:1", Epoch: 6}); c.contradicted != "" {
 		t.Fatalf("committed a:1 at epoch 6 above the watcher's epoch 5: contradicted: %+v", c)
