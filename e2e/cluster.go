@@ -37,6 +37,10 @@ type cluster struct {
 	summary string // figures file
 	key     string // cluster key (cluster.encrypt) of this run
 
+	// supervised: the agents run under `writer supervise` (restart on
+	// failure, main PID followed across hand-overs), as under systemd.
+	supervised bool
+
 	mu   sync.Mutex
 	down map[string]bool // containers stopped by a scenario (docker kill)
 }
@@ -49,7 +53,7 @@ const (
 // nodeScript starts and stops the daemons inside a node container. Every
 // process is stopped by the PID it wrote, never by name.
 const nodeScript = `#!/bin/sh
-# e2e node control: start-redis [redis args] | start-sentinel | start-agent | stop-agent |
+# e2e node control: start-redis [redis args] | start-sentinel | start-agent | start-agent-supervised | stop-agent |
 # vip-sampler VIP | kill-redis | signal redis|sentinel|agent SIG
 set -u
 agent_pid=/run/e2e-agent.pid
@@ -68,7 +72,24 @@ start-agent)
 	echo $$ >"$agent_pid"
 	exec redhaven agent -c /etc/redhaven/redhaven.yaml >>/var/log/e2e-agent.log 2>&1
 	;;
+start-agent-supervised)
+	# like systemd runs the packaged unit: restarted on failure, the main
+	# PID followed across hand-over restarts (writer supervise)
+	mkdir -p /var/lib/redhaven
+	echo $$ >/run/e2e-supervisor.pid
+	exec writer supervise -pidfile "$agent_pid" -log /var/log/e2e-agent.log -- redhaven agent -c /etc/redhaven/redhaven.yaml
+	;;
 stop-agent)
+	if [ -f /run/e2e-supervisor.pid ]; then
+		# supervised: the supervisor passes SIGTERM on and restarts nothing
+		pid=$(cat /run/e2e-supervisor.pid)
+		rm -f /run/e2e-supervisor.pid
+		kill -TERM "$pid" 2>/dev/null || exit 0
+		i=0
+		while kill -0 "$pid" 2>/dev/null && [ $i -lt 200 ]; do sleep 0.1; i=$((i+1)); done
+		if kill -0 "$pid" 2>/dev/null; then echo "supervisor $pid still running after 20s"; exit 3; fi
+		exit 0
+	fi
 	[ -f "$agent_pid" ] || exit 0
 	pid=$(cat "$agent_pid")
 	kill -TERM "$pid" 2>/dev/null || exit 0
@@ -114,6 +135,12 @@ esac
 // newCluster builds everything and waits until the cluster is healthy.
 func newCluster(t *testing.T, ctx context.Context) *cluster {
 	t.Helper()
+	return buildCluster(t, ctx, false)
+}
+
+// buildCluster is newCluster, with the agents supervised or not.
+func buildCluster(t *testing.T, ctx context.Context, supervised bool) *cluster {
+	t.Helper()
 	RequireDocker(t)
 	image, _ := nodeImage(t, ctx)
 	writer := buildWriter(t, ctx)
@@ -131,7 +158,7 @@ func newCluster(t *testing.T, ctx context.Context) *cluster {
 	c := &cluster{
 		t: t, env: env, image: image, nodes: []string{"n1", "n2", "n3"},
 		ip: map[string]string{}, art: art, summary: filepath.Join(art, "figures.txt"),
-		down: map[string]bool{},
+		down: map[string]bool{}, supervised: supervised,
 	}
 	key := make([]byte, 32)
 	if _, err := rand.Read(key); err != nil {
@@ -160,6 +187,11 @@ func newCluster(t *testing.T, ctx context.Context) *cluster {
 	}
 	for _, n := range c.nodes {
 		c.writeConfigs(ctx, n, c.ip["n1"])
+		if supervised {
+			if err := env.CopyTo(ctx, n, writer, "/usr/local/bin/writer"); err != nil {
+				t.Fatal(err)
+			}
+		}
 	}
 	// Redis: n1 the master, then the replicas.
 	for _, n := range c.nodes {
@@ -282,7 +314,11 @@ log:
 
 func (c *cluster) startAgent(ctx context.Context, n string) {
 	c.t.Helper()
-	if err := c.env.ExecDetached(ctx, n, "/e2e/node.sh", "start-agent"); err != nil {
+	start := "start-agent"
+	if c.supervised {
+		start = "start-agent-supervised"
+	}
+	if err := c.env.ExecDetached(ctx, n, "/e2e/node.sh", start); err != nil {
 		c.t.Fatalf("start agent in %s: %v", n, err)
 	}
 }
@@ -620,6 +656,7 @@ func (c *cluster) check(ctx context.Context) health {
 		}
 	}
 	leaders := map[string]bool{}
+	leaseHolders := map[string]bool{} // the VIP lease holder each agent reports
 	for _, n := range up {
 		s, err := c.status(ctx, n)
 		if err != nil && s.leader == "" {
@@ -627,6 +664,7 @@ func (c *cluster) check(ctx context.Context) health {
 			continue
 		}
 		leaders[s.leader] = true
+		leaseHolders[s.vipHolder] = true
 		if !s.ready {
 			h.problems = append(h.problems, n+" not routing")
 		}
@@ -645,8 +683,10 @@ func (c *cluster) check(ctx context.Context) health {
 		h.problems = append(h.problems, err.Error())
 	}
 	h.holders = hs
-	if len(hs) != 1 || hs[0] != h.leader {
-		h.problems = append(h.problems, fmt.Sprintf("VIP holders %v, leader %s", hs, h.leader))
+	// The VIP follows the committed lease, which need not be the Raft
+	// leader's (a hand-over moves leadership, not the VIP).
+	if len(hs) != 1 || len(leaseHolders) != 1 || !leaseHolders[hs[0]] {
+		h.problems = append(h.problems, fmt.Sprintf("VIP holders %v, lease holders reported %v, leader %s", hs, leaseHolders, h.leader))
 	}
 	if len(h.problems) == 0 {
 		out, err := c.exec(ctx, clientName, "timeout", "10", "redis-cli", "-h", c.vip, "-p", "6380", "SET", "e2e:health", "1")
