@@ -40,6 +40,9 @@ type cluster struct {
 	// supervised: the agents run under `writer supervise` (restart on
 	// failure, main PID followed across hand-overs), as under systemd.
 	supervised bool
+	// vipLog is the sampler log vipHistory reads ("": the agents' VIP,
+	// /var/log/e2e-vip.log); the classic stack's scenarios set theirs.
+	vipLog string
 
 	mu   sync.Mutex
 	down map[string]bool // containers stopped by a scenario (docker kill)
@@ -79,6 +82,26 @@ start-agent-supervised)
 	echo $$ >/run/e2e-supervisor.pid
 	exec writer supervise -pidfile "$agent_pid" -log /var/log/e2e-agent.log -- redhaven agent -c /etc/redhaven/redhaven.yaml
 	;;
+supervise)
+	# supervise NAME CMD...: CMD under writer supervise (restart on
+	# failure); its main PID in /run/e2e-NAME.pid, output in /var/log/e2e-NAME.log
+	name=$2
+	shift 2
+	echo $$ >"/run/e2e-sup-$name.pid"
+	exec writer supervise -pidfile "/run/e2e-$name.pid" -log "/var/log/e2e-$name.log" \
+		-events "/var/log/e2e-sup-$name.log" -notify "/run/e2e-notify-$name.sock" -- "$@"
+	;;
+stop-service)
+	# stop-service NAME: SIGTERM to its supervisor, which passes it on
+	f=/run/e2e-sup-$2.pid
+	[ -f "$f" ] || exit 0
+	pid=$(cat "$f")
+	rm -f "$f"
+	kill -TERM "$pid" 2>/dev/null || exit 0
+	i=0
+	while kill -0 "$pid" 2>/dev/null && [ $i -lt 200 ]; do sleep 0.1; i=$((i+1)); done
+	if kill -0 "$pid" 2>/dev/null; then echo "supervisor of $2 ($pid) still running after 20s"; exit 3; fi
+	;;
 stop-agent)
 	if [ -f /run/e2e-supervisor.pid ]; then
 		# supervised: the supervisor passes SIGTERM on and restarts nothing
@@ -99,13 +122,15 @@ stop-agent)
 	rm -f "$agent_pid"
 	;;
 vip-sampler)
-	# every 50 ms: does eth0 carry the VIP ($2)? Log changes "unix-ns 0|1".
-	echo $$ >/run/e2e-vip-sampler.pid
+	# every 50 ms: does eth0 carry the VIP ($2)? Log changes "unix-ns 0|1"
+	# to $3 (default /var/log/e2e-vip.log).
+	log=${3:-/var/log/e2e-vip.log}
+	echo $$ >"/run/$(basename "$log").sampler.pid"
 	last=x
 	i=0
 	while [ $i -lt 40000 ]; do
 		if ip -o -4 addr show dev eth0 2>/dev/null | grep -q " $2/"; then s=1; else s=0; fi
-		if [ "$s" != "$last" ]; then echo "$(date +%s%N) $s" >>/var/log/e2e-vip.log; last=$s; fi
+		if [ "$s" != "$last" ]; then echo "$(date +%s%N) $s" >>"$log"; last=$s; fi
 		sleep 0.05
 		i=$((i+1))
 	done
@@ -116,7 +141,7 @@ signal)
 	redis) f=/run/e2e-redis.pid ;;
 	sentinel) f=/run/e2e-sentinel.pid ;;
 	agent) f=$agent_pid ;;
-	*) echo "unknown daemon $2" >&2; exit 2 ;;
+	*) f=/run/e2e-$2.pid ;; # a supervised service, or keepalived's VRRP child (ka-vrrp)
 	esac
 	[ -f "$f" ] || { echo "no $f"; exit 0; }
 	kill -"$3" "$(cat "$f")" 2>/dev/null || echo "$2 not running"
@@ -326,9 +351,16 @@ func (c *cluster) startAgent(ctx context.Context, n string) {
 // startSampler starts the VIP sampler of node n (node.sh vip-sampler).
 func (c *cluster) startSampler(ctx context.Context, n string) {
 	c.t.Helper()
-	if err := c.env.ExecDetached(ctx, n, "/e2e/node.sh", "vip-sampler", c.vip); err != nil {
+	if err := c.env.ExecDetached(ctx, n, "/e2e/node.sh", "vip-sampler", c.vip, c.vipLogPath()); err != nil {
 		c.t.Fatalf("start VIP sampler in %s: %v", n, err)
 	}
+}
+
+func (c *cluster) vipLogPath() string {
+	if c.vipLog != "" {
+		return c.vipLog
+	}
+	return "/var/log/e2e-vip.log"
 }
 
 // vipChange is a node's VIP state from at on.
@@ -345,7 +377,7 @@ func (c *cluster) vipHistory(ctx context.Context, cut map[string]int64) []vipCha
 	c.t.Helper()
 	var all []vipChange
 	for _, n := range c.nodes {
-		out, err := c.exec(ctx, n, "cat", "/var/log/e2e-vip.log")
+		out, err := c.exec(ctx, n, "cat", c.vipLogPath())
 		if err != nil {
 			c.t.Errorf("VIP sampler log of %s: %v", n, err)
 			continue
@@ -755,11 +787,17 @@ type writerRun struct {
 // that reconnects every 100 ms (prefix <scn>r).
 func (c *cluster) startWriters(ctx context.Context, scn string) []writerRun {
 	c.t.Helper()
+	return c.startWritersTo(ctx, scn, c.vip+":6380")
+}
+
+// startWritersTo is startWriters against addr.
+func (c *cluster) startWritersTo(ctx context.Context, scn, addr string) []writerRun {
+	c.t.Helper()
 	var ws []writerRun
 	for _, kind := range []struct{ suffix, reconnect string }{{"p", "0"}, {"r", "100ms"}} {
 		w := writerRun{prefix: scn + kind.suffix, out: "/tmp/" + scn + kind.suffix + ".csv"}
-		script := fmt.Sprintf("echo $$ > %s.pid; exec writer write -addr %s:6380 -prefix %s -out %s -reconnect-every %s -max 5m 2>%s.err",
-			w.out, c.vip, w.prefix, w.out, kind.reconnect, w.out)
+		script := fmt.Sprintf("echo $$ > %s.pid; exec writer write -addr %s -prefix %s -out %s -reconnect-every %s -max 5m 2>%s.err",
+			w.out, addr, w.prefix, w.out, kind.reconnect, w.out)
 		if err := c.env.ExecDetached(ctx, clientName, "sh", "-c", script); err != nil {
 			c.t.Fatalf("start writer %s: %v", w.prefix, err)
 		}

@@ -26,12 +26,19 @@ import (
 // Asserted always: never two VIP holders, no acknowledged write lost (and
 // the scenario's own safety checks). The timing targets of the issue are
 // asserted only with REDHAVEN_E2E_TARGETS=1; otherwise they are printed.
+//
+// Then the same operations on the classic stack of the seeds' recipe in
+// the same containers (HAProxy with the role:master check + keepalived,
+// classic_test.go), each printing an "ops-classic" line: the comparison,
+// nothing asserted.
 func TestOperations(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 28*time.Minute)
 	defer cancel()
 	began := time.Now()
 	c := buildCluster(t, ctx, true)
 	t.Logf("cluster healthy after %v", time.Since(began).Round(time.Millisecond))
+	c.startClassic(ctx)
+	t.Logf("classic stack: VIP %s on %s", c.classicCIDR(), c.waitClassic(ctx, 60*time.Second))
 
 	for _, s := range []struct {
 		name string
@@ -57,6 +64,22 @@ func TestOperations(t *testing.T) {
 			t.Logf("%s took %v", s.name, time.Since(began).Round(time.Millisecond))
 		})
 	}
+	// The same operations on the classic stack (classic_test.go), in the
+	// same containers.
+	for _, s := range classicScenarios {
+		t.Run("classic-"+s.name, func(t *testing.T) {
+			if ctx.Err() != nil {
+				t.Skip("out of time")
+			}
+			began := time.Now()
+			c.t, c.vipLog = t, classicVIPLog
+			defer func() { c.t, c.vipLog = nil, "" }()
+			sctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+			defer cancel()
+			s.run(t, c, sctx)
+			t.Logf("classic %s took %v", s.name, time.Since(began).Round(time.Millisecond))
+		})
+	}
 	c.t = t
 }
 
@@ -74,14 +97,21 @@ func startOps(t *testing.T, c *cluster, ctx context.Context, scn string) *opsRun
 	if len(h.holders) != 1 {
 		t.Fatalf("VIP holders %v", h.holders)
 	}
-	o := &opsRun{scn: scn, h: h, ws: ws, hold: "/tmp/" + scn + "h.txt"}
-	script := fmt.Sprintf("echo $$ > %s.pid; exec writer hold -addr %s:6380 -conns 4 -out %s -max 5m 2>%s.err",
-		o.hold, c.vip, o.hold, o.hold)
+	o := &opsRun{scn: scn, h: h, ws: ws}
+	c.startHold(ctx, o, c.vip+":6380")
+	return o
+}
+
+// startHold starts the hold client against addr.
+func (c *cluster) startHold(ctx context.Context, o *opsRun, addr string) {
+	c.t.Helper()
+	o.hold = "/tmp/" + o.scn + "h.txt"
+	script := fmt.Sprintf("echo $$ > %s.pid; exec writer hold -addr %s -conns 4 -out %s -max 5m 2>%s.err",
+		o.hold, addr, o.hold, o.hold)
 	if err := c.env.ExecDetached(ctx, clientName, "sh", "-c", script); err != nil {
-		t.Fatalf("start hold client: %v", err)
+		c.t.Fatalf("start hold client: %v", err)
 	}
 	time.Sleep(500 * time.Millisecond) // its connections are up
-	return o
 }
 
 // holdResult is what the hold client wrote.
@@ -362,6 +392,7 @@ func opsDockerKill(t *testing.T, c *cluster, ctx context.Context) {
 		t.Fatalf("start-sentinel in %s: %v %s", victim, err, out)
 	}
 	c.startAgent(ctx, victim)
+	c.startClassicNode(ctx, victim) // the classic stack's scenarios come later
 	c.mu.Lock()
 	c.down[victim] = false
 	c.mu.Unlock()
