@@ -37,6 +37,13 @@ type cluster struct {
 	summary string // figures file
 	key     string // cluster key (cluster.encrypt) of this run
 
+	// supervised: the agents run under `writer supervise` (restart on
+	// failure, main PID followed across hand-overs), as under systemd.
+	supervised bool
+	// vipLog is the sampler log vipHistory reads ("": the agents' VIP,
+	// /var/log/e2e-vip.log); the classic stack's scenarios set theirs.
+	vipLog string
+
 	mu   sync.Mutex
 	down map[string]bool // containers stopped by a scenario (docker kill)
 }
@@ -49,7 +56,7 @@ const (
 // nodeScript starts and stops the daemons inside a node container. Every
 // process is stopped by the PID it wrote, never by name.
 const nodeScript = `#!/bin/sh
-# e2e node control: start-redis [redis args] | start-sentinel | start-agent | stop-agent |
+# e2e node control: start-redis [redis args] | start-sentinel | start-agent | start-agent-supervised | stop-agent |
 # vip-sampler VIP | kill-redis | signal redis|sentinel|agent SIG
 set -u
 agent_pid=/run/e2e-agent.pid
@@ -68,7 +75,44 @@ start-agent)
 	echo $$ >"$agent_pid"
 	exec redhaven agent -c /etc/redhaven/redhaven.yaml >>/var/log/e2e-agent.log 2>&1
 	;;
+start-agent-supervised)
+	# like systemd runs the packaged unit: restarted on failure, the main
+	# PID followed across hand-over restarts (writer supervise)
+	mkdir -p /var/lib/redhaven
+	echo $$ >/run/e2e-supervisor.pid
+	exec writer supervise -pidfile "$agent_pid" -log /var/log/e2e-agent.log -- redhaven agent -c /etc/redhaven/redhaven.yaml
+	;;
+supervise)
+	# supervise NAME CMD...: CMD under writer supervise (restart on
+	# failure); its main PID in /run/e2e-NAME.pid, output in /var/log/e2e-NAME.log
+	name=$2
+	shift 2
+	echo $$ >"/run/e2e-sup-$name.pid"
+	exec writer supervise -pidfile "/run/e2e-$name.pid" -log "/var/log/e2e-$name.log" \
+		-events "/var/log/e2e-sup-$name.log" -notify "/run/e2e-notify-$name.sock" -- "$@"
+	;;
+stop-service)
+	# stop-service NAME: SIGTERM to its supervisor, which passes it on
+	f=/run/e2e-sup-$2.pid
+	[ -f "$f" ] || exit 0
+	pid=$(cat "$f")
+	rm -f "$f"
+	kill -TERM "$pid" 2>/dev/null || exit 0
+	i=0
+	while kill -0 "$pid" 2>/dev/null && [ $i -lt 200 ]; do sleep 0.1; i=$((i+1)); done
+	if kill -0 "$pid" 2>/dev/null; then echo "supervisor of $2 ($pid) still running after 20s"; exit 3; fi
+	;;
 stop-agent)
+	if [ -f /run/e2e-supervisor.pid ]; then
+		# supervised: the supervisor passes SIGTERM on and restarts nothing
+		pid=$(cat /run/e2e-supervisor.pid)
+		rm -f /run/e2e-supervisor.pid
+		kill -TERM "$pid" 2>/dev/null || exit 0
+		i=0
+		while kill -0 "$pid" 2>/dev/null && [ $i -lt 200 ]; do sleep 0.1; i=$((i+1)); done
+		if kill -0 "$pid" 2>/dev/null; then echo "supervisor $pid still running after 20s"; exit 3; fi
+		exit 0
+	fi
 	[ -f "$agent_pid" ] || exit 0
 	pid=$(cat "$agent_pid")
 	kill -TERM "$pid" 2>/dev/null || exit 0
@@ -78,13 +122,15 @@ stop-agent)
 	rm -f "$agent_pid"
 	;;
 vip-sampler)
-	# every 50 ms: does eth0 carry the VIP ($2)? Log changes "unix-ns 0|1".
-	echo $$ >/run/e2e-vip-sampler.pid
+	# every 50 ms: does eth0 carry the VIP ($2)? Log changes "unix-ns 0|1"
+	# to $3 (default /var/log/e2e-vip.log).
+	log=${3:-/var/log/e2e-vip.log}
+	echo $$ >"/run/$(basename "$log").sampler.pid"
 	last=x
 	i=0
 	while [ $i -lt 40000 ]; do
 		if ip -o -4 addr show dev eth0 2>/dev/null | grep -q " $2/"; then s=1; else s=0; fi
-		if [ "$s" != "$last" ]; then echo "$(date +%s%N) $s" >>/var/log/e2e-vip.log; last=$s; fi
+		if [ "$s" != "$last" ]; then echo "$(date +%s%N) $s" >>"$log"; last=$s; fi
 		sleep 0.05
 		i=$((i+1))
 	done
@@ -95,7 +141,7 @@ signal)
 	redis) f=/run/e2e-redis.pid ;;
 	sentinel) f=/run/e2e-sentinel.pid ;;
 	agent) f=$agent_pid ;;
-	*) echo "unknown daemon $2" >&2; exit 2 ;;
+	*) f=/run/e2e-$2.pid ;; # a supervised service, or keepalived's VRRP child (ka-vrrp)
 	esac
 	[ -f "$f" ] || { echo "no $f"; exit 0; }
 	kill -"$3" "$(cat "$f")" 2>/dev/null || echo "$2 not running"
@@ -114,6 +160,12 @@ esac
 // newCluster builds everything and waits until the cluster is healthy.
 func newCluster(t *testing.T, ctx context.Context) *cluster {
 	t.Helper()
+	return buildCluster(t, ctx, false)
+}
+
+// buildCluster is newCluster, with the agents supervised or not.
+func buildCluster(t *testing.T, ctx context.Context, supervised bool) *cluster {
+	t.Helper()
 	RequireDocker(t)
 	image, _ := nodeImage(t, ctx)
 	writer := buildWriter(t, ctx)
@@ -131,7 +183,7 @@ func newCluster(t *testing.T, ctx context.Context) *cluster {
 	c := &cluster{
 		t: t, env: env, image: image, nodes: []string{"n1", "n2", "n3"},
 		ip: map[string]string{}, art: art, summary: filepath.Join(art, "figures.txt"),
-		down: map[string]bool{},
+		down: map[string]bool{}, supervised: supervised,
 	}
 	key := make([]byte, 32)
 	if _, err := rand.Read(key); err != nil {
@@ -160,6 +212,11 @@ func newCluster(t *testing.T, ctx context.Context) *cluster {
 	}
 	for _, n := range c.nodes {
 		c.writeConfigs(ctx, n, c.ip["n1"])
+		if supervised {
+			if err := env.CopyTo(ctx, n, writer, "/usr/local/bin/writer"); err != nil {
+				t.Fatal(err)
+			}
+		}
 	}
 	// Redis: n1 the master, then the replicas.
 	for _, n := range c.nodes {
@@ -282,7 +339,11 @@ log:
 
 func (c *cluster) startAgent(ctx context.Context, n string) {
 	c.t.Helper()
-	if err := c.env.ExecDetached(ctx, n, "/e2e/node.sh", "start-agent"); err != nil {
+	start := "start-agent"
+	if c.supervised {
+		start = "start-agent-supervised"
+	}
+	if err := c.env.ExecDetached(ctx, n, "/e2e/node.sh", start); err != nil {
 		c.t.Fatalf("start agent in %s: %v", n, err)
 	}
 }
@@ -290,9 +351,16 @@ func (c *cluster) startAgent(ctx context.Context, n string) {
 // startSampler starts the VIP sampler of node n (node.sh vip-sampler).
 func (c *cluster) startSampler(ctx context.Context, n string) {
 	c.t.Helper()
-	if err := c.env.ExecDetached(ctx, n, "/e2e/node.sh", "vip-sampler", c.vip); err != nil {
+	if err := c.env.ExecDetached(ctx, n, "/e2e/node.sh", "vip-sampler", c.vip, c.vipLogPath()); err != nil {
 		c.t.Fatalf("start VIP sampler in %s: %v", n, err)
 	}
+}
+
+func (c *cluster) vipLogPath() string {
+	if c.vipLog != "" {
+		return c.vipLog
+	}
+	return "/var/log/e2e-vip.log"
 }
 
 // vipChange is a node's VIP state from at on.
@@ -309,7 +377,7 @@ func (c *cluster) vipHistory(ctx context.Context, cut map[string]int64) []vipCha
 	c.t.Helper()
 	var all []vipChange
 	for _, n := range c.nodes {
-		out, err := c.exec(ctx, n, "cat", "/var/log/e2e-vip.log")
+		out, err := c.exec(ctx, n, "cat", c.vipLogPath())
 		if err != nil {
 			c.t.Errorf("VIP sampler log of %s: %v", n, err)
 			continue
@@ -620,7 +688,7 @@ func (c *cluster) check(ctx context.Context) health {
 		}
 	}
 	leaders := map[string]bool{}
-	leaseHolders := map[string]bool{} // the VIP holder each agent reports (the committed lease)
+	leaseHolders := map[string]bool{} // the VIP lease holder each agent reports
 	for _, n := range up {
 		s, err := c.status(ctx, n)
 		if err != nil && s.leader == "" {
@@ -647,10 +715,10 @@ func (c *cluster) check(ctx context.Context) health {
 		h.problems = append(h.problems, err.Error())
 	}
 	h.holders = hs
-	// The VIP follows the committed lease, not Raft leadership: exactly one
-	// host has it, and it is the holder every agent names.
+	// The VIP follows the committed lease, which need not be the Raft
+	// leader's (a hand-over moves leadership, not the VIP).
 	if len(hs) != 1 || len(leaseHolders) != 1 || !leaseHolders[hs[0]] {
-		h.problems = append(h.problems, fmt.Sprintf("VIP on %v, lease holder as the agents say: %v", hs, keys(leaseHolders)))
+		h.problems = append(h.problems, fmt.Sprintf("VIP holders %v, lease holders reported %v, leader %s", hs, leaseHolders, h.leader))
 	}
 	if len(h.problems) == 0 {
 		out, err := c.exec(ctx, clientName, "timeout", "10", "redis-cli", "-h", c.vip, "-p", "6380", "SET", "e2e:health", "1")
@@ -723,11 +791,17 @@ type writerRun struct {
 // that reconnects every 100 ms (prefix <scn>r).
 func (c *cluster) startWriters(ctx context.Context, scn string) []writerRun {
 	c.t.Helper()
+	return c.startWritersTo(ctx, scn, c.vip+":6380")
+}
+
+// startWritersTo is startWriters against addr.
+func (c *cluster) startWritersTo(ctx context.Context, scn, addr string) []writerRun {
+	c.t.Helper()
 	var ws []writerRun
 	for _, kind := range []struct{ suffix, reconnect string }{{"p", "0"}, {"r", "100ms"}} {
 		w := writerRun{prefix: scn + kind.suffix, out: "/tmp/" + scn + kind.suffix + ".csv"}
-		script := fmt.Sprintf("echo $$ > %s.pid; exec writer write -addr %s:6380 -prefix %s -out %s -reconnect-every %s -max 5m 2>%s.err",
-			w.out, c.vip, w.prefix, w.out, kind.reconnect, w.out)
+		script := fmt.Sprintf("echo $$ > %s.pid; exec writer write -addr %s -prefix %s -out %s -reconnect-every %s -max 5m 2>%s.err",
+			w.out, addr, w.prefix, w.out, kind.reconnect, w.out)
 		if err := c.env.ExecDetached(ctx, clientName, "sh", "-c", script); err != nil {
 			c.t.Fatalf("start writer %s: %v", w.prefix, err)
 		}
@@ -846,14 +920,4 @@ func classes(f probe.Figures) string {
 		return s
 	}
 	return "-"
-}
-
-// keys lists a set's members in order.
-func keys(m map[string]bool) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }

@@ -13,7 +13,8 @@
 #
 # node: `docker build --network=none` of a two-line Dockerfile FROM the base
 # that installs the .deb with dpkg -i (no network during the build). Tagged
-# redhaven-node:<first 12 hex of the .deb's sha256>; skipped when it exists.
+# redhaven-node:<first 12 hex of the sha256 of the .deb's sha256 and the base
+# tag>; skipped when it exists.
 #
 # Environment:
 #   REDHAVEN_MIRROR   Debian mirror URL (default: read from apt's sources)
@@ -26,7 +27,7 @@ set -euo pipefail
 SUITE="${REDHAVEN_SUITE:-bookworm}"
 VARIANT=minbase
 # Keep sorted: the tag hashes this list, so any change builds a new image.
-INCLUDE="ca-certificates,iproute2,iputils-ping,procps,redis-sentinel,redis-server,redis-tools"
+INCLUDE="ca-certificates,haproxy,iproute2,iputils-ping,keepalived,procps,redis-sentinel,redis-server,redis-tools"
 BASE_REPO=redhaven-base
 NODE_REPO=redhaven-node
 
@@ -138,7 +139,8 @@ build_node() {
 	[[ -f "$deb" ]] || die "usage: image.sh node path/to/redhaven_VERSION_ARCH.deb (got '${deb}')"
 	local base tag ctx
 	base=$(build_base)
-	tag="$NODE_REPO:$(sha256sum "$deb" | cut -c1-12)"
+	# the base's tag is part of the hash: a new package list, a new node image
+	tag="$NODE_REPO:$({ sha256sum <"$deb"; printf '%s\n' "$base"; } | sha256sum | cut -c1-12)"
 	if have_image "$tag"; then
 		log "node image $tag exists (cached)"
 		printf '%s\n' "$tag"

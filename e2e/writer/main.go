@@ -8,6 +8,8 @@
 //	writer watch  -addr OLD:6379 -prefixes s2p,s2r -out /tmp/old.keys
 //	writer chaos  -addrs vip=VIP:6380,n1=N1:6380,... -out /tmp/chaos.jsonl
 //	writer final  -addr MASTER:6379 -out /tmp/final.json
+//	writer hold   -addr VIP:6380 -conns 4 -out /tmp/hold.txt   (hold.go)
+//	writer supervise -pidfile F -log F -- redhaven agent ...   (supervise.go)
 //
 // write sends SET <prefix>:N N every -interval and records every
 // command's outcome in a write log (e2e/probe: seq, send and done time in
@@ -59,6 +61,10 @@ func main() {
 		err = cmdChaos(os.Args[2:])
 	case "final":
 		err = cmdFinal(os.Args[2:])
+	case "hold":
+		err = cmdHold(os.Args[2:])
+	case "supervise":
+		err = cmdSupervise(os.Args[2:])
 	default:
 		usage()
 	}
@@ -69,7 +75,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: writer write|verify|watch|chaos|final [flags]  (-h for flags)")
+	fmt.Fprintln(os.Stderr, "usage: writer write|verify|watch|chaos|final|hold|supervise [flags]  (-h for flags)")
 	os.Exit(2)
 }
 
