@@ -105,8 +105,8 @@ func (s *session) closeLocked(r closeReason, reply string) action {
 func (s *session) inputBoundsLocked() action {
 	out := s.outputLocked()
 	if s.authed {
-		if out > s.srv.cfg.ClientOutputLimit {
-			return s.overOutputLocked(s.srv.cfg.ClientOutputLimit)
+		if out > s.srv.settings().ClientOutputLimit {
+			return s.overOutputLocked(s.srv.settings().ClientOutputLimit)
 		}
 		return actRead
 	}
@@ -290,11 +290,11 @@ func (srv *Server) hygieneLoop(ctx context.Context) {
 // proxy.auth_timeout or sent nothing for proxy.client_idle_timeout (as
 // Redis's timeout: not a subscriber, nor a client waiting for a reply).
 func (srv *Server) sweepTimeouts(sessions []*session, now time.Time) {
-	authTimeout := srv.cfg.AuthTimeout
+	authTimeout := srv.settings().AuthTimeout
 	if !srv.needAuth {
 		authTimeout = 0
 	}
-	idle := srv.cfg.ClientIdleTimeout
+	idle := srv.settings().ClientIdleTimeout
 	if authTimeout <= 0 && idle <= 0 {
 		return
 	}
