@@ -49,7 +49,7 @@ type Server struct {
 	stopping bool
 	wg       sync.WaitGroup
 
-	handover handover   // handover.go
+	handover handover             // handover.go
 	live     atomic.Pointer[Live] // live.go: nil until first read or SetLive
 }
 
