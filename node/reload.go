@@ -23,6 +23,7 @@ var LiveKeys = map[string]bool{
 	"proxy.client_output_limit": true,
 	"proxy.auth_timeout":        true,
 	"proxy.client_idle_timeout": true,
+	"proxy.max_clients_per_ip":  true,
 	"redis.max_replica_lag":     true,
 	"http.auth":                 true,
 }

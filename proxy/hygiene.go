@@ -224,16 +224,14 @@ func clientIP(c net.Conn) netip.Addr {
 }
 
 // admit counts a new client of c's address, false when that address is at
-// proxy.max_clients_per_ip.
+// proxy.max_clients_per_ip. Clients are counted also without a limit, so
+// that a reload that sets one finds the counts right.
 func (srv *Server) admit(c net.Conn) bool {
-	max := srv.cfg.MaxClientsPerIP
-	if max <= 0 {
-		return true
-	}
+	max := srv.settings().MaxClientsPerIP
 	ip := clientIP(c)
 	srv.perIP.mu.Lock()
 	defer srv.perIP.mu.Unlock()
-	if srv.perIP.n[ip] >= max {
+	if max > 0 && srv.perIP.n[ip] >= max {
 		return false
 	}
 	srv.perIP.n[ip]++
@@ -242,9 +240,6 @@ func (srv *Server) admit(c net.Conn) bool {
 
 // leave uncounts a client admit counted.
 func (srv *Server) leave(c net.Conn) {
-	if srv.cfg.MaxClientsPerIP <= 0 {
-		return
-	}
 	ip := clientIP(c)
 	srv.perIP.mu.Lock()
 	if srv.perIP.n[ip]--; srv.perIP.n[ip] <= 0 {

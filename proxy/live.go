@@ -14,12 +14,14 @@ type Live struct {
 	ClientOutputLimit int64         // proxy.client_output_limit
 	AuthTimeout       time.Duration // proxy.auth_timeout
 	ClientIdleTimeout time.Duration // proxy.client_idle_timeout
+	MaxClientsPerIP   int           // proxy.max_clients_per_ip
 }
 
 // Live returns the live part of c.
 func (c Config) Live() Live {
 	return Live{HoldTimeout: c.HoldTimeout, MaxClients: c.MaxClients, PreferReplica: c.PreferReplica,
-		ClientOutputLimit: c.ClientOutputLimit, AuthTimeout: c.AuthTimeout, ClientIdleTimeout: c.ClientIdleTimeout}
+		ClientOutputLimit: c.ClientOutputLimit, AuthTimeout: c.AuthTimeout, ClientIdleTimeout: c.ClientIdleTimeout,
+		MaxClientsPerIP: c.MaxClientsPerIP}
 }
 
 // SetLive changes the live settings of a running proxy (validated values,
@@ -29,7 +31,9 @@ func (c Config) Live() Live {
 // prefer_replica when they next pick a replica (a new connection, or a
 // route change); the output limit applies at the next reply, the auth
 // and idle timeouts at the next sweep (4 a second), counted from the
-// client's connection and last input as before.
+// client's connection and last input as before; a lowered
+// max_clients_per_ip closes no connection, it refuses new ones of an
+// address at or above it.
 func (srv *Server) SetLive(l Live) {
 	srv.live.Store(&l)
 }
