@@ -10,7 +10,7 @@ GOFLAGS_BUILD := -trimpath -ldflags "$(LDFLAGS)"
 BIN := dist/redhaven
 GO_TEST_FLAGS ?= -race -timeout 25m
 
-.PHONY: help build test-deps test test-short vet deps-check bench bench-flood bench-idle bench-failover bench-cluster e2e chaos demo clean
+.PHONY: help build test-deps test test-short vet deps-check bench bench-tls bench-flood bench-idle bench-failover bench-cluster e2e chaos demo clean
 
 include packaging/package.mk
 
@@ -41,6 +41,9 @@ test-short: ## unit tests only
 bench: build ## redis-benchmark: direct vs HAProxy vs redhaven (1:1 and multiplexed), interleaved, ratios; then bench-flood
 	./e2e/bench/proxy-bench.sh
 	./e2e/bench/auth-flood.sh
+
+bench-tls: build ## everything over TLS: redis tls-port direct vs HAProxy (ssl both sides) vs redhaven (proxy.tls + redis.tls), ratios and CPU per request
+	./e2e/bench/tls-bench.sh
 
 bench-flood: build ## proxy PING p50/p99 with no flood vs 16 and 1,000 wrong HTTP passwords a second, ratios
 	./e2e/bench/auth-flood.sh

@@ -57,6 +57,10 @@ func TestChaos(t *testing.T) {
 	if err := os.MkdirAll(out, 0o755); err != nil {
 		t.Fatal(err)
 	}
+	// The logs belong with the histories (the run's artifacts folder is a
+	// temporary one unless REDHAVEN_ARTIFACTS is set); this cleanup runs
+	// before the containers are removed.
+	t.Cleanup(func() { c.dumpLogsTo(out, false) })
 	sched := chaos.Schedule(seed, dur, c.nodes)
 	t.Logf("schedule (replay with CHAOS_SEED=%d CHAOS_DURATION=%v):\n%s", seed, dur, chaos.FormatSchedule(seed, sched))
 
@@ -157,16 +161,19 @@ func TestChaos(t *testing.T) {
 	var rep strings.Builder
 	fmt.Fprintf(&rep, "chaos run: seed %d, %v, %d operations, final master %s\n", seed, dur, len(ops), master)
 	fmt.Fprintf(&rep, "faults injected: %s\n", n.summary())
-	fmt.Fprintf(&rep, "acked list writes: %d; lost: %d to replication at a crash, %d other (must be 0)\n",
-		lists.Acked, lists.ByClass[chaos.LostReplication], lists.ByClass[chaos.LostOther])
+	fmt.Fprintf(&rep, "acked list writes: %d; lost: %d to replication at a crash, %d to a master restarted empty before any failover, %d other (must be 0)\n",
+		lists.Acked, lists.ByClass[chaos.LostReplication], lists.ByClass[chaos.LostWiped], lists.ByClass[chaos.LostOther])
 	fmt.Fprintf(&rep, "list anomalies: duplicated %d, phantom %d, failed-but-present %d, reads that lost a value %d\n",
 		len(lists.Duplicated), len(lists.Phantom), len(lists.FailedSeen), len(lists.ReadsBad))
-	fmt.Fprintf(&rep, "registers: %d operations checked in %d segments (%d overlapping write-losing faults left out): linearizable=%v, illegal %v, undecided %d\n",
-		reg.Checked, reg.Segments, reg.Excluded, reg.Linearizable(), reg.Illegal, reg.TimedOut)
+	fmt.Fprintf(&rep, "registers: %d operations checked in %d segments (%d overlapping write-losing faults left out, %d unread writes of unknown outcome dropped): linearizable=%v, illegal %v, undecided %d\n",
+		reg.Checked, reg.Segments, reg.Excluded, reg.UnreadUnknown, reg.Linearizable(), reg.Illegal, reg.TimedOut)
 	fmt.Fprintf(&rep, "availability: writes acknowledged in %.1f%% of 100 ms buckets; longest gap %v; at most %d errors for one client in one fault (%s)\n",
 		100*avail.Fraction, avail.LongestGap.Round(time.Millisecond), avail.ErrorsPerClientPerFault, avail.WorstFault)
 	fmt.Fprintf(&rep, "VIP: two holders for %.0f ms, longest time with none %.0f ms\n", doubleMs, gapMs)
 	for _, l := range lists.Lost {
+		if l.Class != chaos.LostOther {
+			continue // counted above; the history has them all
+		}
 		fmt.Fprintf(&rep, "  lost %s %s acked %s: %s %s\n", l.Key, l.Value,
 			time.Unix(0, l.Acked).UTC().Format("15:04:05.000"), l.Class, l.Fault)
 	}
@@ -251,6 +258,7 @@ func (n *nemesis) run(f chaos.Fault) {
 		sig("redis", "KILL")
 		w.LosesWrites = wasMaster
 		hold()
+		w.Wipes = wasMaster && c.nodeOf(c.sentinelMaster(n.ctx)) == node // restarted empty as the master
 		start("start-redis")
 	case chaos.FaultKillSentinel:
 		sig("sentinel", "KILL")
@@ -281,6 +289,7 @@ func (n *nemesis) run(f chaos.Fault) {
 		n.mu.Unlock()
 		w.LosesWrites = wasMaster
 		hold()
+		w.Wipes = wasMaster && c.nodeOf(c.sentinelMaster(n.ctx)) == node
 		if _, err := Docker(n.ctx, "start", c.env.Name(node)); err != nil {
 			n.t.Errorf("nemesis: docker start %s: %v", node, err)
 		}
@@ -333,8 +342,8 @@ func (n *nemesis) run(f chaos.Fault) {
 	if w.LosesWrites {
 		w.End += int64(5 * time.Second) // Sentinel's failover and the clients' reconnects
 	}
-	n.t.Logf("nemesis: %-16s %-5s %s -> %s (loses writes: %v)", f.Kind, node,
-		time.Unix(0, w.Start).UTC().Format("15:04:05.000"), time.Unix(0, w.End).UTC().Format("15:04:05.000"), w.LosesWrites)
+	n.t.Logf("nemesis: %-16s %-5s %s -> %s (loses writes: %v, restarted empty: %v)", f.Kind, node,
+		time.Unix(0, w.Start).UTC().Format("15:04:05.000"), time.Unix(0, w.End).UTC().Format("15:04:05.000"), w.LosesWrites, w.Wipes)
 	n.mu.Lock()
 	n.done = append(n.done, w)
 	n.counts[f.Kind]++

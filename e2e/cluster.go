@@ -620,6 +620,7 @@ func (c *cluster) check(ctx context.Context) health {
 		}
 	}
 	leaders := map[string]bool{}
+	leaseHolders := map[string]bool{} // the VIP holder each agent reports (the committed lease)
 	for _, n := range up {
 		s, err := c.status(ctx, n)
 		if err != nil && s.leader == "" {
@@ -627,6 +628,7 @@ func (c *cluster) check(ctx context.Context) health {
 			continue
 		}
 		leaders[s.leader] = true
+		leaseHolders[s.vipHolder] = true
 		if !s.ready {
 			h.problems = append(h.problems, n+" not routing")
 		}
@@ -645,8 +647,10 @@ func (c *cluster) check(ctx context.Context) health {
 		h.problems = append(h.problems, err.Error())
 	}
 	h.holders = hs
-	if len(hs) != 1 || hs[0] != h.leader {
-		h.problems = append(h.problems, fmt.Sprintf("VIP holders %v, leader %s", hs, h.leader))
+	// The VIP follows the committed lease, not Raft leadership: exactly one
+	// host has it, and it is the holder every agent names.
+	if len(hs) != 1 || len(leaseHolders) != 1 || !leaseHolders[hs[0]] {
+		h.problems = append(h.problems, fmt.Sprintf("VIP on %v, lease holder as the agents say: %v", hs, keys(leaseHolders)))
 	}
 	if len(h.problems) == 0 {
 		out, err := c.exec(ctx, clientName, "timeout", "10", "redis-cli", "-h", c.vip, "-p", "6380", "SET", "e2e:health", "1")
@@ -679,12 +683,16 @@ func (c *cluster) waitHealthy(ctx context.Context, d time.Duration) health {
 
 // dumpLogs copies every node's logs into the artifacts folder and, with
 // tails, logs the agents' last non-debug lines.
-func (c *cluster) dumpLogs(tails bool) {
+func (c *cluster) dumpLogs(tails bool) { c.dumpLogsTo(c.art, tails) }
+
+// dumpLogsTo copies every node's agent, Redis, Sentinel and VIP sampler
+// logs into dir; tails: also print the end of each agent log.
+func (c *cluster) dumpLogsTo(dir string, tails bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	for _, n := range c.nodes {
-		for _, f := range []string{"e2e-agent.log", "e2e-redis.log", "e2e-sentinel.log"} {
-			dst := filepath.Join(c.art, n+"-"+f)
+		for _, f := range []string{"e2e-agent.log", "e2e-redis.log", "e2e-sentinel.log", "e2e-vip.log"} {
+			dst := filepath.Join(dir, n+"-"+f)
 			if err := c.env.CopyFrom(ctx, n, "/var/log/"+f, dst); err != nil {
 				continue
 			}
@@ -838,4 +846,14 @@ func classes(f probe.Figures) string {
 		return s
 	}
 	return "-"
+}
+
+// keys lists a set's members in order.
+func keys(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
 }

@@ -75,6 +75,9 @@ func NewInherited(cfg Config, logger *slog.Logger, in *Inherited) (*Node, error)
 	}
 	pcfg := cfg.Proxy
 	pcfg.BackendUsername, pcfg.BackendPassword = cfg.Redis.Username, cfg.Redis.Password
+	if pcfg.BackendTLS, err = cfg.Redis.TLS.ClientConfig(); err != nil {
+		return nil, err
+	}
 	if n.seed = in.seed(); n.seed != nil {
 		n.routes.set(n.seed.route)
 	}
@@ -112,6 +115,9 @@ func (n *Node) closeListeners() {
 		_ = n.cluster.Close()
 	}
 }
+
+// ReloadTLS reads proxy.tls's certificate files again (SIGHUP).
+func (n *Node) ReloadTLS() error { return n.proxy.ReloadTLS() }
 
 // ProxyAddr is the read-write listener's address.
 func (n *Node) ProxyAddr() net.Addr { return n.proxy.Addr() }
@@ -223,7 +229,11 @@ func (n *Node) step(ctx context.Context) {
 		n.logger.Info("route changed", "master_addr", r.Master, "epoch", r.Epoch, "in_contact", n.cluster.InContact(),
 			"reason", st.Route.Reason, "contradicted", chk.contradicted, "replicas", r.Replicas)
 	}
-	n.lease.mayServe.Store(n.mayHoldVIP(st, chk.contradicted))
+	vipContra := chk.contradicted
+	if chk.staleBySentinel {
+		vipContra = "" // shared by every node during a failover: keep the VIP where it is
+	}
+	n.lease.mayServe.Store(n.mayHoldVIP(st, vipContra))
 	n.checkLeaderHealth(ctx, leader, obs)
 }
 

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"fmt"
 	"slices"
 	"sync/atomic"
 	"time"
@@ -62,6 +63,11 @@ type routeCheck struct {
 	// contradicted says why the observation contradicts the committed
 	// master, "" when it does not. A contradicted master is not routed to.
 	contradicted string
+	// staleBySentinel: the contradiction is only that the Sentinels have
+	// moved on to a newer master the leader has not committed yet. Every
+	// node sees that during each failover, so it is no reason to move the
+	// VIP (mayHoldVIP), only not to route to the old master.
+	staleBySentinel bool
 	// epochAhead: the committed epoch is above every epoch the Sentinels
 	// report (sentinelEpoch is the highest of those). Shown, not refused.
 	epochAhead    bool
@@ -71,6 +77,20 @@ type routeCheck struct {
 func checkRoute(obs topology.Observation, committed cluster.RouteDecision) routeCheck {
 	var c routeCheck
 	c.contradicted, _ = obs.Contradicts(committed.Master)
+	// A committed route older than the Sentinel decision this watcher
+	// confirms (a majority at a higher epoch names another master) is
+	// stale: a follower back from a partition is in contact as soon as the
+	// leader's heartbeats reach it, before its log has caught up with the
+	// failover committed meanwhile, and its deposed master still answers
+	// ROLE as a master (chaos seed 1: n1 routed to itself at epoch 0 for
+	// 367 ms after the partition healed, Sentinel was at epoch 2). Without
+	// Sentinel the epochs are each watcher's own counter: not comparable.
+	if c.contradicted == "" && committed.Master != "" && len(obs.Sentinels) > 0 &&
+		obs.Master != "" && obs.Master != committed.Master && obs.Epoch > committed.Epoch {
+		c.contradicted = fmt.Sprintf("the Sentinels name %s at epoch %d, above the committed epoch %d",
+			obs.Master, obs.Epoch, committed.Epoch)
+		c.staleBySentinel = true
+	}
 	if committed.Master != "" {
 		c.sentinelEpoch, c.epochAhead = obs.EpochAhead(committed.Epoch)
 	}

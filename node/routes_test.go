@@ -76,6 +76,28 @@ func TestCheckRouteAndNote(t *testing.T) {
 		t.Fatalf("stranger at epoch 99: %+v", stranger)
 	}
 
+	// A stale committed route (a follower whose log lags behind a failover
+	// its watcher already confirms) is contradicted although the deposed
+	// master still answers ROLE as a master; an older Sentinel view is not.
+	moved := obs
+	moved.Master, moved.Epoch = "b:1", 5
+	moved.Sentinels = []topology.SentinelState{{Addr: "s:1", Reachable: true, Master: "b:1", Epoch: 5}}
+	if c := checkRoute(moved, cluster.RouteDecision{Master: "a:1", Epoch: 4}); c.contradicted == "" || !c.staleBySentinel {
+		t.Fatalf("committed a:1 at epoch 4, Sentinels at epoch 5 name b:1: not contradicted as stale: %+v", c)
+	}
+	// A stranger is no mere lag behind Sentinel: the VIP may move for it.
+	if stranger.staleBySentinel {
+		t.Fatalf("stranger marked as stale by Sentinel: %+v", stranger)
+	}
+	if c := checkRoute(moved, cluster.RouteDecision{Master: "a:1", Epoch: 6}); c.contradicted != "" {
+		t.Fatalf("committed a:1 at epoch 6 above the watcher's epoch 5: contradicted: %+v", c)
+	}
+	noSentinel := moved
+	noSentinel.Sentinels = nil
+	if c := checkRoute(noSentinel, cluster.RouteDecision{Master: "a:1", Epoch: 4}); c.contradicted != "" {
+		t.Fatalf("without Sentinel the epochs are local counters: contradicted: %+v", c)
+	}
+
 	n := &Node{logger: slog.New(slog.DiscardHandler)}
 	if n.noteRouteCheck(routeCheck{}, cluster.RouteDecision{Master: "a:1"}) {
 		t.Fatal("no contradiction reported as begun")

@@ -254,7 +254,8 @@ func (n *Node) fillProxyStats(snap *webui.Snapshot, obs topology.Observation, st
 		f := webui.Frontend{Name: l.Name, Addr: l.Addr, CurrentSessions: l.CurrentSessions, MaxSessions: l.MaxSessions,
 			Limit: l.Limit, TotalSessions: uint64(l.TotalSessions), CommandsTotal: uint64(l.Commands),
 			BytesIn: uint64(l.BytesIn), BytesOut: uint64(l.BytesOut), Errors: uint64(l.Errors), Refused: uint64(l.Refused),
-			IdleSessions: l.Parked, MovedToOwn: uint64(l.MovedToOwn), AuthFailures: uint64(l.AuthFailures)}
+			IdleSessions: l.Parked, MovedToOwn: uint64(l.MovedToOwn), AuthFailures: uint64(l.AuthFailures),
+			TLSFailed: uint64(l.TLSFailed)}
 		prev, ok := n.rates[l.Name]
 		if ok && now.Sub(prev.at) > 0 {
 			f.CommandsPerSec = float64(l.Commands-prev.commands) / now.Sub(prev.at).Seconds()

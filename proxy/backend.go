@@ -63,8 +63,7 @@ func (srv *Server) dial(addr string) (*backendConn, error) {
 // such a connection would come back "outcome unknown" a second time.
 func (srv *Server) dialTCP(addr string) (net.Conn, *backendStats, error) {
 	st := srv.backendStatsFor(addr)
-	d := net.Dialer{Timeout: srv.cfg.DialTimeout, KeepAlive: 15 * time.Second}
-	c, err := d.Dial("tcp", addr)
+	c, err := srv.dialBackend(addr)
 	if err != nil {
 		st.errors.Add(1)
 		return nil, st, fmt.Errorf("dial backend %s: %w", addr, err)

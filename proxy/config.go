@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -57,6 +58,13 @@ type Config struct {
 	// (per proxy, both listeners); 0: no limit.
 	MaxClientsPerIP int `koanf:"max_clients_per_ip"`
 
+	// TLS is TLS on the client listeners (tls.go).
+	TLS TLSConfig `koanf:"tls"`
+
+	// BackendTLS, when set, is used for every connection to Redis; node
+	// builds it from redis.tls. Not a key of the proxy section.
+	BackendTLS *tls.Config `koanf:"-"`
+
 	// BackendUsername and BackendPassword come from redis.username /
 	// redis.password; not a key of the proxy section.
 	BackendUsername string `koanf:"-"`
@@ -78,6 +86,7 @@ func DefaultConfig() Config {
 		ClientOutputLimit: 1 << 30,
 		DenyCommands:      append([]string(nil), DefaultDenyCommands...),
 		AuthTimeout:       10 * time.Second,
+		TLS:               TLSConfig{MinVersion: "1.2"},
 	}
 }
 
@@ -125,5 +134,6 @@ func (c Config) Validate() error {
 	if c.MaxClientsPerIP < 0 {
 		errs = append(errs, fmt.Errorf("proxy.max_clients_per_ip: must not be negative (0 is off), got %d", c.MaxClientsPerIP))
 	}
+	errs = append(errs, c.TLS.validate()...)
 	return errors.Join(errs...)
 }

@@ -468,8 +468,7 @@ func (srv *Server) authCheckLoop(ctx context.Context) {
 
 // probeMux opens a connection as dialMux would and sends PING on it.
 func (srv *Server) probeMux(key muxKey) error {
-	d := net.Dialer{Timeout: srv.cfg.DialTimeout}
-	c, err := d.Dial("tcp", key.addr)
+	c, err := srv.dialBackend(key.addr)
 	if err != nil {
 		return err
 	}

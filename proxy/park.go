@@ -47,6 +47,9 @@ func (srv *Server) parkLoop(stop <-chan struct{}) {
 			if be := s.curBE.Load(); be != nil && be.mux == nil {
 				continue // a dedicated connection: never parked, not woken for nothing
 			}
+			if s.fd < 0 {
+				continue // no socket to poll (TLS: the tls.Conn holds state): never parked
+			}
 			if in == s.sweepIn && !s.parked.Load() {
 				idle = append(idle, s)
 			}

@@ -8,4 +8,9 @@ func readLoop(c net.Conn, space func() []byte, handle func(n int) bool, idle fun
 	return plainReadLoop(c, space, handle)
 }
 
-func tryWrite(c net.Conn, p []byte) (int, error) { return c.Write(p) }
+func tryWrite(c net.Conn, p []byte) (int, error) {
+	if nb, ok := c.(nonBlockingWriter); ok {
+		return nb.tryWrite(p) // TLS (tls.go)
+	}
+	return c.Write(p)
+}

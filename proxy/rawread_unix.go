@@ -74,6 +74,11 @@ func readLoop(c net.Conn, space func() []byte, handle func(n int) bool, idle fun
 // tryWrite writes what the socket accepts without waiting (n may be short
 // with a nil error).
 func tryWrite(c net.Conn, p []byte) (int, error) {
+	if _, plain := c.(*net.TCPConn); !plain { // a pointer compare on the plain path
+		if nb, ok := c.(nonBlockingWriter); ok {
+			return nb.tryWrite(p) // TLS (tls.go)
+		}
+	}
 	sc, ok := c.(syscall.Conn)
 	if !ok {
 		return c.Write(p)

@@ -19,6 +19,7 @@ type Server struct {
 	routes   RouteSource
 	log      *slog.Logger
 	rw, ro   *listener
+	tls      *tlsServer // proxy.tls; nil: plain TCP
 	needAuth bool
 	// backendAuth is the AUTH command for backend connections (proxy.password mode).
 	backendAuth []byte
@@ -65,6 +66,7 @@ type listener struct {
 	moved                             atomic.Int64 // sessions that left a shared connection for their own
 	parked                            atomic.Int64 // idle sessions without a goroutine now (park.go)
 	authFailures                      atomic.Int64 // wrong proxy passwords
+	tlsFailed                         atomic.Int64 // TLS handshakes that failed (tls.go)
 }
 
 // New validates cfg and binds the listeners (so Addr works); it starts no
@@ -100,6 +102,13 @@ func newServer(cfg Config, routes RouteSource, logger *slog.Logger, listen func(
 		} else {
 			srv.backendAuth = appendCommandStrings(nil, "AUTH", cfg.BackendPassword)
 		}
+	}
+	if cfg.TLS.Enabled {
+		t, err := newTLSServer(cfg.TLS)
+		if err != nil {
+			return nil, err
+		}
+		srv.tls = t
 	}
 	ln, err := listen("rw", cfg.Listen)
 	if err != nil {
@@ -205,6 +214,13 @@ func (srv *Server) Run(ctx context.Context) error {
 			srv.parkLoop(ctx.Done())
 		}()
 	}
+	if srv.tls != nil {
+		loops.Add(1)
+		go func() {
+			defer loops.Done()
+			srv.tlsReloadLoop(ctx)
+		}()
+	}
 	var err error
 	select {
 	case <-ctx.Done():
@@ -269,6 +285,10 @@ func (srv *Server) acceptLoop(ctx context.Context, l *listener) error {
 			}
 		}
 		l.total.Add(1)
+		if srv.tls != nil {
+			srv.startTLSSession(ctx, l, c)
+			continue
+		}
 		s := newSession(srv, l, c, srv.nextID.Add(1))
 		srv.mu.Lock()
 		if srv.stopping {

@@ -39,6 +39,7 @@ type ListenerStats struct {
 	MovedToOwn      int64 // sessions that left a shared connection for one of their own (proxy.multiplex)
 	Parked          int64 // idle sessions parked now: no goroutine until their client sends
 	AuthFailures    int64 // wrong proxy passwords (proxy.password mode)
+	TLSFailed       int64 // TLS handshakes that failed (proxy.tls)
 }
 
 // BackendStats are the counters of one Redis server address.
@@ -91,6 +92,7 @@ func (srv *Server) Stats() Stats {
 			Commands: l.commands.Load(), BytesIn: l.bytesIn.Load(), BytesOut: l.bytesOut.Load(), Errors: l.errs.Load(),
 			Resent: l.resent.Load(), MovedToOwn: l.moved.Load(), Parked: l.parked.Load(),
 			AuthFailures: l.authFailures.Load(),
+			TLSFailed:    l.tlsFailed.Load(),
 		}
 		out.Listeners = append(out.Listeners, ls)
 	}

@@ -46,8 +46,12 @@ func (s *Server) authenticate(r *http.Request) (User, authResult) {
 // address over its limit waits limitedDelay for its 429 (while fewer than
 // maxDelayed wait): a client that floods over a few kept-alive connections
 // is slowed to a few attempts a second, and the agent spends a timer on
-// each instead of parsing a thousand requests a second.
+// each instead of parsing a thousand requests a second. The connection
+// closes after every refusal: a client that goes on connects again, and
+// from a limited address is then refused at accept (gateListener), before
+// any parsing.
 func (s *Server) refuseAuth(w http.ResponseWriter, r *http.Request, res authResult, asJSON bool) {
+	w.Header().Set("Connection", "close")
 	switch res {
 	case authLimited:
 		select {

@@ -96,7 +96,7 @@
 // Read from the Snapshot at scrape time: redhaven_proxy_sessions_current,
 // _sessions_max, _sessions_limit, _sessions_total, _commands_total,
 // _bytes_in_total, _bytes_out_total, _errors_total, _refused_total,
-// _auth_failures_total {listener}; redhaven_proxy_buffer_bytes,
+// _auth_failures_total, _tls_handshake_failures_total {listener}; redhaven_proxy_buffer_bytes,
 // _buffer_limit_bytes (proxy.max_buffer_memory), _clients_closed_total
 // {reason} (Snapshot.Clients); redhaven_proxy_commands_refused_total
 // {command} (Snapshot.RefusedCommands); redhaven_backend_up, _is_master, _replication_lag_bytes,
@@ -143,6 +143,12 @@
 // up to 256 such requests at once, which slows a flood over kept-alive
 // connections to a few attempts a second); one bcrypt runs at a
 // time, at most 4 requests wait for it (2 s at most), the others get 503.
+// Every 401, 429 and 503 closes its connection, and a new connection from
+// an address with no token left (and no login from it in the last 5
+// minutes) is answered with a fixed 429 at accept, after 5 s for up to
+// 1,024 at once, without net/http reading a request: a flood over many
+// connections and addresses then costs the agent an accept and a close
+// per attempt, not the parsing of a request.
 // The comparison itself pauses every few key-schedule rounds, so that on
 // one Go thread the proxy's connections are served in between.
 //

@@ -9,9 +9,9 @@ import (
 type collector struct {
 	src Source
 
-	sessionsCur, sessionsMax, sessionsLimit, sessionsTotal, sessionsIdle, movedToOwn *prometheus.Desc
-	commands, bytesIn, bytesOut, errors, refused                                     *prometheus.Desc
-	authFailures, bufferBytes, bufferLimit, clientsClosed, commandsRefused           *prometheus.Desc
+	sessionsCur, sessionsMax, sessionsLimit, sessionsTotal, sessionsIdle, movedToOwn  *prometheus.Desc
+	commands, bytesIn, bytesOut, errors, refused                                      *prometheus.Desc
+	authFailures, tlsFailed, bufferBytes, bufferLimit, clientsClosed, commandsRefused *prometheus.Desc
 
 	backendUp, backendMaster, backendLag, backendOffset, backendLink *prometheus.Desc
 	backendSessions, backendCommands, backendErrors                  *prometheus.Desc
@@ -45,6 +45,7 @@ func newCollector(src Source) *collector {
 		refused:         d("proxy_refused_total", "Client connections refused.", "listener"),
 		commandsRefused: d("proxy_commands_refused_total", "Commands the proxy refused (proxy.deny_commands, or never allowed), by command.", "command"),
 		authFailures:    d("proxy_auth_failures_total", "Wrong proxy passwords (proxy.password).", "listener"),
+		tlsFailed:       d("proxy_tls_handshake_failures_total", "Client TLS handshakes that failed (proxy.tls): wrong or missing client certificate, plain TCP, timeout.", "listener"),
 		bufferBytes:     d("proxy_buffer_bytes", "Memory held by clients' buffered input and unread replies."),
 		bufferLimit:     d("proxy_buffer_limit_bytes", "proxy.max_buffer_memory: beyond it the largest consumers are disconnected."),
 		clientsClosed:   d("proxy_clients_closed_total", "Clients the proxy closed or refused, by reason.", "reason"),
@@ -84,7 +85,7 @@ func newCollector(src Source) *collector {
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		c.sessionsCur, c.sessionsMax, c.sessionsLimit, c.sessionsTotal, c.sessionsIdle, c.movedToOwn, c.commands, c.bytesIn, c.bytesOut, c.errors, c.refused,
-		c.authFailures, c.bufferBytes, c.bufferLimit, c.clientsClosed, c.commandsRefused,
+		c.authFailures, c.tlsFailed, c.bufferBytes, c.bufferLimit, c.clientsClosed, c.commandsRefused,
 		c.backendUp, c.backendMaster, c.backendLag, c.backendOffset, c.backendLink, c.backendSessions, c.backendCommands,
 		c.backendErrors, c.backendCheck, c.backendDowntime, c.sentinelReachable, c.sentinelEpoch, c.rejected,
 		c.routeEpoch, c.routeHasMaster, c.routeContradicted, c.routeEpochAhead, c.ready, c.leader, c.members, c.vipHeld, c.failover, c.build,
@@ -135,6 +136,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.errors, float64(f.Errors), l)
 		counter(c.refused, float64(f.Refused), l)
 		counter(c.authFailures, float64(f.AuthFailures), l)
+		counter(c.tlsFailed, float64(f.TLSFailed), l)
 	}
 	gauge(c.bufferBytes, float64(snap.Clients.BufferBytes))
 	gauge(c.bufferLimit, float64(snap.Clients.BufferLimit))

@@ -69,6 +69,7 @@ type passwordChecker struct {
 	mu      sync.Mutex
 	cache   map[[32]byte]time.Time // HMAC(user, password) -> expiry
 	buckets map[netip.Prefix]*bucket
+	trusted map[netip.Prefix]time.Time // addresses that logged in lately -> until when
 	global  bucket
 	other   bucket // the addresses beyond maxBuckets
 	waiters int
@@ -82,6 +83,7 @@ func newPasswordChecker() (*passwordChecker, error) {
 		now:     time.Now,
 		cache:   map[[32]byte]time.Time{},
 		buckets: map[netip.Prefix]*bucket{},
+		trusted: map[netip.Prefix]time.Time{},
 		slot:    make(chan struct{}, 1),
 	}
 	if _, err := rand.Read(c.key[:]); err != nil {
@@ -108,6 +110,7 @@ func (c *passwordChecker) check(ctx context.Context, remote, name, pw string, ha
 	c.mu.Lock()
 	if exp, ok := c.cache[id]; ok && hash != nil {
 		if now.Before(exp) {
+			c.trust(remote, now)
 			c.mu.Unlock()
 			return authOK
 		}
@@ -119,7 +122,9 @@ func (c *passwordChecker) check(ctx context.Context, remote, name, pw string, ha
 		return authLimited
 	}
 	if !c.global.take(now, globalFailBurst, globalFailEvery) {
-		b.give(failBurst)
+		// The address's token stays spent too: an address that keeps
+		// trying while all are limited empties its own bucket, and is
+		// then refused at accept (refusesConn) without net/http.
 		c.mu.Unlock()
 		return authLimited
 	}
@@ -144,6 +149,7 @@ func (c *passwordChecker) check(ctx context.Context, remote, name, pw string, ha
 	b.give(failBurst)
 	c.global.give(globalFailBurst)
 	c.remember(id, now.Add(credentialTTL))
+	c.trust(remote, now)
 	return authOK
 }
 
@@ -200,23 +206,81 @@ func (c *passwordChecker) remember(id [32]byte, exp time.Time) {
 	c.cache[id] = exp
 }
 
-// bucketFor returns the failure bucket of a client address (IPv6 by /64,
-// which one host usually holds whole); c.mu is held.
-func (c *passwordChecker) bucketFor(remote string) *bucket {
-	host, _, err := net.SplitHostPort(remote)
-	if err != nil {
-		host = remote
+// refusesConn tells whether a new connection from addr is to be refused
+// before net/http reads anything: its address (or the shared bucket of the
+// addresses beyond maxBuckets) has no token left for a wrong password, and
+// no user logged in from it within credentialTTL (a cached credential
+// passes the limits, so such an address still gets the full check).
+func (c *passwordChecker) refusesConn(addr netip.Addr) bool {
+	p := clientPrefix(addr)
+	now := c.now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if until, ok := c.trusted[p]; ok && now.Before(until) {
+		return false
 	}
-	addr, err := netip.ParseAddr(host)
-	if err != nil {
-		return &c.other
+	b, ok := c.buckets[p]
+	if !ok {
+		if len(c.buckets) < maxBuckets {
+			return false // a new address: bucketFor will give it a full bucket
+		}
+		b = &c.other
 	}
+	b.refill(now, failBurst, failEvery)
+	return b.tokens < 1
+}
+
+// trust marks the address of remote as one a user logged in from (see
+// refusesConn); c.mu is held.
+func (c *passwordChecker) trust(remote string, now time.Time) {
+	p, ok := remotePrefix(remote)
+	if !ok {
+		return
+	}
+	if len(c.trusted) >= maxBuckets {
+		for k, until := range c.trusted {
+			if !now.Before(until) {
+				delete(c.trusted, k)
+			}
+		}
+		if len(c.trusted) >= maxBuckets {
+			clear(c.trusted)
+		}
+	}
+	c.trusted[p] = now.Add(credentialTTL)
+}
+
+// clientPrefix is what a client address is limited by: IPv4 by address,
+// IPv6 by /64, which one host usually holds whole.
+func clientPrefix(addr netip.Addr) netip.Prefix {
 	addr = addr.Unmap()
 	bits := 32
 	if addr.Is6() {
 		bits = 64
 	}
 	p, _ := addr.Prefix(bits)
+	return p
+}
+
+// remotePrefix is clientPrefix of a request's RemoteAddr (host:port).
+func remotePrefix(remote string) (netip.Prefix, bool) {
+	host, _, err := net.SplitHostPort(remote)
+	if err != nil {
+		host = remote
+	}
+	addr, err := netip.ParseAddr(host)
+	if err != nil {
+		return netip.Prefix{}, false
+	}
+	return clientPrefix(addr), true
+}
+
+// bucketFor returns the failure bucket of a client address; c.mu is held.
+func (c *passwordChecker) bucketFor(remote string) *bucket {
+	p, ok := remotePrefix(remote)
+	if !ok {
+		return &c.other
+	}
 	if b, ok := c.buckets[p]; ok {
 		return b
 	}

@@ -35,6 +35,7 @@ type Server struct {
 	authRefused  *prometheus.CounterVec // {reason}: wrong, limited, busy
 	limitedDelay time.Duration          // a 429 for too many wrong passwords waits this long...
 	delayed      chan struct{}          // ...while a slot is free here
+	gateDelay    time.Duration          // a connection refused at accept waits this long (gateListener)
 }
 
 // Bounds of the delayed 429 answers (see refuseAuth).
@@ -85,6 +86,7 @@ func New(cfg Config, src Source, admin Admin, logger *slog.Logger) (*Server, err
 		secret:       make([]byte, 32),
 		passwords:    pc,
 		limitedDelay: limitedDelay,
+		gateDelay:    gateDelay,
 		delayed:      make(chan struct{}, maxDelayed),
 		authRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "redhaven_http_auth_refused_total",
@@ -168,12 +170,22 @@ func (s *Server) Run(ctx context.Context) error {
 	srv.TLSConfig = s.tls
 	servers := []*http.Server{srv}
 	errc := make(chan error, 2)
+	ln := s.ln
+	if s.authEnabled() {
+		ln = &gateListener{
+			Listener: s.ln,
+			refuses:  s.passwords.refusesConn,
+			limited:  s.authRefused.WithLabelValues(authLimited.String()),
+			plain:    s.tls == nil,
+			delay:    s.gateDelay,
+		}
+	}
 	go func() {
 		var err error
 		if s.tls != nil {
-			err = srv.ServeTLS(s.ln, "", "")
+			err = srv.ServeTLS(ln, "", "")
 		} else {
-			err = srv.Serve(s.ln)
+			err = srv.Serve(ln)
 		}
 		errc <- fmt.Errorf("http serve %s: %w", s.ln.Addr(), err)
 	}()

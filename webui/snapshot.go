@@ -130,10 +130,11 @@ type Frontend struct {
 	BytesIn         uint64  `json:"bytes_in"`
 	BytesOut        uint64  `json:"bytes_out"`
 	Errors          uint64  `json:"errors"`
-	Refused         uint64  `json:"refused"`           // clients refused (limit, no master)
-	IdleSessions    int64   `json:"idle_sessions"`     // parked: idle, no goroutine until the client sends
-	MovedToOwn      uint64  `json:"moved_to_own_conn"` // sessions that left a shared backend connection for their own
-	AuthFailures    uint64  `json:"auth_failures"`     // wrong proxy passwords
+	Refused         uint64  `json:"refused"`                // clients refused (limit, no master)
+	IdleSessions    int64   `json:"idle_sessions"`          // parked: idle, no goroutine until the client sends
+	MovedToOwn      uint64  `json:"moved_to_own_conn"`      // sessions that left a shared backend connection for their own
+	AuthFailures    uint64  `json:"auth_failures"`          // wrong proxy passwords
+	TLSFailed       uint64  `json:"tls_handshake_failures"` // TLS handshakes that failed (proxy.tls)
 }
 
 // ClientLimits is what the proxy's bounds on clients cost and did.

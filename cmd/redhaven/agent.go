@@ -209,6 +209,7 @@ func (p *agentProc) reload(n *node.Node, cancel context.CancelFunc, done <-chan 
 	}
 	p.level.Set(node.ParseLevel(cfg.Log.Level))
 	n.ApplyLive(cfg)
+	_ = n.ReloadTLS() // proxy.tls's certificate files, read again (it logs the outcome)
 	if len(restart) == 0 {
 		p.cfg = cfg
 		p.logger.Info("reload: applied live", "keys", live)

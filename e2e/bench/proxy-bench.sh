@@ -96,28 +96,6 @@ overhead() {
   env "$@" LABEL="$label" BENCH_CPUS="$BC" "$BENCH_DIR/proxy-overhead.sh" $TARGETS 2>>"$OUT_DIR/progress.log" >/dev/null \
     || die "proxy-overhead.sh $label failed (see $OUT_DIR/progress.log)"
 }
-# vs_haproxy LABEL: each redhaven target vs direct and vs HAProxy, per P and test:
-# medians over rounds of SAME-ROUND ratios (rps, p50, p99), from raw.csv.
-vs_haproxy() {
-  awk -F, -v l="$1" -v pipes="$2" '
-    function med(s,   a, n, i, j, x) { n=split(s, a, " "); if (n==0) return 0
-      for (i=2; i<=n; i++) { x=a[i]+0; for (j=i-1; j>=1 && a[j]+0>x; j--) a[j+1]=a[j]; a[j+1]=x }
-      return (n%2) ? a[(n+1)/2] : (a[n/2]+a[n/2+1])/2 }
-    NR>1 && $1==l { k=$2"|"$4"|"$5; rps[$3"|"k]=$6; p50[$3"|"k]=$9; p99[$3"|"k]=$11; R[$2]=1 }
-    END {
-      printf "%-3s %-4s %-12s %12s %13s %15s %10s %10s %2s\n", "P", "test", "target", "rps/direct", "rps/haproxy", "min-max", "p50/hap", "p99/hap", "n"
-      np=split(pipes, P, " "); nt=split("redhaven redhaven-mux", T, " "); split("SET GET", K, " ")
-      for (pi=1; pi<=np; pi++) for (ki=1; ki<=2; ki++) for (ti=1; ti<=nt; ti++) {
-        sd=""; sh=""; s50=""; s99=""; cnt=0; lo=1e9; hi=0
-        for (r in R) { k=r"|"P[pi]"|"K[ki]; t=T[ti]"|"k; h="haproxy|"k; d="direct|"k
-          if (!(t in rps) || !(h in rps) || rps[h]<=0) continue
-          cnt++; x=rps[t]/rps[h]; sh=sh" "x; if (x<lo) lo=x; if (x>hi) hi=x
-          if (rps[d]>0) sd=sd" "rps[t]/rps[d]
-          if (p50[h]>0) s50=s50" "p50[t]/p50[h]; if (p99[h]>0) s99=s99" "p99[t]/p99[h] }
-        if (cnt==0) continue
-        printf "%-3s %-4s %-12s %12.3f %13.3f %7.3f-%-7.3f %10.2f %10.2f %2d\n", P[pi], K[ki], T[ti], med(sd), med(sh), lo, hi, med(s50), med(s99), cnt
-      } }' "$OUT_DIR/raw.csv"
-}
 cpu_table() { # cpu_table P REQUESTS [env...]
   local P=$1 n=$2; shift 2
   env "$@" BENCH_CPUS="$BC" "$BENCH_DIR/cpu-per-request.sh" $REDIS_PID "$P" "$n" \

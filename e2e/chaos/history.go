@@ -128,6 +128,13 @@ type Window struct {
 	// which no proxy can prevent. Planned failovers, agent faults and
 	// faults of replicas do not lose writes.
 	LosesWrites bool `json:"loses_writes"`
+	// Wipes: the fault killed the master's Redis and restarted it while
+	// the Sentinels still named it master (no failover: seed 1's three
+	// Sentinels split their votes). The e2e Redis has no persistence, so
+	// it came back empty and its replicas resynced from it, dropping every
+	// earlier write: Redis's documented hazard of a master without
+	// persistence that restarts, not the proxy's doing.
+	Wipes bool `json:"wipes,omitempty"`
 }
 
 func (w Window) overlaps(from, to int64) bool { return from <= w.End && to >= w.Start }

@@ -13,6 +13,9 @@ const (
 	// the master away without telling it: Redis's asynchronous replication
 	// had not copied it yet. Redis's behaviour, not the proxy's.
 	LostReplication = "replication"
+	// LostWiped: acknowledged before a fault that restarted the master
+	// empty (Window.Wipes). Redis's behaviour without persistence.
+	LostWiped = "wiped"
 	// LostOther: any other acknowledged write that is gone, e.g. one that
 	// a deposed master acknowledged. Must be 0.
 	LostOther = "other"
@@ -113,6 +116,11 @@ func CheckLists(ops []Op, final map[string][]string, faults []Window, lag time.D
 				if p.acked >= f.Start-lag.Nanoseconds() && p.acked <= f.Start+lag.Nanoseconds() {
 					l.Class, l.Fault, l.BeforeFault = LostReplication, f.Kind+" "+f.Target, time.Duration(f.Start-p.acked)
 					break
+				}
+			}
+			for _, f := range faults {
+				if l.Class == LostOther && f.Wipes && p.acked <= f.Start+lag.Nanoseconds() {
+					l.Class, l.Fault, l.BeforeFault = LostWiped, f.Kind+" "+f.Target, time.Duration(f.Start-p.acked)
 				}
 			}
 			res.Lost = append(res.Lost, l)

@@ -5,6 +5,7 @@ package redistest
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"os"
@@ -40,6 +41,7 @@ type Server struct {
 	bin  string
 	args []string
 	pass string // requirepass, used by Client and readiness checks
+	tls  *TLS   // TLS only, when set
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -54,6 +56,8 @@ type ServerOptions struct {
 	Password string
 	// Extra are more "--key value" arguments, e.g. {"--maxmemory", "1gb"}.
 	Extra []string
+	// TLS, when set, serves TLS only on the port (tls.go).
+	TLS *TLS
 }
 
 // StartServer starts a redis-server on a free loopback port.
@@ -74,8 +78,11 @@ func StartServer(t testing.TB, opt ServerOptions) *Server {
 		host, p, _ := net.SplitHostPort(opt.ReplicaOf)
 		args = append(args, "--replicaof", host, p)
 	}
+	if opt.TLS != nil {
+		args = append(args[2:], opt.TLS.serverArgs(strconv.Itoa(port))...)
+	}
 	args = append(args, opt.Extra...)
-	s := &Server{t: t, Port: port, Addr: fmt.Sprintf("127.0.0.1:%d", port), Dir: dir, bin: "redis-server", args: args, pass: opt.Password}
+	s := &Server{t: t, Port: port, Addr: fmt.Sprintf("127.0.0.1:%d", port), Dir: dir, bin: "redis-server", args: args, pass: opt.Password, tls: opt.TLS}
 	s.start()
 	s.waitReady(opt.Password)
 	t.Cleanup(s.Kill)
@@ -98,7 +105,7 @@ func (s *Server) start() {
 
 func (s *Server) waitReady(password string) {
 	s.t.Helper()
-	c := redis.NewClient(&redis.Options{Addr: s.Addr, Password: password, Protocol: 2, MaxRetries: -1, DialTimeout: 200 * time.Millisecond})
+	c := redis.NewClient(&redis.Options{Addr: s.Addr, Password: password, Protocol: 2, MaxRetries: -1, DialTimeout: 200 * time.Millisecond, TLSConfig: s.tlsConfig()})
 	defer c.Close()
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
@@ -141,6 +148,14 @@ func (s *Server) Restart() {
 
 func (s *Server) password() string { return s.pass }
 
+// tlsConfig is the client TLS configuration for this process (nil: plain).
+func (s *Server) tlsConfig() *tls.Config {
+	if s.tls == nil {
+		return nil
+	}
+	return s.tls.ClientConfig()
+}
+
 // PID of the running process.
 func (s *Server) PID() int {
 	s.mu.Lock()
@@ -156,7 +171,7 @@ func (s *Server) Log() string {
 
 // Client returns a go-redis client for this process, closed at cleanup.
 func (s *Server) Client() *redis.Client {
-	c := redis.NewClient(&redis.Options{Addr: s.Addr, Password: s.password(), Protocol: 2, MaxRetries: -1, DisableIdentity: true})
+	c := redis.NewClient(&redis.Options{Addr: s.Addr, Password: s.password(), Protocol: 2, MaxRetries: -1, DisableIdentity: true, TLSConfig: s.tlsConfig()})
 	s.t.Cleanup(func() { c.Close() })
 	return c
 }
@@ -171,6 +186,7 @@ type SetOptions struct {
 	FailoverTimeout  time.Duration // default 6s
 	Password         string        // requirepass on every redis (and auth-pass for sentinels)
 	SentinelPassword string        // requirepass on every sentinel
+	TLS              *TLS          // TLS only, for every redis and sentinel (tls.go)
 }
 
 // Set is a master, its replicas and the Sentinels that watch them.
@@ -202,9 +218,9 @@ func StartSet(t testing.TB, opt SetOptions) *Set {
 		opt.FailoverTimeout = 6 * time.Second
 	}
 	set := &Set{MasterName: opt.MasterName, t: t}
-	set.Master = StartServer(t, ServerOptions{Password: opt.Password})
+	set.Master = StartServer(t, ServerOptions{Password: opt.Password, TLS: opt.TLS})
 	for i := 0; i < opt.Replicas; i++ {
-		set.Replicas = append(set.Replicas, StartServer(t, ServerOptions{ReplicaOf: set.Master.Addr, Password: opt.Password}))
+		set.Replicas = append(set.Replicas, StartServer(t, ServerOptions{ReplicaOf: set.Master.Addr, Password: opt.Password, TLS: opt.TLS}))
 	}
 	for _, r := range set.Replicas {
 		testutil.Eventually(t, 15*time.Second, "replica "+r.Addr+" link up", func() bool {
@@ -247,6 +263,9 @@ func startSentinel(t testing.TB, masterAddr string, opt SetOptions, quorum int) 
 		fmt.Sprintf("sentinel failover-timeout %s %d", opt.MasterName, opt.FailoverTimeout.Milliseconds()),
 		fmt.Sprintf("sentinel parallel-syncs %s 1", opt.MasterName),
 	}
+	if opt.TLS != nil {
+		conf = append(conf[1:], opt.TLS.sentinelConf(port)...)
+	}
 	if opt.Password != "" {
 		conf = append(conf, fmt.Sprintf("sentinel auth-pass %s %s", opt.MasterName, opt.Password))
 	}
@@ -257,7 +276,7 @@ func startSentinel(t testing.TB, masterAddr string, opt SetOptions, quorum int) 
 	if err := os.WriteFile(path, []byte(strings.Join(conf, "\n")+"\n"), 0o644); err != nil {
 		t.Fatalf("write sentinel config: %v", err)
 	}
-	s := &Server{t: t, Port: port, Addr: fmt.Sprintf("127.0.0.1:%d", port), Dir: dir, bin: "redis-sentinel", args: []string{path}, pass: opt.SentinelPassword}
+	s := &Server{t: t, Port: port, Addr: fmt.Sprintf("127.0.0.1:%d", port), Dir: dir, bin: "redis-sentinel", args: []string{path}, pass: opt.SentinelPassword, tls: opt.TLS}
 	s.start()
 	s.waitReady(opt.SentinelPassword)
 	t.Cleanup(s.Kill)
@@ -276,7 +295,7 @@ func Addrs(servers []*Server) []string {
 // CurrentMaster asks the first reachable Sentinel for the master address.
 func (set *Set) CurrentMaster() string {
 	for _, s := range set.Sentinels {
-		c := redis.NewClient(&redis.Options{Addr: s.Addr, Password: s.password(), Protocol: 2, DialTimeout: 200 * time.Millisecond, DisableIdentity: true})
+		c := redis.NewClient(&redis.Options{Addr: s.Addr, Password: s.password(), Protocol: 2, DialTimeout: 200 * time.Millisecond, DisableIdentity: true, TLSConfig: s.tlsConfig()})
 		res, err := c.Do(context.Background(), "SENTINEL", "GET-MASTER-ADDR-BY-NAME", set.MasterName).StringSlice()
 		c.Close()
 		if err == nil && len(res) == 2 {

@@ -31,6 +31,8 @@ type Config struct {
 	MaxReplicaLag int64 `koanf:"max_replica_lag"`
 	// DialTimeout bounds connecting to a node or Sentinel.
 	DialTimeout time.Duration `koanf:"dial_timeout"`
+	// TLS is TLS towards Redis and Sentinel (tls.go).
+	TLS TLSConfig `koanf:"tls"`
 }
 
 // DefaultConfig returns the defaults from DESIGN.md.
@@ -40,6 +42,7 @@ func DefaultConfig() Config {
 		CheckInterval: time.Second,
 		MaxReplicaLag: 1 << 20,
 		DialTimeout:   500 * time.Millisecond,
+		TLS:           TLSConfig{MinVersion: "1.2"},
 	}
 }
 
@@ -71,6 +74,7 @@ func (c Config) Validate() error {
 	if c.MaxReplicaLag < 0 {
 		errs = append(errs, fmt.Errorf("redis.max_replica_lag: must not be negative, got %d", c.MaxReplicaLag))
 	}
+	errs = append(errs, c.TLS.validate()...)
 	return errors.Join(errs...)
 }
 

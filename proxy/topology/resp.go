@@ -3,6 +3,7 @@ package topology
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -39,6 +40,7 @@ type respConn struct {
 type credentials struct {
 	username string
 	password string
+	tls      *tls.Config // redis.tls; nil: plain TCP
 }
 
 // dialRESP connects to addr within timeout and authenticates when creds
@@ -51,6 +53,11 @@ func dialRESP(ctx context.Context, addr string, creds credentials, timeout time.
 	}
 	if tc, ok := nc.(*net.TCPConn); ok {
 		_ = tc.SetNoDelay(true)
+	}
+	if creds.tls != nil {
+		if nc, err = startTLS(ctx, nc, addr, creds.tls, timeout); err != nil {
+			return nil, err
+		}
 	}
 	c := &respConn{addr: addr, nc: nc, br: bufio.NewReaderSize(nc, 4096), bw: bufio.NewWriterSize(nc, 1024)}
 	if creds.password != "" {

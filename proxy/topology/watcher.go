@@ -72,12 +72,16 @@ func New(cfg Config, logger *slog.Logger) (*Watcher, error) {
 	if ct < minCheckTimeout {
 		ct = minCheckTimeout
 	}
+	tlsCfg, err := cfg.TLS.ClientConfig()
+	if err != nil {
+		return nil, err
+	}
 	w := &Watcher{
 		cfg:           cfg,
 		log:           logger.With("component", "topology"),
 		changes:       make(chan struct{}, 1),
-		nodeCreds:     credentials{username: cfg.Username, password: cfg.Password},
-		sentinelCreds: credentials{username: cfg.SentinelUsername, password: cfg.SentinelPassword},
+		nodeCreds:     credentials{username: cfg.Username, password: cfg.Password, tls: tlsCfg},
+		sentinelCreds: credentials{username: cfg.SentinelUsername, password: cfg.SentinelPassword, tls: tlsCfg},
 		checkTimeout:  ct,
 		nodes:         map[string]*nodeProbe{},
 	}

@@ -1,0 +1,50 @@
+package chaos
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// TestRecheckSavedRun runs the checkers again on a saved run (the
+// chaos.jsonl, final.json and faults.json that make chaos writes to
+// dist/chaos), to diagnose a run after a checker change without running
+// it again: CHAOS_RECHECK=dist/chaos go test -run TestRecheckSavedRun -v ./e2e/chaos
+func TestRecheckSavedRun(t *testing.T) {
+	dir := os.Getenv("CHAOS_RECHECK")
+	if dir == "" {
+		t.Skip("CHAOS_RECHECK is not set")
+	}
+	ops, err := ReadOps(filepath.Join(dir, "chaos.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var final map[string][]string
+	var faults []Window
+	for name, v := range map[string]any{"final.json": &final, "faults.json": &faults} {
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		if err == nil {
+			err = json.Unmarshal(b, v)
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+	}
+	const lag = 500 * time.Millisecond // as in e2e TestChaos
+	lists := CheckLists(ops, final, faults, lag)
+	t.Logf("lists: acked %d, lost by class %v, duplicated %d, phantom %d, failed-but-present %d, reads that lost a value %d",
+		lists.Acked, lists.ByClass, len(lists.Duplicated), len(lists.Phantom), len(lists.FailedSeen), len(lists.ReadsBad))
+	for _, l := range lists.Lost {
+		if l.Class == LostOther {
+			t.Logf("  lost %s %s acked %s", l.Key, l.Value, time.Unix(0, l.Acked).UTC().Format("15:04:05.000"))
+		}
+	}
+	start := time.Now()
+	reg, err := CheckRegister(ops, faults, lag, 2*time.Minute, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("registers (%v): %+v linearizable=%v", time.Since(start).Round(time.Millisecond), reg, reg.Linearizable())
+}
