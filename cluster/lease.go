@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"sync"
 	"time"
 
@@ -91,10 +92,20 @@ type leaseLocal struct {
 	// arrived holds when lease entries not yet applied were stored in
 	// this node's log, by index (arrivalStore).
 	arrived map[uint64]time.Time
+	// changes counts the lease changes this process applied, by kind
+	// (grant, takeover, release; renewals are not changes).
+	changes map[string]uint64
 }
 
 func newLeaseLocal() *leaseLocal {
-	return &leaseLocal{hint: make(chan struct{}, 1), arrived: map[uint64]time.Time{}}
+	return &leaseLocal{hint: make(chan struct{}, 1), arrived: map[uint64]time.Time{},
+		changes: map[string]uint64{LeaseGrant: 0, LeaseTakeover: 0, LeaseRelease: 0}}
+}
+
+func (l *leaseLocal) changed(kind string) {
+	l.mu.Lock()
+	l.changes[kind]++
+	l.mu.Unlock()
 }
 
 func (l *leaseLocal) seen(at time.Time) {
@@ -227,6 +238,9 @@ func (f *fsm) applyLease(index uint64, c command) applyResult {
 	default:
 		return applyResult{err: fmt.Errorf("unknown lease command %q", lc.Kind)}
 	}
+	if lc.Kind != LeaseRenew {
+		f.lease.changed(lc.Kind)
+	}
 	f.lease.seen(f.lease.arrival(index, time.Now()))
 	return applyResult{changed: true}
 }
@@ -336,6 +350,17 @@ func (a *Agent) LeaseStatus() LeaseStatus {
 		}
 	}
 	return st
+}
+
+// LeaseChangeCounts returns how many lease changes this process applied,
+// by kind (LeaseGrant, LeaseTakeover, LeaseRelease; all three present).
+// Entries applied again after a restart (the log after the last
+// snapshot) count again: it is a per-process counter.
+func (a *Agent) LeaseChangeCounts() map[string]uint64 {
+	l := a.fsm.lease
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return maps.Clone(l.changes)
 }
 
 // LeaseChanges returns a cap-1 hint channel: a lease change was applied.

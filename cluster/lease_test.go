@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"maps"
 	"testing"
 	"time"
 
@@ -110,6 +111,13 @@ func TestLeaseRules(t *testing.T) {
 	}
 	if moves != 4 { // grant, takeover, release, grant; renewals are not history
 		t.Errorf("%d vip_move events, want 4", moves)
+	}
+	// Only applied changes count (refused commands and renewals do not).
+	f.lease.mu.Lock()
+	changes := maps.Clone(f.lease.changes)
+	f.lease.mu.Unlock()
+	if want := map[string]uint64{LeaseGrant: 2, LeaseTakeover: 1, LeaseRelease: 1}; !maps.Equal(changes, want) {
+		t.Errorf("lease changes %v, want %v", changes, want)
 	}
 
 	// A snapshot carries the lease; a restored node counts it from now.

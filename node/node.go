@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -39,7 +40,9 @@ type Node struct {
 	web     *webui.Server
 
 	routes *routeTable
-	lease  vipLease // the VIP lease policy (vip_lease.go)
+	// maxReplicaLag is redis.max_replica_lag, changed by a reload.
+	maxReplicaLag atomic.Int64
+	lease         vipLease // the VIP lease policy (vip_lease.go)
 
 	mu             sync.Mutex
 	masterLost     time.Time             // when the leader's watcher lost the committed master; zero when it has one
@@ -65,6 +68,7 @@ func NewInherited(cfg Config, logger *slog.Logger, in *Inherited) (*Node, error)
 	}
 	n := &Node{cfg: cfg, logger: logger, routes: newRouteTable(), started: time.Now(), rates: map[string]rateSample{}}
 	n.lease.leave = make(chan chan struct{})
+	n.maxReplicaLag.Store(cfg.Redis.MaxReplicaLag)
 	var err error
 	if n.watcher, err = topology.New(cfg.Redis, logger); err != nil {
 		return nil, fmt.Errorf("watcher: %w", err)
@@ -217,7 +221,7 @@ func (n *Node) step(ctx context.Context) {
 	r := proxy.Route{}
 	if n.cluster.InContact() && st.Route.Master != "" && chk.contradicted == "" {
 		r.Master, r.Epoch = st.Route.Master, st.Route.Epoch
-		r.Replicas = routeFromObservation(topology.Observation{Master: r.Master, Nodes: obs.Nodes}, n.cfg.Redis.MaxReplicaLag).Replicas
+		r.Replicas = routeFromObservation(topology.Observation{Master: r.Master, Nodes: obs.Nodes}, n.maxReplicaLag.Load()).Replicas
 		r.Replicas = withoutAdmin(r.Replicas, st.Admin)
 	}
 	r = n.seeded(r, n.cluster.InContact(), chk.contradicted != "")

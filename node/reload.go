@@ -15,15 +15,26 @@ import (
 
 // LiveKeys are the config keys a reload applies without a restart.
 var LiveKeys = map[string]bool{
-	"log.level":          true, // cmd/redhaven sets the logger's level
-	"proxy.hold_timeout": true, // ApplyLive
-	"proxy.max_clients":  true, // ApplyLive
+	"log.level": true, // cmd/redhaven sets the logger's level
+	// ApplyLive:
+	"proxy.hold_timeout":        true,
+	"proxy.max_clients":         true,
+	"proxy.prefer_replica":      true,
+	"proxy.client_output_limit": true,
+	"proxy.auth_timeout":        true,
+	"proxy.client_idle_timeout": true,
+	"proxy.max_clients_per_ip":  true,
+	"redis.max_replica_lag":     true,
+	"http.auth":                 true,
 }
 
 // ApplyLive applies the live keys of the node's parts from cfg (a valid
 // config; log.level is the caller's, whose logger it is).
 func (n *Node) ApplyLive(cfg Config) {
-	n.proxy.SetLive(cfg.Proxy.HoldTimeout, cfg.Proxy.MaxClients)
+	n.proxy.SetLive(cfg.Proxy.Live())
+	n.maxReplicaLag.Store(cfg.Redis.MaxReplicaLag)
+	n.watcher.SetMaxReplicaLag(cfg.Redis.MaxReplicaLag)
+	n.web.SetUsers(cfg.HTTP.Auth)
 }
 
 // ChangedKeys lists the keys (koanf paths, e.g. "proxy.hold_timeout")

@@ -55,6 +55,9 @@ type vipLease struct {
 	probe     bool
 	waitUntil time.Time
 	holding   bool // this node was the holder at the last step
+	// servedAt is the last step at which this node could serve
+	// (mayServe); zero until it could once in this process.
+	servedAt time.Time
 
 	// handoff: a hand-over restart is under way; leaseLoop leaves the
 	// VIP on the interface and writes the lease's end into it.
@@ -145,6 +148,9 @@ func (n *Node) leaseStep(ctx context.Context, now time.Time) {
 	}
 	mayServe := l.mayServe.Load() && !l.leaving
 	canServe := mayServe && inContact
+	if mayServe {
+		l.servedAt = now
+	}
 
 	// A new leader need not wait for its first leadership check: the
 	// commit of the grant or takeover proves the quorum follows it.
@@ -201,6 +207,16 @@ func (n *Node) leaseStep(ctx context.Context, now time.Time) {
 			}
 		}
 	}
+	if n.unhealthyHolder(mayServe, inContact, inherited, now) {
+		// Released here rather than run out (lease + skew, 1.1 s by
+		// default, then the successor's probe): the leader grants the
+		// free lease to a node that can serve at once, without a probe.
+		n.logger.Warn("vip lease released: this node cannot route (no committed master, or its watcher contradicts it)",
+			"for", now.Sub(l.servedAt).Round(time.Millisecond))
+		n.releaseVIP()
+		l.holding = false
+		return
+	}
 	if canServe && now.Sub(l.lastRequest) >= n.cfg.Cluster.VIPLease/4 && l.renewing.CompareAndSwap(false, true) {
 		l.lastRequest = now
 		go func() {
@@ -213,6 +229,21 @@ func (n *Node) leaseStep(ctx context.Context, now time.Time) {
 		}()
 	}
 	n.vip.Want(vip.Desire{Hold: !heldUntil.IsZero() && !l.leaving, Until: heldUntil, Probe: l.probe, WaitConflictUntil: l.waitUntil})
+}
+
+// unhealthyHolder tells whether this holder should give the lease up:
+// it could serve earlier in this process and has not been able to for a
+// renewal interval (vip_lease/4: a contradiction of the committed master
+// while a Sentinel failover is being committed lasts less, and moving the
+// VIP costs every client connection on it). Out of contact it keeps the
+// lease: a release could not commit, and a follower holder is out of
+// contact whenever the leader dies, after which it renews through the new
+// leader without moving the VIP. An inherited lease (hand-over) is kept
+// too: the new process may not have observed Redis yet.
+func (n *Node) unhealthyHolder(mayServe, inContact, inherited bool, now time.Time) bool {
+	l := &n.lease
+	return !mayServe && !l.leaving && inContact && !inherited && !l.servedAt.IsZero() &&
+		now.Sub(l.servedAt) >= n.cfg.Cluster.VIPLease/4
 }
 
 // releaseVIP ends this node's holding on a clean stop or leave: the

@@ -62,7 +62,9 @@ func (s *webSource) Snapshot() webui.Snapshot {
 	snap.VIP = webui.VIP{Mode: vs.Mode, Address: vs.Address, Interface: vs.Interface, HeldHere: vs.Holding}
 	if vs.Mode != "none" && vs.Mode != "" {
 		snap.VIP.Holder = st.VIP.Holder // the lease holder, not the Raft leader
+		snap.VIP.LeaseRemaining = leaseRemaining(n.cluster.LeaseStatus(), snap.Time).Seconds()
 	}
+	snap.VIP.LeaseChanges = n.cluster.LeaseChangeCounts() // zeros in vip.mode none
 	for _, e := range st.Events {
 		snap.Events = append(snap.Events, webui.Event{Time: e.Time, Kind: eventKind(e.Kind), Node: e.Node, Message: e.Message, Duration: e.Duration})
 	}
@@ -71,6 +73,20 @@ func (s *webSource) Snapshot() webui.Snapshot {
 	n.mu.Unlock()
 	snap.Process = processInfo()
 	return snap
+}
+
+// leaseRemaining is how long the lease lasts as this node sees it: on the
+// holder until its own lease ends, elsewhere until this node may judge it
+// expired; 0 when free or over.
+func leaseRemaining(ls cluster.LeaseStatus, now time.Time) time.Duration {
+	end := ls.ExpiredAt
+	if !ls.HeldUntil.IsZero() {
+		end = ls.HeldUntil
+	}
+	if ls.Lease.Holder == "" || end.IsZero() {
+		return 0
+	}
+	return max(end.Sub(now), 0)
 }
 
 // eventKind maps the cluster's event kinds to the page's words.

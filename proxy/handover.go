@@ -495,9 +495,6 @@ func needsOwnConn(st SessionState) bool {
 // adopted counts an adopted client of c's address (proxy.max_clients_per_ip)
 // without refusing it: the previous process admitted it.
 func (srv *Server) adopted(c net.Conn) {
-	if srv.cfg.MaxClientsPerIP <= 0 {
-		return
-	}
 	ip := clientIP(c)
 	srv.perIP.mu.Lock()
 	srv.perIP.n[ip]++

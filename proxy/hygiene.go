@@ -105,8 +105,8 @@ func (s *session) closeLocked(r closeReason, reply string) action {
 func (s *session) inputBoundsLocked() action {
 	out := s.outputLocked()
 	if s.authed {
-		if out > s.srv.cfg.ClientOutputLimit {
-			return s.overOutputLocked(s.srv.cfg.ClientOutputLimit)
+		if out > s.srv.settings().ClientOutputLimit {
+			return s.overOutputLocked(s.srv.settings().ClientOutputLimit)
 		}
 		return actRead
 	}
@@ -224,16 +224,14 @@ func clientIP(c net.Conn) netip.Addr {
 }
 
 // admit counts a new client of c's address, false when that address is at
-// proxy.max_clients_per_ip.
+// proxy.max_clients_per_ip. Clients are counted also without a limit, so
+// that a reload that sets one finds the counts right.
 func (srv *Server) admit(c net.Conn) bool {
-	max := srv.cfg.MaxClientsPerIP
-	if max <= 0 {
-		return true
-	}
+	max := srv.settings().MaxClientsPerIP
 	ip := clientIP(c)
 	srv.perIP.mu.Lock()
 	defer srv.perIP.mu.Unlock()
-	if srv.perIP.n[ip] >= max {
+	if max > 0 && srv.perIP.n[ip] >= max {
 		return false
 	}
 	srv.perIP.n[ip]++
@@ -242,9 +240,6 @@ func (srv *Server) admit(c net.Conn) bool {
 
 // leave uncounts a client admit counted.
 func (srv *Server) leave(c net.Conn) {
-	if srv.cfg.MaxClientsPerIP <= 0 {
-		return
-	}
 	ip := clientIP(c)
 	srv.perIP.mu.Lock()
 	if srv.perIP.n[ip]--; srv.perIP.n[ip] <= 0 {
@@ -290,11 +285,11 @@ func (srv *Server) hygieneLoop(ctx context.Context) {
 // proxy.auth_timeout or sent nothing for proxy.client_idle_timeout (as
 // Redis's timeout: not a subscriber, nor a client waiting for a reply).
 func (srv *Server) sweepTimeouts(sessions []*session, now time.Time) {
-	authTimeout := srv.cfg.AuthTimeout
+	authTimeout := srv.settings().AuthTimeout
 	if !srv.needAuth {
 		authTimeout = 0
 	}
-	idle := srv.cfg.ClientIdleTimeout
+	idle := srv.settings().ClientIdleTimeout
 	if authTimeout <= 0 && idle <= 0 {
 		return
 	}

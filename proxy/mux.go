@@ -665,7 +665,7 @@ func (s *session) deliverMux(be *backendConn, replies []byte) {
 	if !ok {
 		s.closing = true
 	}
-	over := int64(len(s.pend))+s.outBacklog.Load() > s.srv.cfg.ClientOutputLimit
+	over := int64(len(s.pend))+s.outBacklog.Load() > s.srv.settings().ClientOutputLimit
 	if over {
 		s.closing = true
 		s.pend = nil
@@ -675,7 +675,7 @@ func (s *session) deliverMux(be *backendConn, replies []byte) {
 	s.mu.Unlock()
 	if over {
 		s.logger().Warn("client output over proxy.client_output_limit; closing the client (it does not read its replies)",
-			"limit_bytes", s.srv.cfg.ClientOutputLimit)
+			"limit_bytes", s.srv.settings().ClientOutputLimit)
 		s.shutdown()
 		return
 	}

@@ -50,8 +50,8 @@ type Server struct {
 	stopping bool
 	wg       sync.WaitGroup
 
-	handover handover   // handover.go
-	live     liveLimits // live.go
+	handover handover             // handover.go
+	live     atomic.Pointer[Live] // live.go: nil until first read or SetLive
 }
 
 type listener struct {
@@ -369,7 +369,7 @@ func (srv *Server) target(s *session) string {
 	if !s.l.readonly {
 		return r.Master
 	}
-	if p := srv.cfg.PreferReplica; p != "" && slices.Contains(r.Replicas, p) {
+	if p := srv.settings().PreferReplica; p != "" && slices.Contains(r.Replicas, p) {
 		return p
 	}
 	if len(r.Replicas) > 0 {

@@ -19,7 +19,7 @@ func userFrom(ctx context.Context) (User, bool) {
 	return u, ok
 }
 
-func (s *Server) authEnabled() bool { return len(s.users) > 0 }
+func (s *Server) authEnabled() bool { return len(*s.users.Load()) > 0 }
 
 // authenticate checks the request's basic credentials through the
 // password checker (cache, per-address limits, one bcrypt at a time).
@@ -29,7 +29,7 @@ func (s *Server) authenticate(r *http.Request) (User, authResult) {
 		s.authRefused.WithLabelValues(authBad.String()).Inc()
 		return User{}, authBad
 	}
-	u, known := s.users[name]
+	u, known := (*s.users.Load())[name]
 	var hash []byte
 	if known {
 		hash = []byte(u.PasswordHash)

@@ -65,7 +65,8 @@
 //	  "members": [{"name": "node2", "addr": "10.0.0.12:7946", "gossip_state": "alive", "raft_role": "follower",
 //	    "raft_addr": "10.0.0.12:7947", "last_contact_seconds": 0.042, "version": "0.3.0",
 //	    "http_addr": "10.0.0.12:8404", "is_leader": false}],
-//	  "vip": {"mode": "netlink", "address": "10.0.0.100/24", "interface": "eth0", "holder": "node1", "held_here": true},
+//	  "vip": {"mode": "netlink", "address": "10.0.0.100/24", "interface": "eth0", "holder": "node1", "held_here": true,
+//	    "lease_remaining_seconds": 0.93, "lease_changes": {"grant": 1, "release": 0, "takeover": 2}},
 //	  "events": [{"time": "...", "kind": "failover", "node": "node1",
 //	    "message": "master 10.0.0.13:6379 -> 10.0.0.11:6379 (epoch 7)", "duration_seconds": 1.84}],
 //	  "failovers": {"count": 2, "buckets": [0, 1, 1, 2, 2, 2, 2, 2, 2, 2], "sum_seconds": 2.26,
@@ -107,6 +108,8 @@
 // here), redhaven_route_epoch_ahead (the committed epoch is above every
 // Sentinel's), redhaven_node_ready, redhaven_cluster_is_leader,
 // redhaven_cluster_members {state}, redhaven_vip_held,
+// redhaven_vip_lease_holder {node}, redhaven_vip_lease_remaining_seconds,
+// redhaven_vip_lease_changes_total {kind: grant, takeover, release},
 // redhaven_build_info {version}; the redhaven_failover_duration_seconds
 // histogram (from Snapshot.Failovers, or the failover events when node keeps
 // none); redhaven_http_auth_refused_total {reason: wrong, limited, busy},

@@ -35,7 +35,8 @@ func TestPage(t *testing.T) {
 		"98,412,377", // frontend commands
 		"connection refused",
 		"node3", "10.0.0.100/24", "switch-master",
-		"1,840 ms", // failover duration
+		"lease 0.8 s left", // the VIP lease as this node sees it
+		"1,840 ms",         // failover duration
 		"read-only (no http.auth)",
 		`href="/assets/style.css?v=`,
 	)
@@ -148,6 +149,9 @@ func TestStatsJSON(t *testing.T) {
 		{[]any{"members", 0, "gossip_state"}, "alive"},
 		{[]any{"vip", "held_here"}, true},
 		{[]any{"vip", "address"}, "10.0.0.100/24"},
+		{[]any{"vip", "holder"}, "node1"},
+		{[]any{"vip", "lease_remaining_seconds"}, 0.75},
+		{[]any{"vip", "lease_changes", "takeover"}, 2.0},
 		{[]any{"events", 2, "duration_seconds"}, 1.84},
 		{[]any{"events", 2, "kind"}, "failover"},
 		{[]any{"failovers", "count"}, 0.0},

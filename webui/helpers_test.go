@@ -149,7 +149,8 @@ func sampleSnapshot() webui.Snapshot {
 			{Name: "node2", Addr: "10.0.0.12:7946", GossipState: "alive", RaftRole: "follower", RaftAddr: "10.0.0.12:7947", LastContact: 42 * time.Millisecond, Version: "0.3.0", HTTPAddr: "10.0.0.12:8404"},
 			{Name: "node3", Addr: "10.0.0.13:7946", GossipState: "suspect", RaftRole: "follower", RaftAddr: "10.0.0.13:7947", LastContact: 3200 * time.Millisecond, Version: "0.2.9", HTTPAddr: "10.0.0.13:8404"},
 		},
-		VIP: webui.VIP{Mode: "netlink", Address: "10.0.0.100/24", Interface: "eth0", Holder: "node1", HeldHere: true},
+		VIP: webui.VIP{Mode: "netlink", Address: "10.0.0.100/24", Interface: "eth0", Holder: "node1", HeldHere: true,
+			LeaseRemaining: 0.75, LeaseChanges: map[string]uint64{"grant": 1, "takeover": 2, "release": 0}},
 		Events: []webui.Event{
 			{Time: now.Add(-26 * time.Hour), Kind: webui.EventJoin, Node: "node3", Message: "node3 joined the cluster"},
 			{Time: now.Add(-3*time.Minute - 14*time.Second), Kind: "down", Node: "node1", Message: "master 127.0.0.1:16381 unreachable"},

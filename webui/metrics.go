@@ -22,6 +22,8 @@ type collector struct {
 	rejected *prometheus.Desc
 
 	routeEpoch, routeHasMaster, routeContradicted, routeEpochAhead, ready, leader, members, vipHeld, failover, build *prometheus.Desc
+
+	leaseHolder, leaseRemaining, leaseChanges *prometheus.Desc
 }
 
 func newCollector(src Source) *collector {
@@ -72,6 +74,9 @@ func newCollector(src Source) *collector {
 		leader:            d("cluster_is_leader", "1 if this node is the Raft leader."),
 		members:           d("cluster_members", "Cluster members by gossip state.", "state"),
 		vipHeld:           d("vip_held", "1 if this node holds the virtual IP."),
+		leaseHolder:       d("vip_lease_holder", "1 for the node holding the VIP lease, as this node sees it (no series while the lease is free).", "node"),
+		leaseRemaining:    d("vip_lease_remaining_seconds", "How long the VIP lease lasts as this node sees it: on the holder until its own lease ends, elsewhere until this node may take it over; 0 when free."),
+		leaseChanges:      d("vip_lease_changes_total", "VIP lease changes this node applied since it started, by kind (grant, takeover after expiry, release).", "kind"),
 		failover:          d("failover_duration_seconds", "Duration of failovers, from master lost to new master routed."),
 		build:             d("build_info", "Always 1; the version label names the redhaven version.", "version"),
 	}
@@ -84,6 +89,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 		c.backendUp, c.backendMaster, c.backendLag, c.backendOffset, c.backendLink, c.backendSessions, c.backendCommands,
 		c.backendErrors, c.backendCheck, c.backendDowntime, c.sentinelReachable, c.sentinelEpoch, c.rejected,
 		c.routeEpoch, c.routeHasMaster, c.routeContradicted, c.routeEpochAhead, c.ready, c.leader, c.members, c.vipHeld, c.failover, c.build,
+		c.leaseHolder, c.leaseRemaining, c.leaseChanges,
 	} {
 		ch <- d
 	}
@@ -189,6 +195,13 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	gauge(c.ready, b2f(snap.Ready))
 	gauge(c.leader, b2f(snap.Leader))
 	gauge(c.vipHeld, b2f(snap.VIP.HeldHere))
+	if snap.VIP.Holder != "" {
+		gauge(c.leaseHolder, 1, snap.VIP.Holder)
+	}
+	gauge(c.leaseRemaining, snap.VIP.LeaseRemaining)
+	for kind, n := range snap.VIP.LeaseChanges {
+		counter(c.leaseChanges, float64(n), kind)
+	}
 	gauge(c.build, 1, snap.Version)
 	count, sum, buckets := snap.failoverHistogram()
 	ch <- prometheus.MustNewConstHistogram(c.failover, count, sum, buckets)

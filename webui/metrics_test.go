@@ -109,6 +109,10 @@ func TestMetrics(t *testing.T) {
 		{"redhaven_cluster_members", []string{"state=alive"}, 2, dto.MetricType_GAUGE},
 		{"redhaven_cluster_members", []string{"state=suspect"}, 1, dto.MetricType_GAUGE},
 		{"redhaven_vip_held", nil, 1, dto.MetricType_GAUGE},
+		{"redhaven_vip_lease_holder", []string{"node=node1"}, 1, dto.MetricType_GAUGE},
+		{"redhaven_vip_lease_remaining_seconds", nil, 0.75, dto.MetricType_GAUGE},
+		{"redhaven_vip_lease_changes_total", []string{"kind=takeover"}, 2, dto.MetricType_COUNTER},
+		{"redhaven_vip_lease_changes_total", []string{"kind=release"}, 0, dto.MetricType_COUNTER},
 		{"redhaven_build_info", []string{"version=0.3.0"}, 1, dto.MetricType_GAUGE},
 	} {
 		if got := value(t, fams, tt.name, tt.labels...); got != tt.want {
@@ -162,6 +166,7 @@ func TestMetrics(t *testing.T) {
 	src.setMaster(addrB, 9)
 	src.update(func(s *webui.Snapshot) {
 		s.Leader, s.VIP.HeldHere = false, false
+		s.VIP.Holder, s.VIP.LeaseRemaining = "", 0
 		s.Route.Contradicted, s.Route.EpochAhead = addrB+" answers ROLE as a replica of "+addrA, true
 	})
 	fams = parseMetrics(t, do(h, "GET", "/metrics", nil, nil, nil).Body.String())
@@ -175,12 +180,16 @@ func TestMetrics(t *testing.T) {
 		{"redhaven_route_epoch", nil, 9},
 		{"redhaven_cluster_is_leader", nil, 0},
 		{"redhaven_vip_held", nil, 0},
+		{"redhaven_vip_lease_remaining_seconds", nil, 0},
 		{"redhaven_route_contradicted", nil, 1},
 		{"redhaven_route_epoch_ahead", nil, 1},
 	} {
 		if got := value(t, fams, tt.name, tt.labels...); got != tt.want {
 			t.Errorf("after change: %s%v = %v, want %v", tt.name, tt.labels, got, tt.want)
 		}
+	}
+	if f := fams["redhaven_vip_lease_holder"]; f != nil && len(f.Metric) > 0 {
+		t.Errorf("a free lease still exports a holder: %v", f.Metric)
 	}
 }
 

@@ -183,6 +183,13 @@ func (c *passwordChecker) credentialID(name, pw string) [32]byte {
 	return id
 }
 
+// forget drops every cached credential (the users changed).
+func (c *passwordChecker) forget() {
+	c.mu.Lock()
+	clear(c.cache)
+	c.mu.Unlock()
+}
+
 // remember caches a verified credential; c.mu is held.
 func (c *passwordChecker) remember(id [32]byte, exp time.Time) {
 	if len(c.cache) >= maxCredentials {

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -27,8 +28,8 @@ type Server struct {
 	sock    net.Listener // the admin socket; nil when http.admin_socket is ""
 	tls     *tls.Config
 	handler http.Handler
-	users   map[string]User
-	secret  []byte // CSRF HMAC key, random per process
+	users   atomic.Pointer[map[string]User] // http.auth by name; replaced by SetUsers
+	secret  []byte                          // CSRF HMAC key, random per process
 
 	passwords    *passwordChecker
 	authRefused  *prometheus.CounterVec // {reason}: wrong, limited, busy
@@ -42,6 +43,24 @@ const (
 	limitedDelay = time.Second
 	maxDelayed   = 256
 )
+
+func (s *Server) storeUsers(list []User) {
+	users := make(map[string]User, len(list))
+	for _, u := range list {
+		users[u.Name] = u
+	}
+	s.users.Store(&users)
+}
+
+// SetUsers replaces the http.auth users while the server runs (a reload;
+// the list is valid, see Config.Validate). Requests from then on are
+// checked against the new list; remembered credentials are forgotten, so
+// a changed or removed password stops working at once. An empty list
+// makes the interface read-only and open, as at start.
+func (s *Server) SetUsers(list []User) {
+	s.storeUsers(list)
+	s.passwords.forget()
+}
 
 // New validates cfg and binds cfg.Listen; it starts nothing (see Run).
 // admin may be nil: then the interface is read-only.
@@ -64,7 +83,6 @@ func New(cfg Config, src Source, admin Admin, logger *slog.Logger) (*Server, err
 		src:          src,
 		admin:        admin,
 		logger:       logger.With("component", "webui"),
-		users:        make(map[string]User, len(cfg.Auth)),
 		secret:       make([]byte, 32),
 		passwords:    pc,
 		limitedDelay: limitedDelay,
@@ -75,9 +93,7 @@ func New(cfg Config, src Source, admin Admin, logger *slog.Logger) (*Server, err
 			Help: "Basic-auth credentials refused: wrong (no or wrong credentials, 401), limited (too many wrong passwords, 429), busy (bcrypt slot full, 503).",
 		}, []string{"reason"}),
 	}
-	for _, u := range cfg.Auth {
-		s.users[u.Name] = u
-	}
+	s.storeUsers(cfg.Auth)
 	if _, err := rand.Read(s.secret); err != nil {
 		return nil, fmt.Errorf("webui: csrf secret: %w", err)
 	}
@@ -178,7 +194,7 @@ func (s *Server) Run(ctx context.Context) error {
 		servers = append(servers, sockSrv)
 		go func() { errc <- fmt.Errorf("admin socket %s: %w", s.cfg.AdminSocket, sockSrv.Serve(s.sock)) }()
 	}
-	s.logger.Info("http serving", "addr", s.ln.Addr().String(), "tls", s.tls != nil, "auth", len(s.users) > 0, "admin_socket", s.SocketPath())
+	s.logger.Info("http serving", "addr", s.ln.Addr().String(), "tls", s.tls != nil, "auth", s.authEnabled(), "admin_socket", s.SocketPath())
 	running := len(servers)
 	select {
 	case err := <-errc:

@@ -206,6 +206,13 @@ type VIP struct {
 	Interface string `json:"interface"`
 	Holder    string `json:"holder"`    // node name, "" none
 	HeldHere  bool   `json:"held_here"` // this node has it on its interface
+	// LeaseRemaining is how long the holder's lease lasts as this node
+	// sees it: on the holder until its own lease ends, elsewhere until
+	// this node may judge it expired (0 when free).
+	LeaseRemaining float64 `json:"lease_remaining_seconds"`
+	// LeaseChanges counts the lease changes this node applied since it
+	// started, by kind: grant, takeover, release.
+	LeaseChanges map[string]uint64 `json:"lease_changes,omitempty"`
 }
 
 // Event is one entry of the replicated history.

@@ -268,8 +268,9 @@ func TestHandoverRestart(t *testing.T) {
 	}
 }
 
-// SIGHUP: log.level applies live (same process); a key that cannot change
-// live makes a hand-over restart, and the log names it.
+// SIGHUP: log.level and the other live keys apply live (same process); a
+// key that cannot change live makes a hand-over restart, and the log names
+// it.
 func TestReloadKeys(t *testing.T) {
 	rs := redistest.StartServer(t, redistest.ServerOptions{})
 	proxyAddr := fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))
@@ -301,6 +302,18 @@ func TestReloadKeys(t *testing.T) {
 	})
 	if a.pid() != pid {
 		t.Fatalf("hold_timeout and max_clients restarted the agent")
+	}
+
+	// the bounds and read-only routing keys are live too
+	cfg = strings.Replace(cfg, "proxy:\n", "proxy:\n  client_idle_timeout: 1h\n  max_clients_per_ip: 50\n  prefer_replica: 127.0.0.1:1\n", 1)
+	a.writeConfig(cfg)
+	a.signal(syscall.SIGHUP)
+	testutil.Eventually(t, 10*time.Second, "the reload is logged", func() bool {
+		return strings.Contains(a.log(), `msg="reload: applied live" keys="[proxy.client_idle_timeout proxy.max_clients_per_ip proxy.prefer_replica]"`)
+	})
+	c.do("PING", "+PONG")
+	if a.pid() != pid {
+		t.Fatalf("client_idle_timeout, max_clients_per_ip and prefer_replica restarted the agent")
 	}
 
 	cfg = strings.Replace(cfg, "proxy:\n", "proxy:\n  dial_timeout: 3s\n", 1)

@@ -66,7 +66,7 @@ var commands = []command{
 		name: "agent", summary: "run the agent: watch Redis and Sentinel, proxy clients to the master",
 		desc: `Run the agent in the foreground until SIGINT or SIGTERM (a second signal stops at once). ` +
 			`The configuration is loaded as by check-config; warnings about settings that have no effect are logged at start. ` +
-			`SIGHUP reloads the configuration: log.level, proxy.hold_timeout and proxy.max_clients change live; any other changed key, or a new binary at the same path, makes a hand-over restart, and the log names the keys. ` +
+			`SIGHUP reloads the configuration: log.level, http.auth, proxy.hold_timeout, proxy.max_clients, proxy.prefer_replica, redis.max_replica_lag, proxy.client_output_limit, proxy.auth_timeout, proxy.client_idle_timeout and proxy.max_clients_per_ip change live; any other changed key, or a new binary at the same path, makes a hand-over restart, and the log names the keys. ` +
 			`SIGUSR2 is a hand-over restart: the binary at the same path starts again and takes over the listeners and every client connection, so clients see a pause, not a closed connection (systemctl reload does this). ` +
 			`Under systemd the packaged unit runs "redhaven agent -c /etc/redhaven/redhaven.yaml".`,
 		examples: []string{"redhaven agent -c /etc/redhaven/redhaven.yaml", "redhaven agent --log-level debug --proxy-listen :7000"},

@@ -261,6 +261,15 @@ func (w *Watcher) updateLocked() {
 	}
 }
 
+// SetMaxReplicaLag changes redis.max_replica_lag while the watcher runs
+// (a reload): whether a replica counts as healthy, and so whether a
+// change of its lag is worth a hint, follows the new value.
+func (w *Watcher) SetMaxReplicaLag(lag int64) {
+	w.mu.Lock()
+	w.cfg.MaxReplicaLag = lag
+	w.mu.Unlock()
+}
+
 // signatureLocked summarises what consumers route on; a change of it is
 // worth a hint. Offsets and check times are left out on purpose.
 func (w *Watcher) signatureLocked() string {
