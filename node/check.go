@@ -405,7 +405,7 @@ func (c Config) Summary() string {
 	}
 	line("cluster", "gossip %s, Raft %s; %s; %s; %s", cc.Bind, cc.RaftBind, join, size, sec)
 	if c.VIP.EffectiveMode() == vip.ModeNetlink {
-		line("vip", "%s on %s, held by the Raft leader", c.VIP.Address, c.VIP.Interface)
+		line("vip", "%s on %s, held by the node with the committed VIP lease", c.VIP.Address, c.VIP.Interface)
 	} else {
 		line("vip", "none (a load balancer can pick the leader from /health/leader)")
 	}

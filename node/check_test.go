@@ -109,7 +109,7 @@ func TestCheckWarningsAndSummary(t *testing.T) {
 		t.Fatalf("err %v, warnings %q", err, warns)
 	}
 	sum = cfg.Summary()
-	for _, want := range []string{"joins 10.0.0.2:7946", "waits to be added", "10.0.0.100/24 on eth0, held by the Raft leader"} {
+	for _, want := range []string{"joins 10.0.0.2:7946", "waits to be added", "10.0.0.100/24 on eth0, held by the node with the committed VIP lease"} {
 		if !strings.Contains(sum, want) {
 			t.Errorf("summary lacks %q:\n%s", want, sum)
 		}
