@@ -282,10 +282,20 @@ func (a *Agent) Leave(ctx context.Context) error {
 			}
 		}
 		t := time.NewTicker(50 * time.Millisecond)
+		// Without a leader nobody can remove this server: give up after
+		// leaderlessLeave instead of the whole ctx (a cluster stopped all
+		// at once must not make every agent wait out leaveTimeout).
+		leaderSeen := time.Now()
 	wait:
 		for {
 			if in, _ := others(); !in {
 				break
+			}
+			if addr, _ := r.LeaderWithID(); addr != "" {
+				leaderSeen = time.Now()
+			} else if time.Since(leaderSeen) > leaderlessLeave {
+				errs = append(errs, fmt.Errorf("wait for removal from raft configuration: no leader for %v", leaderlessLeave))
+				break wait
 			}
 			select {
 			case <-ctx.Done():
@@ -302,6 +312,10 @@ func (a *Agent) Leave(ctx context.Context) error {
 	a.notify()
 	return errors.Join(errs...)
 }
+
+// leaderlessLeave bounds how long Leave waits for its removal while no
+// leader is known.
+const leaderlessLeave = time.Second
 
 // TransferLeadership hands leadership to the named node ("" = any voter).
 // Leader only (ErrNotLeader otherwise).

@@ -266,6 +266,12 @@ func (n *Node) releaseVIP() {
 		n.logger.Warn("vip still on the interface after 1s; not releasing the lease (it expires by itself)")
 		return
 	}
+	if !n.cluster.InContact() {
+		// No quorum to commit a release (e.g. the whole cluster stops at
+		// once): the address is gone, the lease runs out by itself.
+		n.logger.Info("vip removed; lease not released (not in contact with the raft quorum), it expires by itself")
+		return
+	}
 	rctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	err := n.cluster.ReleaseLease(rctx)
 	cancel()
