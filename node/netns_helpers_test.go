@@ -278,6 +278,13 @@ func stopNSProcs(procs []*nsProc, grace time.Duration) []string {
 		}
 		if !p.exited() {
 			killed = append(killed, p.name)
+			// SIGQUIT first: a Go process writes every goroutine's stack
+			// to its log, which says where the stop hung.
+			_ = p.cmd.Process.Signal(syscall.SIGQUIT)
+			select {
+			case <-p.done:
+			case <-time.After(2 * time.Second):
+			}
 			p.kill()
 		}
 	}
