@@ -10,7 +10,7 @@ GOFLAGS_BUILD := -trimpath -ldflags "$(LDFLAGS)"
 BIN := dist/redhaven
 GO_TEST_FLAGS ?= -race -timeout 25m
 
-.PHONY: help build test-deps test test-short vet deps-check bench bench-tls bench-flood bench-idle bench-failover bench-cluster e2e chaos demo clean
+.PHONY: help build test-deps test test-short vet deps-check bench bench-tls bench-flood bench-idle bench-instructions bench-failover bench-services bench-cluster e2e chaos demo clean
 
 include packaging/package.mk
 
@@ -45,29 +45,36 @@ bench: build ## redis-benchmark: direct vs HAProxy vs redhaven (1:1 and multiple
 bench-tls: build ## everything over TLS: redis tls-port direct vs HAProxy (ssl both sides) vs redhaven (proxy.tls + redis.tls), ratios and CPU per request
 	./e2e/bench/tls-bench.sh
 
-bench-flood: build ## proxy PING p50/p99 with no flood vs 16 and 1,000 wrong HTTP passwords a second, ratios
+bench-flood: build ## proxy PING p50/p99 with no flood vs 16 and 1,000 wrong HTTP passwords a second (and a control flood to a sink), ratios, CPU per window
 	./e2e/bench/auth-flood.sh
 
 bench-idle: build ## memory per idle client connection (10k clients): HAProxy vs redhaven (1:1 and multiplexed)
 	./e2e/bench/idle-rss.sh
 
+bench-instructions: build ## proxy CPU per request counted in instructions (valgrind cachegrind): HAProxy vs redhaven 1:1 and multiplexed, ratios; repeatable within ~2%
+	./e2e/bench/instructions.sh
+
 bench-failover: build ## kill -9 the master under a 5 ms writer: redhaven vs HAProxy
 	./e2e/bench/failover-bench.sh
+
+bench-services: build ## one agent with two services: throughput of both at once vs one alone (same clients in total), ratio; direct Redis as reference (~4 min)
+	./e2e/bench/services-bench.sh
 
 bench-cluster: ## cluster figures: leader kill -> new leader, kill -9 master -> all agents route, planned-failover pause
 	go test -count=1 -run 'TestClusterFigures' -v ./node/ | grep -E 'figure|ok|FAIL'
 
 e2e: package ## Docker end-to-end failovers (3 nodes from the .deb, VIP, client traffic), figures printed; fails without Docker; make chaos runs TestChaos
-	set -o pipefail; REDHAVEN_REQUIRE=docker REDHAVEN_DEB=$$(realpath dist/redhaven_*.deb) go test -tags e2e -count=1 -timeout 30m -skip 'TestChaos$$' -v ./e2e/... 2>&1 | tee dist/e2e.log | grep -E '^(=== RUN|--- |ok|FAIL|PASS)|figures|e2e_test|failover_test'
+	set -o pipefail; REDHAVEN_REQUIRE=docker REDHAVEN_DEB=$$(realpath dist/redhaven_*.deb) go test -tags e2e -count=1 -timeout 60m -skip 'TestChaos$$' -v ./e2e/... 2>&1 | tee dist/e2e.log | grep -E '^(=== RUN|--- |ok|FAIL|PASS)|figures|e2e_test|failover_test'
 
 SEED ?= 1
 DURATION ?= 2m
-chaos: package ## fault injection under a recorded workload, checked by programs (SEED=1 DURATION=2m); report and histories in dist/chaos
+KEYS ?= 4
+chaos: package ## fault injection under a recorded workload, checked by programs (SEED=1 DURATION=2m KEYS=4); report and histories in dist/chaos
 	mkdir -p dist/chaos
-	set -o pipefail; REDHAVEN_DEB=$$(realpath dist/redhaven_*.deb) CHAOS_OUT=$(CURDIR)/dist/chaos CHAOS_SEED=$(SEED) CHAOS_DURATION=$(DURATION) \
+	set -o pipefail; REDHAVEN_DEB=$$(realpath dist/redhaven_*.deb) CHAOS_OUT=$(CURDIR)/dist/chaos CHAOS_SEED=$(SEED) CHAOS_DURATION=$(DURATION) CHAOS_KEYS=$(KEYS) \
 		go test -tags e2e -count=1 -timeout 120m -run 'TestChaos$$' -v ./e2e/ 2>&1 | tee dist/chaos.log | grep -E '^(=== RUN|--- |ok|FAIL|PASS)|chaos_test|nemesis|schedule|seed'
 
-demo: build ## 3 redis + 3 sentinels + redhaven on loopback; Ctrl-C stops everything
+demo: build ## two services (2 x 3 redis) + 3 sentinels + 3 redhaven on loopback; Ctrl-C stops everything
 	./e2e/demo.sh
 
 clean: ## remove build output

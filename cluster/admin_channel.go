@@ -70,7 +70,7 @@ var wireErrors = []struct {
 	{"failover_pending", ErrFailoverPending}, {"failover_done", ErrFailoverDone},
 	{"not_running", ErrNotRunning}, {"quorum", ErrQuorum}, {"route_changed", ErrRouteChanged},
 	{"bad_request", ErrBadRequest}, {"unknown_member", ErrUnknownMember}, {"member_alive", ErrMemberAlive},
-	{"transfer_failed", ErrTransferFailed},
+	{"transfer_failed", ErrTransferFailed}, {"unknown_service", ErrUnknownService},
 	{"not_keyed", ErrNotKeyed}, {"key_not_installed", ErrKeyNotInstalled}, {"primary_key", ErrPrimaryKey},
 	{"deadline", context.DeadlineExceeded},
 }
@@ -113,12 +113,16 @@ const (
 
 // LeaderOp is an admin action that only the Raft leader can carry out.
 type LeaderOp struct {
-	Kind   string         `json:"kind"`             // Op* constants
-	Addr   string         `json:"addr,omitempty"`   // OpBackendState: the Redis backend
-	State  AdminState     `json:"state,omitempty"`  // OpBackendState
-	Node   string         `json:"node,omitempty"`   // OpTransferLeadership ("" any voter), OpRemoveMember
-	Reason string         `json:"reason,omitempty"` // OpFailover, OpResetRoute
-	Expect *RouteDecision `json:"expect,omitempty"` // OpResetRoute: only while this route is committed
+	Kind string `json:"kind"` // Op* constants
+	// Service names the service of OpFailover, OpBackendState and
+	// OpResetRoute; "" is the leader's default service (also what a
+	// follower of a single-service release sends).
+	Service string         `json:"service,omitempty"`
+	Addr    string         `json:"addr,omitempty"`   // OpBackendState: the Redis backend
+	State   AdminState     `json:"state,omitempty"`  // OpBackendState
+	Node    string         `json:"node,omitempty"`   // OpTransferLeadership ("" any voter), OpRemoveMember
+	Reason  string         `json:"reason,omitempty"` // OpFailover, OpResetRoute
+	Expect  *RouteDecision `json:"expect,omitempty"` // OpResetRoute: only while this route is committed
 }
 
 // Acted says who carried out a LeaderOp.
@@ -231,9 +235,9 @@ func (a *Agent) execLeaderOp(ctx context.Context, op LeaderOp, from string) (uin
 		if reason == "" {
 			reason = "requested on " + from
 		}
-		return a.RequestFailover(ctx, reason)
+		return a.RequestFailover(ctx, op.Service, reason)
 	case OpBackendState:
-		return 0, a.SetBackendAdmin(ctx, op.Addr, op.State)
+		return 0, a.SetBackendAdmin(ctx, op.Service, op.Addr, op.State)
 	case OpTransferLeadership:
 		return 0, a.TransferLeadership(ctx, op.Node)
 	case OpRemoveMember:
@@ -243,7 +247,7 @@ func (a *Agent) execLeaderOp(ctx context.Context, op LeaderOp, from string) (uin
 		if reason == "" {
 			reason = "reset by operator on " + from
 		}
-		return 0, a.ResetRoute(ctx, op.Expect, reason)
+		return 0, a.ResetRoute(ctx, op.Service, op.Expect, reason)
 	}
 	return 0, fmt.Errorf("%w: unknown leader op %q", ErrBadRequest, op.Kind)
 }
@@ -336,7 +340,7 @@ func (a *Agent) serveAdminConn(ctx context.Context, c net.Conn) {
 		switch {
 		case req.Leader != nil:
 			id, err = a.execLeaderOp(ctx, *req.Leader, req.From)
-			a.log.Info("forwarded admin action", "from", req.From, "op", req.Leader.Kind, "target_node", req.Leader.Node,
+			a.log.Info("forwarded admin action", "from", req.From, "op", req.Leader.Kind, "service", req.Leader.Service, "target_node", req.Leader.Node,
 				"backend_addr", req.Leader.Addr, "error", errString(err))
 		case req.Key != nil:
 			var kr KeyRing

@@ -38,10 +38,12 @@ type Agent struct {
 	raftAdvert string
 	stream     *streamLayer
 	isolated   atomic.Bool
+	stall      diskStall // StallLog (stall.go)
 
 	fsm       *fsm
-	leaseReq  *leaseClient  // this node's lease requests (lease.go)
+	leaseReq  leaseClients  // this node's lease requests, per VIP (lease.go)
 	leaseIn   chan leaseCmd // followers' lease requests, for leaseLoop
+	routed    *routedState  // what each proxy routes by (routed.go)
 	changes   chan struct{}
 	bootHint  chan struct{}
 	reconHint chan struct{}
@@ -56,7 +58,8 @@ type Agent struct {
 	raftNames atomic.Pointer[map[string]string]
 	logLimit  *throttle // repeated warnings: first one, then a count
 
-	keyMu sync.Mutex // one key operation at a time (keys.go)
+	keyMu  sync.Mutex // one key operation at a time (keys.go)
+	metaMu sync.Mutex // one gossip metadata update at a time (setMeta)
 
 	rejectMu sync.Mutex
 	rejected map[rejectKey]uint64
@@ -69,6 +72,7 @@ type Agent struct {
 	meta         nodeMeta
 	members      map[string]*memberState
 	lastVerified time.Time // start of the leader's last successful VerifyLeader
+	leaderSince  time.Time // when this node last became leader (routed.go)
 	gossipAddr   string    // advertised gossip host:port
 }
 
@@ -131,14 +135,14 @@ func New(cfg Config, logger *slog.Logger) (*Agent, error) {
 		members:   map[string]*memberState{},
 		logLimit:  newThrottle(logThrottleEvery),
 		rejected:  map[rejectKey]uint64{},
-		leaseReq:  newLeaseClient(),
 		leaseIn:   make(chan leaseCmd, 16),
+		routed:    newRoutedState(),
 	}
 	for _, k := range cfg.EncryptKeys {
 		ek, _ := decodeKey(k)
 		a.extraKeys = append(a.extraKeys, ek)
 	}
-	a.fsm = newFSM(a.notify)
+	a.fsm = newFSM(a.notify, cfg.DefaultService())
 	a.bindIP, a.bindPort, _ = splitBind(cfg.Bind)
 	a.advIP, a.advPort = a.bindIP, a.bindPort
 	if cfg.Advertise != "" {
@@ -354,10 +358,19 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	if !a.started.CompareAndSwap(false, true) {
 		return errors.New("cluster: Run called twice or after Close")
 	}
-	var cleanups []func()
+	var cleanups []stopStep // each bounded and logged (stop.go)
 	cleanup := func() {
+		raftStuck := false
 		for i := len(cleanups) - 1; i >= 0; i-- {
-			cleanups[i]()
+			c := cleanups[i]
+			if c.name == "raft store close" && raftStuck {
+				// Raft may still use it; the process exits anyway.
+				a.log.Error("stop: raft store left open, raft did not shut down")
+				continue
+			}
+			if !a.bounded(c.name, c.limit, c.f) && c.name == "raft shutdown" {
+				raftStuck = true
+			}
 		}
 	}
 	defer func() {
@@ -365,7 +378,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 			cleanup()
 		}
 	}()
-	cleanups = append(cleanups, func() { _ = a.stream.Close() })
+	cleanups = append(cleanups, stopStep{"raft listener close", stepStopLimit, func() { _ = a.stream.Close() }})
 
 	hlog := a.newHCLog("raft")
 	if err := os.MkdirAll(a.cfg.DataDir, 0o750); err != nil {
@@ -375,7 +388,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("open raft store in %s: %w", a.cfg.DataDir, err)
 	}
-	cleanups = append(cleanups, func() { _ = store.Close() })
+	cleanups = append(cleanups, stopStep{"raft store close", stepStopLimit, func() { _ = store.Close() }})
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(a.cfg.DataDir, 2, hlog)
 	if err != nil {
 		return fmt.Errorf("open snapshot store in %s: %w", a.cfg.DataDir, err)
@@ -423,28 +436,51 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		_ = gt.Shutdown()
 		return fmt.Errorf("start gossip on %s: %w", a.cfg.Bind, err)
 	}
-	cleanups = append(cleanups, func() { _ = ml.Shutdown() })
+	cleanups = append(cleanups, stopStep{"memberlist shutdown", stepStopLimit, func() { _ = ml.Shutdown() }})
 
 	trans := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream:  a.stream,
 		MaxPool: 3,
-		Timeout: 5 * time.Second,
-		Logger:  hlog,
+		// 1: no pipelined replication. With raft v1.8.0's default (2) a
+		// follower that fails one pipelined append (it stops, restarts,
+		// or answers Success=false) can leave the leader's replication to
+		// it blocked for good: the pipeline's decoder has returned, the
+		// next send waits on an unbuffered channel nobody reads, and the
+		// pipeline is closed only when that send returns. Raft.Shutdown
+		// then never returns (seen when all agents stopped at once; the
+		// same knot stops log replication to a live follower while its
+		// heartbeats go on). A synchronous append is bounded by Timeout;
+		// our entries are few and small.
+		MaxRPCsInFlight: 1,
+		Timeout:         5 * time.Second,
+		Logger:          hlog,
 	})
-	cleanups = append(cleanups, func() { _ = trans.Close() })
+	contact := newContactTransport(trans)
+	cleanups = append(cleanups, stopStep{"raft transport close", stepStopLimit, func() { _ = contact.Close() }})
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(a.cfg.NodeName)
 	rc.HeartbeatTimeout = a.cfg.HeartbeatTimeout
 	rc.ElectionTimeout = a.cfg.ElectionTimeout
 	rc.LeaderLeaseTimeout = a.cfg.LeaderLeaseTimeout
+	// An idle leader sends each follower an AppendEntries with its commit
+	// index every 1-2 CommitTimeout; a follower is in contact only with
+	// one younger than ContactBound (InContact), so several must fit.
+	rc.CommitTimeout = max(min(rc.CommitTimeout, a.cfg.ContactBound/6), time.Millisecond)
 	rc.Logger = hlog
-	contact := newContactTransport(trans)
-	logs := arrivalStore{LogStore: store, l: a.fsm.lease} // lease.go: when lease entries arrive
+	logs := arrivalStore{LogStore: store, l: a.fsm.lease, stall: &a.stall} // lease.go: when lease entries arrive
 	r, err := raft.NewRaft(rc, a.fsm, logs, store, snaps, contact)
 	if err != nil {
 		return fmt.Errorf("start raft: %w", err)
 	}
-	cleanups = append(cleanups, func() { _ = r.Shutdown().Error() })
+	cleanups = append(cleanups, stopStep{"raft shutdown", raftStopLimit, func() {
+		f := r.Shutdown()
+		// The transport closes at once, not after Raft's goroutines
+		// ended: when every node stops together, each one's last RPCs
+		// would otherwise wait out the transport timeout (5 s) on a peer
+		// whose Raft no longer answers but whose transport is still open.
+		_ = contact.Close()
+		_ = f.Error()
+	}})
 	obsCh := make(chan raft.Observation, 16)
 	obs := raft.NewObserver(obsCh, false, func(o *raft.Observation) bool {
 		switch o.Data.(type) {
@@ -454,7 +490,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 		return false
 	})
 	r.RegisterObserver(obs)
-	cleanups = append(cleanups, func() { r.DeregisterObserver(obs) })
+	cleanups = append(cleanups, stopStep{"raft observer", stepStopLimit, func() { r.DeregisterObserver(obs) }})
 
 	a.mu.Lock()
 	a.raft, a.ml, a.contact = r, ml, contact
@@ -483,17 +519,20 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	spawn(a.contactLoop)
 	spawn(a.reconcileLoop)
 	spawn(a.leaseLoop)
+	spawn(a.routedLoop)
 
 	<-ctx.Done()
 	if a.cfg.LeaveOnTerminate && !a.leaving.Load() && !a.restarting.Load() {
 		lctx, lcancel := context.WithTimeout(context.Background(), leaveTimeout)
-		if err := a.Leave(lctx); err != nil {
-			a.log.Warn("leave on terminate incomplete", "error", err)
-		}
+		a.bounded("leave", leaveTimeout+leaveGossipTimeout+time.Second, func() {
+			if err := a.Leave(lctx); err != nil {
+				a.log.Warn("leave on terminate incomplete", "error", err)
+			}
+		})
 		lcancel()
 	}
 	cancel()
-	wg.Wait()
+	a.bounded("cluster loops", loopsStopLimit, wg.Wait)
 	cleanup()
 	a.log.Info("cluster agent stopped")
 	a.notify()
@@ -623,11 +662,13 @@ func (a *Agent) observeLoop(ctx context.Context, ch <-chan raft.Observation) {
 				hint(a.reconHint)
 			case raft.RaftState:
 				a.log.Info("raft state changed", "raft_state", d.String())
+				a.mu.Lock()
 				if d != raft.Leader {
-					a.mu.Lock()
 					a.lastVerified = time.Time{}
-					a.mu.Unlock()
+				} else {
+					a.leaderSince = time.Now()
 				}
+				a.mu.Unlock()
 				hint(a.reconHint)
 			case raft.PeerObservation:
 				a.log.Info("raft peer changed", "peer", string(d.Peer.ID), "removed", d.Removed)
@@ -711,8 +752,9 @@ func (a *Agent) Leader() (name, raftAddr string) {
 // InContact reports whether this node is in contact with the Raft quorum,
 // i.e. whether its proxy may route writes: the leader if a leadership check
 // (a quorum round trip) started less than ContactBound ago succeeded; a
-// follower if it heard from a known leader less than ContactBound ago.
-// False before bootstrap, while a candidate, and after shutdown.
+// follower if it heard from a known leader less than ContactBound ago and
+// has applied everything that leader had committed at some moment less
+// than ContactBound ago. False before bootstrap, while a candidate, and after shutdown.
 func (a *Agent) InContact() bool {
 	r := a.raftNode()
 	if r == nil {
@@ -725,11 +767,22 @@ func (a *Agent) InContact() bool {
 		a.mu.RUnlock()
 		return !lv.IsZero() && time.Since(lv) < a.cfg.ContactBound
 	case raft.Follower:
-		if addr, _ := r.LeaderWithID(); addr == "" {
+		addr, _ := r.LeaderWithID()
+		if addr == "" {
 			return false
 		}
 		lc := r.LastContact()
-		return !lc.IsZero() && time.Since(lc) < a.cfg.ContactBound
+		if lc.IsZero() || time.Since(lc) >= a.cfg.ContactBound {
+			return false
+		}
+		// A heartbeat proves the leader is there, not that this FSM has
+		// its decisions: after a partition heals the first heartbeat
+		// comes before the entries, and the state here may still name a
+		// deposed master (issue 13).
+		a.mu.RLock()
+		ct := a.contact
+		a.mu.RUnlock()
+		return ct != nil && ct.caughtUp(addr, r.AppliedIndex(), a.cfg.ContactBound)
 	}
 	return false
 }
@@ -761,16 +814,27 @@ func (d metaDelegate) NodeMeta(limit int) []byte {
 	return b
 }
 func (d metaDelegate) NotifyMsg(b []byte) {
-	if len(b) > 1 && b[0] == leaseMsgPrefix {
+	if len(b) < 2 {
+		return
+	}
+	switch b[0] {
+	case leaseMsgPrefix:
 		d.a.receiveLeaseMsg(b[1:])
+	case routedQueryPrefix, routedReportPrefix:
+		d.a.receiveRouted(b[0], b[1:])
 	}
 }
 func (metaDelegate) GetBroadcasts(int, int) [][]byte { return nil }
 func (metaDelegate) LocalState(bool) []byte          { return nil }
 func (metaDelegate) MergeRemoteState([]byte, bool)   {}
 
-// setMeta changes this node's metadata and gossips it.
+// setMeta changes this node's metadata and gossips it. One at a time:
+// memberlist's UpdateNode is not safe to call concurrently (the race
+// detector caught bootstrapLoop's and reconcileLoop's calls in
+// aliveNode).
 func (a *Agent) setMeta(f func(*nodeMeta)) {
+	a.metaMu.Lock()
+	defer a.metaMu.Unlock()
 	a.mu.Lock()
 	f(&a.meta)
 	ml := a.ml

@@ -13,6 +13,10 @@ import (
 	"github.com/redhaven/redhaven/cluster/clustertest"
 )
 
+// svc is the one service of the agents under test (clustertest.Config
+// leaves Services empty: the default service).
+const svc = cluster.DefaultServiceName
+
 const (
 	formTimeout = 30 * time.Second // cluster formation on a loaded box
 	// electBound is the generous bound asserted for a new leader after the
@@ -44,7 +48,7 @@ func waitRoute(t *testing.T, c *clustertest.Cluster, master string, epoch int64)
 	t.Helper()
 	clustertest.Eventually(t, formTimeout, fmt.Sprintf("route %s@%d on every running node", master, epoch), func() bool {
 		for _, a := range c.Running() {
-			if r := a.State().Route; r.Master != master || r.Epoch != epoch {
+			if r := a.State().Service(svc).Route; r.Master != master || r.Epoch != epoch {
 				return false
 			}
 		}
@@ -78,29 +82,29 @@ func TestSingleNode(t *testing.T) {
 	a := c.Nodes[0].Agent
 	c.WaitLeader(formTimeout)
 	waitAllInContact(t, c)
-	if err := a.ProposeRoute(ctxT(t), cluster.RouteDecision{Master: "10.0.0.1:6379", Epoch: 1, Reason: "sentinel"}); err != nil {
+	if err := a.ProposeRoute(ctxT(t), svc, cluster.RouteDecision{Master: "10.0.0.1:6379", Epoch: 1, Reason: "sentinel"}); err != nil {
 		t.Fatal(err)
 	}
 	st := a.State()
-	if st.Route.Master != "10.0.0.1:6379" || st.Route.DecidedBy != "n1" || st.Route.Time.IsZero() {
-		t.Fatalf("route = %+v", st.Route)
+	if st.Service(svc).Route.Master != "10.0.0.1:6379" || st.Service(svc).Route.DecidedBy != "n1" || st.Service(svc).Route.Time.IsZero() {
+		t.Fatalf("route = %+v", st.Service(svc).Route)
 	}
-	err := a.ProposeRoute(ctxT(t), cluster.RouteDecision{Master: "10.0.0.2:6379", Epoch: 0})
+	err := a.ProposeRoute(ctxT(t), svc, cluster.RouteDecision{Master: "10.0.0.2:6379", Epoch: 0})
 	if !errors.Is(err, cluster.ErrStaleEpoch) {
 		t.Fatalf("stale proposal err = %v, want ErrStaleEpoch", err)
 	}
-	if err := a.SetBackendAdmin(ctxT(t), "10.0.0.3:6379", cluster.AdminDrain); err != nil {
+	if err := a.SetBackendAdmin(ctxT(t), svc, "10.0.0.3:6379", cluster.AdminDrain); err != nil {
 		t.Fatal(err)
 	}
-	id, err := a.RequestFailover(ctxT(t), "test")
+	id, err := a.RequestFailover(ctxT(t), svc, "test")
 	if err != nil || id == 0 {
 		t.Fatalf("RequestFailover = %d, %v", id, err)
 	}
-	if err := a.CompleteFailover(ctxT(t), id, "done"); err != nil {
+	if err := a.CompleteFailover(ctxT(t), svc, id, "done"); err != nil {
 		t.Fatal(err)
 	}
 	st = a.State()
-	if st.Admin["10.0.0.3:6379"] != cluster.AdminDrain || st.Failovers[0].Status != cluster.FailoverCompleted {
+	if st.Service(svc).Admin["10.0.0.3:6379"] != cluster.AdminDrain || st.Service(svc).Failovers[0].Status != cluster.FailoverCompleted {
 		t.Fatalf("state = %+v", st)
 	}
 	if !slices.ContainsFunc(st.Events, func(e cluster.Event) bool { return e.Kind == cluster.EventLeaderChange }) {
@@ -126,12 +130,12 @@ func TestBootstrapAnyOrder(t *testing.T) {
 			waitVoters(t, c, names(3)...)
 			waitAllInContact(t, c)
 			leader := c.Nodes[l].Agent
-			if err := leader.ProposeRoute(ctxT(t), cluster.RouteDecision{Master: "m1:6379", Epoch: 7}); err != nil {
+			if err := leader.ProposeRoute(ctxT(t), svc, cluster.RouteDecision{Master: "m1:6379", Epoch: 7}); err != nil {
 				t.Fatal(err)
 			}
 			waitRoute(t, c, "m1:6379", 7)
 			follower := c.Nodes[(l+1)%3].Agent
-			if err := follower.ProposeRoute(ctxT(t), cluster.RouteDecision{Master: "m2:6379", Epoch: 8}); !errors.Is(err, cluster.ErrNotLeader) {
+			if err := follower.ProposeRoute(ctxT(t), svc, cluster.RouteDecision{Master: "m2:6379", Epoch: 8}); !errors.Is(err, cluster.ErrNotLeader) {
 				t.Fatalf("follower ProposeRoute err = %v, want ErrNotLeader", err)
 			}
 			bootstrapped := 0
@@ -175,7 +179,7 @@ func TestLeaderKill(t *testing.T) {
 		waitAllInContact(t, c)
 		t.Logf("round %d: all survivors in contact after %v", round, time.Since(start).Round(time.Millisecond))
 		epoch := int64(round)
-		if err := c.Nodes[l].Agent.ProposeRoute(ctxT(t), cluster.RouteDecision{Master: fmt.Sprintf("m%d:6379", round), Epoch: epoch}); err != nil {
+		if err := c.Nodes[l].Agent.ProposeRoute(ctxT(t), svc, cluster.RouteDecision{Master: fmt.Sprintf("m%d:6379", round), Epoch: epoch}); err != nil {
 			t.Fatalf("round %d: ProposeRoute on new leader: %v", round, err)
 		}
 		waitRoute(t, c, fmt.Sprintf("m%d:6379", round), epoch)
@@ -233,7 +237,7 @@ func TestRestartRejoins(t *testing.T) {
 	waitVoters(t, c, names(3)...)
 	f := (l + 1) % 3
 	c.Stop(f)
-	if err := c.Nodes[l].Agent.ProposeRoute(ctxT(t), cluster.RouteDecision{Master: "down:6379", Epoch: 3}); err != nil {
+	if err := c.Nodes[l].Agent.ProposeRoute(ctxT(t), svc, cluster.RouteDecision{Master: "down:6379", Epoch: 3}); err != nil {
 		t.Fatal(err)
 	}
 	c.Nodes[f].Logs = nil // fresh log capture for the restart
@@ -408,4 +412,69 @@ func TestDeadServerCleanup(t *testing.T) {
 	c.Start(f)
 	waitVoters(t, c, names(3)...)
 	waitAllInContact(t, c)
+}
+
+// TestAgentTwoServices: one agent with two services; writes name their
+// service, "" is the first, and a service the leader does not know is
+// refused before anything is committed.
+func TestAgentTwoServices(t *testing.T) {
+	c := clustertest.New(t, 1, clustertest.Options{Configure: func(_ int, cfg *cluster.Config) {
+		cfg.Services = []string{"mymaster", "cache"}
+	}})
+	c.StartAll()
+	a := c.Nodes[0].Agent
+	c.WaitLeader(formTimeout)
+	waitAllInContact(t, c)
+	ctx := ctxT(t)
+	if err := a.ProposeRoute(ctx, "mymaster", cluster.RouteDecision{Master: "10.0.0.1:6379", Epoch: 9}); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.ProposeRoute(ctx, "cache", cluster.RouteDecision{Master: "10.0.1.1:6379", Epoch: 2}); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.ProposeRoute(ctx, "", cluster.RouteDecision{Master: "10.0.0.2:6379", Epoch: 3}); !errors.Is(err, cluster.ErrStaleEpoch) {
+		t.Fatalf(`"" is the default service: epoch 3 < 9 must be stale, got %v`, err)
+	}
+	ida, err := a.RequestFailover(ctx, "mymaster", "one")
+	if err != nil {
+		t.Fatal(err)
+	}
+	idb, err := a.RequestFailover(ctx, "cache", "two")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.SetBackendAdmin(ctx, "cache", "10.0.1.2:6379", cluster.AdminDrain); err != nil {
+		t.Fatal(err)
+	}
+	before := a.Stats().LastIndex
+	for name, err := range map[string]error{
+		"route":    a.ProposeRoute(ctx, "other", cluster.RouteDecision{Master: "x:1", Epoch: 1}),
+		"admin":    a.SetBackendAdmin(ctx, "other", "x:1", cluster.AdminDrain),
+		"failover": func() error { _, err := a.RequestFailover(ctx, "other", "x"); return err }(),
+		"complete": a.CompleteFailover(ctx, "other", ida, "x"),
+		"reset":    a.ResetRoute(ctx, "other", nil, "x"),
+	} {
+		if !errors.Is(err, cluster.ErrUnknownService) || !strings.Contains(err.Error(), `"other"`) {
+			t.Errorf("%s of an unknown service: %v, want ErrUnknownService naming it", name, err)
+		}
+	}
+	if after := a.Stats().LastIndex; after != before {
+		t.Fatalf("refused writes reached the log: index %d -> %d", before, after)
+	}
+	st := a.State()
+	m, k := st.Service("mymaster"), st.Service("cache")
+	if m.Route.Master != "10.0.0.1:6379" || k.Route.Master != "10.0.1.1:6379" {
+		t.Fatalf("routes: %+v / %+v", m.Route, k.Route)
+	}
+	pm, okm := m.PendingFailover()
+	pk, okk := k.PendingFailover()
+	if !okm || !okk || pm.ID != ida || pk.ID != idb {
+		t.Fatalf("pending: %+v %v / %+v %v", pm, okm, pk, okk)
+	}
+	if len(m.Admin) != 0 || k.Admin["10.0.1.2:6379"] != cluster.AdminDrain {
+		t.Fatalf("admin: %v / %v", m.Admin, k.Admin)
+	}
+	if !slices.Equal(st.ServiceNames(), []string{"cache", "mymaster"}) {
+		t.Fatalf("services = %v", st.ServiceNames())
+	}
 }

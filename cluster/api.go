@@ -60,53 +60,86 @@ func (a *Agent) applyCmd(ctx context.Context, c command) (applyResult, error) {
 	return res, res.err
 }
 
-// ProposeRoute commits a route decision (leader only, else ErrNotLeader).
+// serviceName checks a service name against this node's configuration
+// (Config.Services): "" is the default service (the first). Writes are
+// made on the leader, so the leader's configuration decides; an unknown
+// name is ErrUnknownService.
+func (a *Agent) serviceName(service string) (string, error) {
+	if service == "" {
+		return a.cfg.DefaultService(), nil
+	}
+	if !slices.Contains(a.cfg.ServiceNames(), service) {
+		return "", fmt.Errorf("%w %q: %s knows %s", ErrUnknownService, service, a.cfg.NodeName,
+			strings.Join(a.cfg.ServiceNames(), ", "))
+	}
+	return service, nil
+}
+
+// ProposeRoute commits a route decision for a service ("" = the default
+// service) (leader only, else ErrNotLeader).
 // A decision that may not replace the committed one (RouteDecision.Replaces)
 // is rejected with ErrStaleEpoch; a decision equal to the committed one
 // (same master and epoch) is a no-op and returns nil without writing.
 // DecidedBy is set to this
 // node and Time to now when zero. A decision with no Master pauses writes
 // at every proxy (planned failover); it needs a Reason.
-func (a *Agent) ProposeRoute(ctx context.Context, d RouteDecision) error {
+func (a *Agent) ProposeRoute(ctx context.Context, service string, d RouteDecision) error {
+	service, err := a.serviceName(service)
+	if err != nil {
+		return err
+	}
 	if d.Master == "" && d.Reason == "" {
 		return errors.New("cluster: route decision without master address needs a reason")
 	}
-	if ok, err := d.Replaces(a.fsm.state().Route); !ok {
+	if ok, err := d.Replaces(a.fsm.state().Service(service).Route); !ok {
 		return err
 	}
 	d.DecidedBy = a.cfg.NodeName
 	if d.Time.IsZero() {
 		d.Time = time.Now().UTC()
 	}
-	_, err := a.applyCmd(ctx, command{Op: opRoute, Time: d.Time, Route: &d})
+	_, err = a.applyCmd(ctx, command{Op: opRoute, Service: service, Time: d.Time, Route: &d})
 	return err
 }
 
-// SetBackendAdmin sets a Redis backend's admin state (leader only, else
-// ErrNotLeader: the caller forwards to the leader's HTTP API). AdminReady
-// clears the entry.
-func (a *Agent) SetBackendAdmin(ctx context.Context, addr string, state AdminState) error {
+// SetBackendAdmin sets the admin state of a service's Redis backend
+// (leader only, else ErrNotLeader: OnLeader forwards). AdminReady clears
+// the entry.
+func (a *Agent) SetBackendAdmin(ctx context.Context, service, addr string, state AdminState) error {
+	service, err := a.serviceName(service)
+	if err != nil {
+		return err
+	}
 	if addr == "" {
 		return fmt.Errorf("%w: backend address is empty", ErrBadRequest)
 	}
 	if !state.Valid() {
 		return fmt.Errorf("%w: admin state %q is not ready, drain or maintenance", ErrBadRequest, state)
 	}
-	_, err := a.applyCmd(ctx, command{Op: opAdmin, Addr: addr, Admin: state})
+	_, err = a.applyCmd(ctx, command{Op: opAdmin, Service: service, Addr: addr, Admin: state})
 	return err
 }
 
-// RequestFailover commits a planned failover request (leader only) and
-// returns its ID. ErrFailoverPending if one is already pending.
-func (a *Agent) RequestFailover(ctx context.Context, reason string) (uint64, error) {
-	res, err := a.applyCmd(ctx, command{Op: opFailoverRequest, Reason: reason})
+// RequestFailover commits a planned failover request for a service
+// (leader only) and returns its ID. ErrFailoverPending if one is already
+// pending for that service (each service has at most one).
+func (a *Agent) RequestFailover(ctx context.Context, service, reason string) (uint64, error) {
+	service, err := a.serviceName(service)
+	if err != nil {
+		return 0, err
+	}
+	res, err := a.applyCmd(ctx, command{Op: opFailoverRequest, Service: service, Reason: reason})
 	return res.id, err
 }
 
-// CompleteFailover marks a planned failover request done with a result text
-// (leader only).
-func (a *Agent) CompleteFailover(ctx context.Context, id uint64, result string) error {
-	_, err := a.applyCmd(ctx, command{Op: opFailoverComplete, ID: id, Result: result})
+// CompleteFailover marks a service's planned failover request done with a
+// result text (leader only).
+func (a *Agent) CompleteFailover(ctx context.Context, service string, id uint64, result string) error {
+	service, err := a.serviceName(service)
+	if err != nil {
+		return err
+	}
+	_, err = a.applyCmd(ctx, command{Op: opFailoverComplete, Service: service, ID: id, Result: result})
 	return err
 }
 
@@ -306,7 +339,7 @@ func (a *Agent) Leave(ctx context.Context) error {
 		}
 		t.Stop()
 	}
-	if err := ml.Leave(2 * time.Second); err != nil {
+	if err := ml.Leave(leaveGossipTimeout); err != nil {
 		errs = append(errs, fmt.Errorf("leave gossip: %w", err))
 	}
 	a.notify()
@@ -316,6 +349,10 @@ func (a *Agent) Leave(ctx context.Context) error {
 // leaderlessLeave bounds how long Leave waits for its removal while no
 // leader is known.
 const leaderlessLeave = time.Second
+
+// leaveGossipTimeout bounds memberlist's Leave (the broadcast of this
+// node's leave).
+const leaveGossipTimeout = 2 * time.Second
 
 // TransferLeadership hands leadership to the named node ("" = any voter).
 // Leader only (ErrNotLeader otherwise).

@@ -29,6 +29,13 @@ type Config struct {
 	// other nodes can show them (and reach this node's HTTP API).
 	HTTPAddr string `koanf:"-"`
 	Version  string `koanf:"-"`
+	// Services names the services (Sentinel master names) this node
+	// serves; filled by node. The first is the default service: writes
+	// that name no service go to it, and so do the route, admin states and
+	// failovers of a Raft log or snapshot written by a single-service
+	// release, so it must be the same on every node (the old
+	// redis.master_name). Empty = one service, DefaultServiceName.
+	Services []string `koanf:"-"`
 
 	// Bind is the gossip (memberlist) TCP+UDP address, "ip:port" or ":port".
 	Bind string `koanf:"bind"`
@@ -119,11 +126,26 @@ func DefaultConfig() Config {
 		BootstrapExpect:    3,
 		HeartbeatTimeout:   300 * time.Millisecond,
 		ElectionTimeout:    300 * time.Millisecond,
-		LeaderLeaseTimeout: 250 * time.Millisecond,
+		LeaderLeaseTimeout: 300 * time.Millisecond,
 		ContactBound:       300 * time.Millisecond,
 		VIPLease:           time.Second,
 	}
 }
+
+// DefaultServiceName is the service when Config.Services is empty
+// (Sentinel's usual master name, and redis.master_name's default).
+const DefaultServiceName = "mymaster"
+
+// ServiceNames returns Services, or the one DefaultServiceName.
+func (c Config) ServiceNames() []string {
+	if len(c.Services) == 0 {
+		return []string{DefaultServiceName}
+	}
+	return c.Services
+}
+
+// DefaultService is the first service.
+func (c Config) DefaultService() string { return c.ServiceNames()[0] }
 
 // maxMetaText bounds the free text put in the gossip metadata so it stays
 // well within memberlist.MetaMaxSize (512 bytes) once JSON-encoded.
@@ -143,6 +165,13 @@ func (c Config) Validate() error {
 	}
 	if len(c.NodeName)+len(c.HTTPAddr)+len(c.Version) > maxMetaText {
 		errs = append(errs, fmt.Errorf("node_name: name, http address and version together exceed %d bytes of gossip metadata", maxMetaText))
+	}
+	seen := map[string]bool{}
+	for i, s := range c.Services {
+		if s == "" || seen[s] {
+			errs = append(errs, fmt.Errorf("services[%d]: service name %q is empty or repeated", i, s))
+		}
+		seen[s] = true
 	}
 	if _, _, err := splitBind(c.Bind); err != nil {
 		add("bind", "%v", err)

@@ -62,6 +62,9 @@ func TestConfigValidate(t *testing.T) {
 		{"election below heartbeat", func(c *Config) { c.ElectionTimeout = 100 * time.Millisecond }, "cluster.election_timeout:"},
 		{"zero contact bound", func(c *Config) { c.ContactBound = 0 }, "cluster.contact_bound:"},
 		{"negative cleanup", func(c *Config) { c.DeadServerCleanup = -time.Second }, "cluster.dead_server_cleanup:"},
+		{"two services", func(c *Config) { c.Services = []string{"mymaster", "cache"} }, ""},
+		{"repeated service", func(c *Config) { c.Services = []string{"mymaster", "cache", "mymaster"} }, "services[2]:"},
+		{"empty service name", func(c *Config) { c.Services = []string{""} }, "services[0]:"},
 		{"huge metadata", func(c *Config) { c.Version = strings.Repeat("v", 400) }, "gossip metadata"},
 	}
 	for _, tt := range tests {

@@ -51,7 +51,7 @@ func TestForwardToLeader(t *testing.T) {
 	}
 	clustertest.Eventually(t, formTimeout, "drain committed on every node", func() bool {
 		for _, a := range c.Running() {
-			if a.State().Admin["10.0.0.5:6379"] != cluster.AdminDrain {
+			if a.State().Service(svc).Admin["10.0.0.5:6379"] != cluster.AdminDrain {
 				return false
 			}
 		}
@@ -66,7 +66,7 @@ func TestForwardToLeader(t *testing.T) {
 	if err != nil || acted.ID == 0 {
 		t.Fatalf("forwarded failover: %+v %v", acted, err)
 	}
-	if p, ok := c.Nodes[l].Agent.State().PendingFailover(); !ok || p.ID != acted.ID || p.Reason != "requested on "+c.Nodes[f].Config.NodeName {
+	if p, ok := c.Nodes[l].Agent.State().Service(svc).PendingFailover(); !ok || p.ID != acted.ID || p.Reason != "requested on "+c.Nodes[f].Config.NodeName {
 		t.Fatalf("pending failover on the leader = %+v %v, want id %d requested on the follower", p, ok, acted.ID)
 	}
 
@@ -81,6 +81,9 @@ func TestForwardToLeader(t *testing.T) {
 		{"remove unknown member", cluster.LeaderOp{Kind: cluster.OpRemoveMember, Node: "nobody"}, cluster.ErrUnknownMember},
 		{"remove alive member", cluster.LeaderOp{Kind: cluster.OpRemoveMember, Node: c.Nodes[f].Config.NodeName}, cluster.ErrMemberAlive},
 		{"transfer to a stranger", cluster.LeaderOp{Kind: cluster.OpTransferLeadership, Node: "nobody"}, cluster.ErrUnknownMember},
+		{"failover of an unknown service", cluster.LeaderOp{Kind: cluster.OpFailover, Service: "nope"}, cluster.ErrUnknownService},
+		{"admin of an unknown service", cluster.LeaderOp{Kind: cluster.OpBackendState, Service: "nope", Addr: "a:1", State: cluster.AdminDrain}, cluster.ErrUnknownService},
+		{"reset of an unknown service", cluster.LeaderOp{Kind: cluster.OpResetRoute, Service: "nope"}, cluster.ErrUnknownService},
 	} {
 		if _, err := fol.OnLeader(ctx, tc.op); !errors.Is(err, tc.want) {
 			t.Errorf("%s: %v, want %v", tc.name, err, tc.want)
@@ -129,11 +132,11 @@ func TestResetRoute(t *testing.T) {
 	leader, fol := c.Nodes[l].Agent, c.Nodes[f].Agent
 	ctx := ctxT(t)
 	forged := cluster.RouteDecision{Master: "203.0.113.9:6379", Epoch: 999999999, Reason: "forged"}
-	if err := leader.ProposeRoute(ctx, forged); err != nil {
+	if err := leader.ProposeRoute(ctx, svc, forged); err != nil {
 		t.Fatal(err)
 	}
 	waitRoute(t, c, forged.Master, forged.Epoch)
-	if err := leader.ProposeRoute(ctx, cluster.RouteDecision{Master: "10.0.0.1:6379", Epoch: 7}); !errors.Is(err, cluster.ErrStaleEpoch) {
+	if err := leader.ProposeRoute(ctx, svc, cluster.RouteDecision{Master: "10.0.0.1:6379", Epoch: 7}); !errors.Is(err, cluster.ErrStaleEpoch) {
 		t.Fatalf("sentinel's epoch over the forged route: %v, want ErrStaleEpoch", err)
 	}
 	stale := cluster.RouteDecision{Master: forged.Master, Epoch: 5}
@@ -145,7 +148,7 @@ func TestResetRoute(t *testing.T) {
 		t.Fatalf("reset through the follower: %+v %v", acted, err)
 	}
 	waitRoute(t, c, "", 0)
-	if err := leader.ProposeRoute(ctx, cluster.RouteDecision{Master: "10.0.0.1:6379", Epoch: 7, Reason: "sentinel"}); err != nil {
+	if err := leader.ProposeRoute(ctx, svc, cluster.RouteDecision{Master: "10.0.0.1:6379", Epoch: 7, Reason: "sentinel"}); err != nil {
 		t.Fatalf("sentinel's route after the reset: %v", err)
 	}
 	waitRoute(t, c, "10.0.0.1:6379", 7)
@@ -181,7 +184,7 @@ func TestKeysFanOut(t *testing.T) {
 				if n.Agent != nil && n.Agent.IsLeader() {
 					ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 					start := time.Now()
-					err := n.Agent.ProposeRoute(ctx, cluster.RouteDecision{Master: "10.0.0.1:6379", Epoch: epoch})
+					err := n.Agent.ProposeRoute(ctx, svc, cluster.RouteDecision{Master: "10.0.0.1:6379", Epoch: epoch})
 					cancel()
 					mu.Lock()
 					if err != nil {
@@ -334,7 +337,7 @@ func TestAdminChannelRefusesStrangers(t *testing.T) {
 	if ans, err := adminDial(leader, &evil, drain); err == nil {
 		t.Fatalf("admin channel with another key's certificate answered %q", ans)
 	}
-	if _, ok := leader.State().Admin["10.0.0.7:6379"]; ok {
+	if _, ok := leader.State().Service(svc).Admin["10.0.0.7:6379"]; ok {
 		t.Fatal("a stranger's drain was carried out")
 	}
 	clustertest.Eventually(t, 5*time.Second, "both refusals counted", func() bool {
@@ -348,7 +351,7 @@ func TestAdminChannelRefusesStrangers(t *testing.T) {
 	if err != nil || !strings.Contains(ans, `"node":"`+c.Nodes[l].Config.NodeName+`"`) || strings.Contains(ans, `"error"`) {
 		t.Fatalf("admin channel with a cluster certificate: %q %v", ans, err)
 	}
-	if leader.State().Admin["10.0.0.7:6379"] != cluster.AdminDrain {
+	if leader.State().Service(svc).Admin["10.0.0.7:6379"] != cluster.AdminDrain {
 		t.Fatal("the member's drain was not carried out")
 	}
 }

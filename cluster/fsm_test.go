@@ -15,6 +15,10 @@ import (
 
 var t0 = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 
+// testService is the default service of the FSMs under test: commands
+// without a service apply to it.
+const testService = "mymaster"
+
 // applyTo applies one command to f at the given log index.
 func applyTo(t *testing.T, f *fsm, index uint64, c command) applyResult {
 	t.Helper()
@@ -86,7 +90,7 @@ func TestFSMRouteEpochRules(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			f := newFSM(nil)
+			f := newFSM(nil, testService)
 			var res applyResult
 			for i, c := range tt.steps {
 				res = applyTo(t, f, uint64(i+1), c)
@@ -95,8 +99,8 @@ func TestFSMRouteEpochRules(t *testing.T) {
 				t.Fatalf("last apply error = %v, want %v", res.err, tt.wantErr)
 			}
 			st := f.state()
-			if st.Route.Master != tt.wantMaster || st.Route.Epoch != tt.wantEpoch {
-				t.Fatalf("route = %s@%d, want %s@%d", st.Route.Master, st.Route.Epoch, tt.wantMaster, tt.wantEpoch)
+			if st.Service(testService).Route.Master != tt.wantMaster || st.Service(testService).Route.Epoch != tt.wantEpoch {
+				t.Fatalf("route = %s@%d, want %s@%d", st.Service(testService).Route.Master, st.Service(testService).Route.Epoch, tt.wantMaster, tt.wantEpoch)
 			}
 			if len(st.Events) != tt.wantEvents {
 				t.Fatalf("events = %d, want %d: %+v", len(st.Events), tt.wantEvents, st.Events)
@@ -106,18 +110,18 @@ func TestFSMRouteEpochRules(t *testing.T) {
 }
 
 func TestFSMAdminAndFailovers(t *testing.T) {
-	f := newFSM(nil)
+	f := newFSM(nil, testService)
 	if res := applyTo(t, f, 1, command{Op: opAdmin, Addr: "r1:6379", Admin: AdminDrain, Time: t0}); res.err != nil {
 		t.Fatal(res.err)
 	}
 	if res := applyTo(t, f, 2, command{Op: opAdmin, Addr: "r1:6379", Admin: "bogus", Time: t0}); res.err == nil {
 		t.Fatal("bogus admin state accepted")
 	}
-	if got := f.state().Admin["r1:6379"]; got != AdminDrain {
+	if got := f.state().Service(testService).Admin["r1:6379"]; got != AdminDrain {
 		t.Fatalf("admin = %q, want drain", got)
 	}
 	applyTo(t, f, 3, command{Op: opAdmin, Addr: "r1:6379", Admin: AdminReady, Time: t0})
-	if _, ok := f.state().Admin["r1:6379"]; ok {
+	if _, ok := f.state().Service(testService).Admin["r1:6379"]; ok {
 		t.Fatal("ready did not clear the admin entry")
 	}
 
@@ -139,10 +143,10 @@ func TestFSMAdminAndFailovers(t *testing.T) {
 		t.Fatalf("complete twice err = %v, want ErrFailoverDone", res.err)
 	}
 	st := f.state()
-	if _, ok := st.PendingFailover(); ok {
+	if _, ok := st.Service(testService).PendingFailover(); ok {
 		t.Fatal("failover still pending")
 	}
-	fr := st.Failovers[0]
+	fr := st.Service(testService).Failovers[0]
 	if fr.Status != FailoverCompleted || fr.Result != "ok" || fr.RequestedBy != "n2" || !fr.Completed.Equal(done) {
 		t.Fatalf("failover = %+v", fr)
 	}
@@ -153,7 +157,7 @@ func TestFSMAdminAndFailovers(t *testing.T) {
 }
 
 func TestFSMBoundedHistory(t *testing.T) {
-	f := newFSM(nil)
+	f := newFSM(nil, testService)
 	for i := range MaxEvents + 50 {
 		applyTo(t, f, uint64(i+1), command{Op: opEvent, Event: &Event{Kind: EventVIPMove, Message: fmt.Sprint(i)}})
 	}
@@ -168,10 +172,10 @@ func TestFSMBoundedHistory(t *testing.T) {
 	if len(st.Events) != MaxEvents {
 		t.Fatalf("events = %d, want %d", len(st.Events), MaxEvents)
 	}
-	if len(st.Failovers) != MaxFailovers {
-		t.Fatalf("failovers = %d, want %d", len(st.Failovers), MaxFailovers)
+	if len(st.Service(testService).Failovers) != MaxFailovers {
+		t.Fatalf("failovers = %d, want %d", len(st.Service(testService).Failovers), MaxFailovers)
 	}
-	if last := st.Failovers[len(st.Failovers)-1]; last.ID != idx-1 {
+	if last := st.Service(testService).Failovers[len(st.Service(testService).Failovers)-1]; last.ID != idx-1 {
 		t.Fatalf("newest failover id = %d, want %d (oldest must be dropped)", last.ID, idx-1)
 	}
 }
@@ -186,7 +190,7 @@ func (s *memSink) Cancel() error { s.cancelled = true; return nil }
 func (s *memSink) Close() error  { return nil }
 
 func TestFSMSnapshotRestore(t *testing.T) {
-	f := newFSM(nil)
+	f := newFSM(nil, testService)
 	applyTo(t, f, 1, route("a:6379", 4))
 	applyTo(t, f, 2, command{Op: opAdmin, Addr: "r2:6379", Admin: AdminMaintenance, Time: t0})
 	applyTo(t, f, 3, command{Op: opFailoverRequest, Reason: "r", Time: t0})
@@ -204,7 +208,7 @@ func TestFSMSnapshotRestore(t *testing.T) {
 	snap.Release()
 
 	changed := 0
-	g := newFSM(func() { changed++ })
+	g := newFSM(func() { changed++ }, testService)
 	applyTo(t, g, 1, route("z:1", 1)) // replaced by the restore
 	if err := g.Restore(io.NopCloser(&sink)); err != nil {
 		t.Fatal(err)
@@ -225,12 +229,17 @@ func TestFSMSnapshotRestore(t *testing.T) {
 }
 
 func TestStateCloneIsDeep(t *testing.T) {
-	f := newFSM(nil)
+	f := newFSM(nil, testService)
 	applyTo(t, f, 1, command{Op: opAdmin, Addr: "r1", Admin: AdminDrain, Time: t0})
+	applyTo(t, f, 2, command{Op: opFailoverRequest, Reason: "r", Time: t0})
 	s := f.state()
-	s.Admin["r1"] = AdminReady
+	s.Services[testService].Admin["r1"] = AdminReady
+	s.Services[testService].Failovers[0].Status = "x"
 	s.Events[0].Kind = "x"
-	if f.state().Admin["r1"] != AdminDrain || f.state().Events[0].Kind != EventAdmin {
+	c := s.Clone()
+	c.Services[testService].Admin["r1"] = AdminMaintenance
+	if st := f.state(); st.Service(testService).Admin["r1"] != AdminDrain || st.Events[0].Kind != EventAdmin ||
+		st.Service(testService).Failovers[0].Status != FailoverPending || s.Services[testService].Admin["r1"] != AdminReady {
 		t.Fatal("State() shares memory with the FSM")
 	}
 }

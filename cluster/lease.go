@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
 	"sync"
 	"time"
 
@@ -16,9 +17,12 @@ import (
 	"github.com/hashicorp/raft"
 )
 
-// The VIP lease: the FSM names the one node that may hold the virtual IP
-// and how long a renewal lasts. Raft leadership and the VIP are separate:
-// the leader commits lease changes, any voter may hold the lease.
+// The VIP leases: for each virtual IP the FSM names the one node that
+// may hold it and how long a renewal lasts. Raft leadership and the VIPs
+// are separate: the leader commits lease changes, any voter may hold a
+// lease. Each lease is keyed by its VIP: SharedVIP ("") for the VIP the
+// services share, a service's name for that service's own VIP. The
+// leases are independent: every rule below holds per lease.
 //
 // Time is never compared across nodes. The holder counts its lease from
 // the moment it *sent* a renewal that then committed; every other node
@@ -34,6 +38,10 @@ import (
 // monotonic clocks that the lease rules tolerate (10%; real clocks differ
 // by parts per million).
 const LeaseSkew = 0.1
+
+// SharedVIP is the key of the shared VIP's lease (State.VIP); a
+// service's own VIP has its lease under the service's name (State.VIPs).
+const SharedVIP = ""
 
 // Lease command kinds.
 const (
@@ -80,37 +88,64 @@ type leaseCmd struct {
 	Request   uint64        `json:"request,omitempty"`
 	Length    time.Duration `json:"length,omitempty"`
 	PrevIndex uint64        `json:"prev_index,omitempty"` // takeover: the lease index judged expired
+	// VIP is the lease's key: SharedVIP, or the service whose own VIP it
+	// is. Such commands are committed as opServiceLease, which releases
+	// without per-service VIPs refuse (unknown op) rather than apply to
+	// their one lease.
+	VIP string `json:"vip,omitempty"`
 }
 
-// leaseLocal is this node's own, unreplicated view of the lease: when
-// the last lease change reached this node's Raft log (by its own
+// leaseCommand wraps a lease request into its log entry.
+func leaseCommand(lc *leaseCmd) command {
+	if lc.VIP != SharedVIP {
+		return command{Op: opServiceLease, Lease: lc}
+	}
+	return command{Op: opLease, Lease: lc}
+}
+
+// leaseLocal is this node's own, unreplicated view of the leases: when
+// the last change of each reached this node's Raft log (by its own
 // monotonic clock).
 type leaseLocal struct {
 	mu      sync.Mutex
-	applied time.Time
+	applied map[string]time.Time // by VIP key
 	hint    chan struct{}
 	// arrived holds when lease entries not yet applied were stored in
 	// this node's log, by index (arrivalStore).
 	arrived map[uint64]time.Time
-	// changes counts the lease changes this process applied, by kind
-	// (grant, takeover, release; renewals are not changes).
-	changes map[string]uint64
+	// changes counts the lease changes this process applied, by VIP key
+	// and kind (grant, takeover, release; renewals are not changes).
+	changes map[string]map[string]uint64
 }
 
 func newLeaseLocal() *leaseLocal {
 	return &leaseLocal{hint: make(chan struct{}, 1), arrived: map[uint64]time.Time{},
-		changes: map[string]uint64{LeaseGrant: 0, LeaseTakeover: 0, LeaseRelease: 0}}
+		applied: map[string]time.Time{}, changes: map[string]map[string]uint64{}}
 }
 
-func (l *leaseLocal) changed(kind string) {
+func (l *leaseLocal) changed(vip, kind string) {
 	l.mu.Lock()
-	l.changes[kind]++
+	if l.changes[vip] == nil {
+		l.changes[vip] = map[string]uint64{}
+	}
+	l.changes[vip][kind]++
 	l.mu.Unlock()
 }
 
-func (l *leaseLocal) seen(at time.Time) {
+// counts returns the changes of one lease, every kind present.
+func (l *leaseLocal) counts(vip string) map[string]uint64 {
 	l.mu.Lock()
-	l.applied = at
+	defer l.mu.Unlock()
+	out := map[string]uint64{LeaseGrant: 0, LeaseTakeover: 0, LeaseRelease: 0}
+	maps.Copy(out, l.changes[vip])
+	return out
+}
+
+func (l *leaseLocal) seen(at time.Time, vips ...string) {
+	l.mu.Lock()
+	for _, v := range vips {
+		l.applied[v] = at
+	}
 	l.mu.Unlock()
 	hint(l.hint)
 }
@@ -153,95 +188,133 @@ func (l *leaseLocal) arrival(index uint64, now time.Time) time.Time {
 // is all the lease rules need.
 type arrivalStore struct {
 	raft.LogStore
-	l *leaseLocal
+	l     *leaseLocal
+	stall *diskStall // StallLog (stall.go)
 }
 
-// leasePrefix is how every lease command's JSON starts (Op is the first
-// field of command).
-var leasePrefix = []byte(`{"op":"` + opLease + `"`)
+// leasePrefixes are how every lease command's JSON starts (Op is the
+// first field of command).
+var leasePrefixes = [][]byte{[]byte(`{"op":"` + opLease + `"`), []byte(`{"op":"` + opServiceLease + `"`)}
+
+func isLeaseEntry(lg *raft.Log) bool {
+	if lg.Type != raft.LogCommand {
+		return false
+	}
+	for _, p := range leasePrefixes {
+		if bytes.HasPrefix(lg.Data, p) {
+			return true
+		}
+	}
+	return false
+}
 
 func (s arrivalStore) note(logs ...*raft.Log) {
 	now := time.Now()
 	for _, lg := range logs {
-		if lg.Type == raft.LogCommand && bytes.HasPrefix(lg.Data, leasePrefix) {
+		if isLeaseEntry(lg) {
 			s.l.arrive(lg.Index, now)
 		}
 	}
 }
 
 func (s arrivalStore) StoreLog(lg *raft.Log) error {
+	s.stall.wait(maxDiskStall)
 	s.note(lg)
 	return s.LogStore.StoreLog(lg)
 }
 
 func (s arrivalStore) StoreLogs(logs []*raft.Log) error {
+	s.stall.wait(maxDiskStall)
 	s.note(logs...)
 	return s.LogStore.StoreLogs(logs)
 }
 
-func (l *leaseLocal) appliedAt() time.Time {
+func (l *leaseLocal) appliedAt(vip string) time.Time {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.applied
+	return l.applied[vip]
 }
 
-// vipLease returns the committed lease (cheaper than state(): no copy of
-// the history).
-func (f *fsm) vipLease() VIPLease {
+// vipLease returns the committed lease of one VIP (cheaper than state():
+// no copy of the history).
+func (f *fsm) vipLease(vip string) VIPLease {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	return f.st.VIP
+	return f.st.Lease(vip)
 }
 
-// applyLease applies a lease command (f.mu held). The rules use no
-// clock: whether a lease expired is judged by the proposer, and the
-// takeover applies only if the lease has not changed since.
+// setLease stores the lease of one VIP (f.mu held).
+func (f *fsm) setLease(vip string, l VIPLease) {
+	if vip == SharedVIP {
+		f.st.VIP = l
+		return
+	}
+	if f.st.VIPs == nil {
+		f.st.VIPs = map[string]VIPLease{}
+	}
+	f.st.VIPs[vip] = l
+}
+
+// applyLease applies a lease command (f.mu held) to the lease its key
+// names. The rules use no clock: whether a lease expired is judged by the
+// proposer, and the takeover applies only if the lease has not changed
+// since.
 func (f *fsm) applyLease(index uint64, c command) applyResult {
 	lc := c.Lease
 	if lc == nil || lc.Holder == "" {
 		return applyResult{err: errors.New("lease command without holder")}
 	}
-	cur := f.st.VIP
+	if (c.Op == opServiceLease) != (lc.VIP != SharedVIP) {
+		return applyResult{err: fmt.Errorf("lease command %q for vip %q", c.Op, lc.VIP)}
+	}
+	key := lc.VIP
+	what := "vip lease"
+	if key != SharedVIP {
+		what = fmt.Sprintf("vip lease of service %s", key)
+	}
+	event := func(msg string) {
+		f.addEvent(Event{Time: c.Time, Kind: EventVIPMove, Node: c.Node, Service: key, Message: msg})
+	}
+	cur := f.st.Lease(key)
 	switch lc.Kind {
 	case LeaseGrant:
 		if cur.Holder != "" {
 			return applyResult{err: fmt.Errorf("%w (%s)", ErrLeaseHeld, cur.Holder)}
 		}
-		f.st.VIP = VIPLease{Holder: lc.Holder, Length: lc.Length, Request: lc.Request, Index: index, Since: c.Time}
-		f.addEvent(Event{Time: c.Time, Kind: EventVIPMove, Node: c.Node,
-			Message: fmt.Sprintf("vip lease granted to %s", lc.Holder)})
+		f.setLease(key, VIPLease{Holder: lc.Holder, Length: lc.Length, Request: lc.Request, Index: index, Since: c.Time})
+		event(fmt.Sprintf("%s granted to %s", what, lc.Holder))
 	case LeaseRenew:
 		if cur.Holder != lc.Holder {
 			return applyResult{err: fmt.Errorf("%w: %s renews, holder is %q", ErrNotHolder, lc.Holder, cur.Holder)}
 		}
-		f.st.VIP.Request, f.st.VIP.Index = lc.Request, index
+		cur.Request, cur.Index = lc.Request, index
 		if lc.Length > 0 {
-			f.st.VIP.Length = lc.Length
+			cur.Length = lc.Length
 		}
+		f.setLease(key, cur)
 	case LeaseTakeover:
 		if cur.Index != lc.PrevIndex {
 			return applyResult{err: fmt.Errorf("%w (index %d, judged %d)", ErrLeaseChanged, cur.Index, lc.PrevIndex)}
 		}
-		f.st.VIP = VIPLease{Holder: lc.Holder, Length: lc.Length, Request: lc.Request, Index: index, Since: c.Time}
-		msg := fmt.Sprintf("vip lease taken over by %s", lc.Holder)
+		f.setLease(key, VIPLease{Holder: lc.Holder, Length: lc.Length, Request: lc.Request, Index: index, Since: c.Time})
+		msg := fmt.Sprintf("%s taken over by %s", what, lc.Holder)
 		if cur.Holder != "" {
 			msg += fmt.Sprintf(" after %s's lease expired", cur.Holder)
 		}
-		f.addEvent(Event{Time: c.Time, Kind: EventVIPMove, Node: c.Node, Message: msg})
+		event(msg)
 	case LeaseRelease:
 		if cur.Holder != lc.Holder {
 			return applyResult{err: fmt.Errorf("%w: %s releases, holder is %q", ErrNotHolder, lc.Holder, cur.Holder)}
 		}
-		f.st.VIP = VIPLease{Length: cur.Length, Index: index, Released: true, Since: c.Time}
-		f.addEvent(Event{Time: c.Time, Kind: EventVIPMove, Node: c.Node,
-			Message: fmt.Sprintf("vip lease released by %s", lc.Holder)})
+		f.setLease(key, VIPLease{Length: cur.Length, Index: index, Released: true, Since: c.Time})
+		event(fmt.Sprintf("%s released by %s", what, lc.Holder))
 	default:
 		return applyResult{err: fmt.Errorf("unknown lease command %q", lc.Kind)}
 	}
 	if lc.Kind != LeaseRenew {
-		f.lease.changed(lc.Kind)
+		f.lease.changed(key, lc.Kind)
 	}
-	f.lease.seen(f.lease.arrival(index, time.Now()))
+	f.lease.seen(f.lease.arrival(index, time.Now()), key)
 	return applyResult{changed: true}
 }
 
@@ -257,7 +330,7 @@ func leaseHeldUntil(sent time.Time, length time.Duration) time.Time {
 	return sent.Add(length)
 }
 
-// LeaseStatus is this node's view of the VIP lease.
+// LeaseStatus is this node's view of one VIP lease.
 type LeaseStatus struct {
 	Lease VIPLease
 	// Applied is when this node applied the last lease change (its own
@@ -335,9 +408,31 @@ func (c *leaseClient) heldFrom(req uint64) (time.Time, bool) {
 	return t, true
 }
 
-// LeaseStatus returns this node's view of the VIP lease.
-func (a *Agent) LeaseStatus() LeaseStatus {
-	st := LeaseStatus{Lease: a.fsm.vipLease(), Applied: a.fsm.lease.appliedAt()}
+// leaseClients keeps one leaseClient per VIP key: each lease counts from
+// its own requests.
+type leaseClients struct {
+	mu sync.Mutex
+	m  map[string]*leaseClient
+}
+
+func (c *leaseClients) of(vip string) *leaseClient {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil {
+		c.m = map[string]*leaseClient{}
+	}
+	lc := c.m[vip]
+	if lc == nil {
+		lc = newLeaseClient()
+		c.m[vip] = lc
+	}
+	return lc
+}
+
+// LeaseStatus returns this node's view of the lease of vip (SharedVIP, or
+// a service's name for its own VIP).
+func (a *Agent) LeaseStatus(vip string) LeaseStatus {
+	st := LeaseStatus{Lease: a.fsm.vipLease(vip), Applied: a.fsm.lease.appliedAt(vip)}
 	if st.Lease.Holder == "" {
 		return st
 	}
@@ -345,39 +440,42 @@ func (a *Agent) LeaseStatus() LeaseStatus {
 		st.ExpiredAt = leaseExpiredAt(st.Applied, st.Lease.Length)
 	}
 	if st.Lease.Holder == a.cfg.NodeName {
-		if from, ok := a.leaseReq.heldFrom(st.Lease.Request); ok {
+		if from, ok := a.leaseReq.of(vip).heldFrom(st.Lease.Request); ok {
 			st.HeldUntil = leaseHeldUntil(from, st.Lease.Length)
 		}
 	}
 	return st
 }
 
-// LeaseChangeCounts returns how many lease changes this process applied,
-// by kind (LeaseGrant, LeaseTakeover, LeaseRelease; all three present).
-// Entries applied again after a restart (the log after the last
-// snapshot) count again: it is a per-process counter.
-func (a *Agent) LeaseChangeCounts() map[string]uint64 {
-	l := a.fsm.lease
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return maps.Clone(l.changes)
+// LeaseChangeCounts returns how many changes of vip's lease this process
+// applied, by kind (LeaseGrant, LeaseTakeover, LeaseRelease; all three
+// present). Entries applied again after a restart (the log after the
+// last snapshot) count again: it is a per-process counter.
+func (a *Agent) LeaseChangeCounts(vip string) map[string]uint64 {
+	return a.fsm.lease.counts(vip)
 }
 
-// LeaseChanges returns a cap-1 hint channel: a lease change was applied.
+// LeaseChanges returns a cap-1 hint channel: a change of some lease was
+// applied.
 func (a *Agent) LeaseChanges() <-chan struct{} { return a.fsm.lease.hint }
 
-// AcquireLease makes this node (the Raft leader) the lease holder: at
-// once when the lease is free, or by takeover when this node judges the
-// holder's lease expired. probe tells whether the address may still be
-// on another host (not after a clean release). Returns ErrLeaseHeld
-// while another node's lease runs, ErrNotLeader on a follower.
-func (a *Agent) AcquireLease(ctx context.Context) (probe bool, err error) {
+// AcquireLease makes this node (the Raft leader) the holder of vip's
+// lease: at once when the lease is free, or by takeover when this node
+// judges the holder's lease expired. probe tells whether the address may
+// still be on another host (not after a clean release). Returns
+// ErrLeaseHeld while another node's lease runs, ErrNotLeader on a
+// follower, ErrUnknownService for a service VIP of a service this node is
+// not configured with.
+func (a *Agent) AcquireLease(ctx context.Context, vip string) (probe bool, err error) {
 	if !a.IsLeader() {
 		return false, ErrNotLeader
 	}
-	st := a.LeaseStatus()
+	if vip != SharedVIP && !slices.Contains(a.cfg.Services, vip) {
+		return false, fmt.Errorf("%w %q: no vip lease for it", ErrUnknownService, vip)
+	}
+	st := a.LeaseStatus(vip)
 	now := time.Now()
-	cmd := leaseCmd{Holder: a.cfg.NodeName, Length: a.cfg.VIPLease}
+	cmd := leaseCmd{Holder: a.cfg.NodeName, Length: a.cfg.VIPLease, VIP: vip}
 	switch {
 	case st.Lease.Holder == a.cfg.NodeName:
 		return false, nil
@@ -390,40 +488,40 @@ func (a *Agent) AcquireLease(ctx context.Context) (probe bool, err error) {
 	default:
 		return false, fmt.Errorf("%w (%s, expires in %v)", ErrLeaseHeld, st.Lease.Holder, st.ExpiredAt.Sub(now).Round(time.Millisecond))
 	}
-	cmd.Request = a.leaseReq.request(now)
-	if _, err := a.applyCmd(ctx, command{Op: opLease, Lease: &cmd}); err != nil {
+	cmd.Request = a.leaseReq.of(vip).request(now)
+	if _, err := a.applyCmd(ctx, leaseCommand(&cmd)); err != nil {
 		return false, err
 	}
 	if cmd.Kind == LeaseTakeover {
-		a.log.Warn("vip lease taken over after expiry", "old_holder", st.Lease.Holder,
+		a.log.Warn("vip lease taken over after expiry", "vip_service", vip, "old_holder", st.Lease.Holder,
 			"last_renewal_seen_ago", now.Sub(st.Applied).Round(time.Millisecond))
 	} else {
-		a.log.Info("vip lease granted to this node", "after_release", st.Lease.Released)
+		a.log.Info("vip lease granted to this node", "vip_service", vip, "after_release", st.Lease.Released)
 	}
 	return probe, nil
 }
 
-// RenewLease asks for a renewal of this node's lease: committed directly
-// on the leader, sent to the leader (gossip, encrypted with the cluster
-// key) on a follower. It does not wait for the commit; LeaseStatus shows
-// the new HeldUntil once this node applied it.
-func (a *Agent) RenewLease(ctx context.Context) error {
-	return a.leaseRequest(ctx, LeaseRenew)
+// RenewLease asks for a renewal of this node's lease of vip: committed
+// directly on the leader, sent to the leader (gossip, encrypted with the
+// cluster key) on a follower. It does not wait for the commit;
+// LeaseStatus shows the new HeldUntil once this node applied it.
+func (a *Agent) RenewLease(ctx context.Context, vip string) error {
+	return a.leaseRequest(ctx, LeaseRenew, vip)
 }
 
-// ReleaseLease gives the lease up (the caller removed the address
+// ReleaseLease gives vip's lease up (the caller removed the address
 // first) and waits, bounded by ctx, until this node applied the release.
 // Resent every 25 ms, to whichever node leads by then.
-func (a *Agent) ReleaseLease(ctx context.Context) error {
+func (a *Agent) ReleaseLease(ctx context.Context, vip string) error {
 	t := time.NewTicker(25 * time.Millisecond)
 	defer t.Stop()
 	hints := a.LeaseChanges()
 	for {
-		if a.fsm.vipLease().Holder != a.cfg.NodeName {
+		if a.fsm.vipLease(vip).Holder != a.cfg.NodeName {
 			return nil
 		}
-		err := a.leaseRequest(ctx, LeaseRelease)
-		if a.fsm.vipLease().Holder != a.cfg.NodeName {
+		err := a.leaseRequest(ctx, LeaseRelease, vip)
+		if a.fsm.vipLease(vip).Holder != a.cfg.NodeName {
 			return nil
 		}
 		select {
@@ -437,13 +535,13 @@ func (a *Agent) ReleaseLease(ctx context.Context) error {
 
 // leaseRequest commits (leader) or forwards (follower) a renewal or a
 // release by this node.
-func (a *Agent) leaseRequest(ctx context.Context, kind string) error {
-	cmd := leaseCmd{Kind: kind, Holder: a.cfg.NodeName, Length: a.cfg.VIPLease}
+func (a *Agent) leaseRequest(ctx context.Context, kind, vip string) error {
+	cmd := leaseCmd{Kind: kind, Holder: a.cfg.NodeName, Length: a.cfg.VIPLease, VIP: vip}
 	if kind == LeaseRenew {
-		cmd.Request = a.leaseReq.request(time.Now())
+		cmd.Request = a.leaseReq.of(vip).request(time.Now())
 	}
 	if a.IsLeader() {
-		_, err := a.applyCmd(ctx, command{Op: opLease, Lease: &cmd})
+		_, err := a.applyCmd(ctx, leaseCommand(&cmd))
 		return err
 	}
 	return a.sendToLeader(cmd)
@@ -517,10 +615,10 @@ func (a *Agent) leaseLoop(ctx context.Context) {
 				continue
 			}
 			cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-			_, err := a.applyCmd(cctx, command{Op: opLease, Lease: &cmd})
+			_, err := a.applyCmd(cctx, leaseCommand(&cmd))
 			cancel()
 			if err != nil && !errors.Is(err, ErrNotHolder) {
-				a.log.Debug("lease request from follower not committed", "kind", cmd.Kind, "holder", cmd.Holder, "error", err)
+				a.log.Debug("lease request from follower not committed", "kind", cmd.Kind, "holder", cmd.Holder, "vip_service", cmd.VIP, "error", err)
 			}
 		}
 	}

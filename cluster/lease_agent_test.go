@@ -27,7 +27,7 @@ func TestLeaseAcrossLeadership(t *testing.T) {
 	holder := c.Nodes[l].Agent
 	name := holder.Name()
 
-	probe, err := holder.AcquireLease(ctxT(t))
+	probe, err := holder.AcquireLease(ctxT(t), cluster.SharedVIP)
 	if err != nil {
 		t.Fatalf("AcquireLease on the leader with a free lease: %v", err)
 	}
@@ -36,10 +36,10 @@ func TestLeaseAcrossLeadership(t *testing.T) {
 	}
 	for _, n := range c.Nodes {
 		clustertest.Eventually(t, 5*time.Second, n.Config.NodeName+" sees the lease", func() bool {
-			return n.Agent.LeaseStatus().Lease.Holder == name
+			return n.Agent.LeaseStatus(cluster.SharedVIP).Lease.Holder == name
 		})
 	}
-	if hu := holder.LeaseStatus().HeldUntil; time.Until(hu) <= 0 {
+	if hu := holder.LeaseStatus(cluster.SharedVIP).HeldUntil; time.Until(hu) <= 0 {
 		t.Fatalf("holder's HeldUntil %v is not in the future", hu)
 	}
 
@@ -52,25 +52,25 @@ func TestLeaseAcrossLeadership(t *testing.T) {
 		t.Fatal("leadership did not move")
 	}
 	leader := c.Nodes[nl].Agent
-	if got := leader.LeaseStatus().Lease.Holder; got != name {
+	if got := leader.LeaseStatus(cluster.SharedVIP).Lease.Holder; got != name {
 		t.Fatalf("lease holder after the leadership move = %q, want %s", got, name)
 	}
 
 	// The follower holder renews through the new leader for 2 lease
 	// lengths; every takeover attempt meanwhile fails.
 	end := time.Now().Add(time.Second)
-	prev := holder.LeaseStatus().HeldUntil
+	prev := holder.LeaseStatus(cluster.SharedVIP).HeldUntil
 	extended := 0
 	for time.Now().Before(end) {
-		if err := holder.RenewLease(ctxT(t)); err != nil {
+		if err := holder.RenewLease(ctxT(t), cluster.SharedVIP); err != nil {
 			t.Fatalf("RenewLease on the follower holder: %v", err)
 		}
 		time.Sleep(125 * time.Millisecond)
-		if hu := holder.LeaseStatus().HeldUntil; hu.After(prev) {
+		if hu := holder.LeaseStatus(cluster.SharedVIP).HeldUntil; hu.After(prev) {
 			extended++
 			prev = hu
 		}
-		if _, err := leader.AcquireLease(ctxT(t)); !errors.Is(err, cluster.ErrLeaseHeld) {
+		if _, err := leader.AcquireLease(ctxT(t), cluster.SharedVIP); !errors.Is(err, cluster.ErrLeaseHeld) {
 			t.Fatalf("AcquireLease while the holder renews: %v, want ErrLeaseHeld", err)
 		}
 	}
@@ -81,10 +81,10 @@ func TestLeaseAcrossLeadership(t *testing.T) {
 	// The holder stops renewing (paused). Its own lease ends first; the
 	// leader takes over only after it judges the lease expired.
 	paused := time.Now()
-	heldUntil := holder.LeaseStatus().HeldUntil
+	heldUntil := holder.LeaseStatus(cluster.SharedVIP).HeldUntil
 	var took time.Time
 	clustertest.Eventually(t, 5*time.Second, "takeover after expiry", func() bool {
-		_, err := leader.AcquireLease(ctxT(t))
+		_, err := leader.AcquireLease(ctxT(t), cluster.SharedVIP)
 		if err == nil {
 			took = time.Now()
 			return true
@@ -104,30 +104,100 @@ func TestLeaseAcrossLeadership(t *testing.T) {
 		t.Errorf("takeover took %v, want about 0.55 s", time.Since(paused))
 	}
 	clustertest.Eventually(t, 5*time.Second, "old holder sees the takeover", func() bool {
-		st := holder.LeaseStatus()
+		st := holder.LeaseStatus(cluster.SharedVIP)
 		return st.Lease.Holder == leader.Name() && st.HeldUntil.IsZero()
 	})
 	// The paused holder wakes and renews: refused by the FSM.
-	_ = holder.RenewLease(ctxT(t))
+	_ = holder.RenewLease(ctxT(t), cluster.SharedVIP)
 	time.Sleep(200 * time.Millisecond)
-	if got := leader.LeaseStatus().Lease.Holder; got != leader.Name() {
+	if got := leader.LeaseStatus(cluster.SharedVIP).Lease.Holder; got != leader.Name() {
 		t.Fatalf("a stale renewal moved the lease back to %q", got)
 	}
 
 	// Clean release by the (leader) holder; the lease is free at once, and
 	// the next grant needs no probe.
-	if err := leader.ReleaseLease(ctxT(t)); err != nil {
+	if err := leader.ReleaseLease(ctxT(t), cluster.SharedVIP); err != nil {
 		t.Fatalf("ReleaseLease: %v", err)
 	}
-	if st := leader.LeaseStatus().Lease; st.Holder != "" || !st.Released {
+	if st := leader.LeaseStatus(cluster.SharedVIP).Lease; st.Holder != "" || !st.Released {
 		t.Fatalf("after release: %+v", st)
 	}
-	probe, err = leader.AcquireLease(ctxT(t))
+	probe, err = leader.AcquireLease(ctxT(t), cluster.SharedVIP)
 	if err != nil || probe {
 		t.Fatalf("grant after a clean release: probe=%v err=%v, want no probe", probe, err)
 	}
 	// A follower cannot grant.
-	if _, err := holder.AcquireLease(ctxT(t)); !errors.Is(err, cluster.ErrNotLeader) {
+	if _, err := holder.AcquireLease(ctxT(t), cluster.SharedVIP); !errors.Is(err, cluster.ErrNotLeader) {
 		t.Fatalf("AcquireLease on a follower: %v, want ErrNotLeader", err)
+	}
+}
+
+// TestServiceLeaseAgent: a service's own VIP lease through the agents:
+// the leader takes it while another node holds the shared lease, a
+// follower holder renews it through the leader (gossip) without touching
+// the shared lease, it is released on its own, and a service the leader
+// is not configured with has no lease.
+func TestServiceLeaseAgent(t *testing.T) {
+	c := clustertest.New(t, 3, clustertest.Options{Configure: func(_ int, cfg *cluster.Config) {
+		cfg.VIPLease = 500 * time.Millisecond
+		cfg.Services = []string{"mymaster", "cache"}
+	}})
+	c.StartAll()
+	l := c.WaitLeader(formTimeout)
+	waitVoters(t, c, names(3)...)
+	waitAllInContact(t, c)
+	first := c.Nodes[l].Agent
+	if _, err := first.AcquireLease(ctxT(t), cluster.SharedVIP); err != nil {
+		t.Fatalf("shared lease: %v", err)
+	}
+	if _, err := first.AcquireLease(ctxT(t), "nope"); !errors.Is(err, cluster.ErrUnknownService) {
+		t.Fatalf("lease of an unknown service: %v, want ErrUnknownService", err)
+	}
+	if err := first.TransferLeadership(ctxT(t), ""); err != nil {
+		t.Fatalf("transfer leadership: %v", err)
+	}
+	leader := c.Nodes[c.WaitLeader(electBound)].Agent
+	if leader == first {
+		t.Fatal("leadership did not move")
+	}
+	if _, err := leader.AcquireLease(ctxT(t), cluster.SharedVIP); !errors.Is(err, cluster.ErrLeaseHeld) {
+		t.Fatalf("shared lease on the new leader: %v, want ErrLeaseHeld", err)
+	}
+	if _, err := leader.AcquireLease(ctxT(t), "cache"); err != nil {
+		t.Fatalf("cache's lease while the shared one is held elsewhere: %v", err)
+	}
+	for _, n := range c.Nodes {
+		clustertest.Eventually(t, 5*time.Second, n.Config.NodeName+" sees both leases", func() bool {
+			return n.Agent.LeaseStatus("cache").Lease.Holder == leader.Name() &&
+				n.Agent.LeaseStatus(cluster.SharedVIP).Lease.Holder == first.Name()
+		})
+	}
+	// The follower holder of the shared lease renews it through the
+	// leader; the service lease is the leader's and stays so.
+	prev := first.LeaseStatus(cluster.SharedVIP).HeldUntil
+	clustertest.Eventually(t, 5*time.Second, "the follower's shared renewal", func() bool {
+		_ = first.RenewLease(ctxT(t), cluster.SharedVIP)
+		return first.LeaseStatus(cluster.SharedVIP).HeldUntil.After(prev)
+	})
+	if err := first.RenewLease(ctxT(t), "cache"); err != nil {
+		t.Fatalf("sending a renewal of a lease this node does not hold: %v", err)
+	}
+	if got := leader.LeaseStatus("cache").Lease.Holder; got != leader.Name() {
+		t.Fatalf("cache's lease holder %q after a non-holder's renewal", got)
+	}
+	if hu := leader.LeaseStatus("cache").HeldUntil; time.Until(hu) <= 0 {
+		t.Fatalf("cache holder's HeldUntil %v is not in the future", hu)
+	}
+	if err := leader.ReleaseLease(ctxT(t), "cache"); err != nil {
+		t.Fatalf("release cache's lease: %v", err)
+	}
+	if ls := leader.LeaseStatus("cache").Lease; ls.Holder != "" || !ls.Released {
+		t.Fatalf("cache lease after release %+v", ls)
+	}
+	if got := leader.LeaseStatus(cluster.SharedVIP).Lease.Holder; got != first.Name() {
+		t.Fatalf("shared lease holder %q after cache's release, want %s", got, first.Name())
+	}
+	if n := leader.LeaseChangeCounts("cache"); n[cluster.LeaseGrant] != 1 || n[cluster.LeaseRelease] != 1 {
+		t.Errorf("cache lease changes %v", n)
 	}
 }

@@ -55,7 +55,7 @@ func TestLeaseSkewBound(t *testing.T) {
 // only when free, renew and release only by the holder, takeover only of
 // the exact lease judged expired (a renewal in between defeats it).
 func TestLeaseRules(t *testing.T) {
-	f := newFSM(nil)
+	f := newFSM(nil, testService)
 	expectErr := func(res applyResult, want error) {
 		t.Helper()
 		if !errors.Is(res.err, want) {
@@ -68,14 +68,14 @@ func TestLeaseRules(t *testing.T) {
 			t.Fatalf("apply: %+v, want a change", res)
 		}
 	}
-	if !f.lease.appliedAt().IsZero() {
+	if !f.lease.appliedAt(SharedVIP).IsZero() {
 		t.Fatal("applied time before any lease change")
 	}
 	ok(applyTo(t, f, 10, leaseOp(LeaseGrant, "n1", 7, 0)))
 	if l := f.state().VIP; l.Holder != "n1" || l.Request != 7 || l.Index != 10 || l.Length != time.Second {
 		t.Fatalf("after grant: %+v", l)
 	}
-	if f.lease.appliedAt().IsZero() {
+	if f.lease.appliedAt(SharedVIP).IsZero() {
 		t.Fatal("no local applied time after a grant")
 	}
 	expectErr(applyTo(t, f, 11, leaseOp(LeaseGrant, "n2", 1, 0)), ErrLeaseHeld)
@@ -114,7 +114,7 @@ func TestLeaseRules(t *testing.T) {
 	}
 	// Only applied changes count (refused commands and renewals do not).
 	f.lease.mu.Lock()
-	changes := maps.Clone(f.lease.changes)
+	changes := maps.Clone(f.lease.changes[SharedVIP])
 	f.lease.mu.Unlock()
 	if want := map[string]uint64{LeaseGrant: 2, LeaseTakeover: 1, LeaseRelease: 1}; !maps.Equal(changes, want) {
 		t.Errorf("lease changes %v, want %v", changes, want)
@@ -129,7 +129,7 @@ func TestLeaseRules(t *testing.T) {
 	if _, err := buf.Write(snap.(fsmSnapshot)); err != nil {
 		t.Fatal(err)
 	}
-	g := newFSM(nil)
+	g := newFSM(nil, testService)
 	before := time.Now()
 	if err := g.Restore(nopCloser{&buf}); err != nil {
 		t.Fatal(err)
@@ -137,7 +137,7 @@ func TestLeaseRules(t *testing.T) {
 	if l := g.state().VIP; l != f.state().VIP {
 		t.Fatalf("restored lease %+v, want %+v", l, f.state().VIP)
 	}
-	if g.lease.appliedAt().Before(before) {
+	if g.lease.appliedAt(SharedVIP).Before(before) {
 		t.Error("a restored lease must count from the restore, not from before")
 	}
 }
@@ -189,7 +189,7 @@ func TestLeaseStatusJudgement(t *testing.T) {
 // this node's log, not from its (possibly much later) apply: a new leader
 // applies the old leader's last renewal only after its election.
 func TestLeaseCountsFromArrival(t *testing.T) {
-	f := newFSM(nil)
+	f := newFSM(nil, testService)
 	store := arrivalStore{LogStore: raft.NewInmemStore(), l: f.lease}
 	lease, err := json.Marshal(leaseOp(LeaseGrant, "n1", 1, 0))
 	if err != nil {
@@ -208,7 +208,7 @@ func TestLeaseCountsFromArrival(t *testing.T) {
 	}
 	time.Sleep(200 * time.Millisecond) // the election
 	applyTo(t, f, 5, leaseOp(LeaseGrant, "n1", 1, 0))
-	if got := f.lease.appliedAt(); got.Before(arrived) || got.Sub(arrived) > 100*time.Millisecond {
+	if got := f.lease.appliedAt(SharedVIP); got.Before(arrived) || got.Sub(arrived) > 100*time.Millisecond {
 		t.Errorf("lease counted from %v after the arrival, want the arrival", got.Sub(arrived))
 	}
 	if len(f.lease.arrived) != 0 {
@@ -217,7 +217,7 @@ func TestLeaseCountsFromArrival(t *testing.T) {
 	// Without a noted arrival (replayed at start), the apply time counts.
 	before := time.Now()
 	applyTo(t, f, 7, leaseOp(LeaseRenew, "n1", 2, 0))
-	if f.lease.appliedAt().Before(before) {
+	if f.lease.appliedAt(SharedVIP).Before(before) {
 		t.Error("an entry without arrival counted from before its apply")
 	}
 }

@@ -94,7 +94,7 @@ func TestOperatorPKI(t *testing.T) {
 	if !c.Nodes[l].Logs.Contains("raft_tls=operator_pki") {
 		t.Fatal("agent did not log operator_pki")
 	}
-	if err := c.Nodes[l].Agent.ProposeRoute(ctxT(t), cluster.RouteDecision{Master: "m1:6379", Epoch: 1}); err != nil {
+	if err := c.Nodes[l].Agent.ProposeRoute(ctxT(t), svc, cluster.RouteDecision{Master: "m1:6379", Epoch: 1}); err != nil {
 		t.Fatal(err)
 	}
 	waitRoute(t, c, "m1:6379", 1)
@@ -111,7 +111,7 @@ func TestOperatorPKI(t *testing.T) {
 	clustertest.Eventually(t, formTimeout, "peers refuse the follower's new certificate", func() bool {
 		return rejected(c.Nodes[l].Agent, "raft", cluster.RejectUntrusted) > 0
 	})
-	if err := c.Nodes[l].Agent.ProposeRoute(ctxT(t), cluster.RouteDecision{Master: "m2:6379", Epoch: 2}); err != nil {
+	if err := c.Nodes[l].Agent.ProposeRoute(ctxT(t), svc, cluster.RouteDecision{Master: "m2:6379", Epoch: 2}); err != nil {
 		t.Fatal(err) // the two others are a quorum
 	}
 	// Back to the right CA: picked up at the next handshake (mtime).

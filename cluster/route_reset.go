@@ -27,35 +27,41 @@ var ErrRouteChanged = errors.New("cluster: the committed route changed since it 
 // reset decided on an old view never clears a newer good route. Refused
 // with ErrFailoverPending while a planned failover runs (it owns the
 // route then). Resetting an empty route is a no-op.
-func (a *Agent) ResetRoute(ctx context.Context, expect *RouteDecision, reason string) error {
+func (a *Agent) ResetRoute(ctx context.Context, service string, expect *RouteDecision, reason string) error {
+	service, err := a.serviceName(service)
+	if err != nil {
+		return err
+	}
 	if reason == "" {
 		reason = "reset by operator"
 	}
 	var c command
-	c.Op, c.Reason = opRouteReset, reason
+	c.Op, c.Service, c.Reason = opRouteReset, service, reason
 	if expect != nil {
 		e := RouteDecision{Master: expect.Master, Epoch: expect.Epoch}
 		c.Route = &e
 	}
-	_, err := a.applyCmd(ctx, c)
+	_, err = a.applyCmd(ctx, c)
 	return err
 }
 
 // applyRouteReset is the FSM side of ResetRoute (f.mu held).
 func (f *fsm) applyRouteReset(c command) applyResult {
-	cur := f.st.Route
+	name, ss := f.service(c)
+	cur := ss.Route
 	if e := c.Route; e != nil && (e.Master != cur.Master || e.Epoch != cur.Epoch) {
-		return applyResult{err: fmt.Errorf("%w: expected master %q epoch %d, committed master %q epoch %d",
-			ErrRouteChanged, e.Master, e.Epoch, cur.Master, cur.Epoch)}
+		return applyResult{err: fmt.Errorf("%w: service %q: expected master %q epoch %d, committed master %q epoch %d",
+			ErrRouteChanged, name, e.Master, e.Epoch, cur.Master, cur.Epoch)}
 	}
-	if p, ok := f.st.PendingFailover(); ok {
+	if p, ok := ss.PendingFailover(); ok {
 		return applyResult{err: fmt.Errorf("%w (id %d): it restores or replaces the route itself", ErrFailoverPending, p.ID)}
 	}
 	if cur == (RouteDecision{}) || (cur.Master == "" && cur.Epoch == 0) {
 		return applyResult{}
 	}
-	f.st.Route = RouteDecision{Reason: "reset: " + c.Reason, Time: c.Time, DecidedBy: c.Node}
-	f.addEvent(Event{Time: c.Time, Kind: EventRouteChange, Node: c.Node,
+	ss.Route = RouteDecision{Reason: "reset: " + c.Reason, Time: c.Time, DecidedBy: c.Node}
+	f.st.Services[name] = ss
+	f.addEvent(Event{Time: c.Time, Kind: EventRouteChange, Node: c.Node, Service: name,
 		Message: fmt.Sprintf("route reset (was master %s epoch %d): %s", cur.Master, cur.Epoch, c.Reason)})
 	return applyResult{changed: true}
 }

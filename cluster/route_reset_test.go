@@ -12,7 +12,7 @@ func TestRouteResetApply(t *testing.T) {
 	reset := func(expect *RouteDecision) command {
 		return command{Op: opRouteReset, Time: t0, Node: "n1", Reason: "test", Route: expect}
 	}
-	f := newFSM(nil)
+	f := newFSM(nil, testService)
 	if res := applyTo(t, f, 1, route("stranger:6379", 999999999)); res.err != nil {
 		t.Fatal(res.err)
 	}
@@ -22,15 +22,15 @@ func TestRouteResetApply(t *testing.T) {
 	if res := applyTo(t, f, 3, reset(&RouteDecision{Master: "stranger:6379", Epoch: 5})); !errors.Is(res.err, ErrRouteChanged) {
 		t.Fatalf("reset naming another epoch: %v, want ErrRouteChanged", res.err)
 	}
-	if f.state().Route.Epoch != 999999999 {
-		t.Fatalf("refused reset changed the route: %+v", f.state().Route)
+	if f.state().Service(testService).Route.Epoch != 999999999 {
+		t.Fatalf("refused reset changed the route: %+v", f.state().Service(testService).Route)
 	}
 	if res := applyTo(t, f, 4, reset(&RouteDecision{Master: "stranger:6379", Epoch: 999999999})); res.err != nil || !res.changed {
 		t.Fatalf("reset: %+v", res)
 	}
 	st := f.state()
-	if st.Route.Master != "" || st.Route.Epoch != 0 || st.Route.DecidedBy != "n1" {
-		t.Fatalf("route after reset: %+v", st.Route)
+	if st.Service(testService).Route.Master != "" || st.Service(testService).Route.Epoch != 0 || st.Service(testService).Route.DecidedBy != "n1" {
+		t.Fatalf("route after reset: %+v", st.Service(testService).Route)
 	}
 	if last := st.Events[len(st.Events)-1]; last.Kind != EventRouteChange {
 		t.Fatalf("no route_change event for the reset: %+v", last)
@@ -47,7 +47,7 @@ func TestRouteResetApply(t *testing.T) {
 	if res := applyTo(t, f, 8, reset(nil)); !errors.Is(res.err, ErrFailoverPending) {
 		t.Fatalf("reset during a planned failover: %v, want ErrFailoverPending", res.err)
 	}
-	if f.state().Route.Master != "real:6379" {
-		t.Fatalf("route changed by a refused reset: %+v", f.state().Route)
+	if f.state().Service(testService).Route.Master != "real:6379" {
+		t.Fatalf("route changed by a refused reset: %+v", f.state().Service(testService).Route)
 	}
 }

@@ -91,7 +91,7 @@ func TestForgedAppendEntriesRefused(t *testing.T) {
 	c.StartAll()
 	l := c.WaitLeader(formTimeout)
 	waitVoters(t, c, names(3)...)
-	if err := c.Nodes[l].Agent.ProposeRoute(ctxT(t), cluster.RouteDecision{Master: "m1:6379", Epoch: 5}); err != nil {
+	if err := c.Nodes[l].Agent.ProposeRoute(ctxT(t), svc, cluster.RouteDecision{Master: "m1:6379", Epoch: 5}); err != nil {
 		t.Fatal(err)
 	}
 	waitRoute(t, c, "m1:6379", 5)
@@ -124,20 +124,21 @@ func TestForgedAppendEntriesRefused(t *testing.T) {
 					t.Errorf("term moved from %d to %d", term, got)
 				}
 				for _, n := range c.Nodes {
-					if r := n.Agent.State().Route; r.Master != "m1:6379" || r.Epoch != 5 {
+					if r := n.Agent.State().Service(svc).Route; r.Master != "m1:6379" || r.Epoch != 5 {
 						t.Fatalf("%s route = %+v after the forgery", n.Config.NodeName, r)
 					}
 				}
-				if !c.Nodes[i].Logs.Contains("cluster connection rejected") {
-					t.Error("rejection not logged")
-				}
+				// countReject counts before it logs: wait for the line too.
+				clustertest.Eventually(t, 5*time.Second, "rejection logged", func() bool {
+					return c.Nodes[i].Logs.Contains("cluster connection rejected")
+				})
 			})
 		}
 	}
 	// The cluster still commits (an applied forged epoch 999999999 would
 	// make this stale) and nobody lost leadership.
 	l2 := c.WaitLeader(formTimeout)
-	if err := c.Nodes[l2].Agent.ProposeRoute(ctxT(t), cluster.RouteDecision{Master: "m2:6379", Epoch: 6}); err != nil {
+	if err := c.Nodes[l2].Agent.ProposeRoute(ctxT(t), svc, cluster.RouteDecision{Master: "m2:6379", Epoch: 6}); err != nil {
 		t.Fatal(err)
 	}
 	waitRoute(t, c, "m2:6379", 6)
@@ -306,7 +307,7 @@ func TestForgedMetadataClaims(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	if err := leader.ProposeRoute(ctxT(t), cluster.RouteDecision{Master: "m:6379", Epoch: 1}); err != nil {
+	if err := leader.ProposeRoute(ctxT(t), svc, cluster.RouteDecision{Master: "m:6379", Epoch: 1}); err != nil {
 		t.Fatal(err)
 	}
 	waitRoute(t, c, "m:6379", 1)
@@ -345,7 +346,7 @@ func TestKeyRotation(t *testing.T) {
 		var err error
 		clustertest.Eventually(t, electBound, st.name+": a write commits", func() bool {
 			li := c.WaitLeader(electBound)
-			err = c.Nodes[li].Agent.ProposeRoute(ctxT(t), cluster.RouteDecision{Master: master, Epoch: epoch})
+			err = c.Nodes[li].Agent.ProposeRoute(ctxT(t), svc, cluster.RouteDecision{Master: master, Epoch: epoch})
 			return err == nil
 		})
 		waitRoute(t, c, master, epoch)

@@ -26,8 +26,8 @@ import (
 // check the history: linearizability of the registers between faults
 // that may lose writes (porcupine), acknowledged list values lost (only
 // Redis's asynchronous replication at a master's crash may lose any),
-// never two VIP holders, availability. CHAOS_SEED and CHAOS_DURATION
-// choose the run (default: seed 1, 2 minutes); the report, the fault
+// never two VIP holders, availability. CHAOS_SEED, CHAOS_DURATION and
+// CHAOS_KEYS choose the run (default: seed 1, 2 minutes, 4 keys); the report, the fault
 // windows, the raw history and porcupine's visualisations go to
 // $CHAOS_OUT (make chaos: dist/chaos), else the run's artifacts folder.
 func TestChaos(t *testing.T) {
@@ -46,6 +46,17 @@ func TestChaos(t *testing.T) {
 			t.Fatalf("CHAOS_DURATION=%q: want a duration of at least 30s", s)
 		}
 		dur = v
+	}
+	// Every LRANGE reads the whole list (it is recorded compactly, see
+	// chaos.ReadRecorder), so the read traffic grows with the square of
+	// the run's length over the number of keys (CHAOS_KEYS spreads it).
+	keys := 4
+	if s := os.Getenv("CHAOS_KEYS"); s != "" {
+		v, err := strconv.Atoi(s)
+		if err != nil || v < 1 {
+			t.Fatalf("CHAOS_KEYS=%q: want a positive number", s)
+		}
+		keys = v
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), dur+20*time.Minute)
 	defer cancel()
@@ -70,7 +81,6 @@ func TestChaos(t *testing.T) {
 	for _, n := range c.nodes {
 		addrs = append(addrs, n+"="+c.ip[n]+":6380")
 	}
-	const keys = 4
 	hist := "/tmp/chaos.jsonl"
 	script := fmt.Sprintf("echo $$ > %s.pid; exec writer chaos -addrs %s -clients %d -keys %d -seed %d -max %s -out %s 2>%s.err",
 		hist, strings.Join(addrs, ","), 2*len(addrs), keys, seed, (dur + 10*time.Minute).String(), hist, hist)
@@ -115,7 +125,7 @@ func TestChaos(t *testing.T) {
 	if out, err := c.exec(ctx, clientName, "sh", "-c", "kill -TERM $(cat "+hist+".pid)"); err != nil {
 		t.Fatalf("stop the workload: %v %s", err, out)
 	}
-	c.poll(ctx, 60*time.Second, "the workload wrote its history", func() bool {
+	c.poll(ctx, 5*time.Minute, "the workload wrote its history", func() bool {
 		_, err := c.exec(ctx, clientName, "test", "-f", hist)
 		return err == nil
 	})

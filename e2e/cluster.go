@@ -540,9 +540,14 @@ func (c *cluster) nodeOf(ip string) string {
 // sentinelMaster is the master address that a majority of the reachable
 // Sentinels report ("" when no majority).
 func (c *cluster) sentinelMaster(ctx context.Context) string {
+	return c.sentinelMasterOf(ctx, masterName)
+}
+
+// sentinelMasterOf is sentinelMaster for the master Sentinel calls name.
+func (c *cluster) sentinelMasterOf(ctx context.Context, name string) string {
 	votes := map[string]int{}
 	for _, n := range c.up() {
-		out := c.redis(ctx, n, 26379, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", masterName)
+		out := c.redis(ctx, n, 26379, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", name)
 		if f := strings.Fields(out); len(f) == 2 {
 			votes[f[0]]++
 		}
@@ -568,15 +573,20 @@ func kv(out string) map[string]string {
 // sentinelsSettled: every running Sentinel names master, sees the other
 // Sentinels, and knows the replicas of all running nodes as healthy.
 func (c *cluster) sentinelsSettled(ctx context.Context, master string) bool {
+	return c.sentinelsSettledOf(ctx, masterName, master)
+}
+
+// sentinelsSettledOf is sentinelsSettled for the master Sentinel calls name.
+func (c *cluster) sentinelsSettledOf(ctx context.Context, name, master string) bool {
 	up := c.up()
 	for _, n := range up {
-		m := kv(c.redis(ctx, n, 26379, "SENTINEL", "MASTER", masterName))
+		m := kv(c.redis(ctx, n, 26379, "SENTINEL", "MASTER", name))
 		if m["ip"] != master || m["flags"] != "master" ||
 			m["num-other-sentinels"] != strconv.Itoa(len(c.nodes)-1) {
 			return false
 		}
 		healthy := 0
-		reps := c.redis(ctx, n, 26379, "SENTINEL", "REPLICAS", masterName)
+		reps := c.redis(ctx, n, 26379, "SENTINEL", "REPLICAS", name)
 		for _, block := range splitReplicas(reps) {
 			r := kv(block)
 			if r["flags"] == "slave" && r["master-link-status"] == "ok" && !c.isDown(c.nodeOf(r["ip"])) {
@@ -624,10 +634,15 @@ type agentStatus struct {
 
 func (c *cluster) status(ctx context.Context, n string) (agentStatus, error) {
 	out, err := c.exec(ctx, n, "redhaven", "status")
-	var s agentStatus
 	if out == "" {
-		return s, err
+		return agentStatus{}, err
 	}
+	return parseStatus(out), nil
+}
+
+// parseStatus reads what `redhaven status` prints.
+func parseStatus(out string) agentStatus {
+	var s agentStatus
 	sc := bufio.NewScanner(strings.NewReader(out))
 	for sc.Scan() {
 		k, v, ok := strings.Cut(sc.Text(), ":")
@@ -651,7 +666,7 @@ func (c *cluster) status(ctx context.Context, n string) (agentStatus, error) {
 			}
 		}
 	}
-	return s, nil
+	return s
 }
 
 // vipHolders lists the running nodes whose eth0 carries the VIP.
@@ -900,10 +915,16 @@ func (c *cluster) stopWriters(ctx context.Context, ws []writerRun) map[string][]
 // present asks the final master which of a writer's keys it holds.
 func (c *cluster) present(ctx context.Context, w writerRun, masterNode string) map[int64]bool {
 	c.t.Helper()
+	return c.presentAt(ctx, w, c.ip[masterNode]+":6379")
+}
+
+// presentAt is present for the master at addr (host:port).
+func (c *cluster) presentAt(ctx context.Context, w writerRun, addr string) map[int64]bool {
+	c.t.Helper()
 	pres := w.out + ".present"
-	if out, err := c.exec(ctx, clientName, "writer", "verify", "-addr", c.ip[masterNode]+":6379",
+	if out, err := c.exec(ctx, clientName, "writer", "verify", "-addr", addr,
 		"-prefix", w.prefix, "-in", w.out, "-out", pres); err != nil {
-		c.t.Fatalf("verify %s on %s: %v\n%s", w.prefix, masterNode, err, out)
+		c.t.Fatalf("verify %s on %s: %v\n%s", w.prefix, addr, err, out)
 	}
 	out, err := c.exec(ctx, clientName, "cat", pres)
 	if err != nil {
@@ -936,6 +957,12 @@ func (c *cluster) report(ctx context.Context, scn string, p, r probe.Figures, ol
 		}
 		c.t.Errorf("two nodes held the VIP at once for %.0f ms in total; VIP history:\n%s", doubleMs, b.String())
 	}
+	c.logFigures(line)
+}
+
+// logFigures logs a figures line and appends it to the summary file.
+func (c *cluster) logFigures(line string) {
+	c.t.Helper()
 	c.t.Log(line)
 	f, err := os.OpenFile(c.summary, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
 	if err == nil {

@@ -1,17 +1,22 @@
 #!/usr/bin/env bash
 # demo.sh (make demo): a whole Redis HA setup on loopback, in the foreground.
-#   3 redis-server (1 master, 2 replicas), 3 redis-sentinel, and 3 redhaven
-#   agents joined through one seed address (one cluster key: gossip encrypted,
-#   Raft on mutual TLS), each with its own proxy port, stats page and admin
-#   socket (the CLI's way in).
+#   Two services (Sentinel master names), each its own 3 redis-server (1
+#   master, 2 replicas): mymaster on 6390-6392, cache on 6490-6492; 3
+#   redis-sentinel monitoring both; and 3 redhaven agents joined through one
+#   seed address (one cluster key: gossip encrypted, Raft on mutual TLS),
+#   each with a proxy port per service (mymaster 6380-6382, cache
+#   6480-6482), a stats page and an admin socket (the CLI's way in).
 # Ctrl-C stops everything this script started (by PID) and removes its files.
 # Env: DEMO_DIR [mktemp -d]  REDHAVEN_BIN [dist/redhaven]
 set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
 BIN=${REDHAVEN_BIN:-$HERE/../dist/redhaven}
-REDIS_PORTS=(6390 6391 6392)
-SENTINEL_PORTS=(26390 26391 26392)
-PROXY_PORT=6380
+SERVICES=(mymaster cache)
+REDIS_PORTS=(6390 6391 6392)       # mymaster
+CACHE_REDIS_PORTS=(6490 6491 6492) # cache
+SENTINEL_PORTS=(26390 26391 26392) # both
+PROXY_PORT=6380                    # mymaster, agent 1 (agent i: +i-1)
+CACHE_PROXY_PORT=6480              # cache, agent 1
 HTTP_PORT=8404
 PIDS=()
 
@@ -60,7 +65,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
 fi
 [ -x "$BIN" ] || die "$BIN not built: run make build"
-for p in "${REDIS_PORTS[@]}" "${SENTINEL_PORTS[@]}" $PROXY_PORT $((PROXY_PORT+1)) $((PROXY_PORT+2)) $HTTP_PORT $((HTTP_PORT+1)) $((HTTP_PORT+2)) 7947 7948 7949 7950 7951 7952; do
+for p in "${REDIS_PORTS[@]}" "${CACHE_REDIS_PORTS[@]}" "${SENTINEL_PORTS[@]}" $PROXY_PORT $((PROXY_PORT+1)) $((PROXY_PORT+2)) $CACHE_PROXY_PORT $((CACHE_PROXY_PORT+1)) $((CACHE_PROXY_PORT+2)) $HTTP_PORT $((HTTP_PORT+1)) $((HTTP_PORT+2)) 7947 7948 7949 7950 7951 7952; do
   (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null && die "port $p is already in use on 127.0.0.1"
 done
 
@@ -73,14 +78,21 @@ trap 'exit 0' INT TERM
 
 wait_port() { local i; for i in $(seq 1 100); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.1; done; return 1; }
 
-say "starting redis on ${REDIS_PORTS[*]} (master ${REDIS_PORTS[0]})"
-for p in "${REDIS_PORTS[@]}"; do
-  args=(--port $p --bind 127.0.0.1 --save "" --appendonly no --dir "$D" --dbfilename "dump-$p.rdb" --logfile "$D/redis-$p.log")
-  [ $p != ${REDIS_PORTS[0]} ] && args+=(--replicaof 127.0.0.1 ${REDIS_PORTS[0]})
-  setsid redis-server "${args[@]}" & PIDS+=($!)
-  wait_port $p || die "redis $p did not start (see $D/redis-$p.log)"
-done
-say "starting sentinels on ${SENTINEL_PORTS[*]} (down-after 1000 ms)"
+# start_redis MASTER_PORT REPLICA_PORT...: one service's Redis set.
+start_redis() {
+  local m=$1 p args
+  for p in "$@"; do
+    args=(--port $p --bind 127.0.0.1 --save "" --appendonly no --dir "$D" --dbfilename "dump-$p.rdb" --logfile "$D/redis-$p.log")
+    [ $p != $m ] && args+=(--replicaof 127.0.0.1 $m)
+    setsid redis-server "${args[@]}" & PIDS+=($!)
+    wait_port $p || die "redis $p did not start (see $D/redis-$p.log)"
+  done
+}
+say "starting redis for mymaster on ${REDIS_PORTS[*]} (master ${REDIS_PORTS[0]})"
+start_redis "${REDIS_PORTS[@]}"
+say "starting redis for cache on ${CACHE_REDIS_PORTS[*]} (master ${CACHE_REDIS_PORTS[0]})"
+start_redis "${CACHE_REDIS_PORTS[@]}"
+say "starting sentinels on ${SENTINEL_PORTS[*]}, each monitoring mymaster and cache (down-after 1000 ms)"
 for p in "${SENTINEL_PORTS[@]}"; do
   cat >"$D/sentinel-$p.conf" <<CFG
 port $p
@@ -90,6 +102,9 @@ dir $D
 sentinel monitor mymaster 127.0.0.1 ${REDIS_PORTS[0]} 2
 sentinel down-after-milliseconds mymaster 1000
 sentinel failover-timeout mymaster 6000
+sentinel monitor cache 127.0.0.1 ${CACHE_REDIS_PORTS[0]} 2
+sentinel down-after-milliseconds cache 1000
+sentinel failover-timeout cache 6000
 CFG
   setsid redis-sentinel "$D/sentinel-$p.conf" & PIDS+=($!)
   wait_port $p || die "sentinel $p did not start (see $D/sentinel-$p.log)"
@@ -101,11 +116,13 @@ for i in 1 2 3; do
 node_name: demo$i
 data_dir: $D/data-$i
 redis:
-  master_name: mymaster
   sentinels: [127.0.0.1:${SENTINEL_PORTS[0]}, 127.0.0.1:${SENTINEL_PORTS[1]}, 127.0.0.1:${SENTINEL_PORTS[2]}]
   check_interval: 250ms
-proxy:
-  listen: "127.0.0.1:$((PROXY_PORT + i - 1))"
+services:
+  - name: mymaster
+    listen: "127.0.0.1:$((PROXY_PORT + i - 1))"
+  - name: cache
+    listen: "127.0.0.1:$((CACHE_PROXY_PORT + i - 1))"
 cluster:
   bind: "127.0.0.1:$((7945 + 2 * i))"
   raft_bind: "127.0.0.1:$((7946 + 2 * i))"
@@ -118,25 +135,31 @@ http:
 CFG
   setsid "$BIN" agent -c "$D/redhaven-$i.yaml" >"$D/redhaven-$i.log" 2>&1 & RH_PIDS+=($!)
 done
-say "started 3 redhaven agents (proxies 127.0.0.1:$PROXY_PORT-$((PROXY_PORT + 2)), stats pages :$HTTP_PORT-$((HTTP_PORT + 2)))"
-for i in 0 1 2; do wait_port $((PROXY_PORT + i)) || die "agent $((i + 1)) did not start: $(tail -5 "$D/redhaven-$((i + 1)).log")"; done
-for i in $(seq 1 150); do [ "$(redis-cli -p $PROXY_PORT SET demo:hello world 2>/dev/null)" = OK ] && break; sleep 0.1; done
+say "started 3 redhaven agents (mymaster on 127.0.0.1:$PROXY_PORT-$((PROXY_PORT + 2)), cache on 127.0.0.1:$CACHE_PROXY_PORT-$((CACHE_PROXY_PORT + 2)), stats pages :$HTTP_PORT-$((HTTP_PORT + 2)))"
+for i in 0 1 2; do
+  for p in $((PROXY_PORT + i)) $((CACHE_PROXY_PORT + i)); do
+    wait_port $p || die "agent $((i + 1)) did not start: $(tail -5 "$D/redhaven-$((i + 1)).log")"
+  done
+done
+for p in $PROXY_PORT $CACHE_PROXY_PORT; do
+  for i in $(seq 1 150); do [ "$(redis-cli -p $p SET demo:hello world 2>/dev/null)" = OK ] && break; sleep 0.1; done
+done
 
 cat <<TXT
 
 $(say "redhaven demo is running.")
-  connect:           redis-cli -p $PROXY_PORT
-  try:               redis-cli -p $PROXY_PORT SET greeting hello ; redis-cli -p $PROXY_PORT GET greeting
-  who is master:     redis-cli -p ${SENTINEL_PORTS[0]} SENTINEL get-master-addr-by-name mymaster
-  keep writing:      while sleep 0.1; do redis-cli -p $PROXY_PORT INCR counter; done
-  fail over (kill):  kill -9 \$(redis-cli -p \$(redis-cli -p ${SENTINEL_PORTS[0]} SENTINEL get-master-addr-by-name mymaster | tail -1) INFO server | awk -F: '/^process_id/{print \$2}' | tr -d '\\r')
-  planned failover:  redis-cli -p ${SENTINEL_PORTS[0]} SENTINEL FAILOVER mymaster
-  planned, via redhaven: $BIN failover --socket $D/admin-N.sock   (N: the leader, see status; agent i serves $D/admin-i.sock)
+  two services:      mymaster: redis-cli -p $PROXY_PORT   (agents 2, 3: $((PROXY_PORT + 1)), $((PROXY_PORT + 2)); redis ${REDIS_PORTS[*]})
+                     cache:    redis-cli -p $CACHE_PROXY_PORT   (agents 2, 3: $((CACHE_PROXY_PORT + 1)), $((CACHE_PROXY_PORT + 2)); redis ${CACHE_REDIS_PORTS[*]})
+  try:               redis-cli -p $PROXY_PORT SET greeting hello ; redis-cli -p $CACHE_PROXY_PORT GET greeting   (another Redis: nil)
+  who is master:     redis-cli -p ${SENTINEL_PORTS[0]} SENTINEL get-master-addr-by-name cache   (or mymaster)
+  keep writing:      while sleep 0.1; do redis-cli -p $PROXY_PORT INCR counter; redis-cli -p $CACHE_PROXY_PORT INCR counter; done
+  fail over (kill):  kill -9 \$(redis-cli -p \$(redis-cli -p ${SENTINEL_PORTS[0]} SENTINEL get-master-addr-by-name cache | tail -1) INFO server | awk -F: '/^process_id/{print \$2}' | tr -d '\\r')
+  planned failover:  $BIN failover cache --socket $D/admin-1.sock   (or mymaster; any agent forwards it to the leader; mymaster is not touched)
   cluster:           $BIN members --socket $D/admin-1.sock ; $BIN status --socket $D/admin-1.sock
   stats pages:       http://127.0.0.1:$HTTP_PORT/  http://127.0.0.1:$((HTTP_PORT + 1))/  http://127.0.0.1:$((HTTP_PORT + 2))/
   kill the leader:   kill -9 <pid of a redhaven agent: ${RH_PIDS[*]}>
   agent logs:        tail -f $D/redhaven-*.log
-Any of the three proxies reaches the master. Press Ctrl-C to stop everything.
+Any of the three agents' ports of a service reaches that service's master. Press Ctrl-C to stop everything.
 TXT
 wait "${RH_PIDS[@]}"
 say "the redhaven agents exited; see $D/redhaven-*.log"

@@ -99,6 +99,12 @@ func BaseImage(ctx context.Context) (string, error) {
 	return imageScript(ctx, "base")
 }
 
+// SystemdImage returns the tag of the systemd node image: a Debian base
+// with systemd as init and deb installed, cached by the .deb's hash.
+func SystemdImage(ctx context.Context, deb string) (string, error) {
+	return imageScript(ctx, "systemd", deb)
+}
+
 // NodeImage returns the tag of the node image: the base image with deb
 // installed by dpkg. It is cached by the .deb's hash.
 func NodeImage(ctx context.Context, deb string) (string, error) {
@@ -304,11 +310,23 @@ func (e *Env) Start(name, image string, dockerArgs []string, cmd ...string) {
 	if len(cmd) == 0 {
 		cmd = []string{"sleep", "infinity"}
 	}
+	e.run(name, image, append([]string{"--init"}, dockerArgs...), cmd)
+}
+
+// Boot runs a detached container from image with the image's own command
+// as PID 1 (no --init, no command): for an image whose init is systemd.
+func (e *Env) Boot(name, image string, dockerArgs []string) {
+	e.t.Helper()
+	e.run(name, image, dockerArgs, nil)
+}
+
+func (e *Env) run(name, image string, dockerArgs, cmd []string) {
+	e.t.Helper()
 	full := e.Name(name)
 	e.mu.Lock()
 	e.containers = append(e.containers, full) // before run: a half-created one is removed too
 	e.mu.Unlock()
-	args := []string{"run", "-d", "--init", "--name", full, "--hostname", name,
+	args := []string{"run", "-d", "--name", full, "--hostname", name,
 		"--network", e.Network, "--network-alias", name, "--label", "redhaven-e2e=1"}
 	args = append(args, dockerArgs...)
 	args = append(append(args, image), cmd...)

@@ -5,11 +5,18 @@
 #   e2e/image.sh node DEB        -> prints the node image tag (base + DEB installed)
 #   e2e/image.sh app DEB VERSION -> prints redhaven:VERSION, the image for
 #                                   users (make image; packaging/docker-compose.yml)
+#   e2e/image.sh systemd DEB     -> prints the systemd node image tag: a base
+#                                   with systemd as PID 1 (/sbin/init) and DEB
+#                                   installed (TestSystemdUnitVIP)
 #
 # base: debootstrap a minimal Debian bookworm with Redis and network tools from
 # the same Debian mirror apt uses on this machine, then `docker import` it as
 # redhaven-base:bookworm-<hash of the package list>. Skipped when that tag
 # exists, so reruns take well under a second.
+#
+# systemd base: the same debootstrap with systemd and systemd-sysv added,
+# tagged redhaven-systemd-base:bookworm-<hash of its package list>; the
+# systemd node image installs DEB on it and boots /sbin/init.
 #
 # node: `docker build --network=none` of a two-line Dockerfile FROM the base
 # that installs the .deb with dpkg -i (no network during the build). Tagged
@@ -28,8 +35,12 @@ SUITE="${REDHAVEN_SUITE:-bookworm}"
 VARIANT=minbase
 # Keep sorted: the tag hashes this list, so any change builds a new image.
 INCLUDE="ca-certificates,haproxy,iproute2,iputils-ping,keepalived,procps,redis-sentinel,redis-server,redis-tools"
+# The systemd base: Redis and network tools, and systemd as init (sorted).
+SYSTEMD_INCLUDE="ca-certificates,iproute2,iputils-ping,procps,redis-sentinel,redis-server,redis-tools,systemd,systemd-sysv"
 BASE_REPO=redhaven-base
 NODE_REPO=redhaven-node
+SYSTEMD_BASE_REPO=redhaven-systemd-base
+SYSTEMD_NODE_REPO=redhaven-systemd-node
 
 log() { printf 'image.sh: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -74,24 +85,31 @@ mirror() {
 	printf '%s\n' "${m%/}"
 }
 
-base_tag() {
+# rootfs_tag REPO INCLUDE: the tag of a debootstrapped image of INCLUDE.
+rootfs_tag() {
 	local h
-	h=$(printf '%s|%s|%s' "$SUITE" "$VARIANT" "$INCLUDE" | sha256sum | cut -c1-12)
-	printf '%s:%s-%s\n' "$BASE_REPO" "$SUITE" "$h"
+	h=$(printf '%s|%s|%s' "$SUITE" "$VARIANT" "$2" | sha256sum | cut -c1-12)
+	printf '%s:%s-%s\n' "$1" "$SUITE" "$h"
 }
+
+base_tag() { rootfs_tag "$BASE_REPO" "$INCLUDE"; }
 
 have_image() { docker image inspect "$1" >/dev/null 2>&1; }
 
-build_base() {
-	local tag
-	tag=$(base_tag)
+build_base() { build_rootfs "$BASE_REPO" "$INCLUDE"; }
+
+# build_rootfs REPO INCLUDE: debootstrap $SUITE with INCLUDE and import it
+# as REPO:SUITE-<hash>, unless that tag exists; prints the tag.
+build_rootfs() {
+	local repo=$1 include=$2 tag
+	tag=$(rootfs_tag "$repo" "$include")
 	if have_image "$tag"; then
 		log "base image $tag exists (cached)"
 		printf '%s\n' "$tag"
 		return
 	fi
 	# Tests of several packages may ask at the same time: one debootstrap.
-	exec 9>"${TMPDIR:-/var/tmp}/redhaven-base-image.lock"
+	exec 9>"${TMPDIR:-/var/tmp}/$repo-image.lock"
 	flock 9
 	if have_image "$tag"; then
 		exec 9>&-
@@ -106,9 +124,9 @@ build_base() {
 	root=$(mktemp -d "${TMPDIR:-/var/tmp}/redhaven-rootfs.XXXXXX")
 	# shellcheck disable=SC2064 # expand now: the trap must remove this root.
 	trap "rm -rf --one-file-system '$root'" EXIT
-	log "debootstrap $SUITE ($VARIANT, +$INCLUDE) from $m into $root"
+	log "debootstrap $SUITE ($VARIANT, +$include) from $m into $root"
 	start=$(date +%s)
-	debootstrap --variant="$VARIANT" --include="$INCLUDE" "$SUITE" "$root" "$m" >"$root.log" 2>&1 || {
+	debootstrap --variant="$VARIANT" --include="$include" "$SUITE" "$root" "$m" >"$root.log" 2>&1 || {
 		tail -n 30 "$root.log" >&2
 		rm -f "$root.log"
 		die "debootstrap failed"
@@ -125,7 +143,7 @@ build_base() {
 			--change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
 			--change 'ENV LANG=C.UTF-8' \
 			--change 'CMD ["/bin/bash"]' \
-			--message "redhaven e2e base: debootstrap $SUITE $VARIANT +$INCLUDE" \
+			--message "redhaven e2e $repo: debootstrap $SUITE $VARIANT +$include" \
 			- "$tag" >/dev/null
 	rm -rf --one-file-system "$root"
 	trap - EXIT
@@ -199,14 +217,54 @@ EOF
 	printf '%s\n' "$tag"
 }
 
+# build_systemd: the .deb installed on the systemd base; the container's
+# PID 1 is systemd (/sbin/init), stopped with SIGRTMIN+3 as systemd wants.
+# Debian's redis-server and redis-sentinel units are masked: the test runs
+# its own Redis and Sentinel with its own configs.
+build_systemd() {
+	local deb=${1:-}
+	[[ -f "$deb" ]] || die "usage: image.sh systemd path/to/redhaven_VERSION_ARCH.deb (got '${deb}')"
+	local base tag ctx
+	base=$(build_rootfs "$SYSTEMD_BASE_REPO" "$SYSTEMD_INCLUDE")
+	tag="$SYSTEMD_NODE_REPO:$({ sha256sum <"$deb"; printf '%s\n' "$base"; } | sha256sum | cut -c1-12)"
+	if have_image "$tag"; then
+		log "systemd node image $tag exists (cached)"
+		printf '%s\n' "$tag"
+		return
+	fi
+	ctx=$(mktemp -d "${TMPDIR:-/var/tmp}/redhaven-systemd.XXXXXX")
+	# shellcheck disable=SC2064
+	trap "rm -rf '$ctx'" EXIT
+	cp "$deb" "$ctx/redhaven.deb"
+	cat >"$ctx/Dockerfile" <<EOF
+FROM $base
+COPY redhaven.deb /tmp/redhaven.deb
+RUN dpkg -i /tmp/redhaven.deb && rm /tmp/redhaven.deb && redhaven version && \\
+	systemctl mask redis-server.service redis-sentinel.service
+ENV container=docker
+STOPSIGNAL SIGRTMIN+3
+CMD ["/sbin/init"]
+EOF
+	local out
+	out=$(DOCKER_BUILDKIT=0 docker build --network=none --rm --force-rm -t "$tag" "$ctx" 2>&1) || {
+		printf '%s\n' "$out" >&2
+		die "docker build of $tag failed"
+	}
+	rm -rf "$ctx"
+	trap - EXIT
+	log "built $tag from $deb"
+	printf '%s\n' "$tag"
+}
+
 case "${1:-}" in
 base) build_base ;;
 node) build_node "${2:-}" ;;
 app) build_app "${2:-}" "${3:-}" ;;
+systemd) build_systemd "${2:-}" ;;
 mirror) mirror ;;
 base-tag) base_tag ;;
 *)
-	echo "usage: $0 base | node DEB | app DEB VERSION | mirror | base-tag" >&2
+	echo "usage: $0 base | node DEB | app DEB VERSION | systemd DEB | mirror | base-tag" >&2
 	exit 2
 	;;
 esac

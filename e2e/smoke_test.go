@@ -18,14 +18,7 @@ const smokeVersion = "v0.0.0-e2e"
 // It also returns the version `redhaven version` must print ("" = any).
 func nodeImage(t *testing.T, ctx context.Context) (image, version string) {
 	t.Helper()
-	deb := os.Getenv("REDHAVEN_DEB")
-	if deb == "" {
-		var err error
-		if deb, err = BuildDeb(ctx, t.TempDir(), smokeVersion); err != nil {
-			t.Fatal(err)
-		}
-		version = smokeVersion
-	}
+	deb, version := testDeb(t, ctx)
 	image, err := NodeImage(ctx, deb)
 	if err != nil {
 		t.Fatal(err)
@@ -93,4 +86,19 @@ func TestSmoke(t *testing.T) {
 			t.Errorf("left after Close: docker %s = %q, %v", strings.Join(what, " "), out, err)
 		}
 	}
+}
+
+// testDeb returns the .deb under test: $REDHAVEN_DEB (what `make package`
+// built) or one built here from the working tree, and the version
+// `redhaven version` must print ("" = any).
+func testDeb(t *testing.T, ctx context.Context) (deb, version string) {
+	t.Helper()
+	if deb = os.Getenv("REDHAVEN_DEB"); deb != "" {
+		return deb, ""
+	}
+	deb, err := BuildDeb(ctx, t.TempDir(), smokeVersion)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return deb, smokeVersion
 }

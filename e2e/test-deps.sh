@@ -7,7 +7,7 @@
 set -euo pipefail
 PACKAGES=(redis-server redis-sentinel redis-tools haproxy chromium fonts-liberation
   debootstrap rpm iproute2 iputils-ping procps curl ca-certificates make git tcpdump systemd prometheus
-  keepalived openssl) # openssl: make bench-tls makes its certificates with it
+  keepalived openssl zsh) # openssl: make bench-tls makes its certificates with it; zsh: the completion test
 SERVICES=(redis-server redis-sentinel haproxy prometheus keepalived)
 
 [ "${REDHAVEN_SKIP_DEPS:-0}" = 1 ] && exit 0

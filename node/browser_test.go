@@ -48,7 +48,7 @@ func TestStatsPageInBrowser(t *testing.T) {
 	n := startAgent(t, cfg)
 	base := "http://" + n.HTTPAddr().String()
 	testutil.Eventually(t, 15*time.Second, "agent routes to the master", func() bool {
-		return n.routes.Route().Master == set.Master.Addr
+		return n.services[0].routes.Route().Master == set.Master.Addr
 	})
 
 	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
@@ -135,9 +135,9 @@ func TestStatsPageInBrowser(t *testing.T) {
 		t.Errorf("flash = %q", flash)
 	}
 	testutil.Eventually(t, 5*time.Second, "maintenance committed", func() bool {
-		return string(n.cluster.State().Admin[replica]) == "maintenance"
+		return string(n.cluster.State().Service(n.Service()).Admin[replica]) == "maintenance"
 	})
-	for _, r := range n.routes.Route().Replicas {
+	for _, r := range n.services[0].routes.Route().Replicas {
 		if r == replica {
 			t.Errorf("replica %s in maintenance still receives reads", replica)
 		}

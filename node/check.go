@@ -252,9 +252,21 @@ type listener struct {
 }
 
 func (c Config) listeners() []listener {
-	ls := []listener{{"proxy.listen", c.Proxy.Listen}}
-	if c.Proxy.ReadonlyListen != "" {
-		ls = append(ls, listener{"proxy.readonly_listen", c.Proxy.ReadonlyListen})
+	var ls []listener
+	if len(c.Services) == 0 {
+		ls = append(ls, listener{"proxy.listen", c.Proxy.Listen})
+		if c.Proxy.ReadonlyListen != "" {
+			ls = append(ls, listener{"proxy.readonly_listen", c.Proxy.ReadonlyListen})
+		}
+	}
+	for i, s := range c.ServiceConfigs() {
+		if len(c.Services) == 0 {
+			break
+		}
+		ls = append(ls, listener{fmt.Sprintf("services[%d].listen", i), s.Proxy.Listen})
+		if s.Proxy.ReadonlyListen != "" {
+			ls = append(ls, listener{fmt.Sprintf("services[%d].readonly_listen", i), s.Proxy.ReadonlyListen})
+		}
 	}
 	return append(ls, listener{"http.listen", c.HTTP.Listen},
 		listener{"cluster.bind", c.Cluster.Bind}, listener{"cluster.raft_bind", c.Cluster.RaftBind})
@@ -321,8 +333,17 @@ func (c Config) Warnings() []string {
 			}
 		}
 	}
-	if c.Proxy.ReadonlyListen == "" && c.Proxy.PreferReplica != "" {
-		w = append(w, fmt.Sprintf("proxy.prefer_replica is set (%q) but proxy.readonly_listen is empty: there are no replica reads to prefer it for", c.Proxy.PreferReplica))
+	for i, s := range c.ServiceConfigs() {
+		prefer, ro := "proxy.prefer_replica", "proxy.readonly_listen"
+		if len(c.Services) > 0 {
+			ro = fmt.Sprintf("services[%d].readonly_listen", i)
+			if c.Services[i].PreferReplica != nil {
+				prefer = fmt.Sprintf("services[%d].prefer_replica", i)
+			}
+		}
+		if s.Proxy.ReadonlyListen == "" && s.Proxy.PreferReplica != "" {
+			w = append(w, fmt.Sprintf("%s is set (%q) but %s is empty: there are no replica reads to prefer it for", prefer, s.Proxy.PreferReplica, ro))
+		}
 	}
 	if !c.Proxy.Multiplex {
 		if c.Proxy.MultiplexConns != d.Proxy.MultiplexConns {
@@ -376,11 +397,28 @@ func (c Config) Summary() string {
 	if c.Proxy.Multiplex {
 		mux = "multiplexed"
 	}
-	line("proxy", "read-write on %s, read-only %s; %s, %s; commands wait up to %v for a master", c.Proxy.Listen, ro, auth, mux, c.Proxy.HoldTimeout)
-	if len(c.Redis.Sentinels) > 0 {
-		line("redis", "master %q from %d Sentinel(s): %s; ROLE checked every %v", c.Redis.MasterName, len(c.Redis.Sentinels), strings.Join(c.Redis.Sentinels, ", "), c.Redis.CheckInterval)
+	several := len(c.ServiceConfigs()) > 1
+	if several {
+		// Listeners and masters are each service's (below).
+		line("proxy", "%s for every service; listeners, client AUTH and limits per service below", mux)
+		line("redis", "ROLE checked every %v; each service's master and Sentinels below", c.Redis.CheckInterval)
 	} else {
+		line("proxy", "read-write on %s, read-only %s; %s, %s; commands wait up to %v for a master", c.Proxy.Listen, ro, auth, mux, c.Proxy.HoldTimeout)
+	}
+	switch {
+	case several: // said above
+	case len(c.Redis.Sentinels) > 0:
+		line("redis", "master %q from %d Sentinel(s): %s; ROLE checked every %v", c.Redis.MasterName, len(c.Redis.Sentinels), strings.Join(c.Redis.Sentinels, ", "), c.Redis.CheckInterval)
+	default:
 		line("redis", "no Sentinel: the master is chosen from ROLE checks of %s every %v", strings.Join(c.Redis.Nodes, ", "), c.Redis.CheckInterval)
+	}
+	from := "the shorthand keys (redis.master_name, proxy.listen, ...)"
+	if len(c.Services) > 0 {
+		from = "services:"
+	}
+	line("services", "%d, from %s", len(c.ServiceConfigs()), from)
+	for _, s := range c.ServiceConfigs() {
+		fmt.Fprintf(&b, "    %s\n", s.summary())
 	}
 	cc := c.Cluster
 	size := fmt.Sprintf("forms a new cluster once %d nodes have joined", cc.BootstrapExpect)

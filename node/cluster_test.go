@@ -44,7 +44,7 @@ func startAgents(t *testing.T, set *redistest.Set, count int) []*Node {
 func committedMasters(nodes []*Node) []string {
 	out := make([]string, len(nodes))
 	for i, n := range nodes {
-		out[i] = n.routes.Route().Master
+		out[i] = n.services[0].routes.Route().Master
 	}
 	return out
 }
@@ -107,7 +107,7 @@ func TestClusterFollowsOneCommittedMaster(t *testing.T) {
 	isolated.cluster.Isolate(true)
 	cut := time.Now()
 	testutil.Eventually(t, 5*time.Second, "isolated agent stops routing", func() bool {
-		return isolated.routes.Route().Master == ""
+		return isolated.services[0].routes.Route().Master == ""
 	})
 	t.Logf("isolated %s stopped routing after %v", isolated.cfg.NodeName, time.Since(cut).Round(time.Millisecond))
 	for _, n := range nodes {
@@ -135,12 +135,12 @@ func TestClusterFollowsOneCommittedMaster(t *testing.T) {
 	// may have failed over once more in the meantime (seen: epoch 2, then
 	// 3 within 1.5 s), so newMaster may be stale.
 	testutil.Eventually(t, 10*time.Second, "isolated agent routes again after healing, to the others' master", func() bool {
-		m := isolated.routes.Route().Master
+		m := isolated.services[0].routes.Route().Master
 		if m == "" {
 			return false
 		}
 		for _, n := range nodes {
-			if n != isolated && n.routes.Route().Master != m {
+			if n != isolated && n.services[0].routes.Route().Master != m {
 				return false
 			}
 		}
@@ -202,7 +202,7 @@ func TestPlannedFailoverUnderTraffic(t *testing.T) {
 	var acted webui.Acted
 	var reqErr error
 	testutil.Eventually(t, 10*time.Second, "failover request accepted", func() bool {
-		acted, reqErr = (*webAdmin)(follower).RequestFailover(context.Background())
+		acted, reqErr = (*webAdmin)(follower).RequestFailover(context.Background(), "")
 		return !errors.Is(reqErr, webui.ErrNoLeader)
 	})
 	if reqErr != nil || !acted.Forwarded || acted.Node == follower.cfg.NodeName {

@@ -48,6 +48,10 @@ type Config struct {
 	VIP      vip.Config      `koanf:"vip"`
 	HTTP     webui.Config    `koanf:"http"`
 	Log      LogConfig       `koanf:"log"`
+	// Services are the Redis masters this agent serves (services.go);
+	// empty: the one of redis.master_name, proxy.listen, ... (the
+	// shorthand). Set in the file only.
+	Services []ServiceEntry `koanf:"services"`
 }
 
 // LogConfig is the `log` section.
@@ -92,7 +96,9 @@ func (c Config) Validate() error {
 	}
 	cc := c.Cluster
 	cc.NodeName, cc.DataDir = c.NodeName, c.DataDir
-	errs = append(errs, c.Redis.Validate(), c.Proxy.Validate(), cc.Validate(), c.VIP.Validate(), c.HTTP.Validate())
+	errs = append(errs, c.validateServices(flattenErrors(errors.Join(c.Redis.Validate(), c.Proxy.Validate())))...)
+	errs = append(errs, c.validateServiceVIPs()...)
+	errs = append(errs, cc.Validate(), c.VIP.Validate(), c.HTTP.Validate())
 	errs = append(errs, c.checkListeners()...)
 	return errors.Join(errs...)
 }
@@ -138,7 +144,9 @@ func flagKey(name string, valid map[string]bool) string {
 
 // LoadConfig reads defaults, then the YAML file, then REDHAVEN_*
 // environment variables, then the flags that were set. path "" means the
-// default path, which may be missing; fs may be nil.
+// default path, which may be missing; fs may be nil. A single service of
+// `services:` is copied into the redis and proxy sections
+// (ApplyServices), which are what the agent runs.
 //
 // When the file was read and parsed, every problem with keys and value
 // types is returned at once as ConfigErrors, with the bad keys left at
@@ -166,6 +174,7 @@ func LoadConfig(path string, environ []string, fs *pflag.FlagSet) (Config, error
 			return cfg, yamlError(path, data, err)
 		}
 		errs = append(errs, flattenErrors(checkKeys(k.Keys(), valid, "config file "+path))...)
+		errs = append(errs, checkServiceEntries(k, "config file "+path)...)
 	}
 
 	envK := koanf.New(".")
@@ -226,6 +235,7 @@ func LoadConfig(path string, environ []string, fs *pflag.FlagSet) (Config, error
 	if err := k.UnmarshalWithConf("", &cfg, koanf.UnmarshalConf{DecoderConfig: dc}); err != nil {
 		errs = append(errs, fmt.Errorf("config: %s", cleanDecodeError(err, k)))
 	}
+	cfg = cfg.ApplyServices()
 	if len(errs) > 0 {
 		return cfg, errs
 	}

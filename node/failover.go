@@ -25,27 +25,27 @@ const (
 
 // runPlannedFailover starts the leader's side of a committed failover
 // request once; leaderStep calls it on every pass while it is pending.
-func (n *Node) runPlannedFailover(ctx context.Context, req cluster.FailoverRequest) {
+func (n *Node) runPlannedFailover(ctx context.Context, s *service, req cluster.FailoverRequest) {
 	n.mu.Lock()
-	if n.planned != nil {
+	if s.planned != nil {
 		n.mu.Unlock()
 		return
 	}
-	n.planned = &plannedFailover{id: req.ID, started: time.Now()}
+	s.planned = &plannedFailover{id: req.ID, started: time.Now()}
 	n.mu.Unlock()
 	go func() {
-		result, err := n.plannedFailover(ctx, req)
+		result, err := n.plannedFailover(ctx, s, req)
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
 		if err != nil {
 			result = "failed: " + err.Error()
-			n.logger.Warn("planned failover failed", "id", req.ID, "err", err)
+			s.logger.Warn("planned failover failed", "id", req.ID, "err", err)
 		}
-		if cerr := n.cluster.CompleteFailover(cctx, req.ID, result); cerr != nil {
-			n.logger.Warn("complete failover request", "id", req.ID, "err", cerr)
+		if cerr := n.cluster.CompleteFailover(cctx, s.name, req.ID, result); cerr != nil {
+			s.logger.Warn("complete failover request", "id", req.ID, "err", cerr)
 		}
 		n.mu.Lock()
-		n.planned = nil
+		s.planned = nil
 		n.mu.Unlock()
 	}()
 }
@@ -54,37 +54,53 @@ func (n *Node) runPlannedFailover(ctx context.Context, req cluster.FailoverReque
 // master), waits until the replicas have every acknowledged write, asks
 // Sentinel to fail over, waits for the new master and commits it. On any
 // failure it puts the old route back, so writes resume where they were.
-func (n *Node) plannedFailover(ctx context.Context, req cluster.FailoverRequest) (string, error) {
+func (n *Node) plannedFailover(ctx context.Context, s *service, req cluster.FailoverRequest) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, plannedFailoverTimeout)
 	defer cancel()
 	started := time.Now()
-	old := n.cluster.State().Route
+	old := n.cluster.State().Service(s.name).Route
 	if old.Master == "" {
 		return "", errors.New("no committed master to fail over from")
 	}
-	n.logger.Info("planned failover: pausing writes", "id", req.ID, "master_addr", old.Master, "epoch", old.Epoch)
-	pause := cluster.RouteDecision{Master: "", Epoch: old.Epoch, Reason: "planned failover: writes paused"}
-	if err := n.cluster.ProposeRoute(ctx, pause); err != nil {
+	s.logger.Info("planned failover: pausing writes", "id", req.ID, "master_addr", old.Master, "epoch", old.Epoch)
+	// Time and DecidedBy as ProposeRoute would stamp them: WaitRouted
+	// recognises the pause by them.
+	pause := cluster.RouteDecision{Master: "", Epoch: old.Epoch, Reason: "planned failover: writes paused",
+		Time: time.Now().UTC(), DecidedBy: n.cfg.NodeName}
+	if err := n.cluster.ProposeRoute(ctx, s.name, pause); err != nil {
 		return "", fmt.Errorf("pause writes: %w", err)
 	}
 	restore := func(why error) error {
 		rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer rcancel()
-		cur := n.cluster.State().Route
+		cur := n.cluster.State().Service(s.name).Route
 		if cur.Master == "" && cur.Epoch == old.Epoch {
 			back := old
 			back.Reason = "planned failover aborted: writes resumed"
-			if err := n.cluster.ProposeRoute(rctx, back); err != nil {
+			if err := n.cluster.ProposeRoute(rctx, s.name, back); err != nil {
 				return fmt.Errorf("%w; restoring the route also failed: %v", why, err)
 			}
 		}
 		return why
 	}
 
-	// Let the proxies see the pause and finish their in-flight commands
-	// before measuring replication (they wait for the old master's replies).
+	// A committed pause is not yet a paused proxy: a follower whose FSM
+	// lags the commit (a stalled disk; heartbeats keep it in contact)
+	// still routes to the old master, and after Sentinel's switch would
+	// serve reads from it that miss writes the new master acknowledged
+	// through another node (issue 13). So every proxy must follow the
+	// pause, or be out of contact long enough to have stopped routing,
+	// before anything else. Both waits share the sync budget.
 	syncCtx, syncCancel := context.WithTimeout(ctx, plannedSyncTimeout)
-	inSync, err := n.watcher.WaitReplicasInSync(syncCtx, old.Master)
+	defer syncCancel()
+	waited := time.Now()
+	if err := n.cluster.WaitRouted(syncCtx, s.name, pause); err != nil {
+		return "", restore(fmt.Errorf("proxies did not pause: %w", err))
+	}
+	s.logger.Info("planned failover: every proxy paused", "id", req.ID, "took", time.Since(waited).Round(time.Millisecond))
+	// Let the proxies finish their in-flight commands before measuring
+	// replication (they wait for the old master's replies).
+	inSync, err := s.watcher.WaitReplicasInSync(syncCtx, old.Master)
 	syncCancel()
 	if err != nil {
 		return "", restore(fmt.Errorf("replicas did not catch up: %w", err))
@@ -92,29 +108,29 @@ func (n *Node) plannedFailover(ctx context.Context, req cluster.FailoverRequest)
 	if inSync == 0 {
 		return "", restore(errors.New("no replica in sync with the master"))
 	}
-	if err := n.watcher.Failover(ctx); err != nil {
+	if err := s.watcher.Failover(ctx); err != nil {
 		return "", restore(fmt.Errorf("sentinel failover: %w", err))
 	}
 	deadline := time.NewTimer(plannedPromoteTimeout)
 	defer deadline.Stop()
 	for {
-		obs := n.watcher.Observation()
+		obs := s.watcher.Observation()
 		if obs.Master != "" && obs.Master != old.Master && obs.Epoch > old.Epoch {
 			d := cluster.RouteDecision{Master: obs.Master, Epoch: obs.Epoch, Reason: "planned failover"}
-			if err := n.cluster.ProposeRoute(ctx, d); err != nil {
+			if err := n.cluster.ProposeRoute(ctx, s.name, d); err != nil {
 				return "", fmt.Errorf("commit new master %s: %w", obs.Master, err)
 			}
 			took := time.Since(started)
 			n.mu.Lock()
-			n.failovers.Observe(took)
+			s.failovers.Observe(took)
 			n.mu.Unlock()
 			msg := fmt.Sprintf("planned failover %s -> %s (epoch %d)", old.Master, obs.Master, obs.Epoch)
-			_ = n.cluster.RecordEvent(ctx, cluster.Event{Time: time.Now(), Kind: cluster.EventFailover, Node: n.cfg.NodeName, Message: msg, Duration: took})
-			n.logger.Info("planned failover done", "id", req.ID, "master_addr", obs.Master, "epoch", obs.Epoch, "paused_for", took.Round(time.Millisecond))
+			_ = n.cluster.RecordEvent(ctx, cluster.Event{Time: time.Now(), Kind: cluster.EventFailover, Node: n.cfg.NodeName, Service: s.name, Message: msg, Duration: took})
+			s.logger.Info("planned failover done", "id", req.ID, "master_addr", obs.Master, "epoch", obs.Epoch, "paused_for", took.Round(time.Millisecond))
 			return fmt.Sprintf("ok: new master %s epoch %d after %s", obs.Master, obs.Epoch, took.Round(time.Millisecond)), nil
 		}
 		select {
-		case <-n.watcher.Changes():
+		case <-s.watcher.Changes():
 		case <-time.After(5 * time.Millisecond):
 		case <-deadline.C:
 			return "", restore(fmt.Errorf("no new master within %s", plannedPromoteTimeout))

@@ -2,6 +2,22 @@
 // starts and stops them in order, and carries state between them. Policy
 // (which master the proxies follow, who holds the VIP) lives here;
 // mechanism lives in the leaves.
+//
+// An agent runs every service of its config (service.go): each has its
+// own watcher, proxy listeners, route and policy loop, and its state in
+// the cluster under its name. The VIP rules (vips.go): a service with its
+// own `vip:` has its own VIP, which a node may hold or claim only while
+// it may serve that service; the services without one share the vip
+// section's VIP, which a node may hold or claim only while it may serve
+// every service that shares it (every service, when all have their own).
+// Each VIP has its own lease in the cluster, keyed by the service's name
+// ("" for the shared one), granted, renewed, taken over and released on
+// its own; so a service this node cannot route moves that service's VIP
+// and no other. A service it cannot route makes it not ready for that
+// service only (/health/ready?service=NAME) and not ready overall. A
+// hand-over restart hands every service's sockets to the service of the
+// same name in the new process, and each VIP's lease with them
+// (handover.go).
 package node
 
 import (
@@ -12,7 +28,6 @@ import (
 	"log/slog"
 	"net"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -20,7 +35,6 @@ import (
 	"github.com/redhaven/redhaven/cluster"
 	"github.com/redhaven/redhaven/proxy"
 	"github.com/redhaven/redhaven/proxy/topology"
-	"github.com/redhaven/redhaven/vip"
 	"github.com/redhaven/redhaven/webui"
 )
 
@@ -33,25 +47,18 @@ type Node struct {
 	logger  *slog.Logger
 	started time.Time
 
-	watcher *topology.Watcher
-	proxy   *proxy.Server
-	cluster *cluster.Agent
-	vip     *vip.Manager
-	web     *webui.Server
+	// services are the Redis master sets this node routes, in config
+	// order (service.go); each has its watcher, proxy and route.
+	services    []*service
+	runWatchers func(context.Context) error // every service's watcher (newWatchers)
+	cluster     *cluster.Agent
+	// vips are the shared VIP (first) and the services' own (vips.go),
+	// each with its manager and lease policy (vip_lease.go).
+	vips []*vipSlot
+	web  *webui.Server
 
-	routes *routeTable
-	// maxReplicaLag is redis.max_replica_lag, changed by a reload.
-	maxReplicaLag atomic.Int64
-	lease         vipLease // the VIP lease policy (vip_lease.go)
-
-	mu             sync.Mutex
-	masterLost     time.Time             // when the leader's watcher lost the committed master; zero when it has one
-	failovers      webui.FailoverStats   // durations of failovers this node committed as leader
-	unhealthySince time.Time             // leader without a routable master since
-	planned        *plannedFailover      // the planned failover this leader is running, if any
-	rates          map[string]rateSample // last commands counter per listener, for commands/s
-	trust          routeTrust            // last check of the committed route against the local observation
-	seed           *seedRoute            // the route handed over by the previous process (handover.go)
+	mu             sync.Mutex // guards the fields below and the services' policy state
+	unhealthySince time.Time  // leader without a routable master (of some service) since
 }
 
 // New validates cfg and builds every part. It binds the listeners (so
@@ -66,23 +73,10 @@ func NewInherited(cfg Config, logger *slog.Logger, in *Inherited) (*Node, error)
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, logger: logger, routes: newRouteTable(), started: time.Now(), rates: map[string]rateSample{}}
-	n.lease.leave = make(chan chan struct{})
-	n.maxReplicaLag.Store(cfg.Redis.MaxReplicaLag)
+	n := &Node{cfg: cfg, logger: logger, started: time.Now()}
 	var err error
-	if n.watcher, err = topology.New(cfg.Redis, logger); err != nil {
-		return nil, fmt.Errorf("watcher: %w", err)
-	}
-	pcfg := cfg.Proxy
-	pcfg.BackendUsername, pcfg.BackendPassword = cfg.Redis.Username, cfg.Redis.Password
-	if pcfg.BackendTLS, err = cfg.Redis.TLS.ClientConfig(); err != nil {
+	if n.services, n.runWatchers, err = newServices(cfg.ServiceConfigs(), logger, in); err != nil {
 		return nil, err
-	}
-	if n.seed = in.seed(); n.seed != nil {
-		n.routes.set(n.seed.route)
-	}
-	if n.proxy, err = proxy.NewFromHandoff(pcfg, n.routes, logger, in.proxyHandoff()); err != nil {
-		return nil, fmt.Errorf("proxy: %w", err)
 	}
 	if n.web, err = webui.New(cfg.HTTP, (*webSource)(n), (*webAdmin)(n), logger); err != nil {
 		n.closeListeners()
@@ -91,13 +85,14 @@ func NewInherited(cfg Config, logger *slog.Logger, in *Inherited) (*Node, error)
 	ccfg := cfg.Cluster
 	ccfg.NodeName, ccfg.DataDir, ccfg.Version = cfg.NodeName, cfg.DataDir, Version
 	ccfg.HTTPAddr = n.web.Addr().String()
+	ccfg.Services = n.ServiceNames()
 	if n.cluster, err = cluster.New(ccfg, logger); err != nil {
 		n.closeListeners()
 		return nil, fmt.Errorf("cluster: %w", err)
 	}
-	if n.vip, err = vip.New(cfg.VIP, logger); err != nil {
+	if n.vips, err = newVIPSlots(cfg, n.services, logger); err != nil {
 		n.closeListeners()
-		return nil, fmt.Errorf("vip: %w", err)
+		return nil, err
 	}
 	n.adoptVIP(in) // vip_lease.go: the previous process's VIP lease, before vip.Run
 	return n, nil
@@ -108,25 +103,38 @@ func (n *Node) closeListeners() {
 	if n.web != nil {
 		_ = n.web.Close()
 	}
-	if n.proxy != nil {
-		_ = n.proxy.Close()
-	}
+	closeServices(n.services)
 	if n.cluster != nil {
 		_ = n.cluster.Close()
 	}
 }
 
-// ReloadTLS reads proxy.tls's certificate files again (SIGHUP).
-func (n *Node) ReloadTLS() error { return n.proxy.ReloadTLS() }
+// ProxyAddr is the first service's read-write listener's address.
+func (n *Node) ProxyAddr() net.Addr { return n.services[0].proxy.Addr() }
 
-// ProxyAddr is the read-write listener's address.
-func (n *Node) ProxyAddr() net.Addr { return n.proxy.Addr() }
+// ReadonlyAddr is the first service's read-only listener's address, nil
+// when off.
+func (n *Node) ReadonlyAddr() net.Addr { return n.services[0].proxy.ReadonlyAddr() }
 
-// ReadonlyAddr is the read-only listener's address, nil when off.
-func (n *Node) ReadonlyAddr() net.Addr { return n.proxy.ReadonlyAddr() }
+// ServiceAddr is the read-write listener's address of the service called
+// name ("" names the only one).
+func (n *Node) ServiceAddr(name string) (net.Addr, error) {
+	s, err := n.service(name)
+	if err != nil {
+		return nil, err
+	}
+	return s.proxy.Addr(), nil
+}
 
 // HTTPAddr is the stats page / API address.
 func (n *Node) HTTPAddr() net.Addr { return n.web.Addr() }
+
+// Service is the name of the first service this node serves (the only
+// one without `services:`): its state in the cluster is kept under it
+// (cluster.State.Service). It is the Sentinel master name, so the state a
+// single-service release wrote (the default service) stays this
+// service's. ServiceNames lists them all.
+func (n *Node) Service() string { return n.services[0].name }
 
 // Cluster exposes the cluster agent (tests and the CLI's API use it).
 func (n *Node) Cluster() *cluster.Agent { return n.cluster }
@@ -139,9 +147,15 @@ var errClusterStopped = errors.New("cluster stopped")
 // way out it first stops serving (the VIP is released by vip.Run, the
 // proxy closes its sessions), then leaves the cluster.
 func (n *Node) Run(ctx context.Context) error {
+	for _, s := range n.services {
+		n.logger.Info("service configured", "service", s.name, "proxy_listen", s.proxy.Addr().String(), "sentinels", s.cfg.Redis.Sentinels)
+	}
 	n.logger.Info("agent starting", "node", n.cfg.NodeName, "version", Version,
-		"proxy_listen", n.proxy.Addr().String(), "http_listen", n.web.Addr().String(),
-		"sentinels", n.cfg.Redis.Sentinels, "vip", n.cfg.VIP.Address)
+		"proxy_listen", n.ProxyAddr().String(), "http_listen", n.web.Addr().String(),
+		"services", n.ServiceNames(), "vip", n.cfg.VIP.Address)
+	for _, v := range n.vips[1:] {
+		n.logger.Info("service vip configured", "service", v.key, "vip", v.cfg.Address, "interface", v.cfg.Interface)
+	}
 
 	// The cluster outlives the serving parts so that shutdown is ordered:
 	// serving stops first, then the node leaves.
@@ -151,12 +165,24 @@ func (n *Node) Run(ctx context.Context) error {
 	go func() { clusterDone <- n.cluster.Run(clusterCtx) }()
 
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return n.watcher.Run(gctx) })
-	g.Go(func() error { return n.proxy.Run(gctx) })
-	g.Go(func() error { return n.web.Run(gctx) })
-	g.Go(func() error { return n.vip.Run(gctx) })
-	g.Go(func() error { return n.decide(gctx) })
-	g.Go(func() error { return n.leaseLoop(gctx) })
+	// Each part's stop is bounded (stop.go).
+	g.Go(n.bounded(gctx, "watchers", n.runWatchers))
+	for _, s := range n.services {
+		g.Go(n.bounded(gctx, "proxy "+s.name, s.proxy.Run))
+		g.Go(n.bounded(gctx, "policy loop "+s.name, func(ctx context.Context) error { return n.decide(ctx, s) }))
+	}
+	g.Go(n.bounded(gctx, "cluster change fan-out", n.fanOut))
+	g.Go(n.bounded(gctx, "leader health loop", n.leaderHealthLoop))
+	g.Go(n.bounded(gctx, "web", n.web.Run))
+	for _, v := range n.vips {
+		name := "vip"
+		if v.key != cluster.SharedVIP {
+			name = "vip of " + v.key
+		}
+		g.Go(n.bounded(gctx, name, v.mgr.Run))
+		g.Go(n.bounded(gctx, name+" lease loop", func(ctx context.Context) error { return n.leaseLoop(ctx, v) }))
+	}
+	g.Go(n.bounded(gctx, "redis TLS reload loop", n.redisTLSLoop))
 	g.Go(func() error {
 		select {
 		case err := <-clusterDone:
@@ -171,7 +197,7 @@ func (n *Node) Run(ctx context.Context) error {
 	})
 	err := g.Wait()
 	stopCluster()
-	if cerr := <-clusterDone; cerr != nil && err == nil {
+	if cerr := n.waitCluster(clusterDone); cerr != nil && err == nil {
 		err = fmt.Errorf("cluster: %w", cerr)
 	}
 	if ctx.Err() != nil && errors.Is(err, errClusterStopped) {
@@ -181,123 +207,170 @@ func (n *Node) Run(ctx context.Context) error {
 	return err
 }
 
-// decide is the policy loop. Level-triggered: on every hint from the
-// watcher or the cluster, and on a ticker, it re-reads the real state and
-//   - as Raft leader, commits the watcher's confirmed master as the route
-//     and runs planned failovers;
+// decide is one service's policy loop. Level-triggered: on every hint
+// from its watcher or the cluster, and on a ticker, it re-reads the real
+// state and
+//   - as Raft leader, commits the watcher's confirmed master as the
+//     service's route and runs its planned failovers;
 //   - on every node, routes to the committed master only while the node is
 //     in contact with the quorum and its own watcher does not contradict
 //     that master (topology.Observation.Contradicts);
 //   - tells the VIP lease (vip_lease.go) whether this node may hold the VIP.
-func (n *Node) decide(ctx context.Context) error {
+//
+// Each service has its own loop, so a slow commit or a failover of one
+// never delays another's route.
+func (n *Node) decide(ctx context.Context, s *service) error {
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		n.step(ctx)
+		n.step(ctx, s)
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-n.watcher.Changes():
-		case <-n.cluster.Changes():
+		case <-s.watcher.Changes():
+		case <-s.wake:
 		case <-tick.C:
 		}
 	}
 }
 
-// step is one pass of the policy loop.
-func (n *Node) step(ctx context.Context) {
-	obs := n.watcher.Observation()
-	leader := n.cluster.IsLeader()
-	if leader {
-		n.leaderStep(ctx, obs)
+// step is one pass of a service's policy loop.
+func (n *Node) step(ctx context.Context, s *service) {
+	obs := s.watcher.Observation()
+	// Route before the leader commits: a commit can take a while (a slow
+	// quorum), and meanwhile this proxy must already stop sending to a
+	// master its watcher sees deposed (issue 13: the leader's proxy kept
+	// a deposed master for 0.5 s while its commit of the new one waited).
+	n.route(s, obs)
+	if n.cluster.IsLeader() {
+		n.leaderStep(ctx, s, obs)
+		n.route(s, obs) // what was just committed
 	}
+}
+
+// route sets the proxy's route from the committed state and this node's
+// observation, and tells the VIP lease whether this node may serve.
+func (n *Node) route(s *service, obs topology.Observation) {
 	st := n.cluster.State()
+	ss := st.Service(s.name)
 	// Second safety net (DESIGN.md "Trust"): the committed master is
 	// followed only while this node's own watcher does not contradict it.
-	chk := checkRoute(obs, st.Route)
-	if n.noteRouteCheck(chk, st.Route) {
-		n.watcher.Recheck(st.Route.Master) // a stale "replica" answer clears in one probe
+	chk := checkRoute(obs, ss.Route)
+	if n.noteRouteCheck(s, chk, ss.Route) {
+		s.watcher.Recheck(ss.Route.Master) // a stale "replica" answer clears in one probe
 	}
 	r := proxy.Route{}
-	if n.cluster.InContact() && st.Route.Master != "" && chk.contradicted == "" {
-		r.Master, r.Epoch = st.Route.Master, st.Route.Epoch
-		r.Replicas = routeFromObservation(topology.Observation{Master: r.Master, Nodes: obs.Nodes}, n.maxReplicaLag.Load()).Replicas
-		r.Replicas = withoutAdmin(r.Replicas, st.Admin)
+	if n.cluster.InContact() && ss.Route.Master != "" && chk.contradicted == "" {
+		r.Master, r.Epoch = ss.Route.Master, ss.Route.Epoch
+		r.Replicas = routeFromObservation(topology.Observation{Master: r.Master, Nodes: obs.Nodes}, s.maxReplicaLag.Load()).Replicas
+		r.Replicas = withoutAdmin(r.Replicas, ss.Admin)
 	}
-	r = n.seeded(r, n.cluster.InContact(), chk.contradicted != "")
-	if n.routes.set(r) {
-		n.logger.Info("route changed", "master_addr", r.Master, "epoch", r.Epoch, "in_contact", n.cluster.InContact(),
-			"reason", st.Route.Reason, "contradicted", chk.contradicted, "replicas", r.Replicas)
+	r = n.seeded(s, r, n.cluster.InContact(), chk.contradicted != "")
+	r = withReplaced(r, chk, ss.Route.Master)
+	if s.routes.set(r) {
+		s.logger.Info("route changed", "master_addr", r.Master, "epoch", r.Epoch, "in_contact", n.cluster.InContact(),
+			"reason", ss.Route.Reason, "contradicted", chk.contradicted, "replicas", r.Replicas)
 	}
+	// What a planned failover waits for before it asks Sentinel to move
+	// the master (failover.go): the proxy follows the pause.
+	n.cluster.NoteRouted(s.name, ss.Route, r.Master)
 	vipContra := chk.contradicted
 	if chk.staleBySentinel {
 		vipContra = "" // shared by every node during a failover: keep the VIP where it is
 	}
-	n.lease.mayServe.Store(n.mayHoldVIP(st, vipContra))
-	n.checkLeaderHealth(ctx, leader, obs)
+	s.mayServe.Store(n.mayHoldVIP(s, ss, vipContra))
+	for _, v := range n.vips {
+		v.lease.mayServe.Store(v.mayServe())
+	}
 }
 
-// leaderStep commits the watcher's confirmed master, unless a planned
+// leaderStep commits the service's confirmed master, unless a planned
 // failover is in charge of the route.
-func (n *Node) leaderStep(ctx context.Context, obs topology.Observation) {
+func (n *Node) leaderStep(ctx context.Context, s *service, obs topology.Observation) {
 	st := n.cluster.State()
-	if req, ok := st.PendingFailover(); ok {
-		n.runPlannedFailover(ctx, req)
+	ss := st.Service(s.name)
+	if req, ok := ss.PendingFailover(); ok {
+		n.runPlannedFailover(ctx, s, req)
 		return
 	}
 	n.mu.Lock()
-	if obs.Master == "" && st.Route.Master != "" && n.masterLost.IsZero() {
-		n.masterLost = time.Now()
+	if obs.Master == "" && ss.Route.Master != "" && s.masterLost.IsZero() {
+		s.masterLost = time.Now()
 	}
 	n.mu.Unlock()
-	if obs.Master == "" || obs.Master == st.Route.Master {
+	if obs.Master == "" || obs.Master == ss.Route.Master {
 		if obs.Master != "" {
 			n.mu.Lock()
-			n.masterLost = time.Time{}
+			s.masterLost = time.Time{}
 			n.mu.Unlock()
 		}
 		return
 	}
 	epoch := obs.Epoch
-	if len(n.cfg.Redis.Sentinels) == 0 && epoch <= st.Route.Epoch {
+	if len(s.cfg.Redis.Sentinels) == 0 && epoch <= ss.Route.Epoch {
 		// Without Sentinel each watcher counts its own epochs; the
 		// committed sequence must still only move forward.
-		epoch = st.Route.Epoch + 1
+		epoch = ss.Route.Epoch + 1
 	}
 	d := cluster.RouteDecision{Master: obs.Master, Epoch: epoch, Reason: obs.Reason}
-	if ok, _ := d.Replaces(st.Route); !ok {
+	if ok, _ := d.Replaces(ss.Route); !ok {
 		return // an older view than what is committed: never go back
 	}
 	cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	if err := n.cluster.ProposeRoute(cctx, d); err != nil {
-		n.logger.Warn("commit route failed", "master_addr", d.Master, "epoch", d.Epoch, "err", err)
+	if err := n.cluster.ProposeRoute(cctx, s.name, d); err != nil {
+		s.logger.Warn("commit route failed", "master_addr", d.Master, "epoch", d.Epoch, "err", err)
 		return
 	}
 	n.mu.Lock()
-	lost := n.masterLost
-	n.masterLost = time.Time{}
+	lost := s.masterLost
+	s.masterLost = time.Time{}
 	n.mu.Unlock()
-	if st.Route.Master != "" {
-		ev := cluster.Event{Time: time.Now(), Kind: cluster.EventFailover, Node: n.cfg.NodeName,
-			Message: fmt.Sprintf("master %s -> %s (epoch %d, %s)", st.Route.Master, d.Master, d.Epoch, d.Reason)}
+	if ss.Route.Master != "" {
+		ev := cluster.Event{Time: time.Now(), Kind: cluster.EventFailover, Node: n.cfg.NodeName, Service: s.name,
+			Message: fmt.Sprintf("master %s -> %s (epoch %d, %s)", ss.Route.Master, d.Master, d.Epoch, d.Reason)}
 		if !lost.IsZero() {
 			ev.Duration = time.Since(lost)
 			n.mu.Lock()
-			n.failovers.Observe(ev.Duration)
+			s.failovers.Observe(ev.Duration)
 			n.mu.Unlock()
 		}
 		_ = n.cluster.RecordEvent(cctx, ev)
 	}
 }
 
+// leaderHealthLoop runs checkLeaderHealth on a ticker.
+func (n *Node) leaderHealthLoop(ctx context.Context) error {
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+			n.checkLeaderHealth(ctx)
+		}
+	}
+}
+
 // checkLeaderHealth hands leadership (and with it the VIP) to another
-// node when this leader has been unable to route for a while although
-// other voters exist: e.g. it lost every Sentinel and every Redis node.
-func (n *Node) checkLeaderHealth(ctx context.Context, leader bool, obs topology.Observation) {
-	healthy := !leader || n.routes.Route().Master != "" && reachesSomething(obs)
+// node when this leader has been unable to route some service for a
+// while although other voters exist: e.g. it lost every Sentinel and
+// every Redis node of that service.
+func (n *Node) checkLeaderHealth(ctx context.Context) {
+	healthy := !n.cluster.IsLeader()
+	planned := false
+	if !healthy {
+		healthy = true
+		for _, s := range n.services {
+			healthy = healthy && s.routes.Route().Master != "" && reachesSomething(s.watcher.Observation())
+		}
+	}
 	n.mu.Lock()
-	if healthy || n.planned != nil {
+	for _, s := range n.services {
+		planned = planned || s.planned != nil
+	}
+	if healthy || planned {
 		n.unhealthySince = time.Time{}
 		n.mu.Unlock()
 		return

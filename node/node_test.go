@@ -51,7 +51,13 @@ func testLogger(t *testing.T) *slog.Logger {
 // startAgent runs a node built with the same New that main uses.
 func startAgent(t *testing.T, cfg Config) *Node {
 	t.Helper()
-	n, err := New(cfg, testLogger(t))
+	return startAgentLogger(t, cfg, testLogger(t))
+}
+
+// startAgentLogger is startAgent with the test's own logger.
+func startAgentLogger(t *testing.T, cfg Config, logger *slog.Logger) *Node {
+	t.Helper()
+	n, err := New(cfg, logger)
 	if err != nil {
 		t.Fatalf("node.New: %v", err)
 	}

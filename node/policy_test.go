@@ -12,23 +12,23 @@ import (
 // committed master or a planned failover pauses writes; not when its
 // watcher contradicts the master or nothing is committed.
 func TestMayHoldVIP(t *testing.T) {
-	committed := cluster.State{Route: cluster.RouteDecision{Master: "a:1", Epoch: 1}}
-	n := &Node{}
-	if !n.mayHoldVIP(committed, "") {
+	committed := cluster.ServiceState{Route: cluster.RouteDecision{Master: "a:1", Epoch: 1}}
+	n, s := &Node{}, &service{}
+	if !n.mayHoldVIP(s, committed, "") {
 		t.Fatal("a node that follows the committed master may not hold the VIP")
 	}
-	if n.mayHoldVIP(committed, "answers as a replica") {
+	if n.mayHoldVIP(s, committed, "answers as a replica") {
 		t.Fatal("a node whose watcher contradicts the master may hold the VIP")
 	}
-	if n.mayHoldVIP(cluster.State{}, "") {
+	if n.mayHoldVIP(s, cluster.ServiceState{}, "") {
 		t.Fatal("a node may hold the VIP before any route is committed")
 	}
-	paused := cluster.State{Route: cluster.RouteDecision{Epoch: 1, Reason: "planned failover"}}
-	if !n.mayHoldVIP(paused, "") {
+	paused := cluster.ServiceState{Route: cluster.RouteDecision{Epoch: 1, Reason: "planned failover"}}
+	if !n.mayHoldVIP(s, paused, "") {
 		t.Fatal("a committed pause drops the VIP")
 	}
-	n.planned = &plannedFailover{id: 1, started: time.Now()}
-	if !n.mayHoldVIP(committed, "answers as a replica") {
+	s.planned = &plannedFailover{id: 1, started: time.Now()}
+	if !n.mayHoldVIP(s, committed, "answers as a replica") {
 		t.Fatal("the leader drops the VIP while its planned failover runs")
 	}
 }

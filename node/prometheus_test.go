@@ -75,7 +75,7 @@ func TestPrometheusScrapesAgent(t *testing.T) {
 	n := startAgent(t, agentConfig(t, set))
 	oldMaster := set.Master.Addr
 	testutil.Eventually(t, 15*time.Second, "agent routes to the master", func() bool {
-		return n.routes.Route().Master == oldMaster
+		return n.services[0].routes.Route().Master == oldMaster
 	})
 	p := startPrometheus(t, promBin, n.HTTPAddr().String(), rules)
 
@@ -102,7 +102,7 @@ func TestPrometheusScrapesAgent(t *testing.T) {
 	set.Master.Kill() // SIGKILL
 	var newMaster string
 	testutil.Eventually(t, 20*time.Second, "agent routes to a new master", func() bool {
-		newMaster = n.routes.Route().Master
+		newMaster = n.services[0].routes.Route().Master
 		return newMaster != "" && newMaster != oldMaster
 	})
 
@@ -114,6 +114,21 @@ func TestPrometheusScrapesAgent(t *testing.T) {
 			p.value(`redhaven_route_epoch{job="redhaven"}`) > epoch0 &&
 			p.value(`redhaven_backend_up{job="redhaven",addr="`+oldMaster+`"}`) == 0
 	})
+	// Per service: the service label (Sentinel's master name) on the
+	// route and backend series, and redis_exporter's label names on the
+	// master info, so that dashboards can join the two.
+	svc := set.MasterName
+	testutil.Eventually(t, 20*time.Second, "prometheus shows "+svc+"'s new master in redhaven_service_master_info", func() bool {
+		m, err := p.query(`redhaven_service_master_info{job="redhaven"} == 1`)
+		return err == nil && len(m) == 1 && m[0].Metric["service"] == svc && m[0].Metric["master_name"] == svc &&
+			m[0].Metric["master_address"] == newMaster
+	})
+	if m, err := p.query(`redhaven_backend_is_master{job="redhaven",service="` + svc + `"} == 1`); err != nil || len(m) != 1 || m[0].Metric["addr"] != newMaster {
+		t.Errorf("redhaven_backend_is_master{service=%q} == 1: %v, %v; want %s", svc, m, err, newMaster)
+	}
+	if v := p.value(`redhaven_service_ready{job="redhaven",service="` + svc + `"}`); v != 1 {
+		t.Errorf("redhaven_service_ready{service=%q} = %v, want 1", svc, v)
+	}
 	took := p.scalar(t, `redhaven_failover_duration_seconds_sum{job="redhaven"}`)
 	t.Logf("prometheus: failovers %v -> %v, epoch %v -> %v, failover duration sum %.3fs, new master %s",
 		failovers0, p.value(`redhaven_failover_duration_seconds_count{job="redhaven"}`), epoch0,
@@ -132,8 +147,8 @@ func TestPrometheusScrapesAgent(t *testing.T) {
 		}
 		return false
 	})
-	if s := down.Annotations["summary"]; !strings.Contains(s, oldMaster) || strings.Contains(s, "{{") {
-		t.Errorf("RedhavenBackendDown summary %q does not name %s", s, oldMaster)
+	if s := down.Annotations["summary"]; !strings.Contains(s, oldMaster) || !strings.Contains(s, "service "+set.MasterName) || strings.Contains(s, "{{") {
+		t.Errorf("RedhavenBackendDown summary %q does not name %s and service %s", s, oldMaster, set.MasterName)
 	}
 	for _, a := range alerts {
 		if a.Labels["alertname"] == "RedhavenBackendDown" && a.Labels["addr"] != oldMaster {
@@ -218,6 +233,7 @@ func TestPromQLMetricNames(t *testing.T) {
 var grafanaVars = strings.NewReplacer(
 	"$__rate_interval", "1m", "$__interval", "15s", "$__range", "5m",
 	"${job}", "redhaven", "$job", "redhaven", "${instance}", ".*", "$instance", ".*",
+	"${service}", ".*", "$service", ".*",
 )
 
 // lookPrometheus returns the prometheus and promtool binaries, or skips

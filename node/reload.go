@@ -1,9 +1,11 @@
 package node
 
 import (
+	"fmt"
 	"io"
 	"log/slog"
 	"reflect"
+	"regexp"
 	"sort"
 	"strings"
 )
@@ -31,9 +33,19 @@ var LiveKeys = map[string]bool{
 // ApplyLive applies the live keys of the node's parts from cfg (a valid
 // config; log.level is the caller's, whose logger it is).
 func (n *Node) ApplyLive(cfg Config) {
-	n.proxy.SetLive(cfg.Proxy.Live())
-	n.maxReplicaLag.Store(cfg.Redis.MaxReplicaLag)
-	n.watcher.SetMaxReplicaLag(cfg.Redis.MaxReplicaLag)
+	byName := map[string]ServiceConfig{}
+	for _, sc := range cfg.ServiceConfigs() {
+		byName[sc.Name] = sc
+	}
+	for _, s := range n.services {
+		sc, ok := byName[s.cfg.Name]
+		if !ok {
+			continue // a removed service: the reload restarts the agent
+		}
+		s.proxy.SetLive(sc.Proxy.Live())
+		s.maxReplicaLag.Store(sc.Redis.MaxReplicaLag)
+		s.watcher.SetMaxReplicaLag(sc.Redis.MaxReplicaLag)
+	}
 	n.web.SetUsers(cfg.HTTP.Auth)
 }
 
@@ -67,16 +79,25 @@ func diffValues(a, b reflect.Value, path string, out *[]string) {
 		}
 		return
 	}
+	if a.Type() == reflect.TypeOf([]ServiceEntry(nil)) && a.Len() == b.Len() {
+		for i := range a.Len() { // services[1].hold_timeout, applied live as proxy.hold_timeout
+			diffValues(a.Index(i), b.Index(i), fmt.Sprintf("%s[%d]", path, i), out)
+		}
+		return
+	}
 	if !reflect.DeepEqual(a.Interface(), b.Interface()) {
 		*out = append(*out, path)
 	}
 }
 
+// serviceKey matches the entry part of a service key ("services[1].").
+var serviceKey = regexp.MustCompile(`^services\[\d+\]\.`)
+
 // SplitReload splits changed keys into those applied live and those that
 // need a restart.
 func SplitReload(changed []string) (live, restart []string) {
 	for _, k := range changed {
-		if LiveKeys[k] {
+		if LiveKeys[k] || serviceKey.MatchString(k) && LiveKeys[serviceKeys[serviceKey.ReplaceAllString(k, "")]] {
 			live = append(live, k)
 		} else {
 			restart = append(restart, k)

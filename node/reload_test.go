@@ -38,24 +38,24 @@ func TestChangedKeys(t *testing.T) {
 // The handed-over route is followed until Raft contact, a contradiction
 // or its end, whichever comes first, and never again after.
 func TestSeededRoute(t *testing.T) {
-	n := &Node{logger: slog.New(slog.DiscardHandler)}
-	in := &Inherited{Route: proxy.Route{Master: "10.0.0.1:6379", Epoch: 3}, RouteUntil: time.Now().Add(time.Hour)}
-	n.seed = in.seed()
+	n, s := &Node{}, &service{logger: slog.New(slog.DiscardHandler)}
+	in := &InheritedService{Route: proxy.Route{Master: "10.0.0.1:6379", Epoch: 3}, RouteUntil: time.Now().Add(time.Hour)}
+	s.seed = in.seed()
 	empty := proxy.Route{}
-	if r := n.seeded(empty, false, false); r.Master != "10.0.0.1:6379" {
+	if r := n.seeded(s, empty, false, false); r.Master != "10.0.0.1:6379" {
 		t.Fatalf("before contact: %+v", r)
 	}
-	if r := n.seeded(empty, false, true); r.Master != "" {
+	if r := n.seeded(s, empty, false, true); r.Master != "" {
 		t.Fatalf("contradicted: %+v", r)
 	}
-	if r := n.seeded(empty, false, false); r.Master != "" {
+	if r := n.seeded(s, empty, false, false); r.Master != "" {
 		t.Fatalf("after a contradiction the seed is gone: %+v", r)
 	}
-	n.seed = in.seed()
-	if r := n.seeded(empty, true, false); r.Master != "" {
+	s.seed = in.seed()
+	if r := n.seeded(s, empty, true, false); r.Master != "" {
 		t.Fatalf("in contact: the committed route rules: %+v", r)
 	}
-	expired := &Inherited{Route: in.Route, RouteUntil: time.Now().Add(-time.Millisecond)}
+	expired := &InheritedService{Route: in.Route, RouteUntil: time.Now().Add(-time.Millisecond)}
 	if expired.seed() != nil {
 		t.Fatal("an expired route is a seed")
 	}
@@ -81,7 +81,7 @@ func TestApplyLive(t *testing.T) {
 	if err != nil {
 		t.Fatalf("node.New: %v", err)
 	}
-	t.Cleanup(func() { _ = n.web.Close(); _ = n.proxy.Close() })
+	t.Cleanup(func() { _ = n.web.Close(); closeServices(n.services) })
 	status := func() int {
 		rec := httptest.NewRecorder()
 		n.web.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/api/v1/stats", nil))
@@ -105,7 +105,43 @@ func TestApplyLive(t *testing.T) {
 	if got := status(); got != 401 {
 		t.Errorf("after the reload with http.auth users, no credentials: %d, want 401", got)
 	}
-	if got := n.maxReplicaLag.Load(); got != 4096 {
+	if got := n.services[0].maxReplicaLag.Load(); got != 4096 {
 		t.Errorf("max_replica_lag after the reload: %d, want 4096", got)
+	}
+}
+
+// TestChangedKeysServices: a key of a service entry is named by its
+// entry; it is live when the shared key it sets is (the single service is
+// applied to the sections, which ApplyLive reads).
+func TestChangedKeysServices(t *testing.T) {
+	ptr := func(d time.Duration) *time.Duration { return &d }
+	listen := ":7000"
+	a := DefaultConfig()
+	a.Services = []ServiceEntry{{Name: "a", Listen: &listen, HoldTimeout: ptr(time.Second)}}
+	a = a.ApplyServices()
+	b := DefaultConfig()
+	b.Services = []ServiceEntry{{Name: "a", Listen: &listen, HoldTimeout: ptr(2 * time.Second)}}
+	b = b.ApplyServices()
+	got := ChangedKeys(a, b)
+	if want := []string{"proxy.hold_timeout", "services[0].hold_timeout"}; !slices.Equal(got, want) {
+		t.Fatalf("ChangedKeys = %v, want %v", got, want)
+	}
+	if live, restart := SplitReload(got); len(live) != 2 || len(restart) != 0 {
+		t.Fatalf("SplitReload: live %v restart %v", live, restart)
+	}
+	other := ":7100"
+	c := DefaultConfig()
+	c.Services = []ServiceEntry{{Name: "a", Listen: &other, HoldTimeout: ptr(time.Second)}}
+	c = c.ApplyServices()
+	got = ChangedKeys(a, c)
+	if live, restart := SplitReload(got); len(live) != 0 || !slices.Equal(restart, []string{"proxy.listen", "services[0].listen"}) {
+		t.Fatalf("listen change: live %v restart %v", live, restart)
+	}
+	c.Services = append(c.Services, ServiceEntry{Name: "b"})
+	if got := ChangedKeys(a, c); !slices.Contains(got, "services") {
+		t.Fatalf("a service added: %v", got)
+	}
+	if _, restart := SplitReload([]string{"services", "services[0].name", "http.auth"}); !slices.Equal(restart, []string{"services", "services[0].name"}) {
+		t.Fatalf("restart %v", restart)
 	}
 }

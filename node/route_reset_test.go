@@ -45,7 +45,7 @@ func TestRouteResetThroughFollower(t *testing.T) {
 	forged := cluster.RouteDecision{Master: stranger.Addr, Epoch: 999999999, Reason: "forged by the test"}
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	if err := leader.Cluster().ProposeRoute(cctx, forged); err != nil {
+	if err := leader.Cluster().ProposeRoute(cctx, leader.Service(), forged); err != nil {
 		t.Fatal(err)
 	}
 	testutil.Eventually(t, 10*time.Second, "every proxy stops routing", func() bool {
@@ -53,7 +53,7 @@ func TestRouteResetThroughFollower(t *testing.T) {
 	})
 	// The leader cannot repair it by itself: Sentinel's epoch is lower.
 	time.Sleep(300 * time.Millisecond)
-	if st := leader.Cluster().State().Route; st.Master != stranger.Addr {
+	if st := leader.Cluster().State().Service(leader.Service()).Route; st.Master != stranger.Addr {
 		t.Fatalf("committed route changed by itself: %+v", st)
 	}
 
@@ -71,7 +71,7 @@ func TestRouteResetThroughFollower(t *testing.T) {
 		t.Fatalf("reset on the follower: %+v %v, want forwarded to %s", acted, err, leader.cfg.NodeName)
 	}
 	testutil.EventuallyEvery(t, 10*time.Second, 2*time.Millisecond, "the follower routes to sentinel's master again", func() bool {
-		return follower.routes.Route().Master == set.Master.Addr
+		return follower.services[0].routes.Route().Master == set.Master.Addr
 	})
 	took := time.Since(start)
 	testutil.Eventually(t, 10*time.Second, "every proxy routes to sentinel's master again", func() bool {

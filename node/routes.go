@@ -30,7 +30,7 @@ func (t *routeTable) RouteChanges() <-chan struct{} { return t.changes }
 // set stores r and reports whether it differs from the previous route.
 func (t *routeTable) set(r proxy.Route) bool {
 	old := t.cur.Load()
-	if old.Master == r.Master && old.Epoch == r.Epoch && slices.Equal(old.Replicas, r.Replicas) {
+	if old.Master == r.Master && old.Epoch == r.Epoch && old.Replaced == r.Replaced && slices.Equal(old.Replicas, r.Replicas) {
 		return false
 	}
 	t.cur.Store(&r)
@@ -52,6 +52,18 @@ func routeFromObservation(obs topology.Observation, maxLagBytes int64) proxy.Rou
 		if n.MasterAddr == obs.Master && n.HealthyReplica(maxLagBytes) {
 			r.Replicas = append(r.Replicas, n.Addr)
 		}
+	}
+	return r
+}
+
+// withReplaced names the committed master as Replaced in a route with
+// no master when the reason is that the Sentinels replaced it: until the
+// new one is committed, no reply from the old one is passed on as an
+// acknowledgement (a stopped master that continues runs and answers the
+// writes queued on its sockets, then loses them as a replica; issue 13).
+func withReplaced(r proxy.Route, c routeCheck, committed string) proxy.Route {
+	if r.Master == "" && c.staleBySentinel {
+		r.Replaced = committed
 	}
 	return r
 }
@@ -91,6 +103,31 @@ func checkRoute(obs topology.Observation, committed cluster.RouteDecision) route
 			obs.Master, obs.Epoch, committed.Epoch)
 		c.staleBySentinel = true
 	}
+	// The committed master is deposed as soon as one Sentinel says so,
+	// before a majority agrees or the new master is confirmed: a Sentinel
+	// is promoting another node at a higher epoch (its failover events),
+	// or one reachable Sentinel already names another master at a higher
+	// epoch. A stopped master that continues in that time still answers
+	// as a master, and what it acknowledges is lost when Sentinel makes
+	// it a replica (issue 13: 1.4 s of acknowledged writes through one
+	// node, TestDeposedMasterWindow).
+	if c.contradicted == "" && committed.Master != "" {
+		if f := obs.Failover; f.Addr != "" && f.Addr != committed.Master && f.Epoch > committed.Epoch {
+			c.contradicted = fmt.Sprintf("a Sentinel is promoting %s at epoch %d, above the committed epoch %d",
+				f.Addr, f.Epoch, committed.Epoch)
+			c.staleBySentinel = true
+		}
+	}
+	if c.contradicted == "" && committed.Master != "" {
+		for _, s := range obs.Sentinels {
+			if s.Master != "" && s.Master != committed.Master && s.Epoch > committed.Epoch { // reachable now or not: it happened
+				c.contradicted = fmt.Sprintf("Sentinel %s names %s at epoch %d, above the committed epoch %d",
+					s.Addr, s.Master, s.Epoch, committed.Epoch)
+				c.staleBySentinel = true
+				break
+			}
+		}
+	}
 	if committed.Master != "" {
 		c.sentinelEpoch, c.epochAhead = obs.EpochAhead(committed.Epoch)
 	}
@@ -115,20 +152,20 @@ const trustLogAfter = 2 * time.Second
 // noteRouteCheck records c for the committed route d and logs what
 // changed. It returns true when a contradiction has just begun (the caller
 // asks the watcher for a fresh ROLE of the master).
-func (n *Node) noteRouteCheck(c routeCheck, d cluster.RouteDecision) (began bool) {
+func (n *Node) noteRouteCheck(s *service, c routeCheck, d cluster.RouteDecision) (began bool) {
 	now := time.Now()
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	t := &n.trust
+	t := &s.trust
 	if c.contradicted != "" && (t.last.contradicted == "" || t.master != d.Master) {
 		t.contradictedSince, began = now, true
 	}
 	if t.loggedContra && (c.contradicted == "" || t.master != d.Master) {
-		n.logger.Info("committed route no longer contradicted", "master_addr", t.master, "now_master_addr", d.Master, "epoch", d.Epoch)
+		s.logger.Info("committed route no longer contradicted", "master_addr", t.master, "now_master_addr", d.Master, "epoch", d.Epoch)
 		t.loggedContra = false
 	}
 	if c.contradicted != "" && !t.loggedContra && now.Sub(t.contradictedSince) >= trustLogAfter {
-		n.logger.Warn("committed route contradicted by local observation; not routing", "master_addr", d.Master,
+		s.logger.Warn("committed route contradicted by local observation; not routing", "master_addr", d.Master,
 			"epoch", d.Epoch, "decided_by", d.DecidedBy, "reason", c.contradicted)
 		t.loggedContra = true
 	}
@@ -136,11 +173,11 @@ func (n *Node) noteRouteCheck(c routeCheck, d cluster.RouteDecision) (began bool
 		t.epochAheadSince = now
 	}
 	if !c.epochAhead && t.loggedEpo {
-		n.logger.Info("committed epoch no longer ahead of sentinel", "epoch", d.Epoch, "sentinel_epoch", c.sentinelEpoch)
+		s.logger.Info("committed epoch no longer ahead of sentinel", "epoch", d.Epoch, "sentinel_epoch", c.sentinelEpoch)
 		t.loggedEpo = false
 	}
 	if c.epochAhead && !t.loggedEpo && now.Sub(t.epochAheadSince) >= trustLogAfter {
-		n.logger.Warn("committed epoch above every sentinel epoch", "master_addr", d.Master, "epoch", d.Epoch,
+		s.logger.Warn("committed epoch above every sentinel epoch", "master_addr", d.Master, "epoch", d.Epoch,
 			"sentinel_epoch", c.sentinelEpoch, "decided_by", d.DecidedBy)
 		t.loggedEpo = true
 	}

@@ -85,6 +85,19 @@ func TestCheckRouteAndNote(t *testing.T) {
 	if c := checkRoute(moved, cluster.RouteDecision{Master: "a:1", Epoch: 4}); c.contradicted == "" || !c.staleBySentinel {
 		t.Fatalf("committed a:1 at epoch 4, Sentinels at epoch 5 name b:1: not contradicted as stale: %+v", c)
 	}
+	// Until the new master is committed, the route names none and the old
+	// one as replaced (the proxy passes on no reply from it).
+	c := checkRoute(moved, cluster.RouteDecision{Master: "a:1", Epoch: 4})
+	if r := withReplaced(proxy.Route{}, c, "a:1"); r.Master != "" || r.Replaced != "a:1" {
+		t.Fatalf("stale by Sentinel: route %+v, want no master, a:1 replaced", r)
+	}
+	if r := withReplaced(proxy.Route{}, stranger, "x:1"); r.Replaced != "" {
+		t.Fatalf("contradicted for another reason: route %+v, want nothing replaced", r)
+	}
+	rt := newRouteTable()
+	if !rt.set(proxy.Route{Replaced: "a:1"}) || rt.Route().Replaced != "a:1" || rt.set(proxy.Route{Replaced: "a:1"}) {
+		t.Fatalf("routeTable.set does not follow Replaced: %+v", rt.Route())
+	}
 	// A stranger is no mere lag behind Sentinel: the VIP may move for it.
 	if stranger.staleBySentinel {
 		t.Fatalf("stranger marked as stale by Sentinel: %+v", stranger)
@@ -92,24 +105,53 @@ func TestCheckRouteAndNote(t *testing.T) {
 	if c := checkRoute(moved, cluster.RouteDecision{Master: "a:1", Epoch: 6}); c.contradicted != "" {
 		t.Fatalf("committed a:1 at epoch 6 above the watcher's epoch 5: contradicted: %+v", c)
 	}
+	// Deposed as soon as one Sentinel says so (issue 13): a failover in
+	// progress at a higher epoch, with the candidate not confirmed yet
+	// and every Sentinel still naming a:1 ...
+	promoting := obs
+	promoting.Master, promoting.Epoch = "", 4
+	promoting.Failover = topology.Failover{Addr: "b:1", Epoch: 5}
+	if c := checkRoute(promoting, cluster.RouteDecision{Master: "a:1", Epoch: 4}); c.contradicted == "" || !c.staleBySentinel {
+		t.Fatalf("a Sentinel promotes b:1 at epoch 5, committed a:1 at 4: not stale: %+v", c)
+	}
+	if c := checkRoute(promoting, cluster.RouteDecision{Master: "a:1", Epoch: 5}); c.contradicted != "" {
+		t.Fatalf("a failover at the committed epoch is no news: contradicted: %+v", c)
+	}
+	// ... or one Sentinel of three naming b:1 at epoch 5.
+	oneOfThree := obs
+	oneOfThree.Master, oneOfThree.Epoch = "a:1", 4
+	oneOfThree.Sentinels = []topology.SentinelState{
+		{Addr: "s:1", Reachable: true, Master: "a:1", Epoch: 4},
+		{Addr: "s:2", Reachable: true, Master: "b:1", Epoch: 5},
+		{Addr: "s:3", Reachable: true, Master: "a:1", Epoch: 4},
+	}
+	if c := checkRoute(oneOfThree, cluster.RouteDecision{Master: "a:1", Epoch: 4}); c.contradicted == "" || !c.staleBySentinel {
+		t.Fatalf("one Sentinel names b:1 at epoch 5, committed a:1 at 4: not stale: %+v", c)
+	}
+	// An epoch is a fact once reported: the Sentinel that reported it
+	// may be unreachable now, the switch happened.
+	oneOfThree.Sentinels[1].Reachable = false
+	if c := checkRoute(oneOfThree, cluster.RouteDecision{Master: "a:1", Epoch: 4}); !c.staleBySentinel {
+		t.Fatalf("an unreachable Sentinel's last word names b:1 at epoch 5: not stale: %+v", c)
+	}
 	noSentinel := moved
 	noSentinel.Sentinels = nil
 	if c := checkRoute(noSentinel, cluster.RouteDecision{Master: "a:1", Epoch: 4}); c.contradicted != "" {
 		t.Fatalf("without Sentinel the epochs are local counters: contradicted: %+v", c)
 	}
 
-	n := &Node{logger: slog.New(slog.DiscardHandler)}
-	if n.noteRouteCheck(routeCheck{}, cluster.RouteDecision{Master: "a:1"}) {
+	n, s := &Node{}, &service{logger: slog.New(slog.DiscardHandler)}
+	if n.noteRouteCheck(s, routeCheck{}, cluster.RouteDecision{Master: "a:1"}) {
 		t.Fatal("no contradiction reported as begun")
 	}
-	if !n.noteRouteCheck(stranger, cluster.RouteDecision{Master: "x:1"}) {
+	if !n.noteRouteCheck(s, stranger, cluster.RouteDecision{Master: "x:1"}) {
 		t.Fatal("contradiction not reported as begun")
 	}
-	if n.noteRouteCheck(stranger, cluster.RouteDecision{Master: "x:1"}) {
+	if n.noteRouteCheck(s, stranger, cluster.RouteDecision{Master: "x:1"}) {
 		t.Fatal("the same contradiction reported as begun twice")
 	}
 	replica := checkRoute(obs, cluster.RouteDecision{Master: "b:1", Epoch: 100})
-	if !n.noteRouteCheck(replica, cluster.RouteDecision{Master: "b:1"}) {
+	if !n.noteRouteCheck(s, replica, cluster.RouteDecision{Master: "b:1"}) {
 		t.Fatal("a contradiction of another committed master not reported as begun")
 	}
 }

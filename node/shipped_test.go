@@ -19,6 +19,7 @@ const shippedConfig = "../packaging/redhaven.yaml"
 var commentedKeys = map[string]string{
 	"node_name": "\n# node_name: ",
 	"http.auth": "\n  # auth:\n",
+	"services":  "\n# services:\n",
 }
 
 // shippedDiffers are the keys whose shipped value is not the built-in

@@ -65,7 +65,7 @@ func TestCommittedRouteContradicted(t *testing.T) {
 		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
 		d := cluster.RouteDecision{Master: master, Epoch: epoch, Reason: "forged by the test"}
-		if err := n.Cluster().ProposeRoute(cctx, d); err != nil {
+		if err := n.Cluster().ProposeRoute(cctx, n.Service(), d); err != nil {
 			t.Fatalf("commit route %+v: %v", d, err)
 		}
 	}
@@ -76,7 +76,7 @@ func TestCommittedRouteContradicted(t *testing.T) {
 		var snap webui.Snapshot
 		testutil.Eventually(t, 5*time.Second, "snapshot shows the contradiction "+wantWhy, func() bool {
 			snap = (*webSource)(n).Snapshot()
-			return strings.Contains(snap.Route.Contradicted, wantWhy) && !snap.Ready && n.routes.Route().Master == ""
+			return strings.Contains(snap.Route.Contradicted, wantWhy) && !snap.Ready && n.services[0].routes.Route().Master == ""
 		})
 		start := time.Now()
 		err := c.Set(ctx, key, "v", 0).Err()
@@ -111,19 +111,26 @@ func TestCommittedRouteContradicted(t *testing.T) {
 		t.Errorf("the refused write reached the real master")
 	}
 	metrics := httpGet(t, n, "/metrics")
-	for _, want := range []string{"redhaven_route_contradicted 1", "redhaven_route_epoch_ahead 1", "redhaven_node_ready 0"} {
+	svc := `{service="` + set.MasterName + `"}`
+	for _, want := range []string{"redhaven_route_contradicted" + svc + " 1", "redhaven_route_epoch_ahead" + svc + " 1", "redhaven_node_ready 0", "redhaven_service_ready" + svc + " 0"} {
 		if !strings.Contains(metrics, want+"\n") {
 			t.Errorf("/metrics lacks %q", want)
 		}
 	}
 	var api struct {
-		Route webui.Route `json:"route"`
+		Route    webui.Route     `json:"route"`
+		Services []webui.Service `json:"services"`
 	}
 	if err := json.Unmarshal([]byte(httpGet(t, n, "/api/v1/stats")), &api); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(api.Route.Contradicted, "not a redis node this watcher knows") || !api.Route.EpochAhead {
 		t.Errorf("JSON route %+v: want contradicted and epoch_ahead", api.Route)
+	}
+	// The one service, named after redis.master_name, with the same route.
+	if len(api.Services) != 1 || api.Services[0].Name != set.MasterName || api.Services[0].Route != api.Route ||
+		api.Services[0].Summary.State != webui.ServiceContradicted {
+		t.Errorf("JSON services %+v: want one, %s, contradicted", api.Services, set.MasterName)
 	}
 	if page := httpGet(t, n, "/"); !strings.Contains(page, "not routed here: "+stranger.Addr) {
 		t.Errorf("stats page does not show the contradiction")
@@ -136,7 +143,7 @@ func TestCommittedRouteContradicted(t *testing.T) {
 	if replica.Client().Exists(ctx, "k2").Val() != 0 || set.Master.Client().Exists(ctx, "k2").Val() != 0 {
 		t.Errorf("the refused write landed somewhere")
 	}
-	if strings.Contains(httpGet(t, n, "/metrics"), "redhaven_route_contradicted 0\n") {
+	if !strings.Contains(httpGet(t, n, "/metrics"), "redhaven_route_contradicted"+svc+" 1\n") {
 		t.Errorf("/metrics does not flag the replica route")
 	}
 }

@@ -113,20 +113,7 @@ func TestNetnsVIPStaysThroughHandover(t *testing.T) {
 		}
 		agents[i] = startNSProc(t, "agent-"+h.name, h.ns, filepath.Join(dir, "agent.log"), env, bin, "agent", "-c", cfg)
 	}
-	var holder int
-	testutil.EventuallyEvery(t, 60*time.Second, 100*time.Millisecond, "every agent ready, one VIP holder for 1 s", func() bool {
-		hs, since := sampler.holders()
-		if len(hs) != 1 || time.Since(since) < time.Second {
-			return false
-		}
-		for _, h := range lab.nodes {
-			if st, err := statsFrom(lab, h); err != nil || !st.Ready {
-				return false
-			}
-		}
-		holder = hs[0]
-		return true
-	})
+	holder := waitVIPSettled(t, lab, sampler, agents, "start")
 
 	// A client connection through the VIP, used every 20 ms throughout.
 	conn := dialFrom(t, lab.client.ns, labVIP+":6380")
@@ -255,20 +242,7 @@ func TestNetnsVIPReleasedOnLeave(t *testing.T) {
 		}
 		agents[i] = startNSProc(t, "agent-"+h.name, h.ns, filepath.Join(dir, "agent.log"), env, bin, "agent", "-c", cfg)
 	}
-	var holder int
-	testutil.EventuallyEvery(t, 60*time.Second, 100*time.Millisecond, "every agent ready, one VIP holder for 1 s", func() bool {
-		hs, since := sampler.holders()
-		if len(hs) != 1 || time.Since(since) < time.Second {
-			return false
-		}
-		for _, h := range lab.nodes {
-			if st, err := statsFrom(lab, h); err != nil || !st.Ready {
-				return false
-			}
-		}
-		holder = hs[0]
-		return true
-	})
+	holder := waitVIPSettled(t, lab, sampler, agents, "start")
 	_, d0 := sampler.counts()
 	asked := time.Now()
 	out, err := exec.Command(bin, "leave", "--socket", sockets[holder]).CombinedOutput()

@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"errors"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -10,11 +11,12 @@ import (
 	"github.com/redhaven/redhaven/vip"
 )
 
-// The VIP policy: the node named by the committed VIP lease (cluster
-// lease.go) holds the address until its lease ends, and renews the lease
-// while it may serve (it routes) and is in contact with the quorum. The
+// The VIP policy, for each VIP (vips.go) on its own: the node named by
+// the VIP's committed lease (cluster lease.go) holds the address until
+// its lease ends, and renews the lease while it may serve (it routes
+// every service the VIP carries) and is in contact with the quorum. The
 // Raft leader grants a free lease to itself, or takes an expired one
-// over, when it may serve. Raft leadership can move without moving the
+// over, when it may serve. Raft leadership can move without moving a
 // VIP.
 //
 // How the address is taken:
@@ -31,14 +33,15 @@ import (
 // lifetime ran out (its expiry check runs at most once a second).
 const kernelExpirySlack = time.Second
 
-// vipLease is the node's side of the lease, used by leaseLoop only
-// (mayServe is set by the policy loop).
+// vipLease is the node's side of one VIP's lease, used by that VIP's
+// leaseLoop only (mayServe is set by the policy loops).
 type vipLease struct {
-	// mayServe: this node's proxy would route writes to the committed
-	// master (its watcher does not contradict it), or pause them for a
-	// planned failover, once in contact with the quorum; so it may hold
-	// the VIP. Set by step. Contact is checked apart: a leader's commit
-	// of a grant or takeover proves it, a renewal needs InContact.
+	// mayServe: for every service the VIP carries, this node's proxy
+	// would route writes to the committed master (its watcher does not
+	// contradict it), or pause them for a planned failover, once in
+	// contact with the quorum; so it may hold the VIP (vipSlot.mayServe).
+	// Set by step. Contact is checked apart: a leader's commit of a grant
+	// or takeover proves it, a renewal needs InContact.
 	mayServe atomic.Bool
 	// leave: a graceful leave asks leaseLoop to release the VIP and hold
 	// it no more; the reply channel is closed when done.
@@ -67,45 +70,47 @@ type vipLease struct {
 	inherited time.Time
 }
 
-// mayHoldVIP tells whether this node may hold (or take) the VIP: its
-// proxy follows the committed master (not contradicted by its watcher),
-// or the committed route is a planned failover's pause (which clients
-// should wait through on the same address).
-func (n *Node) mayHoldVIP(st cluster.State, contradicted string) bool {
+// mayHoldVIP tells whether, as far as service s goes, this node may hold
+// (or take) the VIP: its proxy follows the committed master (not
+// contradicted by its watcher), or the committed route is a planned
+// failover's pause (which clients should wait through on the same
+// address). A VIP needs it of every service it carries (vips.go).
+func (n *Node) mayHoldVIP(s *service, ss cluster.ServiceState, contradicted string) bool {
 	n.mu.Lock()
-	planned := n.planned != nil
+	planned := s.planned != nil
 	n.mu.Unlock()
 	switch {
 	case planned:
 		return true
-	case st.Route.Master != "":
+	case ss.Route.Master != "":
 		return contradicted == ""
 	default:
-		return st.Route.Reason != "" // a committed pause
+		return ss.Route.Reason != "" // a committed pause
 	}
 }
 
-// leaseLoop runs the VIP lease until ctx ends, then releases it cleanly.
-func (n *Node) leaseLoop(ctx context.Context) error {
-	if n.cfg.VIP.EffectiveMode() != vip.ModeNetlink {
+// leaseLoop runs one VIP's lease until ctx ends, then releases it
+// cleanly.
+func (n *Node) leaseLoop(ctx context.Context, v *vipSlot) error {
+	if v.cfg.EffectiveMode() != vip.ModeNetlink {
 		<-ctx.Done()
 		return nil
 	}
 	tick := time.NewTicker(min(n.cfg.Cluster.VIPLease/8, 20*time.Millisecond))
 	defer tick.Stop()
 	for {
-		n.leaseStep(ctx, time.Now())
+		n.leaseStep(ctx, v, time.Now())
 		select {
 		case <-ctx.Done():
-			if in := n.lease.handoff.Load(); in != nil {
-				n.handVIPOver(in)
+			if in := v.lease.handoff.Load(); in != nil {
+				n.handVIPOver(v, in)
 			} else {
-				n.releaseVIP()
+				n.releaseVIP(v)
 			}
 			return nil
-		case done := <-n.lease.leave:
-			n.lease.leaving = true
-			n.releaseVIP()
+		case done := <-v.lease.leave:
+			v.lease.leaving = true
+			n.releaseVIP(v)
 			close(done)
 		case <-n.cluster.LeaseChanges():
 		case <-tick.C:
@@ -113,29 +118,38 @@ func (n *Node) leaseLoop(ctx context.Context) error {
 	}
 }
 
-// releaseBeforeLeave has leaseLoop release the VIP for good (a graceful
-// leave follows), bounded by ctx; nothing to do in vip.mode none.
+// releaseBeforeLeave has every leaseLoop release its VIP for good (a
+// graceful leave follows), all at once, bounded by ctx; nothing to do for
+// a VIP in mode none.
 func (n *Node) releaseBeforeLeave(ctx context.Context) {
-	if n.cfg.VIP.EffectiveMode() != vip.ModeNetlink {
-		return
+	var wg sync.WaitGroup
+	for _, v := range n.vips {
+		if v.cfg.EffectiveMode() != vip.ModeNetlink {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			done := make(chan struct{})
+			select {
+			case v.lease.leave <- done:
+			case <-ctx.Done():
+				return
+			}
+			select {
+			case <-done:
+			case <-ctx.Done():
+			}
+		}()
 	}
-	done := make(chan struct{})
-	select {
-	case n.lease.leave <- done:
-	case <-ctx.Done():
-		return
-	}
-	select {
-	case <-done:
-	case <-ctx.Done():
-	}
+	wg.Wait()
 }
 
-// leaseStep is one pass: renew or acquire the lease, and tell the VIP
-// manager what to do with the address.
-func (n *Node) leaseStep(ctx context.Context, now time.Time) {
-	l := &n.lease
-	ls := n.cluster.LeaseStatus()
+// leaseStep is one pass for one VIP: renew or acquire its lease, and tell
+// its manager what to do with the address.
+func (n *Node) leaseStep(ctx context.Context, v *vipSlot, now time.Time) {
+	l := &v.lease
+	ls := n.cluster.LeaseStatus(v.key)
 	self := n.cfg.NodeName
 	inContact := n.cluster.InContact()
 	if l.leaving {
@@ -157,20 +171,20 @@ func (n *Node) leaseStep(ctx context.Context, now time.Time) {
 	if ls.Lease.Holder != self && mayServe && n.cluster.IsLeader() &&
 		(ls.Lease.Holder == "" || ls.Expired(now)) {
 		actx, cancel := context.WithTimeout(ctx, time.Second)
-		probe, err := n.cluster.AcquireLease(actx)
+		probe, err := n.cluster.AcquireLease(actx, v.key)
 		cancel()
 		switch {
 		case err == nil:
 			l.lastRequest = now
 			l.probe = probe
 			l.waitUntil = time.Time{}
-			if probe && n.cfg.VIP.Lifetime > 0 {
-				l.waitUntil = now.Add(n.cfg.VIP.Lifetime + kernelExpirySlack)
+			if probe && v.cfg.Lifetime > 0 {
+				l.waitUntil = now.Add(v.cfg.Lifetime + kernelExpirySlack)
 			}
-			ls = n.cluster.LeaseStatus()
+			ls = n.cluster.LeaseStatus(v.key)
 		case errors.Is(err, cluster.ErrLeaseHeld), errors.Is(err, cluster.ErrLeaseChanged), errors.Is(err, cluster.ErrNotLeader):
 		default:
-			n.logger.Warn("vip lease not acquired", "err", err)
+			v.logger.Warn("vip lease not acquired", "err", err)
 		}
 	}
 
@@ -190,10 +204,10 @@ func (n *Node) leaseStep(ctx context.Context, now time.Time) {
 
 	if ls.Lease.Holder != self && !inherited {
 		if l.holding {
-			n.logger.Info("vip lease now held by another node", "holder", ls.Lease.Holder)
+			v.logger.Info("vip lease now held by another node", "holder", ls.Lease.Holder)
 		}
 		l.holding = false
-		n.vip.Want(vip.Desire{})
+		v.mgr.Want(vip.Desire{})
 		return
 	}
 	if !l.holding {
@@ -202,18 +216,18 @@ func (n *Node) leaseStep(ctx context.Context, now time.Time) {
 			// Holder by a predecessor process (restart): the address may
 			// be anywhere; probe as after a takeover.
 			l.probe = true
-			if n.cfg.VIP.Lifetime > 0 {
-				l.waitUntil = now.Add(n.cfg.VIP.Lifetime + kernelExpirySlack)
+			if v.cfg.Lifetime > 0 {
+				l.waitUntil = now.Add(v.cfg.Lifetime + kernelExpirySlack)
 			}
 		}
 	}
-	if n.unhealthyHolder(mayServe, inContact, inherited, now) {
+	if n.unhealthyHolder(l, mayServe, inContact, inherited, now) {
 		// Released here rather than run out (lease + skew, 1.1 s by
 		// default, then the successor's probe): the leader grants the
 		// free lease to a node that can serve at once, without a probe.
-		n.logger.Warn("vip lease released: this node cannot route (no committed master, or its watcher contradicts it)",
+		v.logger.Warn("vip lease released: this node cannot route (no committed master, or its watcher contradicts it)",
 			"for", now.Sub(l.servedAt).Round(time.Millisecond))
-		n.releaseVIP()
+		n.releaseVIP(v)
 		l.holding = false
 		return
 	}
@@ -223,12 +237,12 @@ func (n *Node) leaseStep(ctx context.Context, now time.Time) {
 			defer l.renewing.Store(false)
 			rctx, cancel := context.WithTimeout(ctx, n.cfg.Cluster.VIPLease/2)
 			defer cancel()
-			if err := n.cluster.RenewLease(rctx); err != nil && !errors.Is(err, context.Canceled) {
-				n.logger.Debug("vip lease renewal not sent", "err", err)
+			if err := n.cluster.RenewLease(rctx, v.key); err != nil && !errors.Is(err, context.Canceled) {
+				v.logger.Debug("vip lease renewal not sent", "err", err)
 			}
 		}()
 	}
-	n.vip.Want(vip.Desire{Hold: !heldUntil.IsZero() && !l.leaving, Until: heldUntil, Probe: l.probe, WaitConflictUntil: l.waitUntil})
+	v.mgr.Want(vip.Desire{Hold: !heldUntil.IsZero() && !l.leaving, Until: heldUntil, Probe: l.probe, WaitConflictUntil: l.waitUntil})
 }
 
 // unhealthyHolder tells whether this holder should give the lease up:
@@ -240,8 +254,7 @@ func (n *Node) leaseStep(ctx context.Context, now time.Time) {
 // contact whenever the leader dies, after which it renews through the new
 // leader without moving the VIP. An inherited lease (hand-over) is kept
 // too: the new process may not have observed Redis yet.
-func (n *Node) unhealthyHolder(mayServe, inContact, inherited bool, now time.Time) bool {
-	l := &n.lease
+func (n *Node) unhealthyHolder(l *vipLease, mayServe, inContact, inherited bool, now time.Time) bool {
 	return !mayServe && !l.leaving && inContact && !inherited && !l.servedAt.IsZero() &&
 		now.Sub(l.servedAt) >= n.cfg.Cluster.VIPLease/4
 }
@@ -253,34 +266,41 @@ func (n *Node) unhealthyHolder(mayServe, inContact, inherited bool, now time.Tim
 // is elected and adds the VIP at once (no probe). Releasing after the
 // transfer would wait until this node hears of the new leader, and send
 // the release over gossip.
-func (n *Node) releaseVIP() {
-	n.vip.Want(vip.Desire{})
-	if n.cluster.LeaseStatus().Lease.Holder != n.cfg.NodeName {
+func (n *Node) releaseVIP(v *vipSlot) {
+	v.mgr.Want(vip.Desire{})
+	if n.cluster.LeaseStatus(v.key).Lease.Holder != n.cfg.NodeName {
 		return
 	}
 	start := time.Now()
-	for deadline := start.Add(time.Second); n.vip.Holding() && time.Now().Before(deadline); {
+	for deadline := start.Add(time.Second); v.mgr.Holding() && time.Now().Before(deadline); {
 		time.Sleep(5 * time.Millisecond)
 	}
-	if n.vip.Holding() {
-		n.logger.Warn("vip still on the interface after 1s; not releasing the lease (it expires by itself)")
+	if v.mgr.Holding() {
+		v.logger.Warn("vip still on the interface after 1s; not releasing the lease (it expires by itself)")
 		return
 	}
 	if !n.cluster.InContact() {
 		// No quorum to commit a release (e.g. the whole cluster stops at
 		// once): the address is gone, the lease runs out by itself.
-		n.logger.Info("vip removed; lease not released (not in contact with the raft quorum), it expires by itself")
+		v.logger.Info("vip removed; lease not released (not in contact with the raft quorum), it expires by itself")
 		return
 	}
-	rctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	err := n.cluster.ReleaseLease(rctx)
+	rctx, cancel := context.WithTimeout(context.Background(), releaseTimeout)
+	stopWatch := n.cancelOutOfContact(rctx, cancel, releaseOutOfContact)
+	err := n.cluster.ReleaseLease(rctx, v.key)
+	stopWatch()
 	cancel()
 	if err != nil {
-		n.logger.Warn("vip lease release not committed; it expires by itself", "err", err)
+		// E.g. every agent stops at once: nobody is left to commit it.
+		v.logger.Warn("vip lease release not committed; it expires by itself", "err", err,
+			"took", time.Since(start).Round(time.Millisecond), "in_contact", n.cluster.InContact())
 	} else {
-		n.logger.Info("vip released for the next holder", "took", time.Since(start).Round(time.Millisecond))
+		v.logger.Info("vip released for the next holder", "took", time.Since(start).Round(time.Millisecond))
 	}
-	if n.cluster.IsLeader() {
+	// Leadership moves with the shared VIP only: a service's VIP is
+	// released when this node cannot route that service (or it leaves,
+	// and the shared VIP's release moves leadership then).
+	if v.key == cluster.SharedVIP && n.cluster.IsLeader() && n.cluster.InContact() { // out of contact, nobody could take leadership over
 		tctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		if err := n.cluster.TransferLeadership(tctx, ""); err != nil && !errors.Is(err, cluster.ErrNotLeader) {
 			n.logger.Warn("leadership transfer after the vip release failed; the others will elect a leader", "err", err)
@@ -289,48 +309,115 @@ func (n *Node) releaseVIP() {
 	}
 }
 
+// Bounds of the lease release on a stop or leave: at most releaseTimeout,
+// and given up once the node has been out of contact with the Raft quorum
+// for releaseOutOfContact (no leader could commit it: e.g. the whole
+// cluster stops at once, and a stop must be quick).
+const (
+	releaseTimeout      = 2 * time.Second
+	releaseOutOfContact = 200 * time.Millisecond
+)
+
+// cancelOutOfContact calls cancel once this node has been out of contact
+// with the Raft quorum for grace, checked until ctx ends; the returned
+// function stops the check.
+func (n *Node) cancelOutOfContact(ctx context.Context, cancel context.CancelFunc, grace time.Duration) (stop func()) {
+	quit := make(chan struct{})
+	go func() {
+		t := time.NewTicker(20 * time.Millisecond)
+		defer t.Stop()
+		var since time.Time
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-quit:
+				return
+			case now := <-t.C:
+				switch {
+				case n.cluster.InContact():
+					since = time.Time{}
+				case since.IsZero():
+					since = now
+				case now.Sub(since) >= grace:
+					cancel()
+					return
+				}
+			}
+		}
+	}()
+	return func() { close(quit) }
+}
+
 // keepVIPFor prepares a hand-over restart (called before the node
-// stops): if this node holds the VIP, the address stays on the interface
-// and the next process adopts it with the rest of this process's lease,
-// so connections made through the VIP survive the restart.
+// stops): each VIP this node holds stays on the interface and the next
+// process adopts it with the rest of this process's lease, so
+// connections made through the VIP survive the restart. A service's own
+// VIP goes with that service's part of in; a service left out of in (its
+// proxy could not hand over) has its VIP released as on a plain stop.
 func (n *Node) keepVIPFor(in *Inherited) {
-	if n.cfg.VIP.EffectiveMode() != vip.ModeNetlink {
-		return
+	for _, v := range n.vips {
+		if v.cfg.EffectiveMode() != vip.ModeNetlink {
+			continue
+		}
+		if v.key != cluster.SharedVIP && in.part(v.key) == nil {
+			continue
+		}
+		if ls := n.cluster.LeaseStatus(v.key); ls.Lease.Holder != n.cfg.NodeName || !time.Now().Before(ls.HeldUntil) {
+			continue
+		}
+		v.mgr.KeepOnStop()
+		v.lease.handoff.Store(in)
 	}
-	if ls := n.cluster.LeaseStatus(); ls.Lease.Holder != n.cfg.NodeName || !time.Now().Before(ls.HeldUntil) {
-		return
-	}
-	n.vip.KeepOnStop()
-	n.lease.handoff.Store(in)
 }
 
 // handVIPOver is leaseLoop's end in a hand-over: the lease's end as of
-// now (renewals went on until here) goes to the next process.
-func (n *Node) handVIPOver(in *Inherited) {
-	ls := n.cluster.LeaseStatus()
+// now (renewals went on until here) goes to the next process. Each slot's
+// loop writes its own field of in (the shared VIP's, or its service's
+// part's), read once Run has ended.
+func (n *Node) handVIPOver(v *vipSlot, in *Inherited) {
+	ls := n.cluster.LeaseStatus(v.key)
 	if ls.Lease.Holder != n.cfg.NodeName || !time.Now().Before(ls.HeldUntil) {
 		// Lost meanwhile: the kept address expires by its lifetime, and a
 		// successor's probe waits for that.
-		n.logger.Warn("vip lease lost during the hand-over; the address left behind expires by its lifetime")
+		v.logger.Warn("vip lease lost during the hand-over; the address left behind expires by its lifetime")
 		return
 	}
-	in.VIPUntil = ls.HeldUntil
-	n.logger.Info("vip kept on the interface for the next process", "lease_left", time.Until(ls.HeldUntil).Round(time.Millisecond))
+	if v.key == cluster.SharedVIP {
+		in.VIPUntil = ls.HeldUntil
+	} else {
+		in.part(v.key).VIPUntil = ls.HeldUntil
+	}
+	v.logger.Info("vip kept on the interface for the next process", "lease_left", time.Until(ls.HeldUntil).Round(time.Millisecond))
 }
 
-// adoptVIP takes over the previous process's VIP lease (hand-over): the
-// manager holds the address (already on the interface) until that lease
-// ends, so its first round adopts rather than removes it, and this
-// process renews the lease as soon as it is in contact.
+// adoptVIP takes over the previous process's VIP leases (hand-over): the
+// manager of each VIP holds the address (already on the interface) until
+// that lease ends, so its first round adopts rather than removes it, and
+// this process renews the lease as soon as it is in contact. A service's
+// own VIP is adopted only from the part of the same name: its lease is
+// keyed by the name.
 func (n *Node) adoptVIP(in *Inherited) {
-	if in == nil || in.VIPUntil.IsZero() || n.cfg.VIP.EffectiveMode() != vip.ModeNetlink {
+	if in == nil {
 		return
 	}
-	left := time.Until(in.VIPUntil) // wall clock, same host; then this process's monotonic clock
-	if left <= 0 {
-		return
+	for _, v := range n.vips {
+		until := in.VIPUntil
+		if v.key != cluster.SharedVIP {
+			until = time.Time{}
+			if is := in.part(v.key); is != nil {
+				until = is.VIPUntil
+			}
+		}
+		if until.IsZero() || v.cfg.EffectiveMode() != vip.ModeNetlink {
+			continue
+		}
+		left := time.Until(until) // wall clock, same host; then this process's monotonic clock
+		if left <= 0 {
+			continue
+		}
+		v.lease.inherited = time.Now().Add(left)
+		v.mgr.Want(vip.Desire{Hold: true, Until: v.lease.inherited})
+		v.logger.Info("vip lease taken over from the previous process", "lease_left", left.Round(time.Millisecond))
 	}
-	n.lease.inherited = time.Now().Add(left)
-	n.vip.Want(vip.Desire{Hold: true, Until: n.lease.inherited})
-	n.logger.Info("vip lease taken over from the previous process", "lease_left", left.Round(time.Millisecond))
 }

@@ -245,6 +245,33 @@ func statsFrom(lab *netLab, h *labHost) (agentStats, error) {
 	return st, nil
 }
 
+// waitVIPSettled waits until every agent serves (ready) and one node has
+// held the VIP for a second, and returns that node; an agent that exits
+// meanwhile fails the test.
+func waitVIPSettled(t *testing.T, lab *netLab, sampler *vipSampler, agents []*nsProc, what string) int {
+	t.Helper()
+	var holder int
+	testutil.EventuallyEvery(t, 60*time.Second, 100*time.Millisecond, what+": every agent ready, one VIP holder for 1 s", func() bool {
+		for _, p := range agents {
+			if p.exited() {
+				t.Fatalf("%s exited:\n%s", p.name, p.tail(30, false))
+			}
+		}
+		hs, since := sampler.holders()
+		if len(hs) != 1 || time.Since(since) < time.Second {
+			return false
+		}
+		for _, h := range lab.nodes {
+			if st, err := statsFrom(lab, h); err != nil || !st.Ready {
+				return false
+			}
+		}
+		holder = hs[0]
+		return true
+	})
+	return holder
+}
+
 // clientRedis runs redis-cli in the client namespace against the VIP.
 func clientRedis(lab *netLab, args ...string) (string, error) {
 	out, err := nsRun(10*time.Second, lab.client.ns,

@@ -49,19 +49,20 @@ func TestUnhealthyHolderReleasesLease(t *testing.T) {
 		}
 		cfg := DefaultConfig()
 		cfg.NodeName, cfg.Cluster, cfg.VIP = cn.Config.NodeName, cn.Config, vc
-		n := &Node{cfg: cfg, logger: slog.New(slog.DiscardHandler), cluster: cn.Agent, vip: mgr}
-		n.lease.leave = make(chan chan struct{})
-		n.lease.mayServe.Store(true)
+		v := &vipSlot{key: cluster.SharedVIP, cfg: vc, mgr: mgr, logger: slog.New(slog.DiscardHandler)}
+		v.lease.leave = make(chan chan struct{})
+		v.lease.mayServe.Store(true)
+		n := &Node{cfg: cfg, logger: slog.New(slog.DiscardHandler), cluster: cn.Agent, vips: []*vipSlot{v}}
 		nodes[i] = n
 		go func() {
-			_ = n.leaseLoop(ctx)
+			_ = n.leaseLoop(ctx, v)
 			done <- struct{}{}
 		}()
 	}
 	holderIs := func(name string) func() bool {
 		return func() bool {
 			for _, n := range nodes {
-				if n.cluster.LeaseStatus().Lease.Holder != name {
+				if n.cluster.LeaseStatus(cluster.SharedVIP).Lease.Holder != name {
 					return false
 				}
 			}
@@ -82,7 +83,7 @@ func TestUnhealthyHolderReleasesLease(t *testing.T) {
 		return h >= 0 && holderIs(nodes[h].cfg.NodeName)()
 	})
 	holder := nodes[h]
-	if !holder.vip.Status().Desired {
+	if !holder.sharedVIP().mgr.Status().Desired {
 		t.Fatal("the holder's VIP manager is not told to hold the address")
 	}
 	// Leadership moves; the follower holder keeps the lease by renewing.
@@ -91,29 +92,29 @@ func TestUnhealthyHolderReleasesLease(t *testing.T) {
 	}
 	testutil.Eventually(t, 10*time.Second, "a new leader", func() bool { l := leader(); return l >= 0 && l != h })
 	time.Sleep(2 * lease)
-	if got := holder.cluster.LeaseStatus().Lease.Holder; got != holder.cfg.NodeName {
+	if got := holder.cluster.LeaseStatus(cluster.SharedVIP).Lease.Holder; got != holder.cfg.NodeName {
 		t.Fatalf("lease holder %q after the leadership move, want %s (renewing)", got, holder.cfg.NodeName)
 	}
 	next := nodes[leader()]
 
 	sick := time.Now()
-	holder.lease.mayServe.Store(false) // its proxy cannot route
+	holder.sharedVIP().lease.mayServe.Store(false) // its proxy cannot route
 	testutil.Eventually(t, 10*time.Second, "the healthy leader holds the lease", holderIs(next.cfg.NodeName))
 	moved := time.Since(sick)
 	t.Logf("holder unable to route; lease with %s after %v (lease %v)", next.cfg.NodeName, moved.Round(time.Millisecond), lease)
 	if moved >= lease {
 		t.Errorf("the lease moved after %v, not faster than the lease (%v): no release?", moved, lease)
 	}
-	if n := holder.cluster.LeaseChangeCounts()[cluster.LeaseRelease]; n != 1 {
+	if n := holder.cluster.LeaseChangeCounts(cluster.SharedVIP)[cluster.LeaseRelease]; n != 1 {
 		t.Errorf("%d releases applied on the old holder, want 1 (a release, not a takeover)", n)
 	}
 	testutil.Eventually(t, 5*time.Second, "VIP wanted on the new holder only", func() bool {
-		return next.vip.Status().Desired && !holder.vip.Status().Desired
+		return next.sharedVIP().mgr.Status().Desired && !holder.sharedVIP().mgr.Status().Desired
 	})
 	// It does not take the lease back while unhealthy, and a healthy
 	// holder keeps it.
 	time.Sleep(2 * lease)
 	if !holderIs(next.cfg.NodeName)() {
-		t.Errorf("lease holder changed again: %q", holder.cluster.LeaseStatus().Lease.Holder)
+		t.Errorf("lease holder changed again: %q", holder.cluster.LeaseStatus(cluster.SharedVIP).Lease.Holder)
 	}
 }

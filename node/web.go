@@ -22,22 +22,21 @@ type webAdmin Node
 // Snapshot gathers every part's state as plain values.
 func (s *webSource) Snapshot() webui.Snapshot {
 	n := (*Node)(s)
-	obs := n.watcher.Observation()
 	st := n.cluster.State()
-	route := n.routes.Route()
 	snap := webui.Snapshot{
 		Node: n.cfg.NodeName, Version: Version, Time: time.Now(), Started: n.started,
-		Ready:  route.Master != "",
 		Leader: n.cluster.IsLeader(),
-		Route:  webui.Route{Master: st.Route.Master, Epoch: st.Route.Epoch, Reason: st.Route.Reason, Since: st.Route.Time},
 	}
-	chk := checkRoute(obs, st.Route)
-	snap.Route.Contradicted, snap.Route.EpochAhead = chk.contradicted, chk.epochAhead
-	n.fillProxyStats(&snap, obs, st)
-	for _, se := range obs.Sentinels {
-		snap.Sentinels = append(snap.Sentinels, webui.Sentinel{Addr: se.Addr, Reachable: se.Reachable, Master: se.Master,
-			Epoch: se.Epoch, LastEvent: se.LastEvent, LastEventTime: se.LastEventTime, LastError: se.LastError})
+	snap.Clients.Closed = map[string]uint64{}
+	snap.Ready = true
+	for _, sv := range n.services {
+		snap.Services = append(snap.Services, n.serviceSnapshot(sv, st, &snap))
+		snap.Ready = snap.Ready && snap.Services[len(snap.Services)-1].Ready
 	}
+	// The single-service view, as webui derives it (Snapshot): the first
+	// service's; Ready when every service is.
+	first := snap.Services[0]
+	snap.Route, snap.Frontends, snap.Backends, snap.Sentinels, snap.Failovers = first.Route, first.Frontends, first.Backends, first.Sentinels, first.Failovers
 	for _, m := range n.cluster.Members() {
 		role := ""
 		switch {
@@ -58,21 +57,53 @@ func (s *webSource) Snapshot() webui.Snapshot {
 	for _, r := range n.cluster.RejectedConnections() {
 		snap.Rejected = append(snap.Rejected, webui.RejectedConnections{Transport: r.Transport, Reason: r.Reason, Count: r.Count})
 	}
-	vs := n.vip.Status()
-	snap.VIP = webui.VIP{Mode: vs.Mode, Address: vs.Address, Interface: vs.Interface, HeldHere: vs.Holding}
-	if vs.Mode != "none" && vs.Mode != "" {
-		snap.VIP.Holder = st.VIP.Holder // the lease holder, not the Raft leader
-		snap.VIP.LeaseRemaining = leaseRemaining(n.cluster.LeaseStatus(), snap.Time).Seconds()
+	snap.VIP = n.vipSnapshot(n.sharedVIP(), st, snap.Time)
+	for _, v := range n.vips[1:] {
+		for i := range snap.Services {
+			if snap.Services[i].Name == v.key || (snap.Services[i].Name == "" && len(snap.Services) == 1) {
+				vs := n.vipSnapshot(v, st, snap.Time)
+				snap.Services[i].VIP = &vs
+			}
+		}
 	}
-	snap.VIP.LeaseChanges = n.cluster.LeaseChangeCounts() // zeros in vip.mode none
 	for _, e := range st.Events {
 		snap.Events = append(snap.Events, webui.Event{Time: e.Time, Kind: eventKind(e.Kind), Node: e.Node, Message: e.Message, Duration: e.Duration})
 	}
-	n.mu.Lock()
-	snap.Failovers = n.failovers.Clone()
-	n.mu.Unlock()
 	snap.Process = processInfo()
 	return snap
+}
+
+// serviceSnapshot is one service's part of the snapshot; the proxy's
+// refused commands and client bounds add up in snap.
+func (n *Node) serviceSnapshot(s *service, st cluster.State, snap *webui.Snapshot) webui.Service {
+	obs := s.watcher.Observation()
+	ss := st.Service(s.name)
+	sv := webui.Service{Name: s.cfg.Name, Ready: s.routes.Route().Master != "",
+		Route: webui.Route{Master: ss.Route.Master, Epoch: ss.Route.Epoch, Reason: ss.Route.Reason, Since: ss.Route.Time}}
+	chk := checkRoute(obs, ss.Route)
+	sv.Route.Contradicted, sv.Route.EpochAhead = chk.contradicted, chk.epochAhead
+	n.fillProxyStats(s, &sv, snap, obs, ss)
+	for _, se := range obs.Sentinels {
+		sv.Sentinels = append(sv.Sentinels, webui.Sentinel{Addr: se.Addr, Reachable: se.Reachable, Master: se.Master,
+			Epoch: se.Epoch, LastEvent: se.LastEvent, LastEventTime: se.LastEventTime, LastError: se.LastError})
+	}
+	n.mu.Lock()
+	sv.Failovers = s.failovers.Clone()
+	n.mu.Unlock()
+	return sv
+}
+
+// vipSnapshot is one VIP for the page: who holds its lease (not the Raft
+// leader), whether this node has it on its interface.
+func (n *Node) vipSnapshot(v *vipSlot, st cluster.State, now time.Time) webui.VIP {
+	vs := v.mgr.Status()
+	out := webui.VIP{Service: v.key, Mode: vs.Mode, Address: vs.Address, Interface: vs.Interface, HeldHere: vs.Holding}
+	if vs.Mode != "none" && vs.Mode != "" {
+		out.Holder = st.Lease(v.key).Holder
+		out.LeaseRemaining = leaseRemaining(n.cluster.LeaseStatus(v.key), now).Seconds()
+	}
+	out.LeaseChanges = n.cluster.LeaseChangeCounts(v.key) // zeros in vip.mode none
+	return out
 }
 
 // leaseRemaining is how long the lease lasts as this node sees it: on the
@@ -126,14 +157,22 @@ func backendState(nd topology.NodeState, admin cluster.AdminState) string {
 // The admin actions that need the leader run there: here when this node
 // leads, else forwarded over the cluster's admin channel (cluster.OnLeader).
 
-func (a *webAdmin) SetBackendState(ctx context.Context, addr, state string) (webui.Acted, error) {
+func (a *webAdmin) SetBackendState(ctx context.Context, service, addr, state string) (webui.Acted, error) {
+	s, err := (*Node)(a).service(service)
+	if err != nil {
+		return webui.Acted{}, err
+	}
 	// The cluster records the admin event itself.
-	return a.onLeader(ctx, cluster.LeaderOp{Kind: cluster.OpBackendState, Addr: addr, State: cluster.AdminState(state)})
+	return a.onLeader(ctx, cluster.LeaderOp{Kind: cluster.OpBackendState, Service: s.name, Addr: addr, State: cluster.AdminState(state)})
 }
 
-func (a *webAdmin) RequestFailover(ctx context.Context) (webui.Acted, error) {
+func (a *webAdmin) RequestFailover(ctx context.Context, service string) (webui.Acted, error) {
 	n := (*Node)(a)
-	return a.onLeader(ctx, cluster.LeaderOp{Kind: cluster.OpFailover, Reason: "requested on " + n.cfg.NodeName})
+	s, err := n.service(service)
+	if err != nil {
+		return webui.Acted{}, err
+	}
+	return a.onLeader(ctx, cluster.LeaderOp{Kind: cluster.OpFailover, Service: s.name, Reason: "requested on " + n.cfg.NodeName})
 }
 
 func (a *webAdmin) TransferLeadership(ctx context.Context, node string) (webui.Acted, error) {
@@ -149,11 +188,33 @@ func (a *webAdmin) RemoveMember(ctx context.Context, name string) (webui.Acted, 
 // epoch, only while master and epoch are still committed.
 func (a *webAdmin) ResetRoute(ctx context.Context, master string, epoch *int64) (webui.Acted, error) {
 	n := (*Node)(a)
-	op := cluster.LeaderOp{Kind: cluster.OpResetRoute, Reason: "reset by operator on " + n.cfg.NodeName}
+	s, err := n.resetService(master, epoch)
+	if err != nil {
+		return webui.Acted{}, err
+	}
+	op := cluster.LeaderOp{Kind: cluster.OpResetRoute, Service: s.name, Reason: "reset by operator on " + n.cfg.NodeName}
 	if epoch != nil {
 		op.Expect = &cluster.RouteDecision{Master: master, Epoch: *epoch}
 	}
 	return a.onLeader(ctx, op)
+}
+
+// resetService is the service a route reset names: the only one, or,
+// with several, the one whose committed route is master at epoch (the
+// request carries no service name).
+func (n *Node) resetService(master string, epoch *int64) (*service, error) {
+	if len(n.services) == 1 {
+		return n.services[0], nil
+	}
+	if epoch != nil {
+		st := n.cluster.State()
+		for _, s := range n.services {
+			if r := st.Service(s.name).Route; r.Master == master && r.Epoch == *epoch {
+				return s, nil
+			}
+		}
+	}
+	return nil, webui.Classify(webui.ErrBadRequest, fmt.Errorf("route reset with several services (%s): give the master and epoch of the route to reset", quoted(n.ServiceNames())))
 }
 
 func (a *webAdmin) onLeader(ctx context.Context, op cluster.LeaderOp) (webui.Acted, error) {
@@ -244,10 +305,11 @@ func (a *webAdmin) Leave(ctx context.Context) error {
 	return adminError(n, n.cluster.Leave(ctx))
 }
 
-// fillProxyStats adds the proxy's frontends and the Redis backends, with
-// commands per second computed from the previous snapshot.
-func (n *Node) fillProxyStats(snap *webui.Snapshot, obs topology.Observation, st cluster.State) {
-	ps := n.proxy.Stats()
+// fillProxyStats adds a service's proxy frontends and Redis backends to
+// sv, with commands per second computed from the previous snapshot, and
+// its refused commands and client bounds to snap.
+func (n *Node) fillProxyStats(s *service, sv *webui.Service, snap *webui.Snapshot, obs topology.Observation, ss cluster.ServiceState) {
+	ps := s.proxy.Stats()
 	now := time.Now()
 	n.mu.Lock()
 	for _, l := range ps.Listeners {
@@ -256,7 +318,7 @@ func (n *Node) fillProxyStats(snap *webui.Snapshot, obs topology.Observation, st
 			BytesIn: uint64(l.BytesIn), BytesOut: uint64(l.BytesOut), Errors: uint64(l.Errors), Refused: uint64(l.Refused),
 			IdleSessions: l.Parked, MovedToOwn: uint64(l.MovedToOwn), AuthFailures: uint64(l.AuthFailures),
 			TLSFailed: uint64(l.TLSFailed)}
-		prev, ok := n.rates[l.Name]
+		prev, ok := s.rates[l.Name]
 		if ok && now.Sub(prev.at) > 0 {
 			f.CommandsPerSec = float64(l.Commands-prev.commands) / now.Sub(prev.at).Seconds()
 			f.SessionsPerSec = float64(l.TotalSessions-prev.sessions) / now.Sub(prev.at).Seconds()
@@ -266,37 +328,38 @@ func (n *Node) fillProxyStats(snap *webui.Snapshot, obs topology.Observation, st
 			prev.at, prev.commands, prev.sessions = now, l.Commands, l.TotalSessions
 		}
 		prev.maxSessionRate = f.MaxSessionRate
-		n.rates[l.Name] = prev
-		snap.Frontends = append(snap.Frontends, f)
+		s.rates[l.Name] = prev
+		sv.Frontends = append(sv.Frontends, f)
 	}
 	n.mu.Unlock()
-	if len(ps.RefusedCommands) > 0 {
-		snap.RefusedCommands = map[string]uint64{}
-		for _, c := range ps.RefusedCommands {
-			snap.RefusedCommands[c.Command] = uint64(c.Count)
+	for _, c := range ps.RefusedCommands {
+		if snap.RefusedCommands == nil {
+			snap.RefusedCommands = map[string]uint64{}
 		}
+		snap.RefusedCommands[c.Command] += uint64(c.Count)
 	}
-	snap.Clients = webui.ClientLimits{BufferBytes: ps.BufferBytes, BufferLimit: ps.BufferLimit, Closed: map[string]uint64{}}
+	snap.Clients.BufferBytes += ps.BufferBytes
+	snap.Clients.BufferLimit = ps.BufferLimit // proxy.client_output_limit: shared by the services
 	for reason, c := range ps.ClientsClosed {
-		snap.Clients.Closed[reason] = uint64(c)
+		snap.Clients.Closed[reason] += uint64(c)
 	}
 	traffic := map[string]struct{ sessions, commands, errors int64 }{}
 	for _, b := range ps.Backends {
 		traffic[b.Addr] = struct{ sessions, commands, errors int64 }{b.Sessions, b.Commands, b.Errors}
 	}
 	for _, nd := range obs.Nodes {
-		admin := st.Admin[nd.Addr]
+		admin := ss.Admin[nd.Addr]
 		tr := traffic[nd.Addr]
-		b := webui.Backend{Addr: nd.Addr, Role: string(nd.Role), State: backendState(nd, admin), IsMaster: nd.Addr == st.Route.Master,
+		b := webui.Backend{Addr: nd.Addr, Role: string(nd.Role), State: backendState(nd, admin), IsMaster: nd.Addr == ss.Route.Master,
 			LastCheck: nd.LastCheck, CheckDuration: nd.CheckDuration, LastError: nd.LastError, LastChange: nd.LastChange, Downtime: nd.Downtime,
 			Offset: nd.Offset, LagBytes: nd.LagBytes, LinkUp: nd.LinkUp,
 			Sessions: tr.sessions, Commands: uint64(tr.commands), Errors: uint64(tr.errors), Admin: string(admin)}
 		if b.Admin == "" {
 			b.Admin = webui.AdminReady
 		}
-		snap.Backends = append(snap.Backends, b)
+		sv.Backends = append(sv.Backends, b)
 	}
-	sortedBackends(snap.Backends)
+	sortedBackends(sv.Backends)
 }
 
 // rateSample is a counter value at a time, for per-second rates.

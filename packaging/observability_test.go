@@ -29,6 +29,7 @@ func TestObservabilityFilesInPackages(t *testing.T) {
 var docFiles = map[string]string{
 	"/usr/share/man/man1/redhaven.1":                  "man/redhaven.1",
 	"/usr/share/bash-completion/completions/redhaven": "completion/redhaven.bash",
+	"/usr/share/zsh/vendor-completions/_redhaven":     "completion/_redhaven",
 	"/usr/share/doc/redhaven/copyright":               "copyright",
 	"/usr/share/doc/redhaven/changelog":               "changelog",
 }

@@ -22,6 +22,9 @@ type backendConn struct {
 	cmds  atomic.Int64 // commands sent, folded into stats on retire
 	done  chan struct{}
 	gone  atomic.Bool // a shared one was ended (session.lose)
+	// due: replies a shared connection still owes this place (added
+	// when written, taken when read: muxConn.send, onData)
+	due atomic.Int64
 	// stallOK: attached to a stalled shared connection because a fresh
 	// one could not be opened (it is used all the same)
 	stallOK bool

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"strings"
 )
 
@@ -405,3 +406,43 @@ var tableNames = func() map[string]bool {
 	}
 	return m
 }()
+
+// rereadCommands may be sent again when the shared connection they were
+// sent on died before their reply (session.backendGone): commands Redis
+// 7.x flags readonly and not blocking (COMMAND INFO), without scripts
+// (EVAL_RO and friends may run long), containers and TOUCH, plus PING and
+// ECHO. Writes are never sent twice: their outcome is unknown.
+// TestRereadCommandsReadOnly checks the flags against the test server.
+var rereadCommands = func() map[string]bool {
+	m := map[string]bool{}
+	for _, name := range strings.Fields(`
+	bitcount bitfield_ro bitpos dbsize dump exists expiretime geodist geohash geopos
+	georadius_ro georadiusbymember_ro geosearch get getbit getrange hexists hget hgetall hkeys
+	hlen hmget hrandfield hscan hstrlen hvals keys lcs lindex llen lpos lrange mget
+	pexpiretime pfcount pttl randomkey scan scard sdiff sinter sintercard sismember smembers
+	smismember sort_ro srandmember sscan strlen substr sunion ttl type xlen xpending xrange
+	xrevrange zcard zcount zdiff zinter zintercard zlexcount zmscore zrandmember zrange
+	zrangebylex zrangebyscore zrank zrevrange zrevrangebylex zrevrangebyscore zrevrank zscan
+	zscore zunion ping echo`) {
+		m[name] = true
+	}
+	return m
+}()
+
+// rereadable says whether cmd (a RESP multibulk command) is in
+// rereadCommands.
+func rereadable(cmd []byte) bool {
+	i := bytes.IndexByte(cmd, '\n') + 1
+	j := bytes.IndexByte(cmd[i:], '\n')
+	if i <= 0 || j < 3 || cmd[i] != '$' {
+		return false
+	}
+	n, ok := parseLen(cmd[i+1 : i+j-1])
+	start := i + j + 1
+	if !ok || n <= 0 || n > maxCmdName || start+n > len(cmd) {
+		return false
+	}
+	var buf [maxCmdName]byte
+	k := lowerInto(buf[:], cmd[start:start+n])
+	return rereadCommands[string(buf[:k])]
+}

@@ -77,3 +77,40 @@ func docNames(t *testing.T, docs []any) []string {
 	}
 	return out
 }
+
+// TestRereadCommandsReadOnly: every command the proxy may send twice after
+// a shared connection died is one Redis flags readonly and not blocking
+// (PING and ECHO: no write flag), and a shared one in the table.
+func TestRereadCommandsReadOnly(t *testing.T) {
+	rs := redistest.StartServer(t, redistest.ServerOptions{})
+	c := redis.NewClient(&redis.Options{Addr: rs.Addr, Protocol: 2})
+	defer c.Close()
+	for name := range rereadCommands {
+		info, err := c.Do(context.Background(), "COMMAND", "INFO", name).Slice()
+		if err != nil || len(info) != 1 {
+			t.Fatalf("COMMAND INFO %s: %v, %v", name, info, err)
+		}
+		row, ok := info[0].([]any)
+		if !ok || len(row) < 3 {
+			t.Fatalf("COMMAND INFO %s: %v (unknown command?)", name, info)
+		}
+		flags := map[string]bool{}
+		for _, f := range row[2].([]any) {
+			flags[fmt.Sprint(f)] = true
+		}
+		if flags["write"] || flags["blocking"] || (!flags["readonly"] && name != "ping" && name != "echo") {
+			t.Errorf("%s may be sent twice, but its flags are %v", name, row[2])
+		}
+		if sp := lookupCommand([]byte(name)); sp.kind != cmdPlain || sp.own {
+			t.Errorf("%s may be sent twice, but it is not a plain shared command", name)
+		}
+		if !rereadable(appendCommandStrings(nil, strings.ToUpper(name), "k")) {
+			t.Errorf("rereadable(%s) = false", name)
+		}
+	}
+	for _, cmd := range [][]string{{"SET", "k", "v"}, {"INCR", "k"}, {"EVAL_RO", "return 1", "0"}, {"GETDEL", "k"}, {"GETEX", "k"}} {
+		if rereadable(appendCommandStrings(nil, cmd...)) {
+			t.Errorf("%v would be sent twice", cmd)
+		}
+	}
+}

@@ -61,9 +61,10 @@ type Config struct {
 	// TLS is TLS on the client listeners (tls.go).
 	TLS TLSConfig `koanf:"tls"`
 
-	// BackendTLS, when set, is used for every connection to Redis; node
-	// builds it from redis.tls. Not a key of the proxy section.
-	BackendTLS *tls.Config `koanf:"-"`
+	// BackendTLS, when set, gives the TLS configuration of each new
+	// connection to Redis at an address (node's comes from redis.tls,
+	// whose files a reload may change). Not a key of the proxy section.
+	BackendTLS func(addr string) *tls.Config `koanf:"-"`
 
 	// BackendUsername and BackendPassword come from redis.username /
 	// redis.password; not a key of the proxy section.

@@ -22,6 +22,7 @@ const (
 	fExecDirty                     // EXEC sent as DISCARD: answer ReplyExecAbortDirty
 	fHidden                        // sent by the proxy (HELLO 3 after AUTH): the reply is not the client's
 	fHideSecrets                   // CONFIG GET in proxy.password mode: password values blanked (secrets.go)
+	fReread                        // a read sent again after its shared connection died (once only)
 )
 
 // fifo is a growable ring of entries addressed by sequence numbers.

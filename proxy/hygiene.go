@@ -151,16 +151,38 @@ func (s *session) authResultLocked(v verdict) verdict {
 		}
 		return v
 	}
-	s.guard.authFails++
-	s.l.authFailures.Add(1)
-	s.srv.rateLog.warn(s, "auth_failure:"+s.l.name, "wrong password from client", "failures_in_a_row", s.guard.authFails)
-	if s.guard.authFails > maxAuthFailures {
-		s.srv.closed[closedAuthFailures].Add(1)
+	if s.authFailedLocked() {
 		v.reply = ReplyWrongPass + ReplyAuthFailures
 		v.silent = false
 		v.closeAfter = true
 	}
 	return v
+}
+
+// passedAuthLocked follows Redis's answer to an AUTH or HELLO AUTH passed
+// through (no proxy.password): a WRONGPASS counts as a wrong proxy
+// password does. tooMany: close the client after this answer.
+func (s *session) passedAuthLocked(kind cmdKind, frame []byte) (tooMany bool) {
+	switch {
+	case bytes.HasPrefix(frame, []byte("-WRONGPASS")):
+		return s.authFailedLocked()
+	case kind == cmdAuth && frame[0] != '-' && frame[0] != '!':
+		s.guard.authFails = 0
+	}
+	return false
+}
+
+// authFailedLocked counts and logs a wrong password; true: more than
+// maxAuthFailures in a row, the client is closed.
+func (s *session) authFailedLocked() bool {
+	s.guard.authFails++
+	s.l.authFailures.Add(1)
+	s.srv.rateLog.warn(s, "auth_failure:"+s.l.name, "wrong password from client", "failures_in_a_row", s.guard.authFails)
+	if s.guard.authFails <= maxAuthFailures {
+		return false
+	}
+	s.srv.closed[closedAuthFailures].Add(1)
+	return true
 }
 
 // httpMethods start the request line of HTTP/1.x.

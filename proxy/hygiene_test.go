@@ -171,6 +171,45 @@ func TestHTTPOnRESPPort(t *testing.T) {
 	}
 }
 
+// TestAuthFailuresPassThrough: without proxy.password, clients AUTH to
+// Redis through the proxy; Redis's WRONGPASS counts as a wrong proxy
+// password does (per listener, logged, closed after maxAuthFailures in a
+// row), for AUTH and HELLO AUTH; a success resets the count.
+func TestAuthFailuresPassThrough(t *testing.T) {
+	rs := redistest.StartServer(t, redistest.ServerOptions{Password: "redispw"})
+	srv := startProxy(t, testConfig(), newRoutes(rs.Addr))
+	c := dialRaw(t, srv.Addr().String())
+	wrong := func(args ...string) {
+		t.Helper()
+		c.send(args...)
+		if got := c.reply(); !strings.HasPrefix(got, "-WRONGPASS") {
+			t.Fatalf("%v: %q, want Redis's -WRONGPASS", args, got)
+		}
+	}
+	for i := 0; i < maxAuthFailures; i++ {
+		wrong("AUTH", "nope")
+	}
+	c.do("+OK\r\n", "AUTH", "redispw") // a success resets the count
+	for i := 0; i < maxAuthFailures-1; i++ {
+		wrong("AUTH", "nope")
+	}
+	wrong("HELLO", "3", "AUTH", "default", "nope")
+	c.send("AUTH", "nope")
+	got := c.closedAfter()
+	if !strings.HasPrefix(got, "-WRONGPASS") || !strings.HasSuffix(got, ReplyAuthFailures) {
+		t.Errorf("after %d failures: %q, want Redis's -WRONGPASS then %q", maxAuthFailures+1, got, ReplyAuthFailures)
+	}
+	if n := srv.Stats().Listeners[0].AuthFailures; n != 2*maxAuthFailures+1 {
+		t.Errorf("AuthFailures = %d, want %d", n, 2*maxAuthFailures+1)
+	}
+	if n := srv.Stats().ClientsClosed["auth_failures"]; n != 1 {
+		t.Errorf("clients closed for auth_failures = %d, want 1", n)
+	}
+	ok := dialRaw(t, srv.Addr().String()) // the others are untouched
+	ok.do("+OK\r\n", "AUTH", "redispw")
+	ok.do("+PONG\r\n", "PING")
+}
+
 // TestAuthFailures: wrong proxy passwords are counted per listener; more
 // than maxAuthFailures in a row close the connection; before AUTH a
 // client may not pipeline more than unauthPipeline commands.

@@ -133,3 +133,42 @@ func pingFlood(t testing.TB, addr string, cmd []byte, total int, within time.Dur
 	}
 	return sent
 }
+
+// TestMeasureBusyScript: how long a PING from a second client takes to
+// get -BUSY when sent d after another client's EVAL 'while true do end'
+// started (busy-reply-threshold 100 ms), directly and through the proxy.
+func TestMeasureBusyScript(t *testing.T) {
+	if os.Getenv("REDHAVEN_MEASURE") != "1" {
+		t.Skip("a measurement: set REDHAVEN_MEASURE=1")
+	}
+	rs := redistest.StartServer(t, redistest.ServerOptions{Extra: []string{"--busy-reply-threshold", "100"}})
+	srv := startProxy(t, testConfig(), newRoutes(rs.Addr))
+	for _, via := range []string{"direct", "proxy"} {
+		addr := rs.Addr
+		if via == "proxy" {
+			addr = srv.Addr().String()
+		}
+		for _, d := range []time.Duration{50 * time.Millisecond, 150 * time.Millisecond, 300 * time.Millisecond, 600 * time.Millisecond, 1200 * time.Millisecond} {
+			busy, other := dialRaw(t, addr), dialRaw(t, addr)
+			busy.do("+PONG\r\n", "PING")
+			other.do("+PONG\r\n", "PING")
+			busy.send("EVAL", "while true do end", "0")
+			time.Sleep(d)
+			start := time.Now()
+			other.send("PING")
+			got, err := other.replyWithin(3 * time.Second)
+			took := time.Since(start)
+			killer := dialRaw(t, rs.Addr) // directly: the measurement is the PING's
+			killer.send("SCRIPT", "KILL")
+			killer.reply()
+			busy.reply()
+			if err != nil {
+				t.Logf("%s, PING %v after EVAL: no answer in %v (%v)", via, d, took.Round(time.Millisecond), err)
+				other.reply() // answered once the script ended
+				continue
+			}
+			t.Logf("%s, PING %v after EVAL: %q in %v", via, d, firstLine([]byte(got)), took.Round(time.Millisecond))
+		}
+	}
+	t.Logf("shared connections found stalled: %d", srv.muxStalls.Load())
+}

@@ -34,9 +34,9 @@ type muxConn struct {
 	// member moves to a fresh one after its in-flight replies, and the
 	// last one to leave closes it (retireMux).
 	retired atomic.Bool
-	// stalled: it waited longer than muxStallAfter for a reply (a busy
-	// script, a write held by CLIENT PAUSE): no new member, and a member
-	// with nothing in flight moves to a fresh one (muxstall.go)
+	// stalled: it waits for a reply while the server answers others (a
+	// busy script, a write held by CLIENT PAUSE): no new member, and a
+	// member with nothing in flight moves to a fresh one (muxstall.go)
 	stalled atomic.Bool
 	authed  bool // it answered PING when opened (not NOAUTH)
 	conn    net.Conn
@@ -53,6 +53,8 @@ type muxConn struct {
 	// waitingSince: when it last started waiting for a reply with
 	// nothing answered since (unix ns; 0: nothing due)
 	waitingSince int64
+	probing      bool          // a stall probe is under way (muxstall.go)
+	reads        atomic.Uint64 // reads that returned data (a stall probe looks for silence)
 
 	// owned by the reader goroutine
 	buf           []byte
@@ -327,6 +329,7 @@ func (m *muxConn) send(be *backendConn, p []byte, n int) {
 	}
 	m.wbuf = append(m.wbuf, p...)
 	if n > 0 {
+		be.due.Add(int64(n))
 		if m.pending.len() == 0 {
 			m.waitingSince = time.Now().UnixNano()
 		}
@@ -556,6 +559,7 @@ func (m *muxConn) readLoop() {
 // and hands each session its run.
 func (m *muxConn) onData(n int) bool {
 	m.end += n
+	m.reads.Add(1)
 	m.bounds = m.bounds[:0]
 	for m.scan < m.end {
 		if !m.framer.mid() {
@@ -593,6 +597,7 @@ func (m *muxConn) onData(n int) bool {
 		for _, p := range m.batch {
 			i += int(p.n)
 			end := m.bounds[i-1]
+			p.be.due.Add(-int64(p.n))
 			p.be.owner.deliverMux(p.be, m.buf[pos:end])
 			pos = end
 		}

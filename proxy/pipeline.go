@@ -240,8 +240,10 @@ func (p *pipeline) resend(gen uint64) int {
 // lose ends connection beGen: the commands still owed a reply from it
 // are answered lost (or, when resend, wait to be sent again: a demoted
 // master discarding). It returns how many were answered lost.
-// *discardSeq is the connection's discard position (see explode).
-func (p *pipeline) lose(beGen uint64, resend bool, lost []byte, discardSeq *uint64) int {
+// *discardSeq is the connection's discard position (see explode). With
+// reread set, a single plain command reread says may run twice (a read)
+// waits to be sent again too, once: a second loss answers it lost.
+func (p *pipeline) lose(beGen uint64, resend bool, lost []byte, discardSeq *uint64, reread func(cmd []byte) bool) int {
 	p.explode(discardSeq)
 	n := 0
 	for seq := p.q.head; seq < p.q.tail; seq++ {
@@ -249,7 +251,12 @@ func (p *pipeline) lose(beGen uint64, resend bool, lost []byte, discardSeq *uint
 		if x.local != nil || x.gen != beGen {
 			continue
 		}
-		if resend {
+		again := !resend && reread != nil && x.kind == cmdPlain && x.cnt <= 1 && x.start >= 0 &&
+			x.flags&(fReread|fInMulti) == 0 && reread(p.sendLog[x.start-p.logBase:x.end-p.logBase])
+		if again {
+			x.flags |= fReread
+		}
+		if resend || again {
 			x.gen = 0
 			p.unsent++
 		} else {

@@ -141,7 +141,7 @@ func TestPipelineLossInRun(t *testing.T) {
 		p.unsentBytes()
 		p.q.at(p.q.head).n -= 2 // k10, k11 answered
 		var discardSeq uint64
-		n := p.lose(1, resend, lost, &discardSeq)
+		n := p.lose(1, resend, lost, &discardSeq, nil)
 		switch {
 		case !resend:
 			if n != 4 || p.q.len() != 4 {
@@ -162,6 +162,32 @@ func TestPipelineLossInRun(t *testing.T) {
 				t.Fatalf("resent after the loss: %s", got)
 			}
 		}
+	}
+}
+
+// A shared connection dies under a run of INCR and GET: the GETs wait to
+// be sent again (in order, after the INCRs' lost replies), the INCRs are
+// answered lost; a GET lost a second time is answered lost.
+func TestPipelineLossRereads(t *testing.T) {
+	lost := []byte(ReplyLostMaster)
+	p := &pipeline{gen: 1}
+	get := func(i int) []byte { return appendCommandStrings(nil, "GET", fmt.Sprintf("k%d", i)) }
+	p.pushPlain(plainCmd(10), 0)
+	p.pushPlain(get(11), 0)
+	p.pushPlain(plainCmd(12), 0)
+	p.pushPlain(get(13), 0)
+	p.unsentBytes()
+	var discardSeq uint64
+	if n := p.lose(1, false, lost, &discardSeq, rereadable); n != 2 || p.unsent != 2 {
+		t.Fatalf("lost %d unsent %d, want 2 and 2", n, p.unsent)
+	}
+	p.gen = 2
+	p.resend(2)
+	if got := fmt.Sprint(cmdsOf(t, p)); got != "[local:-ERR redhaven: connection to master lost, command outcome unknown g2:11 local:-ERR redhaven: connection to master lost, command outcome unknown g2:13]" {
+		t.Fatalf("after the loss: %s", got)
+	}
+	if n := p.lose(2, false, lost, &discardSeq, rereadable); n != 2 || p.unsent != 0 {
+		t.Fatalf("second loss: lost %d unsent %d, want 2 and 0 (a read goes again once)", n, p.unsent)
 	}
 }
 

@@ -25,7 +25,7 @@ func (s *session) onBackendData(be *backendConn, n int) bool {
 	s.takePendLocked()
 	wake := be.kickC || (s.drainWait && s.inflight == 0) || s.closing || !ok
 	be.kickC = false
-	if !ok {
+	if !ok && s.replayFail == nil {
 		s.closing = true
 	}
 	s.mu.Unlock()
@@ -72,6 +72,9 @@ func (s *session) framesLocked(be *backendConn) bool {
 // scanned. A reply being streamed (be.streaming) is passed through.
 func (s *session) repliesLocked(be *backendConn, b []byte, fs, scan int) (int, int, bool) {
 	for scan < len(b) {
+		if be.dead {
+			return len(b), len(b), true // deposed: what it still sends is dropped
+		}
 		if fs == scan && !be.streaming && len(be.replay) == 0 && !be.discarding && !be.framer.mid() {
 			if k := s.plainRepliesLocked(be, b[scan:]); k > 0 {
 				scan += k
@@ -119,8 +122,8 @@ func (s *session) repliesLocked(be *backendConn, b []byte, fs, scan int) (int, i
 // (aggregates, pushes, -READONLY/-UNBLOCKED, a partial reply, a head that
 // is not plain) is left to the general path.
 func (s *session) plainRepliesLocked(be *backendConn, b []byte) int {
-	if s.q.len() == 0 {
-		return 0
+	if s.q.len() == 0 || s.srv.routeGen.Load() != s.routeGen {
+		return 0 // the route changed: replyLocked checks be.addr (deposedLocked)
 	}
 	e := s.q.at(s.q.head)
 	if e.kind != cmdPlain || e.local != nil || e.gen != be.gen || e.raw != nil || e.n <= 0 ||
@@ -220,7 +223,18 @@ func (s *session) replyLocked(be *backendConn, frame []byte, complete bool) (fwd
 	if isErr && complete && !s.l.readonly && demotedReply(frame) && s.demotedLocked(be) {
 		return false, true // sent again to the new master
 	}
+	if !s.l.readonly && s.deposedLocked(be) {
+		return false, true // answered outcome unknown
+	}
 	e = s.q.at(s.q.head) // split from its run by demotedLocked
+	if (e.kind == cmdAuth || e.kind == cmdHello) && e.flags&fHidden == 0 && complete &&
+		!s.srv.needAuth && s.passedAuthLocked(e.kind, frame) {
+		// too many wrong passwords in a row: Redis's answer, then ours
+		s.pend = append(append(s.pend, frame...), ReplyAuthFailures...)
+		s.pop()
+		s.closing = true
+		return false, true
+	}
 	if e.flags&(fHidden|fExecNull|fExecMoved|fExecDirty) != 0 {
 		return false, s.proxyAnswerLocked(e, frame)
 	}
@@ -263,6 +277,13 @@ func (s *session) replayReplyLocked(be *backendConn, frame []byte, isErr bool) (
 	if !s.replayAnswered(r.kind, frame) {
 		s.logger().Warn("replaying session state failed; closing session", "backend_addr", be.addr, "reply", string(firstLine(frame)))
 		s.emitReadyLocked()
+		if isErr && s.q.len() == 0 && !s.subscribedLocked() && !s.monitoring {
+			// nothing waits yet, but a command may be on its way: the
+			// next one gets Redis's reason (session.replayFail); a
+			// subscriber sends none, so it is closed at once
+			s.replayFail = append([]byte(nil), frame...)
+			return false, false
+		}
 		if s.q.len() > 0 && isErr {
 			// the client waits for an answer: Redis's own reason (e.g.
 			// WRONGPASS for a user the new master lacks) is the answer to
@@ -321,6 +342,40 @@ func (s *session) demotedLocked(be *backendConn) bool {
 		be.discarding, be.discardSeq = true, seq
 	}
 	return ok
+}
+
+// deposedLocked: a reply came from a master after the route named
+// another one, or named it Replaced. A write it ran after it was deposed
+// is lost when it rejoins as a replica (a SIGSTOPped master continued
+// after Sentinel's failover runs the commands queued on its sockets and
+// answers them), so its answers must not reach clients as success: every command still owed
+// a reply on be is answered "outcome unknown" (never sent again: it may
+// have run), and what be sends later is dropped. -READONLY is not a reply
+// here (demotedLocked resends those). A route with no master ("": writes
+// paused for a planned failover, or none known) still takes the replies:
+// the planned failover waits for them, then for the replicas to have
+// them. It returns false, doing nothing, unless the route names another
+// master or names be.addr as Replaced.
+func (s *session) deposedLocked(be *backendConn) bool {
+	if s.srv.routeGen.Load() == s.routeGen {
+		return false
+	}
+	if r := s.srv.route.Load(); r == nil || r.Replaced != be.addr && (r.Master == "" || r.Master == be.addr) {
+		return false
+	}
+	n := s.pipeline.lose(be.gen, false, []byte(ReplyLostMaster), &be.discardSeq, nil)
+	s.errs.Add(int64(n))
+	be.dead = true
+	if s.be == be {
+		s.inflight = 0
+	}
+	be.kickC = true // the session moves on (retire stops waiting)
+	if be.conn != nil {
+		_ = be.conn.SetReadDeadline(aLongTimeAgo) // its reader ends; nothing more is read
+	}
+	s.debug("reply from a master the route no longer names; commands in flight answered outcome unknown",
+		"backend_addr", be.addr, "in_flight", n)
+	return true
 }
 
 // proxyAnswerLocked handles the reply to a command the proxy sent for its
@@ -396,7 +451,10 @@ func (s *session) killedByRedis(be *backendConn, err error) bool {
 // ReplyLost* (or wait for a resend after -READONLY).
 func (s *session) backendGone(be *backendConn, err error) {
 	killed := s.killedByRedis(be, err)
-	s.wmu.Lock()
+	shared := be.mux != nil
+	if !shared {
+		s.wmu.Lock()
+	}
 	s.mu.Lock()
 	if killed {
 		// as on a direct connection: the client's connection ends too
@@ -409,7 +467,13 @@ func (s *session) backendGone(be *backendConn, err error) {
 	if s.l.readonly {
 		lost = []byte(ReplyLostReplica)
 	}
-	n := s.pipeline.lose(be.gen, be.discarding, lost, &be.discardSeq)
+	var reread func([]byte) bool
+	if be.mux != nil && !retiring && !errors.Is(err, errMuxClosed) && !errors.Is(err, net.ErrClosed) {
+		// a shared connection died under its sessions (CLIENT KILL TYPE
+		// normal, a master restarted): reads go again on a fresh one
+		reread = rereadable
+	}
+	n := s.pipeline.lose(be.gen, be.discarding, lost, &be.discardSeq, reread)
 	s.errs.Add(int64(n))
 	if s.be == be {
 		s.inflight = 0
@@ -418,12 +482,21 @@ func (s *session) backendGone(be *backendConn, err error) {
 		s.closing = true // the client has part of a reply
 	}
 	s.emitReadyLocked()
-	s.takePendLocked()
-	s.mu.Unlock()
-	if be.mux == nil {
-		s.unlockOut(true)
+	if shared {
+		// Never wait for wmu here: its holder may be writing to a client
+		// that does not read, and this runs on the shared connection's
+		// reader or on the session goroutine moving to a fresh connection
+		// (which would then stop reading that client: deadlock,
+		// TestBigPipelineNoDeadlock). The answers go out as replies do.
+		s.localsWaiting = true
 	} else {
-		s.releaseOut() // a shared connection's reader never waits for one client
+		s.takePendLocked()
+	}
+	s.mu.Unlock()
+	if shared {
+		s.deliver(s)
+	} else {
+		s.unlockOut(true)
 	}
 	if !retiring || n > 0 {
 		be.stats.errors.Add(1)

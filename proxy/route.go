@@ -13,6 +13,12 @@ type Route struct {
 	// Replicas are the healthy replicas the read-only listener may use,
 	// best first. Empty means reads go to the master.
 	Replicas []string
+	// Replaced, with Master "", is a master that Sentinel has replaced
+	// by one not routed to yet: no reply from it reaches a client as
+	// success (it may be lost when it rejoins as a replica). "" when not
+	// known, e.g. writes paused for a planned failover, whose in-flight
+	// replies are awaited.
+	Replaced string
 }
 
 // RouteSource gives the current route and tells when it changes. A

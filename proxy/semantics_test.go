@@ -29,6 +29,15 @@ func dialProto(t *testing.T, addr string, proto int) *rawClient {
 	return r
 }
 
+// pingedPair dials two clients that have a backend place (a PING each).
+func pingedPair(t *testing.T, addr string, proto int) (a, b *rawClient) {
+	t.Helper()
+	a, b = dialProto(t, addr, proto), dialProto(t, addr, proto)
+	a.do("+PONG\r\n", "PING")
+	b.do("+PONG\r\n", "PING")
+	return a, b
+}
+
 // clientID asks for the id of the client's backend connection.
 func clientID(t *testing.T, r *rawClient) string {
 	t.Helper()
@@ -424,20 +433,18 @@ func TestConfigGetHidesPasswords(t *testing.T) {
 
 // TestBusyScriptOthersGetBusy: while one client's script runs, the other
 // clients of its shared connection (and new ones) get -BUSY at once, as on
-// a direct connection, once the shared connection waited muxStallAfter
-// (they waited behind the script until it ended).
+// a direct connection, once the stall probe saw the server answer -BUSY
+// (they waited behind the script until it ended; then, until the
+// shared connection waited muxStallAfter).
 func TestBusyScriptOthersGetBusy(t *testing.T) {
 	rs := redistest.StartServer(t, redistest.ServerOptions{Extra: []string{"--lua-time-limit", "100"}})
 	srv := startProxy(t, testConfig(), newRoutes(rs.Addr))
 	addr := srv.Addr().String()
 	for _, proto := range protocols {
 		t.Run(fmt.Sprintf("RESP%d", proto), func(t *testing.T) {
-			busy := dialProto(t, addr, proto)
-			other := dialProto(t, addr, proto)
-			busy.do("+PONG\r\n", "PING")
-			other.do("+PONG\r\n", "PING")
+			busy, other := pingedPair(t, addr, proto)
 			busy.send("EVAL", "while true do end", "0")
-			time.Sleep(muxStallAfter + 500*time.Millisecond)
+			time.Sleep(stallProbeAfter + 200*time.Millisecond) // well before muxStallAfter
 			for _, c := range []*rawClient{other, dialProto(t, addr, proto)} {
 				c.send("PING")
 				got, err := c.replyWithin(2 * time.Second)
@@ -456,10 +463,41 @@ func TestBusyScriptOthersGetBusy(t *testing.T) {
 	}
 }
 
+// TestSlowScriptIsNoStall: a script that runs 400 ms and ends, below
+// busy-reply-threshold, holds a direct connection's PING too: the stall
+// probe waits as well, so the shared connection is not taken for stalled
+// (no fresh connection for nothing), and the other client's PING is
+// answered +PONG once the script ends.
+func TestSlowScriptIsNoStall(t *testing.T) {
+	rs := redistest.StartServer(t, redistest.ServerOptions{})
+	srv := startProxy(t, testConfig(), newRoutes(rs.Addr))
+	addr := srv.Addr().String()
+	const spin = `local t = redis.call('TIME'); local t0 = t[1] * 1000000 + t[2]
+while true do t = redis.call('TIME'); if t[1] * 1000000 + t[2] - t0 > 400000 then break end end
+return 1`
+	for _, proto := range protocols {
+		t.Run(fmt.Sprintf("RESP%d", proto), func(t *testing.T) {
+			slow, other := pingedPair(t, addr, proto)
+			stalls := srv.muxStalls.Load()
+			slow.send("EVAL", spin, "0")
+			time.Sleep(150 * time.Millisecond)
+			other.send("PING")
+			got, err := other.replyWithin(5 * time.Second)
+			if err != nil || got != "+PONG\r\n" {
+				t.Fatalf("PING during a 400 ms script: %q, %v; want +PONG after it", got, err)
+			}
+			slow.expect(":1\r\n")
+			if n := srv.muxStalls.Load() - stalls; n != 0 {
+				t.Fatalf("a 400 ms script (below busy-reply-threshold) stalled %d shared connections; want 0", n)
+			}
+		})
+	}
+}
+
 // TestPausedWriteDoesNotHoldReads: a write held by CLIENT PAUSE WRITE
 // holds its shared connection; the reads of the other clients on it go
-// through (on a fresh shared connection) once it waited muxStallAfter, as
-// they would on direct connections.
+// through (on a fresh shared connection) once the stall probe saw the
+// server answer others, as they would on direct connections.
 func TestPausedWriteDoesNotHoldReads(t *testing.T) {
 	rs := redistest.StartServer(t, redistest.ServerOptions{})
 	srv := startProxy(t, testConfig(), newRoutes(rs.Addr))
@@ -472,7 +510,7 @@ func TestPausedWriteDoesNotHoldReads(t *testing.T) {
 	admin.do("+OK\r\n", "CLIENT", "PAUSE", "20000", "WRITE")
 	t.Cleanup(func() { _ = rs.Client().Do(context.Background(), "CLIENT", "UNPAUSE").Err() })
 	writer.send("SET", "paused", "after")
-	time.Sleep(muxStallAfter + 500*time.Millisecond)
+	time.Sleep(stallProbeAfter + 200*time.Millisecond) // well before muxStallAfter
 	reader.send("GET", "paused")
 	got, err := reader.replyWithin(3 * time.Second)
 	if err != nil || got != bulk("before") {
@@ -485,8 +523,12 @@ func TestPausedWriteDoesNotHoldReads(t *testing.T) {
 
 // TestReplayFailureAnswered: when the state replayed on a new backend
 // connection is refused (the client's ACL user does not exist on the new
-// master), the waiting command gets Redis's own error before the
-// connection closes (it was closed without a word).
+// master), the client's command gets Redis's own error before the
+// connection closes (it was closed without a word), whether the command
+// was waiting when the refusal came ("waiting": the new master holds the
+// replayed AUTH a moment with CLIENT PAUSE) or sent after it ("after":
+// it was answered EOF, 1 run in 3 for "waiting" too with RESP3 and
+// shared connections).
 func TestReplayFailureAnswered(t *testing.T) {
 	a := redistest.StartServer(t, redistest.ServerOptions{})
 	b := redistest.StartServer(t, redistest.ServerOptions{})
@@ -496,37 +538,33 @@ func TestReplayFailureAnswered(t *testing.T) {
 	routes := newRoutes(a.Addr)
 	srv := startProxy(t, testConfig(), routes)
 	for _, proto := range protocols {
-		t.Run(fmt.Sprintf("RESP%d", proto), func(t *testing.T) {
-			if proto == 3 && testConfig().Multiplex {
-				// Known race, open (issue 17): multiplexed RESP3 sessions
-				// replay at once, and about 1 run in 3 the refusal arrives
-				// while the client's GET is still unread, so the session
-				// closes without an answer (EOF instead of -WRONGPASS).
-				t.Skip("known race: multiplexed RESP3 replay refusal before the waiting command is read (issue 17)")
-			}
-			routes.Set(a.Addr)
-			r := dialRaw(t, srv.Addr().String())
-			r.do("+OK\r\n", "AUTH", "alice", "alicepw")
-			if proto == 3 {
-				r.send("HELLO", "3")
-				r.reply()
-			}
-			r.do("+OK\r\n", "SET", "k", "v")
-			// the new master (without alice) holds the replayed AUTH a
-			// moment (CLIENT PAUSE), so the GET is surely waiting when
-			// the refusal comes
-			if err := b.Client().Do(context.Background(), "CLIENT", "PAUSE", "300", "ALL").Err(); err != nil {
-				t.Fatal(err)
-			}
-			routes.Set(b.Addr)
-			time.Sleep(50 * time.Millisecond)
-			r.send("GET", "k")
-			got, err := r.replyWithin(5 * time.Second)
-			if err != nil || !strings.HasPrefix(got, "-WRONGPASS") {
-				t.Fatalf("command after a failed replay: %q, %v; want Redis's -WRONGPASS", got, err)
-			}
-			r.expectClosed()
-		})
+		for _, when := range []string{"waiting", "after"} {
+			t.Run(fmt.Sprintf("RESP%d/%s", proto, when), func(t *testing.T) {
+				routes.Set(a.Addr)
+				r := dialRaw(t, srv.Addr().String())
+				r.do("+OK\r\n", "AUTH", "alice", "alicepw")
+				if proto == 3 {
+					r.send("HELLO", "3")
+					r.reply()
+				}
+				r.do("+OK\r\n", "SET", "k", "v")
+				wait := 600 * time.Millisecond // the refusal is surely in
+				if when == "waiting" {
+					if err := b.Client().Do(context.Background(), "CLIENT", "PAUSE", "300", "ALL").Err(); err != nil {
+						t.Fatal(err)
+					}
+					wait = 50 * time.Millisecond
+				}
+				routes.Set(b.Addr)
+				time.Sleep(wait)
+				r.send("GET", "k")
+				got, err := r.replyWithin(5 * time.Second)
+				if err != nil || !strings.HasPrefix(got, "-WRONGPASS") {
+					t.Fatalf("command after a failed replay: %q, %v; want Redis's -WRONGPASS", got, err)
+				}
+				r.expectClosed()
+			})
+		}
 	}
 }
 
@@ -551,6 +589,66 @@ func TestShutdownIsNoKill(t *testing.T) {
 			time.Sleep(300 * time.Millisecond)
 			routes.Set(b.Addr)
 			r.do("$-1\r\n", "GET", "k") // b's db 1: the session went on there
+		})
+	}
+}
+
+// TestReadsResentAfterSharedLoss: when a shared connection dies under its
+// sessions (CLIENT KILL TYPE normal on the server, the master restarted),
+// the reads in flight on it are sent again once on a fresh connection
+// and answered; writes are never sent twice (outcome unknown). The
+// commands are held in flight by CLIENT PAUSE WRITE: the paused SET holds
+// the shared connection and every command behind it.
+func TestReadsResentAfterSharedLoss(t *testing.T) {
+	if !testConfig().Multiplex {
+		t.Skip("shared connections only (proxy.multiplex)")
+	}
+	for _, how := range []string{"client-kill", "restart"} {
+		t.Run(how, func(t *testing.T) {
+			rs := redistest.StartServer(t, redistest.ServerOptions{})
+			srv := startProxy(t, testConfig(), newRoutes(rs.Addr))
+			addr := srv.Addr().String()
+			writer, reader, mixed := dialRaw(t, addr), dialRaw(t, addr), dialRaw(t, addr)
+			writer.do("+OK\r\n", "SET", "paused", "before")
+			reader.do("+PONG\r\n", "PING")
+			mixed.do("+PONG\r\n", "PING")
+			admin := dialRaw(t, rs.Addr) // directly: the kill must not go through the proxy
+			admin.do("+OK\r\n", "CLIENT", "PAUSE", "20000", "WRITE")
+			t.Cleanup(func() { _ = rs.Client().Do(context.Background(), "CLIENT", "UNPAUSE").Err() })
+			writer.send("SET", "paused", "after")
+			time.Sleep(20 * time.Millisecond)
+			reader.write(string(appendCommandStrings(appendCommandStrings(nil, "GET", "paused"), "EXISTS", "paused")))
+			mixed.write(string(appendCommandStrings(appendCommandStrings(nil, "INCR", "n"), "GET", "paused")))
+			time.Sleep(100 * time.Millisecond)
+			want := bulk("before")
+			if how == "client-kill" {
+				admin.send("CLIENT", "KILL", "TYPE", "normal")
+				if got := admin.reply(); !strings.HasPrefix(got, ":") {
+					t.Fatalf("CLIENT KILL TYPE normal: %q", got)
+				}
+			} else {
+				rs.Restart() // empty (no persistence), not paused
+				want = "$-1\r\n"
+			}
+			for _, c := range []struct {
+				cl   *rawClient
+				want []string
+			}{
+				{writer, []string{ReplyLostMaster}},
+				{reader, []string{want, map[bool]string{true: ":1\r\n", false: ":0\r\n"}[how == "client-kill"]}},
+				{mixed, []string{ReplyLostMaster, want}},
+			} {
+				for _, w := range c.want {
+					got, err := c.cl.replyWithin(5 * time.Second)
+					if err != nil || got != w {
+						t.Fatalf("after the shared connection died (%s): %q, %v; want %q", how, got, err, w)
+					}
+				}
+			}
+			_ = rs.Client().Do(context.Background(), "CLIENT", "UNPAUSE").Err()
+			// the writes were not sent again
+			reader.do(want, "GET", "paused")
+			reader.do("$-1\r\n", "GET", "n")
 		})
 	}
 }

@@ -33,7 +33,9 @@ type Server struct {
 	nextID   atomic.Uint64
 	running  atomic.Bool
 
-	mux muxPool // shared backend connections (proxy.multiplex)
+	mux       muxPool      // shared backend connections (proxy.multiplex)
+	muxStalls atomic.Int64 // shared connections found stalled (muxstall.go)
+	movedDeep atomic.Int64 // sessions moved to their own connection by the head-of-line bounds (muxRoomLocked)
 
 	idle            *idlePoller // parked idle sessions (park.go); nil: never parked
 	parkedSinceFree atomic.Int64
@@ -65,7 +67,7 @@ type listener struct {
 	resent                            atomic.Int64 // live: sessions add directly (rare)
 	moved                             atomic.Int64 // sessions that left a shared connection for their own
 	parked                            atomic.Int64 // idle sessions without a goroutine now (park.go)
-	authFailures                      atomic.Int64 // wrong proxy passwords
+	authFailures                      atomic.Int64 // wrong passwords (the proxy's, or Redis's WRONGPASS)
 	tlsFailed                         atomic.Int64 // TLS handshakes that failed (tls.go)
 }
 
@@ -336,7 +338,7 @@ func (srv *Server) routeLoop(ctx context.Context) {
 
 func (srv *Server) refreshRoute() {
 	r := srv.routes.Route()
-	if cur := srv.route.Load(); cur != nil && cur.Master == r.Master && slices.Equal(cur.Replicas, r.Replicas) {
+	if cur := srv.route.Load(); cur != nil && cur.Master == r.Master && cur.Replaced == r.Replaced && slices.Equal(cur.Replicas, r.Replicas) {
 		if cur.Epoch != r.Epoch {
 			cp := *cur
 			cp.Epoch = r.Epoch
@@ -347,7 +349,7 @@ func (srv *Server) refreshRoute() {
 	r.Replicas = slices.Clone(r.Replicas)
 	srv.route.Store(&r)
 	srv.routeGen.Add(1)
-	srv.log.Info("route changed", "master_addr", r.Master, "epoch", r.Epoch, "replicas", r.Replicas)
+	srv.log.Info("route changed", "master_addr", r.Master, "epoch", r.Epoch, "replicas", r.Replicas, "replaced", r.Replaced)
 	srv.mu.Lock()
 	sessions := make([]*session, 0, len(srv.sessions))
 	for s := range srv.sessions {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"math"
 	"net"
 	"os"
 	"strings"
@@ -55,6 +56,9 @@ type session struct {
 	retryAt     time.Time
 	timer       *time.Timer
 	bwg         sync.WaitGroup // backend reader goroutines
+	// muxRoom: commands this batch may still send on its shared
+	// connection before the session moves to its own (muxRoomLocked)
+	muxRoom int
 
 	wake      chan struct{}
 	closed    chan struct{}
@@ -76,6 +80,11 @@ type session struct {
 	demotedGen  uint64
 	closing     bool
 	drainWait   bool
+	// replayFail is Redis's refusal of the state replayed on a new
+	// connection when no command was waiting for an answer yet: the
+	// client's next command gets it, then the session closes (closing at
+	// once would give a command already on its way EOF instead).
+	replayFail []byte
 	// the client connection's state (connstate.go), under mu: written by
 	// run, followed from replies by the backend reader
 	connState
@@ -280,9 +289,17 @@ func (s *session) handleEvents() {
 	subscribed := s.subscribedLocked()
 	needMove := s.be != nil && !s.sendableLocked()
 	noBackend := s.be == nil
+	failed, be := s.replayFail != nil, s.be
 	s.mu.Unlock()
 	if closing {
 		s.shutdown()
+		return
+	}
+	if failed {
+		// no new connection: the next command gets the refusal
+		if be != nil {
+			s.retire(be, time.Time{})
+		}
 		return
 	}
 	if unsent > 0 {
@@ -409,6 +426,43 @@ func (s *session) needOwnLocked(cmd string) {
 	}
 }
 
+// Head-of-line bounds on a shared connection: Redis answers a connection's
+// commands in order, so every reply a session is owed there delays the
+// other sessions' commands sent after it. A session with more than
+// muxMaxDue replies due, or whose client left more than muxMaxUnread
+// bytes of replies unread (it does not keep up: what it sends next would
+// queue behind the same), moves to a connection of its own, as after an
+// `own` command: after the replies to what it sent on the shared one, so
+// its order is kept. P16 pipelines and ordinary replies stay shared.
+const (
+	muxMaxDue    = 128
+	muxMaxUnread = 1 << 20
+)
+
+// muxRoomLocked is how many commands the next batch may send on the
+// session's shared connection before it moves (muxMaxDue); no room when
+// its client does not read (muxMaxUnread).
+func (s *session) muxRoomLocked() int {
+	be := s.be
+	if be == nil || be.mux == nil || s.ownConn {
+		return math.MaxInt // a batch that gets a shared connection is read again (hold)
+	}
+	if int64(len(s.pend))+s.outBacklog.Load() > muxMaxUnread {
+		return 0
+	}
+	return max(0, muxMaxDue-int(be.due.Load()))
+}
+
+// deepLocked moves the session to its own connection: it reached the
+// head-of-line bound of its shared one (muxRoomLocked).
+func (s *session) deepLocked() {
+	if s.be != nil && s.be.mux != nil && !s.ownConn {
+		s.srv.movedDeep.Add(1)
+		s.needOwnLocked("(deep pipeline or unread replies)")
+	}
+	s.muxRoom = math.MaxInt
+}
+
 // target is where to connect now, "" to wait for a route change.
 func (s *session) target() string {
 	t := s.srv.target(s)
@@ -421,15 +475,26 @@ func (s *session) target() string {
 }
 
 // retire closes a backend connection after its in-flight replies arrived
-// (or deadline passed: the rest get ReplyLost*).
+// (or deadline passed: the rest get ReplyLost*). A shared place whose
+// server is still in the route (a move to its own connection, e.g. after
+// a deep pipeline of large replies) waits on while its replies keep
+// coming (some every retireProgress): they are not lost, only slow.
 func (s *session) retire(be *backendConn, deadline time.Time) {
+	due, extend, extended := int64(0), !deadline.IsZero(), false
 	for {
 		s.mu.Lock()
 		busy := s.be == be && s.inflight > 0 && !be.dead
 		s.drainWait = busy
 		s.mu.Unlock()
-		if !busy || s.isClosed() || !time.Now().Before(deadline) {
+		if !busy || s.isClosed() {
 			break
+		}
+		if !time.Now().Before(deadline) {
+			now := be.due.Load()
+			if !extend || be.mux == nil || (extended && now >= due) || !s.srv.valid(s, be.addr) {
+				break
+			}
+			due, deadline, extended = now, time.Now().Add(retireProgress), true
 		}
 		s.sleep(deadline)
 	}
@@ -454,6 +519,10 @@ func (s *session) retire(be *backendConn, deadline time.Time) {
 	be.stats.sessions.Add(-1)
 	be.stats.commands.Add(be.cmds.Swap(0))
 }
+
+// retireProgress: a shared place being left keeps waiting for its replies
+// while one arrives at least this often (retire).
+const retireProgress = time.Second
 
 // install makes nb the session's backend connection: it sends the
 // replayed state, then the commands waiting to be sent again, and starts
@@ -632,6 +701,7 @@ func (s *session) processInput() action {
 	}
 	s.mu.Lock()
 	s.compact()
+	s.muxRoom = s.muxRoomLocked()
 	act := s.inputBoundsLocked()
 	var n int64
 	for act == actRead {
@@ -671,6 +741,11 @@ func (s *session) commandLocked(raw []byte, inline bool) action {
 	if inline && isHTTPRequest(raw) || !inline && isHTTPGuardName(s.rr.name(raw)) {
 		return s.refuseHTTPLocked()
 	}
+	if s.replayFail != nil {
+		s.localLocked(string(s.replayFail), fCloseAfter, false)
+		s.quitting = true
+		return actClose
+	}
 	if !inline && s.authed {
 		if act, done := s.plainLocked(raw); done {
 			return act
@@ -704,6 +779,9 @@ func (s *session) commandLocked(raw []byte, inline bool) action {
 	if v.muxProto != 0 {
 		s.muxProto = v.muxProto
 	}
+	if s.logCmds >= s.muxRoom {
+		s.deepLocked()
+	}
 	if !s.sendableLocked() {
 		if !s.holdExpired {
 			return actHold
@@ -731,6 +809,9 @@ func (s *session) plainLocked(raw []byte) (act action, done bool) {
 	}
 	if spec.own || len(raw) > bigCommand {
 		s.needOwnLocked(string(s.rr.name(raw)))
+	}
+	if s.logCmds >= s.muxRoom {
+		s.deepLocked()
 	}
 	if !s.sendableLocked() {
 		if !s.holdExpired {

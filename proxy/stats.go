@@ -38,7 +38,7 @@ type ListenerStats struct {
 	Resent          int64 // commands answered -READONLY by a demoted master and sent again to the new one
 	MovedToOwn      int64 // sessions that left a shared connection for one of their own (proxy.multiplex)
 	Parked          int64 // idle sessions parked now: no goroutine until their client sends
-	AuthFailures    int64 // wrong proxy passwords (proxy.password mode)
+	AuthFailures    int64 // wrong proxy passwords, or WRONGPASS from Redis to an AUTH passed through
 	TLSFailed       int64 // TLS handshakes that failed (proxy.tls)
 }
 

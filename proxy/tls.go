@@ -394,7 +394,7 @@ func (srv *Server) dialBackend(addr string) (net.Conn, error) {
 	if err != nil || srv.cfg.BackendTLS == nil {
 		return c, err
 	}
-	tc := tls.Client(c, clientTLSFor(srv.cfg.BackendTLS, addr))
+	tc := tls.Client(c, srv.cfg.BackendTLS(addr))
 	_ = c.SetDeadline(time.Now().Add(srv.cfg.DialTimeout))
 	if err := tc.Handshake(); err != nil {
 		_ = c.Close()
@@ -402,19 +402,4 @@ func (srv *Server) dialBackend(addr string) (net.Conn, error) {
 	}
 	_ = c.SetDeadline(time.Time{})
 	return tc, nil
-}
-
-// clientTLSFor is cfg for a connection to addr: without an explicit
-// server name the certificate is verified against addr's host.
-func clientTLSFor(cfg *tls.Config, addr string) *tls.Config {
-	if cfg.ServerName != "" || cfg.InsecureSkipVerify {
-		return cfg
-	}
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		host = addr
-	}
-	c := cfg.Clone()
-	c.ServerName = host
-	return c
 }

@@ -15,10 +15,13 @@ import (
 
 // actionRequest carries the parameters of any admin action.
 type actionRequest struct {
-	Addr  string   `json:"addr"`
-	State string   `json:"state"`
-	Node  string   `json:"node"`
-	Addrs []string `json:"addrs"` // join
+	// Service names the service of a backend or failover action ("": the
+	// only one); also ?service= on the JSON API.
+	Service string   `json:"service"`
+	Addr    string   `json:"addr"`
+	State   string   `json:"state"`
+	Node    string   `json:"node"`
+	Addrs   []string `json:"addrs"` // join
 	// route reset: the route the caller saw (reset only while it is
 	// still committed); Epoch nil = unconditional.
 	Master string `json:"master"`
@@ -208,6 +211,27 @@ func notFound(format string, args ...any) error {
 // new master).
 const actionTimeout = 30 * time.Second
 
+// service resolves an action's service against the snapshot: "" is the
+// only service; an unknown name is a 404, "" with several services a 400,
+// both naming the services there are.
+func (s *Server) service(name string) (Service, error) {
+	snap := s.snapshot()
+	sv, err := snap.Service(name)
+	if err != nil {
+		return Service{}, err
+	}
+	return *sv, nil
+}
+
+// servicePrefix is "service NAME: " for messages, "" for a service
+// without a name.
+func servicePrefix(name string) string {
+	if name == "" {
+		return ""
+	}
+	return "service " + name + ": "
+}
+
 func (s *Server) actBackend(ctx context.Context, u User, req actionRequest) (outcome, error) {
 	switch req.State {
 	case AdminReady, AdminDrain, AdminMaintenance:
@@ -217,26 +241,37 @@ func (s *Server) actBackend(ctx context.Context, u User, req actionRequest) (out
 	if req.Addr == "" {
 		return outcome{}, badRequest("addr: missing backend address")
 	}
+	sv, err := s.service(req.Service)
+	if err != nil {
+		return outcome{}, err
+	}
 	found := false
-	for _, b := range s.src.Snapshot().Backends {
+	for _, b := range sv.Backends {
 		found = found || b.Addr == req.Addr
 	}
 	if !found {
+		if sv.Name != "" {
+			return outcome{}, notFound("backend %q: not known in service %q", req.Addr, sv.Name)
+		}
 		return outcome{}, notFound("backend %q: not known", req.Addr)
 	}
-	acted, err := s.admin.SetBackendState(ctx, req.Addr, req.State)
+	acted, err := s.admin.SetBackendState(ctx, sv.Name, req.Addr, req.State)
 	if err != nil {
-		return outcome{}, fmt.Errorf("set backend %s to %s: %w", req.Addr, req.State, err)
+		return outcome{}, fmt.Errorf("%sset backend %s to %s: %w", servicePrefix(sv.Name), req.Addr, req.State, err)
 	}
-	return outcome{msg: fmt.Sprintf("backend %s set to %s", req.Addr, req.State), acted: acted}, nil
+	return outcome{msg: fmt.Sprintf("%sbackend %s set to %s", servicePrefix(sv.Name), req.Addr, req.State), acted: acted}, nil
 }
 
-func (s *Server) actFailover(ctx context.Context, u User, _ actionRequest) (outcome, error) {
-	acted, err := s.admin.RequestFailover(ctx)
+func (s *Server) actFailover(ctx context.Context, u User, req actionRequest) (outcome, error) {
+	sv, err := s.service(req.Service)
 	if err != nil {
-		return outcome{}, fmt.Errorf("request failover: %w", err)
+		return outcome{}, err
 	}
-	return outcome{msg: "planned failover requested", acted: acted}, nil
+	acted, err := s.admin.RequestFailover(ctx, sv.Name)
+	if err != nil {
+		return outcome{}, fmt.Errorf("%srequest failover: %w", servicePrefix(sv.Name), err)
+	}
+	return outcome{msg: servicePrefix(sv.Name) + "planned failover requested", acted: acted}, nil
 }
 
 func (s *Server) actTransfer(ctx context.Context, u User, req actionRequest) (outcome, error) {
@@ -263,7 +298,7 @@ func (s *Server) run(r *http.Request, u User, name string, act action, req actio
 	ctx, cancel := context.WithTimeout(r.Context(), actionTimeout)
 	defer cancel()
 	out, err := act(ctx, u, req)
-	log := s.logger.With("user", u.Name, "action", name, "addr", req.Addr, "state", req.State, "node", req.Node)
+	log := s.logger.With("user", u.Name, "action", name, "service", req.Service, "addr", req.Addr, "state", req.State, "node", req.Node)
 	if req.Op != "" {
 		log = log.With("op", req.Op) // never the key
 	}
@@ -305,8 +340,8 @@ func (s *Server) adminForm(act action) http.Handler {
 			replyError(w, asJSON, http.StatusForbidden, "missing or invalid CSRF token: reload the page and try again")
 			return
 		}
-		req := actionRequest{Addr: r.PostForm.Get("addr"), State: r.PostForm.Get("state"), Node: r.PostForm.Get("node"),
-			Master: r.PostForm.Get("master")}
+		req := actionRequest{Service: r.PostForm.Get("service"), Addr: r.PostForm.Get("addr"), State: r.PostForm.Get("state"),
+			Node: r.PostForm.Get("node"), Master: r.PostForm.Get("master")}
 		if e := r.PostForm.Get("epoch"); e != "" {
 			epoch, err := strconv.ParseInt(e, 10, 64)
 			if err != nil {
@@ -359,6 +394,13 @@ func (s *Server) adminJSON(act action) http.Handler {
 		}
 		if a := r.PathValue("addr"); a != "" {
 			req.Addr = a
+		}
+		if q := r.URL.Query(); q.Has("service") {
+			if req.Service != "" && req.Service != q.Get("service") {
+				replyError(w, true, http.StatusBadRequest, fmt.Sprintf("service: %q in the body but %q in the query", req.Service, q.Get("service")))
+				return
+			}
+			req.Service = q.Get("service")
 		}
 		out, code, err := s.run(r, u, r.URL.Path, act, req)
 		replyResult(w, code, out, err)

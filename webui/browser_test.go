@@ -206,3 +206,63 @@ func TestBrowser(t *testing.T) {
 	}
 	saveScreenshot(t, ctx, arts, "webui-stats-phone.png")
 }
+
+// TestBrowserServices: with two services the page shows a section each,
+// and an admin puts the second service's replica into maintenance
+// through its own form (the action names that service).
+func TestBrowserServices(t *testing.T) {
+	src := &testSource{snap: twoServices()}
+	src.update(func(s *webui.Snapshot) { s.Time = time.Time{} })
+	admin := &testAdmin{src: src}
+	srv := newServer(t, authConfig(), src, admin)
+	runCtx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(runCtx) }()
+	t.Cleanup(func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	base := "http://" + srv.Addr().String()
+	ctx := startBrowser(t)
+	arts := artifactDir(t)
+
+	if err := do2(ctx, 20*time.Second, basicAuth(adminUser), chromedp.Navigate(base+"/?refresh=0")); err != nil {
+		t.Fatalf("open page: %v", err)
+	}
+	sections, err := eval[[]string](ctx, `[...document.querySelectorAll('section.service')].map(s => s.dataset.service)`)
+	if err != nil || !slices.Equal(sections, []string{"mymaster", "cache"}) {
+		t.Fatalf("service sections = %q, %v; want mymaster, cache", sections, err)
+	}
+	for id, want := range map[string]string{"backends": addrA, "backends-2": cacheA} {
+		got, err := eval[string](ctx, `(document.querySelector('#`+id+` tr.master') || {dataset: {}}).dataset.addr || ''`)
+		if err != nil || got != want {
+			t.Errorf("#%s master row = %q, %v; want %s", id, got, err, want)
+		}
+	}
+	summary, err := eval[string](ctx, `document.querySelector('#summary-2 tbody tr').textContent`)
+	if err != nil || !strings.Contains(summary, "cache") || !strings.Contains(summary, cacheA) || !strings.Contains(summary, "ready") {
+		t.Errorf("cache summary row = %q, %v", summary, err)
+	}
+
+	form := `#backends-2 form[data-addr="` + cacheB + `"]`
+	if err := do2(ctx, 20*time.Second,
+		chromedp.SetValue(chromedp.CSS(form+" select"), webui.AdminMaintenance),
+		chromedp.Click(chromedp.CSS(form+" button")),
+		chromedp.WaitVisible(chromedp.CSS(".flash")),
+	); err != nil {
+		t.Fatalf("submit maintenance form: %v", err)
+	}
+	flash, err := eval[string](ctx, `document.querySelector('.flash').textContent`)
+	if err != nil || !strings.Contains(flash, "service cache: backend "+cacheB+" set to maintenance") {
+		t.Errorf("flash = %q, %v", flash, err)
+	}
+	if calls := admin.Calls(); !slices.Equal(calls, []string{"backend cache/" + cacheB + " maintenance"}) {
+		t.Errorf("admin calls = %q", calls)
+	}
+	if cls, err := eval[string](ctx, `document.querySelector('#backends-2 tr[data-addr="`+cacheB+`"]').className`); err != nil || !strings.Contains(cls, "maint") {
+		t.Errorf("row of %s class = %q, %v; want maint", cacheB, cls, err)
+	}
+	saveScreenshot(t, ctx, arts, "webui-stats-services.png")
+}

@@ -16,13 +16,14 @@
 //	GET  /stats;csv  (also /stats.csv)     CSV, one row per frontend/backend/sentinel/member
 //	GET  /metrics                          Prometheus text exposition
 //	GET  /health/live                      200 while the process serves HTTP
-//	GET  /health/ready                     200 if the node routes clients, else 503
+//	GET  /health/ready                     200 if the node routes clients of every service, else 503
+//	GET  /health/ready?service=NAME        200 if it routes that service, 503 if not, 404 unknown service
 //	GET  /health/leader                    200 on the Raft leader, else 503
-//	POST /admin/backend                    form: addr, state (ready|drain|maintenance), csrf
-//	POST /admin/failover                   form: csrf
+//	POST /admin/backend                    form: service, addr, state (ready|drain|maintenance), csrf
+//	POST /admin/failover                   form: service, csrf
 //	POST /admin/transfer-leadership        form: node (empty = any), csrf
-//	POST /api/v1/backends/{addr}/state     JSON {"state": "maintenance"}
-//	POST /api/v1/failover                  JSON {} (body may be empty; the content type is required)
+//	POST /api/v1/backends/{addr}/state     JSON {"state": "maintenance", "service": "mymaster"}
+//	POST /api/v1/failover                  JSON {"service": "mymaster"} (body may be empty; the content type is required)
 //	POST /api/v1/transfer-leadership       JSON {"node": "node2"}
 //	POST /api/v1/join                      JSON {"addrs": ["10.0.0.12:7946"]}
 //	POST /api/v1/leave                     JSON {}
@@ -30,6 +31,11 @@
 //	POST /admin/route-reset                form: master, epoch (the route to clear), csrf
 //	POST /api/v1/route/reset               JSON {"master": "10.0.0.9:6379", "epoch": 7} (both optional: unconditional)
 //	POST /api/v1/keys                      JSON {"op": "install", "key": "..."}; op list|install|use|remove
+//
+// The backend and failover actions name a service ("service" in the JSON
+// body or ?service= in the query, a form field on the page): it may be
+// left out while the node routes one service; with several, leaving it out
+// is a 400 that names them, and an unknown service is a 404.
 //
 // An action's JSON answer says which node carried it out ("node", and
 // "forwarded": true when a follower forwarded it to the leader). Errors
@@ -72,8 +78,24 @@
 //	  "failovers": {"count": 2, "buckets": [0, 1, 1, 2, 2, 2, 2, 2, 2, 2], "sum_seconds": 2.26,
 //	    "bucket_bounds_seconds": [0.25, 0.5, 1, 2, 3, 5, 10, 20, 30, 60]},
 //	  "process": {"pid": 812, "rss_bytes": 31457280, "open_fds": 431, "max_fds": 65536, "cpu_seconds": 912.4,
-//	    "goroutines": 57, "gomaxprocs": 1, "go_version": "go1.26.8"}
+//	    "goroutines": 57, "gomaxprocs": 1, "go_version": "go1.26.8"},
+//	  "services": [{"name": "mymaster", "ready": true, "route": {...}, "frontends": [...], "backends": [...],
+//	    "sentinels": [...], "failovers": {...},
+//	    "summary": {"state": "ready", "current_sessions": 412, "total_sessions": 182231, "sessions_per_sec": 12.5,
+//	      "commands_total": 98412377, "commands_per_sec": 18234.5, "bytes_in": 9812345678, "bytes_out": 23456789012,
+//	      "errors": 17, "refused": 0, "backends_up": 2, "backends": 3, "failovers": 2}}]
 //	}
+//
+// "services" is the full picture: one entry per service (a Sentinel
+// master name with its listeners and Redis nodes), in configuration order,
+// with the same route, frontend, backend, sentinel and failover fields as
+// the top level and a summary. The top-level "route", "frontends",
+// "backends", "sentinels" and "failovers" are the first service's, and
+// "ready" is true when every service is ready, so clients written for one
+// service keep working; read "services" to see every one. Events about a
+// service name it ("service"). A service with its own VIP has it in its
+// entry ("vip", the same fields as the top level's plus "service"); the
+// top-level "vip" is the VIP the other services share.
 //
 // The page's /?hide=down leaves DOWN backends out of the table (the summary
 // row still counts them).
@@ -89,11 +111,20 @@
 // saying which: route (one row: committed master, epoch, this node's
 // readiness), frontend, backend, sentinel, member. Columns that do not apply
 // to a type are empty; HAProxy's short names are kept where they exist
-// (scur, smax, slim, stot, bin, bout).
+// (scur, smax, slim, stot, bin, bout). Route, frontend, backend and
+// sentinel rows come once per service, which the last column, "service",
+// names (one route row per service). New columns are only ever appended.
 //
 // # Metrics (GET /metrics)
 //
-// Read from the Snapshot at scrape time: redhaven_proxy_sessions_current,
+// Read from the Snapshot at scrape time. Every metric about one service
+// has a "service" label (its Sentinel master name) besides the labels
+// listed below: the proxy metrics by {listener}, the backend, sentinel
+// and route metrics, and the failover histogram. redhaven_service_master_info {service, master_name,
+// master_address} is 1 for each service's committed master, with
+// redis_exporter's label names so that its metrics join on them;
+// redhaven_service_ready {service} is /health/ready?service=NAME.
+// redhaven_proxy_sessions_current,
 // _sessions_max, _sessions_limit, _sessions_total, _commands_total,
 // _bytes_in_total, _bytes_out_total, _errors_total, _refused_total,
 // _auth_failures_total, _tls_handshake_failures_total {listener}; redhaven_proxy_buffer_bytes,
@@ -106,13 +137,16 @@
 // redhaven_route_has_master, redhaven_route_contradicted (this node's
 // watcher contradicts the committed master, which then gets no traffic
 // here), redhaven_route_epoch_ahead (the committed epoch is above every
-// Sentinel's), redhaven_node_ready, redhaven_cluster_is_leader,
-// redhaven_cluster_members {state}, redhaven_vip_held,
-// redhaven_vip_lease_holder {node}, redhaven_vip_lease_remaining_seconds,
-// redhaven_vip_lease_changes_total {kind: grant, takeover, release},
+// Sentinel's) {service}; redhaven_node_ready (every service),
+// redhaven_cluster_is_leader,
+// redhaven_cluster_members {state}; per VIP, with service "" for the
+// shared VIP and the service's name for a service's own (Service.VIP):
+// redhaven_vip_held {service},
+// redhaven_vip_lease_holder {service, node}, redhaven_vip_lease_remaining_seconds {service},
+// redhaven_vip_lease_changes_total {service, kind: grant, takeover, release};
 // redhaven_build_info {version}; the redhaven_failover_duration_seconds
-// histogram (from Snapshot.Failovers, or the failover events when node keeps
-// none); redhaven_http_auth_refused_total {reason: wrong, limited, busy},
+// histogram {service} (from Service.Failovers, or the failover events of
+// the service when node keeps none); redhaven_http_auth_refused_total {reason: wrong, limited, busy},
 // counted by the server itself; and the Go and process collectors.
 //
 // # Authentication
@@ -147,8 +181,9 @@
 // an address with no token left (and no login from it in the last 5
 // minutes) is answered with a fixed 429 at accept, after 5 s for up to
 // 1,024 at once, without net/http reading a request: a flood over many
-// connections and addresses then costs the agent an accept and a close
-// per attempt, not the parsing of a request.
+// connections and addresses then costs the agent four system calls per
+// attempt (accept4, read, write, close on a bare descriptor: such a
+// connection is never made a net.Conn), not the parsing of a request.
 // The comparison itself pauses every few key-schedule rounds, so that on
 // one Go thread the proxy's connections are served in between.
 //

@@ -2,7 +2,9 @@ package webui
 
 import (
 	"encoding/json"
+	"errors"
 	"math"
+	"strings"
 	"testing"
 	"time"
 )
@@ -86,8 +88,83 @@ func TestFailoverStats(t *testing.T) {
 	}
 	// Built from the events when no stats are kept.
 	snap := Snapshot{Events: []Event{{Kind: EventFailover, Duration: time.Second}, {Kind: EventVIP, Duration: time.Hour}}}
-	count, sum, buckets := snap.failoverHistogram()
+	snap.normalize()
+	count, sum, buckets := snap.failoverHistogram(&snap.Services[0])
 	if count != 1 || math.Abs(sum-1) > 1e-9 || buckets[1] != 1 || buckets[0.5] != 0 {
 		t.Errorf("from events: count %d sum %v buckets %v", count, sum, buckets)
+	}
+	// With several services, a service counts the events tagged with it;
+	// untagged ones count for none of them.
+	snap = Snapshot{Events: []Event{
+		{Kind: EventFailover, Service: "cache", Duration: 300 * time.Millisecond},
+		{Kind: EventFailover, Service: "cache", Duration: 2 * time.Second},
+		{Kind: EventFailover, Service: "mymaster", Duration: time.Second},
+		{Kind: EventFailover, Duration: time.Second},
+	}, Services: []Service{{Name: "mymaster"}, {Name: "cache"}, {Name: "idle", Failovers: f}}}
+	snap.normalize()
+	for i, want := range []uint64{1, 2, 3} {
+		if count, _, _ := snap.failoverHistogram(&snap.Services[i]); count != want || snap.Services[i].Summary.Failovers != want {
+			t.Errorf("service %s: %d failovers, summary %d; want %d", snap.Services[i].Name, count, snap.Services[i].Summary.Failovers, want)
+		}
+	}
+}
+
+// TestNormalize: the single-service view of a multi-service snapshot, and
+// the service made from a single-service one.
+func TestNormalize(t *testing.T) {
+	a := Service{Name: "mymaster", Ready: true, Route: Route{Master: "10.0.0.1:6379", Epoch: 3},
+		Frontends: []Frontend{{Name: "rw", CurrentSessions: 3, CommandsPerSec: 10}, {Name: "ro", CurrentSessions: 2, CommandsPerSec: 5, Errors: 1}},
+		Backends:  []Backend{{Addr: "10.0.0.1:6379", State: StateUp}, {Addr: "10.0.0.2:6379", State: StateDown}}}
+	b := Service{Name: "cache", Route: Route{Master: "10.0.1.1:6379", Epoch: 9, Contradicted: "replica"}}
+	snap := Snapshot{Ready: true, Services: []Service{a, b}}
+	snap.normalize()
+	if snap.Ready || snap.Route.Master != a.Route.Master || len(snap.Frontends) != 2 || len(snap.Backends) != 2 {
+		t.Errorf("top level of two services: ready %v route %+v, %d frontends, %d backends", snap.Ready, snap.Route, len(snap.Frontends), len(snap.Backends))
+	}
+	got := snap.Services[0].Summary
+	if got.State != ServiceReady || got.CurrentSessions != 5 || got.CommandsPerSec != 15 || got.Errors != 1 || got.BackendsUp != 1 || got.Backends != 2 {
+		t.Errorf("summary of %s: %+v", a.Name, got)
+	}
+	if st := snap.Services[1].Summary.State; st != ServiceContradicted {
+		t.Errorf("state of %s = %q, want %q", b.Name, st, ServiceContradicted)
+	}
+	for _, tt := range []struct {
+		sv   Service
+		want string
+	}{
+		{Service{Ready: true}, ServiceReady},
+		{Service{}, ServiceNoMaster},
+		{Service{Route: Route{Master: "x:1", Contradicted: "not known"}}, ServiceContradicted},
+		{Service{Route: Route{Master: "x:1"}}, ServiceNotReady},
+	} {
+		if got := tt.sv.state(); got != tt.want {
+			t.Errorf("state of %+v = %q, want %q", tt.sv, got, tt.want)
+		}
+	}
+	// Services() lookups.
+	if sv, err := snap.Service("cache"); err != nil || sv.Name != "cache" {
+		t.Errorf(`Service("cache") = %v, %v`, sv, err)
+	}
+	if _, err := snap.Service(""); !errors.Is(err, ErrBadRequest) || !strings.Contains(err.Error(), `"mymaster", "cache"`) {
+		t.Errorf(`Service("") with two services: %v; want a bad request naming both`, err)
+	}
+	if _, err := snap.Service("nope"); !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), `"nope"`) {
+		t.Errorf(`Service("nope"): %v; want not found`, err)
+	}
+	// One service from the top-level fields; "" names it.
+	one := Snapshot{Ready: true, Route: a.Route, Backends: a.Backends}
+	one.normalize()
+	if len(one.Services) != 1 || !one.Services[0].Ready || one.Services[0].Route != a.Route || len(one.Services[0].Backends) != 2 {
+		t.Errorf("one service from the top level: %+v", one.Services)
+	}
+	if sv, err := one.Service(""); err != nil || sv.Route != a.Route {
+		t.Errorf(`Service("") with one service = %v, %v`, sv, err)
+	}
+	// The Source's slice is not changed.
+	src := []Service{a, b}
+	snap = Snapshot{Services: src}
+	snap.normalize()
+	if src[0].Summary != (ServiceSummary{}) {
+		t.Error("normalize wrote into the Source's services")
 	}
 }

@@ -32,10 +32,12 @@ func (a *forwardingAdmin) answer() (webui.Acted, error) {
 	return webui.Acted{Node: "n1", Forwarded: true}, nil
 }
 
-func (a *forwardingAdmin) SetBackendState(context.Context, string, string) (webui.Acted, error) {
+func (a *forwardingAdmin) SetBackendState(context.Context, string, string, string) (webui.Acted, error) {
 	return a.answer()
 }
-func (a *forwardingAdmin) RequestFailover(context.Context) (webui.Acted, error) { return a.answer() }
+func (a *forwardingAdmin) RequestFailover(context.Context, string) (webui.Acted, error) {
+	return a.answer()
+}
 func (a *forwardingAdmin) TransferLeadership(context.Context, string) (webui.Acted, error) {
 	return a.answer()
 }

@@ -1,8 +1,12 @@
 package webui
 
 import (
+	"errors"
+	"fmt"
 	"net"
 	"net/netip"
+	"os"
+	"runtime"
 	"strconv"
 	"sync/atomic"
 	"syscall"
@@ -19,7 +23,10 @@ import (
 // it, before net/http starts a goroutine, allocates buffers and parses a
 // request. Measured with e2e/bench/auth-flood.sh (1,000 wrong passwords a
 // second from 100 addresses over 800 connections): parsing those requests
-// was what slowed the proxy, not bcrypt.
+// was what slowed the proxy, not bcrypt. A refused connection is also never
+// made a net.Conn: net's Accept registers each connection with the poller
+// and sets five socket options, 13 system calls from accept to close where
+// a bare descriptor needs 4 or 5 (accept4, read, write, close).
 
 // cannedLimited is the whole answer of a refused connection.
 var cannedLimited = func() []byte {
@@ -41,8 +48,13 @@ const (
 )
 
 // gateListener refuses the connections of limited addresses at accept.
+// It accepts on the listener's descriptor itself, so that a refused
+// connection stays a bare descriptor; only an accepted one becomes a
+// net.Conn (as net's would: TCP_NODELAY, keep-alive).
 type gateListener struct {
 	net.Listener
+	file    *os.File        // a copy of the listener's descriptor, in the poller...
+	raw     syscall.RawConn // ...to wait on (net's listener does not allow it)
 	refuses func(netip.Addr) bool
 	limited prometheus.Counter // redhaven_http_auth_refused_total{reason="limited"}
 	plain   bool               // HTTP without TLS: the 429 can be written as is
@@ -50,31 +62,104 @@ type gateListener struct {
 	held    atomic.Int32       // ...while fewer than maxGateHeld wait
 }
 
+func newGateListener(ln net.Listener, refuses func(netip.Addr) bool, limited prometheus.Counter, plain bool, delay time.Duration) (*gateListener, error) {
+	fl, ok := ln.(interface{ File() (*os.File, error) })
+	if !ok {
+		return nil, errors.New("gate: listener without a descriptor")
+	}
+	f, err := fl.File()
+	if err != nil {
+		return nil, fmt.Errorf("gate: %w", err)
+	}
+	raw, err := f.SyscallConn()
+	if err != nil {
+		_ = f.Close()
+		return nil, fmt.Errorf("gate: %w", err)
+	}
+	return &gateListener{Listener: ln, file: f, raw: raw, refuses: refuses, limited: limited, plain: plain, delay: delay}, nil
+}
+
+// Close closes the copy first: it ends a waiting Accept, and the socket
+// stops listening only when both are closed.
+func (l *gateListener) Close() error {
+	return errors.Join(l.file.Close(), l.Listener.Close())
+}
+
 // Accept returns the next connection that is not refused. Its loop ends
 // with the listener's first error (Close ends it).
 func (l *gateListener) Accept() (net.Conn, error) {
 	for {
-		c, err := l.Listener.Accept()
+		fd, sa, err := l.accept()
 		if err != nil {
 			return nil, err
 		}
-		ta, ok := c.RemoteAddr().(*net.TCPAddr)
-		if !ok || !l.refuses(ta.AddrPort().Addr()) {
-			return c, nil
+		if addr, ok := sockaddrAddr(sa); !ok || !l.refuses(addr) {
+			return l.conn(fd)
 		}
 		l.limited.Inc()
-		l.refuse(c)
+		l.refuse(fd)
+		// A backlog of refusals is worked off between the proxy's
+		// goroutines, not in one run that they wait for.
+		runtime.Gosched()
 	}
 }
 
-// refuse answers c with the canned 429 and closes it, after l.delay while
+// accept takes one connection from the listener's queue, waiting in the
+// poller while it is empty.
+func (l *gateListener) accept() (int, syscall.Sockaddr, error) {
+	fd, sa, serr := -1, syscall.Sockaddr(nil), error(nil)
+	err := l.raw.Read(func(lfd uintptr) bool {
+		for range 100 {
+			fd, sa, serr = syscall.Accept4(int(lfd), syscall.SOCK_NONBLOCK|syscall.SOCK_CLOEXEC)
+			switch serr {
+			case syscall.EINTR, syscall.ECONNABORTED: // gone before accept, as net retries
+				continue
+			case syscall.EAGAIN:
+				return false // wait until the listener is readable
+			}
+			break
+		}
+		return true
+	})
+	if err != nil {
+		return -1, nil, err // the listener closed
+	}
+	if serr != nil {
+		// EMFILE and the like: net/http retries errors that are Temporary.
+		return -1, nil, &net.OpError{Op: "accept", Net: "tcp", Addr: l.Addr(), Err: os.NewSyscallError("accept4", serr)}
+	}
+	return fd, sa, nil
+}
+
+// conn makes an accepted descriptor a net.Conn (FileConn takes a copy).
+func (l *gateListener) conn(fd int) (net.Conn, error) {
+	f := os.NewFile(uintptr(fd), "")
+	c, err := net.FileConn(f)
+	_ = f.Close()
+	if err != nil {
+		return nil, &net.OpError{Op: "accept", Net: "tcp", Addr: l.Addr(), Err: err}
+	}
+	return c, nil
+}
+
+func sockaddrAddr(sa syscall.Sockaddr) (netip.Addr, bool) {
+	switch a := sa.(type) {
+	case *syscall.SockaddrInet4:
+		return netip.AddrFrom4(a.Addr), true
+	case *syscall.SockaddrInet6:
+		return netip.AddrFrom16(a.Addr), true
+	}
+	return netip.Addr{}, false
+}
+
+// refuse answers fd with the canned 429 and closes it, after l.delay while
 // fewer than maxGateHeld wait (a flood is slowed to its connections per
 // l.delay; beyond, it gets its answers at once and pays a connection for
 // each). No goroutine waits: a timer does.
-func (l *gateListener) refuse(c net.Conn) {
+func (l *gateListener) refuse(fd int) {
 	if l.delay > 0 && l.held.Add(1) <= maxGateHeld {
 		time.AfterFunc(l.delay, func() {
-			l.answer(c)
+			l.answer(fd)
 			l.held.Add(-1)
 		})
 		return
@@ -82,38 +167,21 @@ func (l *gateListener) refuse(c net.Conn) {
 	if l.delay > 0 {
 		l.held.Add(-1)
 	}
-	l.answer(c)
+	l.answer(fd)
 }
 
-func (l *gateListener) answer(c net.Conn) {
+func (l *gateListener) answer(fd int) {
 	if l.plain {
 		// Read what the client sent so far (without waiting), so that the
 		// close is a FIN after the 429 rather than a reset that could
 		// discard it; a fresh socket takes the 429 without blocking.
-		drain(c)
-		_ = c.SetWriteDeadline(time.Now().Add(time.Second))
-		_, _ = c.Write(cannedLimited)
-	}
-	_ = c.Close()
-}
-
-// drain reads what c has received, without blocking.
-func drain(c net.Conn) {
-	sc, ok := c.(syscall.Conn)
-	if !ok {
-		return
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return
-	}
-	var buf [4096]byte
-	_ = rc.Read(func(fd uintptr) bool {
+		var buf [4096]byte
 		for range 4 { // a request's headers fit in a few reads; more is not worth it
-			if n, err := syscall.Read(int(fd), buf[:]); n <= 0 || err != nil {
+			if n, err := syscall.Read(fd, buf[:]); n < len(buf) || err != nil {
 				break
 			}
 		}
-		return true // done, whether or not anything was there
-	})
+		_, _ = syscall.Write(fd, cannedLimited)
+	}
+	_ = syscall.Close(fd)
 }

@@ -72,6 +72,12 @@ func TestGateRefusesLimitedAddresses(t *testing.T) {
 			if err != nil {
 				t.Errorf("Run: %v", err)
 			}
+			// The gate waits on a copy of the listener's descriptor: both
+			// must be closed for the port to stop listening.
+			if c, err := net.DialTimeout("tcp", s.Addr().String(), time.Second); err == nil {
+				c.Close()
+				t.Error("the HTTP port still accepts connections after Run returned")
+			}
 		case <-time.After(15 * time.Second):
 			t.Error("Run did not return within 15s of cancel")
 		}

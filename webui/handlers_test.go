@@ -173,6 +173,13 @@ func TestStatsJSON(t *testing.T) {
 	}
 	want := sampleSnapshot()
 	want.Failovers.Buckets = make([]uint64, len(webui.FailoverBuckets)) // always encoded
+	// A Source that fills only the top-level fields describes one service,
+	// without a name, summed up.
+	wantSummary := webui.ServiceSummary{State: webui.ServiceReady, CurrentSessions: 412 + 96, TotalSessions: 182231 + 5120,
+		CommandsTotal: 98412377 + 4410021, CommandsPerSec: 18234.5 + 812.25, BytesIn: 9_812_345_678 + 412_345_678,
+		BytesOut: 23_456_789_012 + 3_456_789_012, Errors: 17, Refused: 3, BackendsUp: 2, Backends: 3, Failovers: 2}
+	want.Services = []webui.Service{{Ready: true, Route: want.Route, Frontends: want.Frontends, Backends: want.Backends,
+		Sentinels: want.Sentinels, Failovers: want.Failovers, Summary: wantSummary}}
 	if back.Version != webui.APIVersion || !reflect.DeepEqual(back.Snapshot, want) {
 		t.Errorf("round trip differs:\n got %+v\nwant %+v", back.Snapshot, want)
 	}

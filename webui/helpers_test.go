@@ -28,6 +28,10 @@ func (s *testSource) Snapshot() webui.Snapshot {
 	snap := s.snap
 	snap.Backends = append([]webui.Backend(nil), s.snap.Backends...)
 	snap.Events = append([]webui.Event(nil), s.snap.Events...)
+	snap.Services = append([]webui.Service(nil), s.snap.Services...)
+	for i := range snap.Services {
+		snap.Services[i].Backends = append([]webui.Backend(nil), snap.Services[i].Backends...)
+	}
 	return snap
 }
 
@@ -77,18 +81,30 @@ func (a *testAdmin) Calls() []string {
 // testLeader is the node name the test admin reports as the one that acted.
 const testLeader = "n1"
 
-func (a *testAdmin) SetBackendState(ctx context.Context, addr, state string) (webui.Acted, error) {
-	if err := a.record("backend " + addr + " " + state); err != nil {
+// SetBackendState records "backend ADDR STATE", or with a service name
+// "backend SERVICE/ADDR STATE".
+func (a *testAdmin) SetBackendState(ctx context.Context, service, addr, state string) (webui.Acted, error) {
+	if err := a.record("backend " + svcPrefix(service) + addr + " " + state); err != nil {
 		return webui.Acted{}, err
 	}
 	if a.src != nil {
-		a.src.update(func(snap *webui.Snapshot) {
-			for i := range snap.Backends {
-				if snap.Backends[i].Addr == addr {
-					snap.Backends[i].Admin = state
+		set := func(bs []webui.Backend) {
+			for i := range bs {
+				if bs[i].Addr == addr {
+					bs[i].Admin = state
 					if state == webui.AdminMaintenance {
-						snap.Backends[i].State = webui.StateMaint
+						bs[i].State = webui.StateMaint
 					}
+				}
+			}
+		}
+		a.src.update(func(snap *webui.Snapshot) {
+			if len(snap.Services) == 0 {
+				set(snap.Backends)
+			}
+			for i := range snap.Services {
+				if snap.Services[i].Name == service {
+					set(snap.Services[i].Backends)
 				}
 			}
 		})
@@ -96,8 +112,20 @@ func (a *testAdmin) SetBackendState(ctx context.Context, addr, state string) (we
 	return webui.Acted{Node: testLeader}, nil
 }
 
-func (a *testAdmin) RequestFailover(ctx context.Context) (webui.Acted, error) {
-	return webui.Acted{Node: testLeader}, a.record("failover")
+// RequestFailover records "failover", or "failover SERVICE".
+func (a *testAdmin) RequestFailover(ctx context.Context, service string) (webui.Acted, error) {
+	c := "failover"
+	if service != "" {
+		c += " " + service
+	}
+	return webui.Acted{Node: testLeader}, a.record(c)
+}
+
+func svcPrefix(service string) string {
+	if service == "" {
+		return ""
+	}
+	return service + "/"
 }
 
 func (a *testAdmin) TransferLeadership(ctx context.Context, node string) (webui.Acted, error) {

@@ -198,10 +198,16 @@ func TestMetricsDuplicateLabels(t *testing.T) {
 	snap := sampleSnapshot()
 	snap.Backends = append(snap.Backends, snap.Backends[0])
 	snap.Frontends = append(snap.Frontends, snap.Frontends[0])
-	h := newServer(t, openConfig(), &testSource{snap: snap}, nil).Handler()
-	rec := do(h, "GET", "/metrics", nil, nil, nil)
-	if rec.Code != 200 {
-		t.Fatalf("GET /metrics = %d: %s", rec.Code, rec.Body)
+	// And a service named twice.
+	two := twoServices()
+	two.Services = append(two.Services, two.Services[1])
+	two.Services[1].Backends = append(two.Services[1].Backends, two.Services[1].Backends[0])
+	for _, snap := range []webui.Snapshot{snap, two} {
+		h := newServer(t, openConfig(), &testSource{snap: snap}, nil).Handler()
+		rec := do(h, "GET", "/metrics", nil, nil, nil)
+		if rec.Code != 200 {
+			t.Fatalf("GET /metrics = %d: %s", rec.Code, rec.Body)
+		}
+		parseMetrics(t, rec.Body.String())
 	}
-	parseMetrics(t, rec.Body.String())
 }

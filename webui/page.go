@@ -56,17 +56,39 @@ type pageData struct {
 	CSS         string
 	AdminStates []string
 	Scheme      string
-	// HideDown (?hide=down) leaves DOWN backends out of the table; Keep
+	// HideDown (?hide=down) leaves DOWN backends out of the tables; Keep
 	// is the query to carry on the page's links ("&hide=down" or "").
 	HideDown bool
 	Keep     template.URL
-	Hidden   int       // backends left out
+	Proc     Process
+	// Services: a section each; Several when there is more than one.
+	Services      []servicePage
+	Several       bool
+	Redis         int // backends of every service
+	SentinelCount int // distinct Sentinel addresses
+	Sentinels     []sentinelRow
+}
+
+// servicePage is one service's section of the page.
+type servicePage struct {
+	Svc Service
+	// ID is appended to the ids of the section's elements: "" for the
+	// first service (ids as with one service: backends, route-master,
+	// ...), "-2", "-3"... for the next.
+	ID       string
+	Hidden   int       // backends left out (hide=down)
 	Backends []Backend // the backends shown
-	// Totals: the summary rows.
+	// Totals: the tables' total rows.
 	FrontTotal Frontend
 	BackTotal  Backend
 	BackUp     int // backends up
-	Proc       Process
+}
+
+// sentinelRow is a Sentinel as it reports one service's master.
+type sentinelRow struct {
+	Sentinel
+	Service   string
+	Committed string // the service's committed master
 }
 
 func (s *Server) handlePage(w http.ResponseWriter, r *http.Request) {
@@ -92,38 +114,36 @@ func (s *Server) handlePage(w http.ResponseWriter, r *http.Request) {
 		d.HideDown, d.Keep = true, "&hide=down"
 	}
 	d.Proc = snap.Process
-	for _, f := range snap.Frontends {
-		t := &d.FrontTotal
-		t.CurrentSessions += f.CurrentSessions
-		t.MaxSessions += f.MaxSessions
-		t.Limit += f.Limit
-		t.TotalSessions += f.TotalSessions
-		t.SessionsPerSec += f.SessionsPerSec
-		t.MaxSessionRate += f.MaxSessionRate
-		t.CommandsTotal += f.CommandsTotal
-		t.CommandsPerSec += f.CommandsPerSec
-		t.BytesIn += f.BytesIn
-		t.BytesOut += f.BytesOut
-		t.Errors += f.Errors
-		t.Refused += f.Refused
-	}
-	shown := snap.Backends[:0:0]
-	for _, b := range snap.Backends {
-		t := &d.BackTotal
-		t.Sessions += b.Sessions
-		t.Commands += b.Commands
-		t.Errors += b.Errors
-		t.Downtime += b.Downtime
-		if b.State == StateUp {
-			d.BackUp++
+	d.Several = len(snap.Services) > 1
+	sentinels := map[string]bool{}
+	for i, sv := range snap.Services {
+		sp := servicePage{Svc: sv, FrontTotal: sumFrontends(sv.Frontends), Backends: sv.Backends[:0:0]}
+		if i > 0 {
+			sp.ID = "-" + strconv.Itoa(i+1)
 		}
-		if d.HideDown && b.State == StateDown {
-			d.Hidden++
-			continue
+		for _, b := range sv.Backends {
+			t := &sp.BackTotal
+			t.Sessions += b.Sessions
+			t.Commands += b.Commands
+			t.Errors += b.Errors
+			t.Downtime += b.Downtime
+			if b.State == StateUp {
+				sp.BackUp++
+			}
+			if d.HideDown && b.State == StateDown {
+				sp.Hidden++
+				continue
+			}
+			sp.Backends = append(sp.Backends, b)
 		}
-		shown = append(shown, b)
+		d.Redis += len(sv.Backends)
+		for _, sn := range sv.Sentinels {
+			sentinels[sn.Addr] = true
+			d.Sentinels = append(d.Sentinels, sentinelRow{Sentinel: sn, Service: sv.Name, Committed: sv.Route.Master})
+		}
+		d.Services = append(d.Services, sp)
 	}
-	d.Backends = shown
+	d.SentinelCount = len(sentinels)
 	d.User, d.LoggedIn = userFrom(r.Context())
 	if s.canAct(d.User, d.LoggedIn) {
 		d.CanAct = true
@@ -180,6 +200,7 @@ var funcs = template.FuncMap{
 	"bytes":    humanBytes,
 	"rate":     func(f float64) string { return fmtFloat(f) },
 	"stclass":  stateClass,
+	"svclass":  serviceClass,
 	"pct":      pct,
 	"clock":    func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 UTC") },
 	"evtime":   evTime,
@@ -318,6 +339,18 @@ func stateClass(state string) string {
 	default:
 		return "unknown"
 	}
+}
+
+// serviceClass maps a service state (ServiceSummary.State) to its CSS
+// class.
+func serviceClass(state string) string {
+	switch state {
+	case ServiceReady:
+		return "up"
+	case ServiceContradicted:
+		return "goingdown"
+	}
+	return "down"
 }
 
 func shortErr(s string) string {

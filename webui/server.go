@@ -172,13 +172,11 @@ func (s *Server) Run(ctx context.Context) error {
 	errc := make(chan error, 2)
 	ln := s.ln
 	if s.authEnabled() {
-		ln = &gateListener{
-			Listener: s.ln,
-			refuses:  s.passwords.refusesConn,
-			limited:  s.authRefused.WithLabelValues(authLimited.String()),
-			plain:    s.tls == nil,
-			delay:    s.gateDelay,
+		gl, err := newGateListener(s.ln, s.passwords.refusesConn, s.authRefused.WithLabelValues(authLimited.String()), s.tls == nil, s.gateDelay)
+		if err != nil {
+			return fmt.Errorf("http %s: %w", s.ln.Addr(), err)
 		}
+		ln = gl
 	}
 	go func() {
 		var err error
@@ -237,7 +235,7 @@ func (s *Server) routes() (http.Handler, error) {
 	for _, c := range []prometheus.Collector{
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		newCollector(s.src),
+		newCollector(s.snapshot),
 		s.authRefused,
 	} {
 		if err := reg.Register(c); err != nil {
@@ -285,10 +283,13 @@ func securityHeaders(h http.Handler) http.Handler {
 	})
 }
 
+// snapshot is the Source's snapshot, normalized (Snapshot.normalize), at
+// a time.
 func (s *Server) snapshot() Snapshot {
 	snap := s.src.Snapshot()
 	if snap.Time.IsZero() {
 		snap.Time = time.Now()
 	}
+	snap.normalize()
 	return snap
 }

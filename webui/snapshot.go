@@ -3,7 +3,10 @@ package webui
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"math"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -19,12 +22,18 @@ type Source interface {
 // to the user as they are.
 // Each returns the node that acted (the leader: a follower forwards);
 // errors wrapped with Classify get their HTTP status.
+//
+// service names one of Snapshot.Services. webui checks it against the
+// snapshot before calling (an unknown name is a 404; "" with several
+// services a 400 naming them) and passes the only service's name for "";
+// an Admin still accepts "" as "the only service" and answers an unknown
+// name with an error classified ErrNotFound.
 type Admin interface {
-	// SetBackendState sets addr's admin state: AdminReady, AdminDrain or
-	// AdminMaintenance.
-	SetBackendState(ctx context.Context, addr, state string) (Acted, error)
-	// RequestFailover asks for a planned failover of the Redis master.
-	RequestFailover(ctx context.Context) (Acted, error)
+	// SetBackendState sets the admin state of service's backend addr:
+	// AdminReady, AdminDrain or AdminMaintenance.
+	SetBackendState(ctx context.Context, service, addr, state string) (Acted, error)
+	// RequestFailover asks for a planned failover of service's Redis master.
+	RequestFailover(ctx context.Context, service string) (Acted, error)
 	// TransferLeadership moves Raft leadership (and so the VIP) to node,
 	// or to any suitable node when node is "".
 	TransferLeadership(ctx context.Context, node string) (Acted, error)
@@ -62,13 +71,23 @@ const (
 // moment. JSON field names are part of the versioned API (/api/v1/stats,
 // "version": 1): add fields, never rename. Durations are encoded as float
 // seconds in fields ending in _seconds; zero times are left out.
+//
+// Services is the full picture: one entry per Sentinel-monitored master
+// set this node routes, each with its route, listeners, backends,
+// Sentinels and failovers. The top-level Route, Frontends, Backends,
+// Sentinels and Failovers are those of the first service and Ready is
+// true when every service is ready, so that a client of the single-service
+// API keeps working: webui derives them from Services on every request
+// (see normalize); a Source may leave them empty. A Source that fills
+// only the top-level fields (Services empty) describes one service, which
+// webui then builds from them.
 type Snapshot struct {
 	Node    string    `json:"node"`             // this node's name
 	Version string    `json:"redhaven_version"` // redhaven version of this node
 	Time    time.Time `json:"time,omitzero"`    // when the snapshot was taken; zero: now
 	Started time.Time `json:"started,omitzero"` // process start
 
-	Ready  bool `json:"ready"`  // /health/ready: this node routes clients
+	Ready  bool `json:"ready"`  // /health/ready: this node routes clients of every service
 	Leader bool `json:"leader"` // /health/leader: this node is the Raft leader
 
 	// Rejected counts refused cluster connections since start.
@@ -87,6 +106,149 @@ type Snapshot struct {
 	Events          []Event           `json:"events"` // any order; shown newest first
 	Failovers       FailoverStats     `json:"failovers"`
 	Process         Process           `json:"process"`
+
+	// Services is every service this node routes, in configuration
+	// order (see above).
+	Services []Service `json:"services"`
+}
+
+// Service is one Sentinel-monitored master set that redhaven routes: a
+// `services:` entry, or the single-service keys. Services share the node,
+// the cluster, the VIP, the events and the proxy's client bounds; each has
+// its own route, listeners and Redis nodes.
+type Service struct {
+	Name      string        `json:"name"`  // Sentinel's name of the master (master_name)
+	Ready     bool          `json:"ready"` // this node routes the service's clients: /health/ready?service=NAME
+	Route     Route         `json:"route"`
+	Frontends []Frontend    `json:"frontends"` // the service's proxy listeners
+	Backends  []Backend     `json:"backends"`  // its Redis nodes
+	Sentinels []Sentinel    `json:"sentinels"` // the Sentinels as they report this master
+	Failovers FailoverStats `json:"failovers"` // from the events tagged with the service when Count is 0
+	// VIP is the service's own virtual IP and who holds it; nil when the
+	// service shares Snapshot.VIP.
+	VIP *VIP `json:"vip,omitempty"`
+	// Summary is filled by webui from the fields above (a Source leaves
+	// it zero): the service's line on the page.
+	Summary ServiceSummary `json:"summary"`
+}
+
+// ServiceSummary is one service at a glance, HAProxy's summary row: its
+// listeners added up, its backends counted.
+type ServiceSummary struct {
+	State           string  `json:"state"`            // ServiceReady, ServiceNoMaster, ServiceContradicted or ServiceNotReady
+	CurrentSessions int64   `json:"current_sessions"` // over its frontends
+	TotalSessions   uint64  `json:"total_sessions"`
+	SessionsPerSec  float64 `json:"sessions_per_sec"`
+	CommandsTotal   uint64  `json:"commands_total"`
+	CommandsPerSec  float64 `json:"commands_per_sec"`
+	BytesIn         uint64  `json:"bytes_in"`
+	BytesOut        uint64  `json:"bytes_out"`
+	Errors          uint64  `json:"errors"`
+	Refused         uint64  `json:"refused"`
+	BackendsUp      int     `json:"backends_up"` // State StateUp
+	Backends        int     `json:"backends"`
+	Failovers       uint64  `json:"failovers"` // the histogram's count
+}
+
+// Service states (ServiceSummary.State), most telling first.
+const (
+	ServiceReady        = "ready"        // this node routes the service
+	ServiceNoMaster     = "no master"    // no master committed
+	ServiceContradicted = "contradicted" // this node's watcher contradicts the committed master
+	ServiceNotReady     = "not ready"    // e.g. fenced: out of contact with the quorum
+)
+
+// state is the service's ServiceSummary.State.
+func (sv *Service) state() string {
+	switch {
+	case sv.Ready:
+		return ServiceReady
+	case sv.Route.Master == "":
+		return ServiceNoMaster
+	case sv.Route.Contradicted != "":
+		return ServiceContradicted
+	}
+	return ServiceNotReady
+}
+
+// sumFrontends adds up frontends (a service's summary, the page's total
+// rows).
+func sumFrontends(fs []Frontend) Frontend {
+	var t Frontend
+	for _, f := range fs {
+		t.CurrentSessions += f.CurrentSessions
+		t.MaxSessions += f.MaxSessions
+		t.Limit += f.Limit
+		t.TotalSessions += f.TotalSessions
+		t.SessionsPerSec += f.SessionsPerSec
+		t.MaxSessionRate += f.MaxSessionRate
+		t.CommandsTotal += f.CommandsTotal
+		t.CommandsPerSec += f.CommandsPerSec
+		t.BytesIn += f.BytesIn
+		t.BytesOut += f.BytesOut
+		t.Errors += f.Errors
+		t.Refused += f.Refused
+	}
+	return t
+}
+
+// normalize makes s.Services the full picture and the top-level fields
+// the single-service view of it (see Snapshot), and fills each service's
+// Summary. It is the one place that rule is written.
+func (s *Snapshot) normalize() {
+	if len(s.Services) == 0 {
+		s.Services = []Service{{Ready: s.Ready, Route: s.Route, Frontends: s.Frontends,
+			Backends: s.Backends, Sentinels: s.Sentinels, Failovers: s.Failovers}}
+	} else {
+		s.Services = append([]Service(nil), s.Services...) // the Source's value stays as it was
+		first := s.Services[0]
+		s.Route, s.Frontends, s.Backends, s.Sentinels, s.Failovers = first.Route, first.Frontends, first.Backends, first.Sentinels, first.Failovers
+		s.Ready = true
+		for _, sv := range s.Services {
+			s.Ready = s.Ready && sv.Ready
+		}
+	}
+	only := len(s.Services) == 1
+	for i := range s.Services {
+		sv := &s.Services[i]
+		t := sumFrontends(sv.Frontends)
+		sum := ServiceSummary{State: sv.state(), CurrentSessions: t.CurrentSessions, TotalSessions: t.TotalSessions,
+			SessionsPerSec: t.SessionsPerSec, CommandsTotal: t.CommandsTotal, CommandsPerSec: t.CommandsPerSec,
+			BytesIn: t.BytesIn, BytesOut: t.BytesOut, Errors: t.Errors, Refused: t.Refused, Backends: len(sv.Backends)}
+		for _, b := range sv.Backends {
+			if b.State == StateUp {
+				sum.BackendsUp++
+			}
+		}
+		sum.Failovers = s.failoverStats(sv.Name, sv.Failovers, only).Count
+		sv.Summary = sum
+	}
+}
+
+// Service returns the service called name; "" names the only service.
+// The error says which services there are: ErrNotFound for an unknown
+// name, ErrBadRequest for "" with several.
+func (s *Snapshot) Service(name string) (*Service, error) {
+	if name == "" && len(s.Services) == 1 {
+		return &s.Services[0], nil
+	}
+	for i := range s.Services {
+		if s.Services[i].Name == name {
+			return &s.Services[i], nil
+		}
+	}
+	if name == "" {
+		return nil, Classify(ErrBadRequest, fmt.Errorf("service: give one of %s", s.serviceNames()))
+	}
+	return nil, Classify(ErrNotFound, fmt.Errorf("service %q: not configured on %s (services: %s)", name, s.Node, s.serviceNames()))
+}
+
+func (s *Snapshot) serviceNames() string {
+	names := make([]string, 0, len(s.Services))
+	for _, sv := range s.Services {
+		names = append(names, strconv.Quote(sv.Name))
+	}
+	return strings.Join(names, ", ")
 }
 
 // Process is the agent process itself (HAProxy's "process information").
@@ -199,8 +361,12 @@ type RejectedConnections struct {
 	Count     uint64 `json:"count"`
 }
 
-// VIP is the virtual IP and who holds it.
+// VIP is a virtual IP and who holds it: the shared one (Snapshot.VIP) or
+// a service's own (Service.VIP).
 type VIP struct {
+	// Service names the service whose own VIP this is; "" for the shared
+	// one.
+	Service   string `json:"service,omitempty"`
 	Mode      string `json:"mode"` // "netlink", "none"
 	Address   string `json:"address"`
 	Interface string `json:"interface"`
@@ -218,8 +384,9 @@ type VIP struct {
 // Event is one entry of the replicated history.
 type Event struct {
 	Time     time.Time     `json:"time,omitzero"`
-	Kind     string        `json:"kind"` // EventFailover, EventVIP, ...
-	Node     string        `json:"node"` // node that recorded it
+	Kind     string        `json:"kind"`              // EventFailover, EventVIP, ...
+	Service  string        `json:"service,omitempty"` // the service it is about; "" for the node, the cluster, the VIP
+	Node     string        `json:"node"`              // node that recorded it
 	Message  string        `json:"message"`
 	Duration time.Duration `json:"-"` // duration_seconds, e.g. of a failover
 }
@@ -257,18 +424,25 @@ func (f FailoverStats) Clone() FailoverStats {
 	return f
 }
 
-// failoverHistogram returns count, sum and cumulative buckets, from s.Failovers
-// or else from the failover events.
-func (s *Snapshot) failoverHistogram() (uint64, float64, map[float64]uint64) {
-	f := s.Failovers
-	if f.Count == 0 {
-		f = FailoverStats{}
-		for _, e := range s.Events {
-			if e.Kind == EventFailover && e.Duration > 0 {
-				f.Observe(e.Duration)
-			}
+// failoverStats is f, or, when f counts nothing, the failovers of
+// service in the events (an untagged event counts for the only service).
+func (s *Snapshot) failoverStats(service string, f FailoverStats, only bool) FailoverStats {
+	if f.Count > 0 {
+		return f
+	}
+	f = FailoverStats{}
+	for _, e := range s.Events {
+		if e.Kind == EventFailover && e.Duration > 0 && (e.Service == service || (only && e.Service == "")) {
+			f.Observe(e.Duration)
 		}
 	}
+	return f
+}
+
+// failoverHistogram returns count, sum and cumulative buckets of the
+// service's failovers (failoverStats).
+func (s *Snapshot) failoverHistogram(sv *Service) (uint64, float64, map[float64]uint64) {
+	f := s.failoverStats(sv.Name, sv.Failovers, len(s.Services) == 1)
 	buckets := make(map[float64]uint64, len(FailoverBuckets))
 	for i, le := range FailoverBuckets {
 		if i < len(f.Buckets) {

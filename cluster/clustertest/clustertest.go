@@ -6,8 +6,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
-	"net"
 	"os"
 	"strings"
 	"sync"
@@ -15,29 +13,14 @@ import (
 	"time"
 
 	"github.com/redhaven/redhaven/cluster"
+	"github.com/redhaven/redhaven/e2e/testutil"
 )
 
-// FreePort returns a loopback port that was free for both TCP and UDP a
-// moment ago (memberlist needs both). It picks from 20000-31999, below
-// Linux's ephemeral range, so that the outgoing connections of running
-// agents cannot take it between this call and the bind.
+// FreePort returns a loopback port free for TCP and UDP (see
+// testutil.FreePort: below the ephemeral range, never the same one twice).
 func FreePort(t testing.TB) int {
 	t.Helper()
-	for range 200 {
-		port := 20000 + rand.IntN(12000)
-		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
-		if err != nil {
-			continue
-		}
-		u, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port))
-		_ = l.Close()
-		if err == nil {
-			_ = u.Close()
-			return port
-		}
-	}
-	t.Fatal("free port: no port free for both tcp and udp")
-	return 0
+	return testutil.FreePort(t)
 }
 
 // Eventually polls cond every 10ms until it holds or timeout passes.

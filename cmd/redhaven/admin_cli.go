@@ -49,11 +49,10 @@ func printActed(w io.Writer, r actedResult) {
 // that the watchers contradict, or whose epoch no Sentinel reaches) so
 // that routing follows Sentinel again. It names the route it read, so a
 // route committed in between is left alone (409).
+//
+// With several services, SERVICE names the one (the agent finds it by the
+// route named).
 func runRouteReset(o *apiOpts, args []string, stdout, stderr io.Writer) int {
-	if len(args) > 0 {
-		fmt.Fprintf(stderr, "redhaven route reset: unexpected argument %q\n", args[0])
-		return 2
-	}
 	c, err := newAPIClient(o)
 	if err != nil {
 		return fail(stderr, "route reset", err)
@@ -62,13 +61,22 @@ func runRouteReset(o *apiOpts, args []string, stdout, stderr io.Writer) int {
 	if err := c.do("GET", "/api/v1/stats", nil, &s); err != nil {
 		return fail(stderr, "route reset", err)
 	}
-	if s.Route.Master == "" && s.Route.Epoch == 0 {
+	name := ""
+	if len(args) > 0 {
+		name = args[0]
+	}
+	r, err := serviceRoute(s, name)
+	if err != nil {
+		fmt.Fprintf(stderr, "redhaven route reset: %v\n", err)
+		return exitUsage
+	}
+	if r.Master == "" && r.Epoch == 0 {
 		fmt.Fprintln(stdout, "no committed route: nothing to reset")
 		return exitOK
 	}
-	fmt.Fprintf(stdout, "committed route: master %s, epoch %d (%s)\n", orNone(s.Route.Master), s.Route.Epoch, s.Route.Reason)
+	fmt.Fprintf(stdout, "committed route: master %s, epoch %d (%s)\n", orNone(r.Master), r.Epoch, r.Reason)
 	var out actedResult
-	body := map[string]any{"master": s.Route.Master, "epoch": s.Route.Epoch}
+	body := map[string]any{"master": r.Master, "epoch": r.Epoch}
 	if err := c.do("POST", "/api/v1/route/reset", body, &out); err != nil {
 		return fail(stderr, "route reset", err)
 	}
@@ -89,13 +97,35 @@ func runBackendState(state string) apiRun {
 		if err != nil {
 			return fail(stderr, "backend "+state, err)
 		}
+		var s apiStats
+		if err := c.do("GET", "/api/v1/stats", nil, &s); err != nil {
+			return fail(stderr, "backend "+state, err)
+		}
 		var out actedResult
-		if err := c.do("POST", "/api/v1/backends/"+url.PathEscape(args[0])+"/state", map[string]string{"state": state}, &out); err != nil {
+		body := map[string]string{"state": state, "service": backendService(s, args[0])}
+		if err := c.do("POST", "/api/v1/backends/"+url.PathEscape(args[0])+"/state", body, &out); err != nil {
 			return fail(stderr, "backend "+state, err)
 		}
 		printActed(stdout, out)
 		return exitOK
 	}
+}
+
+// backendService is the service whose Redis nodes include addr when the
+// agent routes several ("" otherwise: the only one, or none, which the
+// agent answers with the services there are).
+func backendService(s apiStats, addr string) string {
+	if len(s.Services) < 2 {
+		return ""
+	}
+	for _, sv := range s.Services {
+		for _, b := range sv.Backends {
+			if b.Addr == addr {
+				return sv.Name
+			}
+		}
+	}
+	return ""
 }
 
 // runKeysOp runs one key operation on every member and prints each

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"runtime"
 	"strconv"
 	"syscall"
 	"time"
@@ -98,6 +99,10 @@ type handoverMsg struct {
 	PID   int    `json:"pid,omitempty"`
 	Ready bool   `json:"ready,omitempty"`
 	Error string `json:"error,omitempty"`
+	// Restart: the new process cannot take a hand-over (a release
+	// before several services could not, with several); the old one
+	// restarts instead.
+	Restart bool `json:"restart,omitempty"`
 }
 
 func sendMsg(c *net.UnixConn, m handoverMsg) error {
@@ -141,8 +146,9 @@ func (p *agentProc) serve(stderr io.Writer) int {
 			p.logger.Error("hand-over: nothing received from the previous process", "err", err)
 			return 1
 		}
-		p.logger.Info("hand-over: taking over", "pid", os.Getpid(), "sessions", len(in.Proxy.Sessions),
-			"listeners", len(in.Proxy.Listeners))
+		listeners, sessions := in.Counts()
+		p.logger.Info("hand-over: taking over", "pid", os.Getpid(), "services", len(in.Services), "sessions", sessions,
+			"listeners", listeners)
 	}
 	n, err := node.NewInherited(p.cfg, p.logger, in)
 	if err != nil {
@@ -176,11 +182,16 @@ func (p *agentProc) serve(stderr io.Writer) int {
 			case syscall.SIGINT, syscall.SIGTERM:
 				signal.Reset(syscall.SIGINT, syscall.SIGTERM) // a second one kills the default way
 				sdNotify("STOPPING=1")
+				p.logger.Info("stopping", "signal", sig.String(), "exit_after", stopDeadline)
+				watchdog := time.AfterFunc(stopDeadline, func() { stuckExit(p.logger, stderr, stopDeadline) })
+				defer watchdog.Stop()
+				stopping := time.Now()
 				cancel()
 				if err := <-done; err != nil {
 					p.logger.Error("agent failed", "err", err)
 					return 1
 				}
+				p.logger.Info("agent exits", "stop_took", time.Since(stopping).Round(time.Millisecond))
 				return 0
 			case syscall.SIGUSR2:
 				if code, exit := p.handOver(n, cancel, done, "SIGUSR2"); exit {
@@ -193,6 +204,32 @@ func (p *agentProc) serve(stderr io.Writer) int {
 			}
 		}
 	}
+}
+
+// stopDeadline is the last resort of a stop: every step of it is bounded
+// (node.Run, cluster.Agent.Run), so an agent still running this long
+// after SIGTERM hangs somewhere unforeseen. It exits rather than wait for
+// systemd's SIGKILL (TimeoutStopSec=30 in packaging/redhaven.service),
+// with every goroutine's stack in its log to say where.
+const stopDeadline = 25 * time.Second
+
+// exitStuck is the exit status of a stop that overran stopDeadline.
+const exitStuck = 3
+
+// stuckExit logs the overrun, writes every goroutine's stack to w (the
+// log's stream) and exits the process with exitStuck.
+func stuckExit(logger *slog.Logger, w io.Writer, after time.Duration) {
+	logger.Error("stop did not finish; exiting with every goroutine's stack below", "after", after, "status", exitStuck)
+	var buf []byte
+	for size := 1 << 20; ; size *= 2 { // up to 64 MiB, cut beyond
+		buf = make([]byte, size)
+		if n := runtime.Stack(buf, true); n < size || size >= 64<<20 {
+			buf = buf[:n]
+			break
+		}
+	}
+	fmt.Fprintf(w, "goroutine stacks of the stuck stop:\n%s\n", buf)
+	os.Exit(exitStuck)
 }
 
 // reload reads the config again and applies it: live where it can
@@ -209,7 +246,7 @@ func (p *agentProc) reload(n *node.Node, cancel context.CancelFunc, done <-chan 
 	}
 	p.level.Set(node.ParseLevel(cfg.Log.Level))
 	n.ApplyLive(cfg)
-	_ = n.ReloadTLS() // proxy.tls's certificate files, read again (it logs the outcome)
+	_ = n.ReloadTLS() // proxy.tls and redis.tls files, read again (it logs the outcome)
 	if len(restart) == 0 {
 		p.cfg = cfg
 		p.logger.Info("reload: applied live", "keys", live)
@@ -220,12 +257,27 @@ func (p *agentProc) reload(n *node.Node, cancel context.CancelFunc, done <-chan 
 }
 
 // handOver starts the agent's binary again and hands it the client
-// connections. exit: this process is done (code is its status); otherwise
-// the new process failed before anything was handed over and this one goes
-// on serving.
+// connections of every service. exit: this process is done (code is its
+// status); otherwise the new process failed before anything was handed
+// over and this one goes on serving.
+//
+// A new process that refuses the hand-over (an older binary, put back by
+// a downgrade, with several services) makes this one stop instead and exit
+// with exitRestart, so that systemd starts it again with the config on
+// disk: a plain restart, client connections closed.
 func (p *agentProc) handOver(n *node.Node, cancel context.CancelFunc, done <-chan error, why string) (code int, exit bool) {
 	start := time.Now()
 	log := p.logger.With("reason", why)
+	restart := func(err error) (int, bool) {
+		log.Warn("hand-over refused; restarting instead: the agent stops and exits with status 75 for its supervisor (systemd Restart=on-failure) to start it again; client connections are closed",
+			"why", err)
+		sdNotify("STOPPING=1")
+		cancel()
+		if err := <-done; err != nil {
+			log.Warn("the agent stopped with an error", "err", err)
+		}
+		return exitRestart, true
+	}
 	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_SEQPACKET|syscall.SOCK_CLOEXEC, 0)
 	if err != nil {
 		log.Error("hand-over: no socket; going on", "err", err)
@@ -254,6 +306,9 @@ func (p *agentProc) handOver(n *node.Node, cancel context.CancelFunc, done <-cha
 	go func() { _ = cmd.Wait() }() // reaped if it fails; once this process exits, it is not our child anymore
 	log.Info("hand-over: new process started", "binary", p.exe, "pid", cmd.Process.Pid)
 	hello, err := readMsg(c, startTimeout)
+	if err == nil && hello.Restart {
+		return restart(errors.New(hello.Error))
+	}
 	if err != nil || hello.PID == 0 {
 		_ = cmd.Process.Kill()
 		log.Error("hand-over: the new process did not start (see its log above); going on", "err", err)
@@ -269,7 +324,7 @@ func (p *agentProc) handOver(n *node.Node, cancel context.CancelFunc, done <-cha
 		sdNotify("READY=1")
 		return 0, false
 	}
-	defer in.Proxy.Close()
+	defer in.Close()
 	stopping := time.Now()
 	cancel() // stops the rest (without leaving the cluster): frees the ports and the Raft store
 	select {
@@ -284,7 +339,7 @@ func (p *agentProc) handOver(n *node.Node, cancel context.CancelFunc, done <-cha
 		log.Error("hand-over failed: the client connections are lost", "err", err)
 		return 1, true
 	}
-	in.Proxy.Close() // the new process holds them now
+	in.Close() // the new process holds them now
 	stopped := time.Since(stopping)
 	ready, err := readMsg(c, readyTimeout)
 	if err != nil || !ready.Ready {
@@ -294,7 +349,8 @@ func (p *agentProc) handOver(n *node.Node, cancel context.CancelFunc, done <-cha
 		log.Error("hand-over: the new process failed to take over", "pid", cmd.Process.Pid, "err", err)
 		return 1, true
 	}
-	log.Info("hand-over done; this process exits", "new_pid", cmd.Process.Pid, "sessions", len(in.Proxy.Sessions),
+	_, sessions := in.Counts()
+	log.Info("hand-over done; this process exits", "new_pid", cmd.Process.Pid, "services", len(in.Services), "sessions", sessions,
 		"stop_took", stopped.Round(time.Millisecond), "clients_paused", time.Since(paused).Round(time.Millisecond),
 		"took", time.Since(start).Round(time.Millisecond))
 	return 0, true

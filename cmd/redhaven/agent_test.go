@@ -106,7 +106,11 @@ func startAgentBinary(t *testing.T, bin, cfg string) *realAgent {
 	}
 	go func() { _ = cmd.Wait() }()
 	t.Cleanup(a.stop)
-	m := regexp.MustCompile(`listen:\s*(\S+)`).FindStringSubmatch(cfg[strings.Index(cfg, "proxy:"):])
+	sect := strings.Index(cfg, "proxy:")
+	if sect < 0 {
+		sect = strings.Index(cfg, "services:") // the first service's listener
+	}
+	m := regexp.MustCompile(`listen:\s*(\S+)`).FindStringSubmatch(cfg[sect:])
 	a.proxy = m[1]
 	testutil.Eventually(t, 30*time.Second, "the agent routes", func() bool {
 		c, err := net.DialTimeout("tcp", a.proxy, time.Second)
@@ -391,5 +395,135 @@ func TestHandoverNewBinary(t *testing.T) {
 	c.do("PING", "+PONG")
 	if newPID == pid {
 		t.Errorf("no new process")
+	}
+}
+
+// TestHandoverSeveralServices: an agent running two services (no
+// Sentinel: two redis-servers as the services' nodes) hands both over on
+// SIGUSR2: a client of each, with its own session state, and a pipelined
+// load on each listener go on without an error. Then a reload that
+// removes b and adds c: a's client goes on, b's is closed, c serves.
+func TestHandoverSeveralServices(t *testing.T) {
+	ra := redistest.StartServer(t, redistest.ServerOptions{})
+	rb := redistest.StartServer(t, redistest.ServerOptions{})
+	la := fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))
+	lb := fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))
+	dir := t.TempDir()
+	cfg := twoServicesConfig(t, dir, la, ra.Addr, lb, rb.Addr)
+	a := startRealAgent(t, cfg)
+	waitServes(t, lb)
+
+	ca, cb := dialResp(t, la), dialResp(t, lb)
+	ca.do("SELECT 2", "+OK")
+	ca.do("SET ka in-a", "+OK")
+	cb.do("CLIENT SETNAME b-client", "+OK")
+	cb.do("SET kb in-b", "+OK")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	loads := make(chan loadgen.Result, 2)
+	for _, l := range []string{la, lb} {
+		go func() { loads <- loadgen.Run(ctx, loadgen.Options{Addr: l, Conns: 2, Pipeline: 8}) }()
+	}
+	time.Sleep(1500 * time.Millisecond)
+	pids := []int{a.pid(), a.handOver(syscall.SIGUSR2)}
+	for range 2 {
+		res := <-loads
+		t.Logf("load across the hand-over (pids %v): %s", pids, res)
+		if res.Drops != 0 || res.Misordered != 0 || res.Replies < 100 {
+			t.Fatalf("load: %s %v", res, res.Errors)
+		}
+	}
+	ca.do("GET ka", "$4", "in-a")
+	cb.do("CLIENT GETNAME", "$8", "b-client")
+	cb.do("GET kb", "$4", "in-b")
+	if log := a.log(); !strings.Contains(log, "services=2 sessions=6") {
+		t.Errorf("the log does not say that 2 services with 6 sessions were handed over")
+	}
+
+	// reload: b removed, c added (in front of b's redis)
+	lc := fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))
+	cfg = strings.Replace(cfg, "  - name: b\n    listen: "+lb, "  - name: c\n    listen: "+lc, 1)
+	a.writeConfig(cfg)
+	a.handOver(syscall.SIGHUP)
+	ca.do("GET ka", "$4", "in-a")
+	_ = cb.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := cb.c.Write([]byte("PING\r\n")); err == nil {
+		if line, err := cb.rd.ReadString('\n'); err == nil {
+			t.Errorf("the client of the removed service b still served: %q", line)
+		}
+	}
+	waitServes(t, lc)
+	if c, err := net.DialTimeout("tcp", lb, time.Second); err == nil {
+		c.Close()
+		t.Errorf("b's listener %s still accepts", lb)
+	}
+	if log := a.log(); !strings.Contains(log, `msg="hand-over: service no longer configured; its listeners and client connections are closed" service=b listeners=1 sessions=1`) ||
+		!strings.Contains(log, `msg="hand-over: service new in the config; it starts with no client connections" service=c`) {
+		t.Errorf("the log does not say that b was closed and c started")
+	}
+}
+
+// waitServes waits for a SET to be answered on the proxy listener l.
+func waitServes(t *testing.T, l string) {
+	t.Helper()
+	testutil.Eventually(t, 30*time.Second, "service on "+l+" serves", func() bool {
+		c, err := net.DialTimeout("tcp", l, time.Second)
+		if err != nil {
+			return false
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(time.Second))
+		_, _ = c.Write([]byte("SET k " + l + "\r\n"))
+		line, _ := bufio.NewReader(c).ReadString('\n')
+		return line == "+OK\r\n"
+	})
+}
+
+// twoServicesConfig is an agent with two services without Sentinel: a on
+// listener la in front of redis ra, b on lb in front of rb.
+func twoServicesConfig(t *testing.T, dir, la, ra, lb, rb string) string {
+	return fmt.Sprintf(`node_name: two1
+data_dir: %s
+redis:
+  check_interval: 100ms
+http:
+  listen: 127.0.0.1:%d
+  admin_socket: %s
+cluster:
+  bind: 127.0.0.1:%d
+  raft_bind: 127.0.0.1:%d
+  bootstrap_expect: 1
+services:
+  - name: a
+    listen: %s
+    nodes: [%q]
+  - name: b
+    listen: %s
+    nodes: [%q]
+`, filepath.Join(dir, "data"), testutil.FreePort(t), filepath.Join(dir, "admin.sock"), testutil.FreePort(t), testutil.FreePort(t),
+		la, ra, lb, rb)
+}
+
+// TestHandoverIntoSeveralServices: a single-service agent whose config
+// file now has two services hands over to a process that runs both: the
+// client of the one service (same name, same listener) goes on, and the
+// new service starts.
+func TestHandoverIntoSeveralServices(t *testing.T) {
+	rs := redistest.StartServer(t, redistest.ServerOptions{})
+	rb := redistest.StartServer(t, redistest.ServerOptions{})
+	proxyAddr := fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))
+	a := startRealAgent(t, agentConfig(t, rs.Addr, proxyAddr, "info", ""))
+	c := dialResp(t, proxyAddr)
+	c.do("SELECT 5", "+OK")
+	c.do("SET k5 five", "+OK")
+	lb := fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))
+	cfg := twoServicesConfig(t, t.TempDir(), proxyAddr, rs.Addr, lb, rb.Addr)
+	a.writeConfig(strings.Replace(cfg, "  - name: a\n", "  - name: mymaster\n", 1))
+	a.handOver(syscall.SIGUSR2)
+	c.do("GET k5", "$4", "five")
+	waitServes(t, lb)
+	if log := a.log(); !strings.Contains(log, "hand-over: service new in the config") {
+		t.Errorf("the log does not say that service b is new")
 	}
 }

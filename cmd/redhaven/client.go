@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -22,15 +23,11 @@ import (
 
 // The CLI's view of GET /api/v1/stats: only the fields it prints.
 type apiStats struct {
-	Node    string `json:"node"`
-	Version string `json:"redhaven_version"`
-	Ready   bool   `json:"ready"`
-	Leader  bool   `json:"leader"`
-	Route   struct {
-		Master string `json:"master"`
-		Epoch  int64  `json:"epoch"`
-		Reason string `json:"reason"`
-	} `json:"route"`
+	Node    string   `json:"node"`
+	Version string   `json:"redhaven_version"`
+	Ready   bool     `json:"ready"`
+	Leader  bool     `json:"leader"`
+	Route   apiRoute `json:"route"`
 	Members []struct {
 		Name        string  `json:"name"`
 		Addr        string  `json:"addr"`
@@ -41,11 +38,41 @@ type apiStats struct {
 		Version     string  `json:"version"`
 		IsLeader    bool    `json:"is_leader"`
 	} `json:"members"`
-	VIP struct {
-		Mode    string `json:"mode"`
-		Address string `json:"address"`
-		Holder  string `json:"holder"`
-	} `json:"vip"`
+	VIP apiVIP `json:"vip"`
+	// Services: every service the agent routes (absent from agents
+	// older than issue 14; the top-level route is then the one).
+	Services []struct {
+		Name     string   `json:"name"`
+		Ready    bool     `json:"ready"`
+		Route    apiRoute `json:"route"`
+		Backends []struct {
+			Addr string `json:"addr"`
+		} `json:"backends"`
+		VIP *apiVIP `json:"vip"` // the service's own VIP; nil: it shares the top-level one
+	} `json:"services"`
+}
+
+type apiVIP struct {
+	Mode    string `json:"mode"`
+	Address string `json:"address"`
+	Holder  string `json:"holder"`
+}
+
+type apiRoute struct {
+	Master string `json:"master"`
+	Epoch  int64  `json:"epoch"`
+	Reason string `json:"reason"`
+}
+
+// masterText is a committed route in words.
+func masterText(r apiRoute) string {
+	switch {
+	case r.Master == "":
+		return "none committed yet"
+	case r.Reason != "":
+		return fmt.Sprintf("%s (epoch %d, %s)", r.Master, r.Epoch, r.Reason)
+	}
+	return fmt.Sprintf("%s (epoch %d)", r.Master, r.Epoch)
 }
 
 // apiClient talks to an agent's HTTP API: by default the local agent over
@@ -216,20 +243,32 @@ func runStatus(o *apiOpts, _ []string, stdout, stderr io.Writer) int {
 			leader = m.Name
 		}
 	}
-	master := "none committed yet"
-	if s.Route.Master != "" {
-		master = fmt.Sprintf("%s (epoch %d)", s.Route.Master, s.Route.Epoch)
-		if s.Route.Reason != "" {
-			master = fmt.Sprintf("%s (epoch %d, %s)", s.Route.Master, s.Route.Epoch, s.Route.Reason)
-		}
-	}
 	w := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(w, "node:\t%s (redhaven %s)\n", s.Node, s.Version)
 	fmt.Fprintf(w, "leader:\t%s\n", leader)
-	fmt.Fprintf(w, "master:\t%s\n", master)
-	fmt.Fprintf(w, "routing:\t%s\n", map[bool]string{true: "yes, this node may route writes", false: "NO: commands are held (no committed master or out of contact with the quorum)"}[s.Ready])
+	if len(s.Services) > 1 {
+		// A line per service, then whether this node routes every one.
+		for _, sv := range s.Services {
+			fmt.Fprintf(w, "service %s:\t%s; routing %s\n", sv.Name, masterText(sv.Route), map[bool]string{true: "yes", false: "NO"}[sv.Ready])
+		}
+	} else {
+		if len(s.Services) == 1 && s.Services[0].Name != "" {
+			fmt.Fprintf(w, "service:\t%s\n", s.Services[0].Name)
+		}
+		fmt.Fprintf(w, "master:\t%s\n", masterText(s.Route))
+	}
+	routing := map[bool]string{true: "yes, this node may route writes", false: "NO: commands are held (no committed master or out of contact with the quorum)"}[s.Ready]
+	if len(s.Services) > 1 && !s.Ready {
+		routing = "NO: not every service is routed here (commands of those are held)"
+	}
+	fmt.Fprintf(w, "routing:\t%s\n", routing)
 	if s.VIP.Mode != "" && s.VIP.Mode != "none" {
 		fmt.Fprintf(w, "vip:\t%s held by %s\n", s.VIP.Address, orNone(s.VIP.Holder))
+	}
+	for _, sv := range s.Services {
+		if sv.VIP != nil {
+			fmt.Fprintf(w, "vip of %s:\t%s held by %s\n", sv.Name, sv.VIP.Address, orNone(sv.VIP.Holder))
+		}
 	}
 	w.Flush()
 	if !s.Ready {
@@ -271,7 +310,7 @@ func runMembersRemove(o *apiOpts, args []string, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
-func runFailover(o *apiOpts, _ []string, stdout, stderr io.Writer) int {
+func runFailover(o *apiOpts, args []string, stdout, stderr io.Writer) int {
 	c, err := newAPIClient(o)
 	if err != nil {
 		return fail(stderr, "failover", err)
@@ -280,23 +319,54 @@ func runFailover(o *apiOpts, _ []string, stdout, stderr io.Writer) int {
 	if err := c.do("GET", "/api/v1/stats", nil, &before); err != nil {
 		return fail(stderr, "failover", err)
 	}
+	name := ""
+	if len(args) > 0 {
+		name = args[0]
+	}
+	old, err := serviceRoute(before, name)
+	if err != nil {
+		fmt.Fprintf(stderr, "redhaven failover: %v\n", err)
+		return exitUsage
+	}
 	var acted actedResult
-	if err := c.do("POST", "/api/v1/failover", map[string]string{}, &acted); err != nil {
+	if err := c.do("POST", "/api/v1/failover", map[string]string{"service": name}, &acted); err != nil {
 		return fail(stderr, "failover", err)
 	}
 	printActed(stdout, acted)
-	fmt.Fprintf(stdout, "master now %s (epoch %d); waiting for the new master...\n", before.Route.Master, before.Route.Epoch)
+	fmt.Fprintf(stdout, "master now %s (epoch %d); waiting for the new master...\n", old.Master, old.Epoch)
 	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
 		var s apiStats
-		if err := c.do("GET", "/api/v1/stats", nil, &s); err == nil && s.Route.Master != "" && s.Route.Master != before.Route.Master && s.Route.Epoch > before.Route.Epoch {
-			fmt.Fprintf(stdout, "new master %s (epoch %d)\n", s.Route.Master, s.Route.Epoch)
-			return exitOK
+		if err := c.do("GET", "/api/v1/stats", nil, &s); err == nil {
+			if r, err := serviceRoute(s, name); err == nil && r.Master != "" && r.Master != old.Master && r.Epoch > old.Epoch {
+				fmt.Fprintf(stdout, "new master %s (epoch %d)\n", r.Master, r.Epoch)
+				return exitOK
+			}
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
 	fmt.Fprintln(stderr, "redhaven failover: no new master after 60s; see the agent's log and the stats page")
 	return exitError
+}
+
+// serviceRoute is the committed route of the service called name in s;
+// "" names the only service (an error names them all when there are
+// several, or when name is not one of them).
+func serviceRoute(s apiStats, name string) (apiRoute, error) {
+	if len(s.Services) == 0 { // an agent older than issue 14: one service
+		return s.Route, nil
+	}
+	names := make([]string, len(s.Services))
+	for i, sv := range s.Services {
+		if sv.Name == name || name == "" && len(s.Services) == 1 {
+			return sv.Route, nil
+		}
+		names[i] = strconv.Quote(sv.Name)
+	}
+	if name == "" {
+		return apiRoute{}, fmt.Errorf("the agent routes several services; name one: %s", strings.Join(names, ", "))
+	}
+	return apiRoute{}, fmt.Errorf("service %q: not routed by %s (services: %s)", name, s.Node, strings.Join(names, ", "))
 }
 
 func runJoin(o *apiOpts, args []string, stdout, stderr io.Writer) int {

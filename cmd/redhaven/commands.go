@@ -46,13 +46,19 @@ const (
 	exitUsage       = 2 // bad flag, missing or extra argument, unknown command; agent: invalid configuration
 	exitNotRouting  = 3 // status: this node does not route writes (no leader, no committed master, out of contact)
 	exitUnreachable = 4 // the agent could not be reached (not running, wrong socket or address, no permission)
+	// exitRestart: the agent stopped so that its supervisor starts it
+	// again (a hand-over restart the new process refused: an older
+	// binary, after a downgrade, with several services);
+	// systemd's Restart=on-failure does. EX_TEMPFAIL of sysexits.h.
+	exitRestart = 75
 )
 
 const exitStatusHelp = `0 success; 1 the command failed (invalid configuration, request refused,
 agent error); 2 usage error (unknown command or flag, missing or extra
 argument; agent: invalid configuration); 3 status: this node does not route writes (no Raft leader, no
 committed master, or out of contact with the quorum); 4 the agent could
-not be reached (not running, wrong --socket or --addr, no permission).`
+not be reached (not running, wrong --socket or --addr, no permission); 75 agent: stopped to be
+started again by its supervisor (a hand-over restart the new process refused, e.g. an older binary with several services).`
 
 // apiHelp is said by every command that talks to an agent.
 const apiHelp = `It talks to the agent on this host over its admin socket
@@ -66,8 +72,8 @@ var commands = []command{
 		name: "agent", summary: "run the agent: watch Redis and Sentinel, proxy clients to the master",
 		desc: `Run the agent in the foreground until SIGINT or SIGTERM (a second signal stops at once). ` +
 			`The configuration is loaded as by check-config; warnings about settings that have no effect are logged at start. ` +
-			`SIGHUP reloads the configuration: log.level, http.auth, proxy.hold_timeout, proxy.max_clients, proxy.prefer_replica, redis.max_replica_lag, proxy.client_output_limit, proxy.auth_timeout, proxy.client_idle_timeout and proxy.max_clients_per_ip change live; any other changed key, or a new binary at the same path, makes a hand-over restart, and the log names the keys. ` +
-			`SIGUSR2 is a hand-over restart: the binary at the same path starts again and takes over the listeners and every client connection, so clients see a pause, not a closed connection (systemctl reload does this). ` +
+			`SIGHUP reloads the configuration: log.level, http.auth, proxy.hold_timeout, proxy.max_clients, proxy.prefer_replica, redis.max_replica_lag, proxy.client_output_limit, proxy.auth_timeout, proxy.client_idle_timeout and proxy.max_clients_per_ip change live; any other changed key, or a new binary at the same path, makes a hand-over restart, and the log names the keys. It also reads the proxy.tls and redis.tls certificate, key and CA files again (new connections use them; a file that fails to load is logged and the one in use stays). ` +
+			`SIGUSR2 is a hand-over restart: the binary at the same path starts again and takes over the listeners and every client connection of every service (by service name; a service removed from the configuration has its clients closed, a new one starts), so clients see a pause, not a closed connection (systemctl reload does this). ` +
 			`Under systemd the packaged unit runs "redhaven agent -c /etc/redhaven/redhaven.yaml".`,
 		examples: []string{"redhaven agent -c /etc/redhaven/redhaven.yaml", "redhaven agent --log-level debug --proxy-listen :7000"},
 		setup:    configCommand(runAgent),
@@ -103,9 +109,11 @@ var commands = []command{
 	},
 	{
 		name: "failover", summary: "planned failover: pause writes, fail over through Sentinel, resume",
-		desc: "Ask the leader for a planned failover: writes are held, the replicas catch up, SENTINEL FAILOVER runs, " +
-			"and writes resume on the new master. Waits up to 60s for the new master.\n\n" + apiHelp,
-		examples: []string{"redhaven failover", "redhaven failover --addr http://10.0.0.11:8404 --user ops"},
+		args: "[SERVICE]", minArgs: 0, maxArgs: 1, argsNote: "give at most one service name (see status)",
+		desc: "Ask the leader for a planned failover of SERVICE (Sentinel's master name; may be left out when the agent " +
+			"routes one service): writes are held, the replicas catch up, SENTINEL FAILOVER runs, " +
+			"and writes resume on the new master. Waits up to 60s for the new master. The other services are not touched.\n\n" + apiHelp,
+		examples: []string{"redhaven failover", "redhaven failover cache", "redhaven failover --addr http://10.0.0.11:8404 --user ops"},
 		setup:    apiCommand(runFailover),
 	},
 	{
@@ -123,10 +131,11 @@ var commands = []command{
 	},
 	{
 		name: "route reset", summary: "clear the committed route so that routing follows Sentinel again",
-		desc: "Clear the committed route (a master that the watchers contradict, or an epoch that no Sentinel reaches) " +
+		args: "[SERVICE]", minArgs: 0, maxArgs: 1, argsNote: "give at most one service name (see status)",
+		desc: "Clear the committed route of SERVICE (may be left out when the agent routes one service; a master that the watchers contradict, or an epoch that no Sentinel reaches) " +
 			"so that the leader commits the master Sentinel reports again. It names the route it read: a route committed " +
 			"in between is left alone (exit 1, HTTP 409). A follower's agent forwards it to the leader.\n\n" + apiHelp,
-		examples: []string{"redhaven route reset"},
+		examples: []string{"redhaven route reset", "redhaven route reset cache"},
 		setup:    apiCommand(runRouteReset),
 	},
 	{

@@ -114,3 +114,55 @@ func TestStatusWithoutLeader(t *testing.T) {
 		t.Errorf("status shows a meaningless epoch:\n%s", out.String())
 	}
 }
+
+// TestStatusServices: status names the only service, and with several
+// lists each with its master and whether this node routes it.
+func TestStatusServices(t *testing.T) {
+	body := `{"node":"n1","redhaven_version":"dev","ready":true,"leader":true,"route":{"master":"10.0.0.11:6379","epoch":7,"reason":"switch-master"},
+		"members":[{"name":"n1","is_leader":true}],"vip":{"mode":"none"},
+		"services":[{"name":"mymaster","ready":true,"route":{"master":"10.0.0.11:6379","epoch":7,"reason":"switch-master"}}]}`
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Write([]byte(body))
+	}))
+	defer srv.Close()
+	status := func() (int, string) {
+		var out, errb bytes.Buffer
+		code := run([]string{"status", "--addr", srv.URL}, &out, &errb)
+		return code, out.String()
+	}
+	code, out := status()
+	for _, w := range []string{"service:  mymaster\n", "master:   10.0.0.11:6379 (epoch 7, switch-master)", "routing:  yes"} {
+		if code != exitOK || !strings.Contains(out, w) {
+			t.Errorf("one service: exit %d, status lacks %q:\n%s", code, w, out)
+		}
+	}
+	body = `{"node":"n1","redhaven_version":"dev","ready":false,"leader":true,"route":{"master":"10.0.0.11:6379","epoch":7},
+		"members":[{"name":"n1","is_leader":true}],"vip":{"mode":"none"},
+		"services":[{"name":"mymaster","ready":true,"route":{"master":"10.0.0.11:6379","epoch":7}},
+		            {"name":"cache","ready":false,"route":{"master":"","epoch":0}}]}`
+	code, out = status()
+	for _, w := range []string{"service mymaster:  10.0.0.11:6379 (epoch 7); routing yes", "service cache:     none committed yet; routing NO", "routing:           NO: not every service is routed here"} {
+		if !strings.Contains(out, w) {
+			t.Errorf("two services: status lacks %q:\n%s", w, out)
+		}
+	}
+	if code != exitNotRouting || strings.Contains(out, "\nmaster:") {
+		t.Errorf("two services: exit %d (want %d), or a single master line:\n%s", code, exitNotRouting, out)
+	}
+	// A service with its own VIP: a line for it after the shared one.
+	body = `{"node":"n1","redhaven_version":"dev","ready":true,"leader":true,"route":{"master":"10.0.0.11:6379","epoch":7},
+		"members":[{"name":"n1","is_leader":true}],"vip":{"mode":"netlink","address":"10.0.0.100/24","holder":"n1"},
+		"services":[{"name":"mymaster","ready":true,"route":{"master":"10.0.0.11:6379","epoch":7}},
+		            {"name":"cache","ready":true,"route":{"master":"10.0.0.12:6379","epoch":1},
+		             "vip":{"service":"cache","mode":"netlink","address":"10.0.0.101/24","holder":"n2"}}]}`
+	_, out = status()
+	for _, w := range []string{"vip:               10.0.0.100/24 held by n1\n", "vip of cache:      10.0.0.101/24 held by n2\n"} {
+		if !strings.Contains(out, w) {
+			t.Errorf("service VIP: status lacks %q:\n%s", w, out)
+		}
+	}
+	if strings.Contains(out, "vip of mymaster") {
+		t.Errorf("a line for the shared VIP's service:\n%s", out)
+	}
+}

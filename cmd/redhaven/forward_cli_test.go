@@ -98,7 +98,7 @@ func TestCLIForwarding(t *testing.T) {
 				leader = i
 			}
 		}
-		return leader >= 0 && nodes[leader].Cluster().State().Route.Master != ""
+		return leader >= 0 && nodes[leader].Cluster().State().Service(nodes[leader].Service()).Route.Master != ""
 	})
 	follower = (leader + 1) % 3
 	cli := func(stdin string, args ...string) (int, string, string) {
@@ -112,11 +112,11 @@ func TestCLIForwarding(t *testing.T) {
 	// route reset of a forged route, asked on the follower
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := nodes[leader].Cluster().ProposeRoute(ctx, cluster.RouteDecision{Master: "192.0.2.1:6379", Epoch: 999999999, Reason: "forged"}); err != nil {
+	if err := nodes[leader].Cluster().ProposeRoute(ctx, nodes[leader].Service(), cluster.RouteDecision{Master: "192.0.2.1:6379", Epoch: 999999999, Reason: "forged"}); err != nil {
 		t.Fatal(err)
 	}
 	testutil.Eventually(t, 10*time.Second, "the follower sees the forged route", func() bool {
-		return nodes[follower].Cluster().State().Route.Epoch == 999999999
+		return nodes[follower].Cluster().State().Service(nodes[follower].Service()).Route.Epoch == 999999999
 	})
 	code, out, errs := cli("", "route", "reset")
 	// (the leader named may differ from leaderName if an election ran
@@ -125,14 +125,14 @@ func TestCLIForwarding(t *testing.T) {
 		t.Fatalf("route reset: exit %d %q %q", code, out, errs)
 	}
 	testutil.Eventually(t, 10*time.Second, "sentinel's master committed again", func() bool {
-		return nodes[follower].Cluster().State().Route.Master == set.Master.Addr
+		return nodes[follower].Cluster().State().Service(nodes[follower].Service()).Route.Master == set.Master.Addr
 	})
 
 	if code, out, errs := cli("", "backend", "drain", set.Master.Addr); code != 0 || !strings.Contains(out, "carried out by the leader ") {
 		t.Fatalf("backend drain: exit %d %q %q", code, out, errs)
 	}
 	testutil.Eventually(t, 10*time.Second, "drain committed", func() bool {
-		return nodes[follower].Cluster().State().Admin[set.Master.Addr] == cluster.AdminDrain
+		return nodes[follower].Cluster().State().Service(nodes[follower].Service()).Admin[set.Master.Addr] == cluster.AdminDrain
 	})
 	if code, out, errs := cli("", "backend", "ready", set.Master.Addr); code != 0 {
 		t.Fatalf("backend ready: exit %d %q %q", code, out, errs)

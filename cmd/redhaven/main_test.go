@@ -15,6 +15,10 @@ func TestCLI(t *testing.T) {
 	keyless := filepath.Join(dir, "keyless.yaml")
 	os.WriteFile(good, []byte("node_name: n1\ndata_dir: /tmp/x\nredis:\n  sentinels: [\"127.0.0.1:26379\"]\ncluster:\n  encrypt: \"AAAAAAAAAAAAAAAAAAAAAA==\"\n"), 0o644)
 	os.WriteFile(keyless, []byte("node_name: n1\ndata_dir: /tmp/x\nredis:\n  sentinels: [\"127.0.0.1:26379\"]\ncluster:\n  join: [\"10.0.0.2\"]\n"), 0o644)
+	svc := filepath.Join(dir, "services.yaml")
+	os.WriteFile(svc, []byte("node_name: n1\ndata_dir: /tmp/x\nredis:\n  sentinels: [\"127.0.0.1:26379\"]\ncluster:\n  bootstrap_expect: 1\nservices:\n  - name: cache\n    listen: \":6390\"\n    password: sekrit\n"), 0o644)
+	svc2 := filepath.Join(dir, "services2.yaml")
+	os.WriteFile(svc2, []byte("node_name: n1\ndata_dir: /tmp/x\nredis:\n  sentinels: [\"127.0.0.1:26379\"]\ncluster:\n  bootstrap_expect: 1\nservices:\n  - name: a\n    listen: \":6390\"\n  - name: b\n    listen: \":6391\"\n"), 0o644)
 	os.WriteFile(bad, []byte("node_name: n1\nredis:\n  sentinels: [\"nohost\"]\n  check_intervall: 1s\nproxy:\n  max_clients: -1\n"), 0o644)
 	tests := []struct {
 		name     string
@@ -27,6 +31,8 @@ func TestCLI(t *testing.T) {
 		{"version", []string{"version"}, 0, "redhaven ", ""},
 		{"unknown command", []string{"frobnicate"}, 2, "", `unknown command "frobnicate"`},
 		{"valid config", []string{"check-config", "-c", good}, 0, "configuration is valid", ""},
+		{"services listed", []string{"check-config", "-c", svc}, 0, `"cache": read-write on :6390, no read-only listener; 1 Sentinel(s): 127.0.0.1:26379; client AUTH on, Redis auth off`, ""},
+		{"two services valid", []string{"check-config", "-c", svc2}, 0, `"b": read-write on :6391`, ""},
 		{"unknown key named", []string{"check-config", "-c", bad}, 1, "", `"redis.check_intervall"`},
 		{"missing file named", []string{"check-config", "-c", filepath.Join(dir, "nope.yaml")}, 1, "", "nope.yaml"},
 		{"flag overrides", []string{"check-config", "-c", good, "--proxy-listen", "nonsense"}, 1, "", "proxy.listen"},

@@ -162,3 +162,75 @@ func bashCompletion() string {
 	b.WriteString("complete -F _redhaven redhaven\n")
 	return b.String()
 }
+
+// zshCompletion completes command names with their summaries, then the
+// command's sub-commands and flags with their usage lines.
+func zshCompletion() string {
+	var b strings.Builder
+	b.WriteString("#compdef redhaven\n")
+	b.WriteString("# zsh completion for redhaven. Generated from cmd/redhaven/commands.go by TestManPage -update; do not edit.\n")
+	b.WriteString("_redhaven() {\n")
+	b.WriteString("    local cmd=${words[2]}\n")
+	b.WriteString("    local -a cmds subs flags\n")
+	b.WriteString("    if (( CURRENT == 2 )); then\n")
+	b.WriteString("        cmds=(\n")
+	subs := map[string][]string{}
+	for _, c := range commands {
+		first, rest, sub := strings.Cut(c.name, " ")
+		if sub {
+			subs[first] = append(subs[first], zshQuote(rest+":"+c.summary))
+			continue
+		}
+		fmt.Fprintf(&b, "            %s\n", zshQuote(c.name+":"+c.summary))
+	}
+	b.WriteString("            'help:show the commands or one command'\"'\"'s usage'\n")
+	b.WriteString("        )\n")
+	b.WriteString("        _describe -t commands 'redhaven command' cmds\n")
+	b.WriteString("        return\n    fi\n")
+	b.WriteString("    (( CURRENT > 3 )) && [[ -n ${words[3]} && ${words[3]} != -* ]] && cmd=\"$cmd ${words[3]}\"\n")
+	b.WriteString("    case $cmd in\n")
+	for _, c := range commands {
+		fs, _ := c.newFlagSet()
+		var flags []string
+		fs.VisitAll(func(f *pflag.Flag) {
+			if f.Hidden {
+				return
+			}
+			spec := "--" + f.Name + "[" + zshBracket(f.Usage) + "]"
+			if f.Value.Type() != "bool" {
+				action := ""
+				if f.Name == "config" {
+					action = "_files"
+				}
+				spec += ":" + f.Name + ":" + action
+			}
+			flags = append(flags, zshQuote(spec))
+		})
+		flags = append(flags, zshQuote("--help[show this command's usage]"))
+		fmt.Fprintf(&b, "        (%s)\n", zshPattern(c.name))
+		if s := subs[c.name]; len(s) > 0 {
+			sort.Strings(s)
+			fmt.Fprintf(&b, "            subs=(%s)\n", strings.Join(s, " "))
+			b.WriteString("            (( CURRENT == 3 )) && [[ ${words[3]} != -* ]] && { _describe -t commands 'sub-command' subs; return }\n")
+		}
+		fmt.Fprintf(&b, "            flags=(%s) ;;\n", strings.Join(flags, " "))
+	}
+	b.WriteString("        (*) return 1 ;;\n    esac\n")
+	b.WriteString("    _arguments -s $flags '*:argument:'\n")
+	b.WriteString("}\n")
+	b.WriteString("_redhaven \"$@\"\n")
+	return b.String()
+}
+
+// zshQuote single-quotes s for zsh.
+func zshQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'"'"'`) + "'" }
+
+// zshBracket makes s safe inside an _arguments description [...].
+func zshBracket(s string) string {
+	s, _, _ = strings.Cut(s, "\n")
+	return strings.NewReplacer("[", "(", "]", ")", ":", `\:`).Replace(s)
+}
+
+// zshPattern is a case pattern matching name literally (a space in
+// "members remove" must be quoted).
+func zshPattern(name string) string { return strings.ReplaceAll(name, " ", `\ `) }

@@ -37,17 +37,21 @@ const (
 
 // Op is one client operation, as the workload client records it.
 type Op struct {
-	Client   int      `json:"client"`          // workload client number
-	Conn     int      `json:"conn"`            // connection number of that client
-	Via      string   `json:"via"`             // "vip" or the node whose proxy the client uses
-	Kind     string   `json:"kind"`            // set, get, rpush, lrange
-	Key      string   `json:"key"`             // without the workload prefix
-	Value    string   `json:"value,omitempty"` // set/rpush argument; get result ("" = nil)
-	List     []string `json:"list,omitempty"`  // lrange result
-	Invoke   int64    `json:"invoke"`          // Unix ns
-	Complete int64    `json:"complete"`        // Unix ns
-	Outcome  string   `json:"outcome"`
-	Err      string   `json:"err,omitempty"`
+	Client int      `json:"client"`          // workload client number
+	Conn   int      `json:"conn"`            // connection number of that client
+	Via    string   `json:"via"`             // "vip" or the node whose proxy the client uses
+	Kind   string   `json:"kind"`            // set, get, rpush, lrange
+	Key    string   `json:"key"`             // without the workload prefix
+	Value  string   `json:"value,omitempty"` // set/rpush argument; get result ("" = nil)
+	List   []string `json:"list,omitempty"`  // lrange result, after the first Known values
+	// Known: an lrange result extends the same client's previous read of
+	// the key, whose Known values it starts with; 0 = List is the whole
+	// result (see ReadRecorder; ExpandReads rebuilds whole lists).
+	Known    int    `json:"known,omitempty"`
+	Invoke   int64  `json:"invoke"`   // Unix ns
+	Complete int64  `json:"complete"` // Unix ns
+	Outcome  string `json:"outcome"`
+	Err      string `json:"err,omitempty"`
 }
 
 // IsWrite tells SET and RPUSH from the reads.

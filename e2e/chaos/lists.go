@@ -133,41 +133,48 @@ func CheckLists(ops []Op, final map[string][]string, faults []Window, lag time.D
 
 // checkListReads: a list only grows, so a read must contain, as a prefix,
 // every read of the same key that completed before it was sent, unless a
-// fault that loses writes came in between.
+// fault that loses writes came in between. It works on the compact
+// history (reads as prefixes of their client's chain), so its cost follows
+// the history's size, not the sum of the lists' lengths.
 func checkListReads(ops []Op, losing []Window, lag time.Duration) []string {
-	byKey := map[string][]Op{}
-	for _, o := range ops {
-		if o.Kind == KindLRange && o.Outcome == OK {
-			byKey[o.Key] = append(byKey[o.Key], o)
-		}
+	all, err := decodeReads(ops)
+	if err != nil {
+		return []string{err.Error()}
 	}
+	byKey := map[string][]listRead{}
+	for _, r := range all {
+		k := ops[r.op].Key
+		byKey[k] = append(byKey[k], r)
+	}
+	var p prefixes
 	var bad []string
 	for k, reads := range byKey {
-		sort.Slice(reads, func(i, j int) bool { return reads[i].Invoke < reads[j].Invoke })
-		var last *Op // the longest read completed so far
-		byDone := append([]Op(nil), reads...)
-		sort.Slice(byDone, func(i, j int) bool { return byDone[i].Complete < byDone[j].Complete })
+		sort.Slice(reads, func(i, j int) bool { return ops[reads[i].op].Invoke < ops[reads[j].op].Invoke })
+		byDone := slices.Clone(reads)
+		sort.Slice(byDone, func(i, j int) bool { return ops[byDone[i].op].Complete < ops[byDone[j].op].Complete })
+		var last *listRead // the longest read completed so far
 		d := 0
-		for i := range reads {
-			r := reads[i]
-			for d < len(byDone) && byDone[d].Complete < r.Invoke {
-				if last == nil || len(byDone[d].List) >= len(last.List) {
+		for _, r := range reads {
+			o := ops[r.op]
+			for d < len(byDone) && ops[byDone[d].op].Complete < o.Invoke {
+				if last == nil || byDone[d].n >= last.n {
 					last = &byDone[d]
 				}
 				d++
 			}
-			if last == nil || isPrefix(last.List, r.List) {
+			if last == nil || p.isPrefix(*last, r) {
 				continue
 			}
+			lastDone := ops[last.op].Complete
 			lossBetween := false
 			for _, f := range losing {
-				if f.Start-lag.Nanoseconds() <= r.Invoke && f.End >= last.Complete-lag.Nanoseconds() {
+				if f.Start-lag.Nanoseconds() <= o.Invoke && f.End >= lastDone-lag.Nanoseconds() {
 					lossBetween = true
 				}
 			}
 			if !lossBetween {
 				bad = append(bad, fmt.Sprintf("%s: read of %d values at %d lost a value of the read of %d at %d",
-					k, len(r.List), r.Invoke, len(last.List), last.Complete))
+					k, r.n, o.Invoke, last.n, lastDone))
 			}
 		}
 	}

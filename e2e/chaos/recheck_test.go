@@ -12,6 +12,7 @@ import (
 // chaos.jsonl, final.json and faults.json that make chaos writes to
 // dist/chaos), to diagnose a run after a checker change without running
 // it again: CHAOS_RECHECK=dist/chaos go test -run TestRecheckSavedRun -v ./e2e/chaos
+// (CHAOS_COMPACT=file also writes the history in compact form there).
 func TestRecheckSavedRun(t *testing.T) {
 	dir := os.Getenv("CHAOS_RECHECK")
 	if dir == "" {
@@ -30,6 +31,24 @@ func TestRecheckSavedRun(t *testing.T) {
 		}
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
+		}
+	}
+	stored, whole := 0, 0
+	if reads, err := decodeReads(ops); err == nil {
+		for _, r := range reads {
+			stored += len(ops[r.op].List)
+			whole += r.n
+		}
+	}
+	t.Logf("%d operations; LRANGE values stored %d, in the whole lists %d", len(ops), stored, whole)
+	if fi, err := os.Stat(filepath.Join(dir, "chaos.jsonl")); err == nil {
+		full, err := FullSize(ops)
+		t.Logf("history %d bytes; recorded whole it would be %d bytes (%v)", fi.Size(), full, err)
+	}
+	if path := os.Getenv("CHAOS_COMPACT"); path != "" {
+		// a history recorded in full (before ReadRecorder), rewritten compact
+		if err := WriteOps(path, CompactReads(ops)); err != nil {
+			t.Fatal(err)
 		}
 	}
 	const lag = 500 * time.Millisecond // as in e2e TestChaos

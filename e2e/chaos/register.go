@@ -97,7 +97,8 @@ func (r RegisterResult) Linearizable() bool { return len(r.Illegal) == 0 && r.Ti
 // widened by lag before their start): across those, Redis's asynchronous
 // replication is allowed to forget acknowledged writes, so each segment
 // after one starts from an unknown value, and writes that overlapped the
-// fault may still appear in it (as writes of unknown outcome). vizDir, if
+// fault may still appear in it (as writes of unknown outcome; they stay in
+// their own segment too, never returning, as a read there may see them). vizDir, if
 // not empty, receives porcupine's HTML visualisation of each illegal
 // segment.
 func CheckRegister(ops []Op, faults []Window, lag, timeout time.Duration, vizDir string) (RegisterResult, error) {
@@ -143,7 +144,11 @@ func CheckRegister(ops []Op, faults []Window, lag, timeout time.Duration, vizDir
 			continue
 		}
 		res.Excluded++
-		if in.write { // may appear in the next segment
+		if in.write {
+			// It may have taken effect before the cut (a read in this
+			// segment may return it: seed 2's unknown SETs through the VIP,
+			// read 0.1 s later via n1) or after it (the next segment).
+			segs[seg] = append(segs[seg], porcupine.Operation{ClientId: o.Client, Input: in, Call: o.Invoke, Output: "", Return: math.MaxInt64, Metadata: meta})
 			meta.outcome = Unknown
 			segs[seg+1] = append(segs[seg+1], porcupine.Operation{ClientId: o.Client, Input: in, Call: segStart(seg + 1), Output: "", Return: math.MaxInt64, Metadata: meta})
 		}

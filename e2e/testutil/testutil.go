@@ -5,10 +5,13 @@ package testutil
 
 import (
 	"context"
+	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -29,16 +32,43 @@ func Require(t testing.TB, piece string, missing string) {
 	t.Skipf("skipping: %s missing: %s", piece, missing)
 }
 
-// FreePort returns a loopback TCP port that was free a moment ago.
+// FreePort returns a loopback port that was free for both TCP and UDP a
+// moment ago (memberlist needs both). It picks at random from 20000-31999,
+// below Linux's ephemeral range, so that outgoing connections of running
+// agents and Redis cannot take it between this call and the bind (seen in
+// CI: "bind: address already in use" for a port the kernel had given out
+// as 127.0.0.1:0 a moment before), and never returns the same port twice in
+// one test binary.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("free port: %v", err)
+	portsMu.Lock()
+	defer portsMu.Unlock()
+	for range 500 {
+		port := 20000 + rand.IntN(12000)
+		if portsGiven[port] {
+			continue
+		}
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			continue
+		}
+		u, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port))
+		_ = l.Close()
+		if err != nil {
+			continue
+		}
+		_ = u.Close()
+		portsGiven[port] = true
+		return port
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	t.Fatal("free port: no port in 20000-31999 free for both tcp and udp")
+	return 0
 }
+
+var (
+	portsMu    sync.Mutex
+	portsGiven = map[int]bool{}
+)
 
 // Eventually polls cond every 10ms until it is true or timeout passes.
 func Eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {

@@ -124,6 +124,7 @@ func (w *chaosClient) run(ctx context.Context, interval time.Duration, done, fai
 	}
 	renew()
 	defer func() { _ = c.Close() }()
+	var reads chaos.ReadRecorder // LRANGEs are recorded as what is new since this client's last read
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
 	for seq := 1; ; seq++ {
@@ -167,6 +168,9 @@ func (w *chaosClient) run(ctx context.Context, interval time.Duration, done, fai
 		op.Outcome = chaos.Classify(strings.TrimSpace(op.Err), connErr)
 		if op.Outcome != chaos.OK && !op.IsWrite() {
 			op.Value, op.List = "", nil
+		}
+		if op.Kind == chaos.KindLRange && op.Outcome == chaos.OK {
+			op.Known, op.List = reads.Record(op.Key, op.List)
 		}
 		ops = append(ops, op)
 		done.Add(1)

@@ -33,6 +33,9 @@ type Config struct {
 	DialTimeout time.Duration `koanf:"dial_timeout"`
 	// TLS is TLS towards Redis and Sentinel (tls.go).
 	TLS TLSConfig `koanf:"tls"`
+	// ClientTLS, when set, is TLS's loaded files (NewClientTLS), shared
+	// with the caller, who reloads them; nil: the watcher loads its own.
+	ClientTLS *ClientTLS `koanf:"-"`
 }
 
 // DefaultConfig returns the defaults from DESIGN.md.

@@ -18,8 +18,6 @@ type link struct {
 
 	mu sync.Mutex // guards c for kick; the poller owns c otherwise
 	c  *respConn
-	// failures counts consecutive failed checks (poller goroutine only).
-	failures int
 }
 
 func newLink(addr string, creds credentials, dialTimeout time.Duration) *link {

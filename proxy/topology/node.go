@@ -1,7 +1,6 @@
 package topology
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -9,13 +8,14 @@ import (
 	"time"
 )
 
-// nodeProbe checks one Redis node's ROLE over a persistent connection.
+// nodeProbe is one watcher's view of a Redis node; the hub checks its
+// ROLE over a persistent connection.
 type nodeProbe struct {
-	link *link
+	link *link // shared in a Group
 
 	// guarded by Watcher.mu
 	state     NodeState
-	running   bool
+	failures  int       // consecutive failed checks
 	fastUntil time.Time // poll every fastProbeEvery until then (failover candidate)
 	faults    faultLog
 }
@@ -70,26 +70,6 @@ func parseRole(v any) (roleInfo, error) {
 	return roleInfo{}, fmt.Errorf("unknown role %q", asString(arr[0]))
 }
 
-// runNode polls one node until ctx ends.
-func (w *Watcher) runNode(ctx context.Context, n *nodeProbe) {
-	stop := context.AfterFunc(ctx, n.link.kick)
-	defer stop()
-	defer n.link.drop()
-	for ctx.Err() == nil {
-		start := time.Now()
-		v, err := n.link.do(ctx, w.checkTimeout, "ROLE")
-		var ri roleInfo
-		if err == nil {
-			ri, err = parseRole(v)
-		}
-		if ctx.Err() != nil {
-			return
-		}
-		next := w.recordNode(n, ri, err, start, time.Since(start))
-		n.link.wait(ctx, next)
-	}
-}
-
 // recordNode stores a check result and returns how long to wait before
 // the next check.
 func (w *Watcher) recordNode(n *nodeProbe, ri roleInfo, err error, start time.Time, dur time.Duration) time.Duration {
@@ -107,7 +87,7 @@ func (w *Watcher) recordNode(n *nodeProbe, ri roleInfo, err error, start time.Ti
 	switch {
 	case err != nil && w.stalled(err):
 		// Slow, not gone: keep the last answer (see NodeState.Stalled).
-		n.link.failures++
+		n.failures++
 		if isBusy(err) {
 			st.Up = true // it answered
 		}
@@ -117,7 +97,7 @@ func (w *Watcher) recordNode(n *nodeProbe, ri roleInfo, err error, start time.Ti
 			w.log.Warn("node busy or slow", "addr", n.link.addr, "up", st.Up, "role", st.Role, "error", err)
 		}
 	case err != nil:
-		n.link.failures++
+		n.failures++
 		st.Up = false
 		st.Stalled = false
 		st.Role = RoleUnknown
@@ -132,10 +112,10 @@ func (w *Watcher) recordNode(n *nodeProbe, ri roleInfo, err error, start time.Ti
 			}
 		}
 	default:
-		if n.link.failures > 0 || prevRole != ri.role {
+		if n.failures > 0 || prevRole != ri.role {
 			n.faults.reset()
 		}
-		n.link.failures = 0
+		n.failures = 0
 		st.Up = true
 		st.Stalled = false
 		st.Role = ri.role
@@ -164,9 +144,9 @@ func (w *Watcher) recordNode(n *nodeProbe, ri roleInfo, err error, start time.Ti
 	case fast && err == nil:
 		return fastProbeEvery
 	case fast:
-		return min(backoff(n.link.failures, 50*time.Millisecond), w.cfg.CheckInterval)
+		return min(backoff(n.failures, 50*time.Millisecond), w.cfg.CheckInterval)
 	case err != nil:
-		return min(backoff(n.link.failures, w.cfg.CheckInterval), w.cfg.CheckInterval)
+		return min(backoff(n.failures, w.cfg.CheckInterval), w.cfg.CheckInterval)
 	}
 	return w.cfg.CheckInterval
 }

@@ -1,5 +1,7 @@
 // Package topology watches Redis Sentinel and probes every Redis node to
 // tell which node is the master right now and which replicas are healthy.
+// A Watcher follows one master name; a Group follows several over shared
+// connections (one per Sentinel, one ROLE probe per Redis node).
 package topology
 
 import "time"
@@ -20,6 +22,12 @@ type Observation struct {
 	Nodes []NodeState
 	// Sentinels is every configured Sentinel, in configuration order.
 	Sentinels []SentinelState
+	// Failover is the replica that a Sentinel is promoting right now, as
+	// its failover events name it, until the watcher confirms it, a newer
+	// epoch overtakes it or the failover is aborted; Addr "" when none. A
+	// master below its epoch is being deposed even while nobody reports
+	// the new one yet.
+	Failover Failover
 	// Time is when this observation was made.
 	Time time.Time
 }
@@ -99,4 +107,11 @@ type SentinelState struct {
 	LastEventTime time.Time
 	// LastError is the last poll's or subscription's error, "" when fine.
 	LastError string
+}
+
+// Failover is a Sentinel failover in progress: the replica being promoted
+// and the failover's epoch.
+type Failover struct {
+	Addr  string
+	Epoch int64
 }

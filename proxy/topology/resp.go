@@ -3,7 +3,6 @@ package topology
 import (
 	"bufio"
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -40,7 +39,7 @@ type respConn struct {
 type credentials struct {
 	username string
 	password string
-	tls      *tls.Config // redis.tls; nil: plain TCP
+	tls      *ClientTLS // redis.tls; nil: plain TCP
 }
 
 // dialRESP connects to addr within timeout and authenticates when creds
@@ -55,7 +54,7 @@ func dialRESP(ctx context.Context, addr string, creds credentials, timeout time.
 		_ = tc.SetNoDelay(true)
 	}
 	if creds.tls != nil {
-		if nc, err = startTLS(ctx, nc, addr, creds.tls, timeout); err != nil {
+		if nc, err = startTLS(ctx, nc, addr, creds.tls.For(addr), timeout); err != nil {
 			return nil, err
 		}
 	}

@@ -19,13 +19,13 @@ var sentinelChannels = []string{
 
 // sentinelWatch is one Sentinel: a polled command link and a subscriber.
 type sentinelWatch struct {
-	idx  int
-	link *link // command connection (SENTINEL MASTER / REPLICAS)
+	link *link // command connection (SENTINEL MASTER / REPLICAS), shared in a Group
 
 	// guarded by Watcher.mu
 	state         SentinelState
 	newEpoch      int64 // from the last +new-epoch
 	failoverEpoch int64 // epoch of this Sentinel's own running failover (+try-failover)
+	failures      int   // consecutive failed polls
 	pollFaults    faultLog
 	subFaults     faultLog
 }
@@ -39,21 +39,6 @@ type sentinelReport struct {
 
 func (w *Watcher) sentinelTimeout() time.Duration {
 	return min(max(w.cfg.CheckInterval, 250*time.Millisecond), time.Second)
-}
-
-// runSentinelPoll polls SENTINEL MASTER and SENTINEL REPLICAS until ctx ends.
-func (w *Watcher) runSentinelPoll(ctx context.Context, s *sentinelWatch) {
-	stop := context.AfterFunc(ctx, s.link.kick)
-	defer stop()
-	defer s.link.drop()
-	for ctx.Err() == nil {
-		rep, err := w.pollSentinel(ctx, s)
-		if ctx.Err() != nil {
-			return
-		}
-		next := w.recordSentinel(s, rep, err)
-		s.link.wait(ctx, next)
-	}
 }
 
 func (w *Watcher) pollSentinel(ctx context.Context, s *sentinelWatch) (sentinelReport, error) {
@@ -93,7 +78,7 @@ func (w *Watcher) recordSentinel(s *sentinelWatch, rep sentinelReport, err error
 	defer w.mu.Unlock()
 	st := &s.state
 	if err != nil {
-		s.link.failures++
+		s.failures++
 		var re redisError
 		// A Sentinel that answers with an error (e.g. it does not know
 		// the master name) is reachable but reports no master.
@@ -108,12 +93,12 @@ func (w *Watcher) recordSentinel(s *sentinelWatch, rep sentinelReport, err error
 			}
 		}
 		w.updateLocked()
-		return min(backoff(s.link.failures, w.cfg.CheckInterval), w.cfg.CheckInterval)
+		return min(backoff(s.failures, w.cfg.CheckInterval), w.cfg.CheckInterval)
 	}
-	if s.link.failures > 0 {
+	if s.failures > 0 {
 		s.pollFaults.reset()
 	}
-	s.link.failures = 0
+	s.failures = 0
 	if !st.Reachable || st.Master != rep.master || st.Epoch != rep.epoch {
 		w.log.Info("sentinel reports", "addr", st.Addr, "master_addr", rep.master, "epoch", rep.epoch)
 	}
@@ -129,100 +114,29 @@ func (w *Watcher) recordSentinel(s *sentinelWatch, rep sentinelReport, err error
 	return w.cfg.CheckInterval
 }
 
-// runSentinelSub keeps a subscription to the Sentinel's events until ctx
-// ends, reconnecting with backoff.
-func (w *Watcher) runSentinelSub(ctx context.Context, s *sentinelWatch) {
-	addr := s.link.addr
-	failures := 0
-	for ctx.Err() == nil {
-		err := w.subscribeOnce(ctx, s)
-		if ctx.Err() != nil {
-			return
+// subscriptionLost records a failed or lost subscription to s.
+func (w *Watcher) subscriptionLost(s *sentinelWatch, err error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	s.state.LastError = "subscribe: " + err.Error()
+	if s.subFaults.should(err, time.Now()) {
+		if errors.Is(err, ErrAuth) {
+			w.log.Warn("auth failed", "addr", s.state.Addr, "kind", "sentinel", "error", err)
+		} else {
+			w.log.Warn("sentinel subscription lost", "addr", s.state.Addr, "error", err)
 		}
-		failures++
-		w.mu.Lock()
-		if err != nil {
-			s.state.LastError = "subscribe: " + err.Error()
-			if s.subFaults.should(err, time.Now()) {
-				if errors.Is(err, ErrAuth) {
-					w.log.Warn("auth failed", "addr", addr, "kind", "sentinel", "error", err)
-				} else {
-					w.log.Warn("sentinel subscription lost", "addr", addr, "error", err)
-				}
-			}
-		}
-		w.mu.Unlock()
-		t := time.NewTimer(backoff(failures, 2*time.Second))
-		select {
-		case <-ctx.Done():
-		case <-t.C:
-		}
-		t.Stop()
 	}
 }
 
-// subscribeOnce subscribes and handles events until the connection fails.
-// It pings the Sentinel when the channel is quiet, so a hung Sentinel is
-// noticed.
-func (w *Watcher) subscribeOnce(ctx context.Context, s *sentinelWatch) error {
-	to := w.sentinelTimeout()
-	c, err := dialRESP(ctx, s.link.addr, w.sentinelCreds, w.cfg.DialTimeout)
-	if err != nil {
-		return err
+// subscribed records that the subscription to s is (again) in place.
+func (w *Watcher) subscribed(s *sentinelWatch) {
+	w.mu.Lock()
+	if strings.HasPrefix(s.state.LastError, "subscribe: ") {
+		s.state.LastError = ""
 	}
-	defer c.close()
-	stop := context.AfterFunc(ctx, c.close)
-	defer stop()
-	if err := c.send(to, append([]string{"SUBSCRIBE"}, sentinelChannels...)...); err != nil {
-		return err
-	}
-	pingEvery := max(w.cfg.CheckInterval, time.Second)
-	lastData := time.Now()
-	pinged := false
-	for {
-		_ = c.nc.SetReadDeadline(time.Now().Add(pingEvery))
-		err := c.waitReadable()
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		if errors.Is(err, errIdle) {
-			if pinged && time.Since(lastData) > 2*pingEvery+to {
-				return fmt.Errorf("no answer to PING from %s", s.link.addr)
-			}
-			if err := c.send(to, "PING"); err != nil {
-				return err
-			}
-			pinged = true
-			continue
-		}
-		if err != nil {
-			return fmt.Errorf("read events from %s: %w", s.link.addr, err)
-		}
-		_ = c.nc.SetReadDeadline(time.Now().Add(to))
-		v, err := readValue(c.br)
-		if err != nil {
-			return fmt.Errorf("read events from %s: %w", s.link.addr, err)
-		}
-		lastData, pinged = time.Now(), false
-		arr, _ := v.([]any)
-		if re, ok := v.(redisError); ok {
-			if isAuthReply(string(re)) {
-				return fmt.Errorf("%w on %s: %s", ErrAuth, s.link.addr, re)
-			}
-			return fmt.Errorf("subscribe on %s: %s", s.link.addr, re)
-		}
-		if len(arr) >= 3 && asString(arr[0]) == "message" {
-			w.handleEvent(s, asString(arr[1]), asString(arr[2]))
-		} else if len(arr) >= 3 && asString(arr[0]) == "subscribe" && asString(arr[1]) == sentinelChannels[0] {
-			w.mu.Lock()
-			if strings.HasPrefix(s.state.LastError, "subscribe: ") {
-				s.state.LastError = ""
-			}
-			s.subFaults.reset()
-			w.mu.Unlock()
-			w.log.Debug("subscribed to sentinel events", "addr", s.link.addr)
-		}
-	}
+	s.subFaults.reset()
+	w.mu.Unlock()
+	w.log.Debug("subscribed to sentinel events", "addr", s.state.Addr)
 }
 
 // instance is a parsed "%@" event payload:

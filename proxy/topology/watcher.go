@@ -40,12 +40,10 @@ type Watcher struct {
 	sentinelCreds credentials
 	checkTimeout  time.Duration
 
-	mu       sync.Mutex
-	started  bool
-	stopping bool
-	runCtx   context.Context
-	wg       sync.WaitGroup
+	hub    *hub // the connections; shared with the other watchers of a Group
+	ownHub bool // a lone watcher: Run runs the hub
 
+	mu        sync.Mutex
 	nodes     map[string]*nodeProbe
 	sentinels []*sentinelWatch
 	dec       decision
@@ -57,6 +55,16 @@ type Watcher struct {
 
 // New validates cfg and builds a watcher. It starts nothing; see Run.
 func New(cfg Config, logger *slog.Logger) (*Watcher, error) {
+	w, err := newWatcher(cfg, logger, newHub())
+	if err != nil {
+		return nil, err
+	}
+	w.ownHub = true
+	return w, nil
+}
+
+// newWatcher builds a watcher whose connections live in h.
+func newWatcher(cfg Config, logger *slog.Logger, h *hub) (*Watcher, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("topology config: %w", err)
 	}
@@ -72,25 +80,27 @@ func New(cfg Config, logger *slog.Logger) (*Watcher, error) {
 	if ct < minCheckTimeout {
 		ct = minCheckTimeout
 	}
-	tlsCfg, err := cfg.TLS.ClientConfig()
-	if err != nil {
-		return nil, err
+	clientTLS := cfg.ClientTLS
+	if clientTLS == nil {
+		var err error
+		if clientTLS, err = cfg.TLS.NewClientTLS(); err != nil {
+			return nil, err
+		}
 	}
 	w := &Watcher{
 		cfg:           cfg,
 		log:           logger.With("component", "topology"),
 		changes:       make(chan struct{}, 1),
-		nodeCreds:     credentials{username: cfg.Username, password: cfg.Password, tls: tlsCfg},
-		sentinelCreds: credentials{username: cfg.SentinelUsername, password: cfg.SentinelPassword, tls: tlsCfg},
+		nodeCreds:     credentials{username: cfg.Username, password: cfg.Password, tls: clientTLS},
+		sentinelCreds: credentials{username: cfg.SentinelUsername, password: cfg.SentinelPassword, tls: clientTLS},
 		checkTimeout:  ct,
+		hub:           h,
 		nodes:         map[string]*nodeProbe{},
 	}
-	for i, addr := range cfg.Sentinels {
-		w.sentinels = append(w.sentinels, &sentinelWatch{
-			idx:   i,
-			link:  newLink(addr, w.sentinelCreds, cfg.DialTimeout),
-			state: SentinelState{Addr: addr},
-		})
+	for _, addr := range cfg.Sentinels {
+		s := &sentinelWatch{state: SentinelState{Addr: addr}}
+		s.link = h.addSentinel(w, s)
+		w.sentinels = append(w.sentinels, s)
 	}
 	for _, addr := range cfg.Nodes {
 		w.addNodeLocked(addr)
@@ -107,34 +117,14 @@ func (w *Watcher) Changes() <-chan struct{} { return w.changes }
 
 // Run starts the Sentinel and node checks and blocks until ctx ends. It
 // then closes every connection and waits for its goroutines. It returns
-// nil after ctx ends.
+// nil after ctx ends. A watcher of a Group is run by Group.Run instead.
 func (w *Watcher) Run(ctx context.Context) error {
-	w.mu.Lock()
-	if w.started {
-		w.mu.Unlock()
-		return errors.New("topology: watcher already run")
-	}
-	w.started = true
-	w.runCtx = ctx
-	for _, s := range w.sentinels {
-		s := s
-		w.wg.Add(2)
-		go func() { defer w.wg.Done(); w.runSentinelPoll(ctx, s) }()
-		go func() { defer w.wg.Done(); w.runSentinelSub(ctx, s) }()
-	}
-	for _, n := range w.nodes {
-		w.startNodeLocked(n)
+	if !w.ownHub {
+		return errors.New("topology: watcher of a group: run the group")
 	}
 	// The first results update the observation; until then its Reason
 	// says "starting".
-	w.mu.Unlock()
-
-	<-ctx.Done()
-	w.mu.Lock()
-	w.stopping = true
-	w.mu.Unlock()
-	w.wg.Wait()
-	return nil
+	return w.hub.run(ctx)
 }
 
 // Observation returns the current observation. The slices are copies.
@@ -147,6 +137,7 @@ func (w *Watcher) Observation() Observation {
 		Reason:    w.dec.Reason,
 		Nodes:     w.nodeStatesLocked(),
 		Sentinels: w.sentinelStatesLocked(),
+		Failover:  Failover(w.cand),
 		Time:      w.updated,
 	}
 }
@@ -180,28 +171,17 @@ func (w *Watcher) sentinelStatesLocked() []SentinelState {
 	return out
 }
 
-// addNodeLocked registers a node to probe (once) and starts its probe if
-// the watcher runs.
+// addNodeLocked registers a node to probe (once per watcher; the hub
+// probes each address once for all the watchers that know it) and starts
+// its probe if the hub runs.
 func (w *Watcher) addNodeLocked(addr string) *nodeProbe {
 	if n, ok := w.nodes[addr]; ok {
 		return n
 	}
-	n := &nodeProbe{link: newLink(addr, w.nodeCreds, w.cfg.DialTimeout), state: NodeState{Addr: addr}}
+	n := &nodeProbe{state: NodeState{Addr: addr}}
 	w.nodes[addr] = n
-	if w.started {
-		w.startNodeLocked(n)
-	}
+	n.link = w.hub.addNode(w, n)
 	return n
-}
-
-func (w *Watcher) startNodeLocked(n *nodeProbe) {
-	if w.stopping || n.running {
-		return
-	}
-	n.running = true
-	ctx := w.runCtx
-	w.wg.Add(1)
-	go func() { defer w.wg.Done(); w.runNode(ctx, n) }()
 }
 
 // Recheck makes the probe of addr check its ROLE at once, if addr is a
@@ -274,7 +254,7 @@ func (w *Watcher) SetMaxReplicaLag(lag int64) {
 // worth a hint. Offsets and check times are left out on purpose.
 func (w *Watcher) signatureLocked() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s|%d|%s", w.dec.Master, w.dec.Epoch, w.dec.Reason)
+	fmt.Fprintf(&b, "%s|%d|%s|%s@%d", w.dec.Master, w.dec.Epoch, w.dec.Reason, w.cand.Addr, w.cand.Epoch)
 	for _, n := range w.nodeStatesLocked() {
 		fmt.Fprintf(&b, "|%s,%t,%s,%s,%t,%t,%t", n.Addr, n.Up, n.Role, n.MasterAddr, n.LinkUp, n.Stalled, n.HealthyReplica(w.cfg.MaxReplicaLag))
 	}

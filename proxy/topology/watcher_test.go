@@ -54,23 +54,12 @@ func startWatcher(t *testing.T, cfg Config) (*Watcher, *logBuf) {
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
 	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Run returned %v", err)
-			}
-		case <-time.After(5 * time.Second):
-			t.Errorf("Run did not return within 5s of cancel")
-		}
 		if t.Failed() {
 			t.Logf("watcher log:\n%s", logs.String())
 		}
 	})
+	runUntilStopped(t, w.Run) // stopped (cleanups run last first) before the log is shown
 	return w, logs
 }
 
@@ -112,17 +101,34 @@ func waitTopology(t *testing.T, w *Watcher, master string, replicas []string) Ob
 	return o
 }
 
+// waitSentinels waits until the watcher reports master and every Sentinel
+// answered a poll reporting it, without error. The watcher may confirm the master from the
+// first Sentinels to answer, before the last one did.
+func waitSentinels(t *testing.T, w *Watcher, master string) Observation {
+	t.Helper()
+	var o Observation
+	testutil.Eventually(t, 10*time.Second, "every sentinel reachable, reporting "+master, func() bool {
+		o = w.Observation()
+		if o.Master != master {
+			return false
+		}
+		for _, s := range o.Sentinels {
+			if !s.Reachable || s.Master != master || s.LastError != "" {
+				return false
+			}
+		}
+		return true
+	})
+	return o
+}
+
 func TestWatcherFailoverAndRestartedOldMaster(t *testing.T) {
 	set := redistest.StartSet(t, redistest.SetOptions{})
 	cfg := sentinelConfig(set) // no Nodes: everything is discovered
 	w, logs := startWatcher(t, cfg)
 
-	o := waitTopology(t, w, set.Master.Addr, redistest.Addrs(set.Replicas))
-	for _, s := range o.Sentinels {
-		if !s.Reachable || s.Master != set.Master.Addr || s.LastError != "" {
-			t.Errorf("sentinel state %+v, want reachable reporting %s", s, set.Master.Addr)
-		}
-	}
+	waitTopology(t, w, set.Master.Addr, redistest.Addrs(set.Replicas))
+	o := waitSentinels(t, w, set.Master.Addr)
 	if len(o.Nodes) != 3 {
 		t.Errorf("nodes %+v, want 3", o.Nodes)
 	}

@@ -9,11 +9,19 @@
 //
 //	auth-flood -redis 127.0.0.1:7300 -http 127.0.0.1:7390 -user admin \
 //	  [-floods 0,16,1000,1000x100] [-rounds 3] [-duration 8s] [-warmup 2s] \
-//	  [-ping-rate 2000] [-ping-conns 4] [-flood-conns 8]
+//	  [-ping-rate 2000] [-ping-conns 4] [-flood-conns 8] [-agent-pid PID]
 //
 // A flood "R" sends R wrong passwords a second from 127.0.0.1; "RxN" spreads
-// them over N source addresses 127.0.1.1..N. Only loopback addresses are
-// accepted; every loop is bounded by the durations. Stdlib only.
+// them over N source addresses 127.0.1.1..N. Suffixes: "@sink" sends the
+// same flood to a sink instead of the agent (the control: a process of this
+// tool on 127.0.0.2, pinned with the probe, that answers every connection
+// as the agent's accept-time refusal does: a canned 429 after 5 s while
+// fewer than 1,024 wait), so that what the flood costs the measuring side
+// shows apart from what it costs the agent; "@cpuN" runs the flood process
+// on CPU N (taskset). With -agent-pid, each phase also reports the agent's
+// CPU time (/proc/PID/stat utime+stime), the flood's and the busy time of
+// each CPU (/proc/stat) over the measured window. Only loopback addresses
+// are accepted; every loop is bounded by the durations. Stdlib only.
 package main
 
 import (
@@ -43,13 +51,19 @@ type flood struct {
 	name  string
 	rate  int
 	addrs int
+	sink  bool // to the sink, not the agent (control)
+	cpu   int  // the flood process's CPU (taskset), -1: the probe's
 }
+
+// spec is the flood's -flood-child argument.
+func (f flood) spec() string { return fmt.Sprintf("%dx%d", f.rate, f.addrs) }
 
 func parseFloods(s string) ([]flood, error) {
 	var fs []flood
 	for _, f := range strings.Split(s, ",") {
 		f = strings.TrimSpace(f)
-		r, n, ok := strings.Cut(f, "x")
+		base, mods, _ := strings.Cut(f, "@")
+		r, n, ok := strings.Cut(base, "x")
 		rate, err := strconv.Atoi(r)
 		if err != nil || rate < 0 || rate > 100000 {
 			return nil, fmt.Errorf("flood %q: want RATE or RATExADDRS", f)
@@ -60,14 +74,37 @@ func parseFloods(s string) ([]flood, error) {
 				return nil, fmt.Errorf("flood %q: ADDRS must be 1..250", f)
 			}
 		}
-		name := "no flood"
-		if rate > 0 {
-			name = fmt.Sprintf("%d/s", rate)
-			if addrs > 1 {
-				name += fmt.Sprintf(" from %d addrs", addrs)
+		fl := flood{rate: rate, addrs: addrs, cpu: -1}
+		for m := range strings.SplitSeq(mods, "@") {
+			switch {
+			case m == "":
+			case m == "sink":
+				fl.sink = true
+			case strings.HasPrefix(m, "cpu"):
+				if fl.cpu, err = strconv.Atoi(m[3:]); err != nil || fl.cpu < 0 || fl.cpu > 1023 {
+					return nil, fmt.Errorf("flood %q: want @cpuN", f)
+				}
+			default:
+				return nil, fmt.Errorf("flood %q: unknown @%s (want @sink or @cpuN)", f, m)
 			}
 		}
-		fs = append(fs, flood{name, rate, addrs})
+		if rate == 0 && (fl.sink || fl.cpu >= 0) {
+			return nil, fmt.Errorf("flood %q: @ needs a rate", f)
+		}
+		fl.name = "no flood"
+		if rate > 0 {
+			fl.name = fmt.Sprintf("%d/s", rate)
+			if addrs > 1 {
+				fl.name += fmt.Sprintf(" x%d addrs", addrs)
+			}
+			if fl.sink {
+				fl.name += " to sink"
+			}
+			if fl.cpu >= 0 {
+				fl.name += fmt.Sprintf(" cpu%d", fl.cpu)
+			}
+		}
+		fs = append(fs, fl)
 	}
 	if len(fs) == 0 || fs[0].rate != 0 {
 		return nil, errors.New("-floods must start with 0 (the no-flood baseline)")
@@ -90,34 +127,52 @@ func main() {
 	redisAddr := flag.String("redis", "127.0.0.1:7300", "the proxy's address")
 	httpAddr := flag.String("http", "127.0.0.1:7390", "the agent's HTTP address")
 	user := flag.String("user", "admin", "an http.auth user (its password is never sent)")
-	floodsFlag := flag.String("floods", "0,16,1000,1000x100", "wrong passwords a second per phase (RATE or RATExADDRS); the first must be 0")
+	floodsFlag := flag.String("floods", "0,16,1000,1000x100,1000x100@sink", "wrong passwords a second per phase (RATE or RATExADDRS, then @sink, @cpuN); the first must be 0")
 	rounds := flag.Int("rounds", 3, "interleaved rounds")
 	duration := flag.Duration("duration", 8*time.Second, "PING measurement per phase")
 	warmup := flag.Duration("warmup", 2*time.Second, "flood before the measurement starts")
 	pingRate := flag.Int("ping-rate", 2000, "PINGs a second, over -ping-conns connections")
 	pingConns := flag.Int("ping-conns", 4, "PING connections")
 	floodConns := flag.Int("flood-conns", 8, "HTTP connections per flood source address")
+	agentPID := flag.Int("agent-pid", 0, "the agent's PID, to report its CPU time per phase (0: not reported)")
 	child := flag.String("flood-child", "", "internal: be the flood process of one phase (RATE or RATExADDRS)")
+	sinkChild := flag.Bool("sink-child", false, "internal: be the sink of the @sink floods (until stdin closes)")
 	flag.Parse()
 	if *child != "" {
 		os.Exit(floodChild(*child, *httpAddr, *user, *floodConns))
+	}
+	if *sinkChild {
+		os.Exit(runSink())
 	}
 	floods, err := parseFloods(*floodsFlag)
 	if err == nil {
 		err = errors.Join(loopback(*redisAddr), loopback(*httpAddr))
 	}
-	if err == nil && (*rounds < 1 || *rounds > 20 || *pingRate < 1 || *pingConns < 1 || *floodConns < 1 || *duration <= 0) {
-		err = errors.New("bad -rounds, -ping-rate, -ping-conns, -flood-conns or -duration")
+	if err == nil && (*rounds < 1 || *rounds > 20 || *pingRate < 1 || *pingConns < 1 || *floodConns < 1 || *duration <= 0 || *agentPID < 0) {
+		err = errors.New("bad -rounds, -ping-rate, -ping-conns, -flood-conns, -duration or -agent-pid")
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "auth-flood:", err)
 		os.Exit(2)
+	}
+	var sink *exec.Cmd
+	sinkAddr := ""
+	// fail ends the run; the sink ends with it (its stdin closes).
+	fail := func(format string, a ...any) {
+		fmt.Fprintf(os.Stderr, "auth-flood: "+format+"\n", a...)
+		os.Exit(1)
+	}
+	if slices.ContainsFunc(floods, func(f flood) bool { return f.sink }) {
+		if sink, sinkAddr, err = startSink(); err != nil {
+			fail("start sink: %v", err)
+		}
 	}
 	type result struct {
 		p50, p99 time.Duration
 		pings    int
 		codes    map[int]int
 		sent     int64
+		cpu      cpuTimes
 	}
 	res := make([][]result, len(floods)) // [flood][round]
 	for r := 0; r < *rounds; r++ {
@@ -127,52 +182,77 @@ func main() {
 			var fc *exec.Cmd
 			var fout bytes.Buffer
 			if f.rate > 0 {
-				spec := fmt.Sprintf("%dx%d", f.rate, f.addrs)
-				fc = exec.Command(os.Args[0], "-flood-child", spec, "-http", *httpAddr, "-user", *user, "-flood-conns", strconv.Itoa(*floodConns))
+				target := *httpAddr
+				if f.sink {
+					target = sinkAddr
+				}
+				args := []string{os.Args[0], "-flood-child", f.spec(), "-http", target, "-user", *user, "-flood-conns", strconv.Itoa(*floodConns)}
+				if f.cpu >= 0 {
+					args = append([]string{"taskset", "-c", strconv.Itoa(f.cpu)}, args...)
+				}
+				fc = exec.Command(args[0], args[1:]...)
 				fc.Stdout, fc.Stderr = &fout, os.Stderr
 				if err := fc.Start(); err != nil {
-					fmt.Fprintln(os.Stderr, "auth-flood: start flood:", err)
-					os.Exit(1)
+					fail("start flood: %v", err)
 				}
 				time.Sleep(*warmup)
 				_ = fc.Process.Signal(syscall.SIGUSR1) // start counting
 			}
+			pids := cpuPIDs{agent: *agentPID}
+			if fc != nil {
+				pids.flood = fc.Process.Pid
+			}
+			if sink != nil {
+				pids.sink = sink.Process.Pid
+			}
+			before := readCPU(pids)
 			lat, err := pingProbe(*redisAddr, *pingRate, *pingConns, *duration)
-			rr := result{pings: len(lat)}
+			rr := result{pings: len(lat), cpu: readCPU(pids).sub(before)}
 			if fc != nil {
 				_ = fc.Process.Signal(syscall.SIGTERM)
 				if werr := fc.Wait(); werr != nil {
-					fmt.Fprintln(os.Stderr, "auth-flood: flood process:", werr)
-					os.Exit(1)
+					fail("flood process: %v", werr)
 				}
 				var out struct {
 					Codes map[int]int
 					Sent  int64
 				}
 				if jerr := json.Unmarshal(fout.Bytes(), &out); jerr != nil {
-					fmt.Fprintf(os.Stderr, "auth-flood: flood process output %q: %v\n", fout.String(), jerr)
-					os.Exit(1)
+					fail("flood process output %q: %v", fout.String(), jerr)
 				}
 				rr.codes, rr.sent = out.Codes, out.Sent
 			}
 			if err != nil {
-				fmt.Fprintf(os.Stderr, "auth-flood: round %d, %s: %v\n", r+1, f.name, err)
-				os.Exit(1)
+				fail("round %d, %s: %v", r+1, f.name, err)
 			}
 			rr.p50, rr.p99 = quantile(lat, 0.50), quantile(lat, 0.99)
 			res[i] = append(res[i], rr)
-			fmt.Fprintf(os.Stderr, "round %d %-22s pings %6d p50 %8s p99 %8s http %v\n", r+1, f.name, rr.pings, rr.p50, rr.p99, rr.codes)
+			fmt.Fprintf(os.Stderr, "round %d %-26s pings %6d p50 %8s p99 %8s cpu ms agent %4d flood %4d sink %4d cpu0 %4d cpu1 %4d http %v\n",
+				r+1, f.name, rr.pings, rr.p50, rr.p99, rr.cpu.agent.Milliseconds(), rr.cpu.flood.Milliseconds(), rr.cpu.sink.Milliseconds(),
+				rr.cpu.busy[0].Milliseconds(), rr.cpu.busy[1].Milliseconds(), rr.codes)
 		}
 	}
-	fmt.Printf("%-22s %10s %10s %10s %14s %8s %8s %8s %8s\n", "flood (wrong pw/s)", "sent/s", "p50", "p99", "p99/no-flood", "401", "429", "503", "other")
+	if sink != nil {
+		_ = sink.Process.Signal(syscall.SIGTERM)
+		_ = sink.Wait()
+	}
+	fmt.Printf("%-26s %8s %8s %8s %8s %11s %8s %8s %8s %8s %8s %6s %6s %6s\n", "flood (wrong pw/s)", "sent/s", "p50", "p99",
+		"p99/none", "min-max", "agent", "flood", "cpu0", "cpu1", "401", "429", "503", "other")
 	for i, f := range floods {
-		var p50s, p99s, ratios []float64
+		var p50s, p99s, ratios, agent, fl, cpu0, cpu1 []float64
 		codes := map[int]int{}
 		var sent int64
 		for r, rr := range res[i] {
 			p50s = append(p50s, float64(rr.p50))
 			p99s = append(p99s, float64(rr.p99))
 			ratios = append(ratios, float64(rr.p99)/float64(res[0][r].p99))
+			agent = append(agent, float64(rr.cpu.agent.Milliseconds()))
+			fl = append(fl, float64(rr.cpu.flood.Milliseconds()))
+			if f.sink {
+				fl[len(fl)-1] += float64(rr.cpu.sink.Milliseconds())
+			}
+			cpu0 = append(cpu0, float64(rr.cpu.busy[0].Milliseconds()))
+			cpu1 = append(cpu1, float64(rr.cpu.busy[1].Milliseconds()))
 			for k, v := range rr.codes {
 				codes[k] += v
 			}
@@ -184,14 +264,16 @@ func main() {
 				other += v
 			}
 		}
-		fmt.Printf("%-22s %10.1f %10s %10s %14.2f %8d %8d %8d %8d\n", f.name,
+		fmt.Printf("%-26s %8.1f %8s %8s %8.2f %11s %8.0f %8.0f %8.0f %8.0f %8d %6d %6d %6d\n", f.name,
 			float64(sent)/float64(*rounds)/duration.Seconds(),
 			time.Duration(median(p50s)).Round(time.Microsecond), time.Duration(median(p99s)).Round(time.Microsecond),
-			median(ratios), codes[401], codes[429], codes[503], other)
+			median(ratios), fmt.Sprintf("%.2f-%.2f", slices.Min(ratios), slices.Max(ratios)),
+			median(agent), median(fl), median(cpu0), median(cpu1), codes[401], codes[429], codes[503], other)
 	}
-	fmt.Printf("(medians over %d interleaved rounds of %s each; p99/no-flood is the median of same-round ratios; 401 = a bcrypt ran; status counts are totals of the measured windows)\n", *rounds, *duration)
+	fmt.Printf("(medians over %d interleaved rounds of %s each; p99/none is the median of same-round ratios, min-max their range; "+
+		"agent, flood (with the sink's for \"to sink\"), cpu0, cpu1: CPU ms used in the window (/proc); 401 = a bcrypt ran; status counts are totals of the measured windows)\n",
+		*rounds, *duration)
 }
-
 func median(v []float64) float64 {
 	s := slices.Clone(v)
 	slices.Sort(s)
