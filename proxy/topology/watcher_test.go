@@ -232,8 +232,16 @@ func TestWatcherFailoverAndRestartedOldMaster(t *testing.T) {
 	if !sawItMaster {
 		t.Errorf("never saw the restarted old master claiming role master: the test did not exercise the split-brain case")
 	}
-	if o := w.Observation(); o.Master != final.Master {
-		t.Errorf("after the restart window master is %q (%s), want %s", o.Master, o.Reason, final.Master)
+	o = w.Observation()
+	switch {
+	case o.Master == final.Master:
+	case o.Epoch > final.Epoch && o.Master != oldMaster && o.Master == set.CurrentMaster():
+		// Sentinel failed over once more (seen on a loaded CI machine: the
+		// new master was slow to answer); following it is right.
+		t.Logf("a second Sentinel failover during the restart window: master %s at epoch %d (%s)", o.Master, o.Epoch, o.Reason)
+	default:
+		t.Errorf("after the restart window master is %q at epoch %d (%s), want %s (or the Sentinels' newer master %q)",
+			o.Master, o.Epoch, o.Reason, final.Master, set.CurrentMaster())
 	}
 }
 
