@@ -164,6 +164,7 @@ func TestPlannedFailoverUnderTraffic(t *testing.T) {
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var acked []string
+	ackedAt := map[string][2]time.Time{} // sent, acknowledged
 	var errs []string
 	var maxPause time.Duration
 	for i, n := range nodes {
@@ -182,6 +183,7 @@ func TestPlannedFailoverUnderTraffic(t *testing.T) {
 					errs = append(errs, err.Error())
 				} else {
 					acked = append(acked, key)
+					ackedAt[key] = [2]time.Time{start, time.Now()}
 				}
 				maxPause = max(maxPause, took)
 				mu.Unlock()
@@ -225,8 +227,15 @@ func TestPlannedFailoverUnderTraffic(t *testing.T) {
 	nm := set.ByAddr(newMaster).Client()
 	missing := 0
 	for _, k := range acked {
-		if nm.Exists(context.Background(), k).Val() != 1 {
+		n, err := nm.Exists(context.Background(), k).Result()
+		if err != nil {
+			t.Fatalf("EXISTS %s on the new master: %v", k, err)
+		}
+		if n != 1 {
 			missing++
+			at := ackedAt[k]
+			t.Logf("missing %s (pf<agent>:<seq>): sent %s, acknowledged %s", k,
+				at[0].UTC().Format("15:04:05.000"), at[1].UTC().Format("15:04:05.000"))
 		}
 	}
 	if missing > 0 {

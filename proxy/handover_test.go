@@ -11,6 +11,7 @@ import (
 
 	"github.com/redhaven/redhaven/e2e/loadgen"
 	"github.com/redhaven/redhaven/e2e/redistest"
+	"github.com/redhaven/redhaven/e2e/testutil"
 )
 
 // seqpacketPair is the hand-over socket: two connected SOCK_SEQPACKET ends.
@@ -160,7 +161,11 @@ func TestHandoverBoundaries(t *testing.T) {
 	tx := dialRaw(t, addr)
 	tx.do("+OK\r\n", "MULTI")
 	tx.do("+QUEUED\r\n", "SET", "ho-tx", "1")
-	time.Sleep(100 * time.Millisecond) // the BLPOPs are in flight
+	// Both BLPOPs must be in flight (blocked in Redis): a BLPOP still
+	// unread in the socket (a loaded machine) would cross over as input.
+	testutil.Eventually(t, 10*time.Second, "both BLPOPs blocked in redis", func() bool {
+		return infoField(t, rs.Client(), "clients", "blocked_clients") == "2"
+	})
 	go func() {
 		time.Sleep(300 * time.Millisecond)
 		tx.send("EXEC")
