@@ -60,7 +60,7 @@ func (r authResult) String() string {
 //   - a verified (user, password) is cached for credentialTTL, keyed by an
 //     HMAC of it and the user's hash under a random per-process key (the
 //     password is never kept);
-//   - every attempt that is not a cache hit is paid for with a token from
+//   - every attempt that is not a verified credential is paid for with a token from
 //     the client address's bucket and from a global one, given back when
 //     the password was right; an empty bucket answers 429 without running
 //     bcrypt;
@@ -69,7 +69,9 @@ func (r authResult) String() string {
 //     is answered 401 without bcrypt and without the global token (the
 //     address's token is still spent, so its limit is unchanged). The
 //     hash is part of the key, so a changed password never meets an old
-//     refusal; a reload clears both caches anyway (forget);
+//     refusal; a reload clears both caches anyway (forget). Its quicker
+//     401 tells a client only that this exact pair was refused lately;
+//     an attacker who tries a new password each time never hits it;
 //   - one bcrypt runs at a time; at most maxWaiters wait for it (for at
 //     most bcryptWait), the rest get 503 and their tokens stay spent. Both
 //     caches are looked at again once the slot is held, so the same
