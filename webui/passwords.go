@@ -60,10 +60,10 @@ func (r authResult) String() string {
 //   - a verified (user, password) is cached for credentialTTL, keyed by an
 //     HMAC of it and the user's hash under a random per-process key (the
 //     password is never kept);
-//   - every attempt that is not a verified credential is paid for with a token from
-//     the client address's bucket and from a global one, given back when
-//     the password was right; an empty bucket answers 429 without running
-//     bcrypt;
+//   - every attempt that is not a verified credential is paid for with a
+//     token from the client address's bucket and from a global one, given
+//     back when the password was right; an empty bucket answers 429
+//     without running bcrypt;
 //   - a refused (user, password, hash) is cached too, for failureTTL and
 //     under its own HMAC: the same wrong password again, from any address,
 //     is answered 401 without bcrypt and without the global token (the
