@@ -45,7 +45,7 @@ bench: build ## redis-benchmark: direct vs HAProxy vs redhaven (1:1 and multiple
 bench-tls: build ## everything over TLS: redis tls-port direct vs HAProxy (ssl both sides) vs redhaven (proxy.tls + redis.tls), ratios and CPU per request
 	./e2e/bench/tls-bench.sh
 
-bench-flood: build ## proxy PING p50/p99 with no flood vs 16 and 1,000 wrong HTTP passwords a second (and a control flood to a sink), ratios, CPU per window
+bench-flood: build ## proxy PING p50/p99 with no flood vs 16 and 1,000 wrong HTTP passwords a second (new ones, one repeated, and a control flood to a sink), ratios, CPU and bcrypt runs per window
 	./e2e/bench/auth-flood.sh
 
 bench-idle: build ## memory per idle client connection (10k clients): HAProxy vs redhaven (1:1 and multiplexed)

@@ -146,8 +146,9 @@
 // redhaven_vip_lease_changes_total {service, kind: grant, takeover, release};
 // redhaven_build_info {version}; the redhaven_failover_duration_seconds
 // histogram {service} (from Service.Failovers, or the failover events of
-// the service when node keeps none); redhaven_http_auth_refused_total {reason: wrong, limited, busy},
-// counted by the server itself; and the Go and process collectors.
+// the service when node keeps none); redhaven_http_auth_refused_total {reason: wrong, limited, busy}
+// and redhaven_http_auth_bcrypt_total (comparisons run), counted by the
+// server itself; and the Go and process collectors.
 //
 // # Authentication
 //
@@ -175,7 +176,12 @@
 // global one (10, then one per 10 s), given back when the password was right,
 // and gets 429 without bcrypt when either is empty (after a 1 s wait, for
 // up to 256 such requests at once, which slows a flood over kept-alive
-// connections to a few attempts a second); one bcrypt runs at a
+// connections to a few attempts a second). A refused (user, password,
+// hash) is cached as well, for 5 minutes under its own HMAC: the same
+// wrong password again, from any address, gets 401 at the cost of the
+// address's token only, without bcrypt (a client that tries a new
+// password each time gains nothing from it and stays bounded by the
+// buckets); a reload of http.auth clears both caches. One bcrypt runs at a
 // time, at most 4 requests wait for it (2 s at most), the others get 503.
 // Every 401, 429 and 503 closes its connection, and a new connection from
 // an address with no token left (and no login from it in the last 5

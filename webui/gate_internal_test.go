@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -84,6 +85,10 @@ func TestGateRefusesLimitedAddresses(t *testing.T) {
 	})
 	addr := s.Addr().String()
 	base := "http://" + addr
+	// A new wrong password each time: a repeated one is answered from the
+	// cache of refusals and would not spend the global bucket.
+	seq := 0
+	wrong := func() string { seq++; return "wrong" + strconv.Itoa(seq) }
 
 	// 127.0.0.2 logs in, then floods: its 429 closes the connection, and it
 	// keeps its way in with the right password.
@@ -92,11 +97,11 @@ func TestGateRefusesLimitedAddresses(t *testing.T) {
 		t.Fatalf("right password: %d", r.StatusCode)
 	}
 	for i := 0; i < failBurst; i++ {
-		if r := statsFrom(t, trusted, base, "alice", "wrong"); r.StatusCode != 401 || !r.Close {
+		if r := statsFrom(t, trusted, base, "alice", wrong()); r.StatusCode != 401 || !r.Close {
 			t.Fatalf("wrong password %d: %d (close %v), want 401 and Connection: close", i, r.StatusCode, r.Close)
 		}
 	}
-	if r := statsFrom(t, trusted, base, "alice", "wrong"); r.StatusCode != 429 || !r.Close {
+	if r := statsFrom(t, trusted, base, "alice", wrong()); r.StatusCode != 429 || !r.Close {
 		t.Fatalf("wrong password beyond the burst: %d (close %v), want 429 and Connection: close", r.StatusCode, r.Close)
 	}
 	if line, _ := silentConn(t, "127.0.0.2", addr, 3*s.gateDelay); !strings.Contains(line, "timeout") {
@@ -109,7 +114,7 @@ func TestGateRefusesLimitedAddresses(t *testing.T) {
 	// 127.0.0.3 never logged in: after its burst, refused at accept.
 	mallory := clientFrom("127.0.0.3")
 	for i := 0; i < failBurst+1; i++ {
-		statsFrom(t, mallory, base, "alice", "wrong")
+		statsFrom(t, mallory, base, "alice", wrong())
 	}
 	calls := cc.calls.Load()
 	limited := func() int {
@@ -127,7 +132,7 @@ func TestGateRefusesLimitedAddresses(t *testing.T) {
 	if took < s.gateDelay/2 {
 		t.Errorf("the 429 at accept came after %v, want about %v", took, s.gateDelay)
 	}
-	r := statsFrom(t, mallory, base, "alice", "wrong")
+	r := statsFrom(t, mallory, base, "alice", wrong())
 	if r.StatusCode != 429 || r.Header.Get("Retry-After") != "10" {
 		t.Errorf("request from a limited address: %d Retry-After %q, want 429 and 10", r.StatusCode, r.Header.Get("Retry-After"))
 	}
@@ -145,7 +150,7 @@ func TestGateRefusesLimitedAddresses(t *testing.T) {
 	// meet the empty global bucket (429) and still spend its own tokens.
 	other := clientFrom("127.0.0.4")
 	for i := 0; i < failBurst; i++ {
-		if r := statsFrom(t, other, base, "alice", "wrong"); r.StatusCode != 429 || r.Header.Get("X-Frame-Options") == "" {
+		if r := statsFrom(t, other, base, "alice", wrong()); r.StatusCode != 429 || r.Header.Get("X-Frame-Options") == "" {
 			t.Fatalf("wrong password %d from a new address with the global bucket empty: %d (from the handler: %v)",
 				i, r.StatusCode, r.Header.Get("X-Frame-Options") != "")
 		}

@@ -5,10 +5,12 @@ import (
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/binary"
 	"fmt"
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
@@ -20,6 +22,8 @@ import (
 const (
 	credentialTTL   = 5 * time.Minute  // a verified credential skips bcrypt this long
 	maxCredentials  = 1024             // cached credentials; beyond, the expired ones go, then all
+	failureTTL      = 5 * time.Minute  // a refused (user, password, hash) skips bcrypt this long
+	maxFailures     = 1024             // cached refusals; beyond, the expired ones go, then all
 	failBurst       = 5                // wrong passwords a client address may send at once...
 	failEvery       = 10 * time.Second // ...then one per this interval
 	globalFailBurst = 10               // the same for all addresses together
@@ -54,27 +58,40 @@ func (r authResult) String() string {
 // passwordChecker verifies basic-auth passwords against bcrypt hashes so
 // that the network cannot make the agent spend its CPU on bcrypt:
 //   - a verified (user, password) is cached for credentialTTL, keyed by an
-//     HMAC under a random per-process key (the password is never kept);
-//   - every attempt that is not a cache hit is paid for with a token from
-//     the client address's bucket and from a global one, given back when
-//     the password was right; an empty bucket answers 429 without running
-//     bcrypt;
+//     HMAC of it and the user's hash under a random per-process key (the
+//     password is never kept);
+//   - every attempt that is not a verified credential is paid for with a
+//     token from the client address's bucket and from a global one, given
+//     back when the password was right; an empty bucket answers 429
+//     without running bcrypt;
+//   - a refused (user, password, hash) is cached too, for failureTTL and
+//     under its own HMAC: the same wrong password again, from any address,
+//     is answered 401 without bcrypt and without the global token (the
+//     address's token is still spent, so its limit is unchanged). The
+//     hash is part of the key, so a changed password never meets an old
+//     refusal; a reload clears both caches anyway (forget). Its quicker
+//     401 tells a client only that this exact pair was refused lately;
+//     an attacker who tries a new password each time never hits it;
 //   - one bcrypt runs at a time; at most maxWaiters wait for it (for at
-//     most bcryptWait), the rest get 503 and their tokens stay spent.
+//     most bcryptWait), the rest get 503 and their tokens stay spent. Both
+//     caches are looked at again once the slot is held, so the same
+//     password sent at once by many waiters costs one bcrypt.
 type passwordChecker struct {
 	compare func(hash, pw []byte) error // yieldingCompare; tests count calls
 	now     func() time.Time
 	key     [32]byte
 
 	mu      sync.Mutex
-	cache   map[[32]byte]time.Time // HMAC(user, password) -> expiry
+	cache   map[[32]byte]time.Time // HMAC(user, password, hash) of verified ones -> expiry
+	failed  map[[32]byte]time.Time // HMAC(user, password, hash) of refused ones -> expiry
 	buckets map[netip.Prefix]*bucket
 	trusted map[netip.Prefix]time.Time // addresses that logged in lately -> until when
 	global  bucket
 	other   bucket // the addresses beyond maxBuckets
 	waiters int
 
-	slot chan struct{} // capacity 1: the bcrypt in progress
+	slot    chan struct{} // capacity 1: the bcrypt in progress
+	bcrypts atomic.Int64  // comparisons run (redhaven_http_auth_bcrypt_total)
 }
 
 func newPasswordChecker() (*passwordChecker, error) {
@@ -82,6 +99,7 @@ func newPasswordChecker() (*passwordChecker, error) {
 		compare: yieldingCompare,
 		now:     time.Now,
 		cache:   map[[32]byte]time.Time{},
+		failed:  map[[32]byte]time.Time{},
 		buckets: map[netip.Prefix]*bucket{},
 		trusted: map[netip.Prefix]time.Time{},
 		slot:    make(chan struct{}, 1),
@@ -105,21 +123,22 @@ var dummyHash = sync.OnceValue(func() []byte {
 // check verifies pw against hash (nil hash: unknown user, always wrong
 // after the same work) for a request from remote.
 func (c *passwordChecker) check(ctx context.Context, remote, name, pw string, hash []byte) authResult {
-	id := c.credentialID(name, pw)
+	id, fid := c.credentialID(name, pw, hash), c.failureID(name, pw, hash)
 	now := c.now()
 	c.mu.Lock()
-	if exp, ok := c.cache[id]; ok && hash != nil {
-		if now.Before(exp) {
-			c.trust(remote, now)
-			c.mu.Unlock()
-			return authOK
-		}
-		delete(c.cache, id)
+	if c.verified(id, hash, now) {
+		c.trust(remote, now)
+		c.mu.Unlock()
+		return authOK
 	}
 	b := c.bucketFor(remote)
 	if !b.take(now, failBurst, failEvery) {
 		c.mu.Unlock()
 		return authLimited
+	}
+	if c.refused(fid, now) {
+		c.mu.Unlock()
+		return authBad // known wrong: no bcrypt, so no global token either
 	}
 	if !c.global.take(now, globalFailBurst, globalFailEvery) {
 		// The address's token stays spent too: an address that keeps
@@ -135,75 +154,159 @@ func (c *passwordChecker) check(ctx context.Context, remote, name, pw string, ha
 	c.waiters++
 	c.mu.Unlock()
 
-	ok, acquired := c.compareOne(ctx, hash, pw)
+	res := c.compareOne(ctx, hash, pw, id, fid)
 
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.waiters--
-	if !acquired {
+	switch res {
+	case compareBusy:
 		return authBusy
-	}
-	if !ok {
+	case compareKnownWrong:
+		c.global.give(globalFailBurst) // no bcrypt ran
+		return authBad
+	case compareWrong:
 		return authBad
 	}
 	b.give(failBurst)
 	c.global.give(globalFailBurst)
-	c.remember(id, now.Add(credentialTTL))
 	c.trust(remote, now)
 	return authOK
 }
 
-// compareOne runs one bcrypt comparison once the slot is free; acquired is
-// false when the slot stayed busy for bcryptWait or ctx ended.
-func (c *passwordChecker) compareOne(ctx context.Context, hash []byte, pw string) (ok, acquired bool) {
+// verified tells whether (user, password) id was verified within
+// credentialTTL (and its user still has a hash); c.mu is held.
+func (c *passwordChecker) verified(id [32]byte, hash []byte, now time.Time) bool {
+	exp, ok := c.cache[id]
+	if !ok || hash == nil {
+		return false
+	}
+	if now.Before(exp) {
+		return true
+	}
+	delete(c.cache, id)
+	return false
+}
+
+// refused tells whether (user, password, hash) fid was refused by bcrypt
+// within failureTTL; c.mu is held.
+func (c *passwordChecker) refused(fid [32]byte, now time.Time) bool {
+	exp, ok := c.failed[fid]
+	if !ok {
+		return false
+	}
+	if now.Before(exp) {
+		return true
+	}
+	delete(c.failed, fid)
+	return false
+}
+
+// The outcomes of compareOne.
+type compareResult int
+
+const (
+	compareOK         compareResult = iota // bcrypt accepted the password
+	compareWrong                           // bcrypt refused it
+	compareCachedOK                        // verified meanwhile by another request: no bcrypt ran
+	compareKnownWrong                      // refused meanwhile by another request: no bcrypt ran
+	compareBusy                            // the slot stayed busy for bcryptWait, or ctx ended
+)
+
+// compareOne runs one bcrypt comparison once the slot is free, unless
+// another request verified or refused the same credential meanwhile, and
+// caches its outcome before it frees the slot (so that the next in the
+// slot sees it).
+func (c *passwordChecker) compareOne(ctx context.Context, hash []byte, pw string, id, fid [32]byte) compareResult {
 	t := time.NewTimer(bcryptWait)
 	defer t.Stop()
 	select {
 	case c.slot <- struct{}{}:
 	case <-t.C:
-		return false, false
+		return compareBusy
 	case <-ctx.Done():
-		return false, false
+		return compareBusy
 	}
 	defer func() { <-c.slot }()
+	now := c.now()
+	c.mu.Lock()
+	cachedOK, knownWrong := c.verified(id, hash, now), c.refused(fid, now)
+	c.mu.Unlock()
+	switch {
+	case cachedOK:
+		return compareCachedOK
+	case knownWrong:
+		return compareKnownWrong
+	}
+	c.bcrypts.Add(1)
+	ok := false
 	if hash == nil {
 		_ = c.compare(dummyHash(), []byte(pw))
-		return false, true
+	} else {
+		ok = c.compare(hash, []byte(pw)) == nil
 	}
-	return c.compare(hash, []byte(pw)) == nil, true
+	now = c.now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if ok {
+		c.rememberIn(c.cache, maxCredentials, id, now.Add(credentialTTL))
+		return compareOK
+	}
+	c.rememberIn(c.failed, maxFailures, fid, now.Add(failureTTL))
+	return compareWrong
 }
 
-func (c *passwordChecker) credentialID(name, pw string) [32]byte {
+// credentialID is the key of a verified (user, password, hash): with the
+// hash in it, a password verified against a hash that a reload replaced
+// (even while its bcrypt ran) never passes for the new one.
+func (c *passwordChecker) credentialID(name, pw string, hash []byte) [32]byte {
+	return c.mac("redhaven-verified", name, pw, hash)
+}
+
+// failureID is the key of a refused (user, password, hash); hash is nil
+// for an unknown user.
+func (c *passwordChecker) failureID(name, pw string, hash []byte) [32]byte {
+	return c.mac("redhaven-refused", name, pw, hash)
+}
+
+// mac is HMAC-SHA256 under the per-process key of its length-prefixed
+// parts, so that no two different inputs give the same message.
+func (c *passwordChecker) mac(domain, name, pw string, hash []byte) [32]byte {
 	m := hmac.New(sha256.New, c.key[:])
-	m.Write([]byte(name))
-	m.Write([]byte{0})
-	m.Write([]byte(pw))
+	for _, part := range [][]byte{[]byte(domain), []byte(name), []byte(pw), hash} {
+		var n [8]byte
+		binary.BigEndian.PutUint64(n[:], uint64(len(part)))
+		m.Write(n[:])
+		m.Write(part)
+	}
 	var id [32]byte
 	copy(id[:], m.Sum(nil))
 	return id
 }
 
-// forget drops every cached credential (the users changed).
+// forget drops every cached credential and refusal (the users changed).
 func (c *passwordChecker) forget() {
 	c.mu.Lock()
 	clear(c.cache)
+	clear(c.failed)
 	c.mu.Unlock()
 }
 
-// remember caches a verified credential; c.mu is held.
-func (c *passwordChecker) remember(id [32]byte, exp time.Time) {
-	if len(c.cache) >= maxCredentials {
+// rememberIn caches id until exp in m (c.cache or c.failed), which holds at
+// most limit entries: beyond, the expired ones go, then all; c.mu is held.
+func (c *passwordChecker) rememberIn(m map[[32]byte]time.Time, limit int, id [32]byte, exp time.Time) {
+	if len(m) >= limit {
 		now := c.now()
-		for k, e := range c.cache {
+		for k, e := range m {
 			if !now.Before(e) {
-				delete(c.cache, k)
+				delete(m, k)
 			}
 		}
-		if len(c.cache) >= maxCredentials {
-			clear(c.cache)
+		if len(m) >= limit {
+			clear(m)
 		}
 	}
-	c.cache[id] = exp
+	m[id] = exp
 }
 
 // refusesConn tells whether a new connection from addr is to be refused

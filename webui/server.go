@@ -237,6 +237,10 @@ func (s *Server) routes() (http.Handler, error) {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		newCollector(s.snapshot),
 		s.authRefused,
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "redhaven_http_auth_bcrypt_total",
+			Help: "bcrypt comparisons run for basic-auth passwords (the rest were answered from the caches of verified and refused credentials, or limited).",
+		}, func() float64 { return float64(s.passwords.bcrypts.Load()) }),
 	} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("webui: register metrics: %w", err)

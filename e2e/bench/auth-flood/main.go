@@ -11,8 +11,12 @@
 //	  [-floods 0,16,1000,1000x100] [-rounds 3] [-duration 8s] [-warmup 2s] \
 //	  [-ping-rate 2000] [-ping-conns 4] [-flood-conns 8] [-agent-pid PID]
 //
-// A flood "R" sends R wrong passwords a second from 127.0.0.1; "RxN" spreads
-// them over N source addresses 127.0.1.1..N. Suffixes: "@sink" sends the
+// A flood "R" sends R wrong passwords a second from 127.0.0.1, a new one
+// each time (as an attacker who guesses would: every one costs a bcrypt
+// unless a limit refuses it first); "RxN" spreads them over N source
+// addresses 127.0.1.1..N. Suffixes: "@same" sends one wrong password again
+// and again (a client with a stale password; the agent's cache of refused
+// credentials answers all but the first without bcrypt); "@sink" sends the
 // same flood to a sink instead of the agent (the control: a process of this
 // tool on 127.0.0.2, pinned with the probe, that answers every connection
 // as the agent's accept-time refusal does: a canned 429 after 5 s while
@@ -20,7 +24,11 @@
 // shows apart from what it costs the agent; "@cpuN" runs the flood process
 // on CPU N (taskset). With -agent-pid, each phase also reports the agent's
 // CPU time (/proc/PID/stat utime+stime), the flood's and the busy time of
-// each CPU (/proc/stat) over the measured window. Only loopback addresses
+// each CPU (/proc/stat) over the measured window. With the user's password
+// in $AUTH_FLOOD_PASSWORD, each phase reports the bcrypt comparisons the
+// agent ran during it, warm-up included (redhaven_http_auth_bcrypt_total,
+// read from 127.0.0.3, an address no flood uses, before the flood starts
+// and after it stops; "-" when the agent has no such metric). Only loopback addresses
 // are accepted; every loop is bounded by the durations. Stdlib only.
 package main
 
@@ -52,11 +60,18 @@ type flood struct {
 	rate  int
 	addrs int
 	sink  bool // to the sink, not the agent (control)
+	same  bool // one wrong password again and again
 	cpu   int  // the flood process's CPU (taskset), -1: the probe's
 }
 
 // spec is the flood's -flood-child argument.
-func (f flood) spec() string { return fmt.Sprintf("%dx%d", f.rate, f.addrs) }
+func (f flood) spec() string {
+	s := fmt.Sprintf("%dx%d", f.rate, f.addrs)
+	if f.same {
+		s += "@same"
+	}
+	return s
+}
 
 func parseFloods(s string) ([]flood, error) {
 	var fs []flood
@@ -80,15 +95,17 @@ func parseFloods(s string) ([]flood, error) {
 			case m == "":
 			case m == "sink":
 				fl.sink = true
+			case m == "same":
+				fl.same = true
 			case strings.HasPrefix(m, "cpu"):
 				if fl.cpu, err = strconv.Atoi(m[3:]); err != nil || fl.cpu < 0 || fl.cpu > 1023 {
 					return nil, fmt.Errorf("flood %q: want @cpuN", f)
 				}
 			default:
-				return nil, fmt.Errorf("flood %q: unknown @%s (want @sink or @cpuN)", f, m)
+				return nil, fmt.Errorf("flood %q: unknown @%s (want @same, @sink or @cpuN)", f, m)
 			}
 		}
-		if rate == 0 && (fl.sink || fl.cpu >= 0) {
+		if rate == 0 && (fl.sink || fl.same || fl.cpu >= 0) {
 			return nil, fmt.Errorf("flood %q: @ needs a rate", f)
 		}
 		fl.name = "no flood"
@@ -96,6 +113,9 @@ func parseFloods(s string) ([]flood, error) {
 			fl.name = fmt.Sprintf("%d/s", rate)
 			if addrs > 1 {
 				fl.name += fmt.Sprintf(" x%d addrs", addrs)
+			}
+			if fl.same {
+				fl.name += " same pw"
 			}
 			if fl.sink {
 				fl.name += " to sink"
@@ -127,7 +147,7 @@ func main() {
 	redisAddr := flag.String("redis", "127.0.0.1:7300", "the proxy's address")
 	httpAddr := flag.String("http", "127.0.0.1:7390", "the agent's HTTP address")
 	user := flag.String("user", "admin", "an http.auth user (its password is never sent)")
-	floodsFlag := flag.String("floods", "0,16,1000,1000x100,1000x100@sink", "wrong passwords a second per phase (RATE or RATExADDRS, then @sink, @cpuN); the first must be 0")
+	floodsFlag := flag.String("floods", "0,16,1000,1000x100,1000x100@sink", "wrong passwords a second per phase (RATE or RATExADDRS, then @same, @sink, @cpuN); the first must be 0")
 	rounds := flag.Int("rounds", 3, "interleaved rounds")
 	duration := flag.Duration("duration", 8*time.Second, "PING measurement per phase")
 	warmup := flag.Duration("warmup", 2*time.Second, "flood before the measurement starts")
@@ -173,6 +193,7 @@ func main() {
 		codes    map[int]int
 		sent     int64
 		cpu      cpuTimes
+		bcrypts  int // -1: unknown
 	}
 	res := make([][]result, len(floods)) // [flood][round]
 	for r := 0; r < *rounds; r++ {
@@ -181,6 +202,7 @@ func main() {
 			// do not delay the probe's.
 			var fc *exec.Cmd
 			var fout bytes.Buffer
+			bcryptsBefore := bcryptCount(*httpAddr, *user)
 			if f.rate > 0 {
 				target := *httpAddr
 				if f.sink {
@@ -225,10 +247,14 @@ func main() {
 			if err != nil {
 				fail("round %d, %s: %v", r+1, f.name, err)
 			}
+			rr.bcrypts = -1
+			if a, b := bcryptsBefore, bcryptCount(*httpAddr, *user); a >= 0 && b >= 0 {
+				rr.bcrypts = b - a
+			}
 			rr.p50, rr.p99 = quantile(lat, 0.50), quantile(lat, 0.99)
 			res[i] = append(res[i], rr)
-			fmt.Fprintf(os.Stderr, "round %d %-26s pings %6d p50 %8s p99 %8s cpu ms agent %4d flood %4d sink %4d cpu0 %4d cpu1 %4d http %v\n",
-				r+1, f.name, rr.pings, rr.p50, rr.p99, rr.cpu.agent.Milliseconds(), rr.cpu.flood.Milliseconds(), rr.cpu.sink.Milliseconds(),
+			fmt.Fprintf(os.Stderr, "round %d %-26s pings %6d p50 %8s p99 %8s bcrypts %2d cpu ms agent %4d flood %4d sink %4d cpu0 %4d cpu1 %4d http %v\n",
+				r+1, f.name, rr.pings, rr.p50, rr.p99, rr.bcrypts, rr.cpu.agent.Milliseconds(), rr.cpu.flood.Milliseconds(), rr.cpu.sink.Milliseconds(),
 				rr.cpu.busy[0].Milliseconds(), rr.cpu.busy[1].Milliseconds(), rr.codes)
 		}
 	}
@@ -236,13 +262,19 @@ func main() {
 		_ = sink.Process.Signal(syscall.SIGTERM)
 		_ = sink.Wait()
 	}
-	fmt.Printf("%-26s %8s %8s %8s %8s %11s %8s %8s %8s %8s %8s %6s %6s %6s\n", "flood (wrong pw/s)", "sent/s", "p50", "p99",
-		"p99/none", "min-max", "agent", "flood", "cpu0", "cpu1", "401", "429", "503", "other")
+	fmt.Printf("%-26s %8s %8s %8s %8s %11s %8s %8s %8s %8s %8s %8s %6s %6s %6s\n", "flood (wrong pw/s)", "sent/s", "p50", "p99",
+		"p99/none", "min-max", "bcrypts", "agent", "flood", "cpu0", "cpu1", "401", "429", "503", "other")
 	for i, f := range floods {
 		var p50s, p99s, ratios, agent, fl, cpu0, cpu1 []float64
 		codes := map[int]int{}
 		var sent int64
+		bcrypts := 0
 		for r, rr := range res[i] {
+			if bcrypts >= 0 && rr.bcrypts >= 0 {
+				bcrypts += rr.bcrypts
+			} else {
+				bcrypts = -1
+			}
 			p50s = append(p50s, float64(rr.p50))
 			p99s = append(p99s, float64(rr.p99))
 			ratios = append(ratios, float64(rr.p99)/float64(res[0][r].p99))
@@ -264,14 +296,19 @@ func main() {
 				other += v
 			}
 		}
-		fmt.Printf("%-26s %8.1f %8s %8s %8.2f %11s %8.0f %8.0f %8.0f %8.0f %8d %6d %6d %6d\n", f.name,
+		bc := "-"
+		if bcrypts >= 0 {
+			bc = strconv.Itoa(bcrypts)
+		}
+		fmt.Printf("%-26s %8.1f %8s %8s %8.2f %11s %8s %8.0f %8.0f %8.0f %8.0f %8d %6d %6d %6d\n", f.name,
 			float64(sent)/float64(*rounds)/duration.Seconds(),
 			time.Duration(median(p50s)).Round(time.Microsecond), time.Duration(median(p99s)).Round(time.Microsecond),
-			median(ratios), fmt.Sprintf("%.2f-%.2f", slices.Min(ratios), slices.Max(ratios)),
+			median(ratios), fmt.Sprintf("%.2f-%.2f", slices.Min(ratios), slices.Max(ratios)), bc,
 			median(agent), median(fl), median(cpu0), median(cpu1), codes[401], codes[429], codes[503], other)
 	}
 	fmt.Printf("(medians over %d interleaved rounds of %s each; p99/none is the median of same-round ratios, min-max their range; "+
-		"agent, flood (with the sink's for \"to sink\"), cpu0, cpu1: CPU ms used in the window (/proc); 401 = a bcrypt ran; status counts are totals of the measured windows)\n",
+		"bcrypts: comparisons the agent ran in all rounds of the phase, warm-up included (- without $AUTH_FLOOD_PASSWORD or the metric); "+
+		"agent, flood (with the sink's for \"to sink\"), cpu0, cpu1: CPU ms used in the window (/proc); 401 = a bcrypt ran, or for \"same pw\" the cached refusal; status counts are totals of the measured windows)\n",
 		*rounds, *duration)
 }
 func median(v []float64) float64 {
@@ -429,7 +466,11 @@ func startFlood(ctx context.Context, httpAddr, user string, f flood, conns int) 
 				defer tr.CloseIdleConnections()
 				for range work {
 					req, _ := http.NewRequestWithContext(ctx, "GET", "http://"+httpAddr+"/api/v1/stats", nil)
-					req.SetBasicAuth(user, "wrong-"+strconv.FormatInt(seq.Add(1), 10))
+					pw := "wrong-same"
+					if !f.same {
+						pw = "wrong-" + strconv.FormatInt(seq.Add(1), 10)
+					}
+					req.SetBasicAuth(user, pw)
 					resp, err := client.Do(req)
 					code := -1
 					if err == nil {
@@ -491,4 +532,37 @@ func maps(m map[int]int) map[int]int {
 		c[k] = v
 	}
 	return c
+}
+
+// bcryptCount reads redhaven_http_auth_bcrypt_total from the agent with the
+// password in $AUTH_FLOOD_PASSWORD, from 127.0.0.3 (an address no flood
+// uses, so that the login does not exempt a flood's address from the
+// agent's refusal at accept); -1 when it cannot.
+func bcryptCount(httpAddr, user string) int {
+	pw := os.Getenv("AUTH_FLOOD_PASSWORD")
+	if pw == "" {
+		return -1
+	}
+	tr := &http.Transport{DialContext: (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 3)}, Timeout: 2 * time.Second}).DialContext}
+	defer tr.CloseIdleConnections()
+	req, err := http.NewRequest("GET", "http://"+httpAddr+"/metrics", nil)
+	if err != nil {
+		return -1
+	}
+	req.SetBasicAuth(user, pw)
+	resp, err := (&http.Client{Transport: tr, Timeout: 10 * time.Second}).Do(req)
+	if err != nil {
+		return -1
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(io.LimitReader(resp.Body, 8<<20))
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "redhaven_http_auth_bcrypt_total "); ok {
+			if f, err := strconv.ParseFloat(v, 64); err == nil {
+				return int(f)
+			}
+		}
+	}
+	return -1
 }
