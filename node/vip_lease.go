@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -13,11 +14,20 @@ import (
 
 // The VIP policy, for each VIP (vips.go) on its own: the node named by
 // the VIP's committed lease (cluster lease.go) holds the address until
-// its lease ends, and renews the lease while it may serve (it routes
-// every service the VIP carries) and is in contact with the quorum. The
-// Raft leader grants a free lease to itself, or takes an expired one
-// over, when it may serve. Raft leadership can move without moving a
-// VIP.
+// its lease ends, and renews the lease while it is in contact with the
+// quorum and no other node is better placed. The Raft leader grants a
+// free lease to itself, or takes an expired one over, when it may serve
+// (it routes every service the VIP carries). Raft leadership can move
+// without moving a VIP.
+//
+// A holder that cannot route (its watcher contradicts the committed
+// master of a service the VIP carries) keeps the VIP while no other node
+// routes either: every node sees that during a Sentinel failover, and
+// moving the VIP would cost every client connection on it for nothing.
+// It releases the lease only when, for vip_lease/4, another node has
+// reported that it routes the committed master of every service the VIP
+// carries and reaches that master as a master (judgePeers,
+// cluster.PeersRouting).
 //
 // How the address is taken:
 //   - after a clean release the old holder removed the address before it
@@ -61,6 +71,11 @@ type vipLease struct {
 	// servedAt is the last step at which this node could serve
 	// (mayServe); zero until it could once in this process.
 	servedAt time.Time
+	// betterSince: since when, while this holder could not serve,
+	// another node (betterPeer) has routed what the VIP carries; zero
+	// when not (peerServing).
+	betterSince time.Time
+	betterPeer  string
 
 	// handoff: a hand-over restart is under way; leaseLoop leaves the
 	// VIP on the interface and writes the lease's end into it.
@@ -221,17 +236,23 @@ func (n *Node) leaseStep(ctx context.Context, v *vipSlot, now time.Time) {
 			}
 		}
 	}
-	if n.unhealthyHolder(l, mayServe, inContact, inherited, now) {
+	n.judgePeers(v, mayServe, inContact, inherited, now)
+	if n.unhealthyHolder(l, now) {
 		// Released here rather than run out (lease + skew, 1.1 s by
 		// default, then the successor's probe): the leader grants the
 		// free lease to a node that can serve at once, without a probe.
-		v.logger.Warn("vip lease released: this node cannot route (no committed master, or its watcher contradicts it)",
-			"for", now.Sub(l.servedAt).Round(time.Millisecond))
+		v.logger.Warn("vip lease released: this node cannot route (its watcher contradicts the committed master) while another node routes it",
+			"routing_node", l.betterPeer, "for", now.Sub(l.servedAt).Round(time.Millisecond),
+			"other_node_routes_for", now.Sub(l.betterSince).Round(time.Millisecond))
 		n.releaseVIP(v)
-		l.holding = false
+		l.holding, l.betterSince, l.betterPeer = false, time.Time{}, ""
 		return
 	}
-	if canServe && now.Sub(l.lastRequest) >= n.cfg.Cluster.VIPLease/4 && l.renewing.CompareAndSwap(false, true) {
+	// A holder that cannot route keeps renewing while no other node is
+	// better placed (every node sees the same during a failover): letting
+	// the lease run out would only take the VIP away from every node.
+	keep := canServe || (inContact && !l.leaving && !l.servedAt.IsZero())
+	if keep && now.Sub(l.lastRequest) >= n.cfg.Cluster.VIPLease/4 && l.renewing.CompareAndSwap(false, true) {
 		l.lastRequest = now
 		go func() {
 			defer l.renewing.Store(false)
@@ -245,18 +266,68 @@ func (n *Node) leaseStep(ctx context.Context, v *vipSlot, now time.Time) {
 	v.mgr.Want(vip.Desire{Hold: !heldUntil.IsZero() && !l.leaving, Until: heldUntil, Probe: l.probe, WaitConflictUntil: l.waitUntil})
 }
 
+// judgePeers keeps l.betterSince: while this holder cannot serve
+// (mayServe false, in contact, not leaving, not on an inherited lease,
+// after it could serve once in this process), it asks the other nodes
+// what they route (peerServing) and notes since when one of them serves
+// what this VIP carries. Any other time it is cleared.
+func (n *Node) judgePeers(v *vipSlot, mayServe, inContact, inherited bool, now time.Time) {
+	l := &v.lease
+	peer := ""
+	if !mayServe && inContact && !l.leaving && !inherited && !l.servedAt.IsZero() {
+		peer = n.peerServing(v)
+	}
+	switch {
+	case peer == "":
+		l.betterSince, l.betterPeer = time.Time{}, ""
+	case l.betterSince.IsZero():
+		l.betterSince, l.betterPeer = now, peer
+	}
+}
+
+// peerServing names another node that routes every service v carries to
+// its committed master by the committed decision, a master its watcher
+// reaches as a master (its last routed note, asked for by
+// cluster.PeersRouting, at most vip_lease/4 old), "" when none does (also
+// when some service has no committed master: nobody routes it).
+func (n *Node) peerServing(v *vipSlot) string {
+	if len(v.services) == 0 {
+		return ""
+	}
+	st := n.cluster.State()
+	var common []string
+	for i, s := range v.services {
+		d := st.Service(s.name).Route
+		if d.Master == "" {
+			return ""
+		}
+		peers := n.cluster.PeersRouting(s.name, d, n.cfg.Cluster.VIPLease/4)
+		if i == 0 {
+			common = peers
+			continue
+		}
+		common = slices.DeleteFunc(common, func(p string) bool { return !slices.Contains(peers, p) })
+	}
+	if len(common) == 0 {
+		return ""
+	}
+	return common[0]
+}
+
 // unhealthyHolder tells whether this holder should give the lease up:
-// it could serve earlier in this process and has not been able to for a
-// renewal interval (vip_lease/4: a contradiction of the committed master
-// while a Sentinel failover is being committed lasts less, and moving the
-// VIP costs every client connection on it). Out of contact it keeps the
-// lease: a release could not commit, and a follower holder is out of
-// contact whenever the leader dies, after which it renews through the new
-// leader without moving the VIP. An inherited lease (hand-over) is kept
-// too: the new process may not have observed Redis yet.
-func (n *Node) unhealthyHolder(l *vipLease, mayServe, inContact, inherited bool, now time.Time) bool {
-	return !mayServe && !l.leaving && inContact && !inherited && !l.servedAt.IsZero() &&
-		now.Sub(l.servedAt) >= n.cfg.Cluster.VIPLease/4
+// it cannot route what the VIP carries while another node has routed it
+// for a renewal interval (vip_lease/4, judgePeers). A holder that cannot
+// route while no other node can either (every node during a Sentinel
+// failover, a master that died, a committed route every watcher
+// contradicts) keeps its lease and renews it: moving the VIP would cost
+// every client connection on it and gain nothing. Out of contact it
+// keeps the lease too: a release could not commit, and a follower holder
+// is out of contact whenever the leader dies, after which it renews
+// through the new leader without moving the VIP. An inherited lease
+// (hand-over) is kept too: the new process may not have observed Redis
+// yet.
+func (n *Node) unhealthyHolder(l *vipLease, now time.Time) bool {
+	return !l.betterSince.IsZero() && now.Sub(l.betterSince) >= n.cfg.Cluster.VIPLease/4
 }
 
 // releaseVIP ends this node's holding on a clean stop or leave: the
