@@ -243,15 +243,34 @@ func seeMasterAsReplica(n *Node, on bool, master, replica string) {
 // Then only the holder's watcher contradicts it: the others route, so
 // the holder releases its lease (a release, not an expiry) and a node
 // that routes takes the VIP; the lease does not come back while the
-// holder cannot route.
+// holder cannot route. Once with the Raft leader as the holder (it hands
+// leadership to the node that routes), once with a follower holder (the
+// leader routes and grants itself the lease).
 func TestVIPHolderThatCannotRoute(t *testing.T) {
 	if testing.Short() {
 		t.Skip("short")
 	}
+	for _, leads := range []bool{true, false} {
+		t.Run(map[bool]string{true: "leader holder", false: "follower holder"}[leads], func(t *testing.T) {
+			testVIPHolderThatCannotRoute(t, leads)
+		})
+	}
+}
+
+func testVIPHolderThatCannotRoute(t *testing.T, leads bool) {
 	set := redistest.StartSet(t, redistest.SetOptions{DownAfter: 5 * time.Second})
 	nodes := startVIPAgents(t, set, 3)
 	master, replica := set.Master.Addr, set.Replicas[0].Addr
-	holder := waitVIPHolder(t, nodes, master)
+	holder := waitVIPHolder(t, nodes, master) // the leader takes the free lease
+	if !leads {
+		if err := holder.cluster.TransferLeadership(context.Background(), ""); err != nil {
+			t.Fatalf("transfer leadership: %v", err)
+		}
+	}
+	testutil.Eventually(t, 15*time.Second, "the holder leads: "+fmt.Sprint(leads), func() bool {
+		l := leaderOf(nodes)
+		return l.cluster.IsLeader() && (l == holder) == leads && allEqual(vipHolders(nodes), holder.cfg.NodeName)
+	})
 	lease := holder.cfg.Cluster.VIPLease
 	t.Logf("VIP held by %s (leader %s), vip_lease %v", holder.cfg.NodeName, leaderOf(nodes).cfg.NodeName, lease)
 

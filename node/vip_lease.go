@@ -253,7 +253,7 @@ func (n *Node) leaseStep(ctx context.Context, v *vipSlot, now time.Time) {
 		v.logger.Warn("vip lease released: this node cannot route (its watcher contradicts the committed master) while another node routes it",
 			"routing_node", l.betterPeer, "for", now.Sub(l.servedAt).Round(time.Millisecond),
 			"other_node_routes_for", now.Sub(l.betterSince).Round(time.Millisecond))
-		n.releaseVIP(v)
+		n.releaseVIPTo(v, l.betterPeer)
 		l.holding, l.betterSince, l.betterPeer = false, time.Time{}, ""
 		return
 	}
@@ -320,6 +320,13 @@ func (n *Node) peerServing(v *vipSlot) string {
 		}
 		common = slices.DeleteFunc(common, func(p string) bool { return !slices.Contains(peers, p) })
 	}
+	// Only the leader grants a free lease (to itself): a follower holder
+	// counts the leader alone; a leader holder any node, to which it then
+	// hands leadership (releaseVIPTo).
+	if !n.cluster.IsLeader() {
+		leader, _ := n.cluster.Leader()
+		common = slices.DeleteFunc(common, func(p string) bool { return p != leader })
+	}
 	if len(common) == 0 {
 		return ""
 	}
@@ -349,7 +356,11 @@ func (n *Node) unhealthyHolder(l *vipLease, now time.Time) bool {
 // is elected and adds the VIP at once (no probe). Releasing after the
 // transfer would wait until this node hears of the new leader, and send
 // the release over gossip.
-func (n *Node) releaseVIP(v *vipSlot) {
+func (n *Node) releaseVIP(v *vipSlot) { n.releaseVIPTo(v, "") }
+
+// releaseVIPTo is releaseVIP handing Raft leadership, if it moves, to the
+// node named next ("" any).
+func (n *Node) releaseVIPTo(v *vipSlot, next string) {
 	v.mgr.Want(vip.Desire{})
 	if n.cluster.LeaseStatus(v.key).Lease.Holder != n.cfg.NodeName {
 		return
@@ -385,7 +396,7 @@ func (n *Node) releaseVIP(v *vipSlot) {
 	// and the shared VIP's release moves leadership then).
 	if v.key == cluster.SharedVIP && n.cluster.IsLeader() && n.cluster.InContact() { // out of contact, nobody could take leadership over
 		tctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		if err := n.cluster.TransferLeadership(tctx, ""); err != nil && !errors.Is(err, cluster.ErrNotLeader) {
+		if err := n.cluster.TransferLeadership(tctx, next); err != nil && !errors.Is(err, cluster.ErrNotLeader) {
 			n.logger.Warn("leadership transfer after the vip release failed; the others will elect a leader", "err", err)
 		}
 		cancel()
