@@ -27,11 +27,17 @@ import (
 // memberlist user messages (encrypted and authenticated with the cluster
 // key like the lease renewals), until every Raft server follows the
 // decision or can no longer route at all.
+//
+// A VIP holder that cannot route asks the same question of the other
+// servers (PeersRouting): it gives its lease up only when another node
+// routes what it cannot. Its query names it, and the answer goes to it;
+// the leader's query names nobody (the form older releases send and
+// answer), and the answer goes to the leader.
 
 // Prefixes of routed messages among memberlist user messages.
 const (
-	routedQueryPrefix  = 'Q' // leader -> member: "answer with your routed note for a service"
-	routedReportPrefix = 'R' // member -> leader: the note
+	routedQueryPrefix  = 'Q' // "answer with your routed note for a service" (service, or service NUL asker)
+	routedReportPrefix = 'R' // the note, to the leader or to the asker
 )
 
 // routedQueryEvery is how often WaitRouted asks a member that has not
@@ -48,19 +54,28 @@ type routedNote struct {
 	Service string        `json:"s"`
 	From    RouteDecision `json:"d"` // the committed decision it was computed from (Reason dropped)
 	Master  string        `json:"m"` // where the proxy sends writes ("" none)
-	at      time.Time     // when this node learned it
+	// Up: this node's watcher reached Master at its last check and it
+	// answered ROLE as a master (older releases leave it out: false).
+	Up bool      `json:"u,omitempty"`
+	at time.Time // when this node learned it
 }
 
 // routedState holds this node's notes and, on the leader, the members'.
 type routedState struct {
 	mu    sync.Mutex
 	notes map[string]routedNote // by node + "\x00" + service
+	asked map[string]time.Time  // PeersRouting's last query, by node + "\x00" + service
 	hint  chan struct{}         // a note arrived
-	query chan string           // services asked about by the leader, for routedLoop
+	query chan routedQuery      // queries received, for routedLoop
 }
 
+// routedQuery is a query for this node's note on service; asker is the
+// node that wants the answer, "" for the leader.
+type routedQuery struct{ service, asker string }
+
 func newRoutedState() *routedState {
-	return &routedState{notes: map[string]routedNote{}, hint: make(chan struct{}, 1), query: make(chan string, 16)}
+	return &routedState{notes: map[string]routedNote{}, asked: map[string]time.Time{},
+		hint: make(chan struct{}, 1), query: make(chan routedQuery, 16)}
 }
 
 func (s *routedState) put(n routedNote) {
@@ -78,12 +93,14 @@ func (s *routedState) get(node, service string) (routedNote, bool) {
 }
 
 // NoteRouted records where this node's proxy for service sends writes now
-// (master, "" for nowhere) and the committed decision that route was
-// computed from. node calls it on every pass of its policy loop, after the
-// proxy's route table was set; the leader's WaitRouted reads it.
-func (a *Agent) NoteRouted(service string, from RouteDecision, master string) {
+// (master, "" for nowhere), whether its watcher reaches that master as a
+// master (up), and the committed decision that route was computed from.
+// node calls it on every pass of its policy loop, after the proxy's route
+// table was set; the leader's WaitRouted and a VIP holder's PeersRouting
+// read it.
+func (a *Agent) NoteRouted(service string, from RouteDecision, master string, up bool) {
 	from.Reason = "" // not needed to identify it, and keeps the answer one small packet
-	a.routed.put(routedNote{Node: a.cfg.NodeName, Service: service, From: from, Master: master, at: time.Now()})
+	a.routed.put(routedNote{Node: a.cfg.NodeName, Service: service, From: from, Master: master, Up: up && master != "", at: time.Now()})
 }
 
 // follows says whether note n shows a proxy that follows decision d: its
@@ -180,15 +197,71 @@ func (a *Agent) WaitRouted(ctx context.Context, service string, d RouteDecision)
 	}
 }
 
-// askRouted sends a routed query for service to member name (best effort).
-func (a *Agent) askRouted(name, service string) {
+// askRouted sends a routed query for service to member name (best effort),
+// answered to the leader.
+func (a *Agent) askRouted(name, service string) { a.sendRoutedQuery(name, service, "") }
+
+// sendRoutedQuery sends a routed query for service to member name (best
+// effort), to be answered to asker ("" for the leader; older releases
+// answer only those).
+func (a *Agent) sendRoutedQuery(name, service, asker string) {
 	ml := a.memberlist()
 	if ml == nil {
 		return
 	}
-	if to := memberNode(ml, name); to != nil {
-		_ = ml.SendBestEffort(to, append([]byte{routedQueryPrefix}, service...))
+	msg := append([]byte{routedQueryPrefix}, service...)
+	if asker != "" {
+		msg = append(append(msg, 0), asker...)
 	}
+	if to := memberNode(ml, name); to != nil {
+		_ = ml.SendBestEffort(to, msg)
+	}
+}
+
+// PeersRouting tells which other servers of the Raft configuration route
+// service by the committed decision d and send its writes to d's master,
+// which their watcher reaches as a master (d must name one): their last
+// note, received within maxAge, says so.
+// It asks each server whose note is older than routedQueryEvery again
+// (best effort; the answers come back to this node), so a caller that
+// polls it sees fresh answers a round later. Any node may call it; an
+// older release does not answer a follower's query, and so never counts.
+func (a *Agent) PeersRouting(service string, d RouteDecision, maxAge time.Duration) []string {
+	r := a.raftNode()
+	if r == nil || d.Master == "" {
+		return nil
+	}
+	service, err := a.serviceName(service)
+	if err != nil {
+		return nil
+	}
+	f := r.GetConfiguration()
+	if f.Error() != nil {
+		return nil
+	}
+	now := time.Now()
+	var routing []string
+	for _, srv := range f.Configuration().Servers {
+		name := string(srv.ID)
+		if name == a.cfg.NodeName {
+			continue
+		}
+		key := name + "\x00" + service
+		a.routed.mu.Lock()
+		note, ok := a.routed.notes[key]
+		ask := now.Sub(a.routed.asked[key]) >= routedQueryEvery
+		if ask {
+			a.routed.asked[key] = now
+		}
+		a.routed.mu.Unlock()
+		if ask {
+			a.sendRoutedQuery(name, service, a.cfg.NodeName)
+		}
+		if ok && now.Sub(note.at) <= maxAge && note.follows(d) && note.Master == d.Master && note.Up {
+			routing = append(routing, name)
+		}
+	}
+	return routing
 }
 
 func memberNode(ml *memberlist.Memberlist, name string) *memberlist.Node {
@@ -205,9 +278,10 @@ func memberNode(ml *memberlist.Memberlist, name string) *memberlist.Node {
 func (a *Agent) receiveRouted(kind byte, b []byte) {
 	switch kind {
 	case routedQueryPrefix:
+		service, asker, _ := strings.Cut(string(b), "\x00")
 		select {
-		case a.routed.query <- string(b):
-		default: // full: the leader asks again
+		case a.routed.query <- routedQuery{service: service, asker: asker}:
+		default: // full: the asker asks again
 		}
 	case routedReportPrefix:
 		var n routedNote
@@ -223,28 +297,32 @@ func (a *Agent) receiveRouted(kind byte, b []byte) {
 	}
 }
 
-// routedLoop answers the leader's routed queries with this node's note.
-// Only the leader this node follows gets an answer.
+// routedLoop answers routed queries with this node's note: a query that
+// names its asker to that node (a member), any other to the leader this
+// node follows.
 func (a *Agent) routedLoop(ctx context.Context) {
 	for {
-		var service string
+		var q routedQuery
 		select {
 		case <-ctx.Done():
 			return
-		case service = <-a.routed.query:
+		case q = <-a.routed.query:
 		}
-		note, ok := a.routed.get(a.cfg.NodeName, service)
-		leader, _ := a.Leader()
+		note, ok := a.routed.get(a.cfg.NodeName, q.service)
+		to := q.asker
+		if to == "" {
+			to, _ = a.Leader()
+		}
 		ml := a.memberlist()
-		if !ok || leader == "" || leader == a.cfg.NodeName || ml == nil {
+		if !ok || to == "" || to == a.cfg.NodeName || ml == nil {
 			continue
 		}
 		b, err := json.Marshal(note)
 		if err != nil {
 			continue
 		}
-		if to := memberNode(ml, leader); to != nil {
-			_ = ml.SendBestEffort(to, append([]byte{routedReportPrefix}, b...))
+		if m := memberNode(ml, to); m != nil {
+			_ = ml.SendBestEffort(m, append([]byte{routedReportPrefix}, b...))
 		}
 	}
 }

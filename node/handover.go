@@ -311,9 +311,16 @@ func (n *Node) soleVoter() bool {
 // PrepareHandOver hands Raft leadership to another voter first
 // when this node leads: otherwise every node loses contact (and stops
 // routing writes) until the others notice the leader is gone and elect
-// one, and the restarted process waits for that too. Done while this
-// process still serves, so clients do not wait for it.
+// one, and the restarted process waits for that too. Then it renews
+// every VIP lease this node holds (renewVIPsNow), so the next process
+// inherits nearly a whole one. Done while this process still serves, so
+// clients do not wait for it.
 func (n *Node) PrepareHandOver() {
+	n.transferLeadershipFirst()
+	n.renewVIPsNow(n.cfg.Cluster.VIPLease / 2)
+}
+
+func (n *Node) transferLeadershipFirst() {
 	if !n.cluster.IsLeader() {
 		return
 	}

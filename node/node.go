@@ -13,7 +13,10 @@
 // Each VIP has its own lease in the cluster, keyed by the service's name
 // ("" for the shared one), granted, renewed, taken over and released on
 // its own; so a service this node cannot route moves that service's VIP
-// and no other. A service it cannot route makes it not ready for that
+// and no other, and only to a better placed node: the holder keeps the
+// VIP while no other node routes that service either (a Sentinel
+// failover), and releases it once another node has routed the committed
+// master for vip_lease/4 while it could not (vip_lease.go). A service it cannot route makes it not ready for that
 // service only (/health/ready?service=NAME) and not ready overall. A
 // hand-over restart hands every service's sockets to the service of the
 // same name in the new process, and each VIP's lease with them
@@ -28,6 +31,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -56,6 +60,13 @@ type Node struct {
 	// each with its manager and lease policy (vip_lease.go).
 	vips []*vipSlot
 	web  *webui.Server
+
+	// vipAddressOff (tests only): the VIP managers are not run, so no
+	// address is added anywhere; the lease policy runs as configured.
+	vipAddressOff bool
+	// observeHook (tests only), when set, rewrites what this node's
+	// watchers observe before the policy loops use it.
+	observeHook atomic.Pointer[func(service string, obs topology.Observation) topology.Observation]
 
 	mu             sync.Mutex // guards the fields below and the services' policy state
 	unhealthySince time.Time  // leader without a routable master (of some service) since
@@ -179,7 +190,11 @@ func (n *Node) Run(ctx context.Context) error {
 		if v.key != cluster.SharedVIP {
 			name = "vip of " + v.key
 		}
-		g.Go(n.bounded(gctx, name, v.mgr.Run))
+		run := v.mgr.Run
+		if n.vipAddressOff {
+			run = func(ctx context.Context) error { <-ctx.Done(); return nil }
+		}
+		g.Go(n.bounded(gctx, name, run))
 		g.Go(n.bounded(gctx, name+" lease loop", func(ctx context.Context) error { return n.leaseLoop(ctx, v) }))
 	}
 	g.Go(n.bounded(gctx, "redis TLS reload loop", n.redisTLSLoop))
@@ -237,6 +252,9 @@ func (n *Node) decide(ctx context.Context, s *service) error {
 // step is one pass of a service's policy loop.
 func (n *Node) step(ctx context.Context, s *service) {
 	obs := s.watcher.Observation()
+	if f := n.observeHook.Load(); f != nil {
+		obs = (*f)(s.name, obs)
+	}
 	// Route before the leader commits: a commit can take a while (a slow
 	// quorum), and meanwhile this proxy must already stop sending to a
 	// master its watcher sees deposed (issue 13: the leader's proxy kept
@@ -273,7 +291,7 @@ func (n *Node) route(s *service, obs topology.Observation) {
 	}
 	// What a planned failover waits for before it asks Sentinel to move
 	// the master (failover.go): the proxy follows the pause.
-	n.cluster.NoteRouted(s.name, ss.Route, r.Master)
+	n.cluster.NoteRouted(s.name, ss.Route, r.Master, reachesAsMaster(obs, r.Master))
 	vipContra := chk.contradicted
 	if chk.staleBySentinel {
 		vipContra = "" // shared by every node during a failover: keep the VIP where it is
@@ -406,6 +424,17 @@ func (n *Node) checkLeaderHealth(ctx context.Context) {
 // leaderUnhealthyGrace is how long a leader may be unable to route before
 // it hands leadership over; longer than a Sentinel failover.
 const leaderUnhealthyGrace = 10 * time.Second
+
+// reachesAsMaster reports whether addr answered this node's last check
+// and said it is a master.
+func reachesAsMaster(obs topology.Observation, addr string) bool {
+	for _, nd := range obs.Nodes {
+		if nd.Addr == addr {
+			return nd.Up && nd.Role == topology.RoleMaster
+		}
+	}
+	return false
+}
 
 // reachesSomething reports whether this node sees any Sentinel or Redis node.
 func reachesSomething(obs topology.Observation) bool {

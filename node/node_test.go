@@ -57,9 +57,19 @@ func startAgent(t *testing.T, cfg Config) *Node {
 // startAgentLogger is startAgent with the test's own logger.
 func startAgentLogger(t *testing.T, cfg Config, logger *slog.Logger) *Node {
 	t.Helper()
+	return startAgentPrepared(t, cfg, logger, nil)
+}
+
+// startAgentPrepared is startAgentLogger with prepare (if not nil) called
+// on the node between New and Run.
+func startAgentPrepared(t *testing.T, cfg Config, logger *slog.Logger, prepare func(*Node)) *Node {
+	t.Helper()
 	n, err := New(cfg, logger)
 	if err != nil {
 		t.Fatalf("node.New: %v", err)
+	}
+	if prepare != nil {
+		prepare(n)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

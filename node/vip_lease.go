@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -13,11 +14,20 @@ import (
 
 // The VIP policy, for each VIP (vips.go) on its own: the node named by
 // the VIP's committed lease (cluster lease.go) holds the address until
-// its lease ends, and renews the lease while it may serve (it routes
-// every service the VIP carries) and is in contact with the quorum. The
-// Raft leader grants a free lease to itself, or takes an expired one
-// over, when it may serve. Raft leadership can move without moving a
-// VIP.
+// its lease ends, and renews the lease while it is in contact with the
+// quorum and no other node is better placed. The Raft leader grants a
+// free lease to itself, or takes an expired one over, when it may serve
+// (it routes every service the VIP carries). Raft leadership can move
+// without moving a VIP.
+//
+// A holder that cannot route (its watcher contradicts the committed
+// master of a service the VIP carries) keeps the VIP while no other node
+// routes either: every node sees that during a Sentinel failover, and
+// moving the VIP would cost every client connection on it for nothing.
+// It releases the lease only when, for vip_lease/4, another node has
+// reported that it routes the committed master of every service the VIP
+// carries and reaches that master as a master (judgePeers,
+// cluster.PeersRouting).
 //
 // How the address is taken:
 //   - after a clean release the old holder removed the address before it
@@ -61,6 +71,11 @@ type vipLease struct {
 	// servedAt is the last step at which this node could serve
 	// (mayServe); zero until it could once in this process.
 	servedAt time.Time
+	// betterSince: since when, while this holder could not serve,
+	// another node (betterPeer) has routed what the VIP carries; zero
+	// when not (peerServing).
+	betterSince time.Time
+	betterPeer  string
 
 	// handoff: a hand-over restart is under way; leaseLoop leaves the
 	// VIP on the interface and writes the lease's end into it.
@@ -68,6 +83,10 @@ type vipLease struct {
 	// inherited: end of the lease of the previous process (hand-over),
 	// this process's monotonic clock; zero when none or superseded.
 	inherited time.Time
+	// adoptedAt: when this process adopted the previous one's lease,
+	// until its own first renewal applied (logged); adoptedUntil is that
+	// lease's end.
+	adoptedAt, adoptedUntil time.Time
 }
 
 // mayHoldVIP tells whether, as far as service s goes, this node may hold
@@ -197,6 +216,11 @@ func (n *Node) leaseStep(ctx context.Context, v *vipSlot, now time.Time) {
 	if !inherited {
 		l.inherited = time.Time{}
 	}
+	if !l.adoptedAt.IsZero() && ls.Lease.Holder == self && !ls.HeldUntil.IsZero() {
+		v.logger.Info("vip lease renewed by this process after the hand-over", "after", now.Sub(l.adoptedAt).Round(time.Millisecond),
+			"inherited_lease_left", l.adoptedUntil.Sub(now).Round(time.Millisecond))
+		l.adoptedAt = time.Time{}
+	}
 	heldUntil := ls.HeldUntil
 	if inherited && l.inherited.After(heldUntil) {
 		heldUntil = l.inherited
@@ -221,17 +245,26 @@ func (n *Node) leaseStep(ctx context.Context, v *vipSlot, now time.Time) {
 			}
 		}
 	}
-	if n.unhealthyHolder(l, mayServe, inContact, inherited, now) {
+	n.judgePeers(v, mayServe, inContact, inherited, now)
+	if n.unhealthyHolder(l, now) {
 		// Released here rather than run out (lease + skew, 1.1 s by
 		// default, then the successor's probe): the leader grants the
 		// free lease to a node that can serve at once, without a probe.
-		v.logger.Warn("vip lease released: this node cannot route (no committed master, or its watcher contradicts it)",
-			"for", now.Sub(l.servedAt).Round(time.Millisecond))
-		n.releaseVIP(v)
-		l.holding = false
+		v.logger.Warn("vip lease released: this node cannot route (its watcher contradicts the committed master) while another node routes it",
+			"routing_node", l.betterPeer, "for", now.Sub(l.servedAt).Round(time.Millisecond),
+			"other_node_routes_for", now.Sub(l.betterSince).Round(time.Millisecond))
+		n.releaseVIPTo(v, l.betterPeer)
+		l.holding, l.betterSince, l.betterPeer = false, time.Time{}, ""
 		return
 	}
-	if canServe && now.Sub(l.lastRequest) >= n.cfg.Cluster.VIPLease/4 && l.renewing.CompareAndSwap(false, true) {
+	// A holder that cannot route keeps renewing while no other node is
+	// better placed (every node sees the same during a failover): letting
+	// the lease run out would only take the VIP away from every node.
+	// A new process renews an inherited lease as soon as it is in
+	// contact, before its watcher has observed Redis: the previous
+	// process could serve a moment ago, and the inherited lease is short.
+	keep := canServe || (inContact && !l.leaving && (!l.servedAt.IsZero() || inherited))
+	if keep && now.Sub(l.lastRequest) >= n.cfg.Cluster.VIPLease/4 && l.renewing.CompareAndSwap(false, true) {
 		l.lastRequest = now
 		go func() {
 			defer l.renewing.Store(false)
@@ -245,18 +278,75 @@ func (n *Node) leaseStep(ctx context.Context, v *vipSlot, now time.Time) {
 	v.mgr.Want(vip.Desire{Hold: !heldUntil.IsZero() && !l.leaving, Until: heldUntil, Probe: l.probe, WaitConflictUntil: l.waitUntil})
 }
 
+// judgePeers keeps l.betterSince: while this holder cannot serve
+// (mayServe false, in contact, not leaving, not on an inherited lease,
+// after it could serve once in this process), it asks the other nodes
+// what they route (peerServing) and notes since when one of them serves
+// what this VIP carries. Any other time it is cleared.
+func (n *Node) judgePeers(v *vipSlot, mayServe, inContact, inherited bool, now time.Time) {
+	l := &v.lease
+	peer := ""
+	if !mayServe && inContact && !l.leaving && !inherited && !l.servedAt.IsZero() {
+		peer = n.peerServing(v)
+	}
+	switch {
+	case peer == "":
+		l.betterSince, l.betterPeer = time.Time{}, ""
+	case l.betterSince.IsZero():
+		l.betterSince, l.betterPeer = now, peer
+	}
+}
+
+// peerServing names another node that routes every service v carries to
+// its committed master by the committed decision, a master its watcher
+// reaches as a master (its last routed note, asked for by
+// cluster.PeersRouting, at most vip_lease/4 old), "" when none does (also
+// when some service has no committed master: nobody routes it).
+func (n *Node) peerServing(v *vipSlot) string {
+	if len(v.services) == 0 {
+		return ""
+	}
+	st := n.cluster.State()
+	var common []string
+	for i, s := range v.services {
+		d := st.Service(s.name).Route
+		if d.Master == "" {
+			return ""
+		}
+		peers := n.cluster.PeersRouting(s.name, d, n.cfg.Cluster.VIPLease/4)
+		if i == 0 {
+			common = peers
+			continue
+		}
+		common = slices.DeleteFunc(common, func(p string) bool { return !slices.Contains(peers, p) })
+	}
+	// Only the leader grants a free lease (to itself): a follower holder
+	// counts the leader alone; a leader holder any node, to which it then
+	// hands leadership (releaseVIPTo).
+	if !n.cluster.IsLeader() {
+		leader, _ := n.cluster.Leader()
+		common = slices.DeleteFunc(common, func(p string) bool { return p != leader })
+	}
+	if len(common) == 0 {
+		return ""
+	}
+	return common[0]
+}
+
 // unhealthyHolder tells whether this holder should give the lease up:
-// it could serve earlier in this process and has not been able to for a
-// renewal interval (vip_lease/4: a contradiction of the committed master
-// while a Sentinel failover is being committed lasts less, and moving the
-// VIP costs every client connection on it). Out of contact it keeps the
-// lease: a release could not commit, and a follower holder is out of
-// contact whenever the leader dies, after which it renews through the new
-// leader without moving the VIP. An inherited lease (hand-over) is kept
-// too: the new process may not have observed Redis yet.
-func (n *Node) unhealthyHolder(l *vipLease, mayServe, inContact, inherited bool, now time.Time) bool {
-	return !mayServe && !l.leaving && inContact && !inherited && !l.servedAt.IsZero() &&
-		now.Sub(l.servedAt) >= n.cfg.Cluster.VIPLease/4
+// it cannot route what the VIP carries while another node has routed it
+// for a renewal interval (vip_lease/4, judgePeers). A holder that cannot
+// route while no other node can either (every node during a Sentinel
+// failover, a master that died, a committed route every watcher
+// contradicts) keeps its lease and renews it: moving the VIP would cost
+// every client connection on it and gain nothing. Out of contact it
+// keeps the lease too: a release could not commit, and a follower holder
+// is out of contact whenever the leader dies, after which it renews
+// through the new leader without moving the VIP. An inherited lease
+// (hand-over) is kept too: the new process may not have observed Redis
+// yet.
+func (n *Node) unhealthyHolder(l *vipLease, now time.Time) bool {
+	return !l.betterSince.IsZero() && now.Sub(l.betterSince) >= n.cfg.Cluster.VIPLease/4
 }
 
 // releaseVIP ends this node's holding on a clean stop or leave: the
@@ -266,7 +356,11 @@ func (n *Node) unhealthyHolder(l *vipLease, mayServe, inContact, inherited bool,
 // is elected and adds the VIP at once (no probe). Releasing after the
 // transfer would wait until this node hears of the new leader, and send
 // the release over gossip.
-func (n *Node) releaseVIP(v *vipSlot) {
+func (n *Node) releaseVIP(v *vipSlot) { n.releaseVIPTo(v, "") }
+
+// releaseVIPTo is releaseVIP handing Raft leadership, if it moves, to the
+// node named next ("" any).
+func (n *Node) releaseVIPTo(v *vipSlot, next string) {
 	v.mgr.Want(vip.Desire{})
 	if n.cluster.LeaseStatus(v.key).Lease.Holder != n.cfg.NodeName {
 		return
@@ -302,7 +396,7 @@ func (n *Node) releaseVIP(v *vipSlot) {
 	// and the shared VIP's release moves leadership then).
 	if v.key == cluster.SharedVIP && n.cluster.IsLeader() && n.cluster.InContact() { // out of contact, nobody could take leadership over
 		tctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		if err := n.cluster.TransferLeadership(tctx, ""); err != nil && !errors.Is(err, cluster.ErrNotLeader) {
+		if err := n.cluster.TransferLeadership(tctx, next); err != nil && !errors.Is(err, cluster.ErrNotLeader) {
 			n.logger.Warn("leadership transfer after the vip release failed; the others will elect a leader", "err", err)
 		}
 		cancel()
@@ -371,6 +465,49 @@ func (n *Node) keepVIPFor(in *Inherited) {
 	}
 }
 
+// renewVIPsNow renews every VIP lease this node holds and waits, bounded
+// by d, until each renewal has been applied here: called before a
+// hand-over restart (PrepareHandOver, while this process still serves),
+// so that the next process inherits nearly a whole lease, not what was
+// left of the last periodic renewal (as little as 265 ms was seen under
+// load after a leadership transfer), and has that long to be in contact
+// and renew it itself.
+func (n *Node) renewVIPsNow(d time.Duration) {
+	deadline := time.Now().Add(d)
+	for _, v := range n.vips {
+		if v.cfg.EffectiveMode() != vip.ModeNetlink {
+			continue
+		}
+		start := time.Now()
+		if ls := n.cluster.LeaseStatus(v.key); ls.Lease.Holder != n.cfg.NodeName || !start.Before(ls.HeldUntil) {
+			continue
+		}
+		renewed := func() bool {
+			ls := n.cluster.LeaseStatus(v.key)
+			return ls.Lease.Holder == n.cfg.NodeName && !ls.HeldUntil.Before(start.Add(ls.Lease.Length))
+		}
+		var err error
+		var sent time.Time
+		for !renewed() && time.Now().Before(deadline) {
+			if time.Since(sent) >= 50*time.Millisecond { // a follower's renewal is one UDP packet: resend
+				sent = time.Now()
+				ctx, cancel := context.WithDeadline(context.Background(), deadline)
+				err = n.cluster.RenewLease(ctx, v.key)
+				cancel()
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		ls := n.cluster.LeaseStatus(v.key)
+		if !renewed() {
+			v.logger.Warn("hand-over: vip lease not renewed before handing it over", "lease_left",
+				time.Until(ls.HeldUntil).Round(time.Millisecond), "err", err)
+			continue
+		}
+		v.logger.Info("hand-over: vip lease renewed before handing it over", "took", time.Since(start).Round(time.Millisecond),
+			"lease_left", time.Until(ls.HeldUntil).Round(time.Millisecond))
+	}
+}
+
 // handVIPOver is leaseLoop's end in a hand-over: the lease's end as of
 // now (renewals went on until here) goes to the next process. Each slot's
 // loop writes its own field of in (the shared VIP's, or its service's
@@ -417,6 +554,7 @@ func (n *Node) adoptVIP(in *Inherited) {
 			continue
 		}
 		v.lease.inherited = time.Now().Add(left)
+		v.lease.adoptedAt, v.lease.adoptedUntil = time.Now(), v.lease.inherited
 		v.mgr.Want(vip.Desire{Hold: true, Until: v.lease.inherited})
 		v.logger.Info("vip lease taken over from the previous process", "lease_left", left.Round(time.Millisecond))
 	}
