@@ -145,7 +145,8 @@ const replGrace = time.Second
 //     the clients off too);
 //   - that master was the same (same replication ID) from a sample
 //     completed before the write was sent to one sent after its
-//     acknowledgement, and it was the master of the highest Sentinel
+//     acknowledgement (or it stopped answering right after it: a
+//     partition or a kill), and it was the master of the highest Sentinel
 //     epoch reported by then (not a deposed one; sentinelMaster);
 //   - neither the offset of a replica on its history (same replication
 //     ID: a replica adopts its master's at a sync) nor a replica offset
@@ -201,6 +202,10 @@ func (idx replIndex) unreplicated(inv, ack int64) (string, string, bool) {
 		found := false
 		for _, s := range ss[b+1:] {
 			if s.Err != "" {
+				if s.Sent >= ack && s.Sent <= ack+maxAge {
+					found = true // cut off or killed right after: no role change seen
+					break
+				}
 				continue
 			}
 			if !s.master() || s.ReplID != ss[b].ReplID {

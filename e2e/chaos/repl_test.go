@@ -115,6 +115,8 @@ func TestUnreplicated(t *testing.T) {
 		{"the master was never lost", steady, 2990, 3000, false, ""},
 		{"no sample before the write", seed3(), 1, 10, false, ""},
 		{"no samples", nil, 2990, 3000, false, ""},
+		// the master is cut off right after the ack (a partition): still its ack
+		{"cut off right after the ack", cutOff(), 2990, 3000, true, "master n2 had no replica connected"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			m, why, ok := newReplIndex(tc.samples).unreplicated(tc.inv*ms, tc.ack*ms)
@@ -172,4 +174,15 @@ func TestParseReplInfo(t *testing.T) {
 	if s.SentinelMaster != "n2" || s.SentinelEpoch != 7 {
 		t.Errorf("sentinel: %+v", s)
 	}
+}
+
+// cutOff is seed3 with n2 unreachable from 3.05 s on.
+func cutOff() []ReplSample {
+	all := seed3()
+	for i, s := range all {
+		if s.Node == "n2" && s.Sent >= 3050*ms && s.Sent < 8000*ms {
+			all[i] = ReplSample{Node: "n2", Sent: s.Sent, Done: s.Done, Err: down.Err}
+		}
+	}
+	return all
 }
