@@ -354,6 +354,41 @@ const leaderlessLeave = time.Second
 // node's leave).
 const leaveGossipTimeout = 2 * time.Second
 
+// Barrier waits (leader only, bounded by ctx) until this node's state
+// machine has applied every entry committed before the call. A new
+// leader's State() may lag its log for a moment after the election; a
+// decision taken from it (e.g. a planned failover's starting route) must
+// wait for this first.
+func (a *Agent) Barrier(ctx context.Context) error {
+	r := a.raftNode()
+	if r == nil {
+		return ErrNotRunning
+	}
+	if r.State() != raft.Leader {
+		return ErrNotLeader
+	}
+	timeout := defaultApplyTimeout
+	if dl, ok := ctx.Deadline(); ok {
+		timeout = max(time.Until(dl), time.Millisecond)
+	}
+	f := r.Barrier(timeout)
+	done := make(chan error, 1)
+	go func() { done <- f.Error() }()
+	select {
+	case <-ctx.Done():
+		return fmt.Errorf("raft barrier: %w", ctx.Err())
+	case err := <-done:
+		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) ||
+			errors.Is(err, raft.ErrLeadershipTransferInProgress) {
+			return fmt.Errorf("%w: %v", ErrNotLeader, err)
+		}
+		if err != nil {
+			return fmt.Errorf("raft barrier: %w", err)
+		}
+	}
+	return nil
+}
+
 // TransferLeadership hands leadership to the named node ("" = any voter).
 // Leader only (ErrNotLeader otherwise).
 func (a *Agent) TransferLeadership(ctx context.Context, toNodeName string) error {

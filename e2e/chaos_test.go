@@ -81,9 +81,17 @@ func TestChaos(t *testing.T) {
 	for _, n := range c.nodes {
 		addrs = append(addrs, n+"="+c.ip[n]+":6380")
 	}
+	// The writer also samples every node's INFO replication and its
+	// Sentinel's master every 150 ms (hist.repl): the list checker proves
+	// from them that a lost write was acknowledged by a master without a
+	// replica (chaos.LostUnreplicated).
+	var redisAddrs []string
+	for _, n := range c.nodes {
+		redisAddrs = append(redisAddrs, n+"="+c.ip[n]+":6379")
+	}
 	hist := "/tmp/chaos.jsonl"
-	script := fmt.Sprintf("echo $$ > %s.pid; exec writer chaos -addrs %s -clients %d -keys %d -seed %d -max %s -out %s 2>%s.err",
-		hist, strings.Join(addrs, ","), 2*len(addrs), keys, seed, (dur + 10*time.Minute).String(), hist, hist)
+	script := fmt.Sprintf("echo $$ > %s.pid; exec writer chaos -addrs %s -redis %s -master-name %s -clients %d -keys %d -seed %d -max %s -out %s 2>%s.err",
+		hist, strings.Join(addrs, ","), strings.Join(redisAddrs, ","), masterName, 2*len(addrs), keys, seed, (dur + 10*time.Minute).String(), hist, hist)
 	if err := c.env.ExecDetached(ctx, clientName, "sh", "-c", script); err != nil {
 		t.Fatal(err)
 	}
@@ -136,10 +144,14 @@ func TestChaos(t *testing.T) {
 	if out, err := c.exec(ctx, clientName, "writer", "final", "-addr", c.ip[master]+":6379", "-keys", strconv.Itoa(keys), "-out", "/tmp/final.json"); err != nil {
 		t.Fatalf("read the final lists on %s: %v %s", master, err, out)
 	}
-	for _, f := range []string{hist, "/tmp/final.json"} {
-		if err := c.env.CopyFrom(ctx, clientName, f, filepath.Join(out, filepath.Base(f))); err != nil {
+	for f, to := range map[string]string{hist: "chaos.jsonl", hist + ".repl": "repl.jsonl", "/tmp/final.json": "final.json"} {
+		if err := c.env.CopyFrom(ctx, clientName, f, filepath.Join(out, to)); err != nil {
 			t.Fatal(err)
 		}
+	}
+	repl, err := chaos.ReadReplSamples(filepath.Join(out, "repl.jsonl"))
+	if err != nil {
+		t.Fatal(err)
 	}
 	ops, err := chaos.ReadOps(filepath.Join(out, "chaos.jsonl"))
 	if err != nil {
@@ -160,7 +172,7 @@ func TestChaos(t *testing.T) {
 
 	// Check.
 	const lag = 500 * time.Millisecond // replication lag bound for "lost at a crash"
-	lists := chaos.CheckLists(ops, final, windows, lag)
+	lists := chaos.CheckLists(ops, final, windows, lag, repl)
 	reg, err := chaos.CheckRegister(ops, windows, lag, 2*time.Minute, out)
 	if err != nil {
 		t.Fatal(err)
@@ -171,8 +183,8 @@ func TestChaos(t *testing.T) {
 	var rep strings.Builder
 	fmt.Fprintf(&rep, "chaos run: seed %d, %v, %d operations, final master %s\n", seed, dur, len(ops), master)
 	fmt.Fprintf(&rep, "faults injected: %s\n", n.summary())
-	fmt.Fprintf(&rep, "acked list writes: %d; lost: %d to replication at a crash, %d to a master restarted empty before any failover, %d other (must be 0)\n",
-		lists.Acked, lists.ByClass[chaos.LostReplication], lists.ByClass[chaos.LostWiped], lists.ByClass[chaos.LostOther])
+	fmt.Fprintf(&rep, "acked list writes: %d; lost: %d to replication at a crash, %d to a master restarted empty before any failover, %d unreplicated (acked by the master of the highest Sentinel epoch while no replica had it; %d replication samples), %d other (must be 0)\n",
+		lists.Acked, lists.ByClass[chaos.LostReplication], lists.ByClass[chaos.LostWiped], lists.ByClass[chaos.LostUnreplicated], len(repl), lists.ByClass[chaos.LostOther])
 	fmt.Fprintf(&rep, "list anomalies: duplicated %d, phantom %d, failed-but-present %d, reads that lost a value %d\n",
 		len(lists.Duplicated), len(lists.Phantom), len(lists.FailedSeen), len(lists.ReadsBad))
 	fmt.Fprintf(&rep, "registers: %d operations checked in %d segments (%d overlapping write-losing faults left out, %d unread writes of unknown outcome dropped): linearizable=%v, illegal %v, undecided %d\n",
@@ -180,6 +192,27 @@ func TestChaos(t *testing.T) {
 	fmt.Fprintf(&rep, "availability: writes acknowledged in %.1f%% of 100 ms buckets; longest gap %v; at most %d errors for one client in one fault (%s)\n",
 		100*avail.Fraction, avail.LongestGap.Round(time.Millisecond), avail.ErrorsPerClientPerFault, avail.WorstFault)
 	fmt.Fprintf(&rep, "VIP: two holders for %.0f ms, longest time with none %.0f ms\n", doubleMs, gapMs)
+	type span struct {
+		n           int
+		first, last int64
+	}
+	unrepl := map[string]*span{} // the unreplicated losses per master and reason
+	for _, l := range lists.Lost {
+		if l.Class != chaos.LostUnreplicated {
+			continue
+		}
+		s := unrepl[l.Fault]
+		if s == nil {
+			s = &span{first: l.Acked, last: l.Acked}
+			unrepl[l.Fault] = s
+		}
+		s.n++
+		s.first, s.last = min(s.first, l.Acked), max(s.last, l.Acked)
+	}
+	for why, s := range unrepl {
+		fmt.Fprintf(&rep, "  unreplicated: %d acked %s-%s: %s\n", s.n,
+			time.Unix(0, s.first).UTC().Format("15:04:05.000"), time.Unix(0, s.last).UTC().Format("15:04:05.000"), why)
+	}
 	for _, l := range lists.Lost {
 		if l.Class != chaos.LostOther {
 			continue // counted above; the history has them all

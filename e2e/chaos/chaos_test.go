@@ -130,7 +130,7 @@ func TestCheckLists(t *testing.T) {
 		push(1, "l", "f", 2300, OK),
 	}
 	final := map[string][]string{"l": {"a", "d", "e", "f", "f", "zz"}}
-	res := CheckLists(ops, final, []Window{crash}, 100*time.Millisecond)
+	res := CheckLists(ops, final, []Window{crash}, 100*time.Millisecond, nil)
 	if res.Acked != 4 {
 		t.Errorf("acked %d, want 4", res.Acked)
 	}
@@ -148,7 +148,7 @@ func TestCheckLists(t *testing.T) {
 	if res.OK() {
 		t.Error("OK() with a lost write of class other")
 	}
-	clean := CheckLists(ops[:2], map[string][]string{"l": {"a"}}, []Window{crash}, 100*time.Millisecond)
+	clean := CheckLists(ops[:2], map[string][]string{"l": {"a"}}, []Window{crash}, 100*time.Millisecond, nil)
 	if !clean.OK() || clean.ByClass[LostReplication] != 1 {
 		t.Errorf("a replication loss only: OK %v, %+v", clean.OK(), clean)
 	}
@@ -161,13 +161,13 @@ func TestCheckLists(t *testing.T) {
 func TestCheckListsWiped(t *testing.T) {
 	wipe := Window{Kind: "kill-redis", Target: "n1", Start: 1000 * ms, End: 3000 * ms, LosesWrites: true, Wipes: true}
 	ops := []Op{push(0, "l", "a", 10, OK), push(0, "l", "b", 995, OK), push(0, "l", "c", 2500, OK), push(0, "l", "d", 2600, OK)}
-	res := CheckLists(ops, map[string][]string{"l": {"d"}}, []Window{wipe}, 50*time.Millisecond)
+	res := CheckLists(ops, map[string][]string{"l": {"d"}}, []Window{wipe}, 50*time.Millisecond, nil)
 	want := map[string]int{LostWiped: 1, LostReplication: 1, LostOther: 1} // a, b, c
 	if !maps.Equal(res.ByClass, want) || res.OK() {
 		t.Fatalf("ByClass %v, OK %v; want %v, not OK", res.ByClass, res.OK(), want)
 	}
 	wipe.Wipes = false
-	if res := CheckLists(ops, map[string][]string{"l": {"d"}}, []Window{wipe}, 50*time.Millisecond); res.ByClass[LostWiped] != 0 {
+	if res := CheckLists(ops, map[string][]string{"l": {"d"}}, []Window{wipe}, 50*time.Millisecond, nil); res.ByClass[LostWiped] != 0 {
 		t.Fatalf("a fault that did not wipe: %v", res.ByClass)
 	}
 }

@@ -16,6 +16,13 @@ const (
 	// LostWiped: acknowledged before a fault that restarted the master
 	// empty (Window.Wipes). Redis's behaviour without persistence.
 	LostWiped = "wiped"
+	// LostUnreplicated: acknowledged by the only master at that moment,
+	// which had no replica connected, or whose replicas never got past
+	// its offset before the write until it was lost (ReplSample, see
+	// replIndex.unreplicated): Redis's asynchronous replication without
+	// min-replicas-to-write, proven from the replication samples rather
+	// than from the time to the next fault. Not the proxy's doing.
+	LostUnreplicated = "unreplicated"
 	// LostOther: any other acknowledged write that is gone, e.g. one that
 	// a deposed master acknowledged. Must be 0.
 	LostOther = "other"
@@ -25,9 +32,10 @@ const (
 type Lost struct {
 	Key, Value string
 	Acked      int64  // Unix ns of the acknowledgement
-	Class      string // LostReplication or LostOther
-	// Fault is the fault the loss is attributed to ("" for LostOther), and
-	// BeforeFault how long before its start the write was acknowledged.
+	Class      string // one of the Lost* classes
+	// Fault is the fault the loss is attributed to ("" for LostOther; for
+	// LostUnreplicated the master and why), and BeforeFault how long
+	// before its start the write was acknowledged.
 	Fault       string
 	BeforeFault time.Duration
 }
@@ -52,12 +60,17 @@ func (r ListResult) OK() bool {
 // CheckLists compares the acknowledged RPUSHes with the final lists (read
 // from the final master after every fault healed). A missing value
 // acknowledged within lag before (or during) the start of a fault that
-// loses writes is a replication loss; anything else missing is LostOther.
-func CheckLists(ops []Op, final map[string][]string, faults []Window, lag time.Duration) ListResult {
+// loses writes is a replication loss; one acknowledged before a fault that
+// restarted the master empty is LostWiped; of the rest, one that the
+// replication samples (repl, may be nil) prove was acknowledged by a
+// master that never replicated it is LostUnreplicated; anything else
+// missing is LostOther.
+func CheckLists(ops []Op, final map[string][]string, faults []Window, lag time.Duration, repl []ReplSample) ListResult {
 	res := ListResult{ByClass: map[string]int{}}
+	idx := newReplIndex(repl)
 	type push struct {
-		outcome string
-		acked   int64
+		outcome       string
+		invoke, acked int64
 	}
 	pushes := map[string]map[string]push{} // key -> value -> push
 	for _, o := range ops {
@@ -67,7 +80,7 @@ func CheckLists(ops []Op, final map[string][]string, faults []Window, lag time.D
 		if pushes[o.Key] == nil {
 			pushes[o.Key] = map[string]push{}
 		}
-		pushes[o.Key][o.Value] = push{outcome: o.Outcome, acked: o.Complete}
+		pushes[o.Key][o.Value] = push{outcome: o.Outcome, invoke: o.Invoke, acked: o.Complete}
 		if o.Outcome == OK {
 			res.Acked++
 		}
@@ -121,6 +134,11 @@ func CheckLists(ops []Op, final map[string][]string, faults []Window, lag time.D
 			for _, f := range faults {
 				if l.Class == LostOther && f.Wipes && p.acked <= f.Start+lag.Nanoseconds() {
 					l.Class, l.Fault, l.BeforeFault = LostWiped, f.Kind+" "+f.Target, time.Duration(f.Start-p.acked)
+				}
+			}
+			if l.Class == LostOther {
+				if _, why, ok := idx.unreplicated(p.invoke, p.acked); ok {
+					l.Class, l.Fault = LostUnreplicated, why
 				}
 			}
 			res.Lost = append(res.Lost, l)

@@ -207,8 +207,8 @@ func TestChecksSameOnCompactHistory(t *testing.T) {
 	for _, anomalies := range []bool{false, true} {
 		full, final, faults := randomHistory(11, anomalies)
 		const lag = 100 * time.Millisecond
-		a := CheckLists(full, final, faults, lag)
-		b := CheckLists(CompactReads(full), final, faults, lag)
+		a := CheckLists(full, final, faults, lag, nil)
+		b := CheckLists(CompactReads(full), final, faults, lag, nil)
 		if !reflect.DeepEqual(a, b) {
 			t.Fatalf("anomalies %v: full %+v\ncompact %+v", anomalies, a, b)
 		}

@@ -10,7 +10,7 @@ import (
 
 // TestRecheckSavedRun runs the checkers again on a saved run (the
 // chaos.jsonl, final.json and faults.json that make chaos writes to
-// dist/chaos), to diagnose a run after a checker change without running
+// dist/chaos; repl.jsonl, the replication samples, when the run has it), to diagnose a run after a checker change without running
 // it again: CHAOS_RECHECK=dist/chaos go test -run TestRecheckSavedRun -v ./e2e/chaos
 // (CHAOS_COMPACT=file also writes the history in compact form there).
 func TestRecheckSavedRun(t *testing.T) {
@@ -52,9 +52,24 @@ func TestRecheckSavedRun(t *testing.T) {
 		}
 	}
 	const lag = 500 * time.Millisecond // as in e2e TestChaos
-	lists := CheckLists(ops, final, faults, lag)
-	t.Logf("lists: acked %d, lost by class %v, duplicated %d, phantom %d, failed-but-present %d, reads that lost a value %d",
-		lists.Acked, lists.ByClass, len(lists.Duplicated), len(lists.Phantom), len(lists.FailedSeen), len(lists.ReadsBad))
+	repl, err := ReadReplSamples(filepath.Join(dir, "repl.jsonl"))
+	if err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	t.Logf("%d replication samples", len(repl))
+	lists := CheckLists(ops, final, faults, lag, repl)
+	t.Logf("lists: acked %d, lost: %d replication, %d wiped, %d unreplicated, %d other; by class %v, duplicated %d, phantom %d, failed-but-present %d, reads that lost a value %d",
+		lists.Acked, lists.ByClass[LostReplication], lists.ByClass[LostWiped], lists.ByClass[LostUnreplicated], lists.ByClass[LostOther],
+		lists.ByClass, len(lists.Duplicated), len(lists.Phantom), len(lists.FailedSeen), len(lists.ReadsBad))
+	unrepl := map[string]int{}
+	for _, l := range lists.Lost {
+		if l.Class == LostUnreplicated {
+			unrepl[l.Fault]++
+		}
+	}
+	for why, n := range unrepl {
+		t.Logf("  unreplicated %d: %s", n, why)
+	}
 	for _, l := range lists.Lost {
 		if l.Class == LostOther {
 			t.Logf("  lost %s %s acked %s", l.Key, l.Value, time.Unix(0, l.Acked).UTC().Format("15:04:05.000"))

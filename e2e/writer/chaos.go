@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"os"
 	"os/signal"
 	"strconv"
@@ -39,6 +40,10 @@ func cmdChaos(args []string) error {
 	seed := fs.Uint64("seed", 1, "random seed of the operation mix")
 	out := fs.String("out", "", "history (JSON lines), written when the workload stops")
 	maxRun := fs.Duration("max", 40*time.Minute, "hard cap on run time")
+	redisAddrs := fs.String("redis", "", "name=host:port,... of the nodes' Redis: their INFO replication and their Sentinel's (port -sentinel-port) view are sampled to -out.repl")
+	sentinelPort := fs.String("sentinel-port", "26379", "Sentinel port on the -redis hosts")
+	masterName := fs.String("master-name", "mymaster", "Sentinel's name of the master")
+	sampleEvery := fs.Duration("sample-every", 150*time.Millisecond, "replication sampling interval")
 	_ = fs.Parse(args)
 	if *addrs == "" || *out == "" {
 		return errors.New("-addrs and -out are required")
@@ -57,6 +62,33 @@ func cmdChaos(args []string) error {
 	ctx, cancel := context.WithTimeout(ctx, *maxRun)
 	defer cancel()
 
+	var samplers sync.WaitGroup
+	var samples []chaos.ReplSample
+	var samplesMu sync.Mutex
+	if *redisAddrs != "" {
+		nodes := map[string]string{} // IP -> node name
+		var redisTargets []target
+		for _, kv := range strings.Split(*redisAddrs, ",") {
+			name, addr, ok := strings.Cut(kv, "=")
+			host, _, err := net.SplitHostPort(addr)
+			if !ok || err != nil {
+				return fmt.Errorf("-redis: %q is not name=host:port", kv)
+			}
+			nodes[host] = name
+			redisTargets = append(redisTargets, target{name, addr})
+		}
+		for _, t := range redisTargets {
+			samplers.Add(1)
+			go func() {
+				defer samplers.Done()
+				host, _, _ := net.SplitHostPort(t.addr)
+				mine := sampleReplication(ctx, t.name, t.addr, net.JoinHostPort(host, *sentinelPort), *masterName, nodes, *sampleEvery)
+				samplesMu.Lock()
+				samples = append(samples, mine...)
+				samplesMu.Unlock()
+			}()
+		}
+	}
 	var done, failed atomic.Int64
 	histories := make([][]chaos.Op, *clients)
 	var wg sync.WaitGroup
@@ -87,6 +119,13 @@ func cmdChaos(args []string) error {
 		case <-progress.C:
 		}
 		_ = os.WriteFile(*out+".progress", fmt.Appendf(nil, "%d %d\n", done.Load(), failed.Load()), 0o644)
+	}
+	samplers.Wait()
+	if *redisAddrs != "" {
+		// before the history: the test waits for the history file
+		if err := writeReplSamples(*out+".repl", samples); err != nil {
+			return err
+		}
 	}
 	var all []chaos.Op
 	for _, h := range histories {
@@ -208,4 +247,54 @@ func cmdFinal(args []string) error {
 		return err
 	}
 	return os.WriteFile(*out, b, 0o644)
+}
+
+// sampleReplication asks one node's Redis for INFO replication and its
+// Sentinel for SENTINEL MASTER every interval until ctx ends (the
+// replication samples of the list checker, chaos.ReplSample). Short
+// timeouts: a node that does not answer is recorded as such.
+func sampleReplication(ctx context.Context, node, redisAddr, sentinelAddr, masterName string, nodes map[string]string, every time.Duration) []chaos.ReplSample {
+	rc := probe.NewClient(redisAddr, 300*time.Millisecond, 500*time.Millisecond, nil)
+	defer rc.Close()
+	sc := probe.NewClient(sentinelAddr, 300*time.Millisecond, 500*time.Millisecond, nil)
+	defer sc.Close()
+	var out []chaos.ReplSample
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return out
+		case <-tick.C:
+		}
+		qctx := context.WithoutCancel(ctx)
+		s := chaos.ReplSample{Node: node, Sent: time.Now().UnixNano()}
+		info, err := rc.Info(qctx, "replication").Result()
+		s.Done = time.Now().UnixNano()
+		if err != nil {
+			s.Err = err.Error()
+		} else {
+			chaos.ParseReplInfo(&s, info, nodes)
+		}
+		if reply, err := sc.Do(qctx, "SENTINEL", "MASTER", masterName).Slice(); err == nil {
+			fields := map[string]string{}
+			for i := 0; i+1 < len(reply); i += 2 {
+				fields[fmt.Sprint(reply[i])] = fmt.Sprint(reply[i+1])
+			}
+			chaos.ParseSentinelMaster(&s, fields, nodes)
+		}
+		out = append(out, s)
+	}
+}
+
+func writeReplSamples(path string, samples []chaos.ReplSample) error {
+	var b []byte
+	for _, s := range samples {
+		line, err := json.Marshal(s)
+		if err != nil {
+			return err
+		}
+		b = append(append(b, line...), '\n')
+	}
+	return os.WriteFile(path, b, 0o644)
 }

@@ -6,7 +6,7 @@
 //	writer write  -addr VIP:6380 -prefix s1p -out /tmp/s1p.csv [-reconnect-every 100ms]
 //	writer verify -addr MASTER:6379 -prefix s1p -in /tmp/s1p.csv -out /tmp/s1p.present
 //	writer watch  -addr OLD:6379 -prefixes s2p,s2r -out /tmp/old.keys
-//	writer chaos  -addrs vip=VIP:6380,n1=N1:6380,... -out /tmp/chaos.jsonl
+//	writer chaos  -addrs vip=VIP:6380,n1=N1:6380,... [-redis n1=N1:6379,...] -out /tmp/chaos.jsonl
 //	writer final  -addr MASTER:6379 -out /tmp/final.json
 //	writer hold   -addr VIP:6380 -conns 4 -out /tmp/hold.txt   (hold.go)
 //	writer supervise -pidfile F -log F -- redhaven agent ...   (supervise.go)
