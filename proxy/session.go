@@ -380,6 +380,7 @@ func (s *session) ensureBackend(deadline time.Time, wait bool) bool {
 		if be != nil {
 			s.retire(be, deadline)
 		}
+		gen := s.srv.routeGen.Load()
 		target := s.target()
 		if target == "" {
 			continue
@@ -389,8 +390,27 @@ func (s *session) ensureBackend(deadline time.Time, wait bool) bool {
 			s.debug("backend dial failed", "backend_addr", target, "err", err)
 			continue
 		}
-		s.install(nb)
+		if s.srv.routeGen.Load() != gen && !s.srv.valid(s, nb.addr) {
+			// The route moved while this connection was made: its
+			// target may be a deposed master, so nothing is sent on it
+			// (seen in make chaos: a session dialed the old master, the
+			// dial completed after the route changed, and its writes
+			// went there for 1.5 s).
+			s.debug("route changed during the dial: connection dropped", "backend_addr", target)
+			s.drop(nb)
+			continue
+		}
+		s.install(nb, gen)
 	}
+}
+
+// drop closes a connection that was never installed.
+func (s *session) drop(nb *backendConn) {
+	if nb.mux != nil {
+		nb.mux.detach(nb)
+		return
+	}
+	_ = nb.conn.Close()
 }
 
 // connect opens a backend connection to addr: a place on a shared one
@@ -527,7 +547,7 @@ const retireProgress = time.Second
 // install makes nb the session's backend connection: it sends the
 // replayed state, then the commands waiting to be sent again, and starts
 // the reader.
-func (s *session) install(nb *backendConn) {
+func (s *session) install(nb *backendConn, routeGen uint64) {
 	s.mu.Lock()
 	s.gen++
 	nb.gen = s.gen
@@ -551,7 +571,9 @@ func (s *session) install(nb *backendConn) {
 	nb.replay = rp
 	s.be, s.wbe = nb, nb
 	s.demoted, s.forceMove = false, false
-	s.routeGen = s.srv.routeGen.Load()
+	// The route generation the target was chosen under, not the current
+	// one: a route change since then makes sendableLocked check nb again.
+	s.routeGen = routeGen
 	s.mu.Unlock()
 	s.curBE.Store(nb)
 	nb.stats.sessions.Add(1)
