@@ -271,9 +271,11 @@ func (n *Node) route(s *service, obs topology.Observation) {
 		s.logger.Info("route changed", "master_addr", r.Master, "epoch", r.Epoch, "in_contact", n.cluster.InContact(),
 			"reason", ss.Route.Reason, "contradicted", chk.contradicted, "replicas", r.Replicas)
 	}
-	// What a planned failover waits for before it asks Sentinel to move
-	// the master (failover.go): the proxy follows the pause.
-	n.cluster.NoteRouted(s.name, ss.Route, r.Master)
+	// What a planned failover waits for before it reads the old master's
+	// replication offset (failover.go): the proxy follows the pause and
+	// no longer has a connection to the old master (its in-flight
+	// commands answered), not only the route just set.
+	n.cluster.NoteRouted(s.name, ss.Route, s.proxy.WritingTo())
 	vipContra := chk.contradicted
 	if chk.staleBySentinel {
 		vipContra = "" // shared by every node during a failover: keep the VIP where it is

@@ -380,6 +380,7 @@ func (s *session) ensureBackend(deadline time.Time, wait bool) bool {
 		if be != nil {
 			s.retire(be, deadline)
 		}
+		gen := s.srv.routeGen.Load() // before the route is read: see install
 		target := s.target()
 		if target == "" {
 			continue
@@ -389,7 +390,7 @@ func (s *session) ensureBackend(deadline time.Time, wait bool) bool {
 			s.debug("backend dial failed", "backend_addr", target, "err", err)
 			continue
 		}
-		s.install(nb)
+		s.install(nb, gen)
 	}
 }
 
@@ -527,7 +528,16 @@ const retireProgress = time.Second
 // install makes nb the session's backend connection: it sends the
 // replayed state, then the commands waiting to be sent again, and starts
 // the reader.
-func (s *session) install(nb *backendConn) {
+//
+// gen is the route generation loaded before the target was read: the
+// session has checked nb against that route, not against one that came
+// while it dialed. Taking the generation current at install instead left
+// a session that dialed the old master as the route changed to "" (writes
+// paused for a planned failover) sending to it for good, never checking
+// the route again: the old master acknowledged writes after the failover
+// had measured its replication offset, and they were lost at the switch
+// (issue 13, TestPlannedFailoverUnderTraffic: 32 of 128 at load 25).
+func (s *session) install(nb *backendConn, gen uint64) {
 	s.mu.Lock()
 	s.gen++
 	nb.gen = s.gen
@@ -551,7 +561,7 @@ func (s *session) install(nb *backendConn) {
 	nb.replay = rp
 	s.be, s.wbe = nb, nb
 	s.demoted, s.forceMove = false, false
-	s.routeGen = s.srv.routeGen.Load()
+	s.routeGen = gen
 	s.mu.Unlock()
 	s.curBE.Store(nb)
 	nb.stats.sessions.Add(1)
