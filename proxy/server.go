@@ -33,8 +33,8 @@ type Server struct {
 	// routeMu makes a route change (route, then routeGen) one step for
 	// WritingTo.
 	routeMu sync.Mutex
-	nextID   atomic.Uint64
-	running  atomic.Bool
+	nextID  atomic.Uint64
+	running atomic.Bool
 
 	mux       muxPool      // shared backend connections (proxy.multiplex)
 	muxStalls atomic.Int64 // shared connections found stalled (muxstall.go)
