@@ -533,10 +533,11 @@ const retireProgress = time.Second
 // session has checked nb against that route, not against one that came
 // while it dialed. Taking the generation current at install instead left
 // a session that dialed the old master as the route changed to "" (writes
-// paused for a planned failover) sending to it for good, never checking
-// the route again: the old master acknowledged writes after the failover
-// had measured its replication offset, and they were lost at the switch
-// (issue 13, TestPlannedFailoverUnderTraffic: 32 of 128 at load 25).
+// paused for a planned failover) sending to it without checking the
+// route again until it changed once more: the old master acknowledged
+// writes after the failover had measured its replication offset, and
+// they were lost at the switch (issue 13, TestPlannedFailoverUnderTraffic:
+// 32 of 128 at load 25; TestDialAcrossWritePause).
 func (s *session) install(nb *backendConn, gen uint64) {
 	s.mu.Lock()
 	s.gen++
