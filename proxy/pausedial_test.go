@@ -73,3 +73,36 @@ func TestDialAcrossWritePause(t *testing.T) {
 		t.Fatalf("the SET ran on the old master too (exists %d, %v)", n, err)
 	}
 }
+
+// TestWritingToWaitsForInFlight: with the route at "" (writes paused),
+// WritingTo names the old master while a write sent to it is not
+// answered (held by CLIENT PAUSE WRITE, as a loaded Redis holds it), so
+// a planned failover does not read the offset before Redis ran it.
+func TestWritingToWaitsForInFlight(t *testing.T) {
+	m := redistest.StartServer(t, redistest.ServerOptions{})
+	routes := newRoutes(m.Addr)
+	srv := startProxy(t, testConfig(), routes)
+	c := dialRaw(t, srv.Addr().String())
+	c.do("+OK\r\n", "SET", "k0", "v")
+	ctx := context.Background()
+	if err := m.Client().Do(ctx, "CLIENT", "PAUSE", "1500", "WRITE").Err(); err != nil {
+		t.Fatal(err)
+	}
+	c.send("SET", "k1", "v") // in flight until the pause ends
+	time.Sleep(100 * time.Millisecond)
+	routes.Set("")
+	testutil.Eventually(t, 10*time.Second, "the proxy routes nowhere", func() bool {
+		r := srv.route.Load()
+		return r != nil && r.Master == ""
+	})
+	if n, err := m.Client().Exists(ctx, "k1").Result(); err != nil || n != 0 {
+		t.Skipf("the SET ran before the route changed (load): exists %d, %v", n, err)
+	}
+	if got := srv.WritingTo(); got != m.Addr {
+		t.Fatalf("WritingTo = %q with a SET in flight to %s", got, m.Addr)
+	}
+	c.expect("+OK\r\n") // Redis ran it when the pause ended: passed on
+	testutil.Eventually(t, 10*time.Second, "WritingTo says no master is written to", func() bool {
+		return srv.WritingTo() == ""
+	})
+}
