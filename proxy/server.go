@@ -376,7 +376,8 @@ func (srv *Server) refreshRoute() {
 // alone does not stop a command already sent, or about to be sent by a
 // session that checked the route just before it changed, and the old
 // master may run it after the offset was read and acknowledge a write
-// the promoted replica never gets (issue 13, TestPlannedFailoverInFlightWrites).
+// the promoted replica never gets (issue 13; TestWritingToWaitsForInFlight,
+// TestDialAcrossWritePause).
 // A session's check of the route and its queuing of a command are one
 // step under its lock; once routeGen moved, no session sends to a server
 // the route no longer names; so a session seen here without a connection
