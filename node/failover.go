@@ -131,8 +131,11 @@ func (n *Node) plannedFailover(ctx context.Context, s *service, req cluster.Fail
 		return "", restore(fmt.Errorf("proxies did not pause: %w", err))
 	}
 	s.logger.Info("planned failover: every proxy paused", "id", req.ID, "took", time.Since(waited).Round(time.Millisecond))
-	// Let the proxies finish their in-flight commands before measuring
-	// replication (they wait for the old master's replies).
+	// Every proxy's note is WritingTo (node.go route): it follows the
+	// pause only once no session of it is still connected to the old
+	// master, so its in-flight commands were answered (run by Redis)
+	// and none can be sent there any more. The offset read now covers
+	// every write a proxy acknowledged, and no later one can come.
 	inSync, err := s.watcher.WaitReplicasInSync(syncCtx, old.Master)
 	syncCancel()
 	if err != nil {
@@ -141,10 +144,12 @@ func (n *Node) plannedFailover(ctx context.Context, s *service, req cluster.Fail
 	if inSync == 0 {
 		return "", restore(errors.New("no replica in sync with the master"))
 	}
-	// A leader that lost its leadership meanwhile must not move the
-	// master: the next leader runs the request from the pause.
+	// A leader deposed meanwhile (an election on a loaded box) leaves
+	// the route to its successor, which runs the request from the pause
+	// and may already have resumed writes on the old master: moving it
+	// now would lose them.
 	if !n.cluster.IsLeader() {
-		return "", restore(errors.New("lost the raft leadership before asking Sentinel"))
+		return "", restore(fmt.Errorf("lost the raft leadership before asking Sentinel: %w", cluster.ErrNotLeader))
 	}
 	if err := s.watcher.Failover(ctx); err != nil {
 		if taken == "" || !strings.Contains(err.Error(), "INPROG") {

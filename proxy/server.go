@@ -30,8 +30,11 @@ type Server struct {
 
 	route    atomic.Pointer[Route]
 	routeGen atomic.Uint64
-	nextID   atomic.Uint64
-	running  atomic.Bool
+	// routeMu makes a route change (route, then routeGen) one step for
+	// WritingTo.
+	routeMu sync.Mutex
+	nextID  atomic.Uint64
+	running atomic.Bool
 
 	mux       muxPool      // shared backend connections (proxy.multiplex)
 	muxStalls atomic.Int64 // shared connections found stalled (muxstall.go)
@@ -347,8 +350,10 @@ func (srv *Server) refreshRoute() {
 		return
 	}
 	r.Replicas = slices.Clone(r.Replicas)
+	srv.routeMu.Lock()
 	srv.route.Store(&r)
 	srv.routeGen.Add(1)
+	srv.routeMu.Unlock()
 	srv.log.Info("route changed", "master_addr", r.Master, "epoch", r.Epoch, "replicas", r.Replicas, "replaced", r.Replaced)
 	srv.mu.Lock()
 	sessions := make([]*session, 0, len(srv.sessions))
@@ -360,6 +365,47 @@ func (srv *Server) refreshRoute() {
 		s.kick()
 	}
 	srv.pruneMux()
+}
+
+// WritingTo says where commands of the read-write listener may still
+// reach a master: the route's master, or, while the route names none
+// (writes paused for a planned failover), the server a session is still
+// connected to, its commands queued, in flight or just answered; "" when
+// none. A planned failover measures the old master's replication offset
+// only once every proxy says "" here (node/failover.go): a route of ""
+// alone does not stop a command already sent, or about to be sent by a
+// session that checked the route just before it changed, and the old
+// master may run it after the offset was read and acknowledge a write
+// the promoted replica never gets (issue 13; TestWritingToWaitsForInFlight,
+// TestDialAcrossWritePause).
+// A session's check of the route and its queuing of a command are one
+// step under its lock; once routeGen moved, no session sends to a server
+// the route no longer names; so a session seen here without a connection
+// to the old master sends it nothing more.
+func (srv *Server) WritingTo() string {
+	srv.routeMu.Lock()
+	r := srv.route.Load()
+	srv.routeMu.Unlock()
+	if r != nil && r.Master != "" {
+		return r.Master
+	}
+	srv.mu.Lock()
+	sessions := make([]*session, 0, len(srv.sessions))
+	for s := range srv.sessions {
+		if !s.l.readonly {
+			sessions = append(sessions, s)
+		}
+	}
+	srv.mu.Unlock()
+	for _, s := range sessions {
+		s.mu.Lock()
+		be := s.be
+		s.mu.Unlock()
+		if be != nil {
+			return be.addr
+		}
+	}
+	return ""
 }
 
 // target is where a session should be connected now ("" none).
