@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"crypto/tls"
 	"net"
 	"syscall"
 
@@ -11,8 +10,12 @@ import (
 // unreadBytes is how many bytes wait unread in c's socket (SIOCINQ; the
 // TCP connection under a TLS one), 0 if it cannot tell.
 func unreadBytes(c net.Conn) int {
-	if tc, ok := c.(*tls.Conn); ok {
-		c = tc.NetConn()
+	if tc, ok := c.(fedTLS); ok {
+		t, _ := tc.fed()
+		c = t.NetConn()
+		if f, ok := c.(*tlsFeed); ok {
+			c = f.Conn
+		}
 	}
 	sc, ok := c.(syscall.Conn)
 	if !ok {
