@@ -53,8 +53,14 @@ type muxConn struct {
 	// waitingSince: when it last started waiting for a reply with
 	// nothing answered since (unix ns; 0: nothing due)
 	waitingSince int64
-	probing      bool          // a stall probe is under way (muxstall.go)
-	reads        atomic.Uint64 // reads that returned data (a stall probe looks for silence)
+	// queued and written count the bytes appended to wbuf and handed to
+	// the socket; waitFor is queued when waitingSince was set: once
+	// written reaches it, the command waited for is surely on its way to
+	// the server (a stall probe before that proves nothing: the writer
+	// may merely not have run yet on a loaded machine)
+	queued, written, waitFor uint64
+	probing                  bool          // a stall probe is under way (muxstall.go)
+	reads                    atomic.Uint64 // reads that returned data (a stall probe looks for silence)
 
 	// owned by the reader goroutine
 	buf           []byte
@@ -328,10 +334,12 @@ func (m *muxConn) send(be *backendConn, p []byte, n int) {
 		return // the reader's end answers be's commands as lost
 	}
 	m.wbuf = append(m.wbuf, p...)
+	m.queued += uint64(len(p))
 	if n > 0 {
 		be.due.Add(int64(n))
 		if m.pending.len() == 0 {
 			m.waitingSince = time.Now().UnixNano()
+			m.waitFor = m.queued
 		}
 		m.pending.push(muxPending{be: be, n: int32(n)})
 	}
@@ -352,6 +360,9 @@ func (m *muxConn) send(be *backendConn, p []byte, n int) {
 		m.mu.Unlock()
 		_, err := m.conn.Write(b)
 		m.mu.Lock()
+		if err == nil {
+			m.written += uint64(len(b))
+		}
 		if cap(b) <= keepBufMax {
 			m.spare = b[:0]
 		} else {
@@ -587,6 +598,7 @@ func (m *muxConn) onData(n int) bool {
 		m.waitingSince = 0
 		if m.pending.len() > 0 {
 			m.waitingSince = time.Now().UnixNano()
+			m.waitFor = m.queued
 		}
 		m.mu.Unlock()
 		if !ok {

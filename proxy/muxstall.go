@@ -15,19 +15,24 @@ import (
 // replies are in. Commands already queued behind the slow one wait for
 // it, as they were sent.
 //
-// A connection is stalled when, having waited stallProbeAfter, a PING on
-// a fresh connection (the probe) is answered within stallProbeWait while
-// it still waits and nothing arrived on it meanwhile: the server answers
-// others (-BUSY, or +PONG during a write pause) but not it (a large reply
-// still streaming, or a reader behind, is no stall). A slow command (or a script before
-// busy-reply-threshold) holds the probe too, as it would hold a direct
-// connection, so it is not taken for a stall: moving would gain nothing.
-// Past muxStallAfter a connection is stalled whatever the probe says.
-const (
-	stallProbeAfter = 100 * time.Millisecond
-	stallProbeWait  = 50 * time.Millisecond
-	muxStallAfter   = time.Second
-)
+// A connection is stalled when a PING on a fresh connection (the probe),
+// sent once it has waited stallProbeAfter with the command it waits for
+// written, is answered (-BUSY counts) while it still waits: nothing
+// arrived on it meanwhile and nothing waits unread in its socket. The
+// server then answered a command sent after the one it holds: it answers
+// others (-BUSY, or +PONG during a write pause) but not this one (a large
+// reply still streaming, or a reader behind, is no stall). A slow command
+// (or a script before busy-reply-threshold) holds the probe too, as it
+// would hold a direct connection, and its reply comes first: no stall,
+// moving would gain nothing.
+//
+// There is no time bound that decides alone: on a loaded machine (load
+// 20+) everything is slow, a stopped or starved server answers late but
+// in order, and a wait of any length is no proof that the server answers
+// others. Nor does a probe that itself took longer than the connection
+// had waited when it started prove anything: the machine, not the
+// server, is slow then (the next probe is compared with a longer wait).
+const stallProbeAfter = 100 * time.Millisecond
 
 // stallCheckEvery is how often shared connections are looked at.
 const stallCheckEvery = 50 * time.Millisecond
@@ -60,11 +65,8 @@ func (srv *Server) checkStalls(ctx context.Context, now time.Time) {
 			m.mu.Lock()
 			since := m.waitingSince
 			waited := time.Duration(now.UnixNano() - since)
-			switch {
-			case since == 0 || m.dead:
-			case waited > muxStallAfter:
-				srv.markStalled(m, waited, "bound")
-			case waited > stallProbeAfter && !m.probing:
+			// probe only once the command waited for is written
+			if since != 0 && !m.dead && !m.probing && waited > stallProbeAfter && m.written >= m.waitFor {
 				m.probing = true
 				p.wg.Add(1)
 				go func() {
@@ -79,15 +81,17 @@ func (srv *Server) checkStalls(ctx context.Context, now time.Time) {
 }
 
 // markStalled stops m taking new commands (m.mu held).
-func (srv *Server) markStalled(m *muxConn, waited time.Duration, by string) {
+func (srv *Server) markStalled(m *muxConn, waited time.Duration) {
 	m.stalled.Store(true)
 	srv.muxStalls.Add(1)
 	srv.log.Info("shared backend connection waits for a reply (busy script, paused write, slow command); new commands go to a fresh one",
-		"backend_addr", m.addr, "waiting", waited.Round(time.Millisecond), "sessions", len(m.members), "detected_by", by)
+		"backend_addr", m.addr, "waiting", waited.Round(time.Millisecond), "sessions", len(m.members))
 }
 
 // probeStall opens a connection to m's server: m is stalled if it is
-// answered quickly while m still waits for the reply it waited for since.
+// answered while m still waits for the reply it waited for since, with
+// nothing read or waiting to be read, and the probe took less time than m
+// had waited when it started.
 func (srv *Server) probeStall(ctx context.Context, m *muxConn, since int64) {
 	start, reads := time.Now(), m.reads.Load()
 	pc, err := srv.dialMux(m.key) // HELLO/AUTH as for m, then PING (-BUSY counts as an answer)
@@ -98,9 +102,15 @@ func (srv *Server) probeStall(ctx context.Context, m *muxConn, since int64) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.probing = false
-	if err != nil || took > stallProbeWait || ctx.Err() != nil || m.reads.Load() != reads ||
+	if err != nil || ctx.Err() != nil || m.reads.Load() != reads ||
 		m.waitingSince != since || m.dead || m.stalled.Load() {
 		return
 	}
-	srv.markStalled(m, time.Duration(time.Now().UnixNano()-since), "probe")
+	if before := time.Duration(start.UnixNano() - since); took >= before {
+		return // the probe was as slow as the wait it tests: a slow machine
+	}
+	if unreadBytes(m.conn) > 0 {
+		return // the reply is in: the reader is behind (a loaded machine)
+	}
+	srv.markStalled(m, time.Duration(time.Now().UnixNano()-since))
 }

@@ -3,6 +3,7 @@
 package proxy
 
 import (
+	"crypto/tls"
 	"io"
 	"net"
 	"syscall"
@@ -21,6 +22,13 @@ import (
 // Close of c waits for it. idle, if set, runs before each wait for
 // readiness (a session lends its read buffer back there).
 func readLoop(c net.Conn, space func() []byte, handle func(n int) bool, idle func()) error {
+	if _, plain := c.(*net.TCPConn); !plain { // a pointer compare on the plain path
+		if fc, ok := c.(fedTLS); ok {
+			if tc, f := fc.fed(); f.raw != nil {
+				return tlsReadLoop(tc, f, space, handle, idle)
+			}
+		}
+	}
 	sc, ok := c.(syscall.Conn)
 	if !ok {
 		return plainReadLoop(c, space, handle)
@@ -52,6 +60,80 @@ func readLoop(c net.Conn, space func() []byte, handle func(n int) bool, idle fun
 			}
 			if !handle(n) {
 				stopped = true
+				return true
+			}
+			if n < len(p) {
+				if idle != nil {
+					idle()
+				}
+				return false // drained: wait for readiness, no EAGAIN read
+			}
+		}
+	})
+	if err != nil {
+		return err
+	}
+	if stopped {
+		return nil
+	}
+	return rerr
+}
+
+// tlsReadLoop is readLoop for a TLS connection read through a tlsFeed:
+// the socket is read as in readLoop, and after each read tc decrypts what
+// it can (tc.Read until the feed is used up) and handle gets the
+// plaintext. Plaintext or ciphertext left when handle stopped the loop is
+// handed out first the next time.
+func tlsReadLoop(tc *tls.Conn, f *tlsFeed, space func() []byte, handle func(n int) bool, idle func()) error {
+	f.feeding = true
+	defer func() { f.feeding = false }()
+	// decrypt hands handle what tc can decrypt from what was read;
+	// stop: handle returned false or tc failed (err).
+	decrypt := func() (stop bool, err error) {
+		for {
+			n, err := tc.Read(space())
+			if n > 0 && !handle(n) {
+				return true, nil
+			}
+			if err == errWouldBlock {
+				return false, nil
+			}
+			if err != nil {
+				return true, err
+			}
+		}
+	}
+	if stop, err := decrypt(); stop {
+		return err
+	}
+	var rerr error
+	stopped := false
+	err := f.raw.Read(func(fd uintptr) bool {
+		for {
+			if f.in == nil {
+				f.in = (*feedBufs.Get().(*[]byte))[:0]
+			}
+			p := f.in[:cap(f.in)]
+			n, e := syscall.Read(int(fd), p)
+			switch {
+			case e == syscall.EINTR:
+				continue
+			case e == syscall.EAGAIN:
+				f.release()
+				if idle != nil {
+					idle()
+				}
+				return false
+			case e != nil:
+				rerr = e
+				return true
+			case n == 0:
+				rerr = io.EOF
+				return true
+			}
+			f.in, f.off = p[:n], 0
+			if stop, err := decrypt(); stop {
+				rerr, stopped = err, err == nil
 				return true
 			}
 			if n < len(p) {

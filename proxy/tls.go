@@ -264,10 +264,12 @@ type tlsConn struct {
 }
 
 func newTLSConn(raw net.Conn, cfg *tls.Config) *tlsConn {
-	sock := &tlsSock{Conn: raw}
+	sock := &tlsSock{Conn: raw, feed: newTLSFeed(raw)}
 	sock.drained = sync.NewCond(&sock.mu)
 	return &tlsConn{Conn: tls.Server(sock, cfg), sock: sock}
 }
+
+func (c *tlsConn) fed() (*tls.Conn, *tlsFeed) { return c.Conn, c.sock.feed }
 
 // tryWrite encrypts p unless earlier output still waits for the socket.
 func (c *tlsConn) tryWrite(p []byte) (int, error) {
@@ -297,12 +299,15 @@ func (c *tlsConn) Close() error {
 // goroutine that exists only while there is a queue.
 type tlsSock struct {
 	net.Conn
+	feed     *tlsFeed // reads (tlsfeed.go)
 	mu       sync.Mutex
 	drained  *sync.Cond
 	queue    []byte
 	flushing bool
 	err      error
 }
+
+func (t *tlsSock) Read(p []byte) (int, error) { return t.feed.Read(p) }
 
 func (t *tlsSock) Write(p []byte) (int, error) {
 	t.mu.Lock()
@@ -394,12 +399,13 @@ func (srv *Server) dialBackend(addr string) (net.Conn, error) {
 	if err != nil || srv.cfg.BackendTLS == nil {
 		return c, err
 	}
-	tc := tls.Client(c, srv.cfg.BackendTLS(addr))
+	f := newTLSFeed(c)
+	tc := tls.Client(f, srv.cfg.BackendTLS(addr))
 	_ = c.SetDeadline(time.Now().Add(srv.cfg.DialTimeout))
 	if err := tc.Handshake(); err != nil {
 		_ = c.Close()
 		return nil, fmt.Errorf("TLS handshake: %w", err)
 	}
 	_ = c.SetDeadline(time.Time{})
-	return tc, nil
+	return &tlsBackend{Conn: tc, feed: f}, nil
 }
