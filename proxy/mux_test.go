@@ -123,7 +123,14 @@ func TestMuxSharesConnections(t *testing.T) {
 		}()
 	}
 	time.Sleep(300 * time.Millisecond)
+	// The fewest of a few samples: a stall probe (a fresh connection
+	// that PINGs and closes, muxstall.go) may be open at any one moment
+	// on a loaded machine; a shared connection too many is in every one.
 	n := connectedClients(t, rs)
+	for i := 0; i < 5; i++ {
+		time.Sleep(20 * time.Millisecond)
+		n = min(n, connectedClients(t, rs))
+	}
 	close(hold)
 	wg.Wait()
 	close(errs)
