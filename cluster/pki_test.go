@@ -116,6 +116,16 @@ func TestOperatorPKI(t *testing.T) {
 	}
 	// Back to the right CA: picked up at the next handshake (mtime).
 	ca.issue(t, dirs[f], c.Nodes[f].Config.NodeName)
-	waitRoute(t, c, "m2:6379", 2)
+	// Raft backs off replication to a follower that kept failing (10 ms
+	// doubling up to ~41 s): under load the refused phase lasts long
+	// enough that the next attempt can be 20-40 s away.
+	clustertest.Eventually(t, 90*time.Second, "route m2:6379@2 on every node once the follower's certificate is right again", func() bool {
+		for _, a := range c.Running() {
+			if r := a.State().Service(svc).Route; r.Master != "m2:6379" || r.Epoch != 2 {
+				return false
+			}
+		}
+		return true
+	})
 	waitAllInContact(t, c)
 }
