@@ -97,7 +97,10 @@ func runChaos(t *testing.T, stack string, seed uint64, dur time.Duration, keys i
 	classic := stack == stackClassic
 	ctx, cancel := context.WithTimeout(context.Background(), dur+20*time.Minute)
 	defer cancel()
-	c := newCluster(t, ctx)
+	// classic: the nodes get the writer binary, which supervises HAProxy
+	// and keepalived (node.sh supervise); redhaven's agents are stopped
+	// below either way.
+	c := buildCluster(t, ctx, classic)
 	if out == "" {
 		out = filepath.Join(c.art, "chaos")
 	}
