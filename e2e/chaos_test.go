@@ -543,5 +543,6 @@ func (n *nemesis) summary() string {
 	for k, v := range n.counts {
 		parts = append(parts, fmt.Sprintf("%s %d", k, v))
 	}
+	sort.Strings(parts) // the same order in both stacks' columns
 	return strings.Join(parts, ", ")
 }
