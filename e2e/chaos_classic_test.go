@@ -105,8 +105,11 @@ func (n *nemesis) classicRolling() {
 				n.t.Logf("nemesis: stop %s on %s: %v %s", s, m, err, out)
 			}
 		}
-		c.startService(n.ctx, m, "haproxy")
-		c.startService(n.ctx, m, "keepalived")
+		for _, s := range []string{"haproxy", "keepalived"} {
+			if err := c.env.ExecDetached(n.ctx, m, append([]string{"/e2e/node.sh", "supervise", s}, classicServiceCmd[s]...)...); err != nil {
+				n.t.Logf("nemesis: start %s on %s: %v", s, m, err) // not fatal: the nemesis runs in its own goroutine
+			}
+		}
 		c.tryPoll(n.ctx, 30*time.Second, func() bool {
 			return len(c.classicHolders(n.ctx)) == 1 &&
 				c.redis(n.ctx, c.classicVIP(), classicPort, "SET", "e2e:classic", "1") == "OK"
@@ -231,4 +234,20 @@ func chaosTable(seed uint64, dur time.Duration, stacks []string, rows map[string
 	line("longest time no VIP holder", func(r *chaosRow) string { return fmt.Sprintf("%.0f ms", r.gapMs) })
 	line("final master", func(r *chaosRow) string { return r.master })
 	return b.String()
+}
+
+// tryStartClassicNode is startClassicNode returning the first error
+// instead of failing the test (the nemesis runs in its own goroutine,
+// and an overlapping fault may have killed the container meanwhile).
+func (c *cluster) tryStartClassicNode(ctx context.Context, n string) error {
+	for _, name := range []string{"haproxy", "keepalived"} {
+		cmd := classicServiceCmd[name]
+		if err := c.env.ExecDetached(ctx, n, append([]string{"/e2e/node.sh", "supervise", name}, cmd...)...); err != nil {
+			return fmt.Errorf("start %s: %w", name, err)
+		}
+	}
+	if err := c.env.ExecDetached(ctx, n, "/e2e/node.sh", "vip-sampler", c.classicVIP(), classicVIPLog); err != nil {
+		return fmt.Errorf("start the classic VIP sampler: %w", err)
+	}
+	return nil
 }

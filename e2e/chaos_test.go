@@ -375,7 +375,11 @@ func (n *nemesis) run(f chaos.Fault) {
 		for _, cmd := range cmds {
 			if cmd == "start-agent" {
 				if n.classic {
-					c.startClassicNode(n.ctx, node) // HAProxy, keepalived, the classic VIP sampler
+					// HAProxy, keepalived, the classic VIP sampler; an error is
+					// logged, not fatal (a later fault may have killed the node)
+					if err := c.tryStartClassicNode(n.ctx, node); err != nil {
+						n.t.Logf("nemesis: start the classic stack on %s: %v", node, err)
+					}
 				} else {
 					c.startAgent(n.ctx, node)
 				}
