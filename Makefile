@@ -69,10 +69,11 @@ e2e: package ## Docker end-to-end failovers (3 nodes from the .deb, VIP, client 
 SEED ?= 1
 DURATION ?= 2m
 KEYS ?= 4
-chaos: package ## fault injection under a recorded workload, checked by programs (SEED=1 DURATION=2m KEYS=4); report and histories in dist/chaos
+STACK ?= both
+chaos: package ## fault injection under a recorded workload, checked by programs (SEED=1 DURATION=2m KEYS=4 STACK=both|redhaven|classic); report and histories in dist/chaos
 	mkdir -p dist/chaos
-	set -o pipefail; REDHAVEN_DEB=$$(realpath dist/redhaven_*.deb) CHAOS_OUT=$(CURDIR)/dist/chaos CHAOS_SEED=$(SEED) CHAOS_DURATION=$(DURATION) CHAOS_KEYS=$(KEYS) \
-		go test -tags e2e -count=1 -timeout 120m -run 'TestChaos$$' -v ./e2e/ 2>&1 | tee dist/chaos.log | grep -E '^(=== RUN|--- |ok|FAIL|PASS)|chaos_test|nemesis|schedule|seed'
+	set -o pipefail; REDHAVEN_DEB=$$(realpath dist/redhaven_*.deb) CHAOS_OUT=$(CURDIR)/dist/chaos CHAOS_SEED=$(SEED) CHAOS_DURATION=$(DURATION) CHAOS_KEYS=$(KEYS) CHAOS_STACK=$(STACK) \
+		go test -tags e2e -count=1 -timeout 120m -run 'TestChaos$$' -v ./e2e/ 2>&1 | tee dist/chaos.log | grep -E '^(=== RUN|--- |ok|FAIL|PASS)|chaos_test|chaos_classic_test|nemesis|schedule|seed|^ *\|'
 
 demo: build ## two services (2 x 3 redis) + 3 sentinels + 3 redhaven on loopback; Ctrl-C stops everything
 	./e2e/demo.sh

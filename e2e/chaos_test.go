@@ -29,7 +29,17 @@ import (
 // never two VIP holders, availability. CHAOS_SEED, CHAOS_DURATION and
 // CHAOS_KEYS choose the run (default: seed 1, 2 minutes, 4 keys); the report, the fault
 // windows, the raw history and porcupine's visualisations go to
-// $CHAOS_OUT (make chaos: dist/chaos), else the run's artifacts folder.
+// $CHAOS_OUT/<stack> (make chaos: dist/chaos), else the run's artifacts
+// folder.
+//
+// CHAOS_STACK (redhaven, classic or both; default both) chooses the
+// stacks: each runs on a fresh cluster, one after the other, so "both"
+// takes twice as long. The classic stack (HAProxy + keepalived + Sentinel
+// in the same containers, chaos_classic_test.go) gets the same schedule
+// from the same seed, its faults on the agent applied to HAProxy and
+// keepalived; the same checkers run, its figures are reported and not
+// asserted. With both, $CHAOS_OUT/report-seed<N>.md has the two stacks
+// side by side.
 func TestChaos(t *testing.T) {
 	seed := uint64(1)
 	if s := os.Getenv("CHAOS_SEED"); s != "" {
@@ -58,12 +68,57 @@ func TestChaos(t *testing.T) {
 		}
 		keys = v
 	}
+	stacks := []string{stackRedhaven, stackClassic}
+	switch st := os.Getenv("CHAOS_STACK"); st {
+	case "", "both":
+	case stackRedhaven, stackClassic:
+		stacks = []string{st}
+	default:
+		t.Fatalf("CHAOS_STACK=%q: want redhaven, classic or both", st)
+	}
+	out := os.Getenv("CHAOS_OUT")
+	rows := map[string]*chaosRow{}
+	for _, stack := range stacks {
+		t.Run(stack, func(t *testing.T) {
+			rows[stack] = runChaos(t, stack, seed, dur, keys, out)
+		})
+	}
+	if out != "" && len(rows) > 0 {
+		table := chaosTable(seed, dur, stacks, rows)
+		_ = os.WriteFile(filepath.Join(out, fmt.Sprintf("report-seed%d.md", seed)), []byte(table), 0o644)
+		t.Log("\n" + table)
+	}
+}
+
+// runChaos is one stack's run of TestChaos: a fresh cluster, the schedule
+// of seed, the workload, the checkers; the classic stack's results are
+// reported, not asserted (they are the comparison).
+func runChaos(t *testing.T, stack string, seed uint64, dur time.Duration, keys int, out string) *chaosRow {
+	classic := stack == stackClassic
 	ctx, cancel := context.WithTimeout(context.Background(), dur+20*time.Minute)
 	defer cancel()
-	c := newCluster(t, ctx)
-	out := os.Getenv("CHAOS_OUT")
+	// classic: the nodes get the writer binary, which supervises HAProxy
+	// and keepalived (node.sh supervise); redhaven's agents are stopped
+	// below either way.
+	c := buildCluster(t, ctx, classic)
 	if out == "" {
 		out = filepath.Join(c.art, "chaos")
+	}
+	out = filepath.Join(out, stack)
+	port := 6380 // redhaven's proxy
+	vip := c.vip
+	if classic {
+		// The seeds' stack in the same containers: redhaven's agents
+		// stopped (nothing of redhaven acts on Redis or Sentinel during
+		// the classic run), HAProxy and keepalived started
+		// (classic_test.go).
+		for _, n := range c.nodes {
+			c.stopAgent(ctx, n)
+		}
+		c.vipLog = classicVIPLog
+		c.startClassic(ctx)
+		t.Logf("classic stack: VIP %s on %s", c.classicCIDR(), c.waitClassic(ctx, 60*time.Second))
+		port, vip = classicPort, c.classicVIP()
 	}
 	if err := os.MkdirAll(out, 0o755); err != nil {
 		t.Fatal(err)
@@ -73,13 +128,13 @@ func TestChaos(t *testing.T) {
 	// before the containers are removed.
 	t.Cleanup(func() { c.dumpLogsTo(out, false) })
 	sched := chaos.Schedule(seed, dur, c.nodes)
-	t.Logf("schedule (replay with CHAOS_SEED=%d CHAOS_DURATION=%v):\n%s", seed, dur, chaos.FormatSchedule(seed, sched))
+	t.Logf("%s schedule (replay with CHAOS_SEED=%d CHAOS_DURATION=%v CHAOS_STACK=%s):\n%s", stack, seed, dur, stack, formatScheduleFor(stack, seed, sched))
 
 	// The workload: two clients on the VIP, one on each node's proxy.
 	var addrs []string
-	addrs = append(addrs, "vip="+c.vip+":6380", "vip="+c.vip+":6380")
+	addrs = append(addrs, fmt.Sprintf("vip=%s:%d", vip, port), fmt.Sprintf("vip=%s:%d", vip, port))
 	for _, n := range c.nodes {
-		addrs = append(addrs, n+"="+c.ip[n]+":6380")
+		addrs = append(addrs, fmt.Sprintf("%s=%s:%d", n, c.ip[n], port))
 	}
 	// The writer also samples every node's INFO replication and its
 	// Sentinel's master every 150 ms (hist.repl): the list checker proves
@@ -103,6 +158,7 @@ func TestChaos(t *testing.T) {
 	c.poll(ctx, 30*time.Second, "the workload runs", func() bool { ops, _ := progress(); return ops > 500 })
 
 	n := newNemesis(t, c, ctx)
+	n.classic = classic
 	began := time.Now()
 	var wg sync.WaitGroup
 	for _, f := range sched {
@@ -124,7 +180,11 @@ func TestChaos(t *testing.T) {
 		time.Sleep(d) // the schedule's tail: traffic without faults
 	}
 	t.Log("schedule done; waiting for the cluster to heal")
-	c.waitHealthy(ctx, 3*time.Minute)
+	if classic {
+		c.waitClassicHealthy(ctx, 3*time.Minute)
+	} else {
+		c.waitHealthy(ctx, 3*time.Minute)
+	}
 	base, _ := progress()
 	c.poll(ctx, 30*time.Second, "the workload runs after the faults", func() bool { ops, _ := progress(); return ops > base+500 })
 	endNs := time.Now().UnixNano()
@@ -181,7 +241,7 @@ func TestChaos(t *testing.T) {
 	doubleMs, gapMs := vipFigures(n.vipHistory(), began.UnixNano(), endNs)
 
 	var rep strings.Builder
-	fmt.Fprintf(&rep, "chaos run: seed %d, %v, %d operations, final master %s\n", seed, dur, len(ops), master)
+	fmt.Fprintf(&rep, "chaos run (%s): seed %d, %v, %d operations, final master %s\n", stack, seed, dur, len(ops), master)
 	fmt.Fprintf(&rep, "faults injected: %s\n", n.summary())
 	fmt.Fprintf(&rep, "acked list writes: %d; lost: %d to replication at a crash, %d to a master restarted empty before any failover, %d unreplicated (acked by the master of the highest Sentinel epoch while no replica had it; %d replication samples), %d other (must be 0)\n",
 		lists.Acked, lists.ByClass[chaos.LostReplication], lists.ByClass[chaos.LostWiped], lists.ByClass[chaos.LostUnreplicated], len(repl), lists.ByClass[chaos.LostOther])
@@ -226,6 +286,23 @@ func TestChaos(t *testing.T) {
 	_ = os.WriteFile(filepath.Join(out, fmt.Sprintf("report-seed%d.txt", seed)), []byte(rep.String()), 0o644)
 	t.Log("\n" + rep.String())
 
+	row := &chaosRow{
+		ops: len(ops), faults: n.summary(), master: master,
+		acked: lists.Acked, lostRepl: lists.ByClass[chaos.LostReplication], lostWiped: lists.ByClass[chaos.LostWiped],
+		lostUnrepl: lists.ByClass[chaos.LostUnreplicated], lostOther: lists.ByClass[chaos.LostOther],
+		duplicated: len(lists.Duplicated), phantom: len(lists.Phantom), failedSeen: len(lists.FailedSeen), readsBad: len(lists.ReadsBad),
+		regChecked: reg.Checked, regSegments: reg.Segments, linearizable: reg.Linearizable(), illegal: len(reg.Illegal), undecided: reg.TimedOut,
+		availPct: 100 * avail.Fraction, longestGap: avail.LongestGap, worstErrs: avail.ErrorsPerClientPerFault, worstFault: avail.WorstFault,
+		doubleMs: doubleMs, gapMs: gapMs,
+	}
+	for _, o := range ops {
+		if o.Outcome != chaos.OK {
+			row.errors++
+		}
+	}
+	if classic {
+		return row // the comparison: reported, not asserted
+	}
 	if !lists.OK() {
 		t.Errorf("list workload: acknowledged writes lost for a reason other than replication at a crash, or anomalies (see the report)")
 	}
@@ -235,6 +312,7 @@ func TestChaos(t *testing.T) {
 	if doubleMs > 0 {
 		t.Errorf("two nodes held the VIP for %.0f ms", doubleMs)
 	}
+	return row
 }
 
 // nemesis applies faults to the cluster and records their windows.
@@ -242,6 +320,9 @@ type nemesis struct {
 	t   *testing.T
 	c   *cluster
 	ctx context.Context
+	// classic: the faults that name the agent apply to HAProxy and
+	// keepalived, a planned failover is Sentinel's (formatScheduleFor).
+	classic bool
 
 	mu     sync.Mutex
 	done   []chaos.Window
@@ -259,6 +340,12 @@ func (n *nemesis) resolve(target string) string {
 	case "master":
 		return n.c.nodeOf(n.c.sentinelMaster(n.ctx))
 	case "leader":
+		if n.classic { // keepalived's MASTER: the classic VIP's holder
+			if hs := n.c.classicHolders(n.ctx); len(hs) == 1 {
+				return hs[0]
+			}
+			return ""
+		}
 		for _, m := range n.c.up() {
 			if s, err := n.c.status(n.ctx, m); err == nil && s.leader != "" && s.leader != "(none)" {
 				return s.leader
@@ -287,7 +374,15 @@ func (n *nemesis) run(f chaos.Fault) {
 	start := func(cmds ...string) {
 		for _, cmd := range cmds {
 			if cmd == "start-agent" {
-				c.startAgent(n.ctx, node)
+				if n.classic {
+					// HAProxy, keepalived, the classic VIP sampler; an error is
+					// logged, not fatal (a later fault may have killed the node)
+					if err := c.tryStartClassicNode(n.ctx, node); err != nil {
+						n.t.Logf("nemesis: start the classic stack on %s: %v", node, err)
+					}
+				} else {
+					c.startAgent(n.ctx, node)
+				}
 				continue
 			}
 			if out, err := c.exec(n.ctx, node, "/e2e/node.sh", cmd); err != nil {
@@ -308,6 +403,12 @@ func (n *nemesis) run(f chaos.Fault) {
 		hold()
 		start("start-sentinel")
 	case chaos.FaultKillAgent:
+		if n.classic {
+			n.classicSignal(node, "KILL")
+			hold()
+			start("start-agent")
+			break
+		}
 		sig("agent", "KILL")
 		hold()
 		start("start-agent")
@@ -317,6 +418,12 @@ func (n *nemesis) run(f chaos.Fault) {
 		hold()
 		sig("redis", "CONT")
 	case chaos.FaultPauseAgent:
+		if n.classic {
+			n.classicSignal(node, "STOP")
+			hold()
+			n.classicSignal(node, "CONT")
+			break
+		}
 		sig("agent", "STOP")
 		hold()
 		sig("agent", "CONT")
@@ -336,7 +443,9 @@ func (n *nemesis) run(f chaos.Fault) {
 		if _, err := Docker(n.ctx, "start", c.env.Name(node)); err != nil {
 			n.t.Errorf("nemesis: docker start %s: %v", node, err)
 		}
-		c.startSampler(n.ctx, node)
+		if !n.classic {
+			c.startSampler(n.ctx, node)
+		}
 		start("start-redis", "start-sentinel", "start-agent")
 		c.mu.Lock()
 		c.down[node] = false
@@ -364,6 +473,10 @@ func (n *nemesis) run(f chaos.Fault) {
 			n.t.Errorf("nemesis: remove netem on %s: %v %s", node, err, out)
 		}
 	case chaos.FaultPlanned:
+		if n.classic {
+			n.classicPlanned()
+			break
+		}
 		for _, m := range c.up() {
 			if out, err := c.exec(n.ctx, m, "redhaven", "failover"); err == nil {
 				break
@@ -372,6 +485,10 @@ func (n *nemesis) run(f chaos.Fault) {
 			}
 		}
 	case chaos.FaultRolling:
+		if n.classic {
+			n.classicRolling()
+			break
+		}
 		for _, m := range c.up() {
 			c.stopAgent(n.ctx, m)
 			c.startAgent(n.ctx, m)
@@ -430,5 +547,6 @@ func (n *nemesis) summary() string {
 	for k, v := range n.counts {
 		parts = append(parts, fmt.Sprintf("%s %d", k, v))
 	}
+	sort.Strings(parts) // the same order in both stacks' columns
 	return strings.Join(parts, ", ")
 }

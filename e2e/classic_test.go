@@ -132,13 +132,16 @@ func (c *cluster) startClassicNode(ctx context.Context, n string) {
 	}
 }
 
+// classicServiceCmd is the command line of each classic stack service.
+var classicServiceCmd = map[string][]string{
+	"haproxy": {"haproxy", "-W", "-db", "-f", "/etc/e2e/haproxy.cfg"},
+	"keepalived": {"keepalived", "--dont-fork", "--log-console", "--vrrp", "-f", "/etc/e2e/keepalived.conf",
+		"-p", "/run/e2e-ka-parent.pid", "-r", "/run/e2e-ka-vrrp.pid"},
+}
+
 func (c *cluster) startService(ctx context.Context, n, name string) {
 	c.t.Helper()
-	cmd := map[string][]string{
-		"haproxy": {"haproxy", "-W", "-db", "-f", "/etc/e2e/haproxy.cfg"},
-		"keepalived": {"keepalived", "--dont-fork", "--log-console", "--vrrp", "-f", "/etc/e2e/keepalived.conf",
-			"-p", "/run/e2e-ka-parent.pid", "-r", "/run/e2e-ka-vrrp.pid"},
-	}[name]
+	cmd := classicServiceCmd[name]
 	if err := c.env.ExecDetached(ctx, n, append([]string{"/e2e/node.sh", "supervise", name}, cmd...)...); err != nil {
 		c.t.Fatalf("start %s in %s: %v", name, n, err)
 	}

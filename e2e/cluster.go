@@ -798,13 +798,13 @@ func (c *cluster) waitHealthy(ctx context.Context, d time.Duration) health {
 // tails, logs the agents' last non-debug lines.
 func (c *cluster) dumpLogs(tails bool) { c.dumpLogsTo(c.art, tails) }
 
-// dumpLogsTo copies every node's agent, Redis, Sentinel and VIP sampler
+// dumpLogsTo copies every node's agent, Redis, Sentinel, VIP sampler (and classic stack)
 // logs into dir; tails: also print the end of each agent log.
 func (c *cluster) dumpLogsTo(dir string, tails bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	for _, n := range c.nodes {
-		for _, f := range []string{"e2e-agent.log", "e2e-redis.log", "e2e-sentinel.log", "e2e-vip.log"} {
+		for _, f := range []string{"e2e-agent.log", "e2e-redis.log", "e2e-sentinel.log", "e2e-vip.log", "e2e-vip2.log", "e2e-haproxy.log", "e2e-keepalived.log"} {
 			dst := filepath.Join(dir, n+"-"+f)
 			if err := c.env.CopyFrom(ctx, n, "/var/log/"+f, dst); err != nil {
 				continue
