@@ -54,6 +54,7 @@ func deposedWindow(t *testing.T, contAt string) {
 	type result struct {
 		key          string
 		acked        []string
+		ackedAt      []time.Time // when each acked value's reply arrived
 		errs         int
 		lastAckedOld time.Time // last ack while the agent still routed to the old master
 	}
@@ -82,6 +83,7 @@ func deposedWindow(t *testing.T, contAt string) {
 					continue
 				}
 				r.acked = append(r.acked, v)
+				r.ackedAt = append(r.ackedAt, time.Now())
 				if n.services[0].routes.Route().Master == old.Addr {
 					r.lastAckedOld = time.Now()
 				}
@@ -163,6 +165,7 @@ func deposedWindow(t *testing.T, contAt string) {
 		}
 		return !switched.IsZero()
 	})
+	beforeCont := time.Now() // a reply that arrived before this was processed before the SIGSTOP
 	if err := syscall.Kill(pid, syscall.SIGCONT); err != nil {
 		t.Fatalf("SIGCONT: %v", err)
 	}
@@ -212,7 +215,7 @@ func deposedWindow(t *testing.T, contAt string) {
 	}
 	mc := set.ByAddr(master).Client()
 	defer mc.Close()
-	acked, lost, errs := 0, 0, 0
+	acked, lost, errs, atStop := 0, 0, 0, 0
 	for _, r := range results {
 		final, err := mc.LRange(context.Background(), r.key, 0, -1).Result()
 		if err != nil {
@@ -222,12 +225,27 @@ func deposedWindow(t *testing.T, contAt string) {
 		for _, v := range final {
 			present[v] = true
 		}
-		var missing []string
-		for _, v := range r.acked {
-			if !present[v] {
+		var missing, replication []string
+		for i, v := range r.acked {
+			switch {
+			case present[v]:
+			case r.ackedAt[i].Before(beforeCont):
+				// Processed before the SIGSTOP and not yet sent to the
+				// replica that was promoted: Redis's asynchronous
+				// replication, whatever routes the writes.
+				replication = append(replication, v)
+			default:
 				missing = append(missing, v)
 			}
 		}
+		if len(replication) > 0 {
+			t.Logf("%s: %d acknowledged before the SIGSTOP and not replicated (Redis's asynchronous replication): %s", r.key, len(replication),
+				strings.Join(replication[:min(len(replication), 10)], " "))
+			if len(replication) > 20 {
+				t.Errorf("%s: %d values acknowledged before the SIGSTOP are missing: more than replication lag explains", r.key, len(replication))
+			}
+		}
+		atStop += len(replication)
 		if len(missing) > 0 {
 			t.Errorf("%s: %d acknowledged values missing on the final master %s: %s", r.key, len(missing), master,
 				strings.Join(missing[:min(len(missing), 10)], " "))
@@ -239,7 +257,7 @@ func deposedWindow(t *testing.T, contAt string) {
 			t.Logf("%s: last write acknowledged while its agent routed to the old master: %s", r.key, rel(r.lastAckedOld))
 		}
 	}
-	t.Logf("master %s -> %s: %d acked, %d errors, %d acked but lost", old.Addr, master, acked, errs, lost)
+	t.Logf("master %s -> %s: %d acked, %d errors, %d acked but lost, %d not replicated at the SIGSTOP", old.Addr, master, acked, errs, lost, atStop)
 	if acked == 0 {
 		t.Fatal("no write acknowledged")
 	}

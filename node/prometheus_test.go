@@ -469,13 +469,21 @@ func (p *prom) value(expr string) float64 {
 	return s[0].Value
 }
 
+// scalar asks again for up to 15 s: a scrape that timed out on a loaded
+// machine marks the target's series stale until the next one succeeds.
 func (p *prom) scalar(t *testing.T, expr string) float64 {
 	t.Helper()
-	s, err := p.query(expr)
-	if err != nil || len(s) != 1 {
-		t.Fatalf("query %s = %v, %v; want one sample", expr, s, err)
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		s, err := p.query(expr)
+		if err == nil && len(s) == 1 {
+			return s[0].Value
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("query %s = %v, %v; want one sample", expr, s, err)
+		}
+		time.Sleep(250 * time.Millisecond)
 	}
-	return s[0].Value
 }
 
 type alert struct {

@@ -85,6 +85,9 @@ func (srv *Server) sweepBudget(sessions []*session) {
 	var total int64
 	var big []usage
 	for _, s := range sessions {
+		if s.closedFor.Load() {
+			continue // closed by a sweep before; its buffers go with it
+		}
 		s.mu.Lock()
 		n := s.outputLocked()
 		s.mu.Unlock()

@@ -75,6 +75,9 @@ func (g *guard) init(srv *Server) {
 // written only if nothing else is being written (never into the middle of
 // a reply), unread output is dropped.
 func (s *session) closeFor(r closeReason, reply string) {
+	if !s.closedFor.CompareAndSwap(false, true) {
+		return // already being closed: counted once
+	}
 	s.srv.closed[r].Add(1)
 	if reply != "" && s.wmu.TryLock() {
 		if len(s.out) == 0 && !s.outPending.Load() {

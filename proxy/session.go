@@ -44,6 +44,9 @@ type session struct {
 	l      *listener
 	id     uint64
 	client net.Conn
+	// closedFor: closeFor ran (a limit closed the client); a sweep that
+	// comes before the session is gone must not close or count it again
+	closedFor atomic.Bool
 
 	// owned by run (changed under mu where the reader looks at them)
 	rr          requestReader
