@@ -28,6 +28,16 @@ type backendConn struct {
 	// stallOK: attached to a stalled shared connection because a fresh
 	// one could not be opened (it is used all the same)
 	stallOK bool
+	// moveHeld: the shared connection was found stalled with commands of
+	// this place held back (never written) and nothing of it written
+	// still due: the session takes them back for a fresh connection
+	// (session.unhold)
+	moveHeld atomic.Bool
+	// under the shared connection's mu: the commands it holds back for
+	// this place (muxstall.go): bytes, replies due, and the session's log
+	// offset of the first held byte
+	heldLen, heldN int
+	heldFrom       int64
 
 	// under the session's mu
 	gen        uint64

@@ -101,6 +101,7 @@ func TestServeForBench(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("stats: %+v", srv.Stats())
+	t.Logf("shared connections: held commands back %d times, found stalled %d times", srv.muxHolds.Load(), srv.muxStalls.Load())
 }
 
 // BenchmarkLookupCommand: the fast path's table lookup (every command).

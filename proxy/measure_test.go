@@ -148,7 +148,7 @@ func TestMeasureBusyScript(t *testing.T) {
 		if via == "proxy" {
 			addr = srv.Addr().String()
 		}
-		for _, d := range []time.Duration{50 * time.Millisecond, 150 * time.Millisecond, 300 * time.Millisecond, 600 * time.Millisecond, 1200 * time.Millisecond} {
+		for _, d := range []time.Duration{10 * time.Millisecond, 30 * time.Millisecond, 50 * time.Millisecond, 150 * time.Millisecond, 300 * time.Millisecond, 600 * time.Millisecond, 1200 * time.Millisecond} {
 			busy, other := dialRaw(t, addr), dialRaw(t, addr)
 			busy.do("+PONG\r\n", "PING")
 			other.do("+PONG\r\n", "PING")

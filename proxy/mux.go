@@ -59,8 +59,13 @@ type muxConn struct {
 	// the server (a stall probe before that proves nothing: the writer
 	// may merely not have run yet on a loaded machine)
 	queued, written, waitFor uint64
-	probing                  bool          // a stall probe is under way (muxstall.go)
-	reads                    atomic.Uint64 // reads that returned data (a stall probe looks for silence)
+	probing                  bool // a stall probe is under way (muxstall.go)
+	// holding: it has waited past muxHoldAfter for a reply already
+	// written; new commands are held in held instead of written, until a
+	// reply comes or the probe decides (muxstall.go)
+	holding bool
+	held    []muxHeld     // commands held back, in the order they came
+	reads   atomic.Uint64 // reads that returned data (a stall probe looks for silence)
 
 	// owned by the reader goroutine
 	buf           []byte
@@ -324,14 +329,21 @@ func handshake(c net.Conn, cmds []byte) error {
 	return nil
 }
 
-// send writes one batch of be's commands (n replies due). The batches of
-// every session are written in the order they were appended; whoever
-// finds no write under way writes for all.
-func (m *muxConn) send(be *backendConn, p []byte, n int) {
+// send writes one batch of be's commands (n replies due; at is the
+// session's log offset of p). The batches of every session are written in
+// the order they were appended; whoever finds no write under way writes
+// for all. A connection holding (muxstall.go) keeps the batch back
+// instead, as it does every later batch of a place it holds some of.
+func (m *muxConn) send(be *backendConn, p []byte, n int, at int64) {
 	m.mu.Lock()
 	if m.dead {
 		m.mu.Unlock()
 		return // the reader's end answers be's commands as lost
+	}
+	if m.holding || be.heldLen > 0 {
+		m.holdLocked(be, p, n, at)
+		m.mu.Unlock()
+		return
 	}
 	m.wbuf = append(m.wbuf, p...)
 	m.queued += uint64(len(p))
@@ -354,6 +366,13 @@ func (m *muxConn) send(be *backendConn, p []byte, n int) {
 	// under way and write its own command alone (no batching; measured).
 	runtime.Gosched()
 	m.mu.Lock()
+	m.writeLocked()
+	m.mu.Unlock()
+}
+
+// writeLocked writes wbuf until it is empty (mu held, released around
+// each write; the caller set writing).
+func (m *muxConn) writeLocked() {
 	for len(m.wbuf) > 0 && !m.dead {
 		b := m.wbuf
 		m.wbuf = m.spare[:0]
@@ -374,7 +393,6 @@ func (m *muxConn) send(be *backendConn, p []byte, n int) {
 		}
 	}
 	m.writing = false
-	m.mu.Unlock()
 }
 
 // detach removes be from the connection; a connection nobody uses is
@@ -384,6 +402,7 @@ func (m *muxConn) detach(be *backendConn) {
 	p.mu.Lock()
 	m.mu.Lock()
 	delete(m.members, be)
+	m.dropHeldLocked(be) // never written: the session answers them (lose)
 	idle := len(m.members) == 0 && !m.dead
 	m.mu.Unlock()
 	p.mu.Unlock()
@@ -600,6 +619,10 @@ func (m *muxConn) onData(n int) bool {
 			m.waitingSince = time.Now().UnixNano()
 			m.waitFor = m.queued
 		}
+		if m.holding || len(m.held) > 0 {
+			// the reply came: what was held goes behind what is still due
+			m.releaseHeldLocked(nil)
+		}
 		m.mu.Unlock()
 		if !ok {
 			m.err = errors.New("reply with no command waiting for it")
@@ -635,6 +658,10 @@ func (m *muxConn) fail(err error) {
 	p.mu.Lock()
 	m.mu.Lock()
 	m.dead = true
+	for _, h := range m.held {
+		h.be.heldLen, h.be.heldN = 0, 0
+	}
+	m.held, m.holding = nil, false
 	members := make([]*backendConn, 0, len(m.members))
 	for be := range m.members {
 		members = append(members, be)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -156,6 +157,171 @@ func TestStallProbeEvidence(t *testing.T) {
 			}
 			if !tc.written && probes > 0 {
 				t.Fatalf("%d probes for a command not written yet; want none", probes)
+			}
+		})
+	}
+}
+
+// TestEarlyCommandBehindBusyScript: a command sent on the shared
+// connection of a busy script before the stall is seen (d = 50 ms after
+// EVAL 'while true do end' 0, busy-reply-threshold 100 ms, the probe
+// starting at 100 ms) gets -BUSY as on a direct connection: the
+// connection held it back once it had waited muxHoldAfter, and the stall
+// sent it to a fresh one. It used to be written behind the script and
+// wait for it to end (forever here, until SCRIPT KILL). A hold set late
+// on a loaded machine (the checker not run by 50 ms) lets the command be
+// written as before: up to 3 tries per protocol, one must pass.
+func TestEarlyCommandBehindBusyScript(t *testing.T) {
+	rs := redistest.StartServer(t, redistest.ServerOptions{Extra: []string{"--busy-reply-threshold", "100"}})
+	cfg := testConfig()
+	srv := startProxy(t, cfg, newRoutes(rs.Addr))
+	addr := srv.Addr().String()
+	for _, proto := range protocols {
+		t.Run(fmt.Sprintf("RESP%d", proto), func(t *testing.T) {
+			var tries []string
+			for try := 0; try < 3; try++ {
+				busy, other := pingedPair(t, addr, proto)
+				moved := srv.muxHeldMoved.Load()
+				busy.send("EVAL", "while true do end", "0")
+				time.Sleep(50 * time.Millisecond)
+				start := time.Now()
+				other.send("PING")
+				got, err := other.replyWithin(2 * time.Second)
+				took := time.Since(start)
+				killer := dialRaw(t, rs.Addr) // directly: the proxy's way is under test
+				killer.send("SCRIPT", "KILL")
+				if k := killer.reply(); k != "+OK\r\n" {
+					t.Fatalf("SCRIPT KILL: %q", k)
+				}
+				if b := busy.reply(); !strings.HasPrefix(b, "-") {
+					t.Fatalf("the killed script: %q, want an error", b)
+				}
+				if err == nil && strings.HasPrefix(got, "-BUSY") {
+					if cfg.Multiplex && srv.muxHeldMoved.Load() == moved {
+						t.Fatalf("-BUSY in %v, but no held command was moved (muxHeldMoved)", took)
+					}
+					t.Logf("try %d: -BUSY in %v", try+1, took.Round(time.Millisecond))
+					return
+				}
+				if err != nil {
+					got = other.reply() // answered once the script ended
+				}
+				tries = append(tries, fmt.Sprintf("%q after %v (%v)", firstLine([]byte(got)), took.Round(time.Millisecond), err))
+			}
+			t.Fatalf("PING sent 50 ms after a busy script started, 3 tries: %v; want -BUSY within 2 s (the script ran until killed)", tries)
+		})
+	}
+}
+
+// TestPausedWriteEarlyReadsInOrder: reads sent in three batches 50-70 ms
+// after a write held by CLIENT PAUSE WRITE, on the same shared connection,
+// are held back, moved together when the probe sees the server answer
+// others, and answered at once in their order; the writer's own read,
+// sent behind its paused write, stays behind it and comes after it.
+func TestPausedWriteEarlyReadsInOrder(t *testing.T) {
+	rs := redistest.StartServer(t, redistest.ServerOptions{})
+	srv := startProxy(t, testConfig(), newRoutes(rs.Addr))
+	addr := srv.Addr().String()
+	writer, reader := pingedPair(t, addr, 2)
+	for _, k := range []string{"a", "b", "c"} {
+		writer.do("+OK\r\n", "SET", "early:"+k, k)
+	}
+	admin := dialRaw(t, rs.Addr)
+	admin.do("+OK\r\n", "CLIENT", "PAUSE", "20000", "WRITE")
+	t.Cleanup(func() { _ = rs.Client().Do(context.Background(), "CLIENT", "UNPAUSE").Err() })
+	writer.send("SET", "early:a", "after")
+	time.Sleep(50 * time.Millisecond)
+	start := time.Now()
+	for _, k := range []string{"a", "b", "c"} {
+		reader.send("GET", "early:"+k)
+		time.Sleep(10 * time.Millisecond)
+	}
+	writer.send("GET", "early:b")
+	for _, k := range []string{"a", "b", "c"} {
+		got, err := reader.replyWithin(3 * time.Second)
+		if err != nil || got != bulk(k) {
+			t.Fatalf("GET early:%s during a paused write (after %v): %q, %v; want %q", k, time.Since(start).Round(time.Millisecond), got, err, bulk(k))
+		}
+	}
+	t.Logf("3 reads answered %v after the first was sent", time.Since(start).Round(time.Millisecond))
+	if _, err := writer.replyWithin(300 * time.Millisecond); err == nil {
+		t.Fatal("the paused writer got a reply before the pause ended")
+	}
+	admin.do("+OK\r\n", "CLIENT", "UNPAUSE")
+	writer.expect("+OK\r\n")
+	writer.expect(bulk("b"))
+	reader.do(bulk("after"), "GET", "early:a")
+}
+
+// TestSlowScriptHeldCommandsInOrder: while a 400 ms script (below
+// busy-reply-threshold) holds the shared connection, commands that other
+// clients (and the script's own client) send in batches 0-300 ms after it
+// are held back, not moved, and answered once it ends: every one, once,
+// in each client's order (INCR on a key of each client counts them).
+func TestSlowScriptHeldCommandsInOrder(t *testing.T) {
+	rs := redistest.StartServer(t, redistest.ServerOptions{})
+	cfg := testConfig()
+	srv := startProxy(t, cfg, newRoutes(rs.Addr))
+	addr := srv.Addr().String()
+	const spin = `local t = redis.call('TIME'); local t0 = t[1] * 1000000 + t[2]
+while true do t = redis.call('TIME'); if t[1] * 1000000 + t[2] - t0 > 400000 then break end end
+return 1`
+	for _, proto := range protocols {
+		t.Run(fmt.Sprintf("RESP%d", proto), func(t *testing.T) {
+			const clients, perBatch = 4, 3
+			slow := dialProto(t, addr, proto)
+			slow.do("+PONG\r\n", "PING")
+			others := make([]*rawClient, clients)
+			for i := range others {
+				others[i] = dialProto(t, addr, proto)
+				others[i].do("+PONG\r\n", "PING")
+			}
+			prefix := fmt.Sprintf("held%d:", proto)
+			stalls, holds := srv.muxStalls.Load(), srv.muxHolds.Load()
+			slow.send("EVAL", spin, "0")
+			start := time.Now()
+			sent := make([]int, clients+1) // INCRs per client; the last is the script's own
+			batch := func(i int, c *rawClient) {
+				var b []byte
+				for j := 0; j < perBatch; j++ {
+					b = appendCommandStrings(b, "INCR", prefix+strconv.Itoa(i))
+				}
+				c.write(string(b))
+				sent[i] += perBatch
+			}
+			for _, d := range []time.Duration{0, 30 * time.Millisecond, 60 * time.Millisecond, 120 * time.Millisecond, 200 * time.Millisecond, 300 * time.Millisecond} {
+				time.Sleep(time.Until(start.Add(d)))
+				for i, c := range others {
+					batch(i, c)
+				}
+				if d >= 120*time.Millisecond {
+					batch(clients, slow)
+				}
+			}
+			slow.expect(":1\r\n")
+			for i := 0; i <= clients; i++ {
+				c := slow
+				if i < clients {
+					c = others[i]
+				}
+				for n := 1; n <= sent[i]; n++ {
+					got, err := c.replyWithin(10 * time.Second)
+					if want := fmt.Sprintf(":%d\r\n", n); err != nil || got != want {
+						t.Fatalf("client %d, INCR %d of %d: %q, %v; want %q", i, n, sent[i], got, err, want)
+					}
+				}
+				if got, err := c.replyWithin(100 * time.Millisecond); err == nil {
+					t.Fatalf("client %d: a reply more than its %d INCRs: %q", i, sent[i], got)
+				}
+				if v, err := rs.Client().Get(context.Background(), prefix+strconv.Itoa(i)).Int(); err != nil || v != sent[i] {
+					t.Fatalf("client %d: the key counts %d, %v; want %d (each INCR once)", i, v, err, sent[i])
+				}
+			}
+			if n := srv.muxStalls.Load() - stalls; n != 0 {
+				t.Fatalf("a 400 ms script (below busy-reply-threshold) stalled %d shared connections; want 0", n)
+			}
+			if cfg.Multiplex && srv.muxHolds.Load() == holds {
+				t.Fatal("no shared connection held commands back during a 400 ms script (muxHolds)")
 			}
 		})
 	}

@@ -598,7 +598,9 @@ func TestShutdownIsNoKill(t *testing.T) {
 // the reads in flight on it are sent again once on a fresh connection
 // and answered; writes are never sent twice (outcome unknown). The
 // commands are held in flight by CLIENT PAUSE WRITE: the paused SET holds
-// the shared connection and every command behind it.
+// the shared connection and every command written behind it (holding
+// off: commands sent 20 ms after it would be held back instead and moved
+// to a fresh connection at the stall, racing the kill).
 func TestReadsResentAfterSharedLoss(t *testing.T) {
 	if !testConfig().Multiplex {
 		t.Skip("shared connections only (proxy.multiplex)")
@@ -607,6 +609,7 @@ func TestReadsResentAfterSharedLoss(t *testing.T) {
 		t.Run(how, func(t *testing.T) {
 			rs := redistest.StartServer(t, redistest.ServerOptions{})
 			srv := startProxy(t, testConfig(), newRoutes(rs.Addr))
+			srv.noHold.Store(true)
 			addr := srv.Addr().String()
 			writer, reader, mixed := dialRaw(t, addr), dialRaw(t, addr), dialRaw(t, addr)
 			writer.do("+OK\r\n", "SET", "paused", "before")

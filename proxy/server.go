@@ -38,7 +38,12 @@ type Server struct {
 
 	mux       muxPool      // shared backend connections (proxy.multiplex)
 	muxStalls atomic.Int64 // shared connections found stalled (muxstall.go)
-	movedDeep atomic.Int64 // sessions moved to their own connection by the head-of-line bounds (muxRoomLocked)
+	muxHolds  atomic.Int64 // times a shared connection held new commands back (muxstall.go)
+	// noHold: shared connections never hold commands back (a test that
+	// needs commands in flight behind a paused write)
+	noHold       atomic.Bool
+	muxHeldMoved atomic.Int64 // commands held on a stalled shared connection, sent on a fresh one
+	movedDeep    atomic.Int64 // sessions moved to their own connection by the head-of-line bounds (muxRoomLocked)
 
 	idle            *idlePoller // parked idle sessions (park.go); nil: never parked
 	parkedSinceFree atomic.Int64

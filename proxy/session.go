@@ -59,6 +59,10 @@ type session struct {
 	retryAt     time.Time
 	timer       *time.Timer
 	bwg         sync.WaitGroup // backend reader goroutines
+	// heldMoved: of the commands waiting to be sent again, those taken
+	// back from a stalled shared connection (unhold), not counted as
+	// resent
+	heldMoved int
 	// muxRoom: commands this batch may still send on its shared
 	// connection before the session moves to its own (muxRoomLocked)
 	muxRoom int
@@ -286,6 +290,7 @@ func (s *session) waitClose() {
 // handleEvents reacts to what happened while the session read its client:
 // a route change, a lost or demoted backend, the end of the session.
 func (s *session) handleEvents() {
+	s.unholdAsked()
 	s.mu.Lock()
 	closing := s.closing
 	unsent := s.unsent
@@ -505,6 +510,9 @@ func (s *session) target() string {
 func (s *session) retire(be *backendConn, deadline time.Time) {
 	due, extend, extended := int64(0), !deadline.IsZero(), false
 	for {
+		if extend && be.mux != nil && be.moveHeld.Load() {
+			s.unhold(be) // they go to the next connection (install)
+		}
 		s.mu.Lock()
 		busy := s.be == be && s.inflight > 0 && !be.dead
 		s.drainWait = busy
@@ -576,8 +584,11 @@ func (s *session) install(nb *backendConn, gen uint64) {
 		s.sendLog, rp = s.replay(s.sendLog, auth)
 	}
 	if n := s.resend(nb.gen); n > 0 {
-		s.l.resent.Add(int64(n))
+		// held on a stalled shared connection: never sent, not counted
+		moved := min(n, s.heldMoved)
+		s.l.resent.Add(int64(n - moved))
 	}
+	s.heldMoved = 0
 	if !shared {
 		s.sendLog = append(s.sendLog, s.replayTail()...)
 	}
@@ -617,18 +628,20 @@ func (s *session) failUnsent() {
 	reply := []byte(replyMasterDown(s.l.readonly, s.srv.holdTimeout()))
 	s.mu.Lock()
 	s.errs.Add(int64(s.pipeline.failUnsent(reply)))
+	s.heldMoved = 0
 	s.mu.Unlock()
 	s.emitLocals()
 }
 
 // flushLog writes the bytes not yet sent to the backend.
 func (s *session) flushLog() {
+	at := s.logSent
 	p, n := s.unsentBytes()
 	if len(p) == 0 || s.wbe == nil {
 		return
 	}
 	if s.wbe.mux != nil {
-		s.wbe.mux.send(s.wbe, p, n)
+		s.wbe.mux.send(s.wbe, p, n, at)
 		return
 	}
 	if _, err := s.wbe.conn.Write(p); err != nil {
