@@ -334,12 +334,21 @@ func TestNetnsServiceVIPMoves(t *testing.T) {
 	if h, ok := sharedHolder(); !ok || h != hShared {
 		t.Errorf("shared VIP on %v (settled %v), want %s", h, ok, name(hShared))
 	}
+	// Under load (40) a 2 s curl can time out: asked again, bounded.
 	st, err := statsFrom(lab, lab.nodes[moved])
+	for end := time.Now().Add(20 * time.Second); err != nil && time.Now().Before(end); {
+		time.Sleep(500 * time.Millisecond)
+		st, err = statsFrom(lab, lab.nodes[moved])
+	}
 	if err != nil || st.VIP.Holder != name(hShared) {
 		t.Errorf("stats of %s: shared VIP holder %q (%v), want %s", name(moved), st.VIP.Holder, err, name(hShared))
 	}
 	// The API shows who holds which VIP.
 	out, err := nsRun(5*time.Second, lab.client.ns, "curl", "-sS", "--fail", "--max-time", "2", "http://"+lab.nodes[moved].ip+":8404/api/v1/stats")
+	for end := time.Now().Add(20 * time.Second); err != nil && time.Now().Before(end); {
+		time.Sleep(500 * time.Millisecond)
+		out, err = nsRun(5*time.Second, lab.client.ns, "curl", "-sS", "--fail", "--max-time", "2", "http://"+lab.nodes[moved].ip+":8404/api/v1/stats")
+	}
 	var api struct {
 		Services []struct {
 			Name string `json:"name"`
