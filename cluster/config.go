@@ -36,6 +36,11 @@ type Config struct {
 	// release, so it must be the same on every node (the old
 	// redis.master_name). Empty = one service, DefaultServiceName.
 	Services []string `koanf:"-"`
+	// VIPServices names the services whose own VIP this node may hold
+	// (netlink mode); filled by node. Its routed notes say so, and a
+	// leader grants such a service's lease to another node only if that
+	// node says so (GrantLease).
+	VIPServices []string `koanf:"-"`
 
 	// Bind is the gossip (memberlist) TCP+UDP address, "ip:port" or ":port".
 	Bind string `koanf:"bind"`

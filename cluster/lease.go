@@ -33,6 +33,14 @@ import (
 // the holder's lease has ended (in real time) before anybody may take it
 // over. A holder that is paused (SIGSTOP, a stall) counts on from its
 // send time when it wakes, and finds its lease over.
+//
+// Who takes a free or expired lease: the leader, for itself
+// (AcquireLease). For a service's own VIP, a leader that may not serve
+// the service grants the lease to another node that routes it
+// (GrantLease; the shared VIP goes with leadership instead). That holder
+// sent no request for it: its lease counts only from its first renewal
+// that commits (Request 0 until then, HeldUntil zero), and the others
+// judge expiry from the grant's arrival, so it is safe the same way.
 
 // LeaseSkew bounds the relative rate difference between two nodes'
 // monotonic clocks that the lease rules tolerate (10%; real clocks differ
@@ -79,6 +87,15 @@ type VIPLease struct {
 	// address, so the next holder need not probe for it.
 	Released bool      `json:"released,omitempty"`
 	Since    time.Time `json:"since,omitzero"` // when the holder got it (proposer's clock; shown only)
+	// GrantedBy is the leader that granted the lease (or gave it after
+	// expiry) to Holder, another node (GrantLease); "" when the holder
+	// took it itself. Kept through renewals.
+	GrantedBy string `json:"granted_by,omitempty"`
+	// AfterRelease: GrantedBy granted it while free after a clean release,
+	// so the holder need not probe for the address. (Not set when the
+	// holder took it itself: AcquireLease tells it.) Older releases do not
+	// record either field; a holder without them probes.
+	AfterRelease bool `json:"after_release,omitempty"`
 }
 
 // leaseCmd is the lease part of a command.
@@ -281,8 +298,17 @@ func (f *fsm) applyLease(index uint64, c command) applyResult {
 		if cur.Holder != "" {
 			return applyResult{err: fmt.Errorf("%w (%s)", ErrLeaseHeld, cur.Holder)}
 		}
-		f.setLease(key, VIPLease{Holder: lc.Holder, Length: lc.Length, Request: lc.Request, Index: index, Since: c.Time})
-		event(fmt.Sprintf("%s granted to %s", what, lc.Holder))
+		l := VIPLease{Holder: lc.Holder, Length: lc.Length, Request: lc.Request, Index: index, Since: c.Time}
+		msg := fmt.Sprintf("%s granted to %s", what, lc.Holder)
+		if c.Node != "" && c.Node != lc.Holder {
+			l.GrantedBy, l.AfterRelease = c.Node, cur.Released
+			msg += fmt.Sprintf(" by leader %s", c.Node)
+			if cur.Released {
+				msg += " after a clean release"
+			}
+		}
+		f.setLease(key, l)
+		event(msg)
 	case LeaseRenew:
 		if cur.Holder != lc.Holder {
 			return applyResult{err: fmt.Errorf("%w: %s renews, holder is %q", ErrNotHolder, lc.Holder, cur.Holder)}
@@ -296,11 +322,16 @@ func (f *fsm) applyLease(index uint64, c command) applyResult {
 		if cur.Index != lc.PrevIndex {
 			return applyResult{err: fmt.Errorf("%w (index %d, judged %d)", ErrLeaseChanged, cur.Index, lc.PrevIndex)}
 		}
-		f.setLease(key, VIPLease{Holder: lc.Holder, Length: lc.Length, Request: lc.Request, Index: index, Since: c.Time})
+		l := VIPLease{Holder: lc.Holder, Length: lc.Length, Request: lc.Request, Index: index, Since: c.Time}
 		msg := fmt.Sprintf("%s taken over by %s", what, lc.Holder)
+		if c.Node != "" && c.Node != lc.Holder {
+			l.GrantedBy = c.Node
+			msg = fmt.Sprintf("%s given to %s by leader %s", what, lc.Holder, c.Node)
+		}
 		if cur.Holder != "" {
 			msg += fmt.Sprintf(" after %s's lease expired", cur.Holder)
 		}
+		f.setLease(key, l)
 		event(msg)
 	case LeaseRelease:
 		if cur.Holder != lc.Holder {
@@ -392,6 +423,9 @@ func (c *leaseClient) request(now time.Time) uint64 {
 func (c *leaseClient) heldFrom(req uint64) (time.Time, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if req == 0 { // granted by the leader: no request of the holder yet
+		return time.Time{}, false
+	}
 	if req == c.req {
 		return c.from, true
 	}
@@ -501,6 +535,67 @@ func (a *Agent) AcquireLease(ctx context.Context, vip string) (probe bool, err e
 	return probe, nil
 }
 
+// Errors of GrantLease.
+var (
+	// ErrNoGrantee: the node named does not take a lease the leader grants
+	// it for that service (its routed note does not say so: an older
+	// release, no own VIP for the service in netlink mode, or no note).
+	ErrNoGrantee = errors.New("cluster: node does not take leader-granted vip leases for the service")
+)
+
+// GrantLease makes node to, another Raft server, the holder of the lease
+// of service vip's own VIP: at once when the lease is free (after a clean
+// release the new holder need not probe, VIPLease.AfterRelease), by
+// takeover when this node judges another holder's lease expired. Only
+// the leader grants; it grants to another node when it may not serve the
+// service itself (the caller's judgment, node's leaseStep). The grant
+// commits with the lease op every release knows (a grant or takeover
+// naming a holder other than the proposer, which older releases apply
+// alike), so every node agrees who holds the lease; it names no request
+// of the holder, whose lease counts from its first renewal that commits.
+// The shared VIP cannot be granted so: it moves with leadership. why is
+// logged. Returns ErrLeaseHeld while a lease runs, ErrNotLeader on a
+// follower, ErrUnknownService, ErrNoGrantee.
+func (a *Agent) GrantLease(ctx context.Context, vip, to, why string) error {
+	if !a.IsLeader() {
+		return ErrNotLeader
+	}
+	switch {
+	case vip == SharedVIP:
+		return errors.New("cluster: the shared vip lease is not granted to another node (it moves with leadership)")
+	case !slices.Contains(a.cfg.Services, vip):
+		return fmt.Errorf("%w %q: no vip lease for it", ErrUnknownService, vip)
+	case to == "" || to == a.cfg.NodeName:
+		return fmt.Errorf("cluster: lease grant to %q: not another node", to)
+	case !a.routed.takesGrants(to, vip):
+		return fmt.Errorf("%w (%s, service %s)", ErrNoGrantee, to, vip)
+	}
+	st := a.LeaseStatus(vip)
+	now := time.Now()
+	cmd := leaseCmd{Holder: to, Length: a.cfg.VIPLease, VIP: vip}
+	switch {
+	case st.Lease.Holder == to:
+		return nil
+	case st.Lease.Holder == "":
+		cmd.Kind = LeaseGrant
+	case st.Expired(now):
+		cmd.Kind, cmd.PrevIndex = LeaseTakeover, st.Lease.Index
+	default:
+		return fmt.Errorf("%w (%s, expires in %v)", ErrLeaseHeld, st.Lease.Holder, st.ExpiredAt.Sub(now).Round(time.Millisecond))
+	}
+	if _, err := a.applyCmd(ctx, leaseCommand(&cmd)); err != nil {
+		return err
+	}
+	if cmd.Kind == LeaseTakeover {
+		a.log.Warn("vip lease given to another node after expiry", "vip_service", vip, "to", to, "old_holder", st.Lease.Holder,
+			"last_renewal_seen_ago", now.Sub(st.Applied).Round(time.Millisecond), "why", why)
+	} else {
+		a.log.Info("vip lease granted to another node", "vip_service", vip, "to", to,
+			"after_release", st.Lease.Released, "why", why)
+	}
+	return nil
+}
+
 // RenewLease asks for a renewal of this node's lease of vip: committed
 // directly on the leader, sent to the leader (gossip, encrypted with the
 // cluster key) on a follower. It does not wait for the commit;
@@ -543,6 +638,11 @@ func (a *Agent) leaseRequest(ctx context.Context, kind, vip string) error {
 	if a.IsLeader() {
 		_, err := a.applyCmd(ctx, leaseCommand(&cmd))
 		return err
+	}
+	if kind == LeaseRelease {
+		// The holding it releases (leaseLoop): copies of a release resent
+		// meanwhile must not release a later grant to this node.
+		cmd.PrevIndex = a.fsm.vipLease(vip).Index
 	}
 	return a.sendToLeader(cmd)
 }
@@ -613,6 +713,18 @@ func (a *Agent) leaseLoop(ctx context.Context) {
 		case cmd := <-a.leaseIn:
 			if a.raftNode().State() != raft.Leader {
 				continue
+			}
+			if cmd.Kind == LeaseRelease && cmd.PrevIndex != 0 {
+				// A release names the lease index its holder saw: one resent
+				// while an earlier copy committed, still queued when the
+				// leader granted the lease to that node again, would release
+				// the new grant (whose address the node may hold). A holder
+				// whose view lags a renewal resends with its newer view. An
+				// older release names none (0) and is committed as before.
+				if cur := a.fsm.vipLease(cmd.VIP); cur.Index != cmd.PrevIndex {
+					continue
+				}
+				cmd.PrevIndex = 0 // committed as older releases commit it
 			}
 			cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 			_, err := a.applyCmd(cctx, leaseCommand(&cmd))

@@ -216,3 +216,128 @@ func TestServiceLeaseAgent(t *testing.T) {
 		t.Errorf("cache lease changes %v", n)
 	}
 }
+
+// TestGrantLeaseAgent: the leader grants a service's own VIP lease to
+// another node (GrantLease): only to a node whose routed note says it
+// takes such grants, never the shared VIP's, never while the lease is
+// held; every node sees the grantee as the holder, named as granted by
+// the leader; the grantee's lease counts only from its own first renewal
+// (HeldUntil zero before), sent through the leader like any renewal; a
+// grant after the grantee's clean release needs no probe; a follower
+// cannot grant.
+func TestGrantLeaseAgent(t *testing.T) {
+	c := clustertest.New(t, 3, clustertest.Options{Configure: func(i int, cfg *cluster.Config) {
+		// Leadership must stay put for the test (the machine is loaded),
+		// and the grantee's lease must not expire before it renews.
+		cfg.HeartbeatTimeout, cfg.ElectionTimeout, cfg.LeaderLeaseTimeout = 2*time.Second, 2*time.Second, 2*time.Second
+		cfg.ContactBound = 2 * time.Second
+		cfg.VIPLease = 5 * time.Second
+		cfg.Services = []string{"mymaster", "cache"}
+		if i != 2 {
+			cfg.VIPServices = []string{"cache"} // n3 has no own VIP for cache
+		}
+	}})
+	c.StartAll()
+	l := c.WaitLeader(formTimeout)
+	waitVoters(t, c, names(3)...)
+	waitAllInContact(t, c)
+	if l == 2 { // n3 must follow: it is the node that takes no grants
+		if err := c.Nodes[2].Agent.TransferLeadership(ctxT(t), c.Nodes[0].Config.NodeName); err != nil {
+			t.Fatalf("transfer leadership: %v", err)
+		}
+		if l = c.WaitLeader(electBound); l == 2 {
+			t.Fatal("leadership did not move")
+		}
+		waitAllInContact(t, c)
+	}
+	leader := c.Nodes[l].Agent
+	var grantee, other *cluster.Agent // grantee takes grants, other does not
+	for i, n := range c.Nodes {
+		switch {
+		case i == l:
+		case i == 2:
+			other = n.Agent
+		default:
+			grantee = n.Agent
+		}
+	}
+	d := cluster.RouteDecision{Master: "10.0.0.1:6379", Epoch: 3, DecidedBy: leader.Name(), Time: time.Now()}
+	for _, n := range c.Nodes {
+		n.Agent.NoteRouted("cache", d, d.Master, true)
+	}
+	// The leader learns the notes by asking (as grantToPeer does).
+	clustertest.Eventually(t, 10*time.Second, "the leader has the followers' notes", func() bool {
+		return len(leader.PeersRouting("cache", d, time.Second)) == 2
+	})
+	if !leader.TakesLeaseGrants(grantee.Name(), "cache") || leader.TakesLeaseGrants(other.Name(), "cache") {
+		t.Fatalf("takes grants: %s %v, %s %v", grantee.Name(), leader.TakesLeaseGrants(grantee.Name(), "cache"),
+			other.Name(), leader.TakesLeaseGrants(other.Name(), "cache"))
+	}
+	if err := leader.GrantLease(ctxT(t), "cache", other.Name(), "test"); !errors.Is(err, cluster.ErrNoGrantee) {
+		t.Fatalf("grant to a node without cache's VIP: %v, want ErrNoGrantee", err)
+	}
+	if err := leader.GrantLease(ctxT(t), cluster.SharedVIP, grantee.Name(), "test"); err == nil {
+		t.Fatal("the shared VIP's lease granted to another node")
+	}
+	if err := leader.GrantLease(ctxT(t), "nope", grantee.Name(), "test"); !errors.Is(err, cluster.ErrUnknownService) {
+		t.Fatalf("grant of an unknown service's lease: %v, want ErrUnknownService", err)
+	}
+	if err := grantee.GrantLease(ctxT(t), "cache", grantee.Name(), "test"); !errors.Is(err, cluster.ErrNotLeader) {
+		t.Fatalf("grant on a follower: %v, want ErrNotLeader", err)
+	}
+
+	if err := leader.GrantLease(ctxT(t), "cache", grantee.Name(), "test"); err != nil {
+		t.Fatalf("grant of the free lease: %v", err)
+	}
+	for _, n := range c.Nodes {
+		clustertest.Eventually(t, 5*time.Second, n.Config.NodeName+" sees the grant", func() bool {
+			l := n.Agent.LeaseStatus("cache").Lease
+			return l.Holder == grantee.Name() && l.GrantedBy == leader.Name() && !l.AfterRelease
+		})
+	}
+	if st := grantee.LeaseStatus("cache"); !st.HeldUntil.IsZero() {
+		t.Fatalf("the grantee's lease counts before any renewal of its own: HeldUntil %v", st.HeldUntil)
+	}
+	// Held: no other grant, no grant to the leader itself.
+	if _, err := leader.AcquireLease(ctxT(t), "cache"); !errors.Is(err, cluster.ErrLeaseHeld) {
+		t.Fatalf("AcquireLease of the granted lease: %v, want ErrLeaseHeld", err)
+	}
+	sent := time.Now()
+	clustertest.Eventually(t, 5*time.Second, "the grantee's own renewal counts", func() bool {
+		_ = grantee.RenewLease(ctxT(t), "cache")
+		return !grantee.LeaseStatus("cache").HeldUntil.IsZero()
+	})
+	if hu := grantee.LeaseStatus("cache").HeldUntil; hu.Before(sent.Add(5 * time.Second)) {
+		t.Fatalf("HeldUntil %v counts from before the grantee's first renewal (%v)", hu, sent)
+	}
+	// Released and granted to the same node again at once, several times:
+	// a copy of a release resent meanwhile must not release the new grant
+	// (each release names the holding it ends).
+	const rounds = 8
+	for i := range rounds {
+		if err := grantee.ReleaseLease(ctxT(t), "cache"); err != nil {
+			t.Fatalf("round %d: the grantee's release: %v", i, err)
+		}
+		clustertest.Eventually(t, 5*time.Second, "the leader sees the release", func() bool {
+			l := leader.LeaseStatus("cache").Lease
+			return l.Holder == "" && l.Released
+		})
+		if err := leader.GrantLease(ctxT(t), "cache", grantee.Name(), "test"); err != nil {
+			t.Fatalf("round %d: grant after the release: %v", i, err)
+		}
+		clustertest.Eventually(t, 5*time.Second, "the grantee sees the grant after the release", func() bool {
+			l := grantee.LeaseStatus("cache").Lease
+			return l.Holder == grantee.Name() && l.AfterRelease
+		})
+		time.Sleep(100 * time.Millisecond) // stale copies, if any, commit meanwhile
+		if l := leader.LeaseStatus("cache").Lease; l.Holder != grantee.Name() {
+			t.Fatalf("round %d: the new grant to %s was released: %+v", i, grantee.Name(), l)
+		}
+	}
+	if n := leader.LeaseChangeCounts("cache"); n[cluster.LeaseGrant] != rounds+1 || n[cluster.LeaseRelease] != rounds {
+		t.Errorf("cache lease changes %v, want %d grants and %d releases", n, rounds+1, rounds)
+	}
+	if h := leader.LeaseStatus(cluster.SharedVIP).Lease.Holder; h != "" {
+		t.Errorf("the shared lease has holder %q", h)
+	}
+}

@@ -56,8 +56,12 @@ type routedNote struct {
 	Master  string        `json:"m"` // where the proxy sends writes ("" none)
 	// Up: this node's watcher reached Master at its last check and it
 	// answered ROLE as a master (older releases leave it out: false).
-	Up bool      `json:"u,omitempty"`
-	at time.Time // when this node learned it
+	Up bool `json:"u,omitempty"`
+	// Grants: this node takes the lease of the service's own VIP when the
+	// leader grants it (GrantLease): it holds that VIP (netlink mode) and
+	// its release knows such grants. Older releases leave it out: false.
+	Grants bool      `json:"g,omitempty"`
+	at     time.Time // when this node learned it
 }
 
 // routedState holds this node's notes and, on the leader, the members'.
@@ -100,7 +104,22 @@ func (s *routedState) get(node, service string) (routedNote, bool) {
 // read it.
 func (a *Agent) NoteRouted(service string, from RouteDecision, master string, up bool) {
 	from.Reason = "" // not needed to identify it, and keeps the answer one small packet
-	a.routed.put(routedNote{Node: a.cfg.NodeName, Service: service, From: from, Master: master, Up: up && master != "", at: time.Now()})
+	a.routed.put(routedNote{Node: a.cfg.NodeName, Service: service, From: from, Master: master, Up: up && master != "",
+		Grants: slices.Contains(a.cfg.VIPServices, service), at: time.Now()})
+}
+
+// takesGrants tells whether node's last note on service says it takes a
+// lease of the service's own VIP that the leader grants it.
+func (s *routedState) takesGrants(node, service string) bool {
+	n, ok := s.get(node, service)
+	return ok && n.Grants
+}
+
+// TakesLeaseGrants tells whether node (another server) last said that it
+// takes the lease of service's own VIP when the leader grants it
+// (GrantLease).
+func (a *Agent) TakesLeaseGrants(node, service string) bool {
+	return a.routed.takesGrants(node, service)
 }
 
 // follows says whether note n shows a proxy that follows decision d: its

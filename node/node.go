@@ -53,6 +53,7 @@ import (
 	"github.com/redhaven/redhaven/cluster"
 	"github.com/redhaven/redhaven/proxy"
 	"github.com/redhaven/redhaven/proxy/topology"
+	"github.com/redhaven/redhaven/vip"
 	"github.com/redhaven/redhaven/webui"
 )
 
@@ -111,6 +112,11 @@ func NewInherited(cfg Config, logger *slog.Logger, in *Inherited) (*Node, error)
 	ccfg.NodeName, ccfg.DataDir, ccfg.Version = cfg.NodeName, cfg.DataDir, Version
 	ccfg.HTTPAddr = n.web.Addr().String()
 	ccfg.Services = n.ServiceNames()
+	for _, s := range n.services {
+		if s.cfg.VIP != nil && s.cfg.VIP.EffectiveMode() == vip.ModeNetlink {
+			ccfg.VIPServices = append(ccfg.VIPServices, s.name) // it takes a leader's grant (vip_lease.go)
+		}
+	}
 	if n.cluster, err = cluster.New(ccfg, logger); err != nil {
 		n.closeListeners()
 		return nil, fmt.Errorf("cluster: %w", err)

@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -18,21 +19,28 @@ import (
 // quorum and no other node is better placed. The Raft leader grants a
 // free lease to itself, or takes an expired one over, when it may serve
 // (it routes every service the VIP carries). Raft leadership can move
-// without moving a VIP.
+// without moving a VIP. A service's own VIP does not wait for
+// leadership: a leader that may not serve the service grants that VIP's
+// free (or expired) lease to another node that routes it
+// (grantToPeer, cluster.GrantLease); the shared VIP moves with
+// leadership instead (releaseVIPTo).
 //
 // A holder that cannot route (its watcher contradicts the committed
 // master of a service the VIP carries) keeps the VIP while no other node
 // routes either: every node sees that during a Sentinel failover, and
 // moving the VIP would cost every client connection on it for nothing.
-// It releases the lease only when, for vip_lease/4, another node has
-// reported that it routes the committed master of every service the VIP
-// carries and reaches that master as a master (judgePeers,
-// cluster.PeersRouting).
+// It releases the lease only when, for vip_lease/4, another node that
+// would get the lease next has reported that it routes the committed
+// master of every service the VIP carries and reaches that master as a
+// master (judgePeers, peerServing, cluster.PeersRouting).
 //
 // How the address is taken:
 //   - after a clean release the old holder removed the address before it
-//     released (and then handed Raft leadership over if it led), so the
-//     successor adds it at once (gratuitous ARP);
+//     released (and then handed Raft leadership over if it led the
+//     shared VIP), so the successor adds it at once (gratuitous ARP),
+//     also when the leader granted it the lease (VIPLease.AfterRelease);
+//     a node granted a lease by the leader holds the address only once
+//     its first renewal has committed (its lease counts from that send);
 //   - otherwise (takeover after expiry, first grant) it first sends ARP
 //     probes: nobody answering (the old host is dead or cut off) means at
 //     once; the old host still answering (its agent was killed or paused,
@@ -206,6 +214,13 @@ func (n *Node) leaseStep(ctx context.Context, v *vipSlot, now time.Time) {
 			v.logger.Warn("vip lease not acquired", "err", err)
 		}
 	}
+	// A leader that may not serve a service's own VIP grants its free or
+	// expired lease to a node that does: leadership does not move with
+	// that VIP, so nobody else could take it.
+	if v.key != cluster.SharedVIP && ls.Lease.Holder != self && !mayServe && n.cluster.IsLeader() &&
+		(ls.Lease.Holder == "" || ls.Expired(now)) && n.grantToPeer(ctx, v, ls) {
+		ls = n.cluster.LeaseStatus(v.key)
+	}
 
 	// A hand-over's inherited lease counts until it ends or the committed
 	// state names another holder once this node is in contact. A free
@@ -236,7 +251,19 @@ func (n *Node) leaseStep(ctx context.Context, v *vipSlot, now time.Time) {
 	}
 	if !l.holding {
 		l.holding = true
-		if l.lastRequest.IsZero() && !inherited {
+		switch {
+		case inherited:
+		case ls.Lease.GrantedBy != "" && ls.Lease.GrantedBy != self && ls.Lease.Request == 0:
+			// Granted by the leader (this node sent no request for it): no
+			// probe after a clean release, else as after a takeover. The
+			// address waits for the first renewal, sent at once.
+			l.probe, l.waitUntil, l.lastRequest = !ls.Lease.AfterRelease, time.Time{}, time.Time{}
+			if l.probe && v.cfg.Lifetime > 0 {
+				l.waitUntil = now.Add(v.cfg.Lifetime + kernelExpirySlack)
+			}
+			v.logger.Info("vip lease granted to this node by the leader", "granted_by", ls.Lease.GrantedBy,
+				"after_release", ls.Lease.AfterRelease, "probe", l.probe)
+		case l.lastRequest.IsZero():
 			// Holder by a predecessor process (restart): the address may
 			// be anywhere; probe as after a takeover.
 			l.probe = true
@@ -264,7 +291,14 @@ func (n *Node) leaseStep(ctx context.Context, v *vipSlot, now time.Time) {
 	// contact, before its watcher has observed Redis: the previous
 	// process could serve a moment ago, and the inherited lease is short.
 	keep := canServe || (inContact && !l.leaving && (!l.servedAt.IsZero() || inherited))
-	if keep && now.Sub(l.lastRequest) >= n.cfg.Cluster.VIPLease/4 && l.renewing.CompareAndSwap(false, true) {
+	every := n.cfg.Cluster.VIPLease / 4
+	if ls.HeldUntil.IsZero() && !inherited {
+		// No renewal of this process committed yet (granted by the
+		// leader, or a restart): the address waits for one, and a
+		// follower's renewal is one UDP packet.
+		every = n.cfg.Cluster.VIPLease / 16
+	}
+	if keep && now.Sub(l.lastRequest) >= every && l.renewing.CompareAndSwap(false, true) {
 		l.lastRequest = now
 		go func() {
 			defer l.renewing.Store(false)
@@ -320,17 +354,72 @@ func (n *Node) peerServing(v *vipSlot) string {
 		}
 		common = slices.DeleteFunc(common, func(p string) bool { return !slices.Contains(peers, p) })
 	}
-	// Only the leader grants a free lease (to itself): a follower holder
-	// counts the leader alone; a leader holder any node, to which it then
-	// hands leadership (releaseVIPTo).
-	if !n.cluster.IsLeader() {
-		leader, _ := n.cluster.Leader()
-		common = slices.DeleteFunc(common, func(p string) bool { return p != leader })
-	}
+	// Count only a node that gets the lease once it is released.
+	//   - The shared VIP: only the leader takes it (for itself). A follower
+	//     holder counts the leader alone; a leader holder any node, to
+	//     which it then hands leadership (releaseVIPTo).
+	//   - A service's own VIP: the leader takes it if it may serve, else
+	//     grants it to a node that routes the service and takes such
+	//     grants (grantToPeer). So any such node counts, and the leader
+	//     if this node follows; a follower counts other nodes only when
+	//     the leader grants (its note says so: not an older release).
+	leader, _ := n.cluster.Leader()
+	isLeader := n.cluster.IsLeader()
+	leaderGrants := isLeader || n.cluster.TakesLeaseGrants(leader, v.key)
+	common = slices.DeleteFunc(common, func(p string) bool {
+		switch {
+		case v.key == cluster.SharedVIP:
+			return !isLeader && p != leader
+		case p == leader:
+			return false
+		default:
+			return !leaderGrants || !n.cluster.TakesLeaseGrants(p, v.key)
+		}
+	})
 	if len(common) == 0 {
 		return ""
 	}
 	return common[0]
+}
+
+// grantToPeer is the leader's grant of service VIP v's free or expired
+// lease (ls) to another node, when the leader may not serve the service:
+// to the first node that routes it (peerServing's notion: its committed
+// master, reached as a master, reported within vip_lease/4) and takes
+// such grants, never the expired holder. Tells whether a lease was
+// granted.
+func (n *Node) grantToPeer(ctx context.Context, v *vipSlot, ls cluster.LeaseStatus) bool {
+	if len(v.services) != 1 {
+		return false
+	}
+	s := v.services[0]
+	d := n.cluster.State().Service(s.name).Route
+	if d.Master == "" {
+		return false
+	}
+	var to string
+	for _, p := range n.cluster.PeersRouting(s.name, d, n.cfg.Cluster.VIPLease/4) {
+		if p != ls.Lease.Holder && n.cluster.TakesLeaseGrants(p, v.key) {
+			to = p
+			break
+		}
+	}
+	if to == "" {
+		return false
+	}
+	why := fmt.Sprintf("this leader may not serve %s; %s routes its committed master %s (epoch %d) and reaches it as a master",
+		s.name, to, d.Master, d.Epoch)
+	gctx, cancel := context.WithTimeout(ctx, time.Second)
+	err := n.cluster.GrantLease(gctx, v.key, to, why)
+	cancel()
+	switch {
+	case err == nil:
+		return true
+	case errors.Is(err, cluster.ErrLeaseHeld), errors.Is(err, cluster.ErrLeaseChanged), errors.Is(err, cluster.ErrNotLeader):
+	default:
+		v.logger.Warn("vip lease not granted", "to", to, "err", err)
+	}
+	return false
 }
 
 // unhealthyHolder tells whether this holder should give the lease up:
