@@ -385,9 +385,10 @@ func (s LeaseStatus) Expired(now time.Time) bool {
 // leaseClient is the holder's side: the numbers and send times of this
 // process's requests, to know from when its lease counts.
 type leaseClient struct {
-	mu   sync.Mutex
-	next uint64
-	sent map[uint64]time.Time
+	mu    sync.Mutex
+	first uint64 // numbers above first and up to next are this process's
+	next  uint64
+	sent  map[uint64]time.Time
 	// from is the send time of the newest committed request (number req).
 	req  uint64
 	from time.Time
@@ -399,7 +400,8 @@ func newLeaseClient() *leaseClient {
 	// A random start keeps the numbers of a restarted process apart from
 	// its predecessor's (a committed old number must not vouch for a new
 	// send time).
-	return &leaseClient{next: binary.BigEndian.Uint64(b[:]) >> 1, sent: map[uint64]time.Time{}}
+	start := binary.BigEndian.Uint64(b[:]) >> 1
+	return &leaseClient{first: start, next: start, sent: map[uint64]time.Time{}}
 }
 
 // request numbers a new request sent now.
@@ -427,6 +429,16 @@ func (c *leaseClient) heldFrom(req uint64) (time.Time, bool) {
 		return time.Time{}, false
 	}
 	if req == c.req {
+		return c.from, true
+	}
+	if c.req != 0 && req > c.first && req < c.req {
+		// An older request of this process committed after a newer one
+		// (a follower's renewals travel over gossip and can commit out
+		// of order). Its entry is the later one in the log, so the others
+		// count the lease from a later point than the newer request's
+		// send time: counting on from that is still safe. Forgetting it
+		// (its send time is gone) would drop the VIP until the next
+		// renewal commits.
 		return c.from, true
 	}
 	t, ok := c.sent[req]

@@ -172,6 +172,19 @@ func TestLeaseStatusJudgement(t *testing.T) {
 	if _, ok := c.heldFrom(n - 1); ok {
 		t.Error("heldFrom vouches for a request this process never sent")
 	}
+	// Renewals can commit out of order: an older one committing after a
+	// newer one still vouches, from the newer one's send time.
+	older := c.request(sent.Add(time.Second))
+	newer := c.request(sent.Add(2 * time.Second))
+	if from, ok := c.heldFrom(newer); !ok || !from.Equal(sent.Add(2*time.Second)) {
+		t.Fatalf("heldFrom(newer) = %v %v", from, ok)
+	}
+	if from, ok := c.heldFrom(older); !ok || !from.Equal(sent.Add(2*time.Second)) {
+		t.Errorf("heldFrom(older request committed after a newer one) = %v %v, want the newer one's send time", from, ok)
+	}
+	if from, ok := c.heldFrom(newer); !ok || !from.Equal(sent.Add(2*time.Second)) {
+		t.Errorf("heldFrom(newer) after the older one = %v %v", from, ok)
+	}
 	restarted := newLeaseClient()
 	if _, ok := restarted.heldFrom(n); ok {
 		t.Error("a restarted process vouches for its predecessor's request")
