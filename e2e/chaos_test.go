@@ -548,8 +548,12 @@ func (n *nemesis) run(f chaos.Fault) {
 	if w.LosesWrites {
 		w.End += int64(5 * time.Second) // Sentinel's failover and the clients' reconnects
 	}
-	n.t.Logf("nemesis: %-16s %-5s %s -> %s (loses writes: %v, restarted empty: %v)", f.Kind, node,
-		time.Unix(0, w.Start).UTC().Format("15:04:05.000"), time.Unix(0, w.End).UTC().Format("15:04:05.000"), w.LosesWrites, w.Wipes)
+	appliedAt := "-"
+	if w.Applied != 0 {
+		appliedAt = time.Unix(0, w.Applied).UTC().Format("15:04:05.000")
+	}
+	n.t.Logf("nemesis: %-16s %-5s %s (applied %s) -> %s (loses writes: %v, restarted empty: %v)", f.Kind, node,
+		time.Unix(0, w.Start).UTC().Format("15:04:05.000"), appliedAt, time.Unix(0, w.End).UTC().Format("15:04:05.000"), w.LosesWrites, w.Wipes)
 	n.mu.Lock()
 	n.done = append(n.done, w)
 	n.counts[f.Kind]++
