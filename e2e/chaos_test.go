@@ -414,7 +414,13 @@ func (n *nemesis) run(f chaos.Fault) {
 		applied()
 		w.LosesWrites = wasMaster
 		hold()
-		w.Wipes = wasMaster && c.nodeOf(c.sentinelMaster(n.ctx)) == node // restarted empty as the master
+		// restarted while Sentinel names it: whatever it acknowledged as
+		// master is gone. Not only when it was master at the start: Sentinel
+		// may have promoted it just before (seed 3, 3 min: n2 promoted
+		// 70 ms before its node was killed, the Sentinels' majority still
+		// named n1 when the nemesis asked).
+		w.Wipes = c.nodeOf(c.sentinelMaster(n.ctx)) == node
+		w.LosesWrites = w.LosesWrites || w.Wipes
 		start("start-redis")
 	case chaos.FaultKillSentinel:
 		if !sig("sentinel", "KILL") {
@@ -476,7 +482,8 @@ func (n *nemesis) run(f chaos.Fault) {
 		n.mu.Unlock()
 		w.LosesWrites = wasMaster
 		hold()
-		w.Wipes = wasMaster && c.nodeOf(c.sentinelMaster(n.ctx)) == node
+		w.Wipes = c.nodeOf(c.sentinelMaster(n.ctx)) == node // as for kill-redis
+		w.LosesWrites = w.LosesWrites || w.Wipes
 		if _, err := Docker(n.ctx, "start", c.env.Name(node)); err != nil {
 			n.t.Errorf("nemesis: docker start %s: %v", node, err)
 		}
