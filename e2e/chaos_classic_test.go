@@ -171,7 +171,7 @@ func (c *cluster) classicProblem(ctx context.Context) string {
 // chaosRow is one stack's figures in the side-by-side report.
 type chaosRow struct {
 	ops                                        int
-	faults, master                             string
+	faults, notApplied, master                 string
 	acked                                      int
 	lostRepl, lostWiped, lostUnrepl, lostOther int
 	duplicated, phantom, failedSeen, readsBad  int
@@ -215,6 +215,7 @@ func chaosTable(seed uint64, dur time.Duration, stacks []string, rows map[string
 	}
 	line("operations", func(r *chaosRow) string { return fmt.Sprint(r.ops) })
 	line("faults injected", func(r *chaosRow) string { return r.faults })
+	line("faults not applied or not healed", func(r *chaosRow) string { return r.notApplied })
 	line("acked list writes", func(r *chaosRow) string { return fmt.Sprint(r.acked) })
 	line("lost: replication at a crash", func(r *chaosRow) string { return fmt.Sprint(r.lostRepl) })
 	line("lost: master restarted empty", func(r *chaosRow) string { return fmt.Sprint(r.lostWiped) })

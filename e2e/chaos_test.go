@@ -243,6 +243,7 @@ func runChaos(t *testing.T, stack string, seed uint64, dur time.Duration, keys i
 	var rep strings.Builder
 	fmt.Fprintf(&rep, "chaos run (%s): seed %d, %v, %d operations, final master %s\n", stack, seed, dur, len(ops), master)
 	fmt.Fprintf(&rep, "faults injected: %s\n", n.summary())
+	fmt.Fprintf(&rep, "faults not applied or not healed: %s\n", n.notApplied())
 	fmt.Fprintf(&rep, "acked list writes: %d; lost: %d to replication at a crash, %d to a master restarted empty before any failover, %d unreplicated (acked by the master of the highest Sentinel epoch while no replica had it; %d replication samples), %d other (must be 0)\n",
 		lists.Acked, lists.ByClass[chaos.LostReplication], lists.ByClass[chaos.LostWiped], lists.ByClass[chaos.LostUnreplicated], len(repl), lists.ByClass[chaos.LostOther])
 	fmt.Fprintf(&rep, "list anomalies: duplicated %d, phantom %d, failed-but-present %d, reads that lost a value %d\n",
@@ -287,7 +288,7 @@ func runChaos(t *testing.T, stack string, seed uint64, dur time.Duration, keys i
 	t.Log("\n" + rep.String())
 
 	row := &chaosRow{
-		ops: len(ops), faults: n.summary(), master: master,
+		ops: len(ops), faults: n.summary(), notApplied: n.notApplied(), master: master,
 		acked: lists.Acked, lostRepl: lists.ByClass[chaos.LostReplication], lostWiped: lists.ByClass[chaos.LostWiped],
 		lostUnrepl: lists.ByClass[chaos.LostUnreplicated], lostOther: lists.ByClass[chaos.LostOther],
 		duplicated: len(lists.Duplicated), phantom: len(lists.Phantom), failedSeen: len(lists.FailedSeen), readsBad: len(lists.ReadsBad),
@@ -327,6 +328,10 @@ type nemesis struct {
 	mu     sync.Mutex
 	done   []chaos.Window
 	counts map[string]int
+	// missed: faults of the schedule not applied (target not available,
+	// or the command that applies them failed) and heals that failed,
+	// one line each, for the report
+	missed []string
 	killed []vipChange // containers killed: their addresses are gone (VIP history cuts)
 }
 
@@ -362,14 +367,23 @@ func (n *nemesis) run(f chaos.Fault) {
 	node := n.resolve(f.Target)
 	if f.Kind != chaos.FaultPlanned && f.Kind != chaos.FaultRolling && (node == "" || c.isDown(node)) {
 		n.t.Logf("nemesis: %v skipped (target %q not available)", f, node)
+		n.miss(f, node, "skipped: target not available")
 		return
 	}
 	wasMaster := node != "" && c.nodeOf(c.sentinelMaster(n.ctx)) == node
 	w := chaos.Window{Kind: f.Kind, Target: node, Start: time.Now().UnixNano()}
-	sig := func(proc, s string) {
+	applied := func() { w.Applied = time.Now().UnixNano() } // the fault's command returned
+	sig := func(proc, s string) bool {
 		if out, err := c.exec(n.ctx, node, "/e2e/node.sh", "signal", proc, s); err != nil {
 			n.t.Logf("nemesis: signal %s %s on %s: %v %s", proc, s, node, err, out)
+			return false
 		}
+		return true
+	}
+	// notApplied records a fault whose command failed: no window
+	notApplied := func(why string) {
+		n.t.Logf("nemesis: %v on %s not applied: %s", f, node, why)
+		n.miss(f, node, "not applied: "+why)
 	}
 	start := func(cmds ...string) {
 		for _, cmd := range cmds {
@@ -393,38 +407,66 @@ func (n *nemesis) run(f chaos.Fault) {
 	hold := func() { time.Sleep(f.Duration) }
 	switch f.Kind {
 	case chaos.FaultKillRedis:
-		sig("redis", "KILL")
+		if !sig("redis", "KILL") {
+			notApplied("kill -9 redis failed")
+			return
+		}
+		applied()
 		w.LosesWrites = wasMaster
 		hold()
-		w.Wipes = wasMaster && c.nodeOf(c.sentinelMaster(n.ctx)) == node // restarted empty as the master
+		// restarted while Sentinel names it: whatever it acknowledged as
+		// master is gone. Not only when it was master at the start: Sentinel
+		// may have promoted it just before (seed 3, 3 min: n2 promoted
+		// 70 ms before its node was killed, the Sentinels' majority still
+		// named n1 when the nemesis asked).
+		w.Wipes = c.nodeOf(c.sentinelMaster(n.ctx)) == node
+		w.LosesWrites = w.LosesWrites || w.Wipes
 		start("start-redis")
 	case chaos.FaultKillSentinel:
-		sig("sentinel", "KILL")
+		if !sig("sentinel", "KILL") {
+			notApplied("kill -9 sentinel failed")
+			return
+		}
+		applied()
 		hold()
 		start("start-sentinel")
 	case chaos.FaultKillAgent:
 		if n.classic {
 			n.classicSignal(node, "KILL")
+			applied()
 			hold()
 			start("start-agent")
 			break
 		}
-		sig("agent", "KILL")
+		if !sig("agent", "KILL") {
+			notApplied("kill -9 agent failed")
+			return
+		}
+		applied()
 		hold()
 		start("start-agent")
 	case chaos.FaultPauseRedis:
-		sig("redis", "STOP")
+		if !sig("redis", "STOP") {
+			notApplied("SIGSTOP redis failed")
+			return
+		}
+		applied()
 		w.LosesWrites = wasMaster
 		hold()
 		sig("redis", "CONT")
 	case chaos.FaultPauseAgent:
 		if n.classic {
 			n.classicSignal(node, "STOP")
+			applied()
 			hold()
 			n.classicSignal(node, "CONT")
 			break
 		}
-		sig("agent", "STOP")
+		if !sig("agent", "STOP") {
+			notApplied("SIGSTOP agent failed")
+			return
+		}
+		applied()
 		hold()
 		sig("agent", "CONT")
 	case chaos.FaultKillNode:
@@ -434,12 +476,14 @@ func (n *nemesis) run(f chaos.Fault) {
 		if _, err := Docker(n.ctx, "kill", c.env.Name(node)); err != nil {
 			n.t.Logf("nemesis: docker kill %s: %v", node, err)
 		}
+		applied()
 		n.mu.Lock()
 		n.killed = append(n.killed, vipChange{at: time.Now().UnixNano(), node: node, held: false})
 		n.mu.Unlock()
 		w.LosesWrites = wasMaster
 		hold()
-		w.Wipes = wasMaster && c.nodeOf(c.sentinelMaster(n.ctx)) == node
+		w.Wipes = c.nodeOf(c.sentinelMaster(n.ctx)) == node // as for kill-redis
+		w.LosesWrites = w.LosesWrites || w.Wipes
 		if _, err := Docker(n.ctx, "start", c.env.Name(node)); err != nil {
 			n.t.Errorf("nemesis: docker start %s: %v", node, err)
 		}
@@ -454,20 +498,29 @@ func (n *nemesis) run(f chaos.Fault) {
 		c.mu.Lock()
 		c.down[node] = true
 		c.mu.Unlock()
-		if _, err := Docker(n.ctx, "network", "disconnect", "-f", c.env.Network, c.env.Name(node)); err != nil {
-			n.t.Logf("nemesis: disconnect %s: %v", node, err)
+		err := n.disconnect(node)
+		if err == nil {
+			applied()
+			w.LosesWrites = wasMaster
+			hold()
 		}
-		w.LosesWrites = wasMaster
-		hold()
-		n.reconnect(node)
+		if herr := n.reconnect(node); herr != nil {
+			n.t.Errorf("nemesis: heal the partition of %s: %v", node, herr)
+			n.miss(f, node, "heal failed: "+herr.Error())
+		}
 		c.mu.Lock()
 		c.down[node] = false
 		c.mu.Unlock()
-	case chaos.FaultNetem:
-		if out, err := c.exec(n.ctx, node, "tc", "qdisc", "replace", "dev", "eth0", "root", "netem", "delay", "40ms", "20ms", "loss", "3%"); err != nil {
-			n.t.Logf("nemesis: netem on %s not available: %v %s", node, err, out)
+		if err != nil {
+			notApplied(err.Error())
 			return
 		}
+	case chaos.FaultNetem:
+		if out, err := c.exec(n.ctx, node, "tc", "qdisc", "replace", "dev", "eth0", "root", "netem", "delay", "40ms", "20ms", "loss", "3%"); err != nil {
+			notApplied(fmt.Sprintf("netem not available: %v %s", err, strings.TrimSpace(out)))
+			return
+		}
+		applied()
 		hold()
 		if out, err := c.exec(n.ctx, node, "tc", "qdisc", "del", "dev", "eth0", "root"); err != nil {
 			n.t.Errorf("nemesis: remove netem on %s: %v %s", node, err, out)
@@ -502,25 +555,84 @@ func (n *nemesis) run(f chaos.Fault) {
 	if w.LosesWrites {
 		w.End += int64(5 * time.Second) // Sentinel's failover and the clients' reconnects
 	}
-	n.t.Logf("nemesis: %-16s %-5s %s -> %s (loses writes: %v, restarted empty: %v)", f.Kind, node,
-		time.Unix(0, w.Start).UTC().Format("15:04:05.000"), time.Unix(0, w.End).UTC().Format("15:04:05.000"), w.LosesWrites, w.Wipes)
+	appliedAt := "-"
+	if w.Applied != 0 {
+		appliedAt = time.Unix(0, w.Applied).UTC().Format("15:04:05.000")
+	}
+	n.t.Logf("nemesis: %-16s %-5s %s (applied %s) -> %s (loses writes: %v, restarted empty: %v)", f.Kind, node,
+		time.Unix(0, w.Start).UTC().Format("15:04:05.000"), appliedAt, time.Unix(0, w.End).UTC().Format("15:04:05.000"), w.LosesWrites, w.Wipes)
 	n.mu.Lock()
 	n.done = append(n.done, w)
 	n.counts[f.Kind]++
 	n.mu.Unlock()
 }
 
-// reconnect puts a partitioned node back on the network under its old
-// address and names its interface eth0 again.
-func (n *nemesis) reconnect(node string) {
+// miss records a fault that was not applied, or not healed, for the report.
+func (n *nemesis) miss(f chaos.Fault, node, why string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.missed = append(n.missed, fmt.Sprintf("%s %s (%s, scheduled +%.1fs): %s", f.Kind, node, f.Target, f.At.Seconds(), why))
+}
+
+// The partition removes the node's interface itself, then Docker's
+// endpoint. `docker network disconnect` alone removed the interface by
+// the name Docker gave it at the last connect (eth1, eth2...), which
+// reconnect renames to eth0 (the agent's VIP, the samplers and netem
+// use eth0): Docker did not find it, dropped the endpoint anyway and left
+// the interface with the node's address and its route in the namespace,
+// so the next `connect --ip` failed with "conflicts with existing route"
+// and every later partition of that node was a no-op (seed 3, 30 min:
+// 16 errors). The link removal inside the container is what cuts the
+// node off; its return is the moment the fault took effect.
+//
+// ifaceScript deletes every interface but lo that carries ip.
+func ifaceScript(ip string) string {
+	return fmt.Sprintf(`for i in $(ip -o -4 addr show to %s | awk '{print $2}' | sort -u); do [ "$i" = lo ] || ip link del dev "$i" || exit 1; done; ! ip -o -4 addr show to %s | grep -v ' lo ' | grep -q .`, ip, ip)
+}
+
+// disconnect cuts node off the network: its interface removed in the
+// container, Docker's endpoint dropped.
+func (n *nemesis) disconnect(node string) error {
 	c := n.c
-	if _, err := Docker(n.ctx, "network", "connect", "--ip", c.ip[node], c.env.Network, c.env.Name(node)); err != nil {
-		n.t.Errorf("nemesis: reconnect %s: %v", node, err)
+	if out, err := c.exec(n.ctx, node, "sh", "-c", ifaceScript(c.ip[node])); err != nil {
+		return fmt.Errorf("remove the interface of %s: %v %s", node, err, out)
 	}
-	script := fmt.Sprintf(`set -e; i=$(ip -o -4 addr show to %s | awk '{print $2}'); [ -n "$i" ]; [ "$i" = eth0 ] || { ip link set dev "$i" down; ip link set dev "$i" name eth0; ip link set dev eth0 up; }`, c.ip[node])
+	if _, err := Docker(n.ctx, "network", "disconnect", "-f", c.env.Network, c.env.Name(node)); err != nil {
+		n.t.Logf("nemesis: disconnect %s (its interface is already gone): %v", node, err)
+	}
+	return nil
+}
+
+// reconnect puts a partitioned node back on the network under its old
+// address and names its interface eth0 again, with the default route
+// the rename drops. A connect that fails is retried (bounded) after
+// removing whatever still carries the address in the container and
+// Docker's endpoint; the error is returned when it never succeeds.
+func (n *nemesis) reconnect(node string) error {
+	c := n.c
+	ip := c.ip[node]
+	var err error
+	for attempt := 0; attempt < 4; attempt++ {
+		if attempt > 0 {
+			n.t.Logf("nemesis: reconnect %s, attempt %d: %v", node, attempt+1, err)
+			if out, e := c.exec(n.ctx, node, "sh", "-c", ifaceScript(ip)); e != nil {
+				n.t.Logf("nemesis: clean the interfaces of %s: %v %s", node, e, out)
+			}
+			_, _ = Docker(n.ctx, "network", "disconnect", "-f", c.env.Network, c.env.Name(node))
+			time.Sleep(time.Duration(attempt) * time.Second)
+		}
+		if _, err = Docker(n.ctx, "network", "connect", "--ip", ip, c.env.Network, c.env.Name(node)); err == nil {
+			break
+		}
+	}
+	if err != nil {
+		return err
+	}
+	script := fmt.Sprintf(`set -e; gw=$(ip route show default | awk '{print $3; exit}'); i=$(ip -o -4 addr show to %s | awk '{print $2}'); [ -n "$i" ]; [ "$i" = eth0 ] || { ip link set dev "$i" down; ip link set dev "$i" name eth0; ip link set dev eth0 up; }; [ -z "$gw" ] || ip route replace default via "$gw" dev eth0`, ip)
 	if out, err := c.exec(n.ctx, node, "sh", "-c", script); err != nil {
-		n.t.Errorf("nemesis: rename the interface of %s back to eth0: %v %s", node, err, out)
+		return fmt.Errorf("rename the interface of %s back to eth0: %v %s", node, err, out)
 	}
+	return nil
 }
 
 func (n *nemesis) windows() []chaos.Window {
@@ -538,6 +650,16 @@ func (n *nemesis) vipHistory() []vipChange {
 	n.mu.Unlock()
 	sort.SliceStable(all, func(i, j int) bool { return all[i].at < all[j].at })
 	return all
+}
+
+// notApplied lists the faults not applied or not healed ("none").
+func (n *nemesis) notApplied() string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if len(n.missed) == 0 {
+		return "none"
+	}
+	return fmt.Sprintf("%d: %s", len(n.missed), strings.Join(n.missed, "; "))
 }
 
 func (n *nemesis) summary() string {

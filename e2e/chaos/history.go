@@ -123,8 +123,14 @@ func ReadOps(path string) ([]Op, error) {
 type Window struct {
 	Kind   string `json:"kind"`   // e.g. kill-redis, pause-agent, partition
 	Target string `json:"target"` // node name
-	Start  int64  `json:"start"`
+	Start  int64  `json:"start"`  // the nemesis began to apply it
 	End    int64  `json:"end"`
+	// Applied: when the command that applied the fault returned (the
+	// `docker exec` of the signal, `docker kill`, the partition's link
+	// removal), Unix ns; 0 = not recorded (Start). The fault took effect
+	// somewhere in [Start, Applied]: under load `docker exec` takes a
+	// second or more, and a master keeps acknowledging until then.
+	Applied int64 `json:"applied,omitempty"`
 	// LosesWrites: this fault took the Redis master away without telling it
 	// (kill -9, node death, partition or pause of the master's node), so
 	// Sentinel fails over and the writes the master acknowledged but had
@@ -140,5 +146,8 @@ type Window struct {
 	// persistence that restarts, not the proxy's doing.
 	Wipes bool `json:"wipes,omitempty"`
 }
+
+// applied is the latest moment the fault can have taken effect.
+func (w Window) applied() int64 { return max(w.Start, w.Applied) }
 
 func (w Window) overlaps(from, to int64) bool { return from <= w.End && to >= w.Start }

@@ -59,8 +59,9 @@ func (r ListResult) OK() bool {
 
 // CheckLists compares the acknowledged RPUSHes with the final lists (read
 // from the final master after every fault healed). A missing value
-// acknowledged within lag before (or during) the start of a fault that
-// loses writes is a replication loss; one acknowledged before a fault that
+// acknowledged from lag before the start of a fault that loses writes to
+// lag after the fault was applied (Window.Applied: the fault takes effect
+// somewhere in between) is a replication loss; one acknowledged before a fault that
 // restarted the master empty is LostWiped; of the rest, one that the
 // replication samples (repl, may be nil) prove was acknowledged by a
 // master that never replicated it is LostUnreplicated; anything else
@@ -124,15 +125,15 @@ func CheckLists(ops []Op, final map[string][]string, faults []Window, lag time.D
 			}
 			l := Lost{Key: k, Value: v, Acked: p.acked, Class: LostOther}
 			for _, f := range losing {
-				// acknowledged at most lag before the fault began (or within lag
-				// after the moment the test recorded for it)
-				if p.acked >= f.Start-lag.Nanoseconds() && p.acked <= f.Start+lag.Nanoseconds() {
+				// acknowledged at most lag before the fault began, or before it
+				// took effect (within lag after its command returned)
+				if p.acked >= f.Start-lag.Nanoseconds() && p.acked <= f.applied()+lag.Nanoseconds() {
 					l.Class, l.Fault, l.BeforeFault = LostReplication, f.Kind+" "+f.Target, time.Duration(f.Start-p.acked)
 					break
 				}
 			}
 			for _, f := range faults {
-				if l.Class == LostOther && f.Wipes && p.acked <= f.Start+lag.Nanoseconds() {
+				if l.Class == LostOther && f.Wipes && p.acked <= f.applied()+lag.Nanoseconds() {
 					l.Class, l.Fault, l.BeforeFault = LostWiped, f.Kind+" "+f.Target, time.Duration(f.Start-p.acked)
 				}
 			}

@@ -38,6 +38,10 @@ type ReplSample struct {
 	// (SENTINEL MASTER), asked right after INFO.
 	SentinelMaster string `json:"sentinel_master,omitempty"`
 	SentinelEpoch  int64  `json:"sentinel_epoch,omitempty"`
+	// SentinelFailover: that Sentinel's flags say failover_in_progress (it
+	// leads a failover: until it ends it reports the old master's address
+	// with the new epoch).
+	SentinelFailover bool `json:"sentinel_failover,omitempty"`
 }
 
 func (s ReplSample) master() bool { return s.Err == "" && s.Role == "master" }
@@ -90,6 +94,7 @@ func ParseSentinelMaster(s *ReplSample, fields map[string]string, nodes map[stri
 		s.SentinelMaster = n
 	}
 	s.SentinelEpoch, _ = strconv.ParseInt(fields["config-epoch"], 10, 64)
+	s.SentinelFailover = strings.Contains(fields["flags"], "failover_in_progress")
 }
 
 // ReadReplSamples reads a JSON-lines file of samples.
@@ -142,7 +147,9 @@ const replGrace = time.Second
 //     last successful sample before the write, each one up to the
 //     acknowledgement and its first one after say replica (a node that
 //     did not answer cannot have acknowledged: a partition or a kill cuts
-//     the clients off too);
+//     the clients off too), or was a master whose offset did not move
+//     over the write (flatMaster: a deposed or restarted Redis that
+//     still answers master but takes no writes);
 //   - that master was the same (same replication ID) from a sample
 //     completed before the write was sent to one sent after its
 //     acknowledgement (or it stopped answering right after it: a
@@ -193,6 +200,9 @@ func (idx replIndex) unreplicated(inv, ack int64) (string, string, bool) {
 				}
 			}
 			continue
+		}
+		if idx.flatMaster(node, b, ack) {
+			continue // its offset did not move over the write: it cannot have acknowledged it
 		}
 		if master != "" {
 			return "", "", false // two masters: which one acknowledged is not known
@@ -284,30 +294,90 @@ func (idx replIndex) unreplicated(inv, ack int64) (string, string, bool) {
 	return master, reason, true
 }
 
-// sentinelMaster is the master of the highest Sentinel config-epoch any
-// Sentinel reported in a sample completed by at: the master no proxy may
-// leave (a Redis that still answers master after a failover it missed is
-// deposed, and its acknowledgements are not this class). "" when no
-// Sentinel answered or two masters share the highest epoch.
+// flatMaster tells whether node, master at its sample b (the last one
+// completed before the write was sent), provably did not acknowledge a
+// write acknowledged at ack: every successful sample of it up to its first
+// one sent at or after ack (within replMaxAge) is master with the same
+// replication ID and the same offset. A write a master acknowledges moves
+// its offset, but only once it has a replication backlog (Redis keeps none
+// until a replica has connected), so the offset must also be seen to move,
+// or a replica connected, earlier on the same replication ID: a master
+// that never showed either is not ruled out (it may have no backlog).
+// These are the stale masters of a failover (the deposed one until
+// Sentinel reconfigures it, a restarted one), which answer "master" next
+// to the real one (seed 3, 5 min: 1826 losses left in "other").
+func (idx replIndex) flatMaster(node string, b int, ack int64) bool {
+	ss := idx[node]
+	s0 := ss[b]
+	after := false
+	for _, s := range ss[b+1:] {
+		if s.Err != "" {
+			continue
+		}
+		if !s.master() || s.ReplID != s0.ReplID || s.Offset != s0.Offset {
+			return false
+		}
+		if s.Sent >= ack {
+			after = s.Sent <= ack+replMaxAge.Nanoseconds()
+			break
+		}
+	}
+	if !after {
+		return false
+	}
+	if s0.Replicas > 0 {
+		return true
+	}
+	for _, s := range ss[:b] {
+		if s.Err == "" && s.ReplID == s0.ReplID && (s.Offset < s0.Offset || (s.master() && s.Replicas > 0)) {
+			return true // it has a backlog: its offset moves with every write
+		}
+	}
+	return false
+}
+
+// sentinelMaster is the master of the highest Sentinel config-epoch in
+// the Sentinels' latest reports (each node's last sample with a Sentinel
+// answer completed by at): the master no proxy may leave (a Redis that
+// still answers master after a failover it missed is deposed, and its
+// acknowledgements are not this class). When the reports at that epoch
+// name different masters, the one most of them name. The Sentinel that
+// leads a failover reports the old master's address with the new epoch
+// until its failover ends (from +promoted-slave to +switch-master; seed
+// 3, 3 min: 12 s, while the other two named the promoted one): a report
+// flagged failover_in_progress is left out. "" when no Sentinel answered
+// or no master has most of those reports.
 func (idx replIndex) sentinelMaster(at int64) (string, int64) {
-	best, epoch := "", int64(-1)
+	epoch := int64(-1)
+	var latest []ReplSample
 	for _, ss := range idx {
-		for _, s := range ss {
+		var last *ReplSample
+		for i, s := range ss {
 			if s.Done > at {
 				break
 			}
-			if s.SentinelMaster == "" {
-				continue
-			}
-			switch {
-			case s.SentinelEpoch > epoch:
-				best, epoch = s.SentinelMaster, s.SentinelEpoch
-			case s.SentinelEpoch == epoch && s.SentinelMaster != best:
-				best = ""
+			if s.SentinelMaster != "" && !s.SentinelFailover {
+				last = &ss[i]
 			}
 		}
+		if last != nil {
+			latest = append(latest, *last)
+			epoch = max(epoch, last.SentinelEpoch)
+		}
 	}
-	return best, epoch
+	votes, n := map[string]int{}, 0
+	for _, s := range latest {
+		if s.SentinelEpoch == epoch {
+			votes[s.SentinelMaster]++
+			n++
+		}
+	}
+	for m, v := range votes {
+		if 2*v > n {
+			return m, epoch
+		}
+	}
+	return "", epoch
 }
 
 // masterBetween tells whether a successful sample of node sent in

@@ -117,6 +117,18 @@ func TestUnreplicated(t *testing.T) {
 		{"no samples", nil, 2990, 3000, false, ""},
 		// the master is cut off right after the ack (a partition): still its ack
 		{"cut off right after the ack", cutOff(), 2990, 3000, true, "master n2 had no replica connected"},
+		// the deposed n3 and the restarted n1 answer master too, but their
+		// offsets did not move over the write: n2 alone acknowledged it
+		{"stale masters with flat offsets", staleMasters(false), 2990, 3000, true, "master n2 had no replica connected"},
+		{"a stale master's offset moved over the write", staleMasters(true), 2990, 3000, false, ""},
+		// n1's offset moved before the write (1.8 s) only: it had a backlog
+		{"stale masters, just after n1's one move", staleMasters(false), 1990, 2000, true, "master n2 had no replica connected"},
+		// the Sentinel on n3 led the failover and reports the old master at
+		// the new epoch until it ends; the other two name n2 (seed 3, 3 min)
+		{"failover leader's report of the old master at the new epoch", leaderTransient(), 2990, 3000, true, "master n2 had no replica connected"},
+		// two Sentinels, one of them the leader: its report is flagged
+		{"two Sentinels, the leader's report flagged", leaderTransientOfTwo(true), 2990, 3000, true, "master n2 had no replica connected"},
+		{"two Sentinels, the leader's report not flagged", leaderTransientOfTwo(false), 2990, 3000, false, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			m, why, ok := newReplIndex(tc.samples).unreplicated(tc.inv*ms, tc.ack*ms)
@@ -174,6 +186,78 @@ func TestParseReplInfo(t *testing.T) {
 	if s.SentinelMaster != "n2" || s.SentinelEpoch != 7 {
 		t.Errorf("sentinel: %+v", s)
 	}
+	var l ReplSample
+	ParseSentinelMaster(&l, map[string]string{"name": "mymaster", "ip": "10.0.0.11", "config-epoch": "8", "flags": "master,failover_in_progress"}, nodes)
+	if l.SentinelMaster != "n1" || l.SentinelEpoch != 8 || !l.SentinelFailover || s.SentinelFailover {
+		t.Errorf("a failover's leader: %+v (and %+v)", l, s)
+	}
+}
+
+// staleMasters is the seed-3 5-min timeline (FINDINGS.md, 02:17:20): n2
+// is Sentinel's master (epoch 9), with no replica, and takes the writes;
+// n3, deposed at 1 s, and n1, restarted at 1.5 s, still answer master,
+// their offsets flat (a Sentinel hello moved n1's once, at 1.8 s). n2
+// dies at 6 s; Sentinel promotes n3 (epoch 10) at 7 s. moving makes n3's
+// offset move at 2.95-3.05 s (it may have taken a write then).
+func staleMasters(moving bool) []ReplSample {
+	var all []ReplSample
+	all = append(all, sampled("n1", 0, 10000, func(t int64) ReplSample {
+		switch {
+		case t < 1500:
+			return down
+		case t < 1800:
+			return master("R", 100, "n2", 9)
+		case t < 7000:
+			return master("R", 150, "n2", 9)
+		}
+		return replica("n3", "F", 2000+t-7000, "n3", 10)
+	})...)
+	all = append(all, sampled("n2", 0, 10000, func(t int64) ReplSample {
+		if t >= 6000 {
+			return down
+		}
+		return master("B", 5000+t, "n2", 9)
+	})...)
+	all = append(all, sampled("n3", 0, 10000, func(t int64) ReplSample {
+		switch {
+		case t < 1000:
+			return master("E", 1000+t, "n3", 8)
+		case t >= 7000:
+			return master("F", 2000+t-7000, "n3", 10)
+		case moving && t >= 2950:
+			return master("E", 2100, "n2", 9)
+		}
+		return master("E", 2000, "n2", 9)
+	})...)
+	return all
+}
+
+// leaderTransient is staleMasters(false) with n3's Sentinel reporting
+// its old master, n3, at the new epoch 9 from 1 s to 4 s.
+func leaderTransient() []ReplSample {
+	all := staleMasters(false)
+	for i, s := range all {
+		if s.Node == "n3" && s.Sent >= 1000*ms && s.Sent < 4000*ms {
+			all[i].SentinelMaster, all[i].SentinelEpoch = "n3", 9
+		}
+	}
+	return all
+}
+
+// leaderTransientOfTwo is leaderTransient with n1's Sentinel not
+// answering; flagged: n3's reports of the old master carry
+// failover_in_progress.
+func leaderTransientOfTwo(flagged bool) []ReplSample {
+	all := leaderTransient()
+	for i, s := range all {
+		if s.Node == "n1" {
+			all[i].SentinelMaster, all[i].SentinelEpoch = "", 0
+		}
+		if s.Node == "n3" && s.SentinelMaster == "n3" && s.SentinelEpoch == 9 {
+			all[i].SentinelFailover = flagged
+		}
+	}
+	return all
 }
 
 // cutOff is seed3 with n2 unreachable from 3.05 s on.
