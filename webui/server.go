@@ -172,7 +172,7 @@ func (s *Server) Run(ctx context.Context) error {
 	errc := make(chan error, 2)
 	ln := s.ln
 	if s.authEnabled() {
-		gl, err := newGateListener(s.ln, s.passwords.refusesConn, s.authRefused.WithLabelValues(authLimited.String()), s.tls == nil, s.gateDelay)
+		gl, err := newGateListener(s.ln, s.passwords.connVerdict, s.authRefused.WithLabelValues(authLimited.String()), s.tls == nil, s.gateDelay)
 		if err != nil {
 			return fmt.Errorf("http %s: %w", s.ln.Addr(), err)
 		}
