@@ -76,12 +76,13 @@ type gateListener struct {
 	plain   bool                // HTTP without TLS: the 429 can be written as is
 	delay   time.Duration       // a refused connection waits this long for its 429...
 	held    atomic.Int32        // ...while fewer than maxGateHeld wait
-	admit   bucket              // gateAdmitRate: used by Accept only
+	rate    int                 // gateAdmitRate (tests change it)
+	admit   bucket              // of rate: used by Accept only
 	now     func() time.Time    // time.Now; tests
 	sleep   func(time.Duration) // time.Sleep; tests
 }
 
-func newGateListener(ln net.Listener, verdict func(netip.Addr) connVerdict, limited prometheus.Counter, plain bool, delay time.Duration) (*gateListener, error) {
+func newGateListener(ln net.Listener, verdict func(netip.Addr) connVerdict, limited prometheus.Counter, plain bool, delay time.Duration, rate int) (*gateListener, error) {
 	fl, ok := ln.(interface{ File() (*os.File, error) })
 	if !ok {
 		return nil, errors.New("gate: listener without a descriptor")
@@ -95,7 +96,7 @@ func newGateListener(ln net.Listener, verdict func(netip.Addr) connVerdict, limi
 		_ = f.Close()
 		return nil, fmt.Errorf("gate: %w", err)
 	}
-	return &gateListener{Listener: ln, file: f, raw: raw, verdict: verdict, limited: limited, plain: plain, delay: delay,
+	return &gateListener{Listener: ln, file: f, raw: raw, verdict: verdict, limited: limited, plain: plain, delay: delay, rate: rate,
 		admit: bucket{tokens: gateAdmitBurst, at: time.Now()}, now: time.Now, sleep: time.Sleep}, nil
 }
 
@@ -132,12 +133,12 @@ func (l *gateListener) Accept() (net.Conn, error) {
 	}
 }
 
-// pace waits until a connection may go to net/http: at most
-// gateAdmitRate a second, gateAdmitBurst at once. The wait is a sleep (at
-// most 1/gateAdmitRate), so the P is left idle for the runtime to poll the
+// pace waits until a connection may go to net/http: at most l.rate
+// (gateAdmitRate) a second, gateAdmitBurst at once. The wait is a sleep
+// (at most 1/l.rate), so the P is left idle for the runtime to poll the
 // network.
 func (l *gateListener) pace() {
-	every := time.Second / gateAdmitRate
+	every := time.Second / time.Duration(l.rate)
 	l.admit.refill(l.now(), gateAdmitBurst, every)
 	if l.admit.tokens < 1 {
 		l.sleep(time.Duration((1 - l.admit.tokens) * float64(every)))

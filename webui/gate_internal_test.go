@@ -185,7 +185,7 @@ func TestGatePacesUntrustedConnections(t *testing.T) {
 		return connAdmit
 	}
 	limited := prometheus.NewCounter(prometheus.CounterOpts{Name: "limited"})
-	gl, err := newGateListener(ln, verdict, limited, true, 0)
+	gl, err := newGateListener(ln, verdict, limited, true, 0, gateAdmitRate)
 	if err != nil {
 		t.Fatal(err)
 	}
