@@ -138,6 +138,9 @@ func (l *gateListener) Accept() (net.Conn, error) {
 // (at most 1/l.rate), so the P is left idle for the runtime to poll the
 // network.
 func (l *gateListener) pace() {
+	if l.rate <= 0 {
+		return // not paced
+	}
 	every := time.Second / time.Duration(l.rate)
 	l.admit.refill(l.now(), gateAdmitBurst, every)
 	if l.admit.tokens < 1 {
