@@ -56,7 +56,7 @@ func (s *Server) refuseAuth(w http.ResponseWriter, r *http.Request, res authResu
 	case authLimited:
 		select {
 		case s.delayed <- struct{}{}:
-			t := time.NewTimer(s.limitedDelay)
+			t := time.NewTimer(jitter(s.limitedDelay)) // spread: a flood's 429s would fall due together
 			select {
 			case <-t.C:
 			case <-r.Context().Done():

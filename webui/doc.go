@@ -190,8 +190,16 @@
 // connections and addresses then costs the agent four system calls per
 // attempt (accept4, read, write, close on a bare descriptor: such a
 // connection is never made a net.Conn), not the parsing of a request.
-// The comparison itself pauses every few key-schedule rounds, so that on
-// one Go thread the proxy's connections are served in between.
+// Connections of addresses no user logged in from are handed to net/http
+// at most 400 a second (bursts of 20): on one P the runtime polls the
+// network only when no goroutine is ready, so hundreds of requests at once
+// would keep the proxy's ready sockets waiting. Refusals held at accept,
+// and 429s delayed in the handler, wait their delay plus up to a quarter
+// more at random, so that a synchronized flood spreads out. The comparison
+// itself runs on an OS thread of its own at the lowest scheduling class
+// (SCHED_IDLE: the proxy's and Redis's threads preempt it on wake-up) with
+// GOMAXPROCS raised by one while it runs, so that the proxy keeps its P;
+// where SCHED_IDLE is refused, it pauses every few key-schedule rounds.
 //
 // # Host and Origin
 //

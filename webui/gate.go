@@ -3,6 +3,7 @@ package webui
 import (
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"os"
@@ -27,6 +28,19 @@ import (
 // made a net.Conn: net's Accept registers each connection with the poller
 // and sets five socket options, 13 system calls from accept to close where
 // a bare descriptor needs 4 or 5 (accept4, read, write, close).
+//
+// Bursts matter as much as the total. With one P, Go's scheduler polls the
+// network only when it has no goroutine ready to run (or every 10 ms from
+// sysmon): hundreds of connections handed to net/http at once (100
+// addresses with a full bucket each, 8 connections apiece) kept the P busy
+// for a few hundred milliseconds in a runtime trace of the bench, and the
+// proxy's goroutines, ready on their sockets, were not even seen; 800
+// refusals held for the same gateDelay all answered at the same instant
+// again. So the connections of addresses no user logged in from go to
+// net/http at most gateAdmitRate a second (bursts of gateAdmitBurst): the
+// accept loop sleeps in between, which leaves the P idle, so the runtime
+// polls the network. And a refused connection waits gateDelay plus up to a
+// quarter more at random, which spreads a synchronized flood out.
 
 // cannedLimited is the whole answer of a refused connection.
 var cannedLimited = func() []byte {
@@ -43,8 +57,10 @@ var cannedLimited = func() []byte {
 // a file descriptor and a timer (no goroutine). A client needs as many
 // connections as it wants attempts per gateDelay.
 const (
-	gateDelay   = 5 * time.Second
-	maxGateHeld = 1024
+	gateDelay      = 5 * time.Second
+	maxGateHeld    = 1024
+	gateAdmitRate  = 400 // connections a second to net/http from addresses no user logged in from...
+	gateAdmitBurst = 20  // ...in bursts of at most this many
 )
 
 // gateListener refuses the connections of limited addresses at accept.
@@ -55,14 +71,18 @@ type gateListener struct {
 	net.Listener
 	file    *os.File        // a copy of the listener's descriptor, in the poller...
 	raw     syscall.RawConn // ...to wait on (net's listener does not allow it)
-	refuses func(netip.Addr) bool
-	limited prometheus.Counter // redhaven_http_auth_refused_total{reason="limited"}
-	plain   bool               // HTTP without TLS: the 429 can be written as is
-	delay   time.Duration      // a refused connection waits this long for its 429...
-	held    atomic.Int32       // ...while fewer than maxGateHeld wait
+	verdict func(netip.Addr) connVerdict
+	limited prometheus.Counter  // redhaven_http_auth_refused_total{reason="limited"}
+	plain   bool                // HTTP without TLS: the 429 can be written as is
+	delay   time.Duration       // a refused connection waits this long for its 429...
+	held    atomic.Int32        // ...while fewer than maxGateHeld wait
+	rate    int                 // gateAdmitRate (tests change it)
+	admit   bucket              // of rate: used by Accept only
+	now     func() time.Time    // time.Now; tests
+	sleep   func(time.Duration) // time.Sleep; tests
 }
 
-func newGateListener(ln net.Listener, refuses func(netip.Addr) bool, limited prometheus.Counter, plain bool, delay time.Duration) (*gateListener, error) {
+func newGateListener(ln net.Listener, verdict func(netip.Addr) connVerdict, limited prometheus.Counter, plain bool, delay time.Duration, rate int) (*gateListener, error) {
 	fl, ok := ln.(interface{ File() (*os.File, error) })
 	if !ok {
 		return nil, errors.New("gate: listener without a descriptor")
@@ -76,7 +96,8 @@ func newGateListener(ln net.Listener, refuses func(netip.Addr) bool, limited pro
 		_ = f.Close()
 		return nil, fmt.Errorf("gate: %w", err)
 	}
-	return &gateListener{Listener: ln, file: f, raw: raw, refuses: refuses, limited: limited, plain: plain, delay: delay}, nil
+	return &gateListener{Listener: ln, file: f, raw: raw, verdict: verdict, limited: limited, plain: plain, delay: delay, rate: rate,
+		admit: bucket{tokens: gateAdmitBurst, at: time.Now()}, now: time.Now, sleep: time.Sleep}, nil
 }
 
 // Close closes the copy first: it ends a waiting Accept, and the socket
@@ -93,7 +114,15 @@ func (l *gateListener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		if addr, ok := sockaddrAddr(sa); !ok || !l.refuses(addr) {
+		v := connAdmit
+		if addr, ok := sockaddrAddr(sa); ok {
+			v = l.verdict(addr)
+		}
+		switch v {
+		case connTrusted:
+			return l.conn(fd)
+		case connAdmit:
+			l.pace()
 			return l.conn(fd)
 		}
 		l.limited.Inc()
@@ -102,6 +131,23 @@ func (l *gateListener) Accept() (net.Conn, error) {
 		// goroutines, not in one run that they wait for.
 		runtime.Gosched()
 	}
+}
+
+// pace waits until a connection may go to net/http: at most l.rate
+// (gateAdmitRate) a second, gateAdmitBurst at once. The wait is a sleep
+// (at most 1/l.rate), so the P is left idle for the runtime to poll the
+// network.
+func (l *gateListener) pace() {
+	if l.rate <= 0 {
+		return // not paced
+	}
+	every := time.Second / time.Duration(l.rate)
+	l.admit.refill(l.now(), gateAdmitBurst, every)
+	if l.admit.tokens < 1 {
+		l.sleep(time.Duration((1 - l.admit.tokens) * float64(every)))
+		l.admit.refill(l.now(), gateAdmitBurst, every)
+	}
+	l.admit.tokens-- // below 0 only if the sleep was short: the next wait is longer
 }
 
 // accept takes one connection from the listener's queue, waiting in the
@@ -158,7 +204,7 @@ func sockaddrAddr(sa syscall.Sockaddr) (netip.Addr, bool) {
 // each). No goroutine waits: a timer does.
 func (l *gateListener) refuse(fd int) {
 	if l.delay > 0 && l.held.Add(1) <= maxGateHeld {
-		time.AfterFunc(l.delay, func() {
+		time.AfterFunc(jitter(l.delay), func() {
 			l.answer(fd)
 			l.held.Add(-1)
 		})
@@ -168,6 +214,15 @@ func (l *gateListener) refuse(fd int) {
 		l.held.Add(-1)
 	}
 	l.answer(fd)
+}
+
+// jitter is d plus up to a quarter of d, at random: answers that would be
+// due at the same instant spread out.
+func jitter(d time.Duration) time.Duration {
+	if d <= 0 {
+		return d
+	}
+	return d + rand.N(d/4+1)
 }
 
 func (l *gateListener) answer(fd int) {

@@ -7,11 +7,13 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 )
 
@@ -161,5 +163,106 @@ func TestGateRefusesLimitedAddresses(t *testing.T) {
 	// A right password from yet another address: the cached credential.
 	if r := statsFrom(t, clientFrom("127.0.0.5"), base, "alice", "right"); r.StatusCode != 200 {
 		t.Errorf("cached credential from a new address: %d", r.StatusCode)
+	}
+}
+
+// The gate hands connections of addresses no user logged in from to
+// net/http at most gateAdmitRate a second after a burst of gateAdmitBurst,
+// waiting in a sleep (the P idle, so the runtime polls the network); those
+// of an address a user logged in from, at once; refused ones are not paced.
+func TestGatePacesUntrustedConnections(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	verdict := func(a netip.Addr) connVerdict {
+		switch a.String() {
+		case "127.0.0.2":
+			return connTrusted
+		case "127.0.0.3":
+			return connRefuse
+		}
+		return connAdmit
+	}
+	limited := prometheus.NewCounter(prometheus.CounterOpts{Name: "limited"})
+	gl, err := newGateListener(ln, verdict, limited, true, 0, gateAdmitRate)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gl.Close()
+	clock := time.Now()
+	var slept []time.Duration
+	gl.now = func() time.Time { return clock }
+	gl.sleep = func(d time.Duration) { slept = append(slept, d); clock = clock.Add(d) }
+	gl.admit = bucket{tokens: gateAdmitBurst, at: clock}
+	addr := ln.Addr().String()
+	dial := func(ip string) net.Conn {
+		t.Helper()
+		d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}, Timeout: 5 * time.Second}
+		c, err := d.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	accept := func() net.Conn {
+		t.Helper()
+		c, err := gl.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Close()
+		return c
+	}
+	const extra = 10
+	for i := 0; i < gateAdmitBurst+extra; i++ {
+		dial("127.0.0.1")
+		accept()
+	}
+	every := time.Second / gateAdmitRate
+	if len(slept) != extra {
+		t.Fatalf("%d untrusted connections (burst %d): %d waits, want %d", gateAdmitBurst+extra, gateAdmitBurst, len(slept), extra)
+	}
+	for i, d := range slept {
+		if d < every*9/10 || d > every*11/10 {
+			t.Errorf("wait %d: %v, want about %v", i, d, every)
+		}
+	}
+	// Trusted: no wait even with the bucket empty; refused ones are not
+	// returned and not paced (the next accepted one is the trusted one).
+	n := len(slept)
+	dial("127.0.0.3")
+	dial("127.0.0.2")
+	c := accept()
+	if got := c.RemoteAddr().(*net.TCPAddr).IP.String(); got != "127.0.0.2" {
+		t.Errorf("accepted a connection from %s, want 127.0.0.2 (127.0.0.3 refused)", got)
+	}
+	if len(slept) != n {
+		t.Errorf("a trusted or a refused connection waited: %v", slept[n:])
+	}
+	// Time refills the burst.
+	clock = clock.Add(time.Second)
+	for i := 0; i < gateAdmitBurst; i++ {
+		dial("127.0.0.4")
+		accept()
+	}
+	if len(slept) != n {
+		t.Errorf("after a second idle, a burst of %d waited %d times", gateAdmitBurst, len(slept)-n)
+	}
+}
+
+func TestJitter(t *testing.T) {
+	d := 4 * time.Second
+	lo, hi := d*2, time.Duration(0)
+	for range 1000 {
+		j := jitter(d)
+		lo, hi = min(lo, j), max(hi, j)
+	}
+	if lo < d || hi > d+d/4 || hi-lo < d/8 {
+		t.Errorf("jitter(%v) over 1000 draws in [%v, %v], want within [%v, %v] and spread", d, lo, hi, d, d+d/4)
+	}
+	if jitter(0) != 0 {
+		t.Error("jitter(0) != 0")
 	}
 }

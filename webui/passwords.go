@@ -77,7 +77,7 @@ func (r authResult) String() string {
 //     caches are looked at again once the slot is held, so the same
 //     password sent at once by many waiters costs one bcrypt.
 type passwordChecker struct {
-	compare func(hash, pw []byte) error // yieldingCompare; tests count calls
+	compare func(hash, pw []byte) error // threadCompare; tests count calls
 	now     func() time.Time
 	key     [32]byte
 
@@ -96,7 +96,7 @@ type passwordChecker struct {
 
 func newPasswordChecker() (*passwordChecker, error) {
 	c := &passwordChecker{
-		compare: yieldingCompare,
+		compare: threadCompare,
 		now:     time.Now,
 		cache:   map[[32]byte]time.Time{},
 		failed:  map[[32]byte]time.Time{},
@@ -116,7 +116,11 @@ func newPasswordChecker() (*passwordChecker, error) {
 // dummyHash is compared against when the user is unknown, so that a wrong
 // name costs as much time as a wrong password.
 var dummyHash = sync.OnceValue(func() []byte {
-	h, _ := bcrypt.GenerateFromPassword([]byte("redhaven-dummy"), bcrypt.DefaultCost)
+	var h []byte
+	_ = onBcryptThread(func(bool) error { // a bcrypt too: off the proxy's P
+		h, _ = bcrypt.GenerateFromPassword([]byte("redhaven-dummy"), bcrypt.DefaultCost)
+		return nil
+	})
 	return h
 })
 
@@ -309,28 +313,44 @@ func (c *passwordChecker) rememberIn(m map[[32]byte]time.Time, limit int, id [32
 	m[id] = exp
 }
 
+// connVerdict is what the gate does with a new connection.
+type connVerdict int
+
+const (
+	connAdmit   connVerdict = iota // to net/http, paced with the others (gateListener.pace)
+	connTrusted                    // to net/http at once: a user logged in from its address lately
+	connRefuse                     // answered 429 at accept
+)
+
 // refusesConn tells whether a new connection from addr is to be refused
 // before net/http reads anything: its address (or the shared bucket of the
 // addresses beyond maxBuckets) has no token left for a wrong password, and
 // no user logged in from it within credentialTTL (a cached credential
 // passes the limits, so such an address still gets the full check).
-func (c *passwordChecker) refusesConn(addr netip.Addr) bool {
+func (c *passwordChecker) refusesConn(addr netip.Addr) bool { return c.connVerdict(addr) == connRefuse }
+
+// connVerdict is refusesConn, telling apart the addresses a user logged
+// in from (connTrusted) and the others that may pass (connAdmit).
+func (c *passwordChecker) connVerdict(addr netip.Addr) connVerdict {
 	p := clientPrefix(addr)
 	now := c.now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if until, ok := c.trusted[p]; ok && now.Before(until) {
-		return false
+		return connTrusted
 	}
 	b, ok := c.buckets[p]
 	if !ok {
 		if len(c.buckets) < maxBuckets {
-			return false // a new address: bucketFor will give it a full bucket
+			return connAdmit // a new address: bucketFor will give it a full bucket
 		}
 		b = &c.other
 	}
 	b.refill(now, failBurst, failEvery)
-	return b.tokens < 1
+	if b.tokens < 1 {
+		return connRefuse
+	}
+	return connAdmit
 }
 
 // trust marks the address of remote as one a user logged in from (see

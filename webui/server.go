@@ -36,6 +36,7 @@ type Server struct {
 	limitedDelay time.Duration          // a 429 for too many wrong passwords waits this long...
 	delayed      chan struct{}          // ...while a slot is free here
 	gateDelay    time.Duration          // a connection refused at accept waits this long (gateListener)
+	gateRate     int                    // connections a second from untrusted addresses to net/http (gateListener)
 }
 
 // Bounds of the delayed 429 answers (see refuseAuth).
@@ -87,6 +88,7 @@ func New(cfg Config, src Source, admin Admin, logger *slog.Logger) (*Server, err
 		passwords:    pc,
 		limitedDelay: limitedDelay,
 		gateDelay:    gateDelay,
+		gateRate:     gateAdmitRate,
 		delayed:      make(chan struct{}, maxDelayed),
 		authRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "redhaven_http_auth_refused_total",
@@ -172,7 +174,7 @@ func (s *Server) Run(ctx context.Context) error {
 	errc := make(chan error, 2)
 	ln := s.ln
 	if s.authEnabled() {
-		gl, err := newGateListener(s.ln, s.passwords.refusesConn, s.authRefused.WithLabelValues(authLimited.String()), s.tls == nil, s.gateDelay)
+		gl, err := newGateListener(s.ln, s.passwords.connVerdict, s.authRefused.WithLabelValues(authLimited.String()), s.tls == nil, s.gateDelay, s.gateRate)
 		if err != nil {
 			return fmt.Errorf("http %s: %w", s.ln.Addr(), err)
 		}
