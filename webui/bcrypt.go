@@ -13,7 +13,7 @@ import (
 // yieldingCompare is bcrypt.CompareHashAndPassword, computed the same way
 // (the same blowfish calls as golang.org/x/crypto/bcrypt) but pausing
 // between slices of the key schedule. It is what the bcrypt thread runs
-// where it could not be made SCHED_IDLE (bcryptthread.go): with one P, Go's
+// where its priority could not be lowered (bcryptthread.go): with one P, Go's
 // scheduler would otherwise let a 60 ms bcrypt hold the CPU for 10 ms
 // slices; a short sleep leaves the thread idle, so the runtime polls the
 // network and runs the ready goroutines before bcrypt goes on. A slice is

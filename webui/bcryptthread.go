@@ -13,21 +13,21 @@ import (
 // thread makes Redis wait for the kernel's time slice. So every comparison
 // the password checker runs goes to one goroutine locked to its own OS
 // thread (threadCompare):
-//   - that thread is at the lowest scheduling class (SCHED_IDLE on Linux):
-//     any other thread that wakes up on its core, the proxy's or Redis's,
-//     preempts it at once; bcrypt gets the CPU the others leave (on a host
-//     whose every core is busy, a login waits until some is free);
+//   - that thread runs at nice 10 (bcryptNice, Linux): another thread that
+//     wakes up on its core, the proxy's or Redis's, preempts it, and it
+//     gets a tenth of a core it must share (on a host whose every core is
+//     busy, a login takes about ten times its CPU time);
 //   - while it compares, GOMAXPROCS is one more than before (restored
 //     after): the proxy's goroutines keep their P and the runtime's network
 //     poller, instead of waiting for bcrypt's slices. Changing GOMAXPROCS
 //     stops the world for microseconds, twice per comparison; the password
 //     checker runs at most one comparison at a time, and few (its limits).
 //
-// Where the thread cannot be made SCHED_IDLE (another OS, a sandbox that
-// forbids it), it runs yieldingCompare at the normal class instead.
+// Where the thread's priority cannot be lowered (another OS, a sandbox that
+// forbids it), it runs yieldingCompare at the normal priority instead.
 type bcryptThread struct {
 	jobs chan bcryptJob
-	idle bool // the thread is SCHED_IDLE
+	low bool // the thread's priority is lowered (bcryptNice)
 }
 
 type bcryptJob struct {
@@ -43,12 +43,12 @@ var theBcryptThread = sync.OnceValue(func() *bcryptThread {
 	ready := make(chan bool)
 	go func() {
 		runtime.LockOSThread() // never unlocked
-		ready <- setThreadIdle() == nil
+		ready <- setThreadLowPriority() == nil
 		for j := range t.jobs {
 			j.done <- t.run(j.f)
 		}
 	}()
-	t.idle = <-ready
+	t.low = <-ready
 	return t
 })
 
@@ -63,7 +63,7 @@ func threadCompare(hash, pw []byte) error {
 }
 
 // onBcryptThread runs f on the bcrypt thread and returns its error; f is
-// told whether the thread is SCHED_IDLE.
+// told whether the thread's priority is lowered.
 func onBcryptThread(f func(idle bool) error) error {
 	done := make(chan error, 1)
 	theBcryptThread().jobs <- bcryptJob{f: f, done: done}
@@ -79,5 +79,5 @@ func (t *bcryptThread) run(f func(idle bool) error) error {
 			runtime.GOMAXPROCS(n)
 		}
 	}()
-	return f(t.idle)
+	return f(t.low)
 }

@@ -81,7 +81,7 @@ func TestBcryptThreadLeavesThePToOthers(t *testing.T) {
 	if n := runtime.GOMAXPROCS(0); n != 1 {
 		t.Fatalf("GOMAXPROCS is %d after a comparison, want 1 back", n)
 	}
-	t.Logf("bcrypt thread SCHED_IDLE: %v", theBcryptThread().idle)
+	t.Logf("bcrypt thread at low priority: %v", theBcryptThread().low)
 
 	const d = 400 * time.Millisecond
 	best := 0.0

@@ -4,4 +4,4 @@ package webui
 
 import "errors"
 
-func setThreadIdle() error { return errors.New("no SCHED_IDLE on this OS") }
+func setThreadLowPriority() error { return errors.New("no per-thread priority on this OS") }

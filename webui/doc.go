@@ -196,10 +196,10 @@
 // would keep the proxy's ready sockets waiting. Refusals held at accept,
 // and 429s delayed in the handler, wait their delay plus up to a quarter
 // more at random, so that a synchronized flood spreads out. The comparison
-// itself runs on an OS thread of its own at the lowest scheduling class
-// (SCHED_IDLE: the proxy's and Redis's threads preempt it on wake-up) with
-// GOMAXPROCS raised by one while it runs, so that the proxy keeps its P;
-// where SCHED_IDLE is refused, it pauses every few key-schedule rounds.
+// itself runs on an OS thread of its own at nice 10 (the proxy's and
+// Redis's threads preempt it on wake-up) with GOMAXPROCS raised by one
+// while it runs, so that the proxy keeps its P; where the priority cannot
+// be lowered, it pauses every few key-schedule rounds.
 //
 // # Host and Origin
 //
