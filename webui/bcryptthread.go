@@ -27,7 +27,7 @@ import (
 // forbids it), it runs yieldingCompare at the normal priority instead.
 type bcryptThread struct {
 	jobs chan bcryptJob
-	low bool // the thread's priority is lowered (bcryptNice)
+	low  bool // the thread's priority is lowered (bcryptNice)
 }
 
 type bcryptJob struct {
