@@ -92,7 +92,7 @@ func TestChaos(t *testing.T) {
 
 // TestChaosCI is the short chaos run CI makes (`make e2e` runs it; issue
 // 13): redhaven only, the fixed seed chaos.CISeed for chaos.CIDuration
-// (2.5 min of faults, about 6 min with the cluster's start and the
+// (2.5 min of faults, 3-4 min with the cluster's start and the
 // checks), and only the faults of chaos.ScheduleCI, after which redhaven
 // must lose nothing: planned failovers, rolling restarts, agents killed
 // and paused (the leader's, the master's node's), Sentinels killed, and a
