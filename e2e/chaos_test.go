@@ -386,7 +386,15 @@ func newNemesis(t *testing.T, c *cluster, ctx context.Context) *nemesis {
 func (n *nemesis) resolve(target string) string {
 	switch target {
 	case "replica":
-		master := n.c.nodeOf(n.c.sentinelMaster(n.ctx))
+		// Sentinel's majority may name no master for a moment (a failover
+		// in progress): ask again for up to 10 s before skipping.
+		master := ""
+		for try := 0; try < 20 && master == ""; try++ {
+			if try > 0 {
+				time.Sleep(500 * time.Millisecond)
+			}
+			master = n.c.nodeOf(n.c.sentinelMaster(n.ctx))
+		}
 		if master == "" {
 			return "" // no Sentinel majority on a master: skipped
 		}

@@ -242,6 +242,10 @@ func TestDeposedMasterRepliesNotAcked(t *testing.T) {
 		{"own-conns", true, "B"},
 		{"no-master-route", false, "none"},
 		{"replaced", false, "replaced"},
+		// B, then no master (a planned failover pauses writes) before A
+		// continues: A was deposed all the same (chaos CI negative run)
+		{"B-then-paused", false, "B-then-none"},
+		{"replaced-then-paused", true, "replaced-then-none"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			a := redistest.StartServer(t, redistest.ServerOptions{})
@@ -268,6 +272,14 @@ func TestDeposedMasterRepliesNotAcked(t *testing.T) {
 				routes.Set("")
 			case "replaced":
 				routes.setReplaced(a.Addr)
+			case "B-then-none", "replaced-then-none":
+				if tc.route == "B-then-none" {
+					routes.Set(b.Addr)
+				} else {
+					routes.setReplaced(a.Addr)
+				}
+				time.Sleep(300 * time.Millisecond)
+				routes.Set("")
 			default:
 				routes.Set(b.Addr)
 			}
@@ -289,7 +301,7 @@ func TestDeposedMasterRepliesNotAcked(t *testing.T) {
 			for range 3 {
 				r.expect(ReplyLostMaster)
 			}
-			if tc.route == "replaced" {
+			if tc.route != "B" {
 				routes.Set(b.Addr) // committed
 			}
 			r.do(":1\r\n", "RPUSH", "l", "on-b")
