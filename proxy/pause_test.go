@@ -322,3 +322,43 @@ func (t *testRoutes) setReplaced(addr string) {
 	default:
 	}
 }
+
+// TestDeposedSince: route changes that only move replicas, or pause
+// writes and give the same master back (an aborted planned failover),
+// depose nobody, however many there are; another master, or the master
+// named Replaced, deposes it from then on.
+func TestDeposedSince(t *testing.T) {
+	routes := newRoutes("a:1")
+	srv := startProxy(t, testConfig(), routes)
+	step := func(set func()) uint64 {
+		before := srv.routeGen.Load()
+		set()
+		srv.refreshRoute()
+		if srv.routeGen.Load() == before {
+			t.Fatalf("route generation did not move")
+		}
+		return srv.routeGen.Load()
+	}
+	g0 := step(func() { routes.Set("a:1", "r:0") })
+	for i := range 2 * maxDeposals {
+		step(func() { routes.Set("a:1", fmt.Sprintf("r:%d", i+1)) })
+		step(func() { routes.Set("") })
+		step(func() { routes.Set("a:1") })
+	}
+	if srv.deposedSince(g0, "a:1") {
+		t.Fatal("a:1 deposed by changes that kept it master")
+	}
+	g1 := step(func() { routes.Set("b:1") })
+	step(func() { routes.Set("") })
+	if !srv.deposedSince(g0, "a:1") || srv.deposedSince(g1, "a:1") {
+		t.Fatal("the change to b:1 must depose a:1 for a command sent before it, not after")
+	}
+	if srv.deposedSince(g1, "b:1") {
+		t.Fatal("b:1 deposed by a pause")
+	}
+	g2 := srv.routeGen.Load()
+	step(func() { routes.setReplaced("b:1") })
+	if !srv.deposedSince(g2, "b:1") {
+		t.Fatal("b:1 named Replaced is deposed")
+	}
+}

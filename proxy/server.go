@@ -34,11 +34,13 @@ type Server struct {
 	// WritingTo.
 	routeMu sync.Mutex
 	// deposals: the last route changes that deposed a master (the route
-	// named another master, or one as Replaced), by the routeGen they
-	// made, oldest first, at most maxDeposals (under routeMu; deposedSince)
-	deposals []deposal
-	nextID   atomic.Uint64
-	running  atomic.Bool
+	// named a master other than the one before, or one as Replaced), by
+	// the routeGen they made, oldest first, at most maxDeposals (under
+	// routeMu; deposedSince); a change of replicas alone is not one
+	deposals   []deposal
+	lastMaster string // the last master a route named (under routeMu)
+	nextID     atomic.Uint64
+	running    atomic.Bool
 
 	mux       muxPool      // shared backend connections (proxy.multiplex)
 	muxStalls atomic.Int64 // shared connections found stalled (muxstall.go)
@@ -362,11 +364,14 @@ func (srv *Server) refreshRoute() {
 	srv.routeMu.Lock()
 	srv.route.Store(&r)
 	gen := srv.routeGen.Add(1)
-	if r.Master != "" || r.Replaced != "" {
+	if r.Master != "" && r.Master != srv.lastMaster || r.Replaced != "" {
 		srv.deposals = append(srv.deposals, deposal{gen: gen, master: r.Master, replaced: r.Replaced})
 		if len(srv.deposals) > maxDeposals {
 			srv.deposals = slices.Delete(srv.deposals, 0, len(srv.deposals)-maxDeposals)
 		}
+	}
+	if r.Master != "" {
+		srv.lastMaster = r.Master
 	}
 	srv.routeMu.Unlock()
 	srv.log.Info("route changed", "master_addr", r.Master, "epoch", r.Epoch, "replicas", r.Replicas, "replaced", r.Replaced)
