@@ -242,6 +242,10 @@ func TestDeposedMasterRepliesNotAcked(t *testing.T) {
 		{"own-conns", true, "B"},
 		{"no-master-route", false, "none"},
 		{"replaced", false, "replaced"},
+		// B, then no master (a planned failover pauses writes) before A
+		// continues: A was deposed all the same (chaos CI negative run)
+		{"B-then-paused", false, "B-then-none"},
+		{"replaced-then-paused", true, "replaced-then-none"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			a := redistest.StartServer(t, redistest.ServerOptions{})
@@ -268,6 +272,14 @@ func TestDeposedMasterRepliesNotAcked(t *testing.T) {
 				routes.Set("")
 			case "replaced":
 				routes.setReplaced(a.Addr)
+			case "B-then-none", "replaced-then-none":
+				if tc.route == "B-then-none" {
+					routes.Set(b.Addr)
+				} else {
+					routes.setReplaced(a.Addr)
+				}
+				time.Sleep(300 * time.Millisecond)
+				routes.Set("")
 			default:
 				routes.Set(b.Addr)
 			}
@@ -289,7 +301,7 @@ func TestDeposedMasterRepliesNotAcked(t *testing.T) {
 			for range 3 {
 				r.expect(ReplyLostMaster)
 			}
-			if tc.route == "replaced" {
+			if tc.route != "B" {
 				routes.Set(b.Addr) // committed
 			}
 			r.do(":1\r\n", "RPUSH", "l", "on-b")
@@ -308,5 +320,45 @@ func (t *testRoutes) setReplaced(addr string) {
 	select {
 	case t.ch <- struct{}{}:
 	default:
+	}
+}
+
+// TestDeposedSince: route changes that only move replicas, or pause
+// writes and give the same master back (an aborted planned failover),
+// depose nobody, however many there are; another master, or the master
+// named Replaced, deposes it from then on.
+func TestDeposedSince(t *testing.T) {
+	routes := newRoutes("a:1")
+	srv := startProxy(t, testConfig(), routes)
+	step := func(set func()) uint64 {
+		before := srv.routeGen.Load()
+		set()
+		srv.refreshRoute()
+		if srv.routeGen.Load() == before {
+			t.Fatalf("route generation did not move")
+		}
+		return srv.routeGen.Load()
+	}
+	g0 := step(func() { routes.Set("a:1", "r:0") })
+	for i := range 2 * maxDeposals {
+		step(func() { routes.Set("a:1", fmt.Sprintf("r:%d", i+1)) })
+		step(func() { routes.Set("") })
+		step(func() { routes.Set("a:1") })
+	}
+	if srv.deposedSince(g0, "a:1") {
+		t.Fatal("a:1 deposed by changes that kept it master")
+	}
+	g1 := step(func() { routes.Set("b:1") })
+	step(func() { routes.Set("") })
+	if !srv.deposedSince(g0, "a:1") || srv.deposedSince(g1, "a:1") {
+		t.Fatal("the change to b:1 must depose a:1 for a command sent before it, not after")
+	}
+	if srv.deposedSince(g1, "b:1") {
+		t.Fatal("b:1 deposed by a pause")
+	}
+	g2 := srv.routeGen.Load()
+	step(func() { routes.setReplaced("b:1") })
+	if !srv.deposedSince(g2, "b:1") {
+		t.Fatal("b:1 named Replaced is deposed")
 	}
 }

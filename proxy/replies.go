@@ -354,14 +354,20 @@ func (s *session) demotedLocked(be *backendConn) bool {
 // here (demotedLocked resends those). A route with no master ("": writes
 // paused for a planned failover, or none known) still takes the replies:
 // the planned failover waits for them, then for the replicas to have
-// them. It returns false, doing nothing, unless the route names another
-// master or names be.addr as Replaced.
+// them, unless a route since the backend was checked named another
+// master or be.addr as Replaced (Server.deposedSince). It returns false,
+// doing nothing, unless the route names or named another master, or
+// be.addr as Replaced.
 func (s *session) deposedLocked(be *backendConn) bool {
 	if s.srv.routeGen.Load() == s.routeGen {
 		return false
 	}
 	if r := s.srv.route.Load(); r == nil || r.Replaced != be.addr && (r.Master == "" || r.Master == be.addr) {
-		return false
+		// the route names no other master now; one since the backend was
+		// checked (s.routeGen) deposed it all the same
+		if !s.srv.deposedSince(s.routeGen, be.addr) {
+			return false
+		}
 	}
 	n := s.pipeline.lose(be.gen, false, []byte(ReplyLostMaster), &be.discardSeq, nil)
 	s.errs.Add(int64(n))

@@ -33,8 +33,14 @@ type Server struct {
 	// routeMu makes a route change (route, then routeGen) one step for
 	// WritingTo.
 	routeMu sync.Mutex
-	nextID  atomic.Uint64
-	running atomic.Bool
+	// deposals: the last route changes that deposed a master (the route
+	// named a master other than the one before, or one as Replaced), by
+	// the routeGen they made, oldest first, at most maxDeposals (under
+	// routeMu; deposedSince); a change of replicas alone is not one
+	deposals   []deposal
+	lastMaster string // the last master a route named (under routeMu)
+	nextID     atomic.Uint64
+	running    atomic.Bool
 
 	mux       muxPool      // shared backend connections (proxy.multiplex)
 	muxStalls atomic.Int64 // shared connections found stalled (muxstall.go)
@@ -357,7 +363,16 @@ func (srv *Server) refreshRoute() {
 	r.Replicas = slices.Clone(r.Replicas)
 	srv.routeMu.Lock()
 	srv.route.Store(&r)
-	srv.routeGen.Add(1)
+	gen := srv.routeGen.Add(1)
+	if r.Master != "" && r.Master != srv.lastMaster || r.Replaced != "" {
+		srv.deposals = append(srv.deposals, deposal{gen: gen, master: r.Master, replaced: r.Replaced})
+		if len(srv.deposals) > maxDeposals {
+			srv.deposals = slices.Delete(srv.deposals, 0, len(srv.deposals)-maxDeposals)
+		}
+	}
+	if r.Master != "" {
+		srv.lastMaster = r.Master
+	}
 	srv.routeMu.Unlock()
 	srv.log.Info("route changed", "master_addr", r.Master, "epoch", r.Epoch, "replicas", r.Replicas, "replaced", r.Replaced)
 	srv.mu.Lock()
@@ -370,6 +385,38 @@ func (srv *Server) refreshRoute() {
 		s.kick()
 	}
 	srv.pruneMux()
+}
+
+// deposal is a route change that named a master (every other one is
+// deposed from then on) or a Replaced one.
+type deposal struct {
+	gen              uint64
+	master, replaced string
+}
+
+// maxDeposals bounds Server.deposals; a session whose backend was checked
+// before the oldest one kept counts as deposed (outcome unknown: safe).
+const maxDeposals = 64
+
+// deposedSince says whether a route change after generation gen named a
+// master other than addr, or addr as Replaced: a reply addr sends now may
+// be a write it ran after Sentinel replaced it, even when the current
+// route names no master (writes paused for a later planned failover:
+// chaos CI negative run, a partitioned master's in-flight RPUSH answered
+// 4 s after the route moved to the new master, while the next planned
+// failover paused writes).
+func (srv *Server) deposedSince(gen uint64, addr string) bool {
+	srv.routeMu.Lock()
+	defer srv.routeMu.Unlock()
+	if len(srv.deposals) == maxDeposals && srv.deposals[0].gen > gen+1 {
+		return true // older changes forgotten
+	}
+	for _, d := range srv.deposals {
+		if d.gen > gen && (d.master != "" && d.master != addr || d.replaced == addr) {
+			return true
+		}
+	}
+	return false
 }
 
 // WritingTo says where commands of the read-write listener may still

@@ -109,8 +109,66 @@ func fits(sched []Fault, f Fault) bool {
 }
 
 func isNode(target string) bool {
-	return target != "master" && target != "leader" && target != "cluster"
+	return target != "master" && target != "leader" && target != "cluster" && target != "replica"
 }
+
+// ScheduleCI is the short schedule CI runs (TestChaosCI): like Schedule,
+// but only faults after which nothing acknowledged may be lost and the
+// registers must stay linearizable, because the master's Redis keeps
+// running and reachable. Planned failovers, rolling restarts, kill -9 and
+// SIGSTOP of the agent on any node (the leader, the VIP's holder, the
+// master's node), kill -9 of a Sentinel; and on a replica only (Target
+// "replica": a node that is not Sentinel's master when the fault is
+// applied): its Redis paused or killed, its node partitioned. No crash,
+// pause or partition of the master's Redis or node, no netem (kernels
+// without sch_netem cannot apply it). A "replica" fault touches every
+// node for the overlap rules, so it runs alone.
+func ScheduleCI(seed uint64, d time.Duration, nodes []string) []Fault {
+	rng := rand.New(rand.NewPCG(seed, 0xc1))
+	kinds := []struct {
+		kind   string
+		weight int
+	}{
+		{FaultPlanned, 2}, {FaultRolling, 1}, {FaultKillAgent, 2}, {FaultPauseAgent, 2},
+		{FaultKillSentinel, 1}, {FaultPauseRedis, 1}, {FaultKillRedis, 1}, {FaultPartition, 2},
+	}
+	total := 0
+	for _, k := range kinds {
+		total += k.weight
+	}
+	pick := func() string {
+		n := rng.IntN(total)
+		for _, k := range kinds {
+			if n < k.weight {
+				return k.kind
+			}
+			n -= k.weight
+		}
+		return kinds[0].kind
+	}
+	targets := append([]string{"master", "leader"}, nodes...)
+	var out []Fault
+	for at := 5 * time.Second; at < d-10*time.Second; at += time.Duration(6+rng.IntN(9)) * time.Second {
+		for try := 0; try < 10; try++ {
+			f := Fault{At: at, Kind: pick(), Target: targets[rng.IntN(len(targets))],
+				Duration: time.Duration(2000+rng.IntN(8000)) * time.Millisecond}
+			switch f.Kind {
+			case FaultPlanned, FaultRolling:
+				f.Target, f.Duration = "cluster", 0
+			case FaultPauseRedis, FaultKillRedis, FaultPartition:
+				f.Target = "replica"
+			}
+			if fits(out, f) {
+				out = append(out, f)
+				break
+			}
+		}
+	}
+	return out
+}
+
+// CIKinds are the fault kinds ScheduleCI may pick.
+var CIKinds = []string{FaultPlanned, FaultRolling, FaultKillAgent, FaultPauseAgent, FaultKillSentinel, FaultPauseRedis, FaultKillRedis, FaultPartition}
 
 // FormatSchedule prints a schedule, one fault a line.
 func FormatSchedule(seed uint64, sched []Fault) string {
@@ -121,3 +179,10 @@ func FormatSchedule(seed uint64, sched []Fault) string {
 	}
 	return b.String()
 }
+
+// The run TestChaosCI makes: a seed whose ScheduleCI has every kind of
+// CIKinds in CIDuration (TestScheduleCI checks).
+const (
+	CISeed     = 2
+	CIDuration = 150 * time.Second
+)
