@@ -373,23 +373,35 @@ func (a *Agent) confirmRemoval(ctx context.Context) (string, bool) {
 	a.mu.RUnlock()
 	slices.SortFunc(peers, func(x, y peer) int { return strings.Compare(x.name, y.name) })
 	op := LeaderOp{Kind: OpRemoveMember, Node: a.cfg.NodeName}
+	// All at once, bounded as a whole: a cluster stopped all at once must
+	// not hold each agent's exit for a timeout per peer.
+	actx, cancel := context.WithTimeout(ctx, confirmRemovalTimeout)
+	defer cancel()
+	confirmed := make(chan string, len(peers))
 	for _, p := range peers {
-		actx, cancel := context.WithTimeout(ctx, confirmRemovalTimeout)
-		ans, err := a.ask(actx, p.name, p.addr, adminRequest{Leader: &op})
-		cancel()
-		if err != nil {
-			a.log.Debug("leave: removal not confirmed", "member", p.name, "error", err)
-			continue
-		}
-		a.log.Debug("leave: removal asked", "member", p.name, "answer", ans.Error)
-		if ans.Error == "" || errors.Is(decodeWireError(ans.Kind, ans.Error), ErrUnknownMember) {
-			return ans.Node, true
+		go func() {
+			ans, err := a.ask(actx, p.name, p.addr, adminRequest{Leader: &op})
+			switch {
+			case err != nil:
+				a.log.Debug("leave: removal not confirmed", "member", p.name, "error", err)
+			case ans.Error == "" || errors.Is(decodeWireError(ans.Kind, ans.Error), ErrUnknownMember):
+				confirmed <- ans.Node
+				return
+			default:
+				a.log.Debug("leave: removal not confirmed", "member", p.name, "answer", ans.Error)
+			}
+			confirmed <- ""
+		}()
+	}
+	for range peers {
+		if by := <-confirmed; by != "" {
+			return by, true
 		}
 	}
 	return "", false
 }
 
-// confirmRemovalTimeout bounds one question of confirmRemoval.
+// confirmRemovalTimeout bounds confirmRemoval's questions.
 const confirmRemovalTimeout = 3 * time.Second
 
 // leaderlessLeave bounds how long Leave waits for its removal while no
