@@ -327,6 +327,15 @@ func (a *Agent) Leave(ctx context.Context) error {
 			if addr, _ := r.LeaderWithID(); addr != "" {
 				leaderSeen = time.Now()
 			} else if time.Since(leaderSeen) > leaderlessLeave {
+				// Raft's leader stops replicating to a server the moment
+				// it removes it, with one best-effort send of the entry
+				// that removes it: a follower whose send was lost (a
+				// loaded host) never learns its removal and sees no leader
+				// from then on. Ask the others.
+				if by, ok := a.confirmRemoval(ctx); ok {
+					a.log.Info("removal from the raft configuration confirmed by another member", "member", by)
+					break wait
+				}
 				errs = append(errs, fmt.Errorf("wait for removal from raft configuration: no leader for %v", leaderlessLeave))
 				break wait
 			}
@@ -345,6 +354,55 @@ func (a *Agent) Leave(ctx context.Context) error {
 	a.notify()
 	return errors.Join(errs...)
 }
+
+// confirmRemoval asks the other members, over the admin channel, to
+// remove this node from the Raft configuration (as OpRemoveMember; a
+// leaving node may be removed): true, with the member that answered, when
+// the leader did so or answered that this node is no longer in its
+// configuration. False when none could (no leader among them, no admin
+// channel without cluster TLS, nobody reachable).
+func (a *Agent) confirmRemoval(ctx context.Context) (string, bool) {
+	type peer struct{ name, addr string }
+	var peers []peer
+	a.mu.RLock()
+	for name, m := range a.members {
+		if name != a.cfg.NodeName && m.hasMeta && m.meta.Raft != "" {
+			peers = append(peers, peer{name, m.meta.Raft})
+		}
+	}
+	a.mu.RUnlock()
+	slices.SortFunc(peers, func(x, y peer) int { return strings.Compare(x.name, y.name) })
+	op := LeaderOp{Kind: OpRemoveMember, Node: a.cfg.NodeName}
+	// All at once, bounded as a whole: a cluster stopped all at once must
+	// not hold each agent's exit for a timeout per peer.
+	actx, cancel := context.WithTimeout(ctx, confirmRemovalTimeout)
+	defer cancel()
+	confirmed := make(chan string, len(peers))
+	for _, p := range peers {
+		go func() {
+			ans, err := a.ask(actx, p.name, p.addr, adminRequest{Leader: &op})
+			switch {
+			case err != nil:
+				a.log.Debug("leave: removal not confirmed", "member", p.name, "error", err)
+			case ans.Error == "" || errors.Is(decodeWireError(ans.Kind, ans.Error), ErrUnknownMember):
+				confirmed <- ans.Node
+				return
+			default:
+				a.log.Debug("leave: removal not confirmed", "member", p.name, "answer", ans.Error)
+			}
+			confirmed <- ""
+		}()
+	}
+	for range peers {
+		if by := <-confirmed; by != "" {
+			return by, true
+		}
+	}
+	return "", false
+}
+
+// confirmRemovalTimeout bounds confirmRemoval's questions.
+const confirmRemovalTimeout = 3 * time.Second
 
 // leaderlessLeave bounds how long Leave waits for its removal while no
 // leader is known.

@@ -205,6 +205,9 @@ func startClassicOps(t *testing.T, c *cluster, ctx context.Context, scn string) 
 // is asserted about the classic stack (its figures are the comparison).
 func finishClassic(t *testing.T, c *cluster, ctx context.Context, o *opsRun, victim string, faultNs int64, cut map[string]int64) {
 	t.Helper()
+	if !c.waitHold(ctx, o, 10, 60*time.Second) { // as finishOps, but only noted
+		t.Logf("note: the hold client's connections did not all answer again within 60 s: replies %v", c.holdProgress(ctx, o))
+	}
 	hr := c.stopHold(ctx, o)
 	recs := c.stopWriters(ctx, o.ws)
 	var master string

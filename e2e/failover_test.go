@@ -118,17 +118,78 @@ func scenarioKill9(t *testing.T, c *cluster, ctx context.Context) {
 	}
 	c.waitHealthy(ctx, 120*time.Second)
 	c.waitFlowing(ctx, ws, 200, 30*time.Second, "traffic flows with the old master back as a replica")
-	master, p, r, _ := finish(t, c, ctx, ws, faultNs)
+	master, p, r, recs := finish(t, c, ctx, ws, faultNs)
 	c.report(ctx, "kill9-master-redis", p, r, 0, faultNs, nil)
 	if master == h.master {
 		t.Errorf("Sentinel still names %s as master", master)
 	}
-	if p.MaxErrorsPerConn > 1 || r.MaxErrorsPerConn > 1 {
-		t.Errorf("errors per connection: %d (persistent) and %d (reconnecting), want at most 1", p.MaxErrorsPerConn, r.MaxErrorsPerConn)
+	// What redhaven answers for: the command in flight fails (one error
+	// per connection), the others wait for the new master. The proxy holds
+	// a command up to 5 s without a master, then answers MASTERDOWN: that
+	// is right only while Sentinel itself has no new master, which a
+	// loaded host can make take longer (three Sentinels voting each for
+	// itself abort and retry after 2 x failover-timeout: 14 s at load 35).
+	sw := c.sentinelSwitchMs(ctx, faultNs)
+	t.Logf("first +switch-master in a Sentinel log %.0f ms after the fault", sw)
+	for _, w := range ws {
+		other, masterdown := 0, 0
+		perConn := map[int]int{}
+		for _, rec := range recs[w.prefix] {
+			if rec.OK || rec.Send < faultNs-int64(time.Second) {
+				continue
+			}
+			if rec.Class == "MASTERDOWN" {
+				masterdown++
+			} else {
+				perConn[rec.Conn]++
+				other = max(other, perConn[rec.Conn])
+			}
+		}
+		if other > 1 {
+			t.Errorf("writer %s: %d errors other than MASTERDOWN on one connection, want at most 1 (the command in flight)", w.prefix, other)
+		}
+		if masterdown > 0 && !(sw > 5000) {
+			t.Errorf("writer %s: %d MASTERDOWN answers, but Sentinel switched the master %.0f ms after the fault (the proxy holds a command 5 s)", w.prefix, masterdown, sw)
+		}
 	}
-	if p.FirstAckMs() < 0 || p.MaxStallMs > 10000 {
-		t.Errorf("unavailability %.0f ms (first ack after the fault at %.0f ms), want under 10 s", p.MaxStallMs, p.FirstAckMs())
+	bound := 10000.0
+	if sw > 5000 {
+		bound = sw + 5000 // Sentinel's own delay, plus redhaven's part
 	}
+	if p.FirstAckMs() < 0 || p.MaxStallMs > bound {
+		t.Errorf("unavailability %.0f ms (first ack after the fault at %.0f ms), want under %.0f ms (Sentinel switched after %.0f ms)", p.MaxStallMs, p.FirstAckMs(), bound, sw)
+	}
+}
+
+// sentinelSwitchMs is the time from faultNs to the first +switch-master
+// of mymaster that a running node's Sentinel logged after it (-1: none).
+// Sentinel logs its local time, UTC in the node containers.
+func (c *cluster) sentinelSwitchMs(ctx context.Context, faultNs int64) float64 {
+	first := int64(-1)
+	for _, n := range c.up() {
+		out, err := c.exec(ctx, n, "grep", "-F", "+switch-master "+masterName+" ", "/var/log/e2e-sentinel.log")
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(out, "\n") {
+			// 51:X 07 Dec 2026 04:23:56.075 # +switch-master mymaster OLD PORT NEW PORT
+			f := strings.Fields(line)
+			if len(f) < 5 {
+				continue
+			}
+			at, err := time.ParseInLocation("02 Jan 2006 15:04:05.000", strings.Join(f[1:5], " "), time.UTC)
+			if err != nil || at.UnixNano() < faultNs {
+				continue
+			}
+			if first < 0 || at.UnixNano() < first {
+				first = at.UnixNano()
+			}
+		}
+	}
+	if first < 0 {
+		return -1
+	}
+	return float64(first-faultNs) / 1e6
 }
 
 // 4. planned failover through `redhaven failover` on the leader.

@@ -111,7 +111,47 @@ func (c *cluster) startHold(ctx context.Context, o *opsRun, addr string) {
 	if err := c.env.ExecDetached(ctx, clientName, "sh", "-c", script); err != nil {
 		c.t.Fatalf("start hold client: %v", err)
 	}
-	time.Sleep(500 * time.Millisecond) // its connections are up
+	// Its connections are up before the fault (a fixed 500 ms was not
+	// always enough at load 30).
+	if !c.waitHold(ctx, o, 1, 30*time.Second) {
+		c.t.Fatalf("the hold client's connections did not all answer within 30 s: replies %v", c.holdProgress(ctx, o))
+	}
+}
+
+// holdProgress is the hold client's replies so far on each connection
+// (nil when its progress file cannot be read).
+func (c *cluster) holdProgress(ctx context.Context, o *opsRun) []int {
+	out, err := c.exec(ctx, clientName, "cat", o.hold+".progress")
+	if err != nil {
+		return nil
+	}
+	var rs []int
+	for _, f := range strings.Fields(out) {
+		var n int
+		if _, err := fmt.Sscan(f, &n); err != nil {
+			return nil
+		}
+		rs = append(rs, n)
+	}
+	return rs
+}
+
+// waitHold waits up to d until every connection of the hold client has n
+// more replies than at the call; false if not.
+func (c *cluster) waitHold(ctx context.Context, o *opsRun, n int, d time.Duration) bool {
+	base := c.holdProgress(ctx, o)
+	return c.tryPoll(ctx, d, func() bool {
+		rs := c.holdProgress(ctx, o)
+		if len(rs) == 0 {
+			return false
+		}
+		for i, r := range rs {
+			if i < len(base) && r < base[i]+n || i >= len(base) && r < n {
+				return false
+			}
+		}
+		return true
+	})
 }
 
 // holdResult is what the hold client wrote.
@@ -160,6 +200,12 @@ var noTargets = opsTargets{-1, -1, -1, -1}
 func finishOps(t *testing.T, c *cluster, ctx context.Context, o *opsRun, victim string, faultNs int64,
 	cut map[string]int64, want opsTargets) {
 	t.Helper()
+	// Every connection of the hold client answers again (one stuck in its
+	// 10 s reply timeout redials) before it stops, so that its figures
+	// cover the recovery.
+	if !c.waitHold(ctx, o, 10, 60*time.Second) {
+		t.Errorf("the hold client's connections did not all answer again within 60 s: replies %v", c.holdProgress(ctx, o))
+	}
 	hr := c.stopHold(ctx, o)
 	_, p, r, _ := finish(t, c, ctx, o.ws, faultNs)
 	c.report(ctx, o.scn, p, r, 0, faultNs, cut)

@@ -28,6 +28,10 @@ import (
 // connection is closed and dialed again; also counted apart) and failed
 // dials; max_pause_ms is the
 // longest time between two replies on one connection.
+//
+// While it runs, -out.progress holds the replies so far on each
+// connection, one number per connection on one line, rewritten every
+// 100 ms (the test waits on it until every connection answers).
 func cmdHold(args []string) error {
 	fs := flag.NewFlagSet("hold", flag.ExitOnError)
 	addr := fs.String("addr", "", "proxy address host:port (the VIP)")
@@ -49,6 +53,30 @@ func cmdHold(args []string) error {
 	var drops, errs, timeouts, replies, dials int
 	var maxPause time.Duration
 	var events []string
+	perConn := make([]int, *conns) // replies on each connection
+	progress := func() {
+		mu.Lock()
+		line := fmt.Sprintln(strings.Trim(fmt.Sprint(perConn), "[]"))
+		mu.Unlock()
+		if err := os.WriteFile(*out+".progress.tmp", []byte(line), 0o644); err == nil {
+			_ = os.Rename(*out+".progress.tmp", *out+".progress")
+		}
+	}
+	progress()
+	progressDone := make(chan struct{})
+	go func() {
+		tick := time.NewTicker(100 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				close(progressDone)
+				return
+			case <-tick.C:
+				progress()
+			}
+		}
+	}()
 	note := func(i int, what string, err error) {
 		if len(events) < 50 {
 			events = append(events, fmt.Sprintf("%d conn%d %s: %v", time.Now().UnixNano(), i, what, err))
@@ -101,6 +129,7 @@ func cmdHold(args []string) error {
 				switch {
 				case err == nil && strings.HasPrefix(line, ":"):
 					replies++
+					perConn[i]++
 					now := time.Now()
 					if !last.IsZero() && now.Sub(last) > maxPause {
 						maxPause = now.Sub(last)
@@ -131,6 +160,8 @@ func cmdHold(args []string) error {
 		}()
 	}
 	wg.Wait()
+	<-progressDone
+	progress()
 	mu.Lock()
 	defer mu.Unlock()
 	res := fmt.Sprintf("drops=%d errors=%d timeouts=%d replies=%d dials=%d max_pause_ms=%d\n", drops, errs, timeouts, replies, dials, maxPause.Milliseconds())
