@@ -67,8 +67,8 @@ func tickleSegment(c Conn) ([]byte, error) {
 	ip := make([]byte, 40, 40+len(tcp))
 	ip[0] = 0x60
 	binary.BigEndian.PutUint16(ip[4:], uint16(len(tcp)))
-	ip[6] = 6    // next header: TCP
-	ip[7] = 64   // hop limit
+	ip[6] = 6  // next header: TCP
+	ip[7] = 64 // hop limit
 	s, d := src.As16(), dst.As16()
 	copy(ip[8:], s[:])
 	copy(ip[24:], d[:])
