@@ -305,6 +305,9 @@ type loop struct {
 	waiting bool
 	// ctx is Run's: it bounds the tickle goroutines.
 	ctx context.Context
+	// sawPresent: the address was on the link since the last gone episode
+	// began (only then can connections have been accepted on it).
+	sawPresent bool
 }
 
 func (l *loop) run(ctx context.Context) error {
@@ -371,6 +374,9 @@ func (l *loop) reconcile() {
 	if err != nil {
 		l.fail(errAddr, fmt.Errorf("list addresses on %s: %w", m.cfg.Interface, err))
 		return
+	}
+	if present {
+		l.sawPresent = true
 	}
 	switch {
 	case want && !present:
@@ -469,34 +475,48 @@ func (l *loop) released(msg string) {
 	l.hooks.enqueue(eventRelease)
 }
 
-// gone ends the connections still open on the address, which is not
-// here (OnGone), and tickles their clients on tickleSchedule.
+// gone runs when the address is neither here nor wanted. The first time
+// after it was seen here, it starts one episode: after tickleSchedule[0]
+// (an address back here by then, as after a brief flap, keeps its
+// connections), OnGone ends the connections still open on it, and their
+// clients are tickled on tickleSchedule while the address stays away.
 func (l *loop) gone() {
 	m := l.m
-	if m.onGone == nil {
+	if m.onGone == nil || !l.sawPresent {
 		return
 	}
-	conns := m.onGone()
-	if len(conns) == 0 {
-		return
-	}
-	t, err := l.sys.tickler()
+	l.sawPresent = false
+	t, err := l.sys.tickler() // here: in the system's network namespace
 	if err != nil {
 		m.logger.Warn("vip gone: cannot tell the clients of its connections; they find out when they next send or time out",
-			"vip", m.prefix, "connections", len(conns), "err", err)
-		return
+			"vip", m.prefix, "err", err)
+		t = nil
 	}
-	m.logger.Info("vip gone from this host: closed the client connections accepted on it; tickling their clients so they reconnect to the new holder",
-		"vip", m.prefix, "connections", len(conns))
 	ctx := l.ctx
 	go func() {
-		defer t.close()
+		if t != nil {
+			defer t.close()
+		}
 		start := time.Now()
+		var conns []Conn
 		for i, at := range tickleSchedule {
 			select {
 			case <-ctx.Done():
 				return
 			case <-time.After(time.Until(start.Add(at))):
+			}
+			if m.Holding() {
+				return // back on this host: its connections live on
+			}
+			if i == 0 {
+				if conns = m.onGone(); len(conns) == 0 {
+					return
+				}
+				m.logger.Info("vip gone from this host: closed the client connections accepted on it; tickling their clients so they reconnect to the new holder",
+					"vip", m.prefix, "connections", len(conns))
+			}
+			if t == nil {
+				return
 			}
 			if err := t.send(conns); err != nil && i == 0 {
 				m.logger.Warn("vip gone: tickle ACKs not sent", "vip", m.prefix, "err", err)

@@ -343,6 +343,22 @@ func TestGoneTicklesStrayConnections(t *testing.T) {
 	}
 	r.SetDesired(false)
 	testutil.Eventually(t, wait, "tickled after the release", func() bool { return tickles() > len(tickleSchedule) })
+	testutil.Eventually(t, 10*time.Second, "the second schedule", func() bool { return tickles() == 2*len(tickleSchedule) })
+
+	// A flap (the address back within tickleSchedule[0]) keeps the
+	// connections: OnGone is not called.
+	r.SetDesired(true)
+	testutil.Eventually(t, wait, "holding", r.Holding)
+	open.Store(true)
+	before = calls.Load()
+	r.SetDesired(false)
+	testutil.Eventually(t, wait, "released", func() bool { return !r.Holding() })
+	r.SetDesired(true)
+	testutil.Eventually(t, wait, "holding again", r.Holding)
+	time.Sleep(2 * tickleSchedule[0])
+	if calls.Load() != before || !open.Load() {
+		t.Fatal("a flap of the address ended its connections")
+	}
 }
 
 func TestPutsBackAddressRemovedBySomeoneElse(t *testing.T) {

@@ -14,12 +14,14 @@ type Conn struct {
 }
 
 // tickleSchedule is when, after the address left this host, its stray
-// connections' clients are tickled again: the new holder may take the
+// connections are closed (the first time) and their clients tickled:
+// not at once (an address that comes back within 300 ms, a flap, keeps
+// its connections), then again because the new holder may take the
 // address only after an ARP probe or the old copy's lifetime, and a
 // client answers at most one out-of-window segment per
 // net.ipv4.tcp_invalid_ratelimit (500 ms) per connection.
-var tickleSchedule = []time.Duration{0, 500 * time.Millisecond, time.Second, 1500 * time.Millisecond,
-	2 * time.Second, 3 * time.Second, 4500 * time.Millisecond}
+var tickleSchedule = []time.Duration{300 * time.Millisecond, 800 * time.Millisecond, 1300 * time.Millisecond,
+	1800 * time.Millisecond, 2500 * time.Millisecond, 3500 * time.Millisecond, 5 * time.Second}
 
 // tickleSegment builds the "tickle ACK" for c (as CTDB sends after moving
 // an address): a bare TCP ACK from c.Local to c.Remote with sequence and
