@@ -3,6 +3,7 @@ package node
 import (
 	"fmt"
 	"log/slog"
+	"net/netip"
 
 	"github.com/redhaven/redhaven/cluster"
 	"github.com/redhaven/redhaven/vip"
@@ -62,8 +63,24 @@ func newVIPSlots(cfg Config, services []*service, logger *slog.Logger) ([]*vipSl
 	}
 	for _, v := range slots {
 		v.lease.leave = make(chan chan struct{})
+		if p, err := vip.ParseAddress(v.cfg.Address); err == nil {
+			v.mgr.OnGone(func() []vip.Conn { return closeClientsOn(all, p.Addr()) })
+		}
 	}
 	return slots, nil
+}
+
+// closeClientsOn ends the client connections that any service's proxy
+// accepted on ip, a VIP this host no longer has (their clients are then
+// tickled: vip.Manager.OnGone), and returns them.
+func closeClientsOn(services []*service, ip netip.Addr) []vip.Conn {
+	var out []vip.Conn
+	for _, s := range services {
+		for _, c := range s.proxy.CloseClientsOn(ip) {
+			out = append(out, vip.Conn{Local: c.Local, Remote: c.Remote})
+		}
+	}
+	return out
 }
 
 // mayServe tells whether this node may hold the slot's VIP: it may serve

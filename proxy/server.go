@@ -492,3 +492,44 @@ func (srv *Server) valid(s *session, addr string) bool {
 	}
 	return addr == r.Master
 }
+
+// ClientConn is one client connection's two ends.
+type ClientConn struct {
+	Local, Remote netip.AddrPort
+}
+
+// CloseClientsOn ends every client session whose connection was accepted
+// on address ip and returns their ends. The node calls it for a VIP that
+// left this host: the kernel can no longer send from that address, so
+// these connections are dead, and their clients are told (vip.OnGone).
+func (srv *Server) CloseClientsOn(ip netip.Addr) []ClientConn {
+	ip = ip.Unmap()
+	var out []ClientConn
+	var gone []*session
+	srv.mu.Lock()
+	for s := range srv.sessions {
+		local, ok := tcpAddrPort(s.client.LocalAddr())
+		if !ok || local.Addr().Unmap() != ip {
+			continue
+		}
+		remote, ok := tcpAddrPort(s.client.RemoteAddr())
+		if !ok {
+			continue
+		}
+		out = append(out, ClientConn{Local: local, Remote: remote})
+		gone = append(gone, s)
+	}
+	srv.mu.Unlock()
+	for _, s := range gone {
+		s.shutdown()
+	}
+	return out
+}
+
+func tcpAddrPort(a net.Addr) (netip.AddrPort, bool) {
+	ta, ok := a.(*net.TCPAddr)
+	if !ok {
+		return netip.AddrPort{}, false
+	}
+	return ta.AddrPort(), true
+}

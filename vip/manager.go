@@ -103,6 +103,15 @@ type system interface {
 	announce() (sent bool, err error)
 	// release drops announcement sockets (after the address is removed).
 	release()
+	// tickler opens what sends tickle ACKs (tickle.go), in the system's
+	// network namespace.
+	tickler() (tickleSender, error)
+	close()
+}
+
+// tickleSender sends tickle ACKs; any goroutine may use it.
+type tickleSender interface {
+	send(conns []Conn) error
 	close()
 }
 
@@ -122,6 +131,9 @@ type Manager struct {
 	started atomic.Bool
 	// keep: leave the address on the link at shutdown (KeepOnStop).
 	keep atomic.Bool
+	// onGone lists and ends the connections still open on the address
+	// (OnGone); nil: none.
+	onGone func() []Conn
 
 	mu sync.Mutex
 	st Status
@@ -200,6 +212,16 @@ func (m *Manager) Want(d Desire) {
 	default:
 	}
 }
+
+// OnGone sets the function that lists, and ends, the connections still
+// open on the address: the proxy's client connections accepted on the
+// VIP. When the address is neither on this host nor wanted (released,
+// removed as stale, expired by its lifetime), the manager calls it (at
+// once, then every vip.check_interval while it is not held) and tickles
+// the clients of what it returns (tickle.go), so that a client whose
+// connection died with the move learns it when the new holder has the
+// address, not when its own timeout passes. Call before Run.
+func (m *Manager) OnGone(f func() []Conn) { m.onGone = f }
 
 // KeepOnStop makes Run leave the address on the link when it ends (no
 // on_release): a hand-over restart, whose next process adopts it. The
@@ -281,9 +303,15 @@ type loop struct {
 	wake *time.Timer
 	// waiting: the last probe was answered and the desire says wait.
 	waiting bool
+	// ctx is Run's: it bounds the tickle goroutines.
+	ctx context.Context
+	// sawPresent: the address was on the link since the last gone episode
+	// began (only then can connections have been accepted on it).
+	sawPresent bool
 }
 
 func (l *loop) run(ctx context.Context) error {
+	l.ctx = ctx
 	cfg := l.m.cfg
 	check := time.NewTicker(cfg.CheckInterval)
 	defer check.Stop()
@@ -347,6 +375,9 @@ func (l *loop) reconcile() {
 		l.fail(errAddr, fmt.Errorf("list addresses on %s: %w", m.cfg.Interface, err))
 		return
 	}
+	if present {
+		l.sawPresent = true
+	}
 	switch {
 	case want && !present:
 		if l.session {
@@ -400,11 +431,13 @@ func (l *loop) reconcile() {
 			m.logger.Info("stale vip removed", "vip", m.prefix, "interface", m.cfg.Interface)
 			l.setHolding(false)
 		}
+		l.gone()
 	default: // !want && !present
 		if l.session {
 			l.released("released (already gone from the interface)")
 		}
 		l.setHolding(false)
+		l.gone()
 	}
 	l.ok(errAddr)
 }
@@ -440,6 +473,56 @@ func (l *loop) released(msg string) {
 	l.setHolding(false)
 	m.logger.Info("vip "+msg, "vip", m.prefix, "interface", m.cfg.Interface)
 	l.hooks.enqueue(eventRelease)
+}
+
+// gone runs when the address is neither here nor wanted. The first time
+// after it was seen here, it starts one episode: after tickleSchedule[0]
+// (an address back here by then, as after a brief flap, keeps its
+// connections), OnGone ends the connections still open on it, and their
+// clients are tickled on tickleSchedule while the address stays away.
+func (l *loop) gone() {
+	m := l.m
+	if m.onGone == nil || !l.sawPresent {
+		return
+	}
+	l.sawPresent = false
+	t, err := l.sys.tickler() // here: in the system's network namespace
+	if err != nil {
+		m.logger.Warn("vip gone: cannot tell the clients of its connections; they find out when they next send or time out",
+			"vip", m.prefix, "err", err)
+		t = nil
+	}
+	ctx := l.ctx
+	go func() {
+		if t != nil {
+			defer t.close()
+		}
+		start := time.Now()
+		var conns []Conn
+		for i, at := range tickleSchedule {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(time.Until(start.Add(at))):
+			}
+			if m.Holding() {
+				return // back on this host: its connections live on
+			}
+			if i == 0 {
+				if conns = m.onGone(); len(conns) == 0 {
+					return
+				}
+				m.logger.Info("vip gone from this host: closed the client connections accepted on it; tickling their clients so they reconnect to the new holder",
+					"vip", m.prefix, "connections", len(conns))
+			}
+			if t == nil {
+				return
+			}
+			if err := t.send(conns); err != nil && i == 0 {
+				m.logger.Warn("vip gone: tickle ACKs not sent", "vip", m.prefix, "err", err)
+			}
+		}
+	}()
 }
 
 // probe asks whether another host answers for the address, logs it and

@@ -13,6 +13,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -35,7 +36,21 @@ type fakeSys struct {
 	marker    string // created on remove, so hooks can tell it came first
 	released  int
 	closed    bool
+	tickles   [][]Conn // what each tickle send carried
 }
+
+func (f *fakeSys) tickler() (tickleSender, error) { return fakeTickler{f}, nil }
+
+type fakeTickler struct{ f *fakeSys }
+
+func (t fakeTickler) send(conns []Conn) error {
+	t.f.mu.Lock()
+	defer t.f.mu.Unlock()
+	t.f.tickles = append(t.f.tickles, conns)
+	return nil
+}
+
+func (t fakeTickler) close() {}
 
 func (f *fakeSys) present() (bool, error) {
 	f.mu.Lock()
@@ -168,13 +183,16 @@ func (r *running) stop(t *testing.T) error {
 	return r.err
 }
 
-func startManager(t *testing.T, cfg Config, open opener) *running {
+func startManager(t *testing.T, cfg Config, open opener, setup ...func(*Manager)) *running {
 	t.Helper()
 	logs := &logBuffer{}
 	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	m, err := newManager(cfg, logger, open)
 	if err != nil {
 		t.Fatalf("newManager: %v", err)
+	}
+	for _, f := range setup {
+		f(m)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &running{Manager: m, logs: logs, cancel: cancel, done: make(chan error, 1)}
@@ -285,6 +303,61 @@ func TestAcquireAnnounceRelease(t *testing.T) {
 	}
 	if err := r.stop(t); err != nil {
 		t.Fatalf("Run = %v", err)
+	}
+}
+
+// The connections still open on an address that left this host are
+// ended and their clients tickled, on the schedule, also for a stale
+// address removed at start; never while the address is held.
+func TestGoneTicklesStrayConnections(t *testing.T) {
+	f := &fakeSys{addr: true} // a stale copy: removed at start
+	var calls atomic.Int32
+	var open atomic.Bool // connections on the address, as the proxy would list them
+	open.Store(true)
+	conn := Conn{Local: netip.MustParseAddrPort("10.0.0.100:6380"), Remote: netip.MustParseAddrPort("10.0.0.7:40000")}
+	r := startManager(t, testConfig(), func(Config, netip.Prefix) (func() (system, error), error) {
+		return func() (system, error) { return f, nil }, nil
+	}, func(m *Manager) {
+		m.OnGone(func() []Conn {
+			calls.Add(1)
+			if open.Swap(false) { // the callee ends what it returns
+				return []Conn{conn}
+			}
+			return nil
+		})
+	})
+	tickles := func() int { return get(f, func(f *fakeSys) int { return len(f.tickles) }) }
+	testutil.Eventually(t, wait, "the stray connection tickled", func() bool { return tickles() >= 2 })
+	if got := get(f, func(f *fakeSys) []Conn { return f.tickles[0] }); len(got) != 1 || got[0] != conn {
+		t.Fatalf("tickled %v, want [%v]", got, conn)
+	}
+	testutil.Eventually(t, 10*time.Second, "the whole schedule", func() bool { return tickles() == len(tickleSchedule) })
+
+	r.SetDesired(true)
+	testutil.Eventually(t, wait, "holding", r.Holding)
+	open.Store(true)
+	before := calls.Load()
+	time.Sleep(5 * testConfig().CheckInterval)
+	if calls.Load() != before {
+		t.Fatal("OnGone called while the address is held")
+	}
+	r.SetDesired(false)
+	testutil.Eventually(t, wait, "tickled after the release", func() bool { return tickles() > len(tickleSchedule) })
+	testutil.Eventually(t, 10*time.Second, "the second schedule", func() bool { return tickles() == 2*len(tickleSchedule) })
+
+	// A flap (the address back within tickleSchedule[0]) keeps the
+	// connections: OnGone is not called.
+	r.SetDesired(true)
+	testutil.Eventually(t, wait, "holding", r.Holding)
+	open.Store(true)
+	before = calls.Load()
+	r.SetDesired(false)
+	testutil.Eventually(t, wait, "released", func() bool { return !r.Holding() })
+	r.SetDesired(true)
+	testutil.Eventually(t, wait, "holding again", r.Holding)
+	time.Sleep(2 * tickleSchedule[0])
+	if calls.Load() != before || !open.Load() {
+		t.Fatal("a flap of the address ended its connections")
 	}
 }
 

@@ -222,3 +222,5 @@ func linkErr(name string, err error) error {
 	}
 	return fmt.Errorf("vip.interface: look up %q: %w", name, permErr(err))
 }
+
+func (s *netlinkSys) tickler() (tickleSender, error) { return openTickler() }

@@ -1,0 +1,5 @@
+//go:build !linux
+
+package vip
+
+func openTickler() (tickleSender, error) { return nil, ErrUnsupported }
