@@ -53,8 +53,8 @@ type outputOwner interface {
 	// bytes and ends the session when the write fails.
 	writeClient(p []byte, block bool) (int, error)
 	closeWrite(before bool) // around the last reply's write (finNext)
-	kick()          // wake the session goroutine
-	spawn(f func()) // run f in a goroutine the session waits for
+	kick()                  // wake the session goroutine
+	spawn(f func())         // run f in a goroutine the session waits for
 	isClosed() bool
 }
 
