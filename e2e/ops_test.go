@@ -363,10 +363,21 @@ func opsRollingUpgrade(t *testing.T, c *cluster, ctx context.Context) {
 	}
 	c.waitFlowing(ctx, o.ws, 200, 30*time.Second, "traffic flows after the rolling upgrade")
 	// Every member's version as the cluster sees it (gossip), from the
-	// holder: logged, the per-node check is upgrade's.
-	if out, err := c.exec(ctx, o.h.holders[0], "redhaven", "members"); err == nil {
-		t.Logf("members after the upgrade:\n%s", out)
+	// holder.
+	var members string
+	if !c.tryPoll(ctx, 30*time.Second, func() bool {
+		members, _ = c.exec(ctx, o.h.holders[0], "redhaven", "members")
+		ls := strings.Split(members, "\n")
+		for _, l := range ls[1:] {
+			if f := strings.Fields(l); len(f) == 0 || f[len(f)-1] != version {
+				return false
+			}
+		}
+		return len(ls) == 1+len(c.nodes)
+	}) {
+		t.Errorf("members do not all report version %s:\n%s", version, members)
 	}
+	t.Logf("members after the upgrade:\n%s", members)
 	finishOps(t, c, ctx, o, o.h.holders[0], faultNs, nil, opsTargets{vipMoveMs: -1, drops: 0, errors: 0, maxPauseMs: 500})
 }
 
