@@ -45,6 +45,7 @@ func TestOperations(t *testing.T) {
 		run  func(t *testing.T, c *cluster, ctx context.Context)
 	}{
 		{"rolling-handover", opsRollingHandover},
+		{"rolling-upgrade", opsRollingUpgrade},
 		{"reload", opsReload},
 		{"graceful-stop-holder", opsGracefulStop},
 		{"sigstop-holder-agent", opsSigstop},
@@ -172,14 +173,23 @@ func (c *cluster) stopHold(ctx context.Context, o *opsRun) holdResult {
 		out, err = c.exec(ctx, clientName, "cat", o.hold)
 		return err == nil
 	})
+	r, err := parseHold(out)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return r
+}
+
+// parseHold reads the hold client's result file.
+func parseHold(out string) (holdResult, error) {
 	var r holdResult
 	first, rest, _ := strings.Cut(out, "\n")
 	if _, err := fmt.Sscanf(first, "drops=%d errors=%d timeouts=%d replies=%d dials=%d max_pause_ms=%d",
 		&r.drops, &r.errors, &r.timeouts, &r.replies, &r.dials, &r.maxPauseMs); err != nil {
-		c.t.Fatalf("hold client result %q: %v", first, err)
+		return r, fmt.Errorf("hold client result %q: %v", first, err)
 	}
 	r.events = rest
-	return r
+	return r, nil
 }
 
 // opsTargets are the issue's targets for a scenario; a negative value
@@ -331,6 +341,92 @@ func opsRollingHandover(t *testing.T, c *cluster, ctx context.Context) {
 	}
 	c.waitFlowing(ctx, o.ws, 200, 30*time.Second, "traffic flows after the rolling hand-over")
 	finishOps(t, c, ctx, o, o.h.holders[0], faultNs, nil, opsTargets{vipMoveMs: -1, drops: 0, errors: 0, maxPauseMs: 500})
+}
+
+// Rolling upgrade of the three nodes, the VIP holder last: on each, dpkg
+// -i of a .deb built with another version string, then SIGHUP to the
+// agent, as the package's postinst does under systemd (systemctl
+// try-reload-or-restart runs the unit's ExecReload; these containers have
+// no systemd, so the postinst does nothing): the new binary on disk makes
+// a hand-over restart to it. The node's agent then reports the new
+// version.
+func opsRollingUpgrade(t *testing.T, c *cluster, ctx context.Context) {
+	installed, err := c.exec(ctx, "n1", "dpkg-query", "-W", "-f", "${Version}", "redhaven")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deb, version := upgradeDeb(t, ctx, installed) // before the clients: no build during the measurement
+	o := startOps(t, c, ctx, "o7")
+	faultNs := time.Now().UnixNano()
+	for _, n := range holderLast(c, o.h.holders[0]) {
+		c.upgrade(ctx, n, deb, installed, version)
+	}
+	c.waitFlowing(ctx, o.ws, 200, 30*time.Second, "traffic flows after the rolling upgrade")
+	// Every member's version as the cluster sees it (gossip), from the
+	// holder.
+	var members string
+	if !c.tryPoll(ctx, 30*time.Second, func() bool {
+		members, _ = c.exec(ctx, o.h.holders[0], "redhaven", "members")
+		ls := strings.Split(members, "\n")
+		for _, l := range ls[1:] {
+			if f := strings.Fields(l); len(f) == 0 || f[len(f)-1] != version {
+				return false
+			}
+		}
+		return len(ls) == 1+len(c.nodes)
+	}) {
+		t.Errorf("members do not all report version %s:\n%s", version, members)
+	}
+	t.Logf("members after the upgrade:\n%s", members)
+	finishOps(t, c, ctx, o, o.h.holders[0], faultNs, nil, opsTargets{vipMoveMs: -1, drops: 0, errors: 0, maxPauseMs: 500})
+}
+
+// upgrade installs deb (version) over installed in node n with dpkg -i,
+// SIGHUPs the agent and waits for the hand-over to the new binary; the
+// agent must say why (the binary changed) and report the new version.
+func (c *cluster) upgrade(ctx context.Context, n, deb, installed, version string) {
+	c.t.Helper()
+	if err := c.env.CopyTo(ctx, n, deb, "/tmp/redhaven-upgrade.deb"); err != nil {
+		c.t.Fatal(err)
+	}
+	dctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	out, err := c.env.Exec(dctx, n, "dpkg", "-i", "/tmp/redhaven-upgrade.deb")
+	cancel()
+	if err != nil {
+		c.t.Fatalf("dpkg -i in %s: %v", n, err)
+	}
+	c.t.Logf("%s: dpkg -i: %s", n, strings.ReplaceAll(out, "\n", " | "))
+	if v, _ := c.exec(ctx, n, "dpkg-query", "-W", "-f", "${Version}", "redhaven"); v != version {
+		c.t.Fatalf("%s: installed version %q after dpkg -i, want %q (was %q)", n, v, version, installed)
+	}
+	c.handOver(ctx, n, "HUP")
+	logs, _ := c.exec(ctx, n, "grep", "-F", "reload: these keys cannot change live", "/var/log/e2e-agent.log")
+	if !strings.Contains(logs, "binary /usr/bin/redhaven") {
+		c.t.Errorf("%s: the reload's log does not name the new binary: %q", n, logs)
+	}
+	var st string
+	c.poll(ctx, 30*time.Second, "the agent in "+n+" reports version "+version, func() bool {
+		out, _ := c.exec(ctx, n, "redhaven", "status")
+		st = statusVersion(out)
+		return st == version
+	})
+	bin, _ := c.exec(ctx, n, "redhaven", "version")
+	if first, _, _ := strings.Cut(bin, "\n"); first != "redhaven "+version {
+		c.t.Errorf("%s: redhaven version = %q, want %s", n, bin, version)
+	}
+	c.t.Logf("%s: upgraded %s -> %s; the agent reports %s", n, installed, version, st)
+}
+
+// statusVersion is the running agent's version in `redhaven status`
+// output ("node:  n1 (redhaven VERSION)").
+func statusVersion(out string) string {
+	for _, l := range strings.Split(out, "\n") {
+		if rest, ok := strings.CutPrefix(l, "node:"); ok {
+			_, v, _ := strings.Cut(rest, "(redhaven ")
+			return strings.TrimSuffix(strings.TrimSpace(v), ")")
+		}
+	}
+	return ""
 }
 
 // `systemctl reload` (SIGHUP) after editing the config on every node:

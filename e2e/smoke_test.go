@@ -102,3 +102,25 @@ func testDeb(t *testing.T, ctx context.Context) (deb, version string) {
 	}
 	return deb, smokeVersion
 }
+
+// upgradeDeb builds, from the working tree, a .deb that upgrades the
+// installed version (a deb version, as dpkg-query prints it) and returns
+// it with its version: installed+"+upgrade", which dpkg sorts after
+// installed whatever it is (a suffix that does not start with '~') and
+// packaging.CleanVersion keeps as it is, so that the new binary prints it
+// too. Only the link and the packaging run again (the build cache has the
+// rest): a few seconds, once per test that upgrades.
+func upgradeDeb(t *testing.T, ctx context.Context, installed string) (deb, version string) {
+	t.Helper()
+	if installed == "" {
+		t.Fatal("upgradeDeb: no installed version")
+	}
+	version = installed + "+upgrade"
+	began := time.Now()
+	deb, err := BuildDeb(ctx, t.TempDir(), version)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("upgrade .deb %s built in %v", deb, time.Since(began).Round(time.Millisecond))
+	return deb, version
+}

@@ -64,8 +64,13 @@ type sdUnit struct {
 //     itself and exits 0 (unit inactive, result success);
 //   - after a second start, a reload with a change that needs a restart
 //     hands over to a new process that systemd follows as the main PID
-//     (still sandboxed), and everything above still works; a stop then
-//     removes the VIP;
+//     (still sandboxed), and everything above still works;
+//   - an upgrade, dpkg -i of a .deb with another version, reloads the unit
+//     from the postinst (systemctl try-reload-or-restart): the agent hands
+//     over to the new binary, systemd follows the new main PID, the unit
+//     stays active, the agent reports the new version, and a client
+//     connected through the VIP across it loses no connection and gets no
+//     error (writer hold); a stop then removes the VIP;
 //   - the unit's journal has no permission or seccomp denial.
 //
 // Then it shows that these checks can fail: a drop-in that takes
@@ -143,16 +148,20 @@ func TestSystemdUnitVIP(t *testing.T) {
 	u.waitVIP(ctx, true, 30*time.Second)
 	u.checkServing(ctx, "after a hand-over reload")
 
+	// upgrade: dpkg -i of a .deb with another version; its postinst
+	// reloads the running unit, whose agent hands over to the new binary
+	pid3 := u.upgrade(ctx, pid2)
+
 	// systemd 252 takes a MAINPID= that is not its child as "alien" and,
 	// on the legacy cgroup hierarchy inside a container, cannot wait for
 	// it: stop sends SIGTERM and, nothing to wait for, SIGKILL at once
 	// (unit_kill_context). Not so on cgroup v2 or on a host; the VIP then
 	// goes with its lifetime (vip.lifetime).
-	alien := strings.Contains(u.journal(ctx, handedOver), fmt.Sprintf("Supervising process %d which is not our child", pid2))
+	alien := strings.Contains(u.journal(ctx, handedOver), fmt.Sprintf("Supervising process %d which is not our child", pid3))
 	fs, _ := u.exec(ctx, "stat", "-fc", "%T", "/sys/fs/cgroup")
 	legacyContainer := alien && fs != "cgroup2fs"
 	if legacyContainer {
-		t.Logf("systemd took the new main PID %d as not its child and the cgroup hierarchy is legacy (%s) in a container: it cannot wait for the agent's SIGTERM handling, so this stop is not checked for a clean exit", pid2, fs)
+		t.Logf("systemd took the new main PID %d as not its child and the cgroup hierarchy is legacy (%s) in a container: it cannot wait for the agent's SIGTERM handling, so this stop is not checked for a clean exit", pid3, fs)
 	}
 	u.stop(ctx, !legacyContainer)
 
@@ -202,6 +211,107 @@ func TestSystemdUnitVIP(t *testing.T) {
 	if out, err := u.exec(ctx, "timeout", "60", "systemctl", "stop", "redhaven.service"); err != nil {
 		t.Errorf("systemctl stop of the broken unit: %v %s", err, out)
 	}
+}
+
+// upgrade installs a .deb that upgrades the installed one while a client
+// holds two connections through the VIP and checks what the package's
+// upgrade path promises (TestSystemdUnitVIP); it returns the new main PID.
+func (u *sdUnit) upgrade(ctx context.Context, pid int) int {
+	u.t.Helper()
+	installed, err := u.exec(ctx, "dpkg-query", "-W", "-f", "${Version}", "redhaven")
+	if err != nil {
+		u.t.Fatal(err)
+	}
+	deb, version := upgradeDeb(u.t, ctx, installed)
+	if err := u.env.CopyTo(ctx, u.node, deb, "/tmp/redhaven-upgrade.deb"); err != nil {
+		u.t.Fatal(err)
+	}
+	if err := u.env.CopyTo(ctx, u.client, buildWriter(u.t, ctx), "/usr/local/bin/writer"); err != nil {
+		u.t.Fatal(err)
+	}
+	const hold = "/tmp/sdhold.txt"
+	if err := u.env.ExecDetached(ctx, u.client, "sh", "-c", fmt.Sprintf(
+		"echo $$ > %[1]s.pid; exec writer hold -addr %[2]s:6380 -conns 2 -out %[1]s -max 5m 2>%[1]s.err", hold, u.vip)); err != nil {
+		u.t.Fatalf("start the hold client: %v", err)
+	}
+	progress := func() []int {
+		out, _ := u.env.Exec(ctx, u.client, "cat", hold+".progress")
+		var rs []int
+		for _, f := range strings.Fields(out) {
+			n, err := strconv.Atoi(f)
+			if err != nil {
+				return nil
+			}
+			rs = append(rs, n)
+		}
+		return rs
+	}
+	// every connection answers n more times than in base
+	answered := func(base []int, n int) func() bool {
+		return func() bool {
+			rs := progress()
+			if len(rs) != 2 {
+				return false
+			}
+			for i, r := range rs {
+				if i < len(base) && r < base[i]+n || i >= len(base) && r < n {
+					return false
+				}
+			}
+			return true
+		}
+	}
+	u.poll(ctx, 30*time.Second, "the hold client's connections answer", answered(nil, 10))
+
+	before := u.cursor(ctx)
+	began := time.Now()
+	out, err := u.exec(ctx, "dpkg", "-i", "/tmp/redhaven-upgrade.deb")
+	if err != nil {
+		u.t.Fatalf("dpkg -i: %v", err)
+	}
+	u.t.Logf("dpkg -i %s -> %s in %v: %s", installed, version, time.Since(began).Round(time.Millisecond), strings.ReplaceAll(out, "\n", " | "))
+	var pid2 int
+	u.poll(ctx, 60*time.Second, "systemd follows the upgraded agent's main PID", func() bool {
+		pid2 = u.mainPID(ctx)
+		return pid2 != 0 && pid2 != pid && u.show(ctx, "ActiveState", "SubState") == "active running"
+	})
+	j := u.journal(ctx, before)
+	for _, want := range []string{"Reloading redhaven", "binary /usr/bin/redhaven", "hand-over done; this process exits"} {
+		if !strings.Contains(j, want) {
+			u.t.Errorf("no %q in the journal of the upgrade (the postinst's reload):\n%s", want, tail(j, 30))
+		}
+	}
+	u.t.Logf("upgrade: main PID %d -> %d after %v", pid, pid2, time.Since(began).Round(time.Millisecond))
+	if bin, _ := u.exec(ctx, "redhaven", "version"); !strings.HasPrefix(bin, "redhaven "+version+"\n") {
+		u.t.Errorf("redhaven version = %q, want redhaven %s", bin, version)
+	}
+	u.poll(ctx, 30*time.Second, "the agent reports version "+version, func() bool {
+		st, _ := u.exec(ctx, "redhaven", "status")
+		return statusVersion(st) == version
+	})
+	u.checkSandbox(ctx, pid2)
+	u.waitVIP(ctx, true, 30*time.Second)
+	u.checkServing(ctx, "after an upgrade")
+
+	u.poll(ctx, 30*time.Second, "the hold client's connections answer after the upgrade", answered(progress(), 10))
+	if out, err := u.env.Exec(ctx, u.client, "sh", "-c", "kill -TERM $(cat "+hold+".pid)"); err != nil {
+		u.t.Errorf("stop the hold client: %v %s", err, out)
+	}
+	var res string
+	u.poll(ctx, 30*time.Second, "the hold client's result", func() bool {
+		res, err = u.env.Exec(ctx, u.client, "cat", hold)
+		return err == nil
+	})
+	r, err := parseHold(res)
+	if err != nil {
+		u.t.Fatal(err)
+	}
+	u.t.Logf("client through the VIP across the upgrade: dropped=%d errors=%d timeouts=%d replies=%d max_pause_ms=%d",
+		r.drops, r.errors, r.timeouts, r.replies, r.maxPauseMs)
+	if r.drops+r.errors+r.timeouts > 0 {
+		u.t.Errorf("the upgrade cost the client: dropped=%d errors=%d timeouts=%d; events:\n%s", r.drops, r.errors, r.timeouts, r.events)
+	}
+	return pid2
 }
 
 // stop runs systemctl stop and checks the VIP is gone; clean: also that
