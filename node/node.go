@@ -126,6 +126,7 @@ func NewInherited(cfg Config, logger *slog.Logger, in *Inherited) (*Node, error)
 		return nil, err
 	}
 	n.adoptVIP(in) // vip_lease.go: the previous process's VIP lease, before vip.Run
+	n.setUpDrain() // drain.go
 	return n, nil
 }
 
@@ -205,6 +206,9 @@ func (n *Node) Run(ctx context.Context) error {
 	g.Go(n.bounded(gctx, "cluster change fan-out", n.fanOut))
 	g.Go(n.bounded(gctx, "leader health loop", n.leaderHealthLoop))
 	g.Go(n.bounded(gctx, "web", n.web.Run))
+	// The VIP goes once the proxies closed their connections (drain.go).
+	vctx, stopVIPs := n.vipStopContext(gctx)
+	defer stopVIPs()
 	for _, v := range n.vips {
 		name := "vip"
 		if v.key != cluster.SharedVIP {
@@ -214,8 +218,8 @@ func (n *Node) Run(ctx context.Context) error {
 		if n.vipAddressOff {
 			run = func(ctx context.Context) error { <-ctx.Done(); return nil }
 		}
-		g.Go(n.bounded(gctx, name, run))
-		g.Go(n.bounded(gctx, name+" lease loop", func(ctx context.Context) error { return n.leaseLoop(ctx, v) }))
+		g.Go(n.bounded(vctx, name, run))
+		g.Go(n.bounded(vctx, name+" lease loop", func(ctx context.Context) error { return n.leaseLoop(ctx, v) }))
 	}
 	g.Go(n.bounded(gctx, "redis TLS reload loop", n.redisTLSLoop))
 	g.Go(func() error {

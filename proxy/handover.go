@@ -119,10 +119,17 @@ type handoverRun struct {
 	// txUntil: until then a session inside MULTI or WATCH waits for its
 	// EXEC (half the time to the deadline); after it, it moves with its
 	// transaction, whose EXEC then fails as after a failover.
-	txUntil  time.Time
+	txUntil time.Time
+	// drain: a clean stop (drain.go): sessions close at their boundary
+	// instead of moving; lastOld is the id of the last session accepted
+	// before it began
+	drain   bool
+	lastOld uint64
+
 	mu       sync.Mutex
 	sessions []SessionHandoff
 	closed   int
+	drained  int
 }
 
 // ErrNotRunning: HandOver needs a running server.
@@ -220,6 +227,9 @@ func (s *session) handoffNow() *handoverRun {
 	if run == nil || s.quitting {
 		return nil
 	}
+	if run.drain && s.drainServing(run) {
+		return nil
+	}
 	s.mu.Lock()
 	tx := s.inMulti || s.watching
 	s.mu.Unlock()
@@ -236,6 +246,11 @@ func (s *session) handOff(run *handoverRun) (done bool) {
 	s.mu.Lock()
 	busy := s.handoffBusyLocked()
 	be := s.be
+	if run.drain {
+		// the reply that ends the wait wakes us (replies.go) and closes
+		// the write side at once (finNext)
+		s.drainWait, s.drainFin = busy != "", true
+	}
 	s.mu.Unlock()
 	if busy != "" {
 		if time.Now().Before(run.deadline) {
@@ -243,6 +258,9 @@ func (s *session) handOff(run *handoverRun) (done bool) {
 			return false
 		}
 		return s.handoffClose(run, "not at a command boundary by the deadline: "+busy)
+	}
+	if run.drain {
+		return s.drainClose(run)
 	}
 	// Nothing is owed a reply: the backend connection goes (after it,
 	// nothing more is written to the client here, pushes included).
@@ -468,8 +486,8 @@ func (srv *Server) startAdopted() {
 // stops waiting: a hand-over runs and nothing is owed a reply, so the
 // commands it holds go to the next process unanswered.
 func (s *session) handoverHolds() bool {
-	if s.handoffNow() == nil {
-		return false
+	if run := s.handoffNow(); run == nil || run.drain {
+		return false // a drain serves what it holds
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -33,6 +33,11 @@ type clientOutput struct {
 	// holds wmu collects and writes them
 	localsWaiting bool
 
+	// finNext: once out is written, nothing more is owed and nothing
+	// more is read (a drain, drain.go): the write side closes right
+	// after the last reply (under wmu, set by readyLocked)
+	finNext bool
+
 	outPending atomic.Bool  // out holds bytes a non-blocking write left
 	outBacklog atomic.Int64 // len(out) after the last write
 	flushing   atomic.Bool  // a flusher goroutine is writing them
@@ -47,8 +52,9 @@ type outputOwner interface {
 	// writeClient writes to the client, waiting or not; it counts the
 	// bytes and ends the session when the write fails.
 	writeClient(p []byte, block bool) (int, error)
-	kick()          // wake the session goroutine
-	spawn(f func()) // run f in a goroutine the session waits for
+	closeWrite(before bool) // around the last reply's write (finNext)
+	kick()                  // wake the session goroutine
+	spawn(f func())         // run f in a goroutine the session waits for
 	isClosed() bool
 }
 
@@ -134,6 +140,9 @@ func (o *clientOutput) write(w outputOwner, block bool) {
 	if block {
 		o.outBacklog.Store(int64(len(o.out))) // while it waits for the client (budget.go)
 	}
+	if o.finNext {
+		w.closeWrite(true)
+	}
 	n, err := w.writeClient(o.out, block)
 	switch {
 	case n < len(o.out) && err == nil:
@@ -149,6 +158,9 @@ func (o *clientOutput) write(w outputOwner, block bool) {
 	}
 	o.outPending.Store(false)
 	o.outBacklog.Store(0)
+	if o.finNext {
+		w.closeWrite(false)
+	}
 }
 
 // takePendLocked moves pend to out (wmu and the owner's lock held);

@@ -67,6 +67,7 @@ type Server struct {
 	wg       sync.WaitGroup
 
 	handover handover             // handover.go
+	drain    drainState           // drain.go
 	live     atomic.Pointer[Live] // live.go: nil until first read or SetLive
 }
 
@@ -110,6 +111,7 @@ func newServer(cfg Config, routes RouteSource, logger *slog.Logger, listen func(
 		budget:   newBufferBudget(cfg.MaxBufferMemory),
 		perIP:    perIP{n: map[netip.Addr]int{}},
 		handover: handover{done: make(chan struct{})},
+		drain:    drainState{first: make(chan struct{})},
 	}
 	srv.cmds = newCmdIndex(mustParseDeny(cfg.DenyCommands)) // validated above
 	if srv.needAuth && cfg.BackendPassword != "" {
@@ -180,8 +182,11 @@ func (srv *Server) Run(ctx context.Context) error {
 		return ErrAlreadyRunning
 	}
 	srv.refreshRoute()
-	ctx, cancel := context.WithCancel(ctx)
+	stop := ctx.Done()
+	// The parts run on until the drain of a clean stop is done (drain.go).
+	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancel()
+	defer srv.drain.closeFirst()
 	if p, err := newIdlePoller(); err != nil {
 		srv.log.Info("idle sessions keep their goroutine", "err", err)
 	} else {
@@ -239,7 +244,8 @@ func (srv *Server) Run(ctx context.Context) error {
 	}
 	var err error
 	select {
-	case <-ctx.Done():
+	case <-stop:
+		srv.runDrain()
 	case err = <-fatal:
 	case <-srv.handover.done:
 	}
@@ -305,6 +311,7 @@ func (srv *Server) acceptLoop(ctx context.Context, l *listener) error {
 			srv.startTLSSession(ctx, l, c)
 			continue
 		}
+		srv.prepareClient(c)
 		s := newSession(srv, l, c, srv.nextID.Add(1))
 		srv.mu.Lock()
 		if srv.stopping {

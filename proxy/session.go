@@ -87,6 +87,9 @@ type session struct {
 	demotedGen  uint64
 	closing     bool
 	drainWait   bool
+	// drainFin: a drain stopped reading this session; its last reply
+	// closes the write side (output.go finNext)
+	drainFin bool
 	// replayFail is Redis's refusal of the state replayed on a new
 	// connection when no command was waiting for an answer yet: the
 	// client's next command gets it, then the session closes (closing at
@@ -213,7 +216,9 @@ func (s *session) run() (parked bool) {
 		s.rr.end += n
 		s.bytesIn.Add(int64(n))
 		s.holdExpired = false
-		return s.processInput() == actRead
+		// a drain's last batch: back to the loop's top, which closes the
+		// session after its replies
+		return s.processInput() == actRead && !s.drainFin
 	}
 	for !s.isClosed() {
 		s.kickPending.Store(false)
@@ -682,7 +687,21 @@ func (s *session) readyLocked(collect bool) bool {
 	if collect {
 		s.emitReadyLocked()
 	}
+	s.finNext = s.drainFin && s.q.len() == 0 && s.inflight == 0 && s.unsent == 0
 	return s.closing
+}
+
+// closeWrite sends the client a FIN with the last reply of a drain
+// (drain.go), before the client may send its next command: before the
+// write it corks the socket, after it it shuts the write side down.
+func (s *session) closeWrite(before bool) {
+	if before {
+		corkClient(s.client)
+		return
+	}
+	if cw, ok := s.client.(interface{ CloseWrite() error }); ok {
+		_ = cw.CloseWrite()
+	}
 }
 
 func (s *session) writeClient(p []byte, block bool) (n int, err error) {
@@ -750,6 +769,8 @@ func (s *session) processInput() action {
 	s.muxRoom = s.muxRoomLocked()
 	act := s.inputBoundsLocked()
 	var n int64
+	run := s.srv.handingOver()
+	draining, served := run != nil && run.drain, false
 	for act == actRead {
 		raw, inline, err := s.rr.peek(s.srv.needAuth && !s.authed)
 		if err != nil {
@@ -763,6 +784,9 @@ func (s *session) processInput() action {
 			act = s.unauthPipelineLocked()
 			break
 		}
+		if draining && (inline || !setupCommand(s.rr.name(raw))) {
+			served = true
+		}
 		a := s.commandLocked(raw, inline)
 		if a == actHold {
 			act = actHold
@@ -773,6 +797,16 @@ func (s *session) processInput() action {
 		if a == actClose {
 			act = actClose
 			break
+		}
+	}
+	if draining && act == actRead {
+		// a clean stop (drain.go): a batch that ends at a command boundary
+		// outside a transaction is the session's last, its last reply
+		// carries the FIN; set before the batch is sent
+		if s.rr.buffered() || s.inMulti || s.watching {
+			s.drainFin = false
+		} else if served {
+			s.drainFin = true
 		}
 	}
 	s.mu.Unlock()
