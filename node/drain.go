@@ -18,7 +18,7 @@ import (
 //     reaches this host, after it the next holder.
 
 // drainFirstBound bounds how long the VIP waits for the proxies' first
-// drain step (the proxies' own bound is 200 ms).
+// drain step (the proxies' own bound is 120 ms).
 const drainFirstBound = 300 * time.Millisecond
 
 // setUpDrain gives each proxy its stop gate, and IP_TRANSPARENT client

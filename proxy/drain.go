@@ -15,13 +15,15 @@ import (
 // close while a command is on its way fails that command.
 //
 // So a stop drains in three steps (Run):
-//  1. every session closes at its next command boundary: one that owes
-//     nothing at once, a busy one after its in-flight replies, one with a
-//     partial command once it is complete and answered; new connections
-//     are still accepted (the VIP may still be here) and each closes after
-//     its first reply. DrainedFirst is closed once the sessions open at
-//     the start are gone (at most drainFirstLimit): the node removes the
-//     VIP then, when no command of theirs is on its way.
+//  1. every session closes at its next command boundary: a busy one
+//     after its in-flight replies, an idle one after its next command
+//     (closing it at once could cross that command), one with a partial
+//     command once it is complete and answered; new connections are still
+//     accepted (the VIP may still be here) and each closes after its
+//     first command past the setup. DrainedFirst is closed once the
+//     sessions open at the start are gone; those still idle after
+//     drainFirstLimit are closed then: the node removes the VIP, when no
+//     command of theirs is on its way.
 //  2. the stop gate (SetStopGate): until the VIP has left this host, so
 //     that a client dialing again reaches the next holder, not a closed
 //     port here (at most drainGateLimit).
@@ -32,7 +34,7 @@ import (
 // accepted sockets get IP_TRANSPARENT (SetTransparent) so that the kernel
 // still sends from the VIP's address.
 const (
-	drainFirstLimit = 200 * time.Millisecond
+	drainFirstLimit = 100 * time.Millisecond
 	drainGateLimit  = 2 * time.Second
 	drainLimit      = time.Second
 )
@@ -67,13 +69,18 @@ func (srv *Server) DrainedFirst() <-chan struct{} { return srv.drain.first }
 func (srv *Server) runDrain() {
 	defer srv.drain.closeFirst()
 	start := time.Now()
-	run := &handoverRun{drain: true, lastOld: srv.nextID.Load(), deadline: start.Add(drainFirstLimit + drainGateLimit + drainLimit)}
+	// Fixed when it starts: the sessions read them without a lock.
+	run := &handoverRun{drain: true, lastOld: srv.nextID.Load(), firstUntil: start.Add(drainFirstLimit),
+		deadline: start.Add(drainFirstLimit + drainGateLimit + drainLimit)}
 	run.txUntil = run.deadline.Add(-drainLimit / 2)
 	if !srv.handover.cur.CompareAndSwap(nil, run) {
 		return // a hand-over runs: it owns the sessions
 	}
 	old := srv.finAll()
-	srv.waitSessions(start.Add(drainFirstLimit), func() bool { return srv.oldSessions(run.lastOld) == 0 })
+	srv.waitSessions(run.firstUntil, func() bool { return srv.oldSessions(run.lastOld) == 0 })
+	// The old sessions that said nothing close now (kicked), before the
+	// address goes.
+	srv.waitSessions(time.Now().Add(20*time.Millisecond), func() bool { return srv.oldSessions(run.lastOld) == 0 })
 	firstTook := time.Since(start)
 	srv.drain.closeFirst()
 	gateTook := time.Duration(0)
@@ -91,9 +98,11 @@ func (srv *Server) runDrain() {
 		_ = l.ln.Close()
 	}
 	srv.handover.accepting.Wait()
-	run.deadline = time.Now().Add(drainLimit)
-	run.txUntil = run.deadline.Add(-drainLimit / 2)
-	srv.waitSessions(run.deadline, func() bool { return srv.sessionCount() == 0 })
+	end := time.Now().Add(drainLimit)
+	if run.deadline.Before(end) {
+		end = run.deadline
+	}
+	srv.waitSessions(end, func() bool { return srv.sessionCount() == 0 })
 	run.mu.Lock()
 	drained, cut := run.drained, run.closed
 	run.mu.Unlock()
@@ -131,6 +140,10 @@ func (srv *Server) finAll() int {
 		s.mu.Lock()
 		if !s.inMulti && !s.watching {
 			s.drainFin = true
+			// one with a reply on its way is done after it; an idle one
+			// serves its next command first (closing it now could cross
+			// that command: the client would get a reset)
+			s.drainServed = s.q.len() > 0 || s.inflight > 0 || s.unsent > 0
 		}
 		s.mu.Unlock()
 	}
@@ -151,14 +164,22 @@ func (srv *Server) oldSessions(last uint64) int {
 }
 
 // drainServing says whether a session goes on serving during a drain
-// before it may close: it has a partial command, or it is new and has
-// not been answered yet (a client that just dialed sends a command), or
-// a command waits unread in its socket.
+// before it may close: it has a partial command, or a command waits
+// unread in its socket, or it has not been answered during the drain yet
+// (its client sends a command soon: an open one within the first step,
+// one that just dialed until the drain's end).
 func (s *session) drainServing(run *handoverRun) bool {
-	if !time.Now().Before(run.deadline) {
+	now := time.Now()
+	if !now.Before(run.deadline) {
 		return false
 	}
-	return s.rr.buffered() || (s.id > run.lastOld && !s.drainFin) || inputPending(s.client)
+	if s.rr.buffered() || inputPending(s.client) {
+		return true
+	}
+	s.mu.Lock()
+	served := s.drainServed
+	s.mu.Unlock()
+	return !served && (s.id > run.lastOld || now.Before(run.firstUntil))
 }
 
 // drainClose ends a session at its command boundary in a drain: once its

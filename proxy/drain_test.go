@@ -14,7 +14,8 @@ import (
 )
 
 // A clean stop closes each client connection right after a reply, so a
-// pooled client dials again before its next command and none fails: the
+// pooled client dials again before its next command and none fails, also
+// one that is idle between its commands: the
 // "VIP" (which proxy a dial reaches) moves from A to B when A's stop gate
 // opens, as when the holder's VIP moves to the next node.
 func TestStopDrainsAtCommandBoundaries(t *testing.T) {
@@ -47,7 +48,7 @@ func TestStopDrainsAtCommandBoundaries(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	t0 := time.Now()
-	const workers = 8
+	const workers = 12 // 4 of them paced, as a writer with a cadence
 	var (
 		wg      sync.WaitGroup
 		acks    [workers]int64
@@ -77,6 +78,11 @@ func TestStopDrainsAtCommandBoundaries(t *testing.T) {
 				acks[i]++
 				if moved.Load() {
 					onB.Add(1)
+				}
+				if i >= 8 {
+					// idle between commands: a drain that closed an idle
+					// connection could cross the next command
+					time.Sleep(3 * time.Millisecond)
 				}
 			}
 		}()

@@ -123,8 +123,9 @@ type handoverRun struct {
 	// drain: a clean stop (drain.go): sessions close at their boundary
 	// instead of moving; lastOld is the id of the last session accepted
 	// before it began
-	drain   bool
-	lastOld uint64
+	drain      bool
+	lastOld    uint64
+	firstUntil time.Time // the end of the drain's first step
 
 	mu       sync.Mutex
 	sessions []SessionHandoff

@@ -52,6 +52,7 @@ type session struct {
 	rr          requestReader
 	quitting    bool
 	holdExpired bool   // a hold failed since the last client read
+	drainStop   bool   // a drain's last batch was read: stop reading (drain.go)
 	routeGen    uint64 // route generation the backend was checked against
 	wbe         *backendConn
 	batchCmds   int64
@@ -88,8 +89,9 @@ type session struct {
 	closing     bool
 	drainWait   bool
 	// drainFin: a drain stopped reading this session; its last reply
-	// closes the write side (output.go finNext)
-	drainFin bool
+	// closes the write side (output.go finNext). drainServed: it was
+	// answered (or had a reply on its way) during the drain
+	drainFin, drainServed bool
 	// replayFail is Redis's refusal of the state replayed on a new
 	// connection when no command was waiting for an answer yet: the
 	// client's next command gets it, then the session closes (closing at
@@ -218,7 +220,7 @@ func (s *session) run() (parked bool) {
 		s.holdExpired = false
 		// a drain's last batch: back to the loop's top, which closes the
 		// session after its replies
-		return s.processInput() == actRead && !s.drainFin
+		return s.processInput() == actRead && !s.drainStop
 	}
 	for !s.isClosed() {
 		s.kickPending.Store(false)
@@ -806,8 +808,9 @@ func (s *session) processInput() action {
 		if s.rr.buffered() || s.inMulti || s.watching {
 			s.drainFin = false
 		} else if served {
-			s.drainFin = true
+			s.drainFin, s.drainServed = true, true
 		}
+		s.drainStop = s.drainFin
 	}
 	s.mu.Unlock()
 	s.commands.Add(n)
