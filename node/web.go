@@ -87,6 +87,10 @@ func (n *Node) serviceSnapshot(s *service, st cluster.State, snap *webui.Snapsho
 		sv.Sentinels = append(sv.Sentinels, webui.Sentinel{Addr: se.Addr, Reachable: se.Reachable, Master: se.Master,
 			Epoch: se.Epoch, LastEvent: se.LastEvent, LastEventTime: se.LastEventTime, LastError: se.LastError})
 	}
+	if len(ss.Failovers) > 0 {
+		f := ss.Failovers[len(ss.Failovers)-1] // the latest: at most one is pending
+		sv.PlannedFailover = &webui.PlannedFailover{ID: f.ID, Status: f.Status, Result: f.Result, Requested: f.Requested, Completed: f.Completed}
+	}
 	n.mu.Lock()
 	sv.Failovers = s.failovers.Clone()
 	n.mu.Unlock()
@@ -220,7 +224,7 @@ func (n *Node) resetService(master string, epoch *int64) (*service, error) {
 func (a *webAdmin) onLeader(ctx context.Context, op cluster.LeaderOp) (webui.Acted, error) {
 	n := (*Node)(a)
 	acted, err := n.cluster.OnLeader(ctx, op)
-	return webui.Acted{Node: acted.Node, Forwarded: acted.Forwarded}, adminError(n, err)
+	return webui.Acted{Node: acted.Node, Forwarded: acted.Forwarded, ID: acted.ID}, adminError(n, err)
 }
 
 // RotateKey runs a cluster key operation on every member

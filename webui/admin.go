@@ -35,6 +35,9 @@ type actionRequest struct {
 type Acted struct {
 	Node      string `json:"node"`      // the node that acted
 	Forwarded bool   `json:"forwarded"` // the node asked forwarded it to the leader
+	// ID is a failover's request ID, which Service.PlannedFailover names
+	// (0 for the other actions).
+	ID uint64 `json:"id,omitempty"`
 }
 
 // outcome is what an action returns on success.
@@ -419,11 +422,12 @@ type result struct {
 	// the node asked forwarded it to the leader.
 	Node      string      `json:"node,omitempty"`
 	Forwarded bool        `json:"forwarded,omitempty"`
+	ID        uint64      `json:"id,omitempty"`   // failover: the request's ID (see Service.PlannedFailover)
 	Keys      []KeyResult `json:"keys,omitempty"` // keys: one entry per node
 }
 
 func replyResult(w http.ResponseWriter, code int, out outcome, err error) {
-	res := result{OK: err == nil, Message: out.msg, Node: out.acted.Node, Forwarded: out.acted.Forwarded, Keys: out.keys}
+	res := result{OK: err == nil, Message: out.msg, Node: out.acted.Node, Forwarded: out.acted.Forwarded, ID: out.acted.ID, Keys: out.keys}
 	if err != nil {
 		res.Error = err.Error()
 	}

@@ -38,7 +38,9 @@
 // is a 400 that names them, and an unknown service is a 404.
 //
 // An action's JSON answer says which node carried it out ("node", and
-// "forwarded": true when a follower forwarded it to the leader). Errors
+// "forwarded": true when a follower forwarded it to the leader); a
+// failover's also has the request's "id", which the service's
+// "planned_failover" names in /api/v1/stats. Errors
 // an Admin wraps with [Classify] get their status: 400 bad input, 404
 // unknown, 409 not possible now, 503 no leader, 504 the leader did not
 // answer in time; keys answer one row per node with fingerprints, never
@@ -95,7 +97,13 @@
 // service keep working; read "services" to see every one. Events about a
 // service name it ("service"). A service with its own VIP has it in its
 // entry ("vip", the same fields as the top level's plus "service"); the
-// top-level "vip" is the VIP the other services share.
+// top-level "vip" is the VIP the other services share. A service that
+// has had a planned failover has the latest request in its entry:
+// "planned_failover": {"id": 812, "status": "completed", "result":
+// "failed: no replica in sync with the master", "requested": "...",
+// "completed": "..."}; "status" is "pending" while it runs, and "result"
+// is "ok: ..." or "failed: <why>" (the leader aborted it and, unless
+// <why> says restoring failed, put the old route back).
 //
 // The page's /?hide=down leaves DOWN backends out of the table (the summary
 // row still counts them).

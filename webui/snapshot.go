@@ -127,9 +127,27 @@ type Service struct {
 	// VIP is the service's own virtual IP and who holds it; nil when the
 	// service shares Snapshot.VIP.
 	VIP *VIP `json:"vip,omitempty"`
+	// PlannedFailover is the service's latest planned failover request;
+	// nil when there was none.
+	PlannedFailover *PlannedFailover `json:"planned_failover,omitempty"`
 	// Summary is filled by webui from the fields above (a Source leaves
 	// it zero): the service's line on the page.
 	Summary ServiceSummary `json:"summary"`
+}
+
+// PlannedFailover is a planned failover request (`redhaven failover`, the
+// page's button) and how it ended: a client that asked for one (the
+// action's answer has its ID) learns here that the leader aborted it,
+// which the route alone does not tell (an abort puts the old route back).
+type PlannedFailover struct {
+	ID     uint64 `json:"id"`
+	Status string `json:"status"` // "pending" or "completed"
+	// Result of a completed request: "ok: ..." or "failed: <why>" (the
+	// leader aborted it; writes resumed on the old master unless it says
+	// otherwise).
+	Result    string    `json:"result,omitempty"`
+	Requested time.Time `json:"requested,omitzero"`
+	Completed time.Time `json:"completed,omitzero"`
 }
 
 // ServiceSummary is one service at a glance, HAProxy's summary row: its

@@ -23,6 +23,7 @@ type actedResult struct {
 	Message   string   `json:"message"`
 	Node      string   `json:"node"`      // the node that carried it out
 	Forwarded bool     `json:"forwarded"` // the agent asked forwarded it to the leader
+	ID        uint64   `json:"id"`        // failover: the request's ID (0 from older agents)
 	Keys      []keyRow `json:"keys"`
 }
 

@@ -49,7 +49,17 @@ type apiStats struct {
 			Addr string `json:"addr"`
 		} `json:"backends"`
 		VIP *apiVIP `json:"vip"` // the service's own VIP; nil: it shares the top-level one
+		// PlannedFailover: the service's latest planned failover request
+		// (absent from older agents, and before the first one).
+		PlannedFailover *apiPlanned `json:"planned_failover"`
 	} `json:"services"`
+}
+
+// apiPlanned is a planned failover request as the stats show it.
+type apiPlanned struct {
+	ID     uint64 `json:"id"`
+	Status string `json:"status"` // pending, completed
+	Result string `json:"result"` // "ok: ..." or "failed: <why>"
 }
 
 type apiVIP struct {
@@ -333,20 +343,75 @@ func runFailover(o *apiOpts, args []string, stdout, stderr io.Writer) int {
 		return fail(stderr, "failover", err)
 	}
 	printActed(stdout, acted)
-	fmt.Fprintf(stdout, "master now %s (epoch %d); waiting for the new master...\n", old.Master, old.Epoch)
+	req := ""
+	if acted.ID != 0 {
+		req = fmt.Sprintf(" (request %d)", acted.ID)
+	}
+	fmt.Fprintf(stdout, "master now %s (epoch %d); waiting for the new master%s...\n", old.Master, old.Epoch, req)
 	deadline := time.Now().Add(60 * time.Second)
+	pending := false
 	for time.Now().Before(deadline) {
 		var s apiStats
 		if err := c.do("GET", "/api/v1/stats", nil, &s); err == nil {
-			if r, err := serviceRoute(s, name); err == nil && r.Master != "" && r.Master != old.Master && r.Epoch > old.Epoch {
-				fmt.Fprintf(stdout, "new master %s (epoch %d)\n", r.Master, r.Epoch)
+			done, msg, err := failoverOutcome(s, name, old, acted.ID)
+			if err != nil {
+				return fail(stderr, "failover", err)
+			}
+			if done {
+				fmt.Fprintln(stdout, msg)
 				return exitOK
 			}
+			pending = msg != ""
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+	if pending {
+		fmt.Fprintf(stderr, "redhaven failover: request %d still pending after 60s; see the agent's log and the stats page\n", acted.ID)
+		return exitError
+	}
 	fmt.Fprintln(stderr, "redhaven failover: no new master after 60s; see the agent's log and the stats page")
 	return exitError
+}
+
+// failoverOutcome reads one stats answer while `redhaven failover` waits
+// for its request id (0 from an agent that does not return it) to end.
+// done with a message once the service has a new master (above old's
+// epoch); an error naming the leader's reason once the request completed
+// as failed (the route alone cannot tell: an abort puts old back, which
+// an earlier abort may have done too, and a running failover pauses the
+// route); else not done, with msg "pending" while the request still is.
+func failoverOutcome(s apiStats, name string, old apiRoute, id uint64) (done bool, msg string, err error) {
+	r, err := serviceRoute(s, name)
+	if err != nil {
+		return false, "", nil // the service went away from this agent's view: keep waiting
+	}
+	if r.Master != "" && r.Master != old.Master && r.Epoch > old.Epoch {
+		return true, fmt.Sprintf("new master %s (epoch %d)", r.Master, r.Epoch), nil
+	}
+	var p *apiPlanned
+	for _, sv := range s.Services {
+		if sv.Name == name || name == "" && len(s.Services) == 1 {
+			p = sv.PlannedFailover
+		}
+	}
+	if id == 0 || p == nil || p.ID != id {
+		return false, "", nil // an older agent, or this request not applied here yet
+	}
+	if p.Status != "completed" {
+		return false, "pending", nil
+	}
+	why, failed := strings.CutPrefix(p.Result, "failed: ")
+	if !failed {
+		return true, "failover done: " + p.Result, nil
+	}
+	now := "writes resumed on " + old.Master + fmt.Sprintf(" (epoch %d)", old.Epoch)
+	switch {
+	case r.Master == "":
+		now = "no master committed now (writes are held until one is; see the agent's log)"
+	case r.Master != old.Master || r.Epoch != old.Epoch:
+		now = "master now " + masterText(r)
+	}
+	return false, "", fmt.Errorf("the leader aborted the failover (request %d): %s; %s", id, why, now)
 }
 
 // serviceRoute is the committed route of the service called name in s;

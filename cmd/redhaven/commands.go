@@ -112,7 +112,9 @@ var commands = []command{
 		args: "[SERVICE]", minArgs: 0, maxArgs: 1, argsNote: "give at most one service name (see status)",
 		desc: "Ask the leader for a planned failover of SERVICE (Sentinel's master name; may be left out when the agent " +
 			"routes one service): writes are held, the replicas catch up, SENTINEL FAILOVER runs, " +
-			"and writes resume on the new master. Waits up to 60s for the new master. The other services are not touched.\n\n" + apiHelp,
+			"and writes resume on the new master. Waits up to 60s for the new master. When the leader aborts the failover " +
+			"(e.g. no replica caught up in time), writes resume on the old master and the command exits 1 at once with the leader's reason. " +
+			"The other services are not touched.\n\n" + apiHelp,
 		examples: []string{"redhaven failover", "redhaven failover cache", "redhaven failover --addr http://10.0.0.11:8404 --user ops"},
 		setup:    apiCommand(runFailover),
 	},

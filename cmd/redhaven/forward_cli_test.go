@@ -179,11 +179,13 @@ func TestCLIForwarding(t *testing.T) {
 	}
 	// Raft still commits: a failover request forwarded from the follower.
 	// Retried (bounded) while the answer is 503 for want of a leader: on
-	// a loaded machine leadership can keep moving for a while.
+	// a loaded machine leadership can keep moving for a while. The
+	// request's id comes back through the forwarding (the CLI waits for
+	// that request's outcome).
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		code, out, errs := cli("", "failover")
-		if code == 0 && strings.Contains(out, "carried out by the leader") {
+		if code == 0 && strings.Contains(out, "carried out by the leader") && strings.Contains(out, "waiting for the new master (request ") {
 			break
 		}
 		if !strings.Contains(errs, "503") || time.Now().After(deadline) {
