@@ -93,4 +93,17 @@ func TestRouteResetThroughFollower(t *testing.T) {
 	if !found {
 		t.Error("no route reset event in the history")
 	}
+	// The API's events name the service they are about.
+	found = false
+	for _, e := range (*webSource)(leader).Snapshot().Events {
+		if strings.Contains(e.Message, "route reset (was master "+stranger.Addr) {
+			found = true
+			if e.Service == "" {
+				t.Errorf("the API's route reset event names no service: %+v", e)
+			}
+		}
+	}
+	if !found {
+		t.Error("no route reset event in the API's snapshot")
+	}
 }

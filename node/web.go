@@ -67,7 +67,7 @@ func (s *webSource) Snapshot() webui.Snapshot {
 		}
 	}
 	for _, e := range st.Events {
-		snap.Events = append(snap.Events, webui.Event{Time: e.Time, Kind: eventKind(e.Kind), Node: e.Node, Message: e.Message, Duration: e.Duration})
+		snap.Events = append(snap.Events, webui.Event{Time: e.Time, Kind: eventKind(e.Kind), Service: e.Service, Node: e.Node, Message: e.Message, Duration: e.Duration})
 	}
 	snap.Process = processInfo()
 	return snap
