@@ -604,11 +604,19 @@ func (n *nemesis) run(f chaos.Fault) {
 			n.classicPlanned()
 			break
 		}
+		// One planned failover per fault: another node is asked only when
+		// this one could not carry the request (agent down, no leader),
+		// not when the leader ran it and aborted it (the CLI says so at
+		// once; asking again would fire a second forced failover right
+		// behind the first).
 		for _, m := range c.up() {
-			if out, err := c.exec(n.ctx, m, "redhaven", "failover"); err == nil {
+			out, err := c.exec(n.ctx, m, "redhaven", "failover")
+			if err == nil {
 				break
-			} else {
-				n.t.Logf("nemesis: redhaven failover on %s: %v %s", m, err, out)
+			}
+			n.t.Logf("nemesis: redhaven failover on %s: %v %s", m, err, out)
+			if strings.Contains(out, "the leader aborted the failover") {
+				break
 			}
 		}
 	case chaos.FaultRolling:
