@@ -79,7 +79,7 @@ func (s *session) closeFor(r closeReason, reply string) {
 		return // already being closed: counted once
 	}
 	s.srv.closed[r].Add(1)
-	if reply != "" && s.wmu.TryLock() {
+	if reply != "" && s.tryLockOut(time.Millisecond) {
 		if len(s.out) == 0 && !s.outPending.Load() {
 			if n, _ := tryWrite(s.client, []byte(reply)); n > 0 {
 				s.bytesOut.Add(int64(n))
@@ -92,6 +92,21 @@ func (s *session) closeFor(r closeReason, reply string) {
 	s.pend = nil
 	s.mu.Unlock()
 	s.shutdown()
+}
+
+// tryLockOut takes wmu if it is free within d. Its holders keep it for
+// microseconds (a session parking, a non-blocking write), so a closing
+// reason is not lost to one of them; a client that does not read, whose
+// writer waits on it with wmu held, is closed without the line.
+func (s *session) tryLockOut(d time.Duration) bool {
+	for deadline := time.Now().Add(d); ; time.Sleep(20 * time.Microsecond) {
+		if s.wmu.TryLock() {
+			return true
+		}
+		if !time.Now().Before(deadline) {
+			return false
+		}
+	}
 }
 
 // closeLocked closes the client from its own goroutine (processInput,
